@@ -1,0 +1,88 @@
+//! The symmetric building blocks, all on AES-128 from the `aes` crate (AES-NI is detected at run
+//! time) and HKDF-SHA-256 from the `hkdf` crate.
+//!
+//! - `Prf`: AES-128 under a purpose key, as a pseudo-random function on 128-bit inputs.
+//! - `wrap`/`unwrap`: one AES-128 block, `E_k(payload XOR tweak)`, the tweak binding the wrapped
+//!   key to its subset (the AACS Media Key Data construction).
+//! - `verification_value`: `E_payload("TCVERIFY" || epoch)`, which tells a device that what it
+//!   unwrapped is the payload key.
+
+use aes::Aes128;
+use aes::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
+use hkdf::Hkdf;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::secret::{MasterSecret, NodeKey, PayloadKey};
+
+/// AES-128 keyed for one purpose; evaluates the PRF on 128-bit blocks.
+#[derive(Clone)]
+pub(crate) struct Prf(Aes128);
+
+impl Prf {
+    /// Derives the purpose key with HKDF-SHA-256 (salt `HKDF_SALT`, info = `info`).
+    pub(crate) fn derive(master: &MasterSecret, info: &[u8]) -> Self {
+        let mut key = zeroize::Zeroizing::new([0u8; 16]);
+        expand(master, info, key.as_mut_slice());
+        Self(Aes128::new(&Array::from(*key)))
+    }
+
+    pub(crate) fn eval(&self, input: u128) -> [u8; 16] {
+        let mut block = Array::from(input.to_be_bytes());
+        self.0.encrypt_block(&mut block);
+        block.into()
+    }
+
+    /// Evaluates the PRF on many inputs at once (AES-NI pipelines them).
+    pub(crate) fn eval_many(&self, blocks: &mut [[u8; 16]]) {
+        self.0.encrypt_blocks(Array::cast_slice_from_core_mut(blocks));
+    }
+}
+
+/// HKDF-SHA-256 expand of the master secret.
+pub(crate) fn expand(master: &MasterSecret, info: &[u8], out: &mut [u8]) {
+    let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), master.secret_bytes());
+    // Output lengths here are at most 32 bytes, far below HKDF's 255 * 32 limit.
+    if hk.expand(info, out).is_err() {
+        out.fill(0);
+        debug_assert!(false, "HKDF output length out of range");
+    }
+}
+
+pub(crate) fn wrap(key: &NodeKey, tweak: u128, payload: &PayloadKey) -> [u8; 16] {
+    let cipher = Aes128::new(key.secret_bytes().into());
+    let mut block = Array::from(xor(payload.secret_bytes(), tweak));
+    cipher.encrypt_block(&mut block);
+    block.into()
+}
+
+pub(crate) fn unwrap(key: &NodeKey, tweak: u128, wrapped: &[u8; 16]) -> PayloadKey {
+    let cipher = Aes128::new(key.secret_bytes().into());
+    let mut block = Array::from(*wrapped);
+    cipher.decrypt_block(&mut block);
+    let out = PayloadKey::from_bytes(xor(&block.into(), tweak));
+    block.fill(0);
+    out
+}
+
+pub(crate) fn verification_value(payload: &PayloadKey, epoch: u64) -> [u8; 16] {
+    let cipher = Aes128::new(payload.secret_bytes().into());
+    let mut input = [0u8; 16];
+    input[..8].copy_from_slice(VERIFY_LABEL);
+    input[8..].copy_from_slice(&epoch.to_be_bytes());
+    let mut block = Array::from(input);
+    cipher.encrypt_block(&mut block);
+    block.into()
+}
+
+/// Whether `payload` matches the verification value, in constant time.
+pub(crate) fn verifies(payload: &PayloadKey, epoch: u64, expected: &[u8; 16]) -> bool {
+    verification_value(payload, epoch).ct_eq(expected).into()
+}
+
+fn xor(a: &[u8; 16], tweak: u128) -> [u8; 16] {
+    (u128::from_be_bytes(*a) ^ tweak).to_be_bytes()
+}
+
+const HKDF_SALT: &[u8] = b"treecast/v1";
+const VERIFY_LABEL: &[u8; 8] = b"TCVERIFY";

@@ -1,0 +1,32 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod treemath;
+
+mod authority;
+mod codec;
+mod cover;
+mod crypto;
+mod device;
+pub mod ekb;
+mod error;
+mod leaves;
+mod revocation;
+mod secret;
+
+pub use authority::Authority;
+pub use cover::{Cover, Scheme, Subset};
+pub use device::DeviceKeys;
+pub use ekb::{EkbHeader, EkbIn, Profile, SignedEkb, TreeConfig, TreeId, VerifiedEkb};
+pub use error::{DecodeError, Error};
+pub use leaves::LeafAllocator;
+pub use revocation::RevocationSet;
+pub use secret::{DeviceKey, MasterSecret, NodeKey, PayloadKey};
+pub use treemath::{LeafIndex, NodeIndex, TreeHeight};
+
+pub use ed25519_dalek::VerifyingKey;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,98 @@
+//! Secret key types: never `Copy`, zeroized on drop, redacted in `Debug`, compared in constant
+//! time. Raw bytes leave only through `secret_bytes()`.
+
+use core::fmt;
+
+use rand_core::CryptoRng;
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+macro_rules! secret_type {
+    ($(#[$doc:meta])* $name:ident, $len:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Zeroize, ZeroizeOnDrop)]
+        pub struct $name([u8; $len]);
+
+        impl $name {
+            /// The length of the key in bytes.
+            pub const LEN: usize = $len;
+
+            /// Wraps raw key bytes.
+            pub const fn from_bytes(bytes: [u8; $len]) -> Self {
+                Self(bytes)
+            }
+
+            /// A fresh random key.
+            pub fn generate(rng: &mut impl CryptoRng) -> Self {
+                let mut bytes = [0u8; $len];
+                rng.fill_bytes(&mut bytes);
+                Self(bytes)
+            }
+
+            /// The raw key bytes. Handle with care: this is the only way out.
+            pub const fn secret_bytes(&self) -> &[u8; $len] {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name)).finish_non_exhaustive()
+            }
+        }
+
+        impl ConstantTimeEq for $name {
+            fn ct_eq(&self, other: &Self) -> subtle::Choice {
+                self.0.ct_eq(&other.0)
+            }
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.ct_eq(other).into()
+            }
+        }
+
+        impl Eq for $name {}
+    };
+}
+
+secret_type!(
+    /// The authority's one secret: every node key, label, device key and the EKB signing key of
+    /// every tree it runs are derived from it.
+    MasterSecret,
+    32
+);
+
+secret_type!(
+    /// The key an EKB delivers to every non-revoked device (AES-128).
+    PayloadKey,
+    16
+);
+
+secret_type!(
+    /// A device's own key, known to the device and (derived on demand) to the authority, never to
+    /// another device. Licenses are bound to a device by wrapping under it.
+    DeviceKey,
+    16
+);
+
+secret_type!(
+    /// A node key (Complete Subtree) or a label (Subset Difference) held by a device.
+    NodeKey,
+    16
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_and_eq_compares() {
+        let a = PayloadKey::from_bytes([7; 16]);
+        let b = PayloadKey::from_bytes([7; 16]);
+        let c = PayloadKey::from_bytes([8; 16]);
+        assert_eq!(format!("{a:?}"), "PayloadKey { .. }");
+        assert!(a == b && a != c);
+    }
+}
