@@ -1,1 +1,17 @@
-//! x
+//! treecast: broadcast-encryption key management and content licensing.
+//!
+//! This facade re-exports the member crates:
+//!
+//! - [`keytree`]: tree math, revocation sets, covers, the key authority and signed enabling key
+//!   blocks (EKBs);
+//! - [`license`]: the contents distribution system built on the key tree;
+//! - [`sim`]: the simulator.
+//!
+//! The `treecast` binary drives all three; see the README.
+#![forbid(unsafe_code)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![doc(test(attr(deny(warnings))))]
+
+pub use treecast_keytree as keytree;
+pub use treecast_license as license;
+pub use treecast_sim as sim;

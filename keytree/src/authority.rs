@@ -61,7 +61,12 @@ impl Authority {
         let keys = (0..=h)
             .map(|d| self.node_key(NodeIndex::leaf_ancestor(leaf, self.config.height, d)))
             .collect();
-        DeviceKeys::new(self.config, leaf, KeySet::CompleteSubtree(keys), self.device_key(leaf))
+        DeviceKeys::new(
+            self.config,
+            leaf,
+            KeySet::CompleteSubtree(keys),
+            self.device_key(leaf),
+        )
     }
 
     /// The device key of the device at `leaf`, for binding a license to it.
@@ -73,7 +78,12 @@ impl Authority {
     ///
     /// # Errors
     /// [`Error::WrongTree`] when `revoked` is for a tree of another height.
-    pub fn build_ekb(&self, payload: &PayloadKey, revoked: &RevocationSet, epoch: u64) -> Result<SignedEkb, Error> {
+    pub fn build_ekb(
+        &self,
+        payload: &PayloadKey,
+        revoked: &RevocationSet,
+        epoch: u64,
+    ) -> Result<SignedEkb, Error> {
         if revoked.height() != self.config.height {
             return Err(Error::WrongTree);
         }
@@ -86,7 +96,12 @@ impl Authority {
     /// # Errors
     /// [`Error::WrongTree`] when the cover is for another scheme or height;
     /// [`Error::TooLarge`] beyond [`ekb::MAX_SUBSETS`] subsets.
-    pub fn build_ekb_for_cover(&self, payload: &PayloadKey, cover: &Cover, epoch: u64) -> Result<SignedEkb, Error> {
+    pub fn build_ekb_for_cover(
+        &self,
+        payload: &PayloadKey,
+        cover: &Cover,
+        epoch: u64,
+    ) -> Result<SignedEkb, Error> {
         if cover.scheme() != self.config.scheme || cover.height() != self.config.height {
             return Err(Error::WrongTree);
         }
@@ -108,10 +123,17 @@ impl Authority {
 
     /// Derives each subset's key and appends its entry. Node keys are derived in batches so that
     /// the AES pipeline stays full.
-    fn write_entries(&self, out: &mut Vec<u8>, subsets: &[Subset], payload: &PayloadKey) -> Result<(), Error> {
+    fn write_entries(
+        &self,
+        out: &mut Vec<u8>,
+        subsets: &[Subset],
+        payload: &PayloadKey,
+    ) -> Result<(), Error> {
         let mut blocks = [[0u8; 16]; BATCH];
         for chunk in subsets.chunks(BATCH) {
-            let blocks = blocks.get_mut(..chunk.len()).ok_or(Error::Internal("batch size"))?;
+            let blocks = blocks
+                .get_mut(..chunk.len())
+                .ok_or(Error::Internal("batch size"))?;
             for (block, subset) in blocks.iter_mut().zip(chunk) {
                 *block = ekb::subset_tweak(subset).to_be_bytes();
             }

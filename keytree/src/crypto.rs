@@ -35,7 +35,8 @@ impl Prf {
 
     /// Evaluates the PRF on many inputs at once (AES-NI pipelines them).
     pub(crate) fn eval_many(&self, blocks: &mut [[u8; 16]]) {
-        self.0.encrypt_blocks(Array::cast_slice_from_core_mut(blocks));
+        self.0
+            .encrypt_blocks(Array::cast_slice_from_core_mut(blocks));
     }
 }
 

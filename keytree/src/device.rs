@@ -30,7 +30,12 @@ pub(crate) enum KeySet {
 }
 
 impl DeviceKeys {
-    pub(crate) fn new(config: TreeConfig, leaf: LeafIndex, keys: KeySet, device_key: DeviceKey) -> Self {
+    pub(crate) fn new(
+        config: TreeConfig,
+        leaf: LeafIndex,
+        keys: KeySet,
+        device_key: DeviceKey,
+    ) -> Self {
         Self {
             config,
             leaf,
@@ -108,9 +113,11 @@ impl DeviceKeys {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         let scheme = Scheme(r.u8("scheme")?);
-        let height = TreeHeight::new(r.u8("height")?).map_err(|_| DecodeError::InvalidValue("height"))?;
+        let height =
+            TreeHeight::new(r.u8("height")?).map_err(|_| DecodeError::InvalidValue("height"))?;
         let tree_id = TreeId(r.u64("tree id")?);
-        let leaf = LeafIndex::new(r.u32("leaf")?, height).map_err(|_| DecodeError::InvalidValue("leaf"))?;
+        let leaf = LeafIndex::new(r.u32("leaf")?, height)
+            .map_err(|_| DecodeError::InvalidValue("leaf"))?;
         let count = usize::from(r.u16("key count")?);
         let expected = match scheme {
             Scheme::COMPLETE_SUBTREE => usize::from(height.get()) + 1,
@@ -153,7 +160,9 @@ impl DeviceKeys {
             let (subset, _) = body.entry(i)?;
             match subset {
                 Subset::Complete(n) => n.first_leaf(height).ok_or(Error::InvalidNode(n.get())),
-                Subset::Difference { u, .. } => u.first_leaf(height).ok_or(Error::InvalidNode(u.get())),
+                Subset::Difference { u, .. } => {
+                    u.first_leaf(height).ok_or(Error::InvalidNode(u.get()))
+                }
             }
         };
         // 1) The number of entries whose first leaf is at or before ours.

@@ -125,7 +125,8 @@ impl EkbHeader {
         if profile != Profile::NATIVE {
             return Err(DecodeError::InvalidValue("profile"));
         }
-        let height = TreeHeight::new(r.u8("height")?).map_err(|_| DecodeError::InvalidValue("height"))?;
+        let height =
+            TreeHeight::new(r.u8("height")?).map_err(|_| DecodeError::InvalidValue("height"))?;
         let tree_id = TreeId(r.u64("tree id")?);
         let epoch = r.u64("epoch")?;
         let subset_count = r.u32("subset count")?;
@@ -184,7 +185,8 @@ impl<'a> EkbIn<'a> {
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         let header = EkbHeader::read(&mut r)?;
-        let entry_len = entry_len(header.config.scheme).ok_or(DecodeError::InvalidValue("scheme"))?;
+        let entry_len =
+            entry_len(header.config.scheme).ok_or(DecodeError::InvalidValue("scheme"))?;
         let entries_len = (header.subset_count as usize)
             .checked_mul(entry_len)
             .ok_or(DecodeError::TooLarge("subset count"))?;
@@ -193,7 +195,9 @@ impl<'a> EkbIn<'a> {
         let signed_len = bytes.len() - r.remaining();
         let signature = Signature::from_bytes(&r.array::<64>("signature")?);
         r.finish()?;
-        let signed = bytes.get(..signed_len).ok_or(DecodeError::MissingData("signature"))?;
+        let signed = bytes
+            .get(..signed_len)
+            .ok_or(DecodeError::MissingData("signature"))?;
         Ok(Self {
             header,
             entries,
@@ -284,7 +288,9 @@ impl Body<'_> {
     /// Decodes entry `i`: its subset (checked against the tree) and its wrapped key.
     pub(crate) fn entry(&self, i: usize) -> Result<(Subset, [u8; 16]), DecodeError> {
         let len = entry_len(self.scheme).ok_or(DecodeError::InvalidValue("scheme"))?;
-        let start = i.checked_mul(len).ok_or(DecodeError::MissingData("entry"))?;
+        let start = i
+            .checked_mul(len)
+            .ok_or(DecodeError::MissingData("entry"))?;
         let bytes = self
             .entries
             .get(start..)
@@ -292,8 +298,9 @@ impl Body<'_> {
             .ok_or(DecodeError::MissingData("entry"))?;
         let mut r = Reader::new(bytes);
         let node = |r: &mut Reader<'_>, what| {
-            r.u64(what)
-                .and_then(|v| NodeIndex::new(v, self.height).map_err(|_| DecodeError::InvalidValue(what)))
+            r.u64(what).and_then(|v| {
+                NodeIndex::new(v, self.height).map_err(|_| DecodeError::InvalidValue(what))
+            })
         };
         let subset = match self.scheme {
             Scheme::COMPLETE_SUBTREE => Subset::Complete(node(&mut r, "subset node")?),

@@ -34,7 +34,10 @@ impl RevocationSet {
     ///
     /// # Errors
     /// [`Error::InvalidLeaf`] for the first leaf at or beyond `2^height`.
-    pub fn from_leaves(height: TreeHeight, leaves: impl IntoIterator<Item = u32>) -> Result<Self, Error> {
+    pub fn from_leaves(
+        height: TreeHeight,
+        leaves: impl IntoIterator<Item = u32>,
+    ) -> Result<Self, Error> {
         let mut set = Self::new(height);
         set.extend(leaves)?;
         Ok(set)
@@ -129,7 +132,9 @@ mod tests {
     #[test]
     fn million_leaves_of_height_32_are_compact() {
         let h = TreeHeight::new(32).unwrap();
-        let s = RevocationSet::from_leaves(h, (0..1_000_000u32).map(|i| i.wrapping_mul(2_654_435_761))).unwrap();
+        let s =
+            RevocationSet::from_leaves(h, (0..1_000_000u32).map(|i| i.wrapping_mul(2_654_435_761)))
+                .unwrap();
         assert_eq!(s.len(), 1_000_000);
         assert!(s.leaves.capacity() * 4 <= 8_000_000);
         assert!(s.as_slice().windows(2).all(|w| w[0] < w[1]));

@@ -1,4 +1,10 @@
 //! Property tests of covers and EKBs across the crate's modules.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests fail loudly by design"
+)]
 
 use proptest::prelude::*;
 
@@ -40,10 +46,15 @@ fn tree_and_revoked() -> impl Strategy<Value = RevocationSet> {
         let sparse = proptest::collection::btree_set(0..n as u32, 0..=(n as usize).min(48))
             .prop_map(move |s| RevocationSet::from_leaves(height, s).unwrap());
         if h <= 8 {
-            let dense = proptest::collection::vec(any::<bool>(), n as usize).prop_map(move |bits| {
-                let leaves = bits.iter().enumerate().filter(|(_, b)| **b).map(|(i, _)| i as u32);
-                RevocationSet::from_leaves(height, leaves).unwrap()
-            });
+            let dense =
+                proptest::collection::vec(any::<bool>(), n as usize).prop_map(move |bits| {
+                    let leaves = bits
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, b)| **b)
+                        .map(|(i, _)| i as u32);
+                    RevocationSet::from_leaves(height, leaves).unwrap()
+                });
             let extremes = prop_oneof![
                 Just(RevocationSet::new(height)),
                 Just(RevocationSet::from_leaves(height, 0..n as u32).unwrap()),
@@ -170,7 +181,9 @@ fn small_ekb() -> (Authority, Vec<u8>) {
     let h = TreeHeight::new(4).unwrap();
     let auth = authority(h);
     let revoked = RevocationSet::from_leaves(h, [3, 9]).unwrap();
-    let signed = auth.build_ekb(&PayloadKey::from_bytes([1; 16]), &revoked, 5).unwrap();
+    let signed = auth
+        .build_ekb(&PayloadKey::from_bytes([1; 16]), &revoked, 5)
+        .unwrap();
     (auth, signed.into_bytes())
 }
 
@@ -182,7 +195,9 @@ fn every_single_bit_flip_is_refused() {
     for bit in 0..bytes.len() * 8 {
         let mut flipped = bytes.clone();
         flipped[bit / 8] ^= 1 << (bit % 8);
-        let result = EkbIn::from_bytes(&flipped).map_err(Error::from).and_then(|e| e.verify(&vk));
+        let result = EkbIn::from_bytes(&flipped)
+            .map_err(Error::from)
+            .and_then(|e| e.verify(&vk));
         assert!(result.is_err(), "bit {bit} flip accepted");
     }
 }
@@ -191,11 +206,17 @@ fn every_single_bit_flip_is_refused() {
 fn every_truncation_and_extension_is_refused() {
     let (_, bytes) = small_ekb();
     for len in 0..bytes.len() {
-        assert!(EkbIn::from_bytes(&bytes[..len]).is_err(), "truncation to {len} accepted");
+        assert!(
+            EkbIn::from_bytes(&bytes[..len]).is_err(),
+            "truncation to {len} accepted"
+        );
     }
     let mut longer = bytes.clone();
     longer.push(0);
-    assert_eq!(EkbIn::from_bytes(&longer).unwrap_err(), DecodeError::TrailingData(1));
+    assert_eq!(
+        EkbIn::from_bytes(&longer).unwrap_err(),
+        DecodeError::TrailingData(1)
+    );
 }
 
 #[test]
@@ -208,7 +229,10 @@ fn wrong_key_wrong_tree_and_wrong_epoch_are_refused() {
     )
     .unwrap();
     assert_eq!(
-        EkbIn::from_bytes(&bytes).unwrap().verify(&other.verifying_key()).unwrap_err(),
+        EkbIn::from_bytes(&bytes)
+            .unwrap()
+            .verify(&other.verifying_key())
+            .unwrap_err(),
         Error::BadSignature
     );
     // A device of another tree of the same authority.
@@ -217,7 +241,10 @@ fn wrong_key_wrong_tree_and_wrong_epoch_are_refused() {
         TreeConfig::new(Scheme::COMPLETE_SUBTREE, h, TreeId(43)),
     )
     .unwrap();
-    let ekb = EkbIn::from_bytes(&bytes).unwrap().verify(&auth.verifying_key()).unwrap();
+    let ekb = EkbIn::from_bytes(&bytes)
+        .unwrap()
+        .verify(&auth.verifying_key())
+        .unwrap();
     let stranger = other_tree.device_keys(LeafIndex::new(0, h).unwrap());
     assert_eq!(stranger.open(&ekb), Err(Error::WrongTree));
     // Different trees derive different keys and signing keys.
@@ -230,11 +257,20 @@ fn nothing_revoked_is_one_subset_and_everything_revoked_is_empty() {
     let none = Cover::compute(Scheme::COMPLETE_SUBTREE, &RevocationSet::new(h)).unwrap();
     assert_eq!(none.subsets(), &[Subset::Complete(NodeIndex::ROOT)]);
     let all = RevocationSet::from_leaves(h, 0..32).unwrap();
-    assert!(Cover::compute(Scheme::COMPLETE_SUBTREE, &all).unwrap().is_empty());
+    assert!(
+        Cover::compute(Scheme::COMPLETE_SUBTREE, &all)
+            .unwrap()
+            .is_empty()
+    );
     // An EKB with no subsets still decodes, verifies, and refuses everyone.
     let auth = authority(h);
-    let signed = auth.build_ekb(&PayloadKey::from_bytes([2; 16]), &all, 1).unwrap();
-    let ekb = EkbIn::from_bytes(signed.as_bytes()).unwrap().verify(&auth.verifying_key()).unwrap();
+    let signed = auth
+        .build_ekb(&PayloadKey::from_bytes([2; 16]), &all, 1)
+        .unwrap();
+    let ekb = EkbIn::from_bytes(signed.as_bytes())
+        .unwrap()
+        .verify(&auth.verifying_key())
+        .unwrap();
     let device = auth.device_keys(LeafIndex::new(31, h).unwrap());
     assert_eq!(device.open(&ekb), Err(Error::Revoked));
 }
@@ -246,8 +282,18 @@ fn height_32_extremes() {
     let revoked = RevocationSet::from_leaves(h, [0, 1, u32::MAX, 1 << 31]).unwrap();
     let payload = PayloadKey::from_bytes([8; 16]);
     let signed = auth.build_ekb(&payload, &revoked, 2).unwrap();
-    let ekb = EkbIn::from_bytes(signed.as_bytes()).unwrap().verify(&auth.verifying_key()).unwrap();
-    for leaf in [2, 3, u32::MAX - 1, (1 << 31) - 1, (1 << 31) + 1, 123_456_789] {
+    let ekb = EkbIn::from_bytes(signed.as_bytes())
+        .unwrap()
+        .verify(&auth.verifying_key())
+        .unwrap();
+    for leaf in [
+        2,
+        3,
+        u32::MAX - 1,
+        (1 << 31) - 1,
+        (1 << 31) + 1,
+        123_456_789,
+    ] {
         let d = auth.device_keys(LeafIndex::new(leaf, h).unwrap());
         assert!(d.open(&ekb).unwrap() == payload, "leaf {leaf}");
     }

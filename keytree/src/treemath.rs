@@ -151,12 +151,20 @@ impl NodeIndex {
 
     /// The parent, or `None` for the root.
     pub const fn parent(self) -> Option<Self> {
-        if self.0 > 1 { Some(Self(self.0 >> 1)) } else { None }
+        if self.0 > 1 {
+            Some(Self(self.0 >> 1))
+        } else {
+            None
+        }
     }
 
     /// The other child of this node's parent, or `None` for the root.
     pub const fn sibling(self) -> Option<Self> {
-        if self.0 > 1 { Some(Self(self.0 ^ 1)) } else { None }
+        if self.0 > 1 {
+            Some(Self(self.0 ^ 1))
+        } else {
+            None
+        }
     }
 
     /// The two children `(left, right)`, or `None` for a leaf of a tree of height `height`.
@@ -172,7 +180,11 @@ impl NodeIndex {
     /// is below this node.
     pub const fn ancestor(self, depth: u8) -> Option<Self> {
         let own = self.depth();
-        if depth <= own { Some(Self(self.0 >> (own - depth))) } else { None }
+        if depth <= own {
+            Some(Self(self.0 >> (own - depth)))
+        } else {
+            None
+        }
     }
 
     /// Whether this node is `other` or one of its ancestors.
@@ -292,7 +304,10 @@ mod tests {
                         assert_eq!(r.parent(), Some(n));
                         assert_eq!(l.sibling(), Some(r));
                         let (lr, rr) = (l.leaf_range(ht).unwrap(), r.leaf_range(ht).unwrap());
-                        assert_eq!((lr.start, lr.end, rr.end), (range.start, rr.start, range.end));
+                        assert_eq!(
+                            (lr.start, lr.end, rr.end),
+                            (range.start, rr.start, range.end)
+                        );
                     }
                     None => {
                         assert_eq!(n.depth(), height);

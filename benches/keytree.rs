@@ -1,0 +1,146 @@
+//! Benches of the key tree: covers, EKB build, EKB open.
+//!
+//! Run with `cargo bench --bench keytree`; figures are recorded in `docs/performance.md`.
+#![allow(
+    missing_docs,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "bench setup fails loudly"
+)]
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rand_core::{Rng, SeedableRng};
+use sha2::Digest;
+use treecast::keytree::{
+    Authority, Cover, DeviceKeys, EkbIn, LeafIndex, MasterSecret, PayloadKey, RevocationSet,
+    Scheme, TreeConfig, TreeHeight, TreeId,
+};
+
+/// `r` distinct random leaves of a tree of height `h`, from a fixed seed.
+fn random_revoked(h: u8, r: usize, seed: u64) -> RevocationSet {
+    let height = TreeHeight::new(h).expect("valid height");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut set = RevocationSet::new(height);
+    let mask = (height.leaf_count() - 1) as u32;
+    while set.len() < r {
+        let want = r - set.len();
+        set.extend((0..want).map(|_| rng.next_u32() & mask))
+            .expect("leaves in range");
+    }
+    set
+}
+
+fn authority(scheme: Scheme, h: u8) -> Authority {
+    let config = TreeConfig::new(scheme, TreeHeight::new(h).expect("valid height"), TreeId(1));
+    Authority::new(&MasterSecret::from_bytes([7; 32]), config).expect("supported scheme")
+}
+
+const COVER_CASES: [(u8, usize); 5] = [
+    (20, 100),
+    (20, 1_000),
+    (20, 10_000),
+    (32, 1_000),
+    (32, 100_000),
+];
+
+fn cover(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cs_cover");
+    for (h, r) in COVER_CASES {
+        let revoked = random_revoked(h, r, 1);
+        group.throughput(Throughput::Elements(r as u64));
+        group.bench_with_input(
+            BenchmarkId::new(format!("h{h}"), r),
+            &revoked,
+            |b, revoked| {
+                b.iter(|| {
+                    Cover::compute(Scheme::COMPLETE_SUBTREE, black_box(revoked)).expect("cover")
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn ekb_build(c: &mut Criterion) {
+    let auth = authority(Scheme::COMPLETE_SUBTREE, 32);
+    let payload = PayloadKey::from_bytes([1; 16]);
+    let mut group = c.benchmark_group("cs_ekb_build");
+    group.sample_size(20);
+    for r in [1_000, 10_000, 100_000] {
+        let cover =
+            Cover::compute(Scheme::COMPLETE_SUBTREE, &random_revoked(32, r, 2)).expect("cover");
+        group.throughput(Throughput::Elements(cover.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::new("h32_subsets", cover.len()),
+            &cover,
+            |b, cover| {
+                b.iter(|| {
+                    auth.build_ekb_for_cover(&payload, black_box(cover), 1)
+                        .expect("build")
+                })
+            },
+        );
+    }
+    // The fixed cost inside every build: one Ed25519 signature (an EKB of one subset).
+    let one = Cover::compute(
+        Scheme::COMPLETE_SUBTREE,
+        &RevocationSet::new(TreeHeight::new(32).expect("h")),
+    )
+    .expect("cover");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("h32_sign_only", |b| {
+        b.iter(|| {
+            auth.build_ekb_for_cover(&payload, black_box(&one), 1)
+                .expect("build")
+        })
+    });
+    // The per-byte cost inside every build: SHA-256 of the body (24 bytes a subset).
+    let body = vec![0u8; 24 * 1_000_000];
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("sha256_24MB", |b| {
+        b.iter(|| sha2::Sha256::digest(black_box(&body)))
+    });
+    group.finish();
+}
+
+fn ekb_open(c: &mut Criterion) {
+    let auth = authority(Scheme::COMPLETE_SUBTREE, 32);
+    let height = auth.config().height;
+    let payload = PayloadKey::from_bytes([1; 16]);
+    let mut group = c.benchmark_group("cs_ekb_open");
+    for r in [1_000, 100_000] {
+        let revoked = random_revoked(32, r, 3);
+        let signed = auth.build_ekb(&payload, &revoked, 1).expect("build");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let devices: Vec<DeviceKeys> = (0..1024)
+            .map(|_| rng.next_u32())
+            .filter(|l| !revoked.contains(*l))
+            .map(|l| auth.device_keys(LeafIndex::new(l, height).expect("leaf")))
+            .collect();
+        let ekb = EkbIn::from_bytes(signed.as_bytes()).expect("decode");
+        let vk = auth.verifying_key();
+        let verified = ekb.clone().verify(&vk).expect("verify");
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(BenchmarkId::new("h32_open_after_verify", r), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % devices.len();
+                devices[i].open(black_box(&verified)).expect("open")
+            })
+        });
+        group.bench_function(BenchmarkId::new("h32_decode_and_verify", r), |b| {
+            b.iter(|| {
+                EkbIn::from_bytes(black_box(signed.as_bytes()))
+                    .expect("decode")
+                    .verify(&vk)
+                    .expect("verify")
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, cover, ekb_build, ekb_open);
+criterion_main!(benches);

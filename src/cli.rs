@@ -1,0 +1,84 @@
+//! Command-line parsing and dispatch.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use treecast_keytree::{Scheme, TreeHeight};
+
+mod cover;
+mod demo;
+mod ekb;
+mod input;
+
+/// Broadcast-encryption key management and content licensing.
+#[derive(Debug, Parser)]
+#[command(name = "treecast", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the cover of the non-revoked leaves of a tree.
+    Cover(cover::CoverArgs),
+    /// Run a small end-to-end demonstration of the key tree.
+    Demo(demo::DemoArgs),
+    /// Build, inspect and open enabling key blocks.
+    #[command(subcommand)]
+    Ekb(ekb::EkbCommand),
+    /// Create a new authority key file (the master secret), readable by its owner only.
+    Keygen {
+        /// Where to write the key file; it must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Cover(args) => cover::run(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::Ekb(cmd) => ekb::run(cmd),
+        Command::Keygen { out } => input::write_new_key_file(&out),
+    }
+}
+
+/// The tree scheme, as named on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SchemeArg {
+    /// Complete Subtree.
+    Cs,
+    /// Subset Difference.
+    Sd,
+}
+
+impl From<SchemeArg> for Scheme {
+    fn from(s: SchemeArg) -> Self {
+        match s {
+            SchemeArg::Cs => Scheme::COMPLETE_SUBTREE,
+            SchemeArg::Sd => Scheme::SUBSET_DIFFERENCE,
+        }
+    }
+}
+
+/// The tree a command works on, and its revoked leaves.
+#[derive(Args, Debug)]
+struct TreeArgs {
+    /// The tree scheme.
+    #[arg(long, value_enum, default_value = "cs")]
+    scheme: SchemeArg,
+    /// The tree height, 1 to 32 (2^height leaves).
+    #[arg(long, value_parser = parse_height)]
+    height: TreeHeight,
+    /// A file of revoked leaf indices, one per line (`#` starts a comment; `-` reads stdin).
+    #[arg(long)]
+    revoked: Option<PathBuf>,
+}
+
+fn parse_height(s: &str) -> Result<TreeHeight, String> {
+    let h: u8 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a height from 1 to 32"))?;
+    TreeHeight::new(h).map_err(|e| e.to_string())
+}

@@ -1,0 +1,260 @@
+//! The `treecast` binary, run as a user would.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::cover_vectors::data_dir;
+
+pub(crate) fn treecast(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_treecast"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+pub(crate) fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A failure as the CLI promises it: non-zero exit, one clear line, no panic.
+pub(crate) fn assert_clean_failure(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {}",
+        stdout(out)
+    );
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(err.contains(needle), "stderr lacks `{needle}`: {err}");
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn cover_json_has_the_promised_fields() {
+    let file = data_dir().join("h16_r10_s1002.txt");
+    let out = treecast(&[
+        "cover",
+        "--scheme",
+        "cs",
+        "--height",
+        "16",
+        "--revoked",
+        path(&file),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["scheme"], "cs");
+    assert_eq!(v["height"], 16);
+    assert_eq!(v["revoked"], 10);
+    assert_eq!(v["subsets"], 120);
+    assert!(v.get("list").is_none());
+
+    let out = treecast(&[
+        "cover",
+        "--height",
+        "16",
+        "--revoked",
+        path(&file),
+        "--json",
+        "--list",
+    ]);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let list = v["list"].as_array().unwrap();
+    assert_eq!(list.len(), 120);
+    let leaves: u64 = list.iter().map(|s| s["leaves"].as_u64().unwrap()).sum();
+    assert_eq!(leaves, (1 << 16) - 10);
+}
+
+#[test]
+fn cover_text_lists_subsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("revoked.txt");
+    std::fs::write(&file, "# one revoked leaf\n2\n\n").unwrap();
+    let out = treecast(&["cover", "--height", "3", "--revoked", path(&file), "--list"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("scheme cs  height 3  revoked 1  subsets 3"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 4);
+}
+
+#[test]
+fn bad_input_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, "1\nfour\n").unwrap();
+    assert_clean_failure(
+        &treecast(&["cover", "--height", "4", "--revoked", path(&bad)]),
+        ":2: `four` is not a leaf",
+    );
+    std::fs::write(&bad, "16\n").unwrap();
+    assert_clean_failure(
+        &treecast(&["cover", "--height", "4", "--revoked", path(&bad)]),
+        "outside a height-4 tree",
+    );
+    std::fs::write(&bad, [0xff, 0xfe, b'\n']).unwrap();
+    assert_clean_failure(
+        &treecast(&["cover", "--height", "4", "--revoked", path(&bad)]),
+        "cannot read line 1",
+    );
+    assert_clean_failure(&treecast(&["cover", "--height", "33"]), "outside 1..=32");
+    assert_clean_failure(
+        &treecast(&["cover", "--height", "4", "--revoked", "/nonexistent"]),
+        "cannot open",
+    );
+    let garbage = dir.path().join("garbage.ekb");
+    std::fs::write(&garbage, b"TCEK\x01\x01\x00\x20garbage").unwrap();
+    assert_clean_failure(
+        &treecast(&["ekb", "inspect", path(&garbage)]),
+        "not a valid EKB",
+    );
+}
+
+#[test]
+fn keygen_build_inspect_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("authority.key");
+    assert!(treecast(&["keygen", "--out", path(&key)]).status.success());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    assert_clean_failure(
+        &treecast(&["keygen", "--out", path(&key)]),
+        "must not exist",
+    );
+
+    let revoked = dir.path().join("revoked.txt");
+    std::fs::write(&revoked, "5\n77\n1000\n").unwrap();
+    let ekb = dir.path().join("e.ekb");
+    let payload = "00112233445566778899aabbccddeeff";
+    let out = treecast(&[
+        "ekb",
+        "build",
+        "--height",
+        "12",
+        "--revoked",
+        path(&revoked),
+        "--key",
+        path(&key),
+        "--epoch",
+        "3",
+        "--payload-key",
+        payload,
+        "--out",
+        path(&ekb),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+
+    let out = treecast(&["ekb", "inspect", path(&ekb), "--json", "--key", path(&key)]);
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (
+            v["scheme"].as_str(),
+            v["height"].as_u64(),
+            v["epoch"].as_u64()
+        ),
+        (Some("cs"), Some(12), Some(3))
+    );
+    assert_eq!(v["signature_valid"], true);
+    assert_eq!(
+        v["bytes"].as_u64().unwrap(),
+        std::fs::metadata(&ekb).unwrap().len()
+    );
+
+    let out = treecast(&[
+        "ekb",
+        "open",
+        path(&ekb),
+        "--key",
+        path(&key),
+        "--leaf",
+        "6",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out).trim(), payload);
+    assert_clean_failure(
+        &treecast(&[
+            "ekb",
+            "open",
+            path(&ekb),
+            "--key",
+            path(&key),
+            "--leaf",
+            "77",
+        ]),
+        "revoked",
+    );
+
+    // Another authority's key: the signature does not verify.
+    let other = dir.path().join("other.key");
+    assert!(
+        treecast(&["keygen", "--out", path(&other)])
+            .status
+            .success()
+    );
+    assert_clean_failure(
+        &treecast(&[
+            "ekb",
+            "open",
+            path(&ekb),
+            "--key",
+            path(&other),
+            "--leaf",
+            "6",
+        ]),
+        "signature",
+    );
+    assert_clean_failure(
+        &treecast(&["ekb", "inspect", path(&ekb), "--key", path(&other)]),
+        "does not verify",
+    );
+    // A key file that is not one.
+    assert_clean_failure(
+        &treecast(&[
+            "ekb",
+            "open",
+            path(&ekb),
+            "--key",
+            path(&revoked),
+            "--leaf",
+            "6",
+        ]),
+        "not a treecast key file",
+    );
+}
+
+#[test]
+fn demo_runs_and_checks() {
+    let out = treecast(&[
+        "demo",
+        "--height",
+        "20",
+        "--devices",
+        "2000",
+        "--revoke",
+        "50",
+        "--seed",
+        "3",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(
+        text.contains("devices that opened           1950"),
+        "{text}"
+    );
+    assert!(text.contains("all checks passed"));
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the facade: one binary, one module per area.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests fail loudly by design"
+)]
+
+mod cli;
+mod cover_vectors;
