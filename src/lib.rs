@@ -7,7 +7,8 @@
 //! - [`license`]: the contents distribution system built on the key tree;
 //! - [`sim`]: the simulator.
 //!
-//! The `treecast` binary drives all three; see the README.
+//! The `treecast` binary drives all three.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![deny(rustdoc::broken_intra_doc_links)]
 #![doc(test(attr(deny(warnings))))]

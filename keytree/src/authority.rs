@@ -134,14 +134,16 @@ impl Authority {
             let blocks = blocks
                 .get_mut(..chunk.len())
                 .ok_or(Error::Internal("batch size"))?;
-            for (block, subset) in blocks.iter_mut().zip(chunk) {
-                *block = ekb::subset_tweak(subset).to_be_bytes();
+            let mut tweaks = [0u128; BATCH];
+            for ((block, subset), tweak) in blocks.iter_mut().zip(chunk).zip(tweaks.iter_mut()) {
+                *tweak = ekb::subset_tweak(subset);
+                *block = tweak.to_be_bytes();
             }
             self.node_prf.eval_many(blocks);
-            for (block, subset) in blocks.iter_mut().zip(chunk) {
+            for ((block, subset), tweak) in blocks.iter_mut().zip(chunk).zip(tweaks.iter()) {
                 let key = NodeKey::from_bytes(*block);
                 block.fill(0);
-                let wrapped = crypto::wrap(&key, ekb::subset_tweak(subset), payload);
+                let wrapped = crypto::wrap(&key, *tweak, payload);
                 ekb::encode_entry(out, subset, &wrapped);
             }
         }

@@ -1,14 +1,17 @@
 //! The symmetric building blocks, all on AES-128 from the `aes` crate (AES-NI is detected at run
 //! time) and HKDF-SHA-256 from the `hkdf` crate.
 //!
+//! Encryption-only and decryption-only AES types are used so that no key schedule is expanded
+//! twice; the per-subset key schedule is the dominant cost of building an EKB.
+//!
 //! - `Prf`: AES-128 under a purpose key, as a pseudo-random function on 128-bit inputs.
 //! - `wrap`/`unwrap`: one AES-128 block, `E_k(payload XOR tweak)`, the tweak binding the wrapped
 //!   key to its subset (the AACS Media Key Data construction).
 //! - `verification_value`: `E_payload("TCVERIFY" || epoch)`, which tells a device that what it
 //!   unwrapped is the payload key.
 
-use aes::Aes128;
 use aes::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
+use aes::{Aes128Dec, Aes128Enc};
 use hkdf::Hkdf;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -17,14 +20,14 @@ use crate::secret::{MasterSecret, NodeKey, PayloadKey};
 
 /// AES-128 keyed for one purpose; evaluates the PRF on 128-bit blocks.
 #[derive(Clone)]
-pub(crate) struct Prf(Aes128);
+pub(crate) struct Prf(Aes128Enc);
 
 impl Prf {
     /// Derives the purpose key with HKDF-SHA-256 (salt `HKDF_SALT`, info = `info`).
     pub(crate) fn derive(master: &MasterSecret, info: &[u8]) -> Self {
         let mut key = zeroize::Zeroizing::new([0u8; 16]);
         expand(master, info, key.as_mut_slice());
-        Self(Aes128::new(&Array::from(*key)))
+        Self(Aes128Enc::new(&Array::from(*key)))
     }
 
     pub(crate) fn eval(&self, input: u128) -> [u8; 16] {
@@ -51,14 +54,14 @@ pub(crate) fn expand(master: &MasterSecret, info: &[u8], out: &mut [u8]) {
 }
 
 pub(crate) fn wrap(key: &NodeKey, tweak: u128, payload: &PayloadKey) -> [u8; 16] {
-    let cipher = Aes128::new(key.secret_bytes().into());
+    let cipher = Aes128Enc::new(key.secret_bytes().into());
     let mut block = Array::from(xor(payload.secret_bytes(), tweak));
     cipher.encrypt_block(&mut block);
     block.into()
 }
 
 pub(crate) fn unwrap(key: &NodeKey, tweak: u128, wrapped: &[u8; 16]) -> PayloadKey {
-    let cipher = Aes128::new(key.secret_bytes().into());
+    let cipher = Aes128Dec::new(key.secret_bytes().into());
     let mut block = Array::from(*wrapped);
     cipher.decrypt_block(&mut block);
     let out = PayloadKey::from_bytes(xor(&block.into(), tweak));
@@ -67,7 +70,7 @@ pub(crate) fn unwrap(key: &NodeKey, tweak: u128, wrapped: &[u8; 16]) -> PayloadK
 }
 
 pub(crate) fn verification_value(payload: &PayloadKey, epoch: u64) -> [u8; 16] {
-    let cipher = Aes128::new(payload.secret_bytes().into());
+    let cipher = Aes128Enc::new(payload.secret_bytes().into());
     let mut input = [0u8; 16];
     input[..8].copy_from_slice(VERIFY_LABEL);
     input[8..].copy_from_slice(&epoch.to_be_bytes());
