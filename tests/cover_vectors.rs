@@ -48,3 +48,21 @@ fn cs_cover_sizes_match_the_reference() {
         );
     }
 }
+
+#[test]
+fn sd_cover_sizes_match_the_reference() {
+    for (file, revoked, expected) in vectors() {
+        let cover = Cover::compute(Scheme::SUBSET_DIFFERENCE, &revoked).unwrap();
+        assert_eq!(
+            cover.len() as u64,
+            expected["sd"].as_u64().unwrap(),
+            "{file}: SD cover size"
+        );
+        if !revoked.is_empty() {
+            assert!(
+                cover.len() < 2 * revoked.len(),
+                "{file}: more than 2r-1 subsets"
+            );
+        }
+    }
+}

@@ -4,7 +4,7 @@
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::cover::{Cover, Scheme, Subset};
-use crate::crypto::{self, Prf};
+use crate::crypto::{self, G3, Prf};
 use crate::device::{DeviceKeys, KeySet};
 use crate::ekb::{self, EkbHeader, Profile, SignedEkb, TreeConfig};
 use crate::error::Error;
@@ -21,9 +21,19 @@ use crate::treemath::{LeafIndex, NodeIndex};
 #[derive(Clone)]
 pub struct Authority {
     config: TreeConfig,
-    node_prf: Prf,
+    keys: SchemeKeys,
     device_prf: Prf,
     signing_key: SigningKey,
+}
+
+/// The scheme's root of derivation.
+#[derive(Clone)]
+enum SchemeKeys {
+    /// Node keys: `AES-128(K, node)`.
+    CompleteSubtree { node: Prf },
+    /// Labels: `AES-128(K, u)` for each inner node `u`, expanded with AES-G3; plus the key of
+    /// the all-leaves subset.
+    SubsetDifference { label: Prf, all: NodeKey },
 }
 
 impl Authority {
@@ -32,14 +42,26 @@ impl Authority {
     /// # Errors
     /// [`Error::UnsupportedScheme`] for a scheme this version cannot run.
     pub fn new(master: &MasterSecret, config: TreeConfig) -> Result<Self, Error> {
-        if config.scheme != Scheme::COMPLETE_SUBTREE {
-            return Err(Error::UnsupportedScheme(config.scheme));
-        }
+        let keys = match config.scheme {
+            Scheme::COMPLETE_SUBTREE => SchemeKeys::CompleteSubtree {
+                node: Prf::derive(master, &info(b"cs-node", &config)),
+            },
+            Scheme::SUBSET_DIFFERENCE => {
+                let mut bytes = zeroize::Zeroizing::new([0u8; 16]);
+                crypto::expand(master, &info(b"sd-all", &config), bytes.as_mut_slice());
+                let all = NodeKey::from_bytes(*bytes);
+                SchemeKeys::SubsetDifference {
+                    label: Prf::derive(master, &info(b"sd-label", &config)),
+                    all,
+                }
+            }
+            other => return Err(Error::UnsupportedScheme(other)),
+        };
         let mut seed = zeroize::Zeroizing::new([0u8; 32]);
         crypto::expand(master, &info(b"ekb-signing", &config), seed.as_mut_slice());
         Ok(Self {
             config,
-            node_prf: Prf::derive(master, &info(b"cs-node", &config)),
+            keys,
             device_prf: Prf::derive(master, &info(b"device", &config)),
             signing_key: SigningKey::from_bytes(&seed),
         })
@@ -55,18 +77,45 @@ impl Authority {
         self.signing_key.verifying_key()
     }
 
-    /// The key set of the device at `leaf`: its h+1 path keys and its device key.
+    /// The key set of the device at `leaf`, and its device key.
+    ///
+    /// Complete Subtree: the h+1 keys of the nodes on its path. Subset Difference: for every
+    /// ancestor `u` and every node `v` hanging off the path below `u`, the label `L(u, v)`
+    /// (h(h+1)/2 labels), plus the all-leaves key.
     pub fn device_keys(&self, leaf: LeafIndex) -> DeviceKeys {
-        let h = self.config.height.get();
-        let keys = (0..=h)
-            .map(|d| self.node_key(NodeIndex::leaf_ancestor(leaf, self.config.height, d)))
-            .collect();
-        DeviceKeys::new(
-            self.config,
-            leaf,
-            KeySet::CompleteSubtree(keys),
-            self.device_key(leaf),
-        )
+        let height = self.config.height;
+        let h = height.get();
+        let path = |d: u8| NodeIndex::leaf_ancestor(leaf, height, d);
+        let keys = match &self.keys {
+            SchemeKeys::CompleteSubtree { node } => KeySet::CompleteSubtree(
+                (0..=h)
+                    .map(|d| NodeKey::from_bytes(node.eval(u128::from(path(d).get()))))
+                    .collect(),
+            ),
+            SchemeKeys::SubsetDifference { label, all } => {
+                let mut labels = Vec::with_capacity(sd_label_count(h));
+                for d in 0..h {
+                    // L(u, u) for u on the path at depth d, then down the path.
+                    let mut current = NodeKey::from_bytes(label.eval(u128::from(path(d).get())));
+                    for e in d + 1..=h {
+                        let (toward_leaf, off_path) = if path(e).get() & 1 == 0 {
+                            (G3::Left, G3::Right)
+                        } else {
+                            (G3::Right, G3::Left)
+                        };
+                        labels.push(crypto::g3(&current, off_path));
+                        if e < h {
+                            current = crypto::g3(&current, toward_leaf);
+                        }
+                    }
+                }
+                KeySet::SubsetDifference {
+                    labels,
+                    all: all.clone(),
+                }
+            }
+        };
+        DeviceKeys::new(self.config, leaf, keys, self.device_key(leaf))
     }
 
     /// The device key of the device at `leaf`, for binding a license to it.
@@ -121,38 +170,74 @@ impl Authority {
         })
     }
 
-    /// Derives each subset's key and appends its entry. Node keys are derived in batches so that
-    /// the AES pipeline stays full.
+    /// Derives each subset's key and appends its entry.
     fn write_entries(
         &self,
         out: &mut Vec<u8>,
         subsets: &[Subset],
         payload: &PayloadKey,
     ) -> Result<(), Error> {
-        let mut blocks = [[0u8; 16]; BATCH];
-        for chunk in subsets.chunks(BATCH) {
-            let blocks = blocks
-                .get_mut(..chunk.len())
-                .ok_or(Error::Internal("batch size"))?;
-            let mut tweaks = [0u128; BATCH];
-            for ((block, subset), tweak) in blocks.iter_mut().zip(chunk).zip(tweaks.iter_mut()) {
-                *tweak = ekb::subset_tweak(subset);
-                *block = tweak.to_be_bytes();
-            }
-            self.node_prf.eval_many(blocks);
-            for ((block, subset), tweak) in blocks.iter_mut().zip(chunk).zip(tweaks.iter()) {
-                let key = NodeKey::from_bytes(*block);
-                block.fill(0);
-                let wrapped = crypto::wrap(&key, *tweak, payload);
-                ekb::encode_entry(out, subset, &wrapped);
+        let scheme = self.config.scheme;
+        match &self.keys {
+            SchemeKeys::CompleteSubtree { node } => write_cs_entries(node, out, subsets, payload),
+            SchemeKeys::SubsetDifference { label, all } => {
+                for subset in subsets {
+                    let key = match *subset {
+                        Subset::Difference { u, v } => {
+                            let steps = v.depth() - u.depth();
+                            let top = NodeKey::from_bytes(label.eval(u128::from(u.get())));
+                            let l_uv = crypto::g3_descend(top, v.get() & low_bits(steps), steps);
+                            crypto::g3(&l_uv, G3::Key)
+                        }
+                        Subset::Complete(NodeIndex::ROOT) => all.clone(),
+                        _ => return Err(Error::Internal("complete subtree in an SD cover")),
+                    };
+                    let wrapped = crypto::wrap(&key, ekb::subset_tweak(subset), payload);
+                    ekb::encode_entry(out, scheme, subset, &wrapped);
+                }
+                Ok(())
             }
         }
-        Ok(())
     }
+}
 
-    fn node_key(&self, node: NodeIndex) -> NodeKey {
-        NodeKey::from_bytes(self.node_prf.eval(u128::from(node.get())))
+/// Complete Subtree entries: node keys are derived in batches so that the AES pipeline stays
+/// full.
+fn write_cs_entries(
+    node: &Prf,
+    out: &mut Vec<u8>,
+    subsets: &[Subset],
+    payload: &PayloadKey,
+) -> Result<(), Error> {
+    let mut blocks = [[0u8; 16]; BATCH];
+    for chunk in subsets.chunks(BATCH) {
+        let blocks = blocks
+            .get_mut(..chunk.len())
+            .ok_or(Error::Internal("batch size"))?;
+        let mut tweaks = [0u128; BATCH];
+        for ((block, subset), tweak) in blocks.iter_mut().zip(chunk).zip(tweaks.iter_mut()) {
+            *tweak = ekb::subset_tweak(subset);
+            *block = tweak.to_be_bytes();
+        }
+        node.eval_many(blocks);
+        for ((block, subset), tweak) in blocks.iter_mut().zip(chunk).zip(tweaks.iter()) {
+            let key = NodeKey::from_bytes(*block);
+            block.fill(0);
+            let wrapped = crypto::wrap(&key, *tweak, payload);
+            ekb::encode_entry(out, Scheme::COMPLETE_SUBTREE, subset, &wrapped);
+        }
     }
+    Ok(())
+}
+
+/// The number of labels of an SD device: h(h+1)/2.
+pub(crate) const fn sd_label_count(h: u8) -> usize {
+    (h as usize) * (h as usize + 1) / 2
+}
+
+/// A mask of the `n` low bits.
+pub(crate) const fn low_bits(n: u8) -> u64 {
+    if n >= 64 { u64::MAX } else { (1 << n) - 1 }
 }
 
 impl core::fmt::Debug for Authority {

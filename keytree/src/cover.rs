@@ -26,6 +26,7 @@ use crate::revocation::RevocationSet;
 use crate::treemath::{NodeIndex, TreeHeight};
 
 mod cs;
+mod sd;
 
 /// A broadcast-encryption scheme, as carried on the wire.
 ///
@@ -114,6 +115,7 @@ impl Cover {
     pub fn compute(scheme: Scheme, revoked: &RevocationSet) -> Result<Self, Error> {
         let subsets = match scheme {
             Scheme::COMPLETE_SUBTREE => cs::cover(revoked),
+            Scheme::SUBSET_DIFFERENCE => sd::cover(revoked),
             other => return Err(Error::UnsupportedScheme(other)),
         };
         Ok(Self {
@@ -133,7 +135,7 @@ impl Cover {
         self.height
     }
 
-    /// The subsets, ordered by the first leaf they hold.
+    /// The subsets in preorder of their top node (for Complete Subtree: by first leaf).
     pub fn subsets(&self) -> &[Subset] {
         &self.subsets
     }

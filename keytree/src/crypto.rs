@@ -84,9 +84,55 @@ pub(crate) fn verifies(payload: &PayloadKey, epoch: u64, expected: &[u8; 16]) ->
     verification_value(payload, epoch).ct_eq(expected).into()
 }
 
+/// An output of the AES-G3 generator.
+#[derive(Clone, Copy)]
+pub(crate) enum G3 {
+    /// The label of the left child.
+    Left = 0,
+    /// The subset (processing) key.
+    Key = 1,
+    /// The label of the right child.
+    Right = 2,
+}
+
+/// AES-G3, the generator of AACS Subset Difference (and of treecast's SD):
+/// output `i` = `AES-128-Dec(label, seed + i) XOR (seed + i)`, `i` added to the last byte.
+pub(crate) fn g3(label: &NodeKey, which: G3) -> NodeKey {
+    let cipher = Aes128Dec::new(label.secret_bytes().into());
+    let mut input = G3_SEED;
+    input[15] = input[15].wrapping_add(which as u8);
+    let mut block = Array::from(input);
+    cipher.decrypt_block(&mut block);
+    let mut out: [u8; 16] = block.into();
+    block.fill(0);
+    for (o, i) in out.iter_mut().zip(input) {
+        *o ^= i;
+    }
+    NodeKey::from_bytes(out)
+}
+
+/// Follows the path from a label's node down to a descendant: `bits` holds the `steps` path
+/// bits below it, most significant first (0 = left).
+pub(crate) fn g3_descend(label: NodeKey, bits: u64, steps: u8) -> NodeKey {
+    let mut label = label;
+    for i in (0..steps).rev() {
+        let which = if (bits >> i) & 1 == 0 {
+            G3::Left
+        } else {
+            G3::Right
+        };
+        label = g3(&label, which);
+    }
+    label
+}
+
 fn xor(a: &[u8; 16], tweak: u128) -> [u8; 16] {
     (u128::from_be_bytes(*a) ^ tweak).to_be_bytes()
 }
 
+/// The AACS AES-G3 seed constant.
+const G3_SEED: [u8; 16] = [
+    0x7B, 0x10, 0x3C, 0x5D, 0xCB, 0x08, 0xC4, 0xE5, 0x1A, 0x27, 0xB0, 0x17, 0x99, 0x05, 0x3B, 0xD9,
+];
 const HKDF_SALT: &[u8] = b"treecast/v1";
 const VERIFY_LABEL: &[u8; 8] = b"TCVERIFY";

@@ -4,13 +4,14 @@ use core::fmt;
 
 use zeroize::Zeroizing;
 
+use crate::authority::{low_bits, sd_label_count};
 use crate::codec::Reader;
 use crate::cover::{Scheme, Subset};
-use crate::crypto;
+use crate::crypto::{self, G3};
 use crate::ekb::{self, TreeConfig, TreeId, VerifiedEkb};
 use crate::error::{DecodeError, Error};
 use crate::secret::{DeviceKey, NodeKey, PayloadKey};
-use crate::treemath::{LeafIndex, TreeHeight};
+use crate::treemath::{LeafIndex, NodeIndex, TreeHeight};
 
 /// Everything a device holds to open EKBs of its tree: its leaf, the keys of its scheme and its
 /// own device key. Zeroized on drop; `Debug` shows only the public part.
@@ -27,6 +28,14 @@ pub struct DeviceKeys {
 pub(crate) enum KeySet {
     /// The keys of the nodes on the path, root first (h + 1 of them).
     CompleteSubtree(Vec<NodeKey>),
+    /// The labels `L(u, v)` for each ancestor `u` (root first) and each `v` hanging off the path
+    /// below it (top first): h(h+1)/2 of them; then the all-leaves key.
+    SubsetDifference {
+        /// The labels.
+        labels: Vec<NodeKey>,
+        /// The key of the all-leaves subset.
+        all: NodeKey,
+    },
 }
 
 impl DeviceKeys {
@@ -82,7 +91,7 @@ impl DeviceKeys {
 
     /// The bytes a device stores: see `docs/formats.md`.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let keys = self.node_keys();
+        let keys = self.stored_keys();
         let mut out = Zeroizing::new(Vec::with_capacity(KEYS_HEADER_LEN + 16 * (keys.len() + 1)));
         out.extend_from_slice(&KEYS_MAGIC);
         out.push(KEYS_VERSION);
@@ -90,7 +99,7 @@ impl DeviceKeys {
         out.push(self.config.height.get());
         out.extend_from_slice(&self.config.tree_id.0.to_be_bytes());
         out.extend_from_slice(&self.leaf.get().to_be_bytes());
-        // The count is at most (32 + 1), checked by the constructor's scheme and height.
+        // The count is at most 32·33/2 + 1 = 529, set by the scheme and height.
         out.extend_from_slice(&(keys.len() as u16).to_be_bytes());
         for k in keys {
             out.extend_from_slice(k.secret_bytes());
@@ -119,66 +128,91 @@ impl DeviceKeys {
         let leaf = LeafIndex::new(r.u32("leaf")?, height)
             .map_err(|_| DecodeError::InvalidValue("leaf"))?;
         let count = usize::from(r.u16("key count")?);
+        let h = height.get();
         let expected = match scheme {
-            Scheme::COMPLETE_SUBTREE => usize::from(height.get()) + 1,
+            Scheme::COMPLETE_SUBTREE => usize::from(h) + 1,
+            Scheme::SUBSET_DIFFERENCE => sd_label_count(h) + 1,
             _ => return Err(DecodeError::InvalidValue("scheme")),
         };
         if count != expected {
             return Err(DecodeError::InvalidValue("key count"));
         }
-        let keys = (0..count)
+        let mut keys = (0..count)
             .map(|_| r.array::<16>("key").map(NodeKey::from_bytes))
             .collect::<Result<Vec<_>, _>>()?;
         let device_key = DeviceKey::from_bytes(r.array::<16>("device key")?);
         r.finish()?;
+        let keys = match scheme {
+            Scheme::SUBSET_DIFFERENCE => {
+                let all = keys
+                    .pop()
+                    .ok_or(DecodeError::MissingData("all-leaves key"))?;
+                KeySet::SubsetDifference { labels: keys, all }
+            }
+            _ => KeySet::CompleteSubtree(keys),
+        };
         Ok(Self::new(
             TreeConfig::new(scheme, height, tree_id),
             leaf,
-            KeySet::CompleteSubtree(keys),
+            keys,
             device_key,
         ))
     }
 
-    /// The number of bytes of key material the device stores.
+    /// The number of bytes of key material the device stores (its keys and its device key).
     pub fn key_material_len(&self) -> usize {
-        16 * (self.node_keys().len() + 1)
+        16 * (self.stored_keys().len() + 1)
     }
 
-    fn node_keys(&self) -> &[NodeKey] {
+    /// The keys in their stored order.
+    fn stored_keys(&self) -> Vec<&NodeKey> {
         match &self.keys {
-            KeySet::CompleteSubtree(keys) => keys,
+            KeySet::CompleteSubtree(keys) => keys.iter().collect(),
+            KeySet::SubsetDifference { labels, all } => labels.iter().chain([all]).collect(),
         }
     }
 
-    /// The entry whose subset holds this device, by binary search on the first leaf of each
-    /// subset (entries are sorted by it, and the signature vouches for the order).
+    /// The entry whose subset holds this device.
+    ///
+    /// Entries are in preorder of their top node `u` (for CS, that is by first leaf); the order
+    /// is vouched for by the signature. The subset holding a non-revoked leaf is the entry with
+    /// the deepest `u` above the leaf. 1) Find the last entry at or before the leaf in preorder;
+    /// if its `u` is above the leaf, that is the one. 2) Otherwise that entry lies under the `v`
+    /// of the wanted subset, left of the leaf, and the wanted entry is the last one at or before
+    /// the common ancestor of the two. Two binary searches; `design.md` has the proof.
     fn find(&self, ekb: &VerifiedEkb<'_>) -> Result<(Subset, [u8; 16]), Error> {
         let body = ekb.body();
         let height = self.config.height;
-        let leaf = u64::from(self.leaf.get());
-        let first_leaf = |i: usize| -> Result<u64, Error> {
-            let (subset, _) = body.entry(i)?;
-            match subset {
-                Subset::Complete(n) => n.first_leaf(height).ok_or(Error::InvalidNode(n.get())),
-                Subset::Difference { u, .. } => {
-                    u.first_leaf(height).ok_or(Error::InvalidNode(u.get()))
+        let leaf = self.leaf.node(height);
+        let top = |subset: &Subset| match *subset {
+            Subset::Complete(n) | Subset::Difference { u: n, .. } => n,
+        };
+        // The number of entries whose top node is at or before `key` in preorder.
+        let at_or_before = |key: u64| -> Result<usize, Error> {
+            let (mut lo, mut hi) = (0, body.len());
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                let (subset, _) = body.entry(mid)?;
+                if top(&subset).preorder_key(height) <= key {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
                 }
             }
+            Ok(lo)
         };
-        // 1) The number of entries whose first leaf is at or before ours.
-        let (mut lo, mut hi) = (0, body.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if first_leaf(mid)? <= leaf {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
+        let last = at_or_before(leaf.preorder_key(height))?
+            .checked_sub(1)
+            .ok_or(Error::Revoked)?;
+        let (mut subset, mut wrapped) = body.entry(last)?;
+        if !top(&subset).contains(leaf) {
+            let meet = top(&subset).common_ancestor(leaf);
+            let last = at_or_before(meet.preorder_key(height))?
+                .checked_sub(1)
+                .ok_or(Error::Revoked)?;
+            (subset, wrapped) = body.entry(last)?;
         }
-        // 2) The last of them is the only candidate; it must hold our leaf.
-        let candidate = lo.checked_sub(1).ok_or(Error::Revoked)?;
-        let (subset, wrapped) = body.entry(candidate)?;
-        if subset.contains(self.leaf.node(height)) {
+        if subset.contains(leaf) {
             Ok((subset, wrapped))
         } else {
             Err(Error::Revoked)
@@ -192,9 +226,38 @@ impl DeviceKeys {
                 .get(usize::from(n.depth()))
                 .cloned()
                 .ok_or(Error::Internal("path key missing")),
+            (Subset::Complete(NodeIndex::ROOT), KeySet::SubsetDifference { all, .. }) => {
+                Ok(all.clone())
+            }
+            (Subset::Difference { u, v }, KeySet::SubsetDifference { labels, .. }) => {
+                // The device holds L(u, w) for w, the child of the common ancestor of v and this
+                // leaf that lies toward v; v is at most h steps of AES-G3 below w.
+                let h = self.config.height.get();
+                let leaf = self.leaf.node(self.config.height);
+                let (du, dv) = (u.depth(), v.depth());
+                let w_depth = v.common_ancestor(leaf).depth() + 1;
+                if du >= w_depth || w_depth > dv {
+                    return Err(Error::Internal("subset does not hold this device"));
+                }
+                let index = sd_label_offset(du, h) + usize::from(w_depth - du - 1);
+                let label = labels
+                    .get(index)
+                    .cloned()
+                    .ok_or(Error::Internal("label missing"))?;
+                let steps = dv - w_depth;
+                let l_uv = crypto::g3_descend(label, v.get() & low_bits(steps), steps);
+                Ok(crypto::g3(&l_uv, G3::Key))
+            }
             _ => Err(Error::UnsupportedScheme(self.config.scheme)),
         }
     }
+}
+
+/// Where the labels of the ancestor at depth `d` start: the ancestors above it hold
+/// h, h−1, …, h−d+1 labels.
+const fn sd_label_offset(d: u8, h: u8) -> usize {
+    let (d, h) = (d as usize, h as usize);
+    d * h - d * (d.saturating_sub(1)) / 2
 }
 
 impl fmt::Debug for DeviceKeys {

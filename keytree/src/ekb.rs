@@ -306,11 +306,17 @@ impl Body<'_> {
             Scheme::COMPLETE_SUBTREE => Subset::Complete(node(&mut r, "subset node")?),
             Scheme::SUBSET_DIFFERENCE => {
                 let u = node(&mut r, "subset u")?;
-                let v = node(&mut r, "subset v")?;
-                if v == u || !u.contains(v) {
-                    return Err(DecodeError::InvalidValue("subset v"));
+                let v = r.u64("subset v")?;
+                if v == 0 && u == NodeIndex::ROOT {
+                    Subset::Complete(u)
+                } else {
+                    let v = NodeIndex::new(v, self.height)
+                        .map_err(|_| DecodeError::InvalidValue("subset v"))?;
+                    if v == u || !u.contains(v) {
+                        return Err(DecodeError::InvalidValue("subset v"));
+                    }
+                    Subset::Difference { u, v }
                 }
-                Subset::Difference { u, v }
             }
             _ => return Err(DecodeError::InvalidValue("scheme")),
         };
@@ -339,14 +345,16 @@ pub(crate) fn assemble(
     Ok(SignedEkb { header, bytes })
 }
 
-/// Appends the encoding of one entry.
-pub(crate) fn encode_entry(out: &mut Vec<u8>, subset: &Subset, wrapped: &[u8; 16]) {
-    match *subset {
-        Subset::Complete(n) => out.extend_from_slice(&n.get().to_be_bytes()),
-        Subset::Difference { u, v } => {
-            out.extend_from_slice(&u.get().to_be_bytes());
-            out.extend_from_slice(&v.get().to_be_bytes());
-        }
+/// Appends the encoding of one entry. In an SD EKB the all-leaves subset is written `u = 1,
+/// v = 0`.
+pub(crate) fn encode_entry(out: &mut Vec<u8>, scheme: Scheme, subset: &Subset, wrapped: &[u8; 16]) {
+    let (u, v) = match *subset {
+        Subset::Complete(n) => (n.get(), None),
+        Subset::Difference { u, v } => (u.get(), Some(v.get())),
+    };
+    out.extend_from_slice(&u.to_be_bytes());
+    if scheme == Scheme::SUBSET_DIFFERENCE {
+        out.extend_from_slice(&v.unwrap_or(0).to_be_bytes());
     }
     out.extend_from_slice(wrapped);
 }

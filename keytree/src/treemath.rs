@@ -195,6 +195,33 @@ impl NodeIndex {
         }
     }
 
+    /// The deepest node that contains both `self` and `other`.
+    pub const fn common_ancestor(self, other: Self) -> Self {
+        let (da, db) = (self.depth(), other.depth());
+        let (a, b) = if da >= db {
+            (self.0 >> (da - db), other.0)
+        } else {
+            (self.0, other.0 >> (db - da))
+        };
+        // Equal-depth nodes share the bits above their highest differing bit.
+        let diff = a ^ b;
+        let up = if diff == 0 {
+            0
+        } else {
+            64 - diff.leading_zeros()
+        };
+        Self(a >> up)
+    }
+
+    /// The sort key of preorder (depth-first, parent before children, left before right): the
+    /// first leaf, then the depth. Entries of an EKB are sorted by it.
+    pub(crate) const fn preorder_key(self, height: TreeHeight) -> u64 {
+        let depth = self.depth();
+        let shift = height.0.saturating_sub(depth);
+        let first = (self.0 << shift).wrapping_sub(height.leaf_count());
+        (first << 6) | depth as u64
+    }
+
     /// The leaves under this node as a range of leaf numbers (a leaf's range holds itself), or
     /// `None` when the node is deeper than `height`.
     pub const fn leaf_range(self, height: TreeHeight) -> Option<Range<u64>> {
@@ -326,6 +353,37 @@ mod tests {
                 assert_eq!(n.ancestor(n.depth() + 1), None);
             }
         }
+    }
+
+    #[test]
+    fn node_common_ancestor_and_preorder() {
+        let ht = h(4);
+        let nodes: Vec<NodeIndex> = (1..=ht.node_count())
+            .map(|v| NodeIndex::new(v, ht).unwrap())
+            .collect();
+        for &a in &nodes {
+            for &b in &nodes {
+                let c = a.common_ancestor(b);
+                assert!(c.contains(a) && c.contains(b), "{a} {b} -> {c}");
+                if let Some((l, r)) = c.children(ht) {
+                    let both_in = |n: NodeIndex| n.contains(a) && n.contains(b);
+                    assert!(!both_in(l) && !both_in(r));
+                }
+            }
+        }
+        // Preorder: sorting by the key visits parents before children, left before right.
+        let mut sorted = nodes.clone();
+        sorted.sort_by_key(|n| n.preorder_key(ht));
+        fn preorder(n: NodeIndex, ht: TreeHeight, out: &mut Vec<NodeIndex>) {
+            out.push(n);
+            if let Some((l, r)) = n.children(ht) {
+                preorder(l, ht, out);
+                preorder(r, ht, out);
+            }
+        }
+        let mut expected = Vec::new();
+        preorder(NodeIndex::ROOT, ht, &mut expected);
+        assert_eq!(sorted, expected);
     }
 
     #[test]
