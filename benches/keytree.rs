@@ -44,28 +44,80 @@ const COVER_CASES: [(u8, usize); 5] = [
     (32, 1_000),
     (32, 100_000),
 ];
+const SCHEMES: [Scheme; 2] = [Scheme::COMPLETE_SUBTREE, Scheme::SUBSET_DIFFERENCE];
 
+/// The cover alone.
 fn cover(c: &mut Criterion) {
-    let mut group = c.benchmark_group("cs_cover");
-    for (h, r) in COVER_CASES {
-        let revoked = random_revoked(h, r, 1);
-        group.throughput(Throughput::Elements(r as u64));
-        group.bench_with_input(
-            BenchmarkId::new(format!("h{h}"), r),
-            &revoked,
-            |b, revoked| {
-                b.iter(|| {
-                    Cover::compute(Scheme::COMPLETE_SUBTREE, black_box(revoked)).expect("cover")
-                })
-            },
-        );
+    for scheme in SCHEMES {
+        let mut group = c.benchmark_group(format!("{}_cover", scheme.name()));
+        for (h, r) in COVER_CASES {
+            let revoked = random_revoked(h, r, 1);
+            group.throughput(Throughput::Elements(r as u64));
+            group.bench_with_input(
+                BenchmarkId::new(format!("h{h}"), r),
+                &revoked,
+                |b, revoked| b.iter(|| Cover::compute(scheme, black_box(revoked)).expect("cover")),
+            );
+        }
+        group.finish();
     }
-    group.finish();
+}
+
+/// The cover and the key of every subset (the NNL "cover plus subset keys" step), no wrapping or
+/// signature.
+fn cover_and_keys(c: &mut Criterion) {
+    for scheme in SCHEMES {
+        let mut group = c.benchmark_group(format!("{}_cover_and_keys", scheme.name()));
+        group.sample_size(10);
+        for (h, r) in COVER_CASES {
+            let auth = authority(scheme, h);
+            let revoked = random_revoked(h, r, 1);
+            group.throughput(Throughput::Elements(r as u64));
+            group.bench_with_input(
+                BenchmarkId::new(format!("h{h}"), r),
+                &revoked,
+                |b, revoked| {
+                    b.iter(|| {
+                        let cover = Cover::compute(scheme, black_box(revoked)).expect("cover");
+                        auth.hazmat_subset_keys(&cover).expect("keys")
+                    })
+                },
+            );
+        }
+        group.finish();
+    }
+}
+
+/// The whole EKB from the revoked set: cover, subset keys, wraps, signature. For SD this is the
+/// work of the NNL "cover plus subset keys" step, plus one wrap and the signature.
+fn ekb_from_revoked(c: &mut Criterion) {
+    let payload = PayloadKey::from_bytes([1; 16]);
+    for scheme in SCHEMES {
+        let mut group = c.benchmark_group(format!("{}_ekb_from_revoked", scheme.name()));
+        group.sample_size(10);
+        for (h, r) in COVER_CASES {
+            let auth = authority(scheme, h);
+            let revoked = random_revoked(h, r, 1);
+            group.throughput(Throughput::Elements(r as u64));
+            group.bench_with_input(
+                BenchmarkId::new(format!("h{h}"), r),
+                &revoked,
+                |b, revoked| {
+                    b.iter(|| {
+                        auth.build_ekb(&payload, black_box(revoked), 1)
+                            .expect("build")
+                    })
+                },
+            );
+        }
+        group.finish();
+    }
 }
 
 fn ekb_build(c: &mut Criterion) {
     let auth = authority(Scheme::COMPLETE_SUBTREE, 32);
     let payload = PayloadKey::from_bytes([1; 16]);
+    // Derive + wrap + sign from a ready cover, to separate the per-subset cost.
     let mut group = c.benchmark_group("cs_ekb_build");
     group.sample_size(20);
     for r in [1_000, 10_000, 100_000] {
@@ -106,41 +158,52 @@ fn ekb_build(c: &mut Criterion) {
 }
 
 fn ekb_open(c: &mut Criterion) {
-    let auth = authority(Scheme::COMPLETE_SUBTREE, 32);
-    let height = auth.config().height;
     let payload = PayloadKey::from_bytes([1; 16]);
-    let mut group = c.benchmark_group("cs_ekb_open");
-    for r in [1_000, 100_000] {
-        let revoked = random_revoked(32, r, 3);
-        let signed = auth.build_ekb(&payload, &revoked, 1).expect("build");
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-        let devices: Vec<DeviceKeys> = (0..1024)
-            .map(|_| rng.next_u32())
-            .filter(|l| !revoked.contains(*l))
-            .map(|l| auth.device_keys(LeafIndex::new(l, height).expect("leaf")))
-            .collect();
-        let ekb = EkbIn::from_bytes(signed.as_bytes()).expect("decode");
-        let vk = auth.verifying_key();
-        let verified = ekb.clone().verify(&vk).expect("verify");
-        group.throughput(Throughput::Elements(1));
-        group.bench_function(BenchmarkId::new("h32_open_after_verify", r), |b| {
-            let mut i = 0;
-            b.iter(|| {
-                i = (i + 1) % devices.len();
-                devices[i].open(black_box(&verified)).expect("open")
-            })
-        });
-        group.bench_function(BenchmarkId::new("h32_decode_and_verify", r), |b| {
-            b.iter(|| {
-                EkbIn::from_bytes(black_box(signed.as_bytes()))
-                    .expect("decode")
-                    .verify(&vk)
-                    .expect("verify")
-            })
-        });
+    for scheme in SCHEMES {
+        let auth = authority(scheme, 32);
+        let height = auth.config().height;
+        let mut group = c.benchmark_group(format!("{}_ekb_open", scheme.name()));
+        for r in [1_000, 100_000] {
+            let revoked = random_revoked(32, r, 3);
+            let signed = auth.build_ekb(&payload, &revoked, 1).expect("build");
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+            let devices: Vec<DeviceKeys> = (0..256)
+                .map(|_| rng.next_u32())
+                .filter(|l| !revoked.contains(*l))
+                .map(|l| auth.device_keys(LeafIndex::new(l, height).expect("leaf")))
+                .collect();
+            let vk = auth.verifying_key();
+            let verified = EkbIn::from_bytes(signed.as_bytes())
+                .expect("decode")
+                .verify(&vk)
+                .expect("verify");
+            group.throughput(Throughput::Elements(1));
+            group.bench_function(BenchmarkId::new("h32_open_after_verify", r), |b| {
+                let mut i = 0;
+                b.iter(|| {
+                    i = (i + 1) % devices.len();
+                    devices[i].open(black_box(&verified)).expect("open")
+                })
+            });
+            group.bench_function(BenchmarkId::new("h32_decode_and_verify", r), |b| {
+                b.iter(|| {
+                    EkbIn::from_bytes(black_box(signed.as_bytes()))
+                        .expect("decode")
+                        .verify(&vk)
+                        .expect("verify")
+                })
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
-criterion_group!(benches, cover, ekb_build, ekb_open);
+criterion_group!(
+    benches,
+    cover,
+    cover_and_keys,
+    ekb_from_revoked,
+    ekb_build,
+    ekb_open
+);
 criterion_main!(benches);

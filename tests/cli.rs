@@ -258,3 +258,95 @@ fn demo_runs_and_checks() {
     );
     assert!(text.contains("all checks passed"));
 }
+
+#[test]
+fn subset_difference_through_the_cli() {
+    let file = data_dir().join("h16_r500_s1003.txt");
+    let out = treecast(&[
+        "cover",
+        "--scheme",
+        "sd",
+        "--height",
+        "16",
+        "--revoked",
+        path(&file),
+        "--json",
+        "--list",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (
+            v["scheme"].as_str(),
+            v["revoked"].as_u64(),
+            v["subsets"].as_u64()
+        ),
+        (Some("sd"), Some(500), Some(615))
+    );
+    let list = v["list"].as_array().unwrap();
+    assert!(list.iter().all(|s| s["v"].as_u64().is_some()));
+    let leaves: u64 = list.iter().map(|s| s["leaves"].as_u64().unwrap()).sum();
+    assert_eq!(leaves, (1 << 16) - 500);
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("a.key");
+    assert!(treecast(&["keygen", "--out", path(&key)]).status.success());
+    let ekb = dir.path().join("sd.ekb");
+    let payload = "ffeeddccbbaa99887766554433221100";
+    let out = treecast(&[
+        "ekb",
+        "build",
+        "--scheme",
+        "sd",
+        "--height",
+        "16",
+        "--revoked",
+        path(&file),
+        "--key",
+        path(&key),
+        "--payload-key",
+        payload,
+        "--out",
+        path(&ekb),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let out = treecast(&["ekb", "inspect", path(&ekb), "--json"]);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (v["scheme"].as_str(), v["subsets"].as_u64()),
+        (Some("sd"), Some(615))
+    );
+    assert_eq!(v["bytes"].as_u64(), Some(108 + 615 * 32));
+    let revoked: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .collect();
+    let revoked_leaf = &revoked[0];
+    let free_leaf = (0..65536)
+        .map(|l: u32| l.to_string())
+        .find(|l| !revoked.contains(l))
+        .unwrap();
+    let out = treecast(&[
+        "ekb",
+        "open",
+        path(&ekb),
+        "--key",
+        path(&key),
+        "--leaf",
+        &free_leaf,
+    ]);
+    assert_eq!(stdout(&out).trim(), payload, "{out:?}");
+    assert_clean_failure(
+        &treecast(&[
+            "ekb",
+            "open",
+            path(&ekb),
+            "--key",
+            path(&key),
+            "--leaf",
+            revoked_leaf,
+        ]),
+        "revoked",
+    );
+}

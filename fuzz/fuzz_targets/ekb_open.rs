@@ -10,10 +10,11 @@ use treecast_keytree::{
 };
 
 fuzz_target!(|data: &[u8]| {
-    // Layout of `data`: height, device leaf (4 bytes), number of bit flips, flip positions
-    // (2 bytes each), then revoked leaves (4 bytes each).
+    // Layout of `data`: height (the top bit picks the scheme), device leaf (4 bytes), number of
+    // bit flips, flip positions (2 bytes each), then revoked leaves (4 bytes each).
     let Some((&h, rest)) = data.split_first() else { return };
     let Ok(height) = TreeHeight::new(h % 32 + 1) else { return };
+    let scheme = if h & 0x80 == 0 { Scheme::COMPLETE_SUBTREE } else { Scheme::SUBSET_DIFFERENCE };
     let Some((leaf, rest)) = rest.split_first_chunk::<4>() else { return };
     let Some((&flips, rest)) = rest.split_first() else { return };
     let flips = usize::from(flips % 4);
@@ -22,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let revoked_leaves = rest.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) & mask);
     let Ok(revoked) = RevocationSet::from_leaves(height, revoked_leaves) else { return };
 
-    let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(5));
+    let config = TreeConfig::new(scheme, height, TreeId(5));
     let Ok(authority) = Authority::new(&MasterSecret::from_bytes([9; 32]), config) else { return };
     let payload = PayloadKey::from_bytes([0x42; 16]);
     let Ok(signed) = authority.build_ekb(&payload, &revoked, 1) else { return };

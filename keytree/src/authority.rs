@@ -182,22 +182,52 @@ impl Authority {
             SchemeKeys::CompleteSubtree { node } => write_cs_entries(node, out, subsets, payload),
             SchemeKeys::SubsetDifference { label, all } => {
                 for subset in subsets {
-                    let key = match *subset {
-                        Subset::Difference { u, v } => {
-                            let steps = v.depth() - u.depth();
-                            let top = NodeKey::from_bytes(label.eval(u128::from(u.get())));
-                            let l_uv = crypto::g3_descend(top, v.get() & low_bits(steps), steps);
-                            crypto::g3(&l_uv, G3::Key)
-                        }
-                        Subset::Complete(NodeIndex::ROOT) => all.clone(),
-                        _ => return Err(Error::Internal("complete subtree in an SD cover")),
-                    };
+                    let key = sd_subset_key(label, all, subset)?;
                     let wrapped = crypto::wrap(&key, ekb::subset_tweak(subset), payload);
                     ekb::encode_entry(out, scheme, subset, &wrapped);
                 }
                 Ok(())
             }
         }
+    }
+
+    /// **Hazardous**: the raw key of every subset of `cover`, in its order. Anyone holding one
+    /// opens every EKB that lists its subset. For benchmarks and interoperability tests.
+    ///
+    /// # Errors
+    /// [`Error::WrongTree`] when the cover is for another scheme or height.
+    #[cfg(feature = "hazmat")]
+    pub fn hazmat_subset_keys(&self, cover: &Cover) -> Result<Vec<NodeKey>, Error> {
+        if cover.scheme() != self.config.scheme || cover.height() != self.config.height {
+            return Err(Error::WrongTree);
+        }
+        match &self.keys {
+            SchemeKeys::CompleteSubtree { node } => Ok(cover
+                .subsets()
+                .iter()
+                .map(|s| NodeKey::from_bytes(node.eval(ekb::subset_tweak(s))))
+                .collect()),
+            SchemeKeys::SubsetDifference { label, all } => cover
+                .subsets()
+                .iter()
+                .map(|s| sd_subset_key(label, all, s))
+                .collect(),
+        }
+    }
+}
+
+/// The key of one Subset Difference subset: `G3_key(L(u, v))`, where `L(u, v)` is `L(u, u)`
+/// walked down to `v` with AES-G3; the all-leaves subset has its own key.
+fn sd_subset_key(label: &Prf, all: &NodeKey, subset: &Subset) -> Result<NodeKey, Error> {
+    match *subset {
+        Subset::Difference { u, v } => {
+            let steps = v.depth() - u.depth();
+            let top = NodeKey::from_bytes(label.eval(u128::from(u.get())));
+            let l_uv = crypto::g3_descend(top, v.get() & low_bits(steps), steps);
+            Ok(crypto::g3(&l_uv, G3::Key))
+        }
+        Subset::Complete(NodeIndex::ROOT) => Ok(all.clone()),
+        _ => Err(Error::Internal("complete subtree in an SD cover")),
     }
 }
 
