@@ -7,5 +7,7 @@
     reason = "tests fail loudly by design"
 )]
 
+mod claims;
 mod cli;
 mod cover_vectors;
+mod support;

@@ -23,6 +23,7 @@ pub struct Authority {
     config: TreeConfig,
     keys: SchemeKeys,
     device_prf: Prf,
+    epoch_prf: Prf,
     signing_key: SigningKey,
 }
 
@@ -63,6 +64,7 @@ impl Authority {
             config,
             keys,
             device_prf: Prf::derive(master, &info(b"device", &config)),
+            epoch_prf: Prf::derive(master, &info(b"epoch-key", &config)),
             signing_key: SigningKey::from_bytes(&seed),
         })
     }
@@ -116,6 +118,13 @@ impl Authority {
             }
         };
         DeviceKeys::new(self.config, leaf, keys, self.device_key(leaf))
+    }
+
+    /// The payload key of key epoch `epoch`, for a distributor that sends one key per epoch:
+    /// `AES-128(K_epoch, epoch)`, `K_epoch` from HKDF (purpose `epoch-key`), so nothing per epoch
+    /// needs storing.
+    pub fn epoch_key(&self, epoch: u64) -> PayloadKey {
+        PayloadKey::from_bytes(self.epoch_prf.eval(u128::from(epoch)))
     }
 
     /// The device key of the device at `leaf`, for binding a license to it.

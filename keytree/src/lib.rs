@@ -6,7 +6,7 @@
 pub mod treemath;
 
 mod authority;
-mod codec;
+pub mod codec;
 mod cover;
 mod crypto;
 mod device;
@@ -14,6 +14,7 @@ pub mod ekb;
 mod error;
 mod leaves;
 mod revocation;
+#[macro_use]
 mod secret;
 
 pub use authority::Authority;
@@ -27,6 +28,14 @@ pub use secret::{DeviceKey, MasterSecret, NodeKey, PayloadKey};
 pub use treemath::{LeafIndex, NodeIndex, TreeHeight};
 
 pub use ed25519_dalek::VerifyingKey;
+
+/// Re-exports for the `secret_type!` macro; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use rand_core;
+    pub use subtle;
+    pub use zeroize;
+}
 
 #[cfg(test)]
 mod tests;

@@ -1,16 +1,14 @@
 //! Secret key types: never `Copy`, zeroized on drop, redacted in `Debug`, compared in constant
 //! time. Raw bytes leave only through `secret_bytes()`.
 
-use core::fmt;
-
-use rand_core::CryptoRng;
-use subtle::ConstantTimeEq;
-use zeroize::{Zeroize, ZeroizeOnDrop};
-
+/// Defines a secret key type of a fixed length: not `Copy`, zeroized on drop, `Debug` that
+/// prints only the type name, `PartialEq` in constant time, raw bytes only through
+/// `secret_bytes()`. Used by the treecast crates for all of their key types.
+#[macro_export]
 macro_rules! secret_type {
     ($(#[$doc:meta])* $name:ident, $len:expr) => {
         $(#[$doc])*
-        #[derive(Clone, Zeroize, ZeroizeOnDrop)]
+        #[derive(Clone)]
         pub struct $name([u8; $len]);
 
         impl $name {
@@ -23,7 +21,7 @@ macro_rules! secret_type {
             }
 
             /// A fresh random key.
-            pub fn generate(rng: &mut impl CryptoRng) -> Self {
+            pub fn generate(rng: &mut impl $crate::__private::rand_core::CryptoRng) -> Self {
                 let mut bytes = [0u8; $len];
                 rng.fill_bytes(&mut bytes);
                 Self(bytes)
@@ -35,21 +33,30 @@ macro_rules! secret_type {
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl Drop for $name {
+            #[inline(never)]
+            fn drop(&mut self) {
+                $crate::__private::zeroize::Zeroize::zeroize(&mut self.0);
+            }
+        }
+
+        impl $crate::__private::zeroize::ZeroizeOnDrop for $name {}
+
+        impl ::core::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 f.debug_struct(stringify!($name)).finish_non_exhaustive()
             }
         }
 
-        impl ConstantTimeEq for $name {
-            fn ct_eq(&self, other: &Self) -> subtle::Choice {
+        impl $crate::__private::subtle::ConstantTimeEq for $name {
+            fn ct_eq(&self, other: &Self) -> $crate::__private::subtle::Choice {
                 self.0.ct_eq(&other.0)
             }
         }
 
         impl PartialEq for $name {
             fn eq(&self, other: &Self) -> bool {
-                self.ct_eq(other).into()
+                $crate::__private::subtle::ConstantTimeEq::ct_eq(self, other).into()
             }
         }
 

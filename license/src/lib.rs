@@ -1,7 +1,44 @@
-//! treecast-license: the contents distribution system built on the key tree — registration,
-//! content supply, licenses, contents copy certificates, billing and the client device.
+//! treecast-license: the contents distribution system of the seed patent, on the key tree of
+//! `treecast-keytree`.
 //!
-//! This crate is being built; today it only re-exports the key tree it builds on.
+//! - [`Distributor`]: registration, content supply, license supply and copy-certificate supply
+//!   (claim 1), with several [`LicenseServer`]s (claim 3), a [`Registry`] (claims 5, 6) and a
+//!   [`Tariff`] (claims 7, 8);
+//! - [`Client`]: the device side (claims 9–12);
+//! - [`License`], [`CopyCertificate`] and the other signed objects, with type-state
+//!   verification ([`Unverified`] → [`Signed`]);
+//! - [`content`]: chunked authenticated encryption of content.
+//!
+//! Time ([`Clock`]) and randomness (`&mut impl CryptoRng`) are injected.
 #![forbid(unsafe_code)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![doc(test(attr(deny(warnings))))]
 
+pub mod billing;
+pub mod certificate;
+pub mod client;
+pub mod content;
+pub mod distributor;
+mod error;
+pub mod ids;
+pub mod license;
+pub mod registry;
+pub mod server;
+pub mod sign;
+pub mod time;
+
+pub use billing::{ChargeKind, LedgerEntry, Tariff};
+pub use certificate::{
+    ClientCertificate, CopyCertificate, CopyCertificateIn, LicenseRequest, MoveRequest,
+};
+pub use client::{Client, MovePackage};
+pub use distributor::{Distributor, DistributorConfig, Registration};
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
+pub use error::Error;
+pub use ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
+pub use license::{License, LicenseIn, Rights};
+pub use registry::{MemoryRegistry, Registry};
+pub use server::LicenseServer;
+pub use sign::{Signed, Unverified};
+pub use time::{Clock, ManualClock, SystemClock, UnixTime};
 pub use treecast_keytree as keytree;

@@ -1,0 +1,136 @@
+//! The error type of the contents distribution system.
+
+use core::fmt;
+
+use treecast_keytree::DecodeError;
+
+use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
+
+/// What went wrong. Cryptographic failures are deliberately opaque (`BadSignature`,
+/// `UnwrapFailed`, `ContentCorrupt`).
+#[non_exhaustive]
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum Error {
+    /// A signature does not verify under the key it must verify under.
+    BadSignature,
+    /// A copy certificate has already been used on this client.
+    CertificateReplayed(CertificateId),
+    /// A copy certificate is past its expiry.
+    CertificateExpired,
+    /// The user already has the maximum number of clients.
+    ClientLimit(UserId),
+    /// No such client is registered.
+    ClientNotFound(ClientId),
+    /// The client is revoked.
+    ClientRevoked(ClientId),
+    /// Content failed authentication: altered, truncated or under another key.
+    ContentCorrupt,
+    /// No such content.
+    ContentNotFound(ContentId),
+    /// Bytes from outside are not a well-formed encoding.
+    Decode(DecodeError),
+    /// The source and destination of a move belong to different users.
+    DifferentUsers,
+    /// A state the library should never reach; please report it.
+    Internal(&'static str),
+    /// Reading or writing a stream failed.
+    Io(String),
+    /// A key-tree operation failed.
+    KeyTree(treecast_keytree::Error),
+    /// The license has been moved to another client and is no longer usable.
+    LicenseMoved(LicenseId),
+    /// The source client does not hold this license.
+    LicenseNotHeld(LicenseId),
+    /// No such license.
+    LicenseNotFound(LicenseId),
+    /// This client holds no usable license for the content.
+    NoLicense(ContentId),
+    /// The license, certificate or request is addressed to another client.
+    NotForThisClient,
+    /// A signed request was already used (same client, same nonce).
+    RequestReplayed,
+    /// The registry's storage failed.
+    Storage(String),
+    /// The license was issued for an epoch whose EKB this client cannot open, or a stale epoch.
+    StaleEpoch {
+        /// The epoch named in the object.
+        got: u64,
+        /// The epoch the server is in.
+        current: u64,
+    },
+    /// A move from a client to itself.
+    SameClient,
+    /// No such license server.
+    UnknownServer(ServerId),
+    /// No such user.
+    UserNotFound(UserId),
+    /// A wrapped key did not unwrap.
+    UnwrapFailed,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadSignature => f.write_str("a signature does not verify"),
+            Self::CertificateReplayed(id) => write!(f, "{id} has already been used"),
+            Self::CertificateExpired => f.write_str("the copy certificate has expired"),
+            Self::ClientLimit(user) => {
+                write!(f, "{user} already has the maximum number of clients")
+            }
+            Self::ClientNotFound(id) => write!(f, "{id} is not registered"),
+            Self::ClientRevoked(id) => write!(f, "{id} is revoked"),
+            Self::ContentCorrupt => f.write_str("the content failed authentication"),
+            Self::ContentNotFound(id) => write!(f, "{id} does not exist"),
+            Self::Decode(e) => write!(f, "malformed input: {e}"),
+            Self::DifferentUsers => f.write_str("source and destination belong to different users"),
+            Self::Internal(what) => write!(f, "internal error (a bug in treecast): {what}"),
+            Self::Io(e) => write!(f, "i/o error: {e}"),
+            Self::KeyTree(e) => write!(f, "key tree: {e}"),
+            Self::LicenseMoved(id) => write!(f, "{id} has been moved away"),
+            Self::LicenseNotHeld(id) => write!(f, "the source client does not hold {id}"),
+            Self::LicenseNotFound(id) => write!(f, "{id} does not exist"),
+            Self::NoLicense(id) => write!(f, "no usable license for {id} on this client"),
+            Self::NotForThisClient => f.write_str("addressed to another client"),
+            Self::RequestReplayed => f.write_str("the request was already used"),
+            Self::Storage(e) => write!(f, "registry storage: {e}"),
+            Self::StaleEpoch { got, current } => {
+                write!(f, "epoch {got} is not usable (current {current})")
+            }
+            Self::SameClient => f.write_str("source and destination are the same client"),
+            Self::UnknownServer(id) => write!(f, "{id} is not a known license server"),
+            Self::UserNotFound(id) => write!(f, "{id} does not exist"),
+            Self::UnwrapFailed => f.write_str("a key did not unwrap"),
+        }
+    }
+}
+
+impl core::error::Error for Error {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Decode(e) => Some(e),
+            Self::KeyTree(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<DecodeError> for Error {
+    fn from(e: DecodeError) -> Self {
+        Self::Decode(e)
+    }
+}
+
+impl From<treecast_keytree::Error> for Error {
+    fn from(e: treecast_keytree::Error) -> Self {
+        match e {
+            treecast_keytree::Error::Decode(d) => Self::Decode(d),
+            other => Self::KeyTree(other),
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e.to_string())
+    }
+}

@@ -1,0 +1,426 @@
+//! The registry: the customer-related tables of claim 5, behind a storage-neutral trait.
+//!
+//! The seven tables are: leaf ID ↔ client ID, client ID ↔ client public-key certificate,
+//! client ID ↔ user ID, content ID ↔ license IDs, user ID ↔ downloaded content IDs, user ID ↔
+//! downloaded license IDs, and the history of certificate issues. They are updated on every
+//! content supply and every license supply (claim 6).
+//!
+//! Every method is one atomic change: it applies completely or not at all, and a failed call
+//! leaves the tables as they were. Methods that create a row take a `build` closure, called
+//! inside the change with the new row's IDs, so that signing a certificate and storing it are one
+//! step. The claim-4 checks of a move run inside the change too, through [`check_move`], shared by
+//! every implementation.
+
+use treecast_keytree::LeafIndex;
+
+use crate::Error;
+use crate::billing::{Charge, LedgerEntry};
+use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
+use crate::time::UnixTime;
+
+mod memory;
+
+pub use memory::MemoryRegistry;
+
+/// A registered client.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct ClientRecord {
+    /// The client.
+    pub id: ClientId,
+    /// Its owner (client ID ↔ user ID).
+    pub user: UserId,
+    /// Its leaf (leaf ID ↔ client ID).
+    pub leaf: LeafIndex,
+    /// The license server it registered with.
+    pub server: ServerId,
+    /// Its signed public-key certificate (client ID ↔ certificate).
+    pub certificate: Vec<u8>,
+    /// Its Ed25519 public key (also inside the certificate).
+    pub public_key: [u8; 32],
+    /// Whether it has been revoked (or deregistered).
+    pub revoked: bool,
+}
+
+impl ClientRecord {
+    /// A new, not revoked client.
+    pub const fn new(
+        id: ClientId,
+        user: UserId,
+        leaf: LeafIndex,
+        server: ServerId,
+        certificate: Vec<u8>,
+        public_key: [u8; 32],
+    ) -> Self {
+        Self {
+            id,
+            user,
+            leaf,
+            server,
+            certificate,
+            public_key,
+            revoked: false,
+        }
+    }
+}
+
+/// A content item: its key, enveloped under the payload key of `epoch`.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct ContentRecord {
+    /// The content.
+    pub id: ContentId,
+    /// The epoch whose payload key the envelope is under.
+    pub epoch: u64,
+    /// The content key, AES-key-wrapped under a key derived from the epoch's payload key.
+    pub envelope: [u8; 24],
+}
+
+impl ContentRecord {
+    /// A record.
+    pub const fn new(id: ContentId, epoch: u64, envelope: [u8; 24]) -> Self {
+        Self {
+            id,
+            epoch,
+            envelope,
+        }
+    }
+}
+
+/// Whether a license can still be used.
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
+#[non_exhaustive]
+pub enum LicenseState {
+    /// Usable by its client.
+    Active,
+    /// Moved to another client by a copy certificate; no longer usable.
+    Moved,
+}
+
+/// An issued license.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct LicenseRecord {
+    /// The license.
+    pub id: LicenseId,
+    /// Its content.
+    pub content: ContentId,
+    /// The one client that may use it.
+    pub client: ClientId,
+    /// The owner.
+    pub user: UserId,
+    /// The epoch it is bound to.
+    pub epoch: u64,
+    /// Whether it is still usable.
+    pub state: LicenseState,
+    /// The certificate that created it, for a license that arrived by a move.
+    pub origin: Option<CertificateId>,
+    /// When it was issued.
+    pub issued_at: UnixTime,
+}
+
+impl LicenseRecord {
+    /// A new, active license.
+    pub const fn new(
+        id: LicenseId,
+        content: ContentId,
+        client: ClientId,
+        user: UserId,
+        epoch: u64,
+        origin: Option<CertificateId>,
+        issued_at: UnixTime,
+    ) -> Self {
+        Self {
+            id,
+            content,
+            client,
+            user,
+            epoch,
+            state: LicenseState::Active,
+            origin,
+            issued_at,
+        }
+    }
+}
+
+/// One entry of the history of certificate issues.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct CertificateRecord {
+    /// The certificate.
+    pub id: CertificateId,
+    /// The user who owns both clients.
+    pub user: UserId,
+    /// The content moved.
+    pub content: ContentId,
+    /// The client it moved from.
+    pub source: ClientId,
+    /// The license moved away from.
+    pub source_license: LicenseId,
+    /// The client it moved to.
+    pub destination: ClientId,
+    /// The license issued to the destination.
+    pub destination_license: LicenseId,
+    /// The server that signed the certificate (the destination's).
+    pub server: ServerId,
+    /// When it was issued.
+    pub issued_at: UnixTime,
+    /// When it expires.
+    pub expires_at: UnixTime,
+}
+
+/// A move as requested: what the registry checks and applies.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct MoveIntent {
+    /// The license to move.
+    pub license: LicenseId,
+    /// Its holder.
+    pub source: ClientId,
+    /// The client to move it to.
+    pub destination: ClientId,
+}
+
+impl MoveIntent {
+    /// A move of `license` from `source` to `destination`.
+    pub const fn new(license: LicenseId, source: ClientId, destination: ClientId) -> Self {
+        Self {
+            license,
+            source,
+            destination,
+        }
+    }
+}
+
+/// What the registry read for a move, checked by [`check_move`] and handed to the builder.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MoveContext {
+    /// The source client.
+    pub source: ClientRecord,
+    /// The license being moved.
+    pub license: LicenseRecord,
+    /// The destination client.
+    pub destination: ClientRecord,
+}
+
+/// The checks of claims 4 and 13 before a certificate is issued: the source client is registered
+/// and not revoked, it holds the license and the license is still active, and the destination is
+/// a registered, non-revoked client of the same user.
+///
+/// # Errors
+/// The first rule broken, as its own error.
+pub fn check_move(
+    intent: &MoveIntent,
+    source: Option<ClientRecord>,
+    license: Option<LicenseRecord>,
+    destination: Option<ClientRecord>,
+) -> Result<MoveContext, Error> {
+    // Claim 4 (i): the source client is legal: registered and not revoked.
+    let source = source.ok_or(Error::ClientNotFound(intent.source))?;
+    if source.revoked {
+        return Err(Error::ClientRevoked(source.id));
+    }
+    // Claim 4 (ii): the source holds a license for the content, still usable.
+    let license = license.ok_or(Error::LicenseNotFound(intent.license))?;
+    if license.client != source.id {
+        return Err(Error::LicenseNotHeld(license.id));
+    }
+    if license.state != LicenseState::Active {
+        return Err(Error::LicenseMoved(license.id));
+    }
+    // The destination is a registered, non-revoked client, and not the source itself.
+    let destination = destination.ok_or(Error::ClientNotFound(intent.destination))?;
+    if destination.id == source.id {
+        return Err(Error::SameClient);
+    }
+    if destination.revoked {
+        return Err(Error::ClientRevoked(destination.id));
+    }
+    // Claim 4 (iii): the same user owns source and destination.
+    if destination.user != source.user || license.user != source.user {
+        return Err(Error::DifferentUsers);
+    }
+    Ok(MoveContext {
+        source,
+        license,
+        destination,
+    })
+}
+
+/// Builds a client's record given its new ID and leaf.
+pub type ClientBuilder<'a> = &'a mut dyn FnMut(ClientId, LeafIndex) -> Result<ClientRecord, Error>;
+/// Builds a content record given its new ID.
+pub type ContentBuilder<'a> = &'a mut dyn FnMut(ContentId) -> Result<ContentRecord, Error>;
+/// Builds a license record given its new ID.
+pub type LicenseBuilder<'a> = &'a mut dyn FnMut(LicenseId) -> Result<LicenseRecord, Error>;
+/// Builds the destination's license and the history entry of a checked move, given their IDs.
+pub type MoveBuilder<'a> = &'a mut dyn FnMut(
+    &MoveContext,
+    CertificateId,
+    LicenseId,
+) -> Result<(LicenseRecord, CertificateRecord), Error>;
+
+/// The registry's tables and the atomic changes to them.
+pub trait Registry: Send + Sync {
+    /// Adds a user.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn add_user(&self) -> Result<UserId, Error>;
+
+    /// Whether `user` exists.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn has_user(&self, user: UserId) -> Result<bool, Error>;
+
+    /// Registers a client of `user`, giving it the next leaf, if the user has fewer than
+    /// `limit` non-revoked clients.
+    ///
+    /// # Errors
+    /// [`Error::UserNotFound`], [`Error::ClientLimit`], `TreeFull`, or the builder's error.
+    fn add_client(
+        &self,
+        user: UserId,
+        limit: usize,
+        build: ClientBuilder<'_>,
+    ) -> Result<ClientRecord, Error>;
+
+    /// A client.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn client(&self, id: ClientId) -> Result<Option<ClientRecord>, Error>;
+
+    /// The client at a leaf.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn client_by_leaf(&self, leaf: LeafIndex) -> Result<Option<ClientId>, Error>;
+
+    /// The clients of a user, in registration order.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn clients_of(&self, user: UserId) -> Result<Vec<ClientId>, Error>;
+
+    /// Marks a client revoked and starts a new key epoch; returns the record and the new epoch.
+    ///
+    /// # Errors
+    /// [`Error::ClientNotFound`]; [`Error::ClientRevoked`] if it already is.
+    fn revoke_client(&self, id: ClientId) -> Result<(ClientRecord, u64), Error>;
+
+    /// The leaves of all revoked clients, increasing.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn revoked_leaves(&self) -> Result<Vec<u32>, Error>;
+
+    /// The current key epoch (1 before any revocation).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn epoch(&self) -> Result<u64, Error>;
+
+    /// Adds a content item.
+    ///
+    /// # Errors
+    /// The builder's error.
+    fn add_content(&self, build: ContentBuilder<'_>) -> Result<ContentRecord, Error>;
+
+    /// A content item.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn content(&self, id: ContentId) -> Result<Option<ContentRecord>, Error>;
+
+    /// Every content item, by ID.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn contents(&self) -> Result<Vec<ContentRecord>, Error>;
+
+    /// Replaces the envelopes of the given contents, all or none (re-enveloping after a
+    /// revocation).
+    ///
+    /// # Errors
+    /// [`Error::ContentNotFound`] for an unknown ID.
+    fn replace_envelopes(&self, records: &[ContentRecord]) -> Result<(), Error>;
+
+    /// Records that `user` downloaded `content` (claim 6, content supply).
+    ///
+    /// # Errors
+    /// [`Error::UserNotFound`], [`Error::ContentNotFound`].
+    fn record_download(&self, user: UserId, content: ContentId) -> Result<(), Error>;
+
+    /// Issues a license to `client` and bills it (claim 6, license supply): the license, its
+    /// content and user tables, and the ledger, in one change. `request` (client, nonce) must
+    /// not have been used before.
+    ///
+    /// # Errors
+    /// [`Error::ClientNotFound`], [`Error::ClientRevoked`], [`Error::ContentNotFound`],
+    /// [`Error::RequestReplayed`], or the builder's error.
+    fn add_license(
+        &self,
+        client: ClientId,
+        content: ContentId,
+        request_nonce: u64,
+        charge: Charge,
+        build: LicenseBuilder<'_>,
+    ) -> Result<(LicenseRecord, LedgerEntry), Error>;
+
+    /// A license.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn license(&self, id: LicenseId) -> Result<Option<LicenseRecord>, Error>;
+
+    /// The whole move, in one change: [`check_move`], mark the source license moved, add the
+    /// destination's license, record the certificate issue, bill it.
+    ///
+    /// # Errors
+    /// Any error of [`check_move`], or the builder's error.
+    fn commit_move(
+        &self,
+        intent: &MoveIntent,
+        charge: Charge,
+        build: MoveBuilder<'_>,
+    ) -> Result<(LicenseRecord, CertificateRecord, LedgerEntry), Error>;
+
+    /// The history of certificate issues, in order.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn certificate_history(&self) -> Result<Vec<CertificateRecord>, Error>;
+
+    /// The ledger, in order.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn ledger(&self) -> Result<Vec<LedgerEntry>, Error>;
+
+    /// The total billed to `user`.
+    ///
+    /// # Errors
+    /// [`Error::UserNotFound`].
+    fn user_total(&self, user: UserId) -> Result<u64, Error>;
+
+    /// The licenses issued for a content (content ID ↔ license IDs).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn licenses_of_content(&self, content: ContentId) -> Result<Vec<LicenseId>, Error>;
+
+    /// The contents a user downloaded (user ID ↔ content IDs).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn contents_of_user(&self, user: UserId) -> Result<Vec<ContentId>, Error>;
+
+    /// The licenses a user obtained (user ID ↔ license IDs).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn licenses_of_user(&self, user: UserId) -> Result<Vec<LicenseId>, Error>;
+}

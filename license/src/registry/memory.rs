@@ -1,0 +1,378 @@
+//! The in-memory registry: all tables behind one mutex, each change applied only after every
+//! check and the builder have succeeded.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
+
+use super::{
+    CertificateRecord, ClientBuilder, ClientRecord, ContentBuilder, ContentRecord, LicenseBuilder,
+    LicenseRecord, LicenseState, MoveBuilder, MoveIntent, Registry, check_move,
+};
+use crate::Error;
+use crate::billing::{Charge, LedgerEntry};
+use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
+
+/// A registry in memory, safe to share between threads (`Arc<MemoryRegistry>` or `&`).
+#[derive(Debug)]
+pub struct MemoryRegistry {
+    tables: Mutex<Tables>,
+}
+
+#[derive(Debug)]
+struct Tables {
+    leaves: LeafAllocator,
+    epoch: u64,
+    next_user: u64,
+    next_client: u64,
+    next_content: u64,
+    next_license: u64,
+    next_certificate: u64,
+    users: HashMap<UserId, UserRow>,
+    clients: HashMap<ClientId, ClientRecord>,
+    leaf_to_client: HashMap<u32, ClientId>,
+    revoked: BTreeSet<u32>,
+    contents: HashMap<ContentId, ContentRecord>,
+    content_licenses: HashMap<ContentId, Vec<LicenseId>>,
+    licenses: HashMap<LicenseId, LicenseRecord>,
+    used_requests: HashSet<(ClientId, u64)>,
+    history: Vec<CertificateRecord>,
+    ledger: Vec<LedgerEntry>,
+    faults: Faults,
+}
+
+#[derive(Debug, Default)]
+struct UserRow {
+    clients: Vec<ClientId>,
+    contents: BTreeSet<ContentId>,
+    licenses: Vec<LicenseId>,
+    total: u64,
+}
+
+/// Deliberate faults, for proving that a checker catches them. Never set in production.
+#[derive(Clone, Copy, Debug, Default)]
+struct Faults {
+    skip_move_checks: bool,
+}
+
+impl MemoryRegistry {
+    /// An empty registry for a key tree of height `height`.
+    pub fn new(height: TreeHeight) -> Self {
+        Self {
+            tables: Mutex::new(Tables {
+                leaves: LeafAllocator::new(height),
+                epoch: 1,
+                next_user: 1,
+                next_client: 1,
+                next_content: 1,
+                next_license: 1,
+                next_certificate: 1,
+                users: HashMap::new(),
+                clients: HashMap::new(),
+                leaf_to_client: HashMap::new(),
+                revoked: BTreeSet::new(),
+                contents: HashMap::new(),
+                content_licenses: HashMap::new(),
+                licenses: HashMap::new(),
+                used_requests: HashSet::new(),
+                history: Vec::new(),
+                ledger: Vec::new(),
+                faults: Faults::default(),
+            }),
+        }
+    }
+
+    /// **Dangerous, for tests of checkers only**: lets moves through without the claim-4 checks,
+    /// so that a second move of a moved license succeeds. A checker that does not notice is
+    /// broken.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the lock is poisoned.
+    pub fn danger_skip_move_checks(&self) -> Result<(), Error> {
+        self.lock()?.faults.skip_move_checks = true;
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Tables>, Error> {
+        self.tables
+            .lock()
+            .map_err(|_| Error::Storage("registry lock poisoned by a panic".into()))
+    }
+}
+
+impl Tables {
+    fn user_mut(&mut self, user: UserId) -> Result<&mut UserRow, Error> {
+        self.users.get_mut(&user).ok_or(Error::UserNotFound(user))
+    }
+
+    fn active_client(&self, id: ClientId) -> Result<&ClientRecord, Error> {
+        let client = self.clients.get(&id).ok_or(Error::ClientNotFound(id))?;
+        if client.revoked {
+            return Err(Error::ClientRevoked(id));
+        }
+        Ok(client)
+    }
+}
+
+impl Registry for MemoryRegistry {
+    fn add_user(&self) -> Result<UserId, Error> {
+        let mut t = self.lock()?;
+        let id = UserId(t.next_user);
+        t.next_user += 1;
+        t.users.insert(id, UserRow::default());
+        Ok(id)
+    }
+
+    fn has_user(&self, user: UserId) -> Result<bool, Error> {
+        Ok(self.lock()?.users.contains_key(&user))
+    }
+
+    fn add_client(
+        &self,
+        user: UserId,
+        limit: usize,
+        build: ClientBuilder<'_>,
+    ) -> Result<ClientRecord, Error> {
+        let mut t = self.lock()?;
+        let row = t.users.get(&user).ok_or(Error::UserNotFound(user))?;
+        let active = row
+            .clients
+            .iter()
+            .filter(|c| t.clients.get(c).is_some_and(|r| !r.revoked))
+            .count();
+        if active >= limit {
+            return Err(Error::ClientLimit(user));
+        }
+        let mut leaves = t.leaves.clone();
+        let leaf = leaves.allocate()?;
+        let id = ClientId(t.next_client);
+        let record = build(id, leaf)?;
+        if record.id != id || record.leaf != leaf || record.user != user {
+            return Err(Error::Internal("client builder changed the IDs"));
+        }
+        t.leaves = leaves;
+        t.next_client += 1;
+        t.leaf_to_client.insert(leaf.get(), id);
+        t.user_mut(user)?.clients.push(id);
+        t.clients.insert(id, record.clone());
+        Ok(record)
+    }
+
+    fn client(&self, id: ClientId) -> Result<Option<ClientRecord>, Error> {
+        Ok(self.lock()?.clients.get(&id).cloned())
+    }
+
+    fn client_by_leaf(&self, leaf: LeafIndex) -> Result<Option<ClientId>, Error> {
+        Ok(self.lock()?.leaf_to_client.get(&leaf.get()).copied())
+    }
+
+    fn clients_of(&self, user: UserId) -> Result<Vec<ClientId>, Error> {
+        Ok(self
+            .lock()?
+            .users
+            .get(&user)
+            .map(|r| r.clients.clone())
+            .unwrap_or_default())
+    }
+
+    fn revoke_client(&self, id: ClientId) -> Result<(ClientRecord, u64), Error> {
+        let mut t = self.lock()?;
+        let client = t.active_client(id)?.clone();
+        let epoch = t
+            .epoch
+            .checked_add(1)
+            .ok_or(Error::Internal("epoch overflow"))?;
+        let record = t.clients.get_mut(&id).ok_or(Error::ClientNotFound(id))?;
+        record.revoked = true;
+        let record = record.clone();
+        t.revoked.insert(client.leaf.get());
+        t.epoch = epoch;
+        Ok((record, epoch))
+    }
+
+    fn revoked_leaves(&self) -> Result<Vec<u32>, Error> {
+        Ok(self.lock()?.revoked.iter().copied().collect())
+    }
+
+    fn epoch(&self) -> Result<u64, Error> {
+        Ok(self.lock()?.epoch)
+    }
+
+    fn add_content(&self, build: ContentBuilder<'_>) -> Result<ContentRecord, Error> {
+        let mut t = self.lock()?;
+        let id = ContentId(t.next_content);
+        let record = build(id)?;
+        if record.id != id {
+            return Err(Error::Internal("content builder changed the ID"));
+        }
+        t.next_content += 1;
+        t.contents.insert(id, record.clone());
+        Ok(record)
+    }
+
+    fn content(&self, id: ContentId) -> Result<Option<ContentRecord>, Error> {
+        Ok(self.lock()?.contents.get(&id).cloned())
+    }
+
+    fn contents(&self) -> Result<Vec<ContentRecord>, Error> {
+        let mut all: Vec<_> = self.lock()?.contents.values().cloned().collect();
+        all.sort_by_key(|c| c.id);
+        Ok(all)
+    }
+
+    fn replace_envelopes(&self, records: &[ContentRecord]) -> Result<(), Error> {
+        let mut t = self.lock()?;
+        if let Some(missing) = records.iter().find(|r| !t.contents.contains_key(&r.id)) {
+            return Err(Error::ContentNotFound(missing.id));
+        }
+        for r in records {
+            t.contents.insert(r.id, r.clone());
+        }
+        Ok(())
+    }
+
+    fn record_download(&self, user: UserId, content: ContentId) -> Result<(), Error> {
+        let mut t = self.lock()?;
+        if !t.contents.contains_key(&content) {
+            return Err(Error::ContentNotFound(content));
+        }
+        t.user_mut(user)?.contents.insert(content);
+        Ok(())
+    }
+
+    fn add_license(
+        &self,
+        client: ClientId,
+        content: ContentId,
+        request_nonce: u64,
+        charge: Charge,
+        build: LicenseBuilder<'_>,
+    ) -> Result<(LicenseRecord, LedgerEntry), Error> {
+        let mut t = self.lock()?;
+        let user = t.active_client(client)?.user;
+        if !t.contents.contains_key(&content) {
+            return Err(Error::ContentNotFound(content));
+        }
+        if t.used_requests.contains(&(client, request_nonce)) {
+            return Err(Error::RequestReplayed);
+        }
+        let id = LicenseId(t.next_license);
+        let record = build(id)?;
+        if record.id != id
+            || record.client != client
+            || record.content != content
+            || record.user != user
+        {
+            return Err(Error::Internal("license builder changed the IDs"));
+        }
+        let entry = LedgerEntry::new(user, content, id.0, charge);
+        t.next_license += 1;
+        t.used_requests.insert((client, request_nonce));
+        let row = t.user_mut(user)?;
+        row.licenses.push(id);
+        row.total = row.total.saturating_add(charge.amount);
+        t.content_licenses.entry(content).or_default().push(id);
+        t.licenses.insert(id, record.clone());
+        t.ledger.push(entry);
+        Ok((record, entry))
+    }
+
+    fn license(&self, id: LicenseId) -> Result<Option<LicenseRecord>, Error> {
+        Ok(self.lock()?.licenses.get(&id).cloned())
+    }
+
+    fn commit_move(
+        &self,
+        intent: &MoveIntent,
+        charge: Charge,
+        build: MoveBuilder<'_>,
+    ) -> Result<(LicenseRecord, CertificateRecord, LedgerEntry), Error> {
+        let mut t = self.lock()?;
+        let mut license = t.licenses.get(&intent.license).cloned();
+        if t.faults.skip_move_checks {
+            // The planted fault: pretend the license is still active.
+            if let Some(l) = license.as_mut() {
+                l.state = LicenseState::Active;
+            }
+        }
+        let ctx = check_move(
+            intent,
+            t.clients.get(&intent.source).cloned(),
+            license,
+            t.clients.get(&intent.destination).cloned(),
+        )?;
+        let certificate_id = CertificateId(t.next_certificate);
+        let license_id = LicenseId(t.next_license);
+        let (new_license, history) = build(&ctx, certificate_id, license_id)?;
+        if new_license.id != license_id
+            || history.id != certificate_id
+            || new_license.client != intent.destination
+            || new_license.user != ctx.source.user
+        {
+            return Err(Error::Internal("move builder changed the IDs"));
+        }
+        let user = ctx.source.user;
+        let entry = LedgerEntry::new(user, ctx.license.content, certificate_id.0, charge);
+        // Every check passed and every row is built: apply.
+        t.next_certificate += 1;
+        t.next_license += 1;
+        if let Some(old) = t.licenses.get_mut(&intent.license) {
+            old.state = LicenseState::Moved;
+        }
+        let row = t.user_mut(user)?;
+        row.licenses.push(license_id);
+        row.total = row.total.saturating_add(charge.amount);
+        t.content_licenses
+            .entry(ctx.license.content)
+            .or_default()
+            .push(license_id);
+        t.licenses.insert(license_id, new_license.clone());
+        t.history.push(history.clone());
+        t.ledger.push(entry);
+        Ok((new_license, history, entry))
+    }
+
+    fn certificate_history(&self) -> Result<Vec<CertificateRecord>, Error> {
+        Ok(self.lock()?.history.clone())
+    }
+
+    fn ledger(&self) -> Result<Vec<LedgerEntry>, Error> {
+        Ok(self.lock()?.ledger.clone())
+    }
+
+    fn user_total(&self, user: UserId) -> Result<u64, Error> {
+        self.lock()?
+            .users
+            .get(&user)
+            .map(|r| r.total)
+            .ok_or(Error::UserNotFound(user))
+    }
+
+    fn licenses_of_content(&self, content: ContentId) -> Result<Vec<LicenseId>, Error> {
+        Ok(self
+            .lock()?
+            .content_licenses
+            .get(&content)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn contents_of_user(&self, user: UserId) -> Result<Vec<ContentId>, Error> {
+        Ok(self
+            .lock()?
+            .users
+            .get(&user)
+            .map(|r| r.contents.iter().copied().collect())
+            .unwrap_or_default())
+    }
+
+    fn licenses_of_user(&self, user: UserId) -> Result<Vec<LicenseId>, Error> {
+        Ok(self
+            .lock()?
+            .users
+            .get(&user)
+            .map(|r| r.licenses.clone())
+            .unwrap_or_default())
+    }
+}

@@ -1,0 +1,105 @@
+//! Claims 9 and 11: the client downloads, stores, acquires a license, plays, acquires a
+//! certificate, moves out (deleting its copy) and moves in.
+
+use treecast::keytree::Scheme;
+use treecast::license::{Error, LicenseIn};
+
+use crate::support::World;
+
+#[test]
+fn a_move_leaves_exactly_one_usable_copy() {
+    let mut w = World::new(Scheme::COMPLETE_SUBTREE);
+    let user = w.user();
+    let mut a = w.client(user, 1);
+    let mut b = w.client(user, 1);
+    let content = w.publish(70_000);
+    w.buy(&mut a, content);
+    let old_license = a.license_id(content).unwrap();
+    let package = w.move_content(&mut a, &mut b, content).unwrap();
+    assert!(b.holds(content) && !a.holds(content));
+    w.play(&b, content).unwrap();
+    assert_eq!(a.play(content, Vec::new()), Err(Error::NoLicense(content)));
+    // The source cannot take its old license back: it is remembered as moved away.
+    let cert = treecast::license::CopyCertificateIn::from_bytes(&package.certificate).unwrap();
+    let _ = cert;
+    let r = w.distributor.registry();
+    use treecast::license::Registry;
+    assert_eq!(
+        r.license(old_license).unwrap().unwrap().state,
+        treecast::license::registry::LicenseState::Moved
+    );
+}
+
+#[test]
+fn a_license_used_on_another_client_is_refused() {
+    let mut w = World::new(Scheme::SUBSET_DIFFERENCE);
+    let (alice, bob) = (w.user(), w.user());
+    let mut a = w.client(alice, 1);
+    let mut b = w.client(bob, 1);
+    let mut a2 = w.client(alice, 1);
+    let content = w.publish(5000);
+    w.buy(&mut a, content);
+    // Copy a's license and content onto b and onto a2 (same user): both refuse it.
+    let request = a.license_request(content, crate::support::START);
+    let license = w.distributor.supply_license(request.as_bytes()).unwrap();
+    for other in [&mut b, &mut a2] {
+        other.store_content(w.container(content)).unwrap();
+        assert_eq!(
+            other.acquire_license(license.as_bytes()),
+            Err(Error::NotForThisClient)
+        );
+        assert_eq!(
+            other.play(content, Vec::new()),
+            Err(Error::NoLicense(content))
+        );
+    }
+    // And the key inside it does not unwrap with another client's device key, even if a
+    // tampered client skipped the check.
+    let license = LicenseIn::from_bytes(license.as_bytes())
+        .unwrap()
+        .verify(
+            &w.distributor
+                .server_key(treecast::license::ServerId(1))
+                .unwrap(),
+        )
+        .unwrap();
+    let epoch_key = w.distributor.authority().epoch_key(license.tbs().epoch);
+    assert!(
+        license
+            .content_key(&epoch_key, a.device_keys().device_key())
+            .is_ok()
+    );
+    assert_eq!(
+        license
+            .content_key(&epoch_key, b.device_keys().device_key())
+            .unwrap_err(),
+        Error::UnwrapFailed
+    );
+    assert_eq!(
+        license
+            .content_key(
+                &w.distributor.authority().epoch_key(9),
+                a.device_keys().device_key()
+            )
+            .unwrap_err(),
+        Error::UnwrapFailed
+    );
+}
+
+#[test]
+fn a_replayed_license_request_is_refused_and_billed_once() {
+    let mut w = World::new(Scheme::COMPLETE_SUBTREE);
+    let user = w.user();
+    let mut a = w.client(user, 1);
+    let content = w.publish(1000);
+    let request = a.license_request(content, crate::support::START);
+    w.distributor.supply_license(request.as_bytes()).unwrap();
+    let before = w.snapshot();
+    assert_eq!(
+        w.distributor
+            .supply_license(request.as_bytes())
+            .unwrap_err(),
+        Error::RequestReplayed
+    );
+    assert_eq!(w.snapshot(), before);
+}
