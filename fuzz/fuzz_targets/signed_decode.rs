@@ -1,0 +1,33 @@
+//! Decoders of every signed object a party receives: licenses, copy certificates, client
+//! certificates and requests. Nothing may panic, and what decodes re-encodes to the same bytes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use treecast_license::certificate::{
+    ClientCertificateTbs, CopyCertificateTbs, LicenseRequestTbs, MoveRequestTbs,
+};
+use treecast_license::license::LicenseTbs;
+use treecast_license::sign::Signable;
+use treecast_license::{SigningKey, Unverified};
+
+fn check<T: Signable + Clone + core::fmt::Debug>(data: &[u8]) {
+    if let Ok(decoded) = Unverified::<T>::from_bytes(data) {
+        let mut payload = Vec::new();
+        decoded.unverified().encode(&mut payload);
+        assert_eq!(&data[..payload.len()], &payload[..]);
+        // A random signature never verifies.
+        let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+        assert!(decoded.verify(&key).is_err());
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    check::<LicenseTbs>(data);
+    check::<CopyCertificateTbs>(data);
+    check::<ClientCertificateTbs>(data);
+    check::<LicenseRequestTbs>(data);
+    check::<MoveRequestTbs>(data);
+    if let Ok(cert) = Unverified::<CopyCertificateTbs>::from_bytes(data) {
+        assert!(cert.unverified().license().is_ok());
+    }
+});
