@@ -7,10 +7,10 @@ use std::io::{Read, Write};
 use std::sync::{Arc, RwLock};
 
 use aes::Aes128;
+use aes::cipher::KeyInit;
 use aes_kw::AesKw;
 use ed25519_dalek::VerifyingKey;
 use hkdf::Hkdf;
-use hmac::KeyInit;
 use rand_core::CryptoRng;
 use rayon::prelude::*;
 use sha2::Sha256;
@@ -267,6 +267,15 @@ impl<R: Registry> Distributor<R> {
         self.current_ekb()?;
         self.reenvelope_all(epoch)?;
         Ok(epoch)
+    }
+
+    /// Deregisters a client. For the key tree this is a revocation: the leaf's keys are known to
+    /// the device, so the leaf is revoked (and never reused) and a new epoch starts.
+    ///
+    /// # Errors
+    /// As [`Distributor::revoke_client`].
+    pub fn deregister_client(&self, client: ClientId) -> Result<u64, Error> {
+        self.revoke_client(client)
     }
 
     /// Packages `input` as a new content under a fresh content key and writes the container to

@@ -10,9 +10,9 @@
 //! [`LicenseIn`], and [`Unverified::verify`] turns it into a [`License`].
 
 use aes::Aes128;
+use aes::cipher::KeyInit;
 use aes_kw::AesKw;
 use hkdf::Hkdf;
-use hmac::KeyInit;
 use sha2::Sha256;
 use treecast_keytree::codec::Reader;
 use treecast_keytree::{DecodeError, DeviceKey, PayloadKey};
