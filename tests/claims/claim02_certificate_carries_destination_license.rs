@@ -30,6 +30,9 @@ fn the_certificate_carries_a_license_for_the_destination() {
         (b.id(), content, user)
     );
     assert_ne!(Some(t.license_id), a.license_id(content));
+    // The sizes docs/formats.md states.
+    assert_eq!(license.as_bytes().len(), 146);
+    assert_eq!(treecast::license::license::ENCODED_LEN, 146);
     // The embedded license is a license, not a certificate: it decodes only as a license.
     assert!(Unverified::<LicenseTbs>::from_bytes(license.as_bytes()).is_ok());
     assert!(CopyCertificateIn::from_bytes(license.as_bytes()).is_err());
