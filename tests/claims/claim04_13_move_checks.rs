@@ -101,6 +101,25 @@ fn moves_from_or_to_revoked_or_unregistered_clients_are_refused() {
         )),
         Error::ClientNotFound(treecast::license::ClientId(77))
     );
+    // From an unregistered client (its request is signed, but by nobody the registry knows).
+    let ghost = treecast::license::sign::Signable::sign(
+        treecast::license::certificate::MoveRequestTbs::new(
+            a.license_id(content).unwrap(),
+            treecast::license::ClientId(78),
+            a.id(),
+            1,
+            crate::support::START,
+        ),
+        &treecast::license::SigningKey::from_bytes(&[9; 32]),
+    );
+    assert_eq!(
+        refused(&w, || Ok(w
+            .distributor
+            .supply_certificate(ghost.as_bytes())?
+            .as_bytes()
+            .to_vec())),
+        Error::ClientNotFound(treecast::license::ClientId(78))
+    );
     // To a revoked client.
     let c = w.client(user, 2);
     w.distributor.revoke_client(c.id()).unwrap();
