@@ -10,4 +10,5 @@
 mod claims;
 mod cli;
 mod cover_vectors;
+mod sqlite_registry;
 mod support;

@@ -16,8 +16,8 @@ pub(crate) const LICENSE_PRICE: u64 = 500;
 pub(crate) const CERTIFICATE_PRICE: u64 = 120;
 pub(crate) const START: UnixTime = UnixTime(1_800_000_000);
 
-pub(crate) struct World {
-    pub(crate) distributor: Distributor<MemoryRegistry>,
+pub(crate) struct World<R = MemoryRegistry> {
+    pub(crate) distributor: Distributor<R>,
     pub(crate) clock: Arc<ManualClock>,
     pub(crate) rng: ChaCha20Rng,
     /// Published contents and their containers.
@@ -26,6 +26,13 @@ pub(crate) struct World {
 
 impl World {
     pub(crate) fn new(scheme: Scheme) -> Self {
+        World::with_registry(scheme, MemoryRegistry::new(TreeHeight::new(16).unwrap()))
+    }
+}
+
+impl<R: Registry> World<R> {
+    /// A world on `registry`, which must be for a height-16 tree.
+    pub(crate) fn with_registry(scheme: Scheme, registry: R) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(7);
         let height = TreeHeight::new(16).unwrap();
         let authority = Authority::new(
@@ -42,7 +49,7 @@ impl World {
         let distributor = Distributor::new(
             authority,
             servers,
-            MemoryRegistry::new(height),
+            registry,
             Tariff::new(LICENSE_PRICE, CERTIFICATE_PRICE),
             clock.clone(),
             config,

@@ -19,8 +19,10 @@ use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId
 use crate::time::UnixTime;
 
 mod memory;
+mod sqlite;
 
 pub use memory::MemoryRegistry;
+pub use sqlite::{Durability, SqliteRegistry};
 
 /// A registered client.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -423,4 +425,181 @@ pub trait Registry: Send + Sync {
     /// # Errors
     /// [`Error::Storage`] when the store fails.
     fn licenses_of_user(&self, user: UserId) -> Result<Vec<LicenseId>, Error>;
+
+    /// Every user with the total billed to them, by ID (for audits).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn users(&self) -> Result<Vec<(UserId, u64)>, Error>;
+
+    /// Every client, by ID (for audits).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn all_clients(&self) -> Result<Vec<ClientRecord>, Error>;
+
+    /// Every license, by ID (for audits).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn all_licenses(&self) -> Result<Vec<LicenseRecord>, Error>;
+}
+
+/// Checks the invariants a registry must keep, over all of its tables:
+///
+/// 1. every license belongs to a registered client, and its user is that client's user;
+/// 2. every purchase (a license bought, followed through the moves that came from it) has
+///    exactly one usable license;
+/// 3. every moved license has exactly one certificate in the history, and every active one none;
+/// 4. the ledger holds one license charge per purchase and one certificate charge per history
+///    entry, and each user's total equals the sum of their charges;
+/// 5. no two clients share a leaf.
+///
+/// Returns the violations found, in that order, at most `limit` of them.
+///
+/// # Errors
+/// [`Error::Storage`] when the store fails.
+pub fn audit(registry: &dyn Registry, limit: usize) -> Result<Vec<String>, Error> {
+    use std::collections::{HashMap, HashSet};
+
+    use crate::billing::ChargeKind;
+
+    let mut violations = Vec::new();
+    let mut report = |v: String| {
+        if violations.len() < limit {
+            violations.push(v);
+        }
+    };
+    let clients: HashMap<ClientId, ClientRecord> = registry
+        .all_clients()?
+        .into_iter()
+        .map(|c| (c.id, c))
+        .collect();
+    let licenses: HashMap<LicenseId, LicenseRecord> = registry
+        .all_licenses()?
+        .into_iter()
+        .map(|l| (l.id, l))
+        .collect();
+    let history = registry.certificate_history()?;
+    let by_certificate: HashMap<CertificateId, &CertificateRecord> =
+        history.iter().map(|h| (h.id, h)).collect();
+    let mut ordered: Vec<&LicenseRecord> = licenses.values().collect();
+    ordered.sort_by_key(|l| l.id);
+
+    // 1. Owners.
+    for l in &ordered {
+        match clients.get(&l.client) {
+            None => report(format!("{} belongs to unregistered {}", l.id, l.client)),
+            Some(c) if c.user != l.user => report(format!(
+                "{} is {}'s but its client is {}'s",
+                l.id, l.user, c.user
+            )),
+            Some(_) => {}
+        }
+    }
+    // 2. One usable license per purchase: follow each license back to the purchase.
+    let mut usable_per_purchase: HashMap<LicenseId, usize> = HashMap::new();
+    for l in &ordered {
+        let mut root = l.id;
+        let mut current = *l;
+        let mut steps = 0;
+        while let Some(cert) = current.origin {
+            let Some(parent) = by_certificate
+                .get(&cert)
+                .and_then(|h| licenses.get(&h.source_license))
+            else {
+                report(format!(
+                    "{} came from {} which is not in the history",
+                    l.id, cert
+                ));
+                break;
+            };
+            root = parent.id;
+            current = parent;
+            steps += 1;
+            if steps > licenses.len() {
+                report(format!("{} is on a cycle of moves", l.id));
+                break;
+            }
+        }
+        let count = usable_per_purchase.entry(root).or_default();
+        if l.state == LicenseState::Active {
+            *count += 1;
+        }
+    }
+    let mut purchases: Vec<_> = usable_per_purchase.into_iter().collect();
+    purchases.sort();
+    for (root, usable) in &purchases {
+        if *usable != 1 {
+            report(format!(
+                "the purchase of {root} has {usable} usable licenses"
+            ));
+        }
+    }
+    // 3. Moved licenses and the history.
+    let mut certificates_per_license: HashMap<LicenseId, usize> = HashMap::new();
+    for h in &history {
+        *certificates_per_license
+            .entry(h.source_license)
+            .or_default() += 1;
+        match licenses.get(&h.destination_license) {
+            Some(d) if d.origin == Some(h.id) && d.client == h.destination => {}
+            _ => report(format!(
+                "{} has no matching destination license {}",
+                h.id, h.destination_license
+            )),
+        }
+    }
+    for l in &ordered {
+        let n = certificates_per_license.get(&l.id).copied().unwrap_or(0);
+        let expected = usize::from(l.state == LicenseState::Moved);
+        if n != expected {
+            report(format!(
+                "{} ({:?}) has {n} certificates in the history",
+                l.id, l.state
+            ));
+        }
+    }
+    // 4. The ledger.
+    let ledger = registry.ledger()?;
+    let count = |kind| ledger.iter().filter(|e| e.kind == kind).count();
+    if count(ChargeKind::License) != purchases.len() {
+        report(format!(
+            "{} license charges for {} purchases",
+            count(ChargeKind::License),
+            purchases.len()
+        ));
+    }
+    if count(ChargeKind::Certificate) != history.len() {
+        report(format!(
+            "{} certificate charges for {} certificates",
+            count(ChargeKind::Certificate),
+            history.len()
+        ));
+    }
+    let mut billed: HashMap<UserId, u64> = HashMap::new();
+    for e in &ledger {
+        *billed.entry(e.user).or_default() += e.amount;
+    }
+    for (user, total) in registry.users()? {
+        let sum = billed.get(&user).copied().unwrap_or(0);
+        if sum != total {
+            report(format!(
+                "{user} has a total of {total} but was billed {sum}"
+            ));
+        }
+    }
+    // 5. Leaves.
+    let mut leaves = HashSet::new();
+    let mut sorted_clients: Vec<_> = clients.values().collect();
+    sorted_clients.sort_by_key(|c| c.id);
+    for c in sorted_clients {
+        if !leaves.insert(c.leaf) {
+            report(format!(
+                "{} shares leaf {} with another client",
+                c.id, c.leaf
+            ));
+        }
+    }
+    Ok(violations)
 }

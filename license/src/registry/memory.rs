@@ -367,6 +367,29 @@ impl Registry for MemoryRegistry {
             .unwrap_or_default())
     }
 
+    fn users(&self) -> Result<Vec<(UserId, u64)>, Error> {
+        let mut all: Vec<_> = self
+            .lock()?
+            .users
+            .iter()
+            .map(|(id, r)| (*id, r.total))
+            .collect();
+        all.sort();
+        Ok(all)
+    }
+
+    fn all_clients(&self) -> Result<Vec<ClientRecord>, Error> {
+        let mut all: Vec<_> = self.lock()?.clients.values().cloned().collect();
+        all.sort_by_key(|c| c.id);
+        Ok(all)
+    }
+
+    fn all_licenses(&self) -> Result<Vec<LicenseRecord>, Error> {
+        let mut all: Vec<_> = self.lock()?.licenses.values().cloned().collect();
+        all.sort_by_key(|l| l.id);
+        Ok(all)
+    }
+
     fn licenses_of_user(&self, user: UserId) -> Result<Vec<LicenseId>, Error> {
         Ok(self
             .lock()?
