@@ -9,6 +9,7 @@ mod cover;
 mod demo;
 mod ekb;
 mod input;
+mod store;
 
 /// Broadcast-encryption key management and content licensing.
 #[derive(Debug, Parser)]
@@ -27,12 +28,19 @@ enum Command {
     /// Build, inspect and open enabling key blocks.
     #[command(subcommand)]
     Ekb(ekb::EkbCommand),
-    /// Create a new authority key file (the master secret), readable by its owner only.
+    /// Create a new distributor key file (the master secret and the license servers' keys),
+    /// readable by its owner only.
     Keygen {
         /// Where to write the key file; it must not exist.
         #[arg(long)]
         out: PathBuf,
+        /// How many license servers.
+        #[arg(long, default_value_t = 2)]
+        servers: u32,
     },
+    /// Check or exercise a stored registry.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
@@ -40,7 +48,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cover(args) => cover::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Ekb(cmd) => ekb::run(cmd),
-        Command::Keygen { out } => input::write_new_key_file(&out),
+        Command::Keygen { out, servers } => input::write_new_key_file(&out, servers),
+        Command::Store(cmd) => store::run(cmd),
     }
 }
 

@@ -30,7 +30,7 @@ pub(crate) fn assert_clean_failure(out: &Output, needle: &str) {
     assert!(err.contains(needle), "stderr lacks `{needle}`: {err}");
 }
 
-fn path(p: &Path) -> &str {
+pub(crate) fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
@@ -233,8 +233,26 @@ fn keygen_build_inspect_open() {
             "--leaf",
             "6",
         ]),
-        "not a treecast key file",
+        "readable by others",
     );
+    // An owner-only file that is not a key file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let bogus = dir.path().join("bogus.key");
+        std::fs::write(&bogus, "hello\n").unwrap();
+        std::fs::set_permissions(&bogus, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let out = treecast(&[
+            "ekb",
+            "open",
+            path(&ekb),
+            "--key",
+            path(&bogus),
+            "--leaf",
+            "6",
+        ]);
+        assert_clean_failure(&out, "not a treecast key file");
+    }
 }
 
 #[test]

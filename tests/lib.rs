@@ -10,5 +10,6 @@
 mod claims;
 mod cli;
 mod cover_vectors;
+mod crash;
 mod sqlite_registry;
 mod support;

@@ -81,7 +81,7 @@ pub(crate) fn run(cmd: EkbCommand) -> anyhow::Result<()> {
 fn build(args: &BuildArgs) -> anyhow::Result<()> {
     let height = args.tree.height;
     let config = TreeConfig::new(Scheme::from(args.tree.scheme), height, TreeId(args.tree_id));
-    let authority = Authority::new(&read_key_file(&args.key)?, config)?;
+    let authority = Authority::new(read_key_file(&args.key)?.master(), config)?;
     let revoked = read_revoked(args.tree.revoked.as_deref(), height)?;
     let payload = PayloadKey::from_bytes(*parse_key16(&args.payload_key)?);
     let ekb = authority.build_ekb(&payload, &revoked, args.epoch)?;
@@ -132,7 +132,7 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
     };
     let signature_valid = match &args.key {
         Some(key) => {
-            let authority = Authority::new(&read_key_file(key)?, header.config)?;
+            let authority = Authority::new(read_key_file(key)?.master(), header.config)?;
             Some(ekb.verify(&authority.verifying_key()).is_ok())
         }
         None => None,
@@ -178,7 +178,7 @@ fn open(args: &OpenArgs) -> anyhow::Result<()> {
     let ekb = EkbIn::from_bytes(&bytes)
         .with_context(|| format!("{} is not a valid EKB", args.file.display()))?;
     let config = ekb.header().config;
-    let authority = Authority::new(&read_key_file(&args.key)?, config)?;
+    let authority = Authority::new(read_key_file(&args.key)?.master(), config)?;
     let leaf = LeafIndex::new(args.leaf, config.height)?;
     let ekb = ekb.verify(&authority.verifying_key())?;
     let payload = authority

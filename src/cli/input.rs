@@ -1,12 +1,13 @@
 //! Reading the CLI's input files: revoked-leaf lists and key files.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use rand_core::SeedableRng;
-use treecast_keytree::{MasterSecret, RevocationSet, TreeHeight};
+use treecast_keytree::{RevocationSet, TreeHeight};
+use treecast_license::keyfile::DistributorKeys;
 use zeroize::Zeroizing;
 
 /// Reads a revoked-leaf file: one decimal leaf index a line; blank lines and `#` comments are
@@ -48,55 +49,24 @@ pub(crate) fn read_revoked(
     Ok(RevocationSet::from_leaves(height, leaves)?)
 }
 
-/// Writes a new key file holding a fresh master secret, owner-only (0600), refusing to replace
-/// an existing file.
-pub(crate) fn write_new_key_file(path: &Path) -> anyhow::Result<()> {
+/// Creates a new distributor key file with a master secret and `servers` license servers, from
+/// system randomness.
+pub(crate) fn write_new_key_file(path: &Path, servers: u32) -> anyhow::Result<()> {
     let mut seed = Zeroizing::new([0u8; 32]);
     getrandom::fill(seed.as_mut_slice())
         .map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
     let mut rng = rand_chacha::ChaCha20Rng::from_seed(*seed);
-    let secret = MasterSecret::generate(&mut rng);
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create {} (it must not exist)", path.display()))?;
-    let text = Zeroizing::new(format!(
-        "{KEY_FILE_LABEL}\n{}\n",
-        hex::encode(secret.secret_bytes())
-    ));
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    println!("wrote a new master secret to {}", path.display());
+    DistributorKeys::generate(&mut rng, servers).write_new(path)?;
+    println!(
+        "wrote a new key file to {} (a master secret and {servers} license servers)",
+        path.display()
+    );
     Ok(())
 }
 
-/// Reads a key file written by [`write_new_key_file`].
-pub(crate) fn read_key_file(path: &Path) -> anyhow::Result<MasterSecret> {
-    let file =
-        fs::File::open(path).with_context(|| format!("cannot open key file {}", path.display()))?;
-    let mut text = Zeroizing::new(String::new());
-    file.take(MAX_KEY_FILE_LEN + 1)
-        .read_to_string(&mut text)
-        .with_context(|| format!("key file {} is not text", path.display()))?;
-    if text.len() as u64 > MAX_KEY_FILE_LEN {
-        bail!("key file {} is too large to be a key file", path.display());
-    }
-    let mut lines = text.lines();
-    if lines.next() != Some(KEY_FILE_LABEL) {
-        bail!(
-            "{} is not a treecast key file (first line must be `{KEY_FILE_LABEL}`)",
-            path.display()
-        );
-    }
-    let mut bytes = Zeroizing::new([0u8; 32]);
-    let hex_line = lines.next().unwrap_or("").trim();
-    hex::decode_to_slice(hex_line, bytes.as_mut_slice())
-        .map_err(|_| anyhow::anyhow!("{}: the secret must be 64 hex digits", path.display()))?;
-    Ok(MasterSecret::from_bytes(*bytes))
+/// Reads a distributor key file.
+pub(crate) fn read_key_file(path: &Path) -> anyhow::Result<DistributorKeys> {
+    Ok(DistributorKeys::load(path)?)
 }
 
 /// Parses a 16-byte key given as 32 hex digits.
@@ -119,6 +89,3 @@ pub(crate) fn read_bounded(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
     }
     Ok(bytes)
 }
-
-const KEY_FILE_LABEL: &str = "treecast-master-secret-v1";
-const MAX_KEY_FILE_LEN: u64 = 4096;

@@ -1,0 +1,246 @@
+//! `treecast store`: registries on disk — checking one, and a workload that exercises one.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use rand_core::{Rng, SeedableRng};
+use treecast_keytree::{Authority, Scheme, TreeConfig, TreeHeight, TreeId};
+use treecast_license::registry::{MemoryRegistry, SqliteRegistry, audit};
+use treecast_license::{
+    Client, Clock, ContentId, Distributor, DistributorConfig, ManualClock, Registry, SigningKey,
+    Tariff, UnixTime,
+};
+
+use super::input::read_key_file;
+
+/// Where a registry lives: `memory`, or `sqlite:PATH`.
+#[derive(Clone, Debug)]
+pub(crate) enum StoreSpec {
+    /// In memory, gone at exit.
+    Memory,
+    /// A SQLite file.
+    Sqlite(PathBuf),
+}
+
+impl std::str::FromStr for StoreSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            None if s == "memory" => Ok(Self::Memory),
+            Some(("sqlite", path)) if !path.is_empty() => Ok(Self::Sqlite(PathBuf::from(path))),
+            _ => Err(format!(
+                "`{s}` is not a store: use `memory` or `sqlite:PATH`"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StoreCommand {
+    /// Re-check the invariants of a stored registry; exits non-zero on any violation.
+    Check {
+        /// The registry: `sqlite:PATH`.
+        #[arg(long)]
+        store: StoreSpec,
+        /// How many violations to print at most.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// Run a random workload of registrations, purchases, moves and revocations against a
+    /// registry, printing one line per committed operation.
+    Workload(WorkloadArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct WorkloadArgs {
+    /// The registry: `memory` or `sqlite:PATH`.
+    #[arg(long, default_value = "memory")]
+    store: StoreSpec,
+    /// The distributor key file (see `treecast keygen`).
+    #[arg(long)]
+    keys: PathBuf,
+    /// How many operations to run.
+    #[arg(long, default_value_t = 1000)]
+    ops: u64,
+    /// The seed of the workload.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The tree height.
+    #[arg(long, default_value = "20", value_parser = super::parse_height)]
+    height: TreeHeight,
+}
+
+pub(crate) fn run(cmd: StoreCommand) -> anyhow::Result<()> {
+    match cmd {
+        StoreCommand::Check { store, limit } => check(&store, limit),
+        StoreCommand::Workload(args) => match &args.store {
+            StoreSpec::Memory => workload(&args, MemoryRegistry::new(args.height)),
+            StoreSpec::Sqlite(path) => workload(&args, SqliteRegistry::open(path, args.height)?),
+        },
+    }
+}
+
+fn check(store: &StoreSpec, limit: usize) -> anyhow::Result<()> {
+    let StoreSpec::Sqlite(path) = store else {
+        bail!("only a stored registry can be checked: use --store sqlite:PATH");
+    };
+    let registry = SqliteRegistry::open_existing(path)?;
+    let violations = audit(&registry, limit)?;
+    let (users, clients, licenses) = (
+        registry.users()?.len(),
+        registry.all_clients()?.len(),
+        registry.all_licenses()?.len(),
+    );
+    let (certificates, ledger) = (
+        registry.certificate_history()?.len(),
+        registry.ledger()?.len(),
+    );
+    if violations.is_empty() {
+        println!(
+            "ok: {users} users, {clients} clients, {licenses} licenses, {certificates} certificates, {ledger} ledger entries"
+        );
+        return Ok(());
+    }
+    for v in &violations {
+        println!("violation: {v}");
+    }
+    bail!(
+        "{} has invariant violations (first {} shown)",
+        path.display(),
+        violations.len()
+    );
+}
+
+/// The workload: each line is printed (and flushed) only after its change has committed.
+fn workload<R: Registry>(args: &WorkloadArgs, registry: R) -> anyhow::Result<()> {
+    let keys = read_key_file(&args.keys)?;
+    let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, args.height, TreeId(1));
+    let authority = Authority::new(keys.master(), config)?;
+    let clock = Arc::new(ManualClock::new(UnixTime(1_800_000_000)));
+    let servers = keys.servers().to_vec();
+    anyhow::ensure!(!servers.is_empty(), "the key file has no license server");
+    let d = Distributor::new(
+        authority,
+        servers.clone(),
+        registry,
+        Tariff::default(),
+        clock.clone(),
+        DistributorConfig::default(),
+    );
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(args.seed);
+    let mut users: Vec<(treecast_license::UserId, Vec<Client>)> = Vec::new();
+    let mut contents: Vec<ContentId> = Vec::new();
+    let mut containers: std::collections::HashMap<ContentId, Vec<u8>> =
+        std::collections::HashMap::new();
+    let mut out = std::io::stdout().lock();
+    let pick = |rng: &mut rand_chacha::ChaCha20Rng, n: usize| (rng.next_u32() as usize) % n.max(1);
+    for _ in 0..args.ops {
+        clock.advance(1);
+        let roll = rng.next_u32() % 100;
+        let line = if users.is_empty() || roll < 10 {
+            let user = d.register_user()?;
+            users.push((user, Vec::new()));
+            format!("user {}", user.0)
+        } else if roll < 25 || contents.is_empty() {
+            if contents.is_empty() || roll < 15 {
+                let plain: Vec<u8> = (0..256).map(|_| rng.next_u32() as u8).collect();
+                let mut container = Vec::new();
+                let record = d.publish(&plain[..], &mut container, &mut rng)?;
+                contents.push(record.id);
+                containers.insert(record.id, container);
+                format!("content {}", record.id.0)
+            } else {
+                let u = pick(&mut rng, users.len());
+                let s = pick(&mut rng, servers.len());
+                let (Some((user, clients)), Some(server)) =
+                    (users.get_mut(u), servers.get(s).map(|s| s.id()))
+                else {
+                    continue;
+                };
+                let key = SigningKey::generate(&mut rng);
+                match d.register_client(*user, server, &key.verifying_key()) {
+                    Ok(reg) => {
+                        let client = Client::new(key, reg)?;
+                        let line = format!("client {}", client.id().0);
+                        clients.push(client);
+                        line
+                    }
+                    Err(treecast_license::Error::ClientLimit(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        } else if roll < 70 {
+            let u = pick(&mut rng, users.len());
+            let Some(&content) = contents.get(pick(&mut rng, contents.len())) else {
+                continue;
+            };
+            let Some((_, clients)) = users.get_mut(u) else {
+                continue;
+            };
+            let c = pick(&mut rng, clients.len());
+            let Some(client) = clients.get_mut(c) else {
+                continue;
+            };
+            let request = client.license_request(content, clock.now());
+            match d.supply_license(request.as_bytes()) {
+                Ok(license) => {
+                    client.store_content(containers.get(&content).context("published")?.clone())?;
+                    client.acquire_license(license.as_bytes())?;
+                    format!("license {}", license.tbs().license_id.0)
+                }
+                Err(treecast_license::Error::ClientRevoked(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        } else if roll < 98 {
+            let u = pick(&mut rng, users.len());
+            let Some((_, clients)) = users.get_mut(u) else {
+                continue;
+            };
+            let (s, t) = (pick(&mut rng, clients.len()), pick(&mut rng, clients.len()));
+            let Some(destination) = clients.get(t).map(Client::id) else {
+                continue;
+            };
+            let Some(source) = clients.get_mut(s).filter(|c| c.id() != destination) else {
+                continue;
+            };
+            let Some(license) = contents.iter().find_map(|&c| source.license_id(c)) else {
+                continue;
+            };
+            let request = source.move_request(license, destination, clock.now());
+            let cert = match d.supply_certificate(request.as_bytes()) {
+                Ok(cert) => cert,
+                Err(treecast_license::Error::ClientRevoked(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let package = source.move_out(cert.as_bytes())?;
+            // The destination may hold another license for this content; it keeps the new one.
+            clients
+                .get_mut(t)
+                .context("destination")?
+                .move_in(&package, clock.now())?;
+            let t = cert.tbs();
+            let new_license = t.license()?.unverified().license_id;
+            format!(
+                "move {} {} {}",
+                t.source_license.0, new_license.0, t.certificate_id.0
+            )
+        } else {
+            let u = pick(&mut rng, users.len());
+            let Some(client) = users.get(u).and_then(|(_, c)| c.first()).map(Client::id) else {
+                continue;
+            };
+            match d.revoke_client(client) {
+                Ok(epoch) => format!("revoke {} {epoch}", client.0),
+                Err(treecast_license::Error::ClientRevoked(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        writeln!(out, "{line}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
