@@ -16,14 +16,16 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use treecast::keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
+use treecast::license::Registry;
 use treecast::license::content::{self, ContentKey};
+use treecast::license::registry::{Durability, SqliteRegistry};
 use treecast::license::{
     Client, ContentId, Distributor, DistributorConfig, LicenseServer, ManualClock, MemoryRegistry,
     ServerId, SigningKey, Tariff, UnixTime,
 };
 
-struct Setup {
-    distributor: Distributor<MemoryRegistry>,
+struct Setup<R = MemoryRegistry> {
+    distributor: Distributor<R>,
     a: Client,
     b: Client,
     content: ContentId,
@@ -33,6 +35,13 @@ struct Setup {
 const NOW: UnixTime = UnixTime(1_800_000_000);
 
 fn setup(content_len: usize) -> Setup {
+    setup_on(
+        content_len,
+        MemoryRegistry::new(TreeHeight::new(32).expect("height")),
+    )
+}
+
+fn setup_on<R: Registry>(content_len: usize, registry: R) -> Setup<R> {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let height = TreeHeight::new(32).expect("height");
     let authority = Authority::new(
@@ -47,7 +56,7 @@ fn setup(content_len: usize) -> Setup {
     let distributor = Distributor::new(
         authority,
         servers,
-        MemoryRegistry::new(height),
+        registry,
         Tariff::default(),
         Arc::new(ManualClock::new(NOW)),
         DistributorConfig::default(),
@@ -207,5 +216,79 @@ fn play(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, issue, moves, play);
+/// License supply and whole moves on each store, in one run, for the ratios.
+fn stores(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let height = TreeHeight::new(32).expect("height");
+    let mut group = c.benchmark_group("store");
+    let mut run = |name: &str, mut s: Setup<Box<dyn Registry>>| {
+        // The server's side of license supply: requests are signed by the clients beforehand.
+        group.bench_function(format!("{name}/license_supply"), |b| {
+            b.iter_custom(|iters| {
+                let requests: Vec<_> = (0..iters)
+                    .map(|_| s.a.license_request(s.content, NOW))
+                    .collect();
+                let started = std::time::Instant::now();
+                for r in &requests {
+                    s.distributor
+                        .supply_license(black_box(r.as_bytes()))
+                        .expect("license");
+                }
+                started.elapsed()
+            })
+        });
+        // The same on two threads at once (this machine has two cores).
+        group.bench_function(format!("{name}/license_supply_2_threads"), |b| {
+            b.iter_custom(|iters| {
+                let half = iters.div_ceil(2);
+                let batches: Vec<Vec<_>> = [&mut s.a, &mut s.b]
+                    .into_iter()
+                    .map(|c| {
+                        (0..half)
+                            .map(|_| c.license_request(s.content, NOW))
+                            .collect()
+                    })
+                    .collect();
+                let d = &s.distributor;
+                let started = std::time::Instant::now();
+                std::thread::scope(|scope| {
+                    for batch in &batches {
+                        scope.spawn(move || {
+                            for r in batch {
+                                d.supply_license(black_box(r.as_bytes())).expect("license");
+                            }
+                        });
+                    }
+                });
+                started.elapsed().mul_f64(iters as f64 / (2 * half) as f64)
+            })
+        });
+        group.bench_function(format!("{name}/whole_move"), |b| {
+            b.iter(|| {
+                let license = s.a.license_id(s.content).expect("held");
+                let request = s.a.move_request(license, s.b.id(), NOW);
+                let cert = s
+                    .distributor
+                    .supply_certificate(request.as_bytes())
+                    .expect("certificate");
+                let package = s.a.move_out(cert.as_bytes()).expect("out");
+                s.b.move_in(&package, NOW).expect("in");
+                std::mem::swap(&mut s.a, &mut s.b);
+            })
+        });
+    };
+    run(
+        "memory",
+        setup_on(1024, Box::new(MemoryRegistry::new(height))),
+    );
+    let process = SqliteRegistry::open(&dir.path().join("process.sqlite"), height).expect("sqlite");
+    run("sqlite_process", setup_on(1024, Box::new(process)));
+    let power =
+        SqliteRegistry::open_with(&dir.path().join("power.sqlite"), height, Durability::Power)
+            .expect("sqlite");
+    run("sqlite_power", setup_on(1024, Box::new(power)));
+    group.finish();
+}
+
+criterion_group!(benches, issue, moves, play, stores);
 criterion_main!(benches);

@@ -193,3 +193,29 @@ fn corrupt_foreign_or_mismatched_files_are_clear_errors() {
         .contains("no such")
     );
 }
+
+#[test]
+fn a_registry_held_by_another_opener_is_a_clear_error_after_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("held.sqlite");
+    let held = SqliteRegistry::open(&path, height()).unwrap();
+    held.add_user().unwrap();
+    let started = std::time::Instant::now();
+    match SqliteRegistry::open(&path, height()) {
+        Err(Error::Storage(m)) => assert!(m.contains("locked"), "{m}"),
+        other => panic!("expected a locked error, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(4),
+        "it waited for the lock first"
+    );
+    drop(held);
+    assert_eq!(
+        SqliteRegistry::open(&path, height())
+            .unwrap()
+            .users()
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -9,11 +9,14 @@
 //!   a transaction never fails half-way on a lock upgrade. Another process holding the lock is
 //!   waited for (busy timeout), not reported as a failure.
 //! - One connection behind a mutex serves all threads of the process: SQLite admits one writer at
-//!   a time anyway, and this keeps every transaction simple and atomic.
+//!   a time anyway, and this keeps every transaction simple and atomic. The file is opened in
+//!   exclusive locking mode: one process has a registry open at a time; another one waits up to
+//!   the busy timeout (5 s), then gets a clear `Storage` error.
 //!
 //! The schema is in `docs/storage.md`.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -44,6 +47,10 @@ pub enum Durability {
 pub struct SqliteRegistry {
     conn: Mutex<Connection>,
     height: TreeHeight,
+    /// The next license ID. Licenses are signed before the write transaction (so that threads
+    /// sign in parallel) and need their ID first; an ID taken by a refused operation is skipped,
+    /// never reused. One writing process per file.
+    next_license: AtomicU64,
 }
 
 impl SqliteRegistry {
@@ -70,6 +77,14 @@ impl SqliteRegistry {
             |e: rusqlite::Error| Error::Storage(format!("{}: {}", path.display(), describe(&e)));
         let conn = Connection::open(path).map_err(what)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(what)?;
+        // Every statement stays prepared (rusqlite keeps 16 by default; this registry has ~40).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // Small pages: each commit writes a few tail pages to the WAL, 1 KiB each rather than
+        // 4 KiB (takes effect only for a new file, before it turns WAL). Exclusive locking: one
+        // process has the registry open at a time, and WAL then needs no shared memory, which
+        // saves the lock system calls of every transaction (license supply: 203 -> 183 µs).
+        conn.execute_batch("PRAGMA page_size = 1024; PRAGMA locking_mode = EXCLUSIVE")
+            .map_err(what)?;
         // The first read of the file: a non-database fails here.
         let journal: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -92,9 +107,15 @@ impl SqliteRegistry {
             Error::Storage(m) => Error::Storage(format!("{}: {m}", path.display())),
             other => other,
         })?;
+        let next: i64 = conn
+            .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM licenses", [], |r| {
+                r.get(0)
+            })
+            .map_err(what)?;
         Ok(Self {
             conn: Mutex::new(conn),
             height,
+            next_license: AtomicU64::new(un(next)?),
         })
     }
 
@@ -200,7 +221,8 @@ fn describe(e: &rusqlite::Error) -> String {
     }
 }
 
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const STATEMENT_CACHE: usize = 64;
 /// Marks the file as a treecast registry ("TCRG").
 const APPLICATION_ID: i64 = 0x5443_5247;
 
@@ -256,8 +278,7 @@ const MIGRATIONS: &[&str] = &[
          content_id INTEGER NOT NULL,
          reference INTEGER NOT NULL,
          amount INTEGER NOT NULL,
-         at INTEGER NOT NULL);
-     CREATE INDEX ledger_by_user ON ledger(user_id);",
+         at INTEGER NOT NULL);",
 ];
 
 fn check_application(conn: &Connection) -> Result<(), Error> {
@@ -721,12 +742,21 @@ impl Registry for SqliteRegistry {
         charge: Charge,
         build: LicenseBuilder<'_>,
     ) -> Result<(LicenseRecord, LedgerEntry), Error> {
+        // Build (and sign) outside the lock; the checks run inside the transaction.
+        let id = LicenseId(self.next_license.fetch_add(1, Ordering::Relaxed));
+        let license = build(id)?;
+        if license.id != id || license.client != client || license.content != content {
+            return Err(Error::Internal("license builder changed the IDs"));
+        }
         self.write(|tx| {
             let record = self
                 .client_in(tx, client)?
                 .ok_or(Error::ClientNotFound(client))?;
             if record.revoked {
                 return Err(Error::ClientRevoked(client));
+            }
+            if license.user != record.user {
+                return Err(Error::Internal("license builder changed the user"));
             }
             if !content_exists(tx, content)? {
                 return Err(Error::ContentNotFound(content));
@@ -739,19 +769,10 @@ impl Registry for SqliteRegistry {
             if inserted == 0 {
                 return Err(Error::RequestReplayed);
             }
-            let id = LicenseId(next_id(tx, "licenses")?);
-            let license = build(id)?;
-            if license.id != id
-                || license.client != client
-                || license.content != content
-                || license.user != record.user
-            {
-                return Err(Error::Internal("license builder changed the IDs"));
-            }
             insert_license(tx, &license)?;
             let entry = LedgerEntry::new(record.user, content, id.0, charge);
             bill(tx, &entry)?;
-            Ok((license, entry))
+            Ok((license.clone(), entry))
         })
     }
 
@@ -773,7 +794,7 @@ impl Registry for SqliteRegistry {
                 self.client_in(tx, intent.destination)?,
             )?;
             let certificate_id = CertificateId(next_id(tx, "history")?);
-            let license_id = LicenseId(next_id(tx, "licenses")?);
+            let license_id = LicenseId(self.next_license.fetch_add(1, Ordering::Relaxed));
             let (new_license, h) = build(&ctx, certificate_id, license_id)?;
             if new_license.id != license_id
                 || h.id != certificate_id
