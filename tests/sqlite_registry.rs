@@ -53,6 +53,22 @@ fn the_whole_flow_persists_across_reopening() {
         snapshot = w.snapshot();
         assert!(audit(w.distributor.registry(), 10).unwrap().is_empty());
     }
+    // A backup taken while in use is the same registry.
+    let backup = dir.path().join("backup.sqlite");
+    {
+        let live = SqliteRegistry::open_existing(&path).unwrap();
+        live.backup_to(&backup).unwrap();
+        assert!(
+            live.backup_to(&backup).is_err(),
+            "a backup never overwrites"
+        );
+    }
+    let copy: World<SqliteRegistry> = World::with_registry(
+        Scheme::SUBSET_DIFFERENCE,
+        SqliteRegistry::open_existing(&backup).unwrap(),
+    );
+    assert_eq!(copy.snapshot(), snapshot);
+    drop(copy);
     let reopened = SqliteRegistry::open_existing(&path).unwrap();
     assert_eq!(reopened.height(), height());
     let w2: World<SqliteRegistry> = World::with_registry(Scheme::SUBSET_DIFFERENCE, reopened);

@@ -158,6 +158,23 @@ impl SqliteRegistry {
         Self::open(path, height)
     }
 
+    /// Writes a consistent copy of the registry to a new file at `path` (`VACUUM INTO`), while
+    /// it stays in use.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when `path` exists or cannot be written.
+    pub fn backup_to(&self, path: &Path) -> Result<(), Error> {
+        let target = path
+            .to_str()
+            .ok_or_else(|| Error::Storage(format!("{}: not a UTF-8 path", path.display())))?;
+        self.lock()?
+            .execute("VACUUM INTO ?1", [target])
+            .map_err(|e| {
+                Error::Storage(format!("backup to {}: {}", path.display(), describe(&e)))
+            })?;
+        Ok(())
+    }
+
     /// The tree height this registry serves.
     pub const fn height(&self) -> TreeHeight {
         self.height
