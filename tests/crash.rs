@@ -106,3 +106,63 @@ fn check_committed(r: &SqliteRegistry, line: &str) {
         other => panic!("unknown line {other}"),
     }
 }
+
+#[test]
+fn store_check_fails_on_a_tampered_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("k");
+    let db = dir.path().join("r.sqlite");
+    let store = format!("sqlite:{}", db.display());
+    assert!(
+        treecast(&["keygen", "--out", keys.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let out = treecast(&[
+        "store",
+        "workload",
+        "--store",
+        &store,
+        "--keys",
+        keys.to_str().unwrap(),
+        "--ops",
+        "400",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        treecast(&["store", "check", "--store", &store])
+            .status
+            .success()
+    );
+    // Bill someone without an event, and give a moved license a second life.
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("UPDATE users SET total = total + 7 WHERE id = 1")
+            .unwrap();
+        conn.execute_batch(
+            "UPDATE licenses SET state = 0 WHERE id = (SELECT source_license FROM history LIMIT 1)",
+        )
+        .unwrap();
+    }
+    let out = treecast(&["store", "check", "--store", &store]);
+    crate::cli::assert_clean_failure(&out, "invariant violations");
+    let text = stdout(&out);
+    assert!(text.contains("user-1 has a total"), "{text}");
+    assert!(text.contains("usable licenses"), "{text}");
+    // Not a registry at all.
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, b"junk").unwrap();
+    crate::cli::assert_clean_failure(
+        &treecast(&[
+            "store",
+            "check",
+            "--store",
+            &format!("sqlite:{}", junk.display()),
+        ]),
+        "not a",
+    );
+    crate::cli::assert_clean_failure(
+        &treecast(&["store", "check", "--store", "postgres:x"]),
+        "not a store",
+    );
+}

@@ -44,7 +44,7 @@ pub(crate) enum StoreCommand {
     /// Re-check the invariants of a stored registry; exits non-zero on any violation.
     Check {
         /// The registry: `sqlite:PATH`.
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_STORE)]
         store: StoreSpec,
         /// How many violations to print at most.
         #[arg(long, default_value_t = 10)]
@@ -58,7 +58,7 @@ pub(crate) enum StoreCommand {
 #[derive(Args, Debug)]
 pub(crate) struct WorkloadArgs {
     /// The registry: `memory` or `sqlite:PATH`.
-    #[arg(long, default_value = "memory")]
+    #[arg(long, default_value = DEFAULT_STORE)]
     store: StoreSpec,
     /// The distributor key file (see `treecast keygen`).
     #[arg(long)]
@@ -73,6 +73,9 @@ pub(crate) struct WorkloadArgs {
     #[arg(long, default_value = "20", value_parser = super::parse_height)]
     height: TreeHeight,
 }
+
+/// Where a persistent run keeps its registry unless told otherwise.
+const DEFAULT_STORE: &str = "sqlite:treecast-registry.sqlite";
 
 pub(crate) fn run(cmd: StoreCommand) -> anyhow::Result<()> {
     match cmd {
