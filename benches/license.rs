@@ -93,6 +93,19 @@ fn setup_on<R: Registry>(content_len: usize, registry: R) -> Setup<R> {
     }
 }
 
+/// One whole move of the license, from `a` to `b`; then `a` and `b` swap roles.
+fn bounce<R: Registry>(s: &mut Setup<R>) {
+    let license = s.a.license_id(s.content).expect("held");
+    let request = s.a.move_request(license, s.b.id(), NOW);
+    let cert = s
+        .distributor
+        .supply_certificate(request.as_bytes())
+        .expect("certificate");
+    let package = s.a.move_out(cert.as_bytes()).expect("out");
+    s.b.move_in(&package, NOW).expect("in");
+    std::mem::swap(&mut s.a, &mut s.b);
+}
+
 fn issue(c: &mut Criterion) {
     let mut s = setup(1024);
     let mut group = c.benchmark_group("license");
@@ -135,19 +148,7 @@ fn moves(c: &mut Criterion) {
             timed
         })
     });
-    group.bench_function("whole_move", |b| {
-        b.iter(|| {
-            let license = s.a.license_id(s.content).expect("held");
-            let request = s.a.move_request(license, s.b.id(), NOW);
-            let cert = s
-                .distributor
-                .supply_certificate(request.as_bytes())
-                .expect("certificate");
-            let package = s.a.move_out(cert.as_bytes()).expect("out");
-            s.b.move_in(&package, NOW).expect("in");
-            std::mem::swap(&mut s.a, &mut s.b);
-        })
-    });
+    group.bench_function("whole_move", |b| b.iter(|| bounce(&mut s)));
     // The same signatures on messages of the same sizes: request 69 B, license 115 B,
     // certificate 197 B (payloads).
     let keys: Vec<SigningKey> = (0..3).map(|_| SigningKey::generate(&mut s.rng)).collect();
@@ -263,19 +264,7 @@ fn stores(c: &mut Criterion) {
                 started.elapsed().mul_f64(iters as f64 / (2 * half) as f64)
             })
         });
-        group.bench_function(format!("{name}/whole_move"), |b| {
-            b.iter(|| {
-                let license = s.a.license_id(s.content).expect("held");
-                let request = s.a.move_request(license, s.b.id(), NOW);
-                let cert = s
-                    .distributor
-                    .supply_certificate(request.as_bytes())
-                    .expect("certificate");
-                let package = s.a.move_out(cert.as_bytes()).expect("out");
-                s.b.move_in(&package, NOW).expect("in");
-                std::mem::swap(&mut s.a, &mut s.b);
-            })
-        });
+        group.bench_function(format!("{name}/whole_move"), |b| b.iter(|| bounce(&mut s)));
     };
     run(
         "memory",

@@ -434,6 +434,15 @@ impl ClientRow {
     }
 }
 
+/// The first `N` columns of a row, as integers.
+fn ints<const N: usize>(r: &rusqlite::Row<'_>) -> rusqlite::Result<[i64; N]> {
+    let mut v = [0i64; N];
+    for (i, slot) in v.iter_mut().enumerate() {
+        *slot = r.get(i)?;
+    }
+    Ok(v)
+}
+
 const LICENSE_COLUMNS: &str = "id, content_id, client_id, user_id, epoch, state, origin, issued_at";
 
 fn license_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<[Option<i64>; 8]> {
@@ -860,13 +869,7 @@ impl Registry for SqliteRegistry {
                 "SELECT id, user_id, content_id, source, source_license, destination, destination_license,
                  server, issued_at, expires_at FROM history ORDER BY id",
             )?;
-            let rows = stmt.query_map([], |r| {
-                let mut v = [0i64; 10];
-                for (i, slot) in v.iter_mut().enumerate() {
-                    *slot = r.get(i)?;
-                }
-                Ok(v)
-            })?;
+            let rows = stmt.query_map([], ints::<10>)?;
             rows.map(|row| {
                 let [id, user, content, source, sl, dest, dl, server, issued, expires] = row?;
                 Ok(CertificateRecord {
@@ -891,13 +894,7 @@ impl Registry for SqliteRegistry {
             let mut stmt = tx.prepare_cached(
                 "SELECT user_id, kind, content_id, reference, amount, at FROM ledger ORDER BY seq",
             )?;
-            let rows = stmt.query_map([], |r| {
-                let mut v = [0i64; 6];
-                for (i, slot) in v.iter_mut().enumerate() {
-                    *slot = r.get(i)?;
-                }
-                Ok(v)
-            })?;
+            let rows = stmt.query_map([], ints::<6>)?;
             rows.map(|row| {
                 let [user, kind, content, reference, amount, at] = row?;
                 let kind = match kind {
