@@ -9,7 +9,7 @@ mod cover;
 mod demo;
 mod ekb;
 mod input;
-mod store;
+pub(crate) mod store;
 
 /// Broadcast-encryption key management and content licensing.
 #[derive(Debug, Parser)]

@@ -267,6 +267,8 @@ fn demo_runs_and_checks() {
         "50",
         "--seed",
         "3",
+        "--users",
+        "100",
     ]);
     assert!(out.status.success(), "{out:?}");
     let text = stdout(&out);
@@ -275,6 +277,40 @@ fn demo_runs_and_checks() {
         "{text}"
     );
     assert!(text.contains("all checks passed"));
+    assert!(
+        text.contains("licensing on memory: scheme cs, 100 users"),
+        "{text}"
+    );
+}
+
+#[test]
+fn demo_licensing_on_sqlite_then_store_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("demo.sqlite").display());
+    let out = treecast(&[
+        "demo",
+        "--scheme",
+        "sd",
+        "--height",
+        "20",
+        "--devices",
+        "500",
+        "--revoke",
+        "20",
+        "--users",
+        "40",
+        "--store",
+        &store,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains("moves       40"), "{}", stdout(&out));
+    let check = treecast(&["store", "check", "--store", &store]);
+    assert!(check.status.success(), "{check:?}");
+    assert!(
+        stdout(&check).starts_with("ok: 40 users, 80 clients, 80 licenses, 40 certificates"),
+        "{}",
+        stdout(&check)
+    );
 }
 
 #[test]

@@ -29,6 +29,12 @@ pub(crate) struct DemoArgs {
     /// The seed of the master secret, the payload key and the choice of revoked devices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// How many users buy, play, move and get revoked in the licensing half (0 skips it).
+    #[arg(long, default_value_t = 1_000)]
+    users: u32,
+    /// The registry of the licensing half: `memory` or `sqlite:PATH`.
+    #[arg(long, default_value = "memory")]
+    store: super::store::StoreSpec,
 }
 
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
@@ -126,10 +132,177 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         "  devices refused       {:>12}   (all of them revoked)",
         refused
     );
+    if args.users > 0 {
+        licensing::run(&args.store, config.scheme, args.users, args.seed)?;
+    }
     println!("all checks passed");
     Ok(())
 }
 
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// The second half of the demo: the contents distribution system on a registry.
+pub(crate) mod licensing {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use anyhow::ensure;
+    use rand_core::{Rng, SeedableRng};
+    use treecast_keytree::{Authority, Scheme, TreeConfig, TreeHeight, TreeId};
+    use treecast_license::keyfile::DistributorKeys;
+    use treecast_license::registry::{MemoryRegistry, SqliteRegistry, audit};
+    use treecast_license::{
+        Client, Clock, Distributor, DistributorConfig, ManualClock, Registry, SigningKey, Tariff,
+        UnixTime,
+    };
+
+    use crate::cli::store::StoreSpec;
+
+    /// Registers `users` users with two clients each, sells a content to each user's first
+    /// client, plays it, moves it to the second client, plays it there, revokes a tenth of the
+    /// first clients, and audits the registry. Every step is checked.
+    pub(crate) fn run(
+        store: &StoreSpec,
+        scheme: Scheme,
+        users: u32,
+        seed: u64,
+    ) -> anyhow::Result<()> {
+        match store {
+            StoreSpec::Memory => flow(
+                MemoryRegistry::new(height()?),
+                "memory",
+                scheme,
+                users,
+                seed,
+            ),
+            StoreSpec::Sqlite(path) => flow(
+                SqliteRegistry::open(path, height()?)?,
+                &format!("sqlite:{}", path.display()),
+                scheme,
+                users,
+                seed,
+            ),
+        }
+    }
+
+    fn height() -> anyhow::Result<TreeHeight> {
+        Ok(TreeHeight::new(32)?)
+    }
+
+    fn flow<R: Registry>(
+        registry: R,
+        name: &str,
+        scheme: Scheme,
+        users: u32,
+        seed: u64,
+    ) -> anyhow::Result<()> {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x11ce);
+        let keys = DistributorKeys::generate(&mut rng, 2);
+        let authority =
+            Authority::new(keys.master(), TreeConfig::new(scheme, height()?, TreeId(1)))?;
+        let clock = Arc::new(ManualClock::new(UnixTime(1_800_000_000)));
+        let d = Distributor::new(
+            authority,
+            keys.servers().to_vec(),
+            registry,
+            Tariff::default(),
+            clock.clone(),
+            DistributorConfig::default(),
+        );
+        let started = Instant::now();
+        let movie: Vec<u8> = (0..100_000).map(|_| rng.next_u32() as u8).collect();
+        let mut container = Vec::new();
+        let content = d.publish(&movie[..], &mut container, &mut rng)?.id;
+        let (_, ekb) = d.current_ekb()?;
+        let mut pairs = Vec::new();
+        for i in 0..users {
+            let user = d.register_user()?;
+            let mut client = |server| -> anyhow::Result<Client> {
+                let key = SigningKey::generate(&mut rng);
+                let mut c = Client::new(
+                    key.clone(),
+                    d.register_client(user, server, &key.verifying_key())?,
+                )?;
+                c.store_ekb(ekb.as_bytes())?;
+                Ok(c)
+            };
+            let mut first = client(treecast_license::ServerId(1 + i % 2))?;
+            let mut second = client(treecast_license::ServerId(2 - i % 2))?;
+            // Buy and play on the first client.
+            d.supply_content(user, content)?;
+            first.store_content(container.clone())?;
+            let license =
+                d.supply_license(first.license_request(content, clock.now()).as_bytes())?;
+            first.acquire_license(license.as_bytes())?;
+            let mut played = Vec::new();
+            first.play(content, &mut played)?;
+            ensure!(
+                played == movie,
+                "user {user}: the first client played wrong bytes"
+            );
+            // Move to the second client and play there; the first can no longer play.
+            let request = first.move_request(license.tbs().license_id, second.id(), clock.now());
+            let cert = d.supply_certificate(request.as_bytes())?;
+            second.move_in(&first.move_out(cert.as_bytes())?, clock.now())?;
+            played.clear();
+            second.play(content, &mut played)?;
+            ensure!(
+                played == movie,
+                "user {user}: the second client played wrong bytes"
+            );
+            ensure!(
+                first.play(content, std::io::sink()).is_err(),
+                "user {user}: the moved-from copy still plays"
+            );
+            pairs.push((first, second));
+        }
+        let flows = started.elapsed();
+        // Revoke every tenth first client; the revoked cannot open the new EKB, the rest can.
+        let started = Instant::now();
+        let mut revoked = 0;
+        for (first, _) in pairs.iter().step_by(10) {
+            d.revoke_client(first.id())?;
+            revoked += 1;
+        }
+        let (epoch, ekb) = d.current_ekb()?;
+        let verified = treecast_keytree::EkbIn::from_bytes(ekb.as_bytes())?
+            .verify(&d.authority().verifying_key())?;
+        for (i, (first, second)) in pairs.iter().enumerate() {
+            ensure!(
+                second.device_keys().open(&verified).is_ok(),
+                "a non-revoked client cannot open epoch {epoch}"
+            );
+            ensure!(
+                first.device_keys().open(&verified).is_ok() != (i % 10 == 0),
+                "client {} has the wrong access to epoch {epoch}",
+                first.id()
+            );
+        }
+        let revocations = started.elapsed();
+        let violations = audit(d.registry(), 5)?;
+        ensure!(
+            violations.is_empty(),
+            "registry invariants broken: {violations:?}"
+        );
+        let r = d.registry();
+        println!("licensing on {name}: scheme {}, {users} users", scheme);
+        println!(
+            "  clients {:>8}  licenses {:>8}  moves {:>8}  ledger {:>8}   ({:.1} ms, {:.0} µs a user)",
+            r.all_clients()?.len(),
+            r.all_licenses()?.len(),
+            r.certificate_history()?.len(),
+            r.ledger()?.len(),
+            flows.as_secs_f64() * 1e3,
+            flows.as_secs_f64() * 1e6 / f64::from(users.max(1))
+        );
+        println!(
+            "  revoked  {revoked:>8}  epoch    {epoch:>8}  EKB bytes {:>7}   ({:.1} ms)",
+            ekb.as_bytes().len(),
+            revocations.as_secs_f64() * 1e3
+        );
+        println!("  every play decrypted, every move checked, audit clean");
+        Ok(())
+    }
 }
