@@ -45,26 +45,26 @@ impl Authority {
     pub fn new(master: &MasterSecret, config: TreeConfig) -> Result<Self, Error> {
         let keys = match config.scheme {
             Scheme::COMPLETE_SUBTREE => SchemeKeys::CompleteSubtree {
-                node: Prf::derive(master, &info(b"cs-node", &config)),
+                node: Prf::derive(master, &info(b"cs-node", &config))?,
             },
             Scheme::SUBSET_DIFFERENCE => {
                 let mut bytes = zeroize::Zeroizing::new([0u8; 16]);
-                crypto::expand(master, &info(b"sd-all", &config), bytes.as_mut_slice());
+                crypto::expand(master, &info(b"sd-all", &config), bytes.as_mut_slice())?;
                 let all = NodeKey::from_bytes(*bytes);
                 SchemeKeys::SubsetDifference {
-                    label: Prf::derive(master, &info(b"sd-label", &config)),
+                    label: Prf::derive(master, &info(b"sd-label", &config))?,
                     all,
                 }
             }
             other => return Err(Error::UnsupportedScheme(other)),
         };
         let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-        crypto::expand(master, &info(b"ekb-signing", &config), seed.as_mut_slice());
+        crypto::expand(master, &info(b"ekb-signing", &config), seed.as_mut_slice())?;
         Ok(Self {
             config,
             keys,
-            device_prf: Prf::derive(master, &info(b"device", &config)),
-            epoch_prf: Prf::derive(master, &info(b"epoch-key", &config)),
+            device_prf: Prf::derive(master, &info(b"device", &config))?,
+            epoch_prf: Prf::derive(master, &info(b"epoch-key", &config))?,
             signing_key: SigningKey::from_bytes(&seed),
         })
     }

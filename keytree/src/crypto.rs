@@ -16,6 +16,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::Error;
 use crate::secret::{MasterSecret, NodeKey, PayloadKey};
 
 /// AES-128 keyed for one purpose; evaluates the PRF on 128-bit blocks.
@@ -24,10 +25,10 @@ pub(crate) struct Prf(Aes128Enc);
 
 impl Prf {
     /// Derives the purpose key with HKDF-SHA-256 (salt `HKDF_SALT`, info = `info`).
-    pub(crate) fn derive(master: &MasterSecret, info: &[u8]) -> Self {
+    pub(crate) fn derive(master: &MasterSecret, info: &[u8]) -> Result<Self, Error> {
         let mut key = zeroize::Zeroizing::new([0u8; 16]);
-        expand(master, info, key.as_mut_slice());
-        Self(Aes128Enc::new(&Array::from(*key)))
+        expand(master, info, key.as_mut_slice())?;
+        Ok(Self(Aes128Enc::new(&Array::from(*key))))
     }
 
     pub(crate) fn eval(&self, input: u128) -> [u8; 16] {
@@ -44,13 +45,13 @@ impl Prf {
 }
 
 /// HKDF-SHA-256 expand of the master secret.
-pub(crate) fn expand(master: &MasterSecret, info: &[u8], out: &mut [u8]) {
-    let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), master.secret_bytes());
-    // Output lengths here are at most 32 bytes, far below HKDF's 255 * 32 limit.
-    if hk.expand(info, out).is_err() {
-        out.fill(0);
-        debug_assert!(false, "HKDF output length out of range");
-    }
+///
+/// Output lengths here are at most 32 bytes, far below HKDF's 255 · 32 limit, so the error is an
+/// internal one.
+pub(crate) fn expand(master: &MasterSecret, info: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    Hkdf::<Sha256>::new(Some(HKDF_SALT), master.secret_bytes())
+        .expand(info, out)
+        .map_err(|_| Error::Internal("HKDF output length"))
 }
 
 pub(crate) fn wrap(key: &NodeKey, tweak: u128, payload: &PayloadKey) -> [u8; 16] {

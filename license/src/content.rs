@@ -27,7 +27,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 
 use aes::Aes128;
 use ctr::cipher::{KeyIvInit, StreamCipher};
-use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use treecast_keytree::DecodeError;
@@ -36,6 +35,7 @@ use zeroize::Zeroizing;
 
 use crate::Error;
 use crate::ids::ContentId;
+use crate::kdf;
 
 treecast_keytree::secret_type!(
     /// The key that encrypts one content item (AES-128). It never leaves the server except
@@ -127,7 +127,7 @@ pub fn package(
     };
     let header_bytes = header.encode();
     ContentHeader::from_bytes(&header_bytes)?;
-    let keys = ChunkKeys::derive(key, &header, &header_bytes);
+    let keys = ChunkKeys::derive(key, &header, &header_bytes)?;
     let mut cipher = keys.cipher(&nonce);
     output.write_all(&header_bytes)?;
     let size = chunk_size as usize;
@@ -167,7 +167,7 @@ pub fn open(
         return Err(DecodeError::MissingData("content header").into());
     }
     let header = ContentHeader::from_bytes(&header_bytes)?;
-    let keys = ChunkKeys::derive(key, &header, &header_bytes);
+    let keys = ChunkKeys::derive(key, &header, &header_bytes)?;
     let mut cipher = keys.cipher(&header.nonce);
     let size = header.chunk_size as usize + TAG_LEN;
     let mut chunk = vec![0u8; size];
@@ -208,24 +208,17 @@ struct ChunkKeys {
 }
 
 impl ChunkKeys {
-    fn derive(key: &ContentKey, header: &ContentHeader, header_bytes: &[u8]) -> Self {
-        let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), key.secret_bytes());
-        let mut enc = Zeroizing::new([0u8; 16]);
-        let mut mac = Zeroizing::new([0u8; 32]);
+    fn derive(
+        key: &ContentKey,
+        header: &ContentHeader,
+        header_bytes: &[u8],
+    ) -> Result<Self, Error> {
         let id = header.content_id.0.to_be_bytes();
-        // Output lengths of 16 and 32 bytes are always valid for HKDF-SHA-256.
-        let ok = hk
-            .expand_multi_info(&[b"enc", &id, &header.nonce], enc.as_mut_slice())
-            .is_ok()
-            && hk
-                .expand_multi_info(&[b"mac", &id, &header.nonce], mac.as_mut_slice())
-                .is_ok();
-        debug_assert!(ok);
-        Self {
-            enc,
-            mac,
+        Ok(Self {
+            enc: kdf::expand(HKDF_SALT, key.secret_bytes(), &[b"enc", &id, &header.nonce])?,
+            mac: kdf::expand(HKDF_SALT, key.secret_bytes(), &[b"mac", &id, &header.nonce])?,
             header_digest: Sha256::digest(header_bytes).into(),
-        }
+        })
     }
 
     fn cipher(&self, nonce: &[u8; 16]) -> ctr::Ctr128BE<Aes128> {

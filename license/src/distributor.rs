@@ -10,10 +10,8 @@ use aes::Aes128;
 use aes::cipher::KeyInit;
 use aes_kw::AesKw;
 use ed25519_dalek::VerifyingKey;
-use hkdf::Hkdf;
 use rand_core::CryptoRng;
 use rayon::prelude::*;
-use sha2::Sha256;
 use treecast_keytree::{Authority, DeviceKeys, PayloadKey, RevocationSet, SignedEkb};
 use zeroize::Zeroizing;
 
@@ -25,6 +23,7 @@ use crate::certificate::{
 };
 use crate::content::{self, ContentKey};
 use crate::ids::{ClientId, ContentId, ServerId, UserId};
+use crate::kdf;
 use crate::license::{License, LicenseTbs, Rights};
 use crate::registry::{CertificateRecord, ContentRecord, LicenseRecord, MoveIntent, Registry};
 use crate::server::LicenseServer;
@@ -520,18 +519,16 @@ impl<R: Registry> Distributor<R> {
 
 /// The key that envelopes content keys in the registry: HKDF-SHA-256 of the epoch's payload
 /// key, bound to the content and the epoch.
-fn envelope_key(epoch_key: &PayloadKey, content: ContentId, epoch: u64) -> Zeroizing<[u8; 16]> {
-    let hk = Hkdf::<Sha256>::new(
-        Some(b"treecast/v1/content-envelope"),
+fn envelope_key(
+    epoch_key: &PayloadKey,
+    content: ContentId,
+    epoch: u64,
+) -> Result<Zeroizing<[u8; 16]>, Error> {
+    kdf::expand(
+        b"treecast/v1/content-envelope",
         epoch_key.secret_bytes(),
-    );
-    let mut out = Zeroizing::new([0u8; 16]);
-    // A 16-byte output is always valid for HKDF-SHA-256.
-    let _ = hk.expand_multi_info(
         &[&content.0.to_be_bytes(), &epoch.to_be_bytes()],
-        out.as_mut_slice(),
-    );
-    out
+    )
 }
 
 fn seal_envelope(
@@ -540,7 +537,7 @@ fn seal_envelope(
     epoch: u64,
     key: &ContentKey,
 ) -> Result<[u8; 24], Error> {
-    let kek = envelope_key(epoch_key, content, epoch);
+    let kek = envelope_key(epoch_key, content, epoch)?;
     let mut out = [0u8; 24];
     AesKw::<Aes128>::new((&*kek).into())
         .wrap_key(key.secret_bytes(), &mut out)
@@ -549,7 +546,7 @@ fn seal_envelope(
 }
 
 fn open_envelope(epoch_key: &PayloadKey, record: &ContentRecord) -> Result<ContentKey, Error> {
-    let kek = envelope_key(epoch_key, record.id, record.epoch);
+    let kek = envelope_key(epoch_key, record.id, record.epoch)?;
     let mut out = Zeroizing::new([0u8; 16]);
     AesKw::<Aes128>::new((&*kek).into())
         .unwrap_key(&record.envelope, out.as_mut_slice())

@@ -21,6 +21,7 @@ pub mod content;
 pub mod distributor;
 mod error;
 pub mod ids;
+mod kdf;
 pub mod keyfile;
 pub mod license;
 pub mod registry;

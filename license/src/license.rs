@@ -12,8 +12,6 @@
 use aes::Aes128;
 use aes::cipher::KeyInit;
 use aes_kw::AesKw;
-use hkdf::Hkdf;
-use sha2::Sha256;
 use treecast_keytree::codec::Reader;
 use treecast_keytree::{DecodeError, DeviceKey, PayloadKey};
 use zeroize::Zeroizing;
@@ -21,6 +19,7 @@ use zeroize::Zeroizing;
 use crate::Error;
 use crate::content::ContentKey;
 use crate::ids::{ClientId, ContentId, LicenseId, ServerId, UserId};
+use crate::kdf;
 use crate::sign::{self, Signable, Signed, Unverified};
 use crate::time::UnixTime;
 
@@ -87,7 +86,7 @@ impl LicenseTbs {
     ) -> Result<Self, Error> {
         let kek = binding_key(
             epoch.1, device_key, license_id, content_id, client_id, epoch.0,
-        );
+        )?;
         let mut wrapped_key = [0u8; WRAPPED_LEN];
         AesKw::<Aes128>::new((&*kek).into())
             .wrap_key(content_key.secret_bytes(), &mut wrapped_key)
@@ -166,7 +165,7 @@ impl Signed<LicenseTbs> {
             t.content_id,
             t.client_id,
             t.epoch,
-        );
+        )?;
         let mut out = Zeroizing::new([0u8; 16]);
         AesKw::<Aes128>::new((&*kek).into())
             .unwrap_key(&t.wrapped_key, out.as_mut_slice())
@@ -183,24 +182,21 @@ fn binding_key(
     content: ContentId,
     client: ClientId,
     epoch: u64,
-) -> Zeroizing<[u8; 16]> {
+) -> Result<Zeroizing<[u8; 16]>, Error> {
     let mut ikm = Zeroizing::new([0u8; 32]);
     let (first, second) = ikm.split_at_mut(16);
     first.copy_from_slice(epoch_key.secret_bytes());
     second.copy_from_slice(device_key.secret_bytes());
-    let hk = Hkdf::<Sha256>::new(Some(b"treecast/v1/license-binding"), ikm.as_slice());
-    let mut out = Zeroizing::new([0u8; 16]);
-    // A 16-byte output is always valid for HKDF-SHA-256.
-    let _ = hk.expand_multi_info(
+    kdf::expand(
+        b"treecast/v1/license-binding",
+        ikm.as_slice(),
         &[
             &license.0.to_be_bytes(),
             &content.0.to_be_bytes(),
             &client.0.to_be_bytes(),
             &epoch.to_be_bytes(),
         ],
-        out.as_mut_slice(),
-    );
-    out
+    )
 }
 
 /// The magic label of a license.
