@@ -46,29 +46,16 @@ const COVER_CASES: [(u8, usize); 5] = [
 ];
 const SCHEMES: [Scheme; 2] = [Scheme::COMPLETE_SUBTREE, Scheme::SUBSET_DIFFERENCE];
 
-/// The cover alone.
-fn cover(c: &mut Criterion) {
+/// Runs `work` for each scheme over `COVER_CASES`, in the group `<scheme>_<name>`.
+fn sweep<T>(
+    c: &mut Criterion,
+    name: &str,
+    samples: usize,
+    work: impl Fn(&Authority, Scheme, &RevocationSet) -> T,
+) {
     for scheme in SCHEMES {
-        let mut group = c.benchmark_group(format!("{}_cover", scheme.name()));
-        for (h, r) in COVER_CASES {
-            let revoked = random_revoked(h, r, 1);
-            group.throughput(Throughput::Elements(r as u64));
-            group.bench_with_input(
-                BenchmarkId::new(format!("h{h}"), r),
-                &revoked,
-                |b, revoked| b.iter(|| Cover::compute(scheme, black_box(revoked)).expect("cover")),
-            );
-        }
-        group.finish();
-    }
-}
-
-/// The cover and the key of every subset (the NNL "cover plus subset keys" step), no wrapping or
-/// signature.
-fn cover_and_keys(c: &mut Criterion) {
-    for scheme in SCHEMES {
-        let mut group = c.benchmark_group(format!("{}_cover_and_keys", scheme.name()));
-        group.sample_size(10);
+        let mut group = c.benchmark_group(format!("{}_{name}", scheme.name()));
+        group.sample_size(samples);
         for (h, r) in COVER_CASES {
             let auth = authority(scheme, h);
             let revoked = random_revoked(h, r, 1);
@@ -76,42 +63,36 @@ fn cover_and_keys(c: &mut Criterion) {
             group.bench_with_input(
                 BenchmarkId::new(format!("h{h}"), r),
                 &revoked,
-                |b, revoked| {
-                    b.iter(|| {
-                        let cover = Cover::compute(scheme, black_box(revoked)).expect("cover");
-                        auth.hazmat_subset_keys(&cover).expect("keys")
-                    })
-                },
+                |b, revoked| b.iter(|| work(&auth, scheme, black_box(revoked))),
             );
         }
         group.finish();
     }
+}
+
+/// The cover alone.
+fn cover(c: &mut Criterion) {
+    sweep(c, "cover", 100, |_, scheme, revoked| {
+        Cover::compute(scheme, revoked).expect("cover")
+    });
+}
+
+/// The cover and the key of every subset (the NNL "cover plus subset keys" step), no wrapping or
+/// signature.
+fn cover_and_keys(c: &mut Criterion) {
+    sweep(c, "cover_and_keys", 10, |auth, scheme, revoked| {
+        let cover = Cover::compute(scheme, revoked).expect("cover");
+        auth.hazmat_subset_keys(&cover).expect("keys")
+    });
 }
 
 /// The whole EKB from the revoked set: cover, subset keys, wraps, signature. For SD this is the
 /// work of the NNL "cover plus subset keys" step, plus one wrap and the signature.
 fn ekb_from_revoked(c: &mut Criterion) {
     let payload = PayloadKey::from_bytes([1; 16]);
-    for scheme in SCHEMES {
-        let mut group = c.benchmark_group(format!("{}_ekb_from_revoked", scheme.name()));
-        group.sample_size(10);
-        for (h, r) in COVER_CASES {
-            let auth = authority(scheme, h);
-            let revoked = random_revoked(h, r, 1);
-            group.throughput(Throughput::Elements(r as u64));
-            group.bench_with_input(
-                BenchmarkId::new(format!("h{h}"), r),
-                &revoked,
-                |b, revoked| {
-                    b.iter(|| {
-                        auth.build_ekb(&payload, black_box(revoked), 1)
-                            .expect("build")
-                    })
-                },
-            );
-        }
-        group.finish();
-    }
+    sweep(c, "ekb_from_revoked", 10, |auth, _, revoked| {
+        auth.build_ekb(&payload, revoked, 1).expect("build")
+    });
 }
 
 fn ekb_build(c: &mut Criterion) {

@@ -30,6 +30,24 @@ pub(crate) fn assert_clean_failure(out: &Output, needle: &str) {
     assert!(err.contains(needle), "stderr lacks `{needle}`: {err}");
 }
 
+/// `treecast ekb build` with `tree` (scheme, height, epoch) and the files given; it must succeed.
+fn build_ekb(tree: &[&str], revoked: &Path, key: &Path, payload: &str, out: &Path) {
+    let mut args = vec!["ekb", "build"];
+    args.extend_from_slice(tree);
+    args.extend_from_slice(&[
+        "--revoked",
+        path(revoked),
+        "--key",
+        path(key),
+        "--payload-key",
+        payload,
+        "--out",
+        path(out),
+    ]);
+    let result = treecast(&args);
+    assert!(result.status.success(), "{result:?}");
+}
+
 pub(crate) fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -140,23 +158,13 @@ fn keygen_build_inspect_open() {
     std::fs::write(&revoked, "5\n77\n1000\n").unwrap();
     let ekb = dir.path().join("e.ekb");
     let payload = "00112233445566778899aabbccddeeff";
-    let out = treecast(&[
-        "ekb",
-        "build",
-        "--height",
-        "12",
-        "--revoked",
-        path(&revoked),
-        "--key",
-        path(&key),
-        "--epoch",
-        "3",
-        "--payload-key",
+    build_ekb(
+        &["--height", "12", "--epoch", "3"],
+        &revoked,
+        &key,
         payload,
-        "--out",
-        path(&ekb),
-    ]);
-    assert!(out.status.success(), "{out:?}");
+        &ekb,
+    );
 
     let out = treecast(&["ekb", "inspect", path(&ekb), "--json", "--key", path(&key)]);
     assert!(out.status.success(), "{out:?}");
@@ -347,23 +355,13 @@ fn subset_difference_through_the_cli() {
     assert!(treecast(&["keygen", "--out", path(&key)]).status.success());
     let ekb = dir.path().join("sd.ekb");
     let payload = "ffeeddccbbaa99887766554433221100";
-    let out = treecast(&[
-        "ekb",
-        "build",
-        "--scheme",
-        "sd",
-        "--height",
-        "16",
-        "--revoked",
-        path(&file),
-        "--key",
-        path(&key),
-        "--payload-key",
+    build_ekb(
+        &["--scheme", "sd", "--height", "16"],
+        &file,
+        &key,
         payload,
-        "--out",
-        path(&ekb),
-    ]);
-    assert!(out.status.success(), "{out:?}");
+        &ekb,
+    );
     let out = treecast(&["ekb", "inspect", path(&ekb), "--json"]);
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(
