@@ -200,6 +200,19 @@ impl Authority {
         }
     }
 
+    /// The key of one Subset Difference subset (the AACS processing key), for the AACS profile.
+    pub(crate) fn sd_subset_key(&self, subset: &Subset) -> Result<NodeKey, Error> {
+        match &self.keys {
+            SchemeKeys::SubsetDifference { label, all } => sd_subset_key(label, all, subset),
+            SchemeKeys::CompleteSubtree { .. } => Err(Error::UnsupportedScheme(self.config.scheme)),
+        }
+    }
+
+    /// The key that signs this tree's EKBs (and, in the AACS profile, its MKBs).
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.signing_key
+    }
+
     /// **Hazardous**: the raw key of every subset of `cover`, in its order. Anyone holding one
     /// opens every EKB that lists its subset. For benchmarks and interoperability tests.
     ///

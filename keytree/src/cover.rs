@@ -86,6 +86,13 @@ impl Subset {
         }
     }
 
+    /// The top node: the subtree for [`Subset::Complete`], `u` for [`Subset::Difference`].
+    pub fn top(&self) -> NodeIndex {
+        match *self {
+            Self::Complete(n) | Self::Difference { u: n, .. } => n,
+        }
+    }
+
     /// The number of leaves in the subset, for a tree of height `height`.
     pub fn leaf_count(&self, height: TreeHeight) -> u64 {
         let size = |n: NodeIndex| 1u64 << (height.get().saturating_sub(n.depth()));

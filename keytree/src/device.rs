@@ -172,46 +172,13 @@ impl DeviceKeys {
         }
     }
 
-    /// The entry whose subset holds this device.
-    ///
-    /// Entries are in preorder of their top node `u` (for CS, that is by first leaf); the order
-    /// is vouched for by the signature. The subset holding a non-revoked leaf is the entry with
-    /// the deepest `u` above the leaf. 1) Find the last entry at or before the leaf in preorder;
-    /// if its `u` is above the leaf, that is the one. 2) Otherwise that entry lies under the `v`
-    /// of the wanted subset, left of the leaf, and the wanted entry is the last one at or before
-    /// the common ancestor of the two. Two binary searches; `design.md` has the proof.
+    /// The entry whose subset holds this device: see [`find_in_preorder`].
     fn find(&self, ekb: &VerifiedEkb<'_>) -> Result<(Subset, [u8; 16]), Error> {
         let body = ekb.body();
         let height = self.config.height;
         let leaf = self.leaf.node(height);
-        let top = |subset: &Subset| match *subset {
-            Subset::Complete(n) | Subset::Difference { u: n, .. } => n,
-        };
-        // The number of entries whose top node is at or before `key` in preorder.
-        let at_or_before = |key: u64| -> Result<usize, Error> {
-            let (mut lo, mut hi) = (0, body.len());
-            while lo < hi {
-                let mid = lo + (hi - lo) / 2;
-                let (subset, _) = body.entry(mid)?;
-                if top(&subset).preorder_key(height) <= key {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
-            }
-            Ok(lo)
-        };
-        let last = at_or_before(leaf.preorder_key(height))?
-            .checked_sub(1)
-            .ok_or(Error::Revoked)?;
-        let (mut subset, mut wrapped) = body.entry(last)?;
-        if !top(&subset).contains(leaf) {
-            let meet = top(&subset).common_ancestor(leaf);
-            let last = at_or_before(meet.preorder_key(height))?
-                .checked_sub(1)
-                .ok_or(Error::Revoked)?;
-            (subset, wrapped) = body.entry(last)?;
-        }
+        let index = find_in_preorder(body.len(), |i| Ok(body.entry(i)?.0.top()), leaf, height)?;
+        let (subset, wrapped) = body.entry(index)?;
         if subset.contains(leaf) {
             Ok((subset, wrapped))
         } else {
@@ -258,6 +225,49 @@ impl DeviceKeys {
 const fn sd_label_offset(d: u8, h: u8) -> usize {
     let (d, h) = (d as usize, h as usize);
     d * h - d * (d.saturating_sub(1)) / 2
+}
+
+/// The index of the only entry that can hold `leaf`, among `len` disjoint subsets sorted in
+/// preorder of their top node (`top(i)`); the caller checks that it does.
+///
+/// The subset holding a non-revoked leaf is the entry with the deepest top above the leaf.
+/// First, find the last entry at or before the leaf in preorder; if its top is above the leaf,
+/// that is the one. Otherwise that entry lies under the `v` of the wanted subset, left of the
+/// leaf, and the wanted entry is the last one at or before the common ancestor of the two. Two
+/// binary searches; `design.md` has the proof.
+///
+/// # Errors
+/// [`Error::Revoked`] when no entry comes at or before the leaf; the error of `top`.
+pub(crate) fn find_in_preorder(
+    len: usize,
+    top: impl Fn(usize) -> Result<NodeIndex, Error>,
+    leaf: NodeIndex,
+    height: TreeHeight,
+) -> Result<usize, Error> {
+    // The number of entries whose top node is at or before `key` in preorder.
+    let at_or_before = |key: u64| -> Result<usize, Error> {
+        let (mut lo, mut hi) = (0, len);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if top(mid)?.preorder_key(height) <= key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    };
+    let last = at_or_before(leaf.preorder_key(height))?
+        .checked_sub(1)
+        .ok_or(Error::Revoked)?;
+    let last_top = top(last)?;
+    if last_top.contains(leaf) {
+        return Ok(last);
+    }
+    let meet = last_top.common_ancestor(leaf);
+    at_or_before(meet.preorder_key(height))?
+        .checked_sub(1)
+        .ok_or(Error::Revoked)
 }
 
 impl fmt::Debug for DeviceKeys {

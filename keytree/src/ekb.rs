@@ -223,7 +223,7 @@ impl<'a> EkbIn<'a> {
     /// # Errors
     /// [`Error::BadSignature`] when it does not verify.
     pub fn verify(self, authority: &VerifyingKey) -> Result<VerifiedEkb<'a>, Error> {
-        let message = signing_message(self.signed);
+        let message = signing_message(SIGNING_LABEL, self.signed);
         authority
             .verify_strict(&message, &self.signature)
             .map_err(|_| Error::BadSignature)?;
@@ -340,7 +340,7 @@ pub(crate) fn assemble(
     if bytes.len() + SIGNATURE_LEN != header.encoded_len() {
         return Err(Error::Internal("EKB entries do not match the subset count"));
     }
-    let signature = signing_key.sign(&signing_message(&bytes));
+    let signature = signing_key.sign(&signing_message(SIGNING_LABEL, &bytes));
     bytes.extend_from_slice(&signature.to_bytes());
     Ok(SignedEkb { header, bytes })
 }
@@ -367,9 +367,10 @@ pub(crate) fn subset_tweak(subset: &Subset) -> u128 {
     }
 }
 
-fn signing_message(signed: &[u8]) -> Vec<u8> {
-    let mut message = Vec::with_capacity(SIGNING_LABEL.len() + 32);
-    message.extend_from_slice(SIGNING_LABEL);
+/// What is signed: a domain label, then SHA-256 of the signed bytes.
+pub(crate) fn signing_message(label: &[u8], signed: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(label.len() + 32);
+    message.extend_from_slice(label);
     message.extend_from_slice(&Sha256::digest(signed));
     message
 }

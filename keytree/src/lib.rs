@@ -5,6 +5,8 @@
 
 pub mod treemath;
 
+pub mod aacs;
+
 mod authority;
 pub mod codec;
 mod cover;

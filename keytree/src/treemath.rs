@@ -41,6 +41,9 @@ impl TreeHeight {
         }
     }
 
+    /// The height of the AACS tree, 31.
+    pub const AACS: Self = Self(31);
+
     /// The height as a number.
     pub const fn get(self) -> u8 {
         self.0

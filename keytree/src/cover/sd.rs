@@ -87,9 +87,7 @@ pub(super) fn cover(revoked: &RevocationSet) -> Vec<Subset> {
     }
 
     // 3) Preorder of u.
-    out.sort_unstable_by_key(|s| match *s {
-        Subset::Difference { u, .. } | Subset::Complete(u) => u.preorder_key(height),
-    });
+    out.sort_unstable_by_key(|s| s.top().preorder_key(height));
     out
 }
 
