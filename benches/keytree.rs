@@ -179,8 +179,56 @@ fn ekb_open(c: &mut Criterion) {
     }
 }
 
+/// The AACS profile: MKB generation, and a device processing an MKB (parsed, and parse included).
+fn aacs(c: &mut Criterion) {
+    use treecast::keytree::aacs::{self, AacsAuthority, DeviceKeySet, Mkb};
+    let auth =
+        AacsAuthority::new(&MasterSecret::from_bytes([7; 32]), TreeId(1)).expect("authority");
+    let media_key = PayloadKey::from_bytes([1; 16]);
+    let mut group = c.benchmark_group("aacs");
+    for r in [1_000, 10_000] {
+        let revoked = random_revoked(aacs::HEIGHT, r, 5);
+        group.bench_function(BenchmarkId::new("mkb_build", r), |b| {
+            b.iter(|| {
+                auth.build_mkb(&media_key, black_box(&revoked), 1, [0; 8])
+                    .expect("build")
+            })
+        });
+        let bytes = auth
+            .build_mkb(&media_key, &revoked, 1, [0; 8])
+            .expect("build");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+        let devices: Vec<DeviceKeySet> = (0..64)
+            .map(|_| rng.next_u32() >> 1)
+            .filter(|l| !revoked.contains(*l))
+            .map(|l| {
+                let leaf = LeafIndex::new(l, aacs::height()).expect("leaf");
+                auth.device_keys(leaf).expect("keys")
+            })
+            .collect();
+        let mkb = Mkb::parse(&bytes).expect("parse");
+        group.bench_function(BenchmarkId::new("device_process", r), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % devices.len();
+                devices[i].process(black_box(&mkb)).expect("process")
+            })
+        });
+        group.bench_function(BenchmarkId::new("device_parse_and_process", r), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % devices.len();
+                let mkb = Mkb::parse(black_box(&bytes)).expect("parse");
+                devices[i].process(&mkb).expect("process")
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    aacs,
     cover,
     cover_and_keys,
     ekb_from_revoked,

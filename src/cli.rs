@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use treecast_keytree::{Scheme, TreeHeight};
 
+mod aacs;
 mod cover;
 mod demo;
 mod ekb;
@@ -21,6 +22,9 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// AACS profile: media key blocks and KEYDB.cfg device keys that AACS players process.
+    #[command(subcommand)]
+    Aacs(aacs::AacsCommand),
     /// Print the cover of the non-revoked leaves of a tree.
     Cover(cover::CoverArgs),
     /// Run a small end-to-end demonstration of the key tree.
@@ -45,6 +49,7 @@ enum Command {
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Aacs(cmd) => aacs::run(cmd),
         Command::Cover(args) => cover::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Ekb(cmd) => ekb::run(cmd),

@@ -402,3 +402,114 @@ fn subset_difference_through_the_cli() {
         "revoked",
     );
 }
+
+#[test]
+fn aacs_mkb_device_keys_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("authority.key");
+    assert!(treecast(&["keygen", "--out", path(&key)]).status.success());
+    let revoked = dir.path().join("revoked.txt");
+    std::fs::write(&revoked, "5\n6\n2147483647\n").unwrap();
+    let mkb = dir.path().join("MKB_RO.inf");
+    let media_key = "00112233445566778899aabbccddeeff";
+    let out = treecast(&[
+        "aacs",
+        "mkb",
+        "--key",
+        path(&key),
+        "--revoked",
+        path(&revoked),
+        "--media-key",
+        media_key,
+        "--out",
+        path(&mkb),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains("revoked 3"), "{}", stdout(&out));
+
+    let keydb = |leaf: &str| {
+        let file = dir.path().join(format!("KEYDB-{leaf}.cfg"));
+        let out = treecast(&[
+            "aacs",
+            "device-keys",
+            "--key",
+            path(&key),
+            "--leaf",
+            leaf,
+            "--out",
+            path(&file),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        file
+    };
+    let good = keydb("4");
+    let text = std::fs::read_to_string(&good).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("| DK |")).count(),
+        465
+    );
+    let process = |keydb: &Path| {
+        treecast(&[
+            "aacs",
+            "process",
+            "--mkb",
+            path(&mkb),
+            "--keydb",
+            path(keydb),
+            "--key",
+            path(&key),
+        ])
+    };
+    let out = process(&good);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out).trim(), media_key);
+    assert_clean_failure(&process(&keydb("6")), "device 6 is revoked");
+    assert_clean_failure(&process(&keydb("2147483647")), "is revoked");
+    // Bad input: a leaf outside the tree, an existing output, a file that is not an MKB.
+    assert_clean_failure(
+        &treecast(&[
+            "aacs",
+            "device-keys",
+            "--key",
+            path(&key),
+            "--leaf",
+            "2147483648",
+        ]),
+        "outside the 31-level AACS tree",
+    );
+    assert_clean_failure(
+        &treecast(&[
+            "aacs",
+            "device-keys",
+            "--key",
+            path(&key),
+            "--leaf",
+            "4",
+            "--out",
+            path(&good),
+        ]),
+        "must not exist",
+    );
+    assert_clean_failure(
+        &treecast(&[
+            "aacs",
+            "process",
+            "--mkb",
+            path(&revoked),
+            "--keydb",
+            path(&good),
+        ]),
+        "not a valid MKB",
+    );
+    assert_clean_failure(
+        &treecast(&[
+            "aacs",
+            "process",
+            "--mkb",
+            path(&mkb),
+            "--keydb",
+            path(&revoked),
+        ]),
+        "no usable device keys",
+    );
+}

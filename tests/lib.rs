@@ -7,6 +7,8 @@
     reason = "tests fail loudly by design"
 )]
 
+mod aacs_interop;
+mod aacs_libaacs;
 mod claims;
 mod cli;
 mod cover_vectors;

@@ -230,6 +230,18 @@ impl<'a> Mkb<'a> {
     }
 }
 
+/// Pads an MKB with zeros to a whole number of 2048-byte disc sectors, with at least 4 bytes of
+/// padding, as an `MKB_RO.inf` file on a disc is. Readers (this module's and AACS players')
+/// ignore the padding; libaacs 0.11 refuses an `MKB_RO.inf` that ends exactly at its End-of-MKB
+/// record.
+pub fn pad_to_sectors(mkb: &mut Vec<u8>) {
+    let len = (mkb.len() + 4).next_multiple_of(SECTOR);
+    mkb.resize(len, 0);
+}
+
+/// A disc sector.
+const SECTOR: usize = 2048;
+
 /// What the End-of-MKB record signs.
 pub(crate) fn signing_message(signed: &[u8]) -> Vec<u8> {
     crate::ekb::signing_message(SIGNING_LABEL, signed)
