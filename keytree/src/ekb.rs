@@ -272,6 +272,77 @@ impl VerifiedEkb<'_> {
     }
 }
 
+/// An owned EKB whose signature has been verified, for a device that stores EKBs and opens them
+/// many times without checking the signature again. It remembers the key it was verified with, so
+/// that a holder can check it is its authority's. Cheap to share behind an `Arc`.
+///
+/// ```
+/// use treecast_keytree::{Authority, MasterSecret, PayloadKey, RevocationSet, Scheme, TreeConfig, TreeHeight, TreeId, VerifiedEkbBuf};
+/// # fn main() -> Result<(), treecast_keytree::Error> {
+/// let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, TreeHeight::new(8)?, TreeId(1));
+/// let authority = Authority::new(&MasterSecret::from_bytes([1; 32]), config)?;
+/// let payload = PayloadKey::from_bytes([2; 16]);
+/// let ekb = authority.build_ekb(&payload, &RevocationSet::new(config.height), 1)?;
+/// let stored = VerifiedEkbBuf::verify(ekb.into_bytes(), &authority.verifying_key())?;
+/// let device = authority.device_keys(treecast_keytree::LeafIndex::new(3, config.height)?);
+/// assert_eq!(device.open(&stored.get())?, payload);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct VerifiedEkbBuf {
+    header: EkbHeader,
+    bytes: Vec<u8>,
+    entries: core::ops::Range<usize>,
+    verification: [u8; 16],
+    key: VerifyingKey,
+}
+
+impl VerifiedEkbBuf {
+    /// Decodes `bytes` and verifies the signature with `authority`.
+    ///
+    /// # Errors
+    /// As [`EkbIn::from_bytes`] and [`EkbIn::verify`].
+    pub fn verify(bytes: Vec<u8>, authority: &VerifyingKey) -> Result<Self, Error> {
+        let ekb = EkbIn::from_bytes(&bytes)?;
+        let header = ekb.header;
+        let verified = ekb.verify(authority)?;
+        let start = HEADER_LEN;
+        let entries = start..start + verified.entries.len();
+        let verification = verified.verification;
+        Ok(Self {
+            header,
+            bytes,
+            entries,
+            verification,
+            key: *authority,
+        })
+    }
+
+    /// The verified EKB, to open.
+    pub fn get(&self) -> VerifiedEkb<'_> {
+        VerifiedEkb {
+            header: self.header,
+            entries: self.bytes.get(self.entries.clone()).unwrap_or_default(),
+            verification: self.verification,
+        }
+    }
+
+    /// The header.
+    pub fn header(&self) -> &EkbHeader {
+        &self.header
+    }
+
+    /// The key the signature was verified with.
+    pub fn verifying_key(&self) -> &VerifyingKey {
+        &self.key
+    }
+
+    /// The encoding.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// Random access to the entries of an EKB.
 #[derive(Clone, Copy)]
 pub(crate) struct Body<'a> {
@@ -384,8 +455,9 @@ pub(crate) const fn entry_len(scheme: Scheme) -> Option<usize> {
     }
 }
 
-/// The encoded size of an EKB of `subsets` entries.
-pub(crate) fn encoded_len(scheme: Scheme, subsets: usize) -> usize {
+/// The encoded size of an EKB of `scheme` with `subsets` entries (0 for a scheme the format does
+/// not know).
+pub fn encoded_len(scheme: Scheme, subsets: usize) -> usize {
     HEADER_LEN + subsets * entry_len(scheme).unwrap_or(0) + 16 + SIGNATURE_LEN
 }
 

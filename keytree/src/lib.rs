@@ -22,7 +22,9 @@ mod secret;
 pub use authority::Authority;
 pub use cover::{Cover, Scheme, Subset};
 pub use device::DeviceKeys;
-pub use ekb::{EkbHeader, EkbIn, Profile, SignedEkb, TreeConfig, TreeId, VerifiedEkb};
+pub use ekb::{
+    EkbHeader, EkbIn, Profile, SignedEkb, TreeConfig, TreeId, VerifiedEkb, VerifiedEkbBuf,
+};
 pub use error::{DecodeError, Error};
 pub use leaves::LeafAllocator;
 pub use revocation::RevocationSet;

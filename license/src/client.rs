@@ -1,11 +1,13 @@
 //! The client device (claims 9–12): it downloads and stores content, acquires licenses, plays,
 //! requests copy certificates, and moves content out and in.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
+use std::sync::Arc;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use treecast_keytree::{DeviceKeys, EkbIn};
+use litemap::LiteMap;
+use treecast_keytree::{DeviceKeys, VerifiedEkbBuf};
 
 use crate::Error;
 use crate::certificate::{
@@ -26,15 +28,15 @@ pub struct MovePackage {
     /// The encoded copy certificate.
     pub certificate: Vec<u8>,
     /// The content container.
-    pub content: Vec<u8>,
+    pub content: Arc<[u8]>,
 }
 
 impl MovePackage {
     /// A package of a certificate and a container, as received from a source client.
-    pub const fn new(certificate: Vec<u8>, content: Vec<u8>) -> Self {
+    pub fn new(certificate: Vec<u8>, content: impl Into<Arc<[u8]>>) -> Self {
         Self {
             certificate,
-            content,
+            content: content.into(),
         }
     }
 }
@@ -42,69 +44,160 @@ impl MovePackage {
 /// A client device. It keeps its keys, its contents and licenses, the EKBs it needs, the copy
 /// certificates it has used (single use) and the licenses it moved away (never to be taken back).
 pub struct Client {
-    id: ClientId,
-    user: UserId,
-    server: ServerId,
     signing_key: SigningKey,
     device_keys: DeviceKeys,
     server_key: VerifyingKey,
     authority_key: VerifyingKey,
-    contents: BTreeMap<ContentId, Vec<u8>>,
-    licenses: BTreeMap<ContentId, License>,
-    ekbs: BTreeMap<u64, Vec<u8>>,
-    used_certificates: BTreeSet<CertificateId>,
-    moved_out: BTreeSet<LicenseId>,
+    state: ClientState,
+}
+
+/// What a client keeps in its own storage besides its keys: its identity, contents, licenses,
+/// verified EKBs, used certificates, moved-away licenses and request counter.
+///
+/// A device that powers off saves it ([`Client::into_state`]) and restores it later with its
+/// keys ([`Client::restore`]), without verifying its licenses and EKBs again: they were verified
+/// when they were stored, and only a [`Client`] makes a `ClientState`. The simulator keeps
+/// millions of clients this way, with their key sets re-provisioned by the authority when they
+/// act.
+#[derive(Clone)]
+pub struct ClientState {
+    id: ClientId,
+    user: UserId,
+    server: ServerId,
+    public_key: [u8; 32],
+    // Sorted vectors, not B-trees: a client holds a few of each, and a B-tree node is
+    // allocated for 11 entries (4 KiB for licenses), which millions of clients cannot afford.
+    contents: LiteMap<ContentId, Arc<[u8]>>,
+    licenses: LiteMap<ContentId, License>,
+    ekbs: LiteMap<u64, Arc<VerifiedEkbBuf>>,
+    used_certificates: LiteMap<CertificateId, ()>,
+    moved_out: LiteMap<LicenseId, ()>,
     next_nonce: u64,
 }
 
-impl Client {
-    /// A client from its signing key and what registration returned.
-    ///
-    /// # Errors
-    /// [`Error::NotForThisClient`] when the registration's certificate is for another key or
-    /// client; [`Error::BadSignature`] when it is not signed by the registration's server.
-    pub fn new(signing_key: SigningKey, registration: Registration) -> Result<Self, Error> {
-        let certificate = crate::certificate::ClientCertificateIn::from_bytes(
-            registration.certificate.as_bytes(),
-        )?
-        .verify(&registration.server_key)?;
-        let c = certificate.tbs();
-        if c.public_key != signing_key.verifying_key().to_bytes()
-            || c.client_id != registration.client_id
-            || c.leaf != registration.device_keys.leaf().get()
-        {
-            return Err(Error::NotForThisClient);
-        }
-        Ok(Self {
-            id: registration.client_id,
-            user: registration.user_id,
-            server: registration.server_id,
-            signing_key,
-            device_keys: registration.device_keys,
-            server_key: registration.server_key,
-            authority_key: registration.authority_key,
-            contents: BTreeMap::new(),
-            licenses: BTreeMap::new(),
-            ekbs: BTreeMap::new(),
-            used_certificates: BTreeSet::new(),
-            moved_out: BTreeSet::new(),
-            next_nonce: 1,
-        })
-    }
-
+impl ClientState {
     /// The client's ID.
     pub const fn id(&self) -> ClientId {
         self.id
     }
 
+    /// The contents for which the client holds a license.
+    pub fn licensed(&self) -> impl Iterator<Item = ContentId> + '_ {
+        self.licenses.keys().copied()
+    }
+
+    /// Drops the EKBs of epochs no held license needs, keeping the newest.
+    pub fn prune_ekbs(&mut self) {
+        let newest = self.ekbs.last().map(|(e, _)| *e);
+        let needed: BTreeSet<u64> = self.licenses.values().map(|l| l.tbs().epoch).collect();
+        self.ekbs
+            .retain(|e, _| needed.contains(e) || Some(*e) == newest);
+    }
+}
+
+impl core::fmt::Debug for ClientState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ClientState")
+            .field("id", &self.id)
+            .field("licenses", &self.licenses.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client from its signing key and what registration returned.
+    ///
+    /// The certificate must name this client, its leaf, its server and its public key. Its
+    /// signature is not checked here: the registration carries the server key alongside it, so
+    /// a signature check with that key would prove nothing the channel did not already vouch
+    /// for (`docs/design.md`). Licenses and certificates are verified when they arrive.
+    ///
+    /// # Errors
+    /// [`Error::NotForThisClient`] when the registration's certificate is for another key,
+    /// client, leaf or server; [`Error::Decode`] when it does not decode.
+    pub fn new(signing_key: SigningKey, registration: Registration) -> Result<Self, Error> {
+        let certificate = crate::certificate::ClientCertificateIn::from_bytes(
+            registration.certificate.as_bytes(),
+        )?;
+        let c = certificate.unverified();
+        let public_key = signing_key.verifying_key().to_bytes();
+        if c.public_key != public_key
+            || c.client_id != registration.client_id
+            || c.user_id != registration.user_id
+            || c.server_id != registration.server_id
+            || c.leaf != registration.device_keys.leaf().get()
+        {
+            return Err(Error::NotForThisClient);
+        }
+        Ok(Self {
+            signing_key,
+            device_keys: registration.device_keys,
+            server_key: registration.server_key,
+            authority_key: registration.authority_key,
+            state: ClientState {
+                id: registration.client_id,
+                user: registration.user_id,
+                server: registration.server_id,
+                public_key,
+                contents: LiteMap::new(),
+                licenses: LiteMap::new(),
+                ekbs: LiteMap::new(),
+                used_certificates: LiteMap::new(),
+                moved_out: LiteMap::new(),
+                next_nonce: 1,
+            },
+        })
+    }
+
+    /// Saves the client's state and drops its keys (see [`ClientState`]).
+    pub fn into_state(self) -> ClientState {
+        self.state
+    }
+
+    /// A client again, from its saved state and its keys: its signing key, its device key set
+    /// (for instance re-provisioned by the authority), its server's key and the authority's key.
+    ///
+    /// # Errors
+    /// [`Error::NotForThisClient`] when the signing key or the device key set is not this
+    /// client's.
+    pub fn restore(
+        signing_key: SigningKey,
+        device_keys: DeviceKeys,
+        server_key: VerifyingKey,
+        authority_key: VerifyingKey,
+        state: ClientState,
+    ) -> Result<Self, Error> {
+        if signing_key.verifying_key().to_bytes() != state.public_key {
+            return Err(Error::NotForThisClient);
+        }
+        if let Some(ekb) = state.ekbs.values().next()
+            && (ekb.header().config != *device_keys.config()
+                || *ekb.verifying_key() != authority_key)
+        {
+            return Err(Error::NotForThisClient);
+        }
+        Ok(Self {
+            signing_key,
+            device_keys,
+            server_key,
+            authority_key,
+            state,
+        })
+    }
+
+    /// The client's ID.
+    pub const fn id(&self) -> ClientId {
+        self.state.id
+    }
+
     /// The owner.
     pub const fn user(&self) -> UserId {
-        self.user
+        self.state.user
     }
 
     /// The license server it registered with.
     pub const fn server(&self) -> ServerId {
-        self.server
+        self.state.server
     }
 
     /// Its device key set.
@@ -116,37 +209,54 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::Decode`] when it does not start with a valid container header.
-    pub fn store_content(&mut self, container: Vec<u8>) -> Result<ContentId, Error> {
+    pub fn store_content(&mut self, container: impl Into<Arc<[u8]>>) -> Result<ContentId, Error> {
+        let container = container.into();
         let header = content::header(&container)?;
-        self.contents.insert(header.content_id, container);
+        self.state.contents.insert(header.content_id, container);
         Ok(header.content_id)
     }
 
     /// Whether the client holds the content and a license for it.
     pub fn holds(&self, content: ContentId) -> bool {
-        self.contents.contains_key(&content) && self.licenses.contains_key(&content)
+        self.state.contents.contains_key(&content) && self.state.licenses.contains_key(&content)
     }
 
     /// The ID of the license the client holds for `content`.
     pub fn license_id(&self, content: ContentId) -> Option<LicenseId> {
-        self.licenses.get(&content).map(|l| l.tbs().license_id)
+        self.state
+            .licenses
+            .get(&content)
+            .map(|l| l.tbs().license_id)
     }
 
-    /// Stores an EKB after verifying the authority's signature.
+    /// Stores an EKB after verifying the authority's signature, once: plays open the stored,
+    /// verified EKB.
     ///
     /// # Errors
     /// [`Error::Decode`] or [`Error::KeyTree`] (`BadSignature`).
     pub fn store_ekb(&mut self, bytes: &[u8]) -> Result<u64, Error> {
-        let ekb = EkbIn::from_bytes(bytes)?.verify(&self.authority_key)?;
+        let ekb = VerifiedEkbBuf::verify(bytes.to_vec(), &self.authority_key)?;
+        self.store_verified_ekb(Arc::new(ekb))
+    }
+
+    /// Stores an EKB that was verified already, for instance once for many clients of one
+    /// process. It must have been verified with this client's authority key.
+    ///
+    /// # Errors
+    /// [`Error::KeyTree`] (`BadSignature`) when it was verified with another key.
+    pub fn store_verified_ekb(&mut self, ekb: Arc<VerifiedEkbBuf>) -> Result<u64, Error> {
+        if *ekb.verifying_key() != self.authority_key {
+            return Err(Error::KeyTree(treecast_keytree::Error::BadSignature));
+        }
         let epoch = ekb.header().epoch;
-        self.ekbs.insert(epoch, bytes.to_vec());
+        self.state.ekbs.insert(epoch, ekb);
         Ok(epoch)
     }
 
     /// A signed request for a license to `content`.
     pub fn license_request(&mut self, content: ContentId, now: UnixTime) -> LicenseRequest {
         let nonce = self.nonce();
-        LicenseRequestTbs::new(self.id, content, nonce, now).sign(&self.signing_key)
+        LicenseRequestTbs::new(self.state.id, content, nonce, now).sign(&self.signing_key)
     }
 
     /// Stores a license (claim 9): it must verify under this client's server key and be for
@@ -160,9 +270,9 @@ impl Client {
         self.accept_license(license)
     }
 
-    /// Plays `content`: verifies the license, opens the EKB of its epoch, unwraps the content
-    /// key with the epoch key and the device key, decrypts and authenticates the content into
-    /// `output` (claim 9).
+    /// Plays `content`: opens the stored EKB of its license's epoch, unwraps the content key with
+    /// the epoch key and the device key, decrypts and authenticates the content into `output`
+    /// (claim 9). The license and the EKB were verified when they were stored.
     ///
     /// # Errors
     /// [`Error::NoLicense`], [`Error::ContentNotFound`], [`Error::StaleEpoch`] when the EKB of the
@@ -170,20 +280,21 @@ impl Client {
     /// [`Error::UnwrapFailed`], [`Error::ContentCorrupt`].
     pub fn play(&self, content: ContentId, output: impl Write) -> Result<ContentHeader, Error> {
         let license = self
+            .state
             .licenses
             .get(&content)
             .ok_or(Error::NoLicense(content))?;
         let container = self
+            .state
             .contents
             .get(&content)
             .ok_or(Error::ContentNotFound(content))?;
         let epoch = license.tbs().epoch;
-        let ekb_bytes = self.ekbs.get(&epoch).ok_or(Error::StaleEpoch {
+        let ekb = self.state.ekbs.get(&epoch).ok_or(Error::StaleEpoch {
             got: epoch,
-            current: self.ekbs.keys().next_back().copied().unwrap_or(0),
+            current: self.state.ekbs.last().map_or(0, |(e, _)| *e),
         })?;
-        let ekb = EkbIn::from_bytes(ekb_bytes)?.verify(&self.authority_key)?;
-        let epoch_key = self.device_keys.open(&ekb)?;
+        let epoch_key = self.device_keys.open(&ekb.get())?;
         let content_key = license.content_key(&epoch_key, self.device_keys.device_key())?;
         let header = content::open(&content_key, &container[..], output)?;
         if header.content_id != content {
@@ -201,7 +312,7 @@ impl Client {
         now: UnixTime,
     ) -> MoveRequest {
         let nonce = self.nonce();
-        MoveRequestTbs::new(license, self.id, destination, nonce, now).sign(&self.signing_key)
+        MoveRequestTbs::new(license, self.state.id, destination, nonce, now).sign(&self.signing_key)
     }
 
     /// Moves content out with a copy certificate: deletes this client's license and copy, and
@@ -216,18 +327,19 @@ impl Client {
         // know; the destination verifies it. Here it only has to name our license.
         let cert = CopyCertificateIn::from_bytes(certificate)?;
         let t = cert.unverified();
-        if t.source != self.id {
+        if t.source != self.state.id {
             return Err(Error::NotForThisClient);
         }
         if self.license_id(t.content_id) != Some(t.source_license) {
             return Err(Error::NoLicense(t.content_id));
         }
         let content = self
+            .state
             .contents
             .remove(&t.content_id)
             .ok_or(Error::ContentNotFound(t.content_id))?;
-        self.licenses.remove(&t.content_id);
-        self.moved_out.insert(t.source_license);
+        self.state.licenses.remove(&t.content_id);
+        self.state.moved_out.insert(t.source_license, ());
         Ok(MovePackage {
             certificate: certificate.to_vec(),
             content,
@@ -246,13 +358,13 @@ impl Client {
     pub fn move_in(&mut self, package: &MovePackage, now: UnixTime) -> Result<(), Error> {
         let cert = CopyCertificateIn::from_bytes(&package.certificate)?.verify(&self.server_key)?;
         let t = cert.tbs();
-        if t.destination != self.id || t.user_id != self.user {
+        if t.destination != self.state.id || t.user_id != self.state.user {
             return Err(Error::NotForThisClient);
         }
         if now > t.expires_at {
             return Err(Error::CertificateExpired);
         }
-        if self.used_certificates.contains(&t.certificate_id) {
+        if self.state.used_certificates.contains_key(&t.certificate_id) {
             return Err(Error::CertificateReplayed(t.certificate_id));
         }
         let license = t.license()?.verify(&self.server_key)?;
@@ -262,26 +374,28 @@ impl Client {
             return Err(Error::ContentCorrupt);
         }
         self.accept_license(license)?;
-        self.used_certificates.insert(t.certificate_id);
-        self.contents.insert(t.content_id, package.content.clone());
+        self.state.used_certificates.insert(t.certificate_id, ());
+        self.state
+            .contents
+            .insert(t.content_id, package.content.clone());
         Ok(())
     }
 
     fn accept_license(&mut self, license: License) -> Result<(), Error> {
         let t = license.tbs();
-        if t.client_id != self.id {
+        if t.client_id != self.state.id {
             return Err(Error::NotForThisClient);
         }
-        if self.moved_out.contains(&t.license_id) {
+        if self.state.moved_out.contains_key(&t.license_id) {
             return Err(Error::LicenseMoved(t.license_id));
         }
-        self.licenses.insert(t.content_id, license);
+        self.state.licenses.insert(t.content_id, license);
         Ok(())
     }
 
     fn nonce(&mut self) -> u64 {
-        let n = self.next_nonce;
-        self.next_nonce += 1;
+        let n = self.state.next_nonce;
+        self.state.next_nonce += 1;
         n
     }
 }
@@ -289,11 +403,11 @@ impl Client {
 impl core::fmt::Debug for Client {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Client")
-            .field("id", &self.id)
-            .field("user", &self.user)
-            .field("server", &self.server)
-            .field("contents", &self.contents.len())
-            .field("licenses", &self.licenses.len())
+            .field("id", &self.state.id)
+            .field("user", &self.state.user)
+            .field("server", &self.state.server)
+            .field("contents", &self.state.contents.len())
+            .field("licenses", &self.state.licenses.len())
             .finish_non_exhaustive()
     }
 }

@@ -33,7 +33,7 @@ pub use billing::{ChargeKind, LedgerEntry, Tariff};
 pub use certificate::{
     ClientCertificate, CopyCertificate, CopyCertificateIn, LicenseRequest, MoveRequest,
 };
-pub use client::{Client, MovePackage};
+pub use client::{Client, ClientState, MovePackage};
 pub use distributor::{Distributor, DistributorConfig, Registration};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::Error;
