@@ -10,6 +10,7 @@ mod cover;
 mod demo;
 mod ekb;
 mod input;
+mod simulate;
 pub(crate) mod store;
 
 /// Broadcast-encryption key management and content licensing.
@@ -42,6 +43,9 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         servers: u32,
     },
+    /// Simulate a population of users, purchases, plays, moves and revocations, with attacks,
+    /// checking every invariant (the main job).
+    Simulate(Box<simulate::SimulateArgs>),
     /// Check or exercise a stored registry.
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -54,6 +58,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&args),
         Command::Ekb(cmd) => ekb::run(cmd),
         Command::Keygen { out, servers } => input::write_new_key_file(&out, servers),
+        Command::Simulate(args) => simulate::run(&args),
         Command::Store(cmd) => store::run(cmd),
     }
 }

@@ -13,5 +13,6 @@ mod claims;
 mod cli;
 mod cover_vectors;
 mod crash;
+mod simulator;
 mod sqlite_registry;
 mod support;

@@ -1,0 +1,112 @@
+//! The crypto bound: how long the run's signatures, verifications, key generations and content
+//! decryptions alone take, measured on this machine in the same run, so that the simulator's
+//! throughput can be reported as a ratio to it.
+
+use std::time::Instant;
+
+use ed25519_dalek::{Signer, SigningKey};
+use serde::Serialize;
+
+/// Per-operation costs of the primitives, in seconds, measured on one thread.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct UnitCosts {
+    /// Ed25519 key generation (`SigningKey::from_bytes`: hash and base-point multiplication).
+    pub keygen: f64,
+    /// Ed25519 signature of a 200-byte message.
+    pub sign: f64,
+    /// Ed25519 `verify_strict` of a 200-byte message.
+    pub verify: f64,
+    /// AES-128-CTR decryption of one content (the configured size).
+    pub decrypt: f64,
+}
+
+impl UnitCosts {
+    /// Measures each primitive `n` times and keeps the mean.
+    pub fn measure(n: u32, content_size: usize) -> Self {
+        use aes::cipher::{KeyIvInit, StreamCipher};
+        type Ctr = ctr::Ctr128BE<aes::Aes128>;
+        let n = n.max(1);
+        let seeds: Vec<[u8; 32]> = (0..n)
+            .map(|i| {
+                let mut s = [7u8; 32];
+                s[..4].copy_from_slice(&i.to_le_bytes());
+                s
+            })
+            .collect();
+        let t = Instant::now();
+        let keys: Vec<SigningKey> = seeds.iter().map(SigningKey::from_bytes).collect();
+        let keygen = t.elapsed().as_secs_f64() / f64::from(n);
+        let message = [0x5Au8; 200];
+        let t = Instant::now();
+        let signatures: Vec<_> = keys.iter().map(|k| k.sign(&message)).collect();
+        let sign = t.elapsed().as_secs_f64() / f64::from(n);
+        let t = Instant::now();
+        let mut valid = 0u32;
+        for (k, s) in keys.iter().zip(&signatures) {
+            valid += u32::from(k.verifying_key().verify_strict(&message, s).is_ok());
+        }
+        let verify = t.elapsed().as_secs_f64() / f64::from(n);
+        let mut buffer = vec![0u8; content_size];
+        let t = Instant::now();
+        for i in 0..n {
+            let mut key = [0u8; 16];
+            key[..4].copy_from_slice(&i.to_le_bytes());
+            let mut cipher = Ctr::new(&key.into(), &[0u8; 16].into());
+            cipher.apply_keystream(&mut buffer);
+        }
+        let decrypt = t.elapsed().as_secs_f64() / f64::from(n);
+        std::hint::black_box((valid, buffer));
+        Self {
+            keygen,
+            sign,
+            verify,
+            decrypt,
+        }
+    }
+}
+
+/// The crypto work of a run, and how the run compares with it.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct CryptoBound {
+    /// The unit costs measured.
+    pub unit_seconds: UnitCosts,
+    /// The run's crypto work alone, on one thread: client key generation and certificate
+    /// signature per registration; 2 signatures and 2 verifications per purchase (request and
+    /// license); 3 and 3 per move (request, license, certificate); a decryption per play.
+    pub crypto_seconds: f64,
+    /// That work spread over the run's threads.
+    pub crypto_seconds_per_thread: f64,
+    /// The wall time of the same operations (registration and rounds).
+    pub wall_seconds: f64,
+    /// `crypto_seconds_per_thread / wall_seconds`: 1 would be crypto alone; the target is at
+    /// least 1/1.5.
+    pub ratio: f64,
+}
+
+impl CryptoBound {
+    /// The bound for these operation counts.
+    pub(crate) fn new(
+        unit: UnitCosts,
+        counts: [u64; 4],
+        threads: usize,
+        wall_seconds: f64,
+    ) -> Self {
+        let [registrations, purchases, moves, plays] = counts.map(|c| c as f64);
+        let crypto_seconds = registrations * (unit.keygen + unit.sign)
+            + purchases * 2.0 * (unit.sign + unit.verify)
+            + moves * 3.0 * (unit.sign + unit.verify)
+            + plays * unit.decrypt;
+        let per_thread = crypto_seconds / threads.max(1) as f64;
+        Self {
+            unit_seconds: unit,
+            crypto_seconds,
+            crypto_seconds_per_thread: per_thread,
+            wall_seconds,
+            ratio: if wall_seconds > 0.0 {
+                per_thread / wall_seconds
+            } else {
+                0.0
+            },
+        }
+    }
+}

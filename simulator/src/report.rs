@@ -1,0 +1,235 @@
+//! The report: what ran, what was checked, how fast, and how big the EKBs were.
+
+use core::fmt;
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::bound::CryptoBound;
+use crate::engine::EkbEpoch;
+use crate::invariants::{AttackCount, InvariantCount};
+
+/// The parameters of the run, as reported.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConfigReport {
+    /// The seed.
+    pub seed: u64,
+    /// Worker threads.
+    pub threads: usize,
+    /// `cs` or `sd`.
+    pub scheme: &'static str,
+    /// The tree height.
+    pub height: u8,
+    /// Users.
+    pub users: u64,
+    /// The most clients a user has.
+    pub max_clients: u8,
+    /// Contents.
+    pub contents: u32,
+    /// The Zipf exponent of popularity.
+    pub zipf_exponent: f64,
+    /// Bytes per content.
+    pub content_size: usize,
+    /// Purchases planned.
+    pub purchases: u64,
+    /// Plays planned.
+    pub plays: u64,
+    /// Moves planned.
+    pub moves: u64,
+    /// Revocations planned.
+    pub revocations: u64,
+    /// Rounds.
+    pub rounds: u32,
+    /// `memory` or `sqlite:PATH`.
+    pub store: String,
+    /// The share of operations followed by an attack.
+    pub attack_share: f64,
+    /// License servers.
+    pub servers: u32,
+    /// How clients keep their device key sets.
+    pub key_sets: &'static str,
+}
+
+/// What happened.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Users registered.
+    pub users: u64,
+    /// Clients registered.
+    pub clients: u64,
+    /// Licenses bought.
+    pub purchases: u64,
+    /// Plays (real decryptions) of the workload, not counting the final checks'.
+    pub plays: u64,
+    /// Moves done.
+    pub moves: u64,
+    /// Clients revoked.
+    pub revocations: u64,
+    /// Attacks tried.
+    pub attacks_tried: u64,
+    /// Attacks refused.
+    pub attacks_refused: u64,
+    /// The ledger's total, in cents.
+    pub billed: u64,
+}
+
+/// The whole report; `--report FILE` writes it as JSON.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The parameters.
+    pub config: ConfigReport,
+    /// What happened.
+    pub counts: Counts,
+    /// Each invariant: how often it was checked and how often it failed.
+    pub invariants: BTreeMap<String, InvariantCount>,
+    /// Each attack kind: tried and refused.
+    pub attacks: BTreeMap<String, AttackCount>,
+    /// The first violations, in a deterministic order.
+    pub first_violations: Vec<String>,
+    /// Operations per second of wall time, by operation (the time in each operation summed
+    /// over threads, divided by the threads).
+    pub throughput: BTreeMap<String, f64>,
+    /// The crypto work alone, and the run against it.
+    pub crypto_bound: CryptoBound,
+    /// Per epoch: revoked clients, subsets, bytes.
+    pub ekb: Vec<EkbEpoch>,
+    /// Wall time of each phase, in seconds.
+    pub seconds: BTreeMap<String, f64>,
+    /// The peak resident set size (Linux `VmHWM`), 0 where unknown.
+    pub peak_rss_bytes: u64,
+    /// Peak resident bytes per client.
+    pub peak_rss_bytes_per_client: f64,
+    /// The resident set size after each phase, in bytes.
+    pub rss_after: BTreeMap<String, u64>,
+    /// SHA-256 of the deterministic part of the report (everything but timings, memory and
+    /// threads): equal for equal seeds and parameters on any number of threads.
+    pub fingerprint: String,
+}
+
+impl Report {
+    /// The part of the report that a seed determines: no timings, no memory, no thread count.
+    pub fn deterministic(&self) -> serde_json::Value {
+        let mut config = self.config.clone();
+        config.threads = 0;
+        serde_json::json!({
+            "config": config,
+            "counts": self.counts,
+            "invariants": self.invariants,
+            "attacks": self.attacks,
+            "first_violations": self.first_violations,
+            "ekb": self.ekb,
+        })
+    }
+
+    pub(crate) fn fingerprint_of(value: &serde_json::Value) -> String {
+        hex::encode(Sha256::digest(value.to_string().as_bytes()))
+    }
+
+    /// Whether every invariant held and every attack was refused.
+    pub fn passed(&self) -> bool {
+        self.invariants.values().all(|i| i.violations == 0)
+            && self.counts.attacks_tried == self.counts.attacks_refused
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        writeln!(
+            f,
+            "treecast simulation: seed {}  {} threads  {} h={}  store {}  key sets {}",
+            c.seed, c.threads, c.scheme, c.height, c.store, c.key_sets
+        )?;
+        let n = &self.counts;
+        writeln!(
+            f,
+            "users {}  clients {}  purchases {}  plays {}  moves {}  revocations {}  billed {}",
+            n.users, n.clients, n.purchases, n.plays, n.moves, n.revocations, n.billed
+        )?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "{:<26} {:>12} {:>10}",
+            "invariant", "checked", "violations"
+        )?;
+        for (name, i) in &self.invariants {
+            writeln!(f, "{name:<26} {:>12} {:>10}", i.checked, i.violations)?;
+        }
+        writeln!(f)?;
+        writeln!(f, "{:<26} {:>12} {:>10}", "attack", "tried", "refused")?;
+        for (name, a) in &self.attacks {
+            writeln!(f, "{name:<26} {:>12} {:>10}", a.tried, a.refused)?;
+        }
+        writeln!(
+            f,
+            "{:<26} {:>12} {:>10}",
+            "all attacks", n.attacks_tried, n.attacks_refused
+        )?;
+        writeln!(f)?;
+        writeln!(f, "{:<26} {:>12}", "operation", "per second")?;
+        for (name, rate) in &self.throughput {
+            writeln!(f, "{name:<26} {rate:>12.0}")?;
+        }
+        let b = &self.crypto_bound;
+        writeln!(
+            f,
+            "crypto alone {:.1} s per thread, run {:.1} s: ratio {:.2} (target >= 0.67)",
+            b.crypto_seconds_per_thread, b.wall_seconds, b.ratio
+        )?;
+        let last = self.ekb.last();
+        writeln!(
+            f,
+            "EKB: {} epochs; last: {} revoked, {} subsets, {} bytes",
+            self.ekb.len(),
+            last.map_or(0, |e| e.revoked),
+            last.map_or(0, |e| e.subsets),
+            last.map_or(0, |e| e.bytes)
+        )?;
+        let total = self.seconds.get("total").copied().unwrap_or(0.0);
+        writeln!(
+            f,
+            "time {total:.1} s; peak RSS {:.0} MiB ({:.0} bytes per client)",
+            self.peak_rss_bytes as f64 / (1 << 20) as f64,
+            self.peak_rss_bytes_per_client
+        )?;
+        if !self.first_violations.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "first violations:")?;
+            for v in &self.first_violations {
+                writeln!(f, "  {v}")?;
+            }
+        }
+        write!(
+            f,
+            "{}",
+            if self.passed() {
+                "PASSED: every invariant held, every attack was refused"
+            } else {
+                "FAILED"
+            }
+        )
+    }
+}
+
+/// The peak resident set size of this process, from `/proc/self/status` (`VmHWM`), or 0.
+pub(crate) fn peak_rss_bytes() -> u64 {
+    proc_status("VmHWM:")
+}
+
+/// The resident set size of this process now (`VmRSS`), or 0.
+pub(crate) fn rss_bytes() -> u64 {
+    proc_status("VmRSS:")
+}
+
+fn proc_status(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}

@@ -1,0 +1,166 @@
+//! The simulator in small runs: every invariant holds and every attack is refused; the report
+//! does not depend on the number of threads; a planted fault is caught.
+
+use treecast::keytree::{Scheme, TreeHeight};
+use treecast::license::registry::MemoryRegistry;
+use treecast::sim::{SimConfig, StoreSpec, run, run_with};
+
+use crate::cli::{assert_clean_failure, path, stdout, treecast};
+
+fn small(users: u64, threads: usize) -> SimConfig {
+    let mut c = SimConfig::small(users);
+    c.threads = threads;
+    c.attack_share = 0.05;
+    c
+}
+
+#[test]
+fn a_small_run_passes_and_does_what_it_was_asked() {
+    let config = small(2_000, 2);
+    let report = run(&config).unwrap().report;
+    assert!(report.passed(), "{report}");
+    let n = &report.counts;
+    assert_eq!(n.users, 2_000);
+    assert!(n.clients >= 2_000 && n.clients <= 8_000);
+    assert_eq!(n.purchases, config.purchases);
+    assert_eq!(n.plays, config.plays);
+    assert_eq!(n.moves, config.moves);
+    assert_eq!(n.revocations, config.revocations);
+    assert!(n.attacks_tried > 50, "{n:?}");
+    assert_eq!(n.attacks_tried, n.attacks_refused);
+    assert_eq!(n.billed, n.purchases * 300 + n.moves * 50);
+    for (name, inv) in &report.invariants {
+        if name != "6_deterministic" {
+            assert!(inv.checked > 0, "{name} was never checked");
+        }
+        assert_eq!(inv.violations, 0, "{name}");
+    }
+    // One EKB per epoch: the first, then one per revocation, each no larger than the cover
+    // allows.
+    assert_eq!(report.ekb.len() as u64, 1 + config.revocations);
+    assert!(
+        report
+            .ekb
+            .windows(2)
+            .all(|w| w[1].revoked == w[0].revoked + 1)
+    );
+}
+
+#[test]
+fn one_thread_and_two_give_the_same_report() {
+    let one = run(&small(1_500, 1)).unwrap().report;
+    let two = run(&small(1_500, 2)).unwrap().report;
+    assert_eq!(one.deterministic(), two.deterministic());
+    assert_eq!(one.fingerprint, two.fingerprint);
+    // A different seed gives a different run.
+    let mut other = small(1_500, 2);
+    other.seed = 2;
+    assert_ne!(run(&other).unwrap().report.fingerprint, one.fingerprint);
+}
+
+#[test]
+fn a_registry_that_lets_a_second_move_through_is_caught() {
+    let mut config = small(1_000, 2);
+    config.attack_share = 1.0;
+    let registry = MemoryRegistry::new(config.height);
+    registry.danger_skip_move_checks().unwrap();
+    let report = run_with(&config, registry).unwrap().report;
+    assert!(!report.passed());
+    let second = &report.attacks["second_move"];
+    assert!(
+        second.tried > 0 && second.refused < second.tried,
+        "{second:?}"
+    );
+    assert!(report.invariants["registry_audit"].violations > 0);
+    assert!(
+        report
+            .first_violations
+            .iter()
+            .any(|v| v.contains("second_move")),
+        "{:?}",
+        report.first_violations
+    );
+}
+
+#[test]
+fn subset_difference_and_sqlite_runs_pass() {
+    let mut sd = small(600, 2);
+    sd.scheme = Scheme::SUBSET_DIFFERENCE;
+    sd.height = TreeHeight::new(24).unwrap();
+    let report = run(&sd).unwrap().report;
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.config.scheme, "sd");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut sqlite = small(400, 2);
+    sqlite.store = StoreSpec::Sqlite(dir.path().join("sim.sqlite"));
+    let report = run(&sqlite).unwrap().report;
+    assert!(report.passed(), "{report}");
+    // The file holds the registry the run left: `store check` audits it again.
+    let out = treecast(&[
+        "store",
+        "check",
+        "--store",
+        &format!("sqlite:{}", path(&dir.path().join("sim.sqlite"))),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn cli_simulate_writes_the_report_and_the_charts() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let plots = dir.path().join("plots");
+    let out = treecast(&[
+        "simulate",
+        "--users",
+        "800",
+        "--threads",
+        "2",
+        "--report",
+        path(&report),
+        "--plot",
+        path(&plots),
+        "--check-determinism",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains("PASSED"), "{}", stdout(&out));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    for key in ["seed", "threads", "scheme", "height", "users", "store"] {
+        assert!(json["config"].get(key).is_some(), "config.{key}");
+    }
+    for key in [
+        "users",
+        "clients",
+        "purchases",
+        "plays",
+        "moves",
+        "revocations",
+        "attacks_tried",
+        "attacks_refused",
+    ] {
+        assert!(json["counts"][key].as_u64().is_some(), "counts.{key}");
+    }
+    for (name, inv) in json["invariants"].as_object().unwrap() {
+        assert!(inv["checked"].as_u64().unwrap() > 0, "{name}");
+        assert_eq!(inv["violations"].as_u64(), Some(0), "{name}");
+    }
+    assert!(json["throughput"]["purchase"].as_f64().unwrap() > 0.0);
+    let ekb = json["ekb"].as_array().unwrap();
+    assert!(ekb[0].get("revoked").is_some() && ekb[0].get("subsets").is_some());
+    assert!(ekb[0].get("bytes").is_some());
+    assert!(json["peak_rss_bytes"].as_u64().is_some());
+    for chart in ["ekb_size.svg", "throughput.svg"] {
+        let svg = std::fs::read_to_string(plots.join(chart)).unwrap();
+        assert!(svg.starts_with("<svg"), "{chart}");
+    }
+    assert_clean_failure(
+        &treecast(&["simulate", "--users", "10", "--attack-share", "2"]),
+        "attack share",
+    );
+    assert_clean_failure(
+        &treecast(&["simulate", "--users", "10", "--store", "postgres:x"]),
+        "--store must be",
+    );
+}
