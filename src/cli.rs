@@ -8,6 +8,7 @@ use treecast_keytree::{Scheme, TreeHeight};
 mod aacs;
 mod cover;
 mod demo;
+mod dot;
 mod ekb;
 mod input;
 mod simulate;

@@ -513,3 +513,30 @@ fn aacs_mkb_device_keys_process() {
         "no usable device keys",
     );
 }
+
+#[test]
+fn cover_dot_draws_the_tree_the_revoked_leaves_and_the_subsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let revoked = dir.path().join("revoked.txt");
+    std::fs::write(&revoked, "3\n9\n").unwrap();
+    for (scheme, subsets) in [("cs", 6), ("sd", 2)] {
+        let out = treecast(&[
+            "cover", "--scheme", scheme, "--height", "4", "--revoked", path(&revoked), "--dot",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        let dot = stdout(&out);
+        assert!(dot.starts_with("digraph {"), "{dot}");
+        assert!(dot.contains(&format!("2 revoked: {subsets} subsets")), "{dot}");
+        // 31 nodes, 30 edges; the two revoked leaves are black.
+        assert_eq!(dot.matches(" -> ").count(), 30);
+        assert_eq!(dot.matches("fillcolor=black").count(), 2);
+        // Every non-revoked leaf is filled with the colour of its subset.
+        assert_eq!(dot.matches("fillcolor=\"#").count(), 14);
+        // Each subset's top node is outlined (a one-leaf CS subset is its own leaf).
+        assert_eq!(dot.matches("penwidth=4").count(), subsets);
+    }
+    assert_clean_failure(
+        &treecast(&["cover", "--height", "9", "--dot"]),
+        "height up to 8",
+    );
+}

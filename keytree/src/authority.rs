@@ -18,6 +18,24 @@ use crate::treemath::{LeafIndex, NodeIndex};
 /// `AES-128(K_device, leaf)`, where `K_node` and `K_device` are derived from the master secret with
 /// HKDF-SHA-256 for this tree and purpose. The EKB signing key is derived the same way. Cloning
 /// is cheap enough to hand one to each thread.
+///
+/// ```
+/// use treecast_keytree::{Authority, EkbIn, LeafIndex, MasterSecret, PayloadKey, RevocationSet};
+/// use treecast_keytree::{Scheme, TreeConfig, TreeHeight, TreeId};
+/// # fn main() -> Result<(), treecast_keytree::Error> {
+/// let config = TreeConfig::new(Scheme::SUBSET_DIFFERENCE, TreeHeight::new(20)?, TreeId(1));
+/// let authority = Authority::new(&MasterSecret::from_bytes([1; 32]), config)?;
+/// // Revoke leaf 9; every other device gets the payload of epoch 2.
+/// let revoked = RevocationSet::from_leaves(config.height, [9])?;
+/// let payload = PayloadKey::from_bytes([5; 16]);
+/// let ekb = authority.build_ekb(&payload, &revoked, 2)?;
+/// let ekb = EkbIn::from_bytes(ekb.as_bytes())?.verify(&authority.verifying_key())?;
+/// let device = authority.device_keys(LeafIndex::new(8, config.height)?);
+/// assert_eq!(device.open(&ekb)?, payload);
+/// let revoked_device = authority.device_keys(LeafIndex::new(9, config.height)?);
+/// assert!(revoked_device.open(&ekb).is_err());
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Authority {
     config: TreeConfig,

@@ -16,6 +16,13 @@ pub enum ChargeKind {
 }
 
 /// Prices in the smallest currency unit: a default for each kind, and overrides per content.
+///
+/// ```
+/// use treecast_license::{ChargeKind, ContentId, Tariff};
+/// let tariff = Tariff::new(499, 99).with_content_prices(ContentId(7), 999, 199);
+/// assert_eq!(tariff.price(ChargeKind::License, ContentId(1)), 499);
+/// assert_eq!(tariff.price(ChargeKind::Certificate, ContentId(7)), 199);
+/// ```
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Tariff {
     license: u64,

@@ -43,6 +43,9 @@ impl MovePackage {
 
 /// A client device. It keeps its keys, its contents and licenses, the EKBs it needs, the copy
 /// certificates it has used (single use) and the licenses it moved away (never to be taken back).
+///
+/// [`Distributor`](crate::Distributor) shows a client buying and playing; the README adds a
+/// move and a revocation.
 pub struct Client {
     signing_key: SigningKey,
     device_keys: DeviceKeys,

@@ -97,6 +97,46 @@ pub struct Registration {
 }
 
 /// The contents distribution system of one distributor.
+///
+/// A user buys a content on one client and moves it to another; the README has the whole flow
+/// with plays and a revocation, and `examples/distributor.rs` narrates it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use rand_chacha::ChaCha20Rng;
+/// use rand_core::SeedableRng;
+/// use treecast_license::keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
+/// use treecast_license::{
+///     Client, Clock, Distributor, DistributorConfig, LicenseServer, ManualClock, ServerId,
+///     SigningKey, Tariff, UnixTime, registry::MemoryRegistry,
+/// };
+/// # fn main() -> Result<(), treecast_license::Error> {
+/// let mut rng = ChaCha20Rng::seed_from_u64(1);
+/// let height = TreeHeight::new(16)?;
+/// let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));
+/// let clock = Arc::new(ManualClock::new(UnixTime(1_800_000_000)));
+/// let shop = Distributor::new(
+///     Authority::new(&MasterSecret::from_bytes([3; 32]), config)?,
+///     [LicenseServer::generate(ServerId(1), &mut rng)],
+///     MemoryRegistry::new(height),
+///     Tariff::default(),
+///     clock.clone(),
+///     DistributorConfig::default(),
+/// );
+/// let user = shop.register_user()?;
+/// let key = SigningKey::generate(&mut rng);
+/// let mut client = Client::new(key.clone(), shop.register_client(user, ServerId(1), &key.verifying_key())?)?;
+/// let mut container = Vec::new();
+/// let content = shop.publish(&b"hello"[..], &mut container, &mut rng)?.id;
+/// client.store_ekb(shop.current_ekb()?.1.as_bytes())?;
+/// client.store_content(container)?;
+/// let license = shop.supply_license(client.license_request(content, clock.now()).as_bytes())?;
+/// client.acquire_license(license.as_bytes())?;
+/// let mut out = Vec::new();
+/// client.play(content, &mut out)?;
+/// assert_eq!(out, b"hello");
+/// # Ok(()) }
+/// ```
 pub struct Distributor<R> {
     authority: Authority,
     servers: BTreeMap<ServerId, LicenseServer>,

@@ -44,6 +44,31 @@ pub struct ClientRecord {
     pub revoked: bool,
 }
 
+/// What audits need of a client: its ID, owner, leaf and state, without its certificate.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct ClientSummary {
+    /// The client.
+    pub id: ClientId,
+    /// Its owner.
+    pub user: UserId,
+    /// Its leaf.
+    pub leaf: LeafIndex,
+    /// Whether it has been revoked.
+    pub revoked: bool,
+}
+
+impl From<&ClientRecord> for ClientSummary {
+    fn from(c: &ClientRecord) -> Self {
+        Self {
+            id: c.id,
+            user: c.user,
+            leaf: c.leaf,
+            revoked: c.revoked,
+        }
+    }
+}
+
 impl ClientRecord {
     /// A new, not revoked client.
     pub const fn new(
@@ -195,7 +220,7 @@ impl MoveIntent {
 }
 
 /// What the registry read for a move, checked by [`check_move`] and handed to the builder.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Eq, PartialEq)]
 #[non_exhaustive]
 pub struct MoveContext {
     /// The source client.
@@ -438,6 +463,19 @@ pub trait Registry: Send + Sync {
     /// [`Error::Storage`] when the store fails.
     fn all_clients(&self) -> Result<Vec<ClientRecord>, Error>;
 
+    /// Every client's ID, owner, leaf and state, sorted by ID: what an audit needs, without
+    /// copying millions of certificates.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn client_summaries(&self) -> Result<Vec<ClientSummary>, Error> {
+        Ok(self
+            .all_clients()?
+            .iter()
+            .map(ClientSummary::from)
+            .collect())
+    }
+
     /// Every license, by ID (for audits).
     ///
     /// # Errors
@@ -539,6 +577,9 @@ impl<R: Registry + ?Sized> Registry for Box<R> {
     fn all_clients(&self) -> Result<Vec<ClientRecord>, Error> {
         (**self).all_clients()
     }
+    fn client_summaries(&self) -> Result<Vec<ClientSummary>, Error> {
+        (**self).client_summaries()
+    }
     fn all_licenses(&self) -> Result<Vec<LicenseRecord>, Error> {
         (**self).all_licenses()
     }
@@ -569,8 +610,8 @@ pub fn audit(registry: &dyn Registry, limit: usize) -> Result<Vec<String>, Error
             violations.push(v);
         }
     };
-    let clients: HashMap<ClientId, ClientRecord> = registry
-        .all_clients()?
+    let clients: HashMap<ClientId, ClientSummary> = registry
+        .client_summaries()?
         .into_iter()
         .map(|c| (c.id, c))
         .collect();

@@ -848,10 +848,11 @@ impl<'c, R: Registry> Engine<'c, R> {
         );
         // 4: every certificate moves between clients of one user.
         let history = registry.certificate_history()?;
-        let mut owners = std::collections::HashMap::new();
-        for c in registry.all_clients()? {
-            owners.insert(c.id, c.user);
-        }
+        let owners: std::collections::HashMap<_, _> = registry
+            .client_summaries()?
+            .into_iter()
+            .map(|c| (c.id, c.user))
+            .collect();
         let mut cross = 0u64;
         for h in &history {
             let same = owners.get(&h.source) == Some(&h.user)

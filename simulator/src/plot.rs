@@ -125,7 +125,7 @@ fn throughput_chart(path: &Path, report: &Report) -> Result<(), SimError> {
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d(
-            (0..data.len()).into_segmented(),
+            (0..data.len().saturating_sub(1)).into_segmented(),
             (1f64..max_y * 2.0).log_scale(),
         )
         .map_err(|e| draw(&e))?;
@@ -141,15 +141,12 @@ fn throughput_chart(path: &Path, report: &Report) -> Result<(), SimError> {
         .draw()
         .map_err(|e| draw(&e))?;
     chart
-        .draw_series(data.iter().enumerate().map(|(i, (_, v))| {
-            Rectangle::new(
-                [
-                    (SegmentValue::Exact(i), 1.0),
-                    (SegmentValue::Exact(i + 1), *v),
-                ],
-                BLUE.mix(0.6).filled(),
-            )
-        }))
+        .draw_series(
+            Histogram::vertical(&chart)
+                .style(BLUE.mix(0.6).filled())
+                .margin(25)
+                .data(data.iter().enumerate().map(|(i, (_, v))| (i, *v))),
+        )
         .map_err(|e| draw(&e))?;
     root.present().map_err(|e| draw(&e))?;
     Ok(())

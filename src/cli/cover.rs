@@ -17,6 +17,10 @@ pub(crate) struct CoverArgs {
     /// List every subset.
     #[arg(long)]
     list: bool,
+    /// Print the tree, its revoked leaves and the cover as Graphviz DOT (heights up to 8);
+    /// render with `dot -Tsvg`.
+    #[arg(long, conflicts_with_all = ["json", "list"])]
+    dot: bool,
 }
 
 #[derive(Serialize)]
@@ -66,6 +70,10 @@ pub(crate) fn run(args: &CoverArgs) -> anyhow::Result<()> {
     let revoked = read_revoked(args.tree.revoked.as_deref(), height)?;
     let scheme = Scheme::from(args.tree.scheme);
     let cover = Cover::compute(scheme, &revoked)?;
+    if args.dot {
+        print!("{}", super::dot::cover_dot(&cover, &revoked)?);
+        return Ok(());
+    }
     let list = args.list.then(|| {
         cover
             .subsets()

@@ -1,23 +1,43 @@
 //! The in-memory registry: all tables behind one mutex, each change applied only after every
 //! check and the builder have succeeded.
+//!
+//! Licenses and certificates are signed outside the lock, so that supplies on several threads
+//! run in parallel: the IDs come from atomic counters, the checks run under the lock, the
+//! builder (which signs) runs without it, and the commit runs the checks again under the lock
+//! before it changes anything. A change that lost a race to another is refused by the second
+//! check, and the IDs it took are never used.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 
 use super::{
-    CertificateRecord, ClientBuilder, ClientRecord, ContentBuilder, ContentRecord, LicenseBuilder,
-    LicenseRecord, LicenseState, MoveBuilder, MoveIntent, Registry, check_move,
+    CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
+    LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, Registry, check_move,
 };
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
 
 /// A registry in memory, safe to share between threads (`Arc<MemoryRegistry>` or `&`).
+///
+/// ```
+/// use treecast_license::keytree::TreeHeight;
+/// use treecast_license::registry::{MemoryRegistry, Registry, audit};
+/// # fn main() -> Result<(), treecast_license::Error> {
+/// let registry = MemoryRegistry::new(TreeHeight::new(16)?);
+/// let user = registry.add_user()?;
+/// assert!(registry.has_user(user)?);
+/// assert!(audit(&registry, 10)?.is_empty());
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct MemoryRegistry {
     tables: Mutex<Tables>,
+    next_license: AtomicU64,
+    next_certificate: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -27,8 +47,6 @@ struct Tables {
     next_user: u64,
     next_client: u64,
     next_content: u64,
-    next_license: u64,
-    next_certificate: u64,
     users: HashMap<UserId, UserRow>,
     clients: HashMap<ClientId, ClientRecord>,
     leaf_to_client: HashMap<u32, ClientId>,
@@ -66,8 +84,6 @@ impl MemoryRegistry {
                 next_user: 1,
                 next_client: 1,
                 next_content: 1,
-                next_license: 1,
-                next_certificate: 1,
                 users: HashMap::new(),
                 clients: HashMap::new(),
                 leaf_to_client: HashMap::new(),
@@ -80,6 +96,8 @@ impl MemoryRegistry {
                 ledger: Vec::new(),
                 faults: Faults::default(),
             }),
+            next_license: AtomicU64::new(1),
+            next_certificate: AtomicU64::new(1),
         }
     }
 
@@ -249,15 +267,19 @@ impl Registry for MemoryRegistry {
         charge: Charge,
         build: LicenseBuilder<'_>,
     ) -> Result<(LicenseRecord, LedgerEntry), Error> {
-        let mut t = self.lock()?;
-        let user = t.active_client(client)?.user;
-        if !t.contents.contains_key(&content) {
-            return Err(Error::ContentNotFound(content));
-        }
-        if t.used_requests.contains(&(client, request_nonce)) {
-            return Err(Error::RequestReplayed);
-        }
-        let id = LicenseId(t.next_license);
+        let check = |t: &Tables| -> Result<UserId, Error> {
+            let user = t.active_client(client)?.user;
+            if !t.contents.contains_key(&content) {
+                return Err(Error::ContentNotFound(content));
+            }
+            if t.used_requests.contains(&(client, request_nonce)) {
+                return Err(Error::RequestReplayed);
+            }
+            Ok(user)
+        };
+        let user = check(&*self.lock()?)?;
+        // Signed without the lock; the checks run again before the commit.
+        let id = LicenseId(self.next_license.fetch_add(1, Ordering::Relaxed));
         let record = build(id)?;
         if record.id != id
             || record.client != client
@@ -266,8 +288,11 @@ impl Registry for MemoryRegistry {
         {
             return Err(Error::Internal("license builder changed the IDs"));
         }
+        let mut t = self.lock()?;
+        if check(&t)? != user {
+            return Err(Error::Internal("the client changed owner"));
+        }
         let entry = LedgerEntry::new(user, content, id.0, charge);
-        t.next_license += 1;
         t.used_requests.insert((client, request_nonce));
         let row = t.user_mut(user)?;
         row.licenses.push(id);
@@ -288,22 +313,25 @@ impl Registry for MemoryRegistry {
         charge: Charge,
         build: MoveBuilder<'_>,
     ) -> Result<(LicenseRecord, CertificateRecord, LedgerEntry), Error> {
-        let mut t = self.lock()?;
-        let mut license = t.licenses.get(&intent.license).cloned();
-        if t.faults.skip_move_checks {
-            // The planted fault: pretend the license is still active.
-            if let Some(l) = license.as_mut() {
-                l.state = LicenseState::Active;
+        let check = |t: &Tables| {
+            let mut license = t.licenses.get(&intent.license).cloned();
+            if t.faults.skip_move_checks {
+                // The planted fault: pretend the license is still active.
+                if let Some(l) = license.as_mut() {
+                    l.state = LicenseState::Active;
+                }
             }
-        }
-        let ctx = check_move(
-            intent,
-            t.clients.get(&intent.source).cloned(),
-            license,
-            t.clients.get(&intent.destination).cloned(),
-        )?;
-        let certificate_id = CertificateId(t.next_certificate);
-        let license_id = LicenseId(t.next_license);
+            check_move(
+                intent,
+                t.clients.get(&intent.source).cloned(),
+                license,
+                t.clients.get(&intent.destination).cloned(),
+            )
+        };
+        let ctx = check(&*self.lock()?)?;
+        // Signed without the lock; the checks run again before the commit.
+        let certificate_id = CertificateId(self.next_certificate.fetch_add(1, Ordering::Relaxed));
+        let license_id = LicenseId(self.next_license.fetch_add(1, Ordering::Relaxed));
         let (new_license, history) = build(&ctx, certificate_id, license_id)?;
         if new_license.id != license_id
             || history.id != certificate_id
@@ -312,11 +340,15 @@ impl Registry for MemoryRegistry {
         {
             return Err(Error::Internal("move builder changed the IDs"));
         }
+        let mut t = self.lock()?;
+        if check(&t)? != ctx {
+            return Err(Error::Internal(
+                "the move's parties changed during the move",
+            ));
+        }
         let user = ctx.source.user;
         let entry = LedgerEntry::new(user, ctx.license.content, certificate_id.0, charge);
         // Every check passed and every row is built: apply.
-        t.next_certificate += 1;
-        t.next_license += 1;
         if let Some(old) = t.licenses.get_mut(&intent.license) {
             old.state = LicenseState::Moved;
         }
@@ -380,6 +412,17 @@ impl Registry for MemoryRegistry {
 
     fn all_clients(&self) -> Result<Vec<ClientRecord>, Error> {
         let mut all: Vec<_> = self.lock()?.clients.values().cloned().collect();
+        all.sort_by_key(|c| c.id);
+        Ok(all)
+    }
+
+    fn client_summaries(&self) -> Result<Vec<ClientSummary>, Error> {
+        let mut all: Vec<_> = self
+            .lock()?
+            .clients
+            .values()
+            .map(ClientSummary::from)
+            .collect();
         all.sort_by_key(|c| c.id);
         Ok(all)
     }

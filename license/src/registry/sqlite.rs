@@ -24,8 +24,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 
 use super::{
-    CertificateRecord, ClientBuilder, ClientRecord, ContentBuilder, ContentRecord, LicenseBuilder,
-    LicenseRecord, LicenseState, MoveBuilder, MoveIntent, Registry, check_move,
+    CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
+    LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, Registry, check_move,
 };
 use crate::Error;
 use crate::billing::{Charge, ChargeKind, LedgerEntry};
@@ -43,6 +43,19 @@ pub enum Durability {
 }
 
 /// A registry in a SQLite file.
+///
+/// ```
+/// use treecast_license::keytree::TreeHeight;
+/// use treecast_license::registry::{Registry, SqliteRegistry};
+/// # fn main() -> Result<(), treecast_license::Error> {
+/// let path = std::env::temp_dir().join(format!("treecast-doc-{}.sqlite", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// let user = SqliteRegistry::open(&path, TreeHeight::new(16)?)?.add_user()?;
+/// // Reopened, the file still knows the user.
+/// assert!(SqliteRegistry::open_existing(&path)?.has_user(user)?);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct SqliteRegistry {
     conn: Mutex<Connection>,
@@ -976,6 +989,35 @@ impl Registry for SqliteRegistry {
             )?;
             let rows = stmt.query_map([], client_row)?;
             rows.map(|row| row?.into_record(self.height)).collect()
+        })
+    }
+
+    fn client_summaries(&self) -> Result<Vec<ClientSummary>, Error> {
+        self.read(|tx| {
+            let mut stmt =
+                tx.prepare_cached("SELECT id, user_id, leaf, revoked FROM clients ORDER BY id")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, bool>(3)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (id, user, leaf, revoked) = row?;
+                let leaf = u32::try_from(leaf)
+                    .ok()
+                    .and_then(|l| LeafIndex::new(l, self.height).ok())
+                    .ok_or_else(|| Error::Storage(format!("bad leaf {leaf} in the registry")))?;
+                Ok(ClientSummary {
+                    id: ClientId(un(id)?),
+                    user: UserId(un(user)?),
+                    leaf,
+                    revoked,
+                })
+            })
+            .collect()
         })
     }
 
