@@ -521,12 +521,22 @@ fn cover_dot_draws_the_tree_the_revoked_leaves_and_the_subsets() {
     std::fs::write(&revoked, "3\n9\n").unwrap();
     for (scheme, subsets) in [("cs", 6), ("sd", 2)] {
         let out = treecast(&[
-            "cover", "--scheme", scheme, "--height", "4", "--revoked", path(&revoked), "--dot",
+            "cover",
+            "--scheme",
+            scheme,
+            "--height",
+            "4",
+            "--revoked",
+            path(&revoked),
+            "--dot",
         ]);
         assert!(out.status.success(), "{out:?}");
         let dot = stdout(&out);
         assert!(dot.starts_with("digraph {"), "{dot}");
-        assert!(dot.contains(&format!("2 revoked: {subsets} subsets")), "{dot}");
+        assert!(
+            dot.contains(&format!("2 revoked: {subsets} subsets")),
+            "{dot}"
+        );
         // 31 nodes, 30 edges; the two revoked leaves are black.
         assert_eq!(dot.matches(" -> ").count(), 30);
         assert_eq!(dot.matches("fillcolor=black").count(), 2);

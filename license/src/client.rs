@@ -89,13 +89,26 @@ impl ClientState {
         self.licenses.keys().copied()
     }
 
-    /// Drops the EKBs of epochs no held license needs, keeping the newest.
-    pub fn prune_ekbs(&mut self) {
+    /// Makes the state as small as it can be for storage: drops the EKBs of epochs no held
+    /// license needs (keeping the newest) and frees the spare capacity of every collection.
+    pub fn compact(&mut self) {
         let newest = self.ekbs.last().map(|(e, _)| *e);
         let needed: BTreeSet<u64> = self.licenses.values().map(|l| l.tbs().epoch).collect();
         self.ekbs
             .retain(|e, _| needed.contains(e) || Some(*e) == newest);
+        shrink(&mut self.contents);
+        shrink(&mut self.licenses);
+        shrink(&mut self.ekbs);
+        shrink(&mut self.used_certificates);
+        shrink(&mut self.moved_out);
     }
+}
+
+/// Frees a sorted map's spare capacity (a vector grows to 4 entries on its first insert).
+fn shrink<K, V>(map: &mut LiteMap<K, V>) {
+    let mut entries = core::mem::take(map).into_tuple_vec();
+    entries.shrink_to_fit();
+    *map = LiteMap::from_sorted_store_unchecked(entries);
 }
 
 impl core::fmt::Debug for ClientState {

@@ -610,21 +610,18 @@ pub fn audit(registry: &dyn Registry, limit: usize) -> Result<Vec<String>, Error
             violations.push(v);
         }
     };
-    let clients: HashMap<ClientId, ClientSummary> = registry
-        .client_summaries()?
-        .into_iter()
-        .map(|c| (c.id, c))
-        .collect();
-    let licenses: HashMap<LicenseId, LicenseRecord> = registry
-        .all_licenses()?
-        .into_iter()
-        .map(|l| (l.id, l))
-        .collect();
+    // Sorted vectors searched by ID, not hash maps: an audit of millions of clients must not
+    // double the registry's memory.
+    let mut client_list = registry.client_summaries()?;
+    client_list.sort_by_key(|c| c.id);
+    let mut license_list = registry.all_licenses()?;
+    license_list.sort_by_key(|l| l.id);
+    let clients = SortedById(&client_list, |c: &ClientSummary| c.id);
+    let licenses = SortedById(&license_list, |l: &LicenseRecord| l.id);
     let history = registry.certificate_history()?;
     let by_certificate: HashMap<CertificateId, &CertificateRecord> =
         history.iter().map(|h| (h.id, h)).collect();
-    let mut ordered: Vec<&LicenseRecord> = licenses.values().collect();
-    ordered.sort_by_key(|l| l.id);
+    let ordered: Vec<&LicenseRecord> = license_list.iter().collect();
 
     // 1. Owners.
     for l in &ordered {
@@ -731,8 +728,7 @@ pub fn audit(registry: &dyn Registry, limit: usize) -> Result<Vec<String>, Error
     }
     // 5. Leaves.
     let mut leaves = HashSet::new();
-    let mut sorted_clients: Vec<_> = clients.values().collect();
-    sorted_clients.sort_by_key(|c| c.id);
+    let sorted_clients = &client_list;
     for c in sorted_clients {
         if !leaves.insert(c.leaf) {
             report(format!(
@@ -742,4 +738,20 @@ pub fn audit(registry: &dyn Registry, limit: usize) -> Result<Vec<String>, Error
         }
     }
     Ok(violations)
+}
+
+/// A slice sorted by an ID, searched by binary search.
+struct SortedById<'a, T, K, F: Fn(&T) -> K>(&'a [T], F);
+
+impl<T, K: Ord, F: Fn(&T) -> K> SortedById<'_, T, K, F> {
+    fn get(&self, id: &K) -> Option<&T> {
+        self.0
+            .binary_search_by(|x| (self.1)(x).cmp(id))
+            .ok()
+            .and_then(|i| self.0.get(i))
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }

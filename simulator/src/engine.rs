@@ -30,15 +30,38 @@ pub(crate) const CERTIFICATE_PRICE: u64 = 50;
 /// The simulated start time.
 const START: UnixTime = UnixTime(1_800_000_000);
 
-/// A client as the simulator keeps it between actions: its identity, signing key and saved
-/// state. Its device key set is re-provisioned by the authority whenever it acts.
+/// A client as the simulator keeps it between actions: its identity, the 32-byte seed of its
+/// signing key and its saved state. When it acts, its signing key is derived from the seed (once
+/// per user and round, see [`Keys`]) and its device key set is re-provisioned by the authority.
 pub(crate) struct SimClient {
     id: ClientId,
     leaf: LeafIndex,
     server: ServerId,
-    signing_key: SigningKey,
+    seed: [u8; 32],
     state: Option<ClientState>,
     revoked: bool,
+}
+
+/// The signing keys of one user's clients, derived from their seeds when first needed in a
+/// round. An Ed25519 signing key takes 224 bytes with its expanded public key; the seed takes 32,
+/// which is what lets millions of clients fit.
+pub(crate) struct Keys(Vec<Option<SigningKey>>);
+
+impl Keys {
+    fn new(clients: usize) -> Self {
+        Self(vec![None; clients])
+    }
+
+    /// Client `j`'s signing key.
+    fn get(&mut self, j: usize, c: &SimClient) -> Result<SigningKey, SimError> {
+        let slot = self
+            .0
+            .get_mut(j)
+            .ok_or(SimError::Internal("client index"))?;
+        Ok(slot
+            .get_or_insert_with(|| SigningKey::from_bytes(&c.seed))
+            .clone())
+    }
 }
 
 /// A purchase as it stands: which client holds it under which license.
@@ -354,19 +377,19 @@ impl<'c, R: Registry> Engine<'c, R> {
         let t = Instant::now();
         let id = self.distributor.register_user()?;
         let mut clients = Vec::with_capacity(keys.len());
-        for (j, signing_key) in keys.into_iter().enumerate() {
+        for (j, (signing_key, seed)) in keys.into_iter().zip(plan.key_seeds).enumerate() {
             let server = ServerId(1 + ((u + j as u64) % u64::from(self.cfg.servers)) as u32);
             let registration =
                 self.distributor
                     .register_client(id, server, &signing_key.verifying_key())?;
             let client_id = registration.client_id;
             let leaf = registration.device_keys.leaf();
-            let state = Client::new(signing_key.clone(), registration)?.into_state();
+            let state = Client::new(signing_key, registration)?.into_state();
             clients.push(SimClient {
                 id: client_id,
                 leaf,
                 server,
-                signing_key,
+                seed,
                 state: Some(state),
                 revoked: false,
             });
@@ -410,30 +433,31 @@ impl<'c, R: Registry> Engine<'c, R> {
             Purpose::Round,
             u * u64::from(self.cfg.rounds) + u64::from(round),
         );
+        let mut keys = Keys::new(user.clients.len());
         for h in 0..user.holdings.len() {
             if user.holdings.get(h).is_none_or(|x| x.round != round) {
                 continue;
             }
-            if !self.purchase(u, user, h, &mut rng)? {
+            if !self.purchase(u, user, h, &mut keys, &mut rng)? {
                 continue;
             }
             let (plays, moves) = user.holdings.get(h).map_or((0, 0), |x| (x.plays, x.moves));
             let before = plays.div_ceil(2);
             for _ in 0..before {
-                self.play(u, user, h, true)?;
+                self.play(u, user, h, &mut keys, true)?;
             }
             for _ in 0..moves {
-                self.move_once(u, user, h, &mut rng)?;
+                self.move_once(u, user, h, &mut keys, &mut rng)?;
             }
             for _ in before..plays {
-                self.play(u, user, h, true)?;
+                self.play(u, user, h, &mut keys, true)?;
             }
         }
         Ok(())
     }
 
     /// Takes a client out of storage: its saved state, its keys re-provisioned by the authority.
-    fn restore(&self, c: &mut SimClient) -> Result<Client, SimError> {
+    fn restore(&self, c: &mut SimClient, signing_key: SigningKey) -> Result<Client, SimError> {
         let state = c
             .state
             .take()
@@ -444,7 +468,7 @@ impl<'c, R: Registry> Engine<'c, R> {
             .copied()
             .ok_or(SimError::Internal("unknown server"))?;
         Ok(Client::restore(
-            c.signing_key.clone(),
+            signing_key,
             self.authority.device_keys(c.leaf),
             server_key,
             self.authority.verifying_key(),
@@ -455,7 +479,7 @@ impl<'c, R: Registry> Engine<'c, R> {
     /// Puts a client back in storage.
     fn park(c: &mut SimClient, client: Client) {
         let mut state = client.into_state();
-        state.prune_ekbs();
+        state.compact();
         c.state = Some(state);
     }
 
@@ -479,6 +503,7 @@ impl<'c, R: Registry> Engine<'c, R> {
         u: u64,
         user: &mut SimUser,
         h: usize,
+        keys: &mut Keys,
         rng: &mut rand_chacha::ChaCha8Rng,
     ) -> Result<bool, SimError> {
         let Some(holding) = user.holdings.get(h).cloned() else {
@@ -492,7 +517,8 @@ impl<'c, R: Registry> Engine<'c, R> {
         }
         let t = Instant::now();
         let content = self.content(holding.content)?;
-        let mut client = self.restore(sim)?;
+        let key = keys.get(usize::from(holding.holder), sim)?;
+        let mut client = self.restore(sim, key)?;
         let ekb = self.current_ekb()?;
         client.store_verified_ekb(ekb)?;
         client.store_content(content.container.clone())?;
@@ -507,14 +533,21 @@ impl<'c, R: Registry> Engine<'c, R> {
             x.license = license_id;
         }
         if self.attack_now(rng) {
-            self.copy_attack(u, user, h, license.as_bytes(), rng)?;
+            self.copy_attack(u, user, h, license.as_bytes(), keys, rng)?;
         }
         Ok(true)
     }
 
     /// A play of holding `h` by its holder: real decryption, compared with the original.
     /// `workload` plays are counted as operations; the final checks' plays are not.
-    fn play(&self, u: u64, user: &mut SimUser, h: usize, workload: bool) -> Result<(), SimError> {
+    fn play(
+        &self,
+        u: u64,
+        user: &mut SimUser,
+        h: usize,
+        keys: &mut Keys,
+        workload: bool,
+    ) -> Result<(), SimError> {
         let Some(holding) = user.holdings.get(h).cloned() else {
             return Ok(());
         };
@@ -523,7 +556,8 @@ impl<'c, R: Registry> Engine<'c, R> {
         };
         let t = Instant::now();
         let content = self.content(holding.content)?;
-        let client = self.restore(sim)?;
+        let key = keys.get(usize::from(holding.holder), sim)?;
+        let client = self.restore(sim, key)?;
         let mut out = Vec::with_capacity(content.plain.len());
         let result = client.play(content.id, &mut out);
         Self::park(sim, client);
@@ -547,6 +581,7 @@ impl<'c, R: Registry> Engine<'c, R> {
         u: u64,
         user: &mut SimUser,
         h: usize,
+        keys: &mut Keys,
         rng: &mut rand_chacha::ChaCha8Rng,
     ) -> Result<(), SimError> {
         let Some(holding) = user.holdings.get(h).cloned() else {
@@ -578,8 +613,10 @@ impl<'c, R: Registry> Engine<'c, R> {
         }
         let t = Instant::now();
         let (src_sim, dst_sim) = pair_mut(&mut user.clients, holding.holder, dest)?;
-        let mut src = self.restore(src_sim)?;
-        let mut dst = self.restore(dst_sim)?;
+        let src_key = keys.get(usize::from(holding.holder), src_sim)?;
+        let dst_key = keys.get(usize::from(dest), dst_sim)?;
+        let mut src = self.restore(src_sim, src_key)?;
+        let mut dst = self.restore(dst_sim, dst_key)?;
         let now = self.clock_now();
         let request = src.move_request(license_id, dst.id(), now);
         let certificate = self.distributor.supply_certificate(request.as_bytes())?;
@@ -654,6 +691,7 @@ impl<'c, R: Registry> Engine<'c, R> {
         user: &mut SimUser,
         h: usize,
         license: &[u8],
+        keys: &mut Keys,
         rng: &mut rand_chacha::ChaCha8Rng,
     ) -> Result<(), SimError> {
         let Some(holding) = user.holdings.get(h).cloned() else {
@@ -675,7 +713,8 @@ impl<'c, R: Registry> Engine<'c, R> {
             return Ok(());
         }
         let content = self.content(holding.content)?;
-        let mut client = self.restore(sim)?;
+        let key = keys.get(usize::from(other), sim)?;
+        let mut client = self.restore(sim, key)?;
         let copied = client.acquire_license(license).is_err();
         self.tally.attack(Attack::CopiedLicense, copied, u);
         let played = client.play(content.id, std::io::sink()).is_err();
@@ -803,7 +842,8 @@ impl<'c, R: Registry> Engine<'c, R> {
                     .check(Invariant::RevokedLockedOut, refused, u as u64, || {
                         format!("revoked client {j} of user {u} opened the EKB: {opened:?}")
                     });
-                let mut client = self.restore(sim)?;
+                let key = SigningKey::from_bytes(&sim.seed);
+                let mut client = self.restore(sim, key)?;
                 let request = client.license_request(content.id, self.clock_now());
                 let answer = self.distributor.supply_license(request.as_bytes());
                 let refused = matches!(answer, Err(Error::ClientRevoked(_)));
@@ -848,15 +888,18 @@ impl<'c, R: Registry> Engine<'c, R> {
         );
         // 4: every certificate moves between clients of one user.
         let history = registry.certificate_history()?;
-        let owners: std::collections::HashMap<_, _> = registry
-            .client_summaries()?
-            .into_iter()
-            .map(|c| (c.id, c.user))
-            .collect();
+        let mut owners = registry.client_summaries()?;
+        owners.sort_by_key(|c| c.id);
+        let owner = |id| {
+            owners
+                .binary_search_by_key(&id, |c| c.id)
+                .ok()
+                .and_then(|i| owners.get(i))
+                .map(|c| c.user)
+        };
         let mut cross = 0u64;
         for h in &history {
-            let same = owners.get(&h.source) == Some(&h.user)
-                && owners.get(&h.destination) == Some(&h.user);
+            let same = owner(h.source) == Some(h.user) && owner(h.destination) == Some(h.user);
             if !same {
                 cross += 1;
             }
@@ -884,6 +927,7 @@ impl<'c, R: Registry> Engine<'c, R> {
     }
 
     fn final_user(&self, u: u64, user: &mut SimUser) -> Result<(), SimError> {
+        let mut keys = Keys::new(user.clients.len());
         for h in 0..user.holdings.len() {
             let Some(holding) = user.holdings.get(h).cloned() else {
                 continue;
@@ -916,7 +960,7 @@ impl<'c, R: Registry> Engine<'c, R> {
                 .get(usize::from(holding.holder))
                 .is_none_or(|c| c.revoked);
             if !revoked {
-                self.play(u, user, h, false)?;
+                self.play(u, user, h, &mut keys, false)?;
             }
         }
         Ok(())

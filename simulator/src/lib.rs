@@ -184,6 +184,15 @@ fn build_report(
         wall,
     );
     let peak = report::peak_rss_bytes();
+    let rss = |phase: &str| {
+        outcome
+            .rss
+            .iter()
+            .find(|(k, _)| *k == phase)
+            .map_or(0, |(_, v)| *v)
+    };
+    let license_bytes = rss("rounds").saturating_sub(rss("registration"));
+    let clients = outcome.clients.max(1) as f64;
     let mut report = Report {
         config: ConfigReport {
             seed: config.seed,
@@ -203,7 +212,8 @@ fn build_report(
             store: config.store.name(),
             attack_share: config.attack_share,
             servers: config.servers,
-            key_sets: "re-provisioned by the authority when a client acts",
+            key_sets: "device key sets re-provisioned by the authority, signing keys derived from \
+                       32-byte seeds, when a client acts",
         },
         counts,
         invariants: outcome.tally.invariants(),
@@ -214,7 +224,9 @@ fn build_report(
         ekb: outcome.ekbs,
         seconds,
         peak_rss_bytes: peak,
-        peak_rss_bytes_per_client: peak as f64 / outcome.clients.max(1) as f64,
+        peak_rss_bytes_per_client: peak as f64 / clients,
+        peak_rss_bytes_per_client_beyond_licenses: peak.saturating_sub(license_bytes) as f64
+            / clients,
         rss_after: outcome
             .rss
             .iter()

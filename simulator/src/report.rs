@@ -100,6 +100,10 @@ pub struct Report {
     pub peak_rss_bytes: u64,
     /// Peak resident bytes per client.
     pub peak_rss_bytes_per_client: f64,
+    /// Peak resident bytes per client beyond the stored licenses: the peak, less what the rounds
+    /// added (licenses and what is kept with them: the clients' copies, registry rows, ledger,
+    /// history), per client.
+    pub peak_rss_bytes_per_client_beyond_licenses: f64,
     /// The resident set size after each phase, in bytes.
     pub rss_after: BTreeMap<String, u64>,
     /// SHA-256 of the deterministic part of the report (everything but timings, memory and
@@ -189,9 +193,10 @@ impl fmt::Display for Report {
         let total = self.seconds.get("total").copied().unwrap_or(0.0);
         writeln!(
             f,
-            "time {total:.1} s; peak RSS {:.0} MiB ({:.0} bytes per client)",
+            "time {total:.1} s; peak RSS {:.0} MiB ({:.0} bytes per client, {:.0} beyond the licenses)",
             self.peak_rss_bytes as f64 / (1 << 20) as f64,
-            self.peak_rss_bytes_per_client
+            self.peak_rss_bytes_per_client,
+            self.peak_rss_bytes_per_client_beyond_licenses
         )?;
         if !self.first_violations.is_empty() {
             writeln!(f)?;

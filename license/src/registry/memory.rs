@@ -63,7 +63,9 @@ struct Tables {
 #[derive(Debug, Default)]
 struct UserRow {
     clients: Vec<ClientId>,
-    contents: BTreeSet<ContentId>,
+    /// Sorted; a vector, not a B-tree, because a user downloads a few contents and a B-tree
+    /// node holds 11.
+    contents: Vec<ContentId>,
     licenses: Vec<LicenseId>,
     total: u64,
 }
@@ -255,7 +257,10 @@ impl Registry for MemoryRegistry {
         if !t.contents.contains_key(&content) {
             return Err(Error::ContentNotFound(content));
         }
-        t.user_mut(user)?.contents.insert(content);
+        let contents = &mut t.user_mut(user)?.contents;
+        if let Err(at) = contents.binary_search(&content) {
+            contents.insert(at, content);
+        }
         Ok(())
     }
 
@@ -395,7 +400,7 @@ impl Registry for MemoryRegistry {
             .lock()?
             .users
             .get(&user)
-            .map(|r| r.contents.iter().copied().collect())
+            .map(|r| r.contents.clone())
             .unwrap_or_default())
     }
 
