@@ -68,15 +68,42 @@ pub struct ClientState {
     user: UserId,
     server: ServerId,
     public_key: [u8; 32],
-    // Sorted vectors, not B-trees: a client holds a few of each, and a B-tree node is
-    // allocated for 11 entries (4 KiB for licenses), which millions of clients cannot afford.
+    /// What the client stores; boxed, and absent while empty, so that an idle client costs
+    /// 8 bytes for it.
+    stores: Option<Box<Stores>>,
+    next_nonce: u64,
+}
+
+/// A client's collections. Sorted vectors, not B-trees: a client holds a few of each, and a
+/// B-tree node is allocated for 11 entries (4 KiB for licenses), which millions of clients
+/// cannot afford.
+#[derive(Clone, Default)]
+struct Stores {
     contents: LiteMap<ContentId, Arc<[u8]>>,
     licenses: LiteMap<ContentId, License>,
     ekbs: LiteMap<u64, Arc<VerifiedEkbBuf>>,
     used_certificates: LiteMap<CertificateId, ()>,
     moved_out: LiteMap<LicenseId, ()>,
-    next_nonce: u64,
 }
+
+impl Stores {
+    fn is_empty(&self) -> bool {
+        self.contents.is_empty()
+            && self.licenses.is_empty()
+            && self.ekbs.is_empty()
+            && self.used_certificates.is_empty()
+            && self.moved_out.is_empty()
+    }
+}
+
+/// The stores of a client that holds nothing.
+static EMPTY: Stores = Stores {
+    contents: LiteMap::new(),
+    licenses: LiteMap::new(),
+    ekbs: LiteMap::new(),
+    used_certificates: LiteMap::new(),
+    moved_out: LiteMap::new(),
+};
 
 impl ClientState {
     /// The client's ID.
@@ -84,23 +111,47 @@ impl ClientState {
         self.id
     }
 
+    /// Whether the client holds a license.
+    pub fn holds_licenses(&self) -> bool {
+        !self.stores().licenses.is_empty()
+    }
+
     /// The contents for which the client holds a license.
     pub fn licensed(&self) -> impl Iterator<Item = ContentId> + '_ {
-        self.licenses.keys().copied()
+        self.stores().licenses.keys().copied()
     }
 
     /// Makes the state as small as it can be for storage: drops the EKBs of epochs no held
-    /// license needs (keeping the newest) and frees the spare capacity of every collection.
+    /// license needs (keeping the newest, unless the client holds nothing) and frees the spare
+    /// capacity of every collection.
     pub fn compact(&mut self) {
-        let newest = self.ekbs.last().map(|(e, _)| *e);
-        let needed: BTreeSet<u64> = self.licenses.values().map(|l| l.tbs().epoch).collect();
-        self.ekbs
+        let Some(s) = self.stores.as_deref_mut() else {
+            return;
+        };
+        let newest = s.ekbs.last().map(|(e, _)| *e);
+        let needed: BTreeSet<u64> = s.licenses.values().map(|l| l.tbs().epoch).collect();
+        s.ekbs
             .retain(|e, _| needed.contains(e) || Some(*e) == newest);
-        shrink(&mut self.contents);
-        shrink(&mut self.licenses);
-        shrink(&mut self.ekbs);
-        shrink(&mut self.used_certificates);
-        shrink(&mut self.moved_out);
+        if s.licenses.is_empty() && s.contents.is_empty() {
+            // Nothing to play: no EKB to keep either.
+            s.ekbs.clear();
+        }
+        shrink(&mut s.contents);
+        shrink(&mut s.licenses);
+        shrink(&mut s.ekbs);
+        shrink(&mut s.used_certificates);
+        shrink(&mut s.moved_out);
+        if s.is_empty() {
+            self.stores = None;
+        }
+    }
+
+    fn stores(&self) -> &Stores {
+        self.stores.as_deref().unwrap_or(&EMPTY)
+    }
+
+    fn stores_mut(&mut self) -> &mut Stores {
+        self.stores.get_or_insert_with(Box::default)
     }
 }
 
@@ -115,7 +166,7 @@ impl core::fmt::Debug for ClientState {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ClientState")
             .field("id", &self.id)
-            .field("licenses", &self.licenses.len())
+            .field("licenses", &self.stores().licenses.len())
             .finish_non_exhaustive()
     }
 }
@@ -155,11 +206,7 @@ impl Client {
                 user: registration.user_id,
                 server: registration.server_id,
                 public_key,
-                contents: LiteMap::new(),
-                licenses: LiteMap::new(),
-                ekbs: LiteMap::new(),
-                used_certificates: LiteMap::new(),
-                moved_out: LiteMap::new(),
+                stores: None,
                 next_nonce: 1,
             },
         })
@@ -186,7 +233,7 @@ impl Client {
         if signing_key.verifying_key().to_bytes() != state.public_key {
             return Err(Error::NotForThisClient);
         }
-        if let Some(ekb) = state.ekbs.values().next()
+        if let Some(ekb) = state.stores().ekbs.values().next()
             && (ekb.header().config != *device_keys.config()
                 || *ekb.verifying_key() != authority_key)
         {
@@ -228,18 +275,23 @@ impl Client {
     pub fn store_content(&mut self, container: impl Into<Arc<[u8]>>) -> Result<ContentId, Error> {
         let container = container.into();
         let header = content::header(&container)?;
-        self.state.contents.insert(header.content_id, container);
+        self.state
+            .stores_mut()
+            .contents
+            .insert(header.content_id, container);
         Ok(header.content_id)
     }
 
     /// Whether the client holds the content and a license for it.
     pub fn holds(&self, content: ContentId) -> bool {
-        self.state.contents.contains_key(&content) && self.state.licenses.contains_key(&content)
+        self.state.stores().contents.contains_key(&content)
+            && self.state.stores().licenses.contains_key(&content)
     }
 
     /// The ID of the license the client holds for `content`.
     pub fn license_id(&self, content: ContentId) -> Option<LicenseId> {
         self.state
+            .stores()
             .licenses
             .get(&content)
             .map(|l| l.tbs().license_id)
@@ -265,7 +317,7 @@ impl Client {
             return Err(Error::KeyTree(treecast_keytree::Error::BadSignature));
         }
         let epoch = ekb.header().epoch;
-        self.state.ekbs.insert(epoch, ekb);
+        self.state.stores_mut().ekbs.insert(epoch, ekb);
         Ok(epoch)
     }
 
@@ -297,19 +349,26 @@ impl Client {
     pub fn play(&self, content: ContentId, output: impl Write) -> Result<ContentHeader, Error> {
         let license = self
             .state
+            .stores()
             .licenses
             .get(&content)
             .ok_or(Error::NoLicense(content))?;
         let container = self
             .state
+            .stores()
             .contents
             .get(&content)
             .ok_or(Error::ContentNotFound(content))?;
         let epoch = license.tbs().epoch;
-        let ekb = self.state.ekbs.get(&epoch).ok_or(Error::StaleEpoch {
-            got: epoch,
-            current: self.state.ekbs.last().map_or(0, |(e, _)| *e),
-        })?;
+        let ekb = self
+            .state
+            .stores()
+            .ekbs
+            .get(&epoch)
+            .ok_or(Error::StaleEpoch {
+                got: epoch,
+                current: self.state.stores().ekbs.last().map_or(0, |(e, _)| *e),
+            })?;
         let epoch_key = self.device_keys.open(&ekb.get())?;
         let content_key = license.content_key(&epoch_key, self.device_keys.device_key())?;
         let header = content::open(&content_key, &container[..], output)?;
@@ -351,11 +410,15 @@ impl Client {
         }
         let content = self
             .state
+            .stores_mut()
             .contents
             .remove(&t.content_id)
             .ok_or(Error::ContentNotFound(t.content_id))?;
-        self.state.licenses.remove(&t.content_id);
-        self.state.moved_out.insert(t.source_license, ());
+        self.state.stores_mut().licenses.remove(&t.content_id);
+        self.state
+            .stores_mut()
+            .moved_out
+            .insert(t.source_license, ());
         Ok(MovePackage {
             certificate: certificate.to_vec(),
             content,
@@ -380,7 +443,12 @@ impl Client {
         if now > t.expires_at {
             return Err(Error::CertificateExpired);
         }
-        if self.state.used_certificates.contains_key(&t.certificate_id) {
+        if self
+            .state
+            .stores()
+            .used_certificates
+            .contains_key(&t.certificate_id)
+        {
             return Err(Error::CertificateReplayed(t.certificate_id));
         }
         let license = t.license()?.verify(&self.server_key)?;
@@ -390,8 +458,12 @@ impl Client {
             return Err(Error::ContentCorrupt);
         }
         self.accept_license(license)?;
-        self.state.used_certificates.insert(t.certificate_id, ());
         self.state
+            .stores_mut()
+            .used_certificates
+            .insert(t.certificate_id, ());
+        self.state
+            .stores_mut()
             .contents
             .insert(t.content_id, package.content.clone());
         Ok(())
@@ -402,10 +474,13 @@ impl Client {
         if t.client_id != self.state.id {
             return Err(Error::NotForThisClient);
         }
-        if self.state.moved_out.contains_key(&t.license_id) {
+        if self.state.stores().moved_out.contains_key(&t.license_id) {
             return Err(Error::LicenseMoved(t.license_id));
         }
-        self.state.licenses.insert(t.content_id, license);
+        self.state
+            .stores_mut()
+            .licenses
+            .insert(t.content_id, license);
         Ok(())
     }
 
@@ -422,8 +497,8 @@ impl core::fmt::Debug for Client {
             .field("id", &self.state.id)
             .field("user", &self.state.user)
             .field("server", &self.state.server)
-            .field("contents", &self.state.contents.len())
-            .field("licenses", &self.state.licenses.len())
+            .field("contents", &self.state.stores().contents.len())
+            .field("licenses", &self.state.stores().licenses.len())
             .finish_non_exhaustive()
     }
 }

@@ -31,13 +31,15 @@ pub(crate) const CERTIFICATE_PRICE: u64 = 50;
 const START: UnixTime = UnixTime(1_800_000_000);
 
 /// A client as the simulator keeps it between actions: its identity, the 32-byte seed of its
-/// signing key and its saved state. When it acts, its signing key is derived from the seed (once
-/// per user and round, see [`Keys`]) and its device key set is re-provisioned by the authority.
+/// signing key, the key itself while the client holds a license or will buy one, and its saved
+/// state. When it acts, its device key set is re-provisioned by the authority, and a signing key
+/// it does not keep is derived from the seed (once per user and round, see [`Keys`]).
 pub(crate) struct SimClient {
     id: ClientId,
     leaf: LeafIndex,
     server: ServerId,
     seed: [u8; 32],
+    key: Option<Box<SigningKey>>,
     state: Option<ClientState>,
     revoked: bool,
 }
@@ -52,8 +54,11 @@ impl Keys {
         Self(vec![None; clients])
     }
 
-    /// Client `j`'s signing key.
+    /// Client `j`'s signing key: the one it keeps, or one derived from its seed.
     fn get(&mut self, j: usize, c: &SimClient) -> Result<SigningKey, SimError> {
+        if let Some(key) = &c.key {
+            return Ok((**key).clone());
+        }
         let slot = self
             .0
             .get_mut(j)
@@ -61,6 +66,25 @@ impl Keys {
         Ok(slot
             .get_or_insert_with(|| SigningKey::from_bytes(&c.seed))
             .clone())
+    }
+
+    /// After a user's round: clients that hold a license or will buy one keep their signing
+    /// key; the others keep only the seed.
+    fn settle(self, user: &mut SimUser, round: u32) {
+        for (j, (c, derived)) in user.clients.iter_mut().zip(self.0).enumerate() {
+            let holds = c.state.as_ref().is_some_and(ClientState::holds_licenses);
+            let will_buy = user
+                .holdings
+                .iter()
+                .any(|h| usize::from(h.holder) == j && h.license.is_none() && h.round > round);
+            if holds || will_buy {
+                if c.key.is_none() {
+                    c.key = derived.map(Box::new);
+                }
+            } else {
+                c.key = None;
+            }
+        }
     }
 }
 
@@ -377,6 +401,9 @@ impl<'c, R: Registry> Engine<'c, R> {
         let t = Instant::now();
         let id = self.distributor.register_user()?;
         let mut clients = Vec::with_capacity(keys.len());
+        let buyers: Vec<bool> = (0..keys.len())
+            .map(|j| plan.purchases.iter().any(|p| usize::from(p.client) == j))
+            .collect();
         for (j, (signing_key, seed)) in keys.into_iter().zip(plan.key_seeds).enumerate() {
             let server = ServerId(1 + ((u + j as u64) % u64::from(self.cfg.servers)) as u32);
             let registration =
@@ -384,12 +411,18 @@ impl<'c, R: Registry> Engine<'c, R> {
                     .register_client(id, server, &signing_key.verifying_key())?;
             let client_id = registration.client_id;
             let leaf = registration.device_keys.leaf();
+            let key = buyers
+                .get(j)
+                .copied()
+                .unwrap_or(false)
+                .then(|| Box::new(signing_key.clone()));
             let state = Client::new(signing_key, registration)?.into_state();
             clients.push(SimClient {
                 id: client_id,
                 leaf,
                 server,
                 seed,
+                key,
                 state: Some(state),
                 revoked: false,
             });
@@ -453,6 +486,7 @@ impl<'c, R: Registry> Engine<'c, R> {
                 self.play(u, user, h, &mut keys, true)?;
             }
         }
+        keys.settle(user, round);
         Ok(())
     }
 

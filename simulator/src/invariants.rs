@@ -78,6 +78,18 @@ pub(crate) enum Attack {
 }
 
 impl Attack {
+    pub(crate) const ALL: [Self; 9] = [
+        Self::CrossUserMove,
+        Self::ReplayedCertificate,
+        Self::TamperedCertificate,
+        Self::SecondMove,
+        Self::ReplayedMoveRequest,
+        Self::CopiedLicense,
+        Self::PlayWithoutLicense,
+        Self::RevokedLicenseRequest,
+        Self::RevokedOpensEkb,
+    ];
+
     pub(crate) const fn name(self) -> &'static str {
         match self {
             Self::CrossUserMove => "cross_user_move",
@@ -197,31 +209,20 @@ impl Tally {
     }
 
     pub(crate) fn attacks(&self) -> BTreeMap<String, AttackCount> {
-        use Attack::*;
-        [
-            CrossUserMove,
-            ReplayedCertificate,
-            TamperedCertificate,
-            SecondMove,
-            ReplayedMoveRequest,
-            CopiedLicense,
-            PlayWithoutLicense,
-            RevokedLicenseRequest,
-            RevokedOpensEkb,
-        ]
-        .iter()
-        .map(|&a| {
-            let i = a as usize;
-            let load = |x: &[AtomicU64; 9]| x.get(i).map_or(0, |v| v.load(Ordering::Relaxed));
-            (
-                a.name().to_owned(),
-                AttackCount {
-                    tried: load(&self.attacks_tried),
-                    refused: load(&self.attacks_refused),
-                },
-            )
-        })
-        .collect()
+        Attack::ALL
+            .iter()
+            .map(|&a| {
+                let i = a as usize;
+                let load = |x: &[AtomicU64; 9]| x.get(i).map_or(0, |v| v.load(Ordering::Relaxed));
+                (
+                    a.name().to_owned(),
+                    AttackCount {
+                        tried: load(&self.attacks_tried),
+                        refused: load(&self.attacks_refused),
+                    },
+                )
+            })
+            .collect()
     }
 
     pub(crate) fn first_violations(&self) -> Vec<String> {

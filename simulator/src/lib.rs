@@ -133,7 +133,7 @@ pub fn run_with<R: Registry>(config: &SimConfig, registry: R) -> Result<Outcome,
         .map_err(|_| SimError::Internal("cannot start the worker threads"))?;
     pool.install(|| {
         let started = Instant::now();
-        let unit = UnitCosts::measure(200, config.content_size);
+        let unit = UnitCosts::measure_best(5, 200, config.content_size);
         let engine = engine::Engine::new(config, registry)?;
         let outcome = engine.run()?;
         let total = started.elapsed().as_secs_f64();
