@@ -192,36 +192,24 @@ impl Tally {
     }
 
     pub(crate) fn invariants(&self) -> BTreeMap<String, InvariantCount> {
+        let count = |inv: Invariant| InvariantCount {
+            checked: load(&self.checks, inv as usize),
+            violations: load(&self.violations, inv as usize),
+        };
         Invariant::ALL
             .iter()
-            .map(|&inv| {
-                let i = inv as usize;
-                let load = |a: &[AtomicU64; 7]| a.get(i).map_or(0, |x| x.load(Ordering::Relaxed));
-                (
-                    inv.name().to_owned(),
-                    InvariantCount {
-                        checked: load(&self.checks),
-                        violations: load(&self.violations),
-                    },
-                )
-            })
+            .map(|&inv| (inv.name().to_owned(), count(inv)))
             .collect()
     }
 
     pub(crate) fn attacks(&self) -> BTreeMap<String, AttackCount> {
+        let count = |a: Attack| AttackCount {
+            tried: load(&self.attacks_tried, a as usize),
+            refused: load(&self.attacks_refused, a as usize),
+        };
         Attack::ALL
             .iter()
-            .map(|&a| {
-                let i = a as usize;
-                let load = |x: &[AtomicU64; 9]| x.get(i).map_or(0, |v| v.load(Ordering::Relaxed));
-                (
-                    a.name().to_owned(),
-                    AttackCount {
-                        tried: load(&self.attacks_tried),
-                        refused: load(&self.attacks_refused),
-                    },
-                )
-            })
+            .map(|&a| (a.name().to_owned(), count(a)))
             .collect()
     }
 
@@ -231,4 +219,9 @@ impl Tally {
         first.truncate(KEPT_VIOLATIONS);
         first.into_iter().map(|(_, m)| m).collect()
     }
+}
+
+/// Counter `i` of `counters`, 0 past the end.
+fn load(counters: &[AtomicU64], i: usize) -> u64 {
+    counters.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
 }
