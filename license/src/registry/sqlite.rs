@@ -424,12 +424,17 @@ fn client_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
     ))
 }
 
+/// A leaf column, checked against the tree.
+fn stored_leaf(raw: i64, height: TreeHeight) -> Result<LeafIndex, Error> {
+    u32::try_from(raw)
+        .ok()
+        .and_then(|l| LeafIndex::new(l, height).ok())
+        .ok_or_else(|| Error::Storage(format!("bad leaf {raw} in the registry")))
+}
+
 impl ClientRow {
     fn into_record(self, height: TreeHeight) -> Result<ClientRecord, Error> {
-        let leaf = u32::try_from(self.2)
-            .ok()
-            .and_then(|l| LeafIndex::new(l, height).ok())
-            .ok_or_else(|| Error::Storage(format!("bad leaf {} in the registry", self.2)))?;
+        let leaf = stored_leaf(self.2, height)?;
         let server = u32::try_from(self.3).map_err(|_| Error::Storage("bad server id".into()))?;
         let public_key: [u8; 32] = self
             .5
@@ -1006,10 +1011,7 @@ impl Registry for SqliteRegistry {
             })?;
             rows.map(|row| {
                 let (id, user, leaf, revoked) = row?;
-                let leaf = u32::try_from(leaf)
-                    .ok()
-                    .and_then(|l| LeafIndex::new(l, self.height).ok())
-                    .ok_or_else(|| Error::Storage(format!("bad leaf {leaf} in the registry")))?;
+                let leaf = stored_leaf(leaf, self.height)?;
                 Ok(ClientSummary {
                     id: ClientId(un(id)?),
                     user: UserId(un(user)?),
