@@ -180,6 +180,7 @@ fn play(c: &mut Criterion) {
         })
     });
     let key = ContentKey::from_bytes([9; 16]);
+    let mut nonces = rand_chacha::ChaCha20Rng::seed_from_u64(5);
     let plain = vec![7u8; MIB];
     let mut packed = Vec::new();
     content::package(
@@ -187,7 +188,7 @@ fn play(c: &mut Criterion) {
         1,
         content::DEFAULT_CHUNK,
         &key,
-        [1; 16],
+        content::Nonce::generate(&mut nonces),
         &plain[..],
         &mut packed,
     )
@@ -207,7 +208,7 @@ fn play(c: &mut Criterion) {
                 1,
                 content::DEFAULT_CHUNK,
                 &key,
-                [1; 16],
+                content::Nonce::generate(&mut nonces),
                 black_box(&plain[..]),
                 &mut sink,
             )

@@ -179,12 +179,11 @@ impl<R: Registry> World<R> {
             r.ledger(),
             r.certificate_history()
         );
+        for l in r.all_licenses().unwrap() {
+            s += &format!("{:?} {:?}\n", r.license(l.id), l);
+        }
         for id in 1..64 {
-            s += &format!(
-                "{:?} {:?}\n",
-                r.license(treecast::license::LicenseId(id)),
-                r.client(ClientId(id))
-            );
+            s += &format!("{:?}\n", r.client(ClientId(id)));
         }
         for user in 1..8 {
             let u = UserId(user);

@@ -9,7 +9,7 @@ use crate::device::{DeviceKeys, KeySet};
 use crate::ekb::{self, EkbHeader, Profile, SignedEkb, TreeConfig};
 use crate::error::Error;
 use crate::revocation::RevocationSet;
-use crate::secret::{DeviceKey, MasterSecret, NodeKey, PayloadKey};
+use crate::secret::{DeviceKey, DistributorSecret, MasterSecret, NodeKey, PayloadKey};
 use crate::treemath::{LeafIndex, NodeIndex};
 
 /// The key authority of one tree.
@@ -43,6 +43,7 @@ pub struct Authority {
     device_prf: Prf,
     epoch_prf: Prf,
     signing_key: SigningKey,
+    distributor: DistributorSecret,
 }
 
 /// The scheme's root of derivation.
@@ -78,13 +79,27 @@ impl Authority {
         };
         let mut seed = zeroize::Zeroizing::new([0u8; 32]);
         crypto::expand(master, &info(b"ekb-signing", &config), seed.as_mut_slice())?;
+        let mut distributor = zeroize::Zeroizing::new([0u8; 32]);
+        crypto::expand(
+            master,
+            &info(b"distributor", &config),
+            distributor.as_mut_slice(),
+        )?;
         Ok(Self {
             config,
             keys,
             device_prf: Prf::derive(master, &info(b"device", &config))?,
             epoch_prf: Prf::derive(master, &info(b"epoch-key", &config))?,
             signing_key: SigningKey::from_bytes(&seed),
+            distributor: DistributorSecret::from_bytes(*distributor),
         })
+    }
+
+    /// The distributor's secret for this tree (HKDF purpose `distributor`): what the licensing
+    /// layer derives its storage and registry keys from. No EKB and no device key set contains
+    /// it or anything it can be computed from.
+    pub fn distributor_secret(&self) -> &DistributorSecret {
+        &self.distributor
     }
 
     /// The tree's public parameters.

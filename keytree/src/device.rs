@@ -14,8 +14,9 @@ use crate::secret::{DeviceKey, NodeKey, PayloadKey};
 use crate::treemath::{LeafIndex, NodeIndex, TreeHeight};
 
 /// Everything a device holds to open EKBs of its tree: its leaf, the keys of its scheme and its
-/// own device key. Zeroized on drop; `Debug` shows only the public part.
-#[derive(Clone, Eq, PartialEq)]
+/// own device key. Zeroized on drop; `Debug` shows only the public part; `PartialEq` compares
+/// every key in constant time.
+#[derive(Clone)]
 pub struct DeviceKeys {
     config: TreeConfig,
     leaf: LeafIndex,
@@ -24,7 +25,7 @@ pub struct DeviceKeys {
 }
 
 /// The scheme-specific keys of a device.
-#[derive(Clone, Eq, PartialEq)]
+#[derive(Clone)]
 pub(crate) enum KeySet {
     /// The keys of the nodes on the path, root first (h + 1 of them).
     CompleteSubtree(Vec<NodeKey>),
@@ -137,9 +138,11 @@ impl DeviceKeys {
         if count != expected {
             return Err(DecodeError::InvalidValue("key count"));
         }
-        let mut keys = (0..count)
-            .map(|_| r.array::<16>("key").map(NodeKey::from_bytes))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Reserved exactly: a vector that grew would leave copies of keys in freed memory.
+        let mut keys = Vec::with_capacity(count);
+        for _ in 0..count {
+            keys.push(NodeKey::from_bytes(r.array::<16>("key")?));
+        }
         let device_key = DeviceKey::from_bytes(r.array::<16>("device key")?);
         r.finish()?;
         let keys = match scheme {
@@ -268,6 +271,50 @@ pub(crate) fn find_in_preorder(
     at_or_before(meet.preorder_key(height))?
         .checked_sub(1)
         .ok_or(Error::Revoked)
+}
+
+impl subtle::ConstantTimeEq for DeviceKeys {
+    /// Compares every key, whatever the first difference: the time depends on the public parts
+    /// (tree, leaf, key count) only.
+    fn ct_eq(&self, other: &Self) -> subtle::Choice {
+        let public = subtle::Choice::from(u8::from(
+            self.config == other.config
+                && self.leaf == other.leaf
+                && self.keys.len() == other.keys.len(),
+        ));
+        let keys = self
+            .keys
+            .all()
+            .zip(other.keys.all())
+            .fold(subtle::Choice::from(1), |acc, (a, b)| acc & a.ct_eq(b));
+        public & keys & self.device_key.ct_eq(&other.device_key)
+    }
+}
+
+impl PartialEq for DeviceKeys {
+    fn eq(&self, other: &Self) -> bool {
+        subtle::ConstantTimeEq::ct_eq(self, other).into()
+    }
+}
+
+impl Eq for DeviceKeys {}
+
+impl KeySet {
+    fn len(&self) -> usize {
+        match self {
+            Self::CompleteSubtree(keys) => keys.len(),
+            Self::SubsetDifference { labels, .. } => labels.len() + 1,
+        }
+    }
+
+    /// Every key, in storage order; the scheme tells them apart.
+    fn all(&self) -> impl Iterator<Item = &NodeKey> {
+        let (keys, all): (&[NodeKey], Option<&NodeKey>) = match self {
+            Self::CompleteSubtree(keys) => (keys, None),
+            Self::SubsetDifference { labels, all } => (labels, Some(all)),
+        };
+        keys.iter().chain(all)
+    }
 }
 
 impl fmt::Debug for DeviceKeys {

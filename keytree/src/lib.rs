@@ -28,7 +28,7 @@ pub use ekb::{
 pub use error::{DecodeError, Error};
 pub use leaves::LeafAllocator;
 pub use revocation::RevocationSet;
-pub use secret::{DeviceKey, MasterSecret, NodeKey, PayloadKey};
+pub use secret::{DeviceKey, DistributorSecret, MasterSecret, NodeKey, PayloadKey};
 pub use treemath::{LeafIndex, NodeIndex, TreeHeight};
 
 pub use ed25519_dalek::VerifyingKey;

@@ -72,6 +72,15 @@ secret_type!(
 );
 
 secret_type!(
+    /// The distributor's own secret, derived from the master secret for one tree and never
+    /// delivered to any device: the root of the keys that protect what the distributor stores
+    /// (content keys in the registry, the authentication of registry rows). Unlike a payload key,
+    /// no EKB hands it out, so a registered or revoked device learns nothing of it.
+    DistributorSecret,
+    32
+);
+
+secret_type!(
     /// The key an EKB delivers to every non-revoked device (AES-128).
     PayloadKey,
     16

@@ -3,8 +3,9 @@
 
 use ed25519_dalek::VerifyingKey;
 use treecast_keytree::codec::Reader;
-use treecast_keytree::{DecodeError, LeafIndex, TreeId};
+use treecast_keytree::{DecodeError, DeviceKey, LeafIndex, TreeId};
 
+use crate::Error;
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
 use crate::license::{self, LicenseIn};
 use crate::sign::{self, Signable, Signed, Unverified};
@@ -231,6 +232,10 @@ pub struct CopyCertificateTbs {
     pub issued_at: UnixTime,
     /// After this, the destination refuses it.
     pub expires_at: UnixTime,
+    /// `SHA-256("treecast/v1/release-check\0" ‖ R)` of the release `R` that only the source's
+    /// device key yields: the destination stores the license only with the `R` that the
+    /// source's [`move_out`](crate::Client::move_out) returns after it deleted its copy.
+    pub release_check: [u8; 32],
     license: Vec<u8>,
 }
 
@@ -248,6 +253,7 @@ impl CopyCertificateTbs {
         destination: ClientId,
         issued_at: UnixTime,
         expires_at: UnixTime,
+        release: &ReleaseKey,
         license: &license::License,
     ) -> Self {
         let t = license.tbs();
@@ -261,6 +267,7 @@ impl CopyCertificateTbs {
             server_id: t.server_id,
             issued_at,
             expires_at,
+            release_check: release_check(release),
             license: license.as_bytes().to_vec(),
         }
     }
@@ -279,11 +286,11 @@ impl sign::sealed::Sealed for CopyCertificateTbs {}
 
 impl Signable for CopyCertificateTbs {
     const LABEL: &'static [u8] = b"treecast/v1/copy-certificate\0";
-    const MAX_LEN: usize = 5 + 8 * 8 + 4 + 2 + license::ENCODED_LEN + sign::SIGNATURE_LEN;
+    const MAX_LEN: usize = 5 + 8 * 8 + 4 + 32 + 2 + license::ENCODED_LEN + sign::SIGNATURE_LEN;
 
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"TCCC");
-        out.push(1);
+        out.push(COPY_CERTIFICATE_VERSION);
         out.extend_from_slice(&self.certificate_id.0.to_be_bytes());
         out.extend_from_slice(&self.user_id.0.to_be_bytes());
         out.extend_from_slice(&self.content_id.0.to_be_bytes());
@@ -293,13 +300,14 @@ impl Signable for CopyCertificateTbs {
         out.extend_from_slice(&self.server_id.0.to_be_bytes());
         out.extend_from_slice(&self.issued_at.0.to_be_bytes());
         out.extend_from_slice(&self.expires_at.0.to_be_bytes());
+        out.extend_from_slice(&self.release_check);
         // The embedded license has a fixed length, far below u16::MAX.
         out.extend_from_slice(&(self.license.len() as u16).to_be_bytes());
         out.extend_from_slice(&self.license);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        sign::read_start(r, *b"TCCC", 1)?;
+        sign::read_start(r, *b"TCCC", COPY_CERTIFICATE_VERSION)?;
         let tbs = Self {
             certificate_id: CertificateId(r.u64("certificate id")?),
             user_id: UserId(r.u64("user id")?),
@@ -310,6 +318,7 @@ impl Signable for CopyCertificateTbs {
             server_id: ServerId(r.u32("server id")?),
             issued_at: UnixTime(r.u64("issued at")?),
             expires_at: UnixTime(r.u64("expires at")?),
+            release_check: r.array("release check")?,
             license: {
                 let len = usize::from(r.u16("license length")?);
                 if len != license::ENCODED_LEN {
@@ -321,6 +330,58 @@ impl Signable for CopyCertificateTbs {
         tbs.license()?;
         Ok(tbs)
     }
+}
+
+/// The copy-certificate format version: 2 added the release check (issue 12).
+pub const COPY_CERTIFICATE_VERSION: u8 = 2;
+
+treecast_keytree::secret_type!(
+    /// What the source of a move gives the destination once it has deleted its copy: the key
+    /// that, with the destination's device key, opens the license carried by the certificate.
+    /// Derived from the source's device key, so that only the source device (and the authority)
+    /// can compute it.
+    ReleaseKey,
+    16
+);
+
+impl ReleaseKey {
+    /// The release of the move certified as `certificate`, from the source's device key:
+    /// `HKDF-SHA-256(salt "treecast/v1/move-release", ikm = device key, info = certificate ID ‖
+    /// source license ID ‖ destination client ID)`.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if HKDF fails (it cannot for 16 bytes).
+    pub fn derive(
+        source_device_key: &DeviceKey,
+        certificate: CertificateId,
+        source_license: LicenseId,
+        destination: ClientId,
+    ) -> Result<Self, Error> {
+        let key = crate::kdf::expand(
+            b"treecast/v1/move-release",
+            source_device_key.secret_bytes(),
+            &[
+                &certificate.0.to_be_bytes(),
+                &source_license.0.to_be_bytes(),
+                &destination.0.to_be_bytes(),
+            ],
+        )?;
+        Ok(Self::from_bytes(*key))
+    }
+
+    /// Whether this release is the one `certificate` was issued for (constant time).
+    pub fn opens(&self, certificate: &CopyCertificateTbs) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(release_check(self).ct_eq(&certificate.release_check))
+    }
+}
+
+fn release_check(release: &ReleaseKey) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"treecast/v1/release-check\0");
+    h.update(release.secret_bytes());
+    h.finalize().into()
 }
 
 /// A client's public-key certificate, signed.

@@ -11,32 +11,38 @@ use treecast_keytree::{DeviceKeys, VerifiedEkbBuf};
 
 use crate::Error;
 use crate::certificate::{
-    CopyCertificateIn, LicenseRequest, LicenseRequestTbs, MoveRequest, MoveRequestTbs,
+    CopyCertificateIn, LicenseRequest, LicenseRequestTbs, MoveRequest, MoveRequestTbs, ReleaseKey,
 };
 use crate::content::{self, ContentHeader};
 use crate::distributor::Registration;
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
-use crate::license::{License, LicenseIn};
+use crate::license::{License, LicenseIn, Rights};
+use crate::server::ServerKeys;
 use crate::sign::Signable;
 use crate::time::UnixTime;
 
-/// What a source client hands to the destination when it moves content out: the container and
-/// the copy certificate.
+/// What a source client hands to the destination when it moves content out: the copy
+/// certificate, the release that only the source can make (after deleting its copy), and the
+/// container if the source held it (the container is public: the destination can download it
+/// instead).
 #[derive(Clone, Debug, Eq, PartialEq)]
 #[non_exhaustive]
 pub struct MovePackage {
     /// The encoded copy certificate.
     pub certificate: Vec<u8>,
-    /// The content container.
-    pub content: Arc<[u8]>,
+    /// The content container, if the source held it.
+    pub content: Option<Arc<[u8]>>,
+    /// The source's release of the license the certificate carries (secret until used).
+    pub release: ReleaseKey,
 }
 
 impl MovePackage {
-    /// A package of a certificate and a container, as received from a source client.
-    pub fn new(certificate: Vec<u8>, content: impl Into<Arc<[u8]>>) -> Self {
+    /// A package as received from a source client.
+    pub fn new(certificate: Vec<u8>, content: Option<Arc<[u8]>>, release: ReleaseKey) -> Self {
         Self {
             certificate,
-            content: content.into(),
+            content,
+            release,
         }
     }
 }
@@ -49,7 +55,7 @@ impl MovePackage {
 pub struct Client {
     signing_key: SigningKey,
     device_keys: DeviceKeys,
-    server_key: VerifyingKey,
+    servers: Arc<ServerKeys>,
     authority_key: VerifyingKey,
     state: ClientState,
 }
@@ -67,6 +73,7 @@ pub struct ClientState {
     id: ClientId,
     user: UserId,
     server: ServerId,
+    leaf: u32,
     public_key: [u8; 32],
     /// What the client stores; boxed, and absent while empty, so that an idle client costs
     /// 8 bytes for it.
@@ -80,7 +87,7 @@ pub struct ClientState {
 #[derive(Clone, Default)]
 struct Stores {
     contents: LiteMap<ContentId, Arc<[u8]>>,
-    licenses: LiteMap<ContentId, License>,
+    licenses: LiteMap<ContentId, Held>,
     ekbs: LiteMap<u64, Arc<VerifiedEkbBuf>>,
     used_certificates: LiteMap<CertificateId, ()>,
     moved_out: LiteMap<LicenseId, ()>,
@@ -94,6 +101,13 @@ impl Stores {
             && self.used_certificates.is_empty()
             && self.moved_out.is_empty()
     }
+}
+
+/// A license the client holds, with the release it came with if it arrived by a move.
+#[derive(Clone)]
+struct Held {
+    license: License,
+    release: Option<ReleaseKey>,
 }
 
 /// The stores of a client that holds nothing.
@@ -129,7 +143,7 @@ impl ClientState {
             return;
         };
         let newest = s.ekbs.last().map(|(e, _)| *e);
-        let needed: BTreeSet<u64> = s.licenses.values().map(|l| l.tbs().epoch).collect();
+        let needed: BTreeSet<u64> = s.licenses.values().map(|h| h.license.tbs().epoch).collect();
         s.ekbs
             .retain(|e, _| needed.contains(e) || Some(*e) == newest);
         if s.licenses.is_empty() && s.contents.is_empty() {
@@ -193,22 +207,24 @@ impl Client {
             || c.user_id != registration.user_id
             || c.server_id != registration.server_id
             || c.leaf != registration.device_keys.leaf().get()
+            || registration.servers.get(c.server_id).is_none()
         {
             return Err(Error::NotForThisClient);
         }
         Ok(Self {
             signing_key,
-            device_keys: registration.device_keys,
-            server_key: registration.server_key,
-            authority_key: registration.authority_key,
             state: ClientState {
                 id: registration.client_id,
                 user: registration.user_id,
                 server: registration.server_id,
+                leaf: c.leaf,
                 public_key,
                 stores: None,
                 next_nonce: 1,
             },
+            device_keys: registration.device_keys,
+            servers: registration.servers,
+            authority_key: registration.authority_key,
         })
     }
 
@@ -218,19 +234,27 @@ impl Client {
     }
 
     /// A client again, from its saved state and its keys: its signing key, its device key set
-    /// (for instance re-provisioned by the authority), its server's key and the authority's key.
+    /// (for instance re-provisioned by the authority), the license servers' keys and the
+    /// authority's key.
+    ///
+    /// A device that restores an older snapshot of its state gets back what it held then,
+    /// licenses it has moved out since included: only storage the device cannot roll back (a
+    /// monotonic counter in secure storage) stops that (`docs/threat-model.md`).
     ///
     /// # Errors
     /// [`Error::NotForThisClient`] when the signing key or the device key set is not this
-    /// client's.
+    /// client's (another leaf, another tree), or the servers' keys lack its own server.
     pub fn restore(
         signing_key: SigningKey,
         device_keys: DeviceKeys,
-        server_key: VerifyingKey,
+        servers: Arc<ServerKeys>,
         authority_key: VerifyingKey,
         state: ClientState,
     ) -> Result<Self, Error> {
-        if signing_key.verifying_key().to_bytes() != state.public_key {
+        if signing_key.verifying_key().to_bytes() != state.public_key
+            || device_keys.leaf().get() != state.leaf
+            || servers.get(state.server).is_none()
+        {
             return Err(Error::NotForThisClient);
         }
         if let Some(ekb) = state.stores().ekbs.values().next()
@@ -242,10 +266,17 @@ impl Client {
         Ok(Self {
             signing_key,
             device_keys,
-            server_key,
+            servers,
             authority_key,
             state,
         })
+    }
+
+    /// The key of this client's own license server.
+    fn server_key(&self) -> Result<&VerifyingKey, Error> {
+        self.servers
+            .get(self.state.server)
+            .ok_or(Error::UnknownServer(self.state.server))
     }
 
     /// The client's ID.
@@ -294,7 +325,7 @@ impl Client {
             .stores()
             .licenses
             .get(&content)
-            .map(|l| l.tbs().license_id)
+            .map(|h| h.license.tbs().license_id)
     }
 
     /// Stores an EKB after verifying the authority's signature, once: plays open the stored,
@@ -334,8 +365,8 @@ impl Client {
     /// [`Error::Decode`], [`Error::BadSignature`], [`Error::NotForThisClient`], or
     /// [`Error::LicenseMoved`] for a license this client moved away.
     pub fn acquire_license(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let license = LicenseIn::from_bytes(bytes)?.verify(&self.server_key)?;
-        self.accept_license(license)
+        let license = LicenseIn::from_bytes(bytes)?.verify(self.server_key()?)?;
+        self.accept_license(license, None)
     }
 
     /// Plays `content`: opens the stored EKB of its license's epoch, unwraps the content key with
@@ -343,16 +374,21 @@ impl Client {
     /// (claim 9). The license and the EKB were verified when they were stored.
     ///
     /// # Errors
-    /// [`Error::NoLicense`], [`Error::ContentNotFound`], [`Error::StaleEpoch`] when the EKB of the
-    /// license's epoch is missing, [`Error::KeyTree`] (`Revoked`) for a revoked client,
-    /// [`Error::UnwrapFailed`], [`Error::ContentCorrupt`].
+    /// [`Error::NoLicense`], [`Error::RightsDenied`] for a license without the play right,
+    /// [`Error::ContentNotFound`], [`Error::StaleEpoch`] when the EKB of the license's epoch is
+    /// missing, [`Error::KeyTree`] (`Revoked`) for a revoked client, [`Error::UnwrapFailed`],
+    /// [`Error::ContentCorrupt`].
     pub fn play(&self, content: ContentId, output: impl Write) -> Result<ContentHeader, Error> {
-        let license = self
+        let held = self
             .state
             .stores()
             .licenses
             .get(&content)
             .ok_or(Error::NoLicense(content))?;
+        let license = &held.license;
+        if !license.tbs().rights.allows(Rights::PLAY) {
+            return Err(Error::RightsDenied(license.tbs().license_id));
+        }
         let container = self
             .state
             .stores()
@@ -370,7 +406,11 @@ impl Client {
                 current: self.state.stores().ekbs.last().map_or(0, |(e, _)| *e),
             })?;
         let epoch_key = self.device_keys.open(&ekb.get())?;
-        let content_key = license.content_key(&epoch_key, self.device_keys.device_key())?;
+        let content_key = license.content_key(
+            &epoch_key,
+            self.device_keys.device_key(),
+            held.release.as_ref(),
+        )?;
         let header = content::open(&content_key, &container[..], output)?;
         if header.content_id != content {
             return Err(Error::ContentCorrupt);
@@ -390,52 +430,69 @@ impl Client {
         MoveRequestTbs::new(license, self.state.id, destination, nonce, now).sign(&self.signing_key)
     }
 
-    /// Moves content out with a copy certificate: deletes this client's license and copy, and
-    /// returns what to hand to the destination (claim 11). The license is remembered as moved
-    /// away, so it is never accepted again.
+    /// Moves content out with a copy certificate (claim 11). It first verifies the certificate
+    /// with the key of the server that signed it (the destination's), and that it moves this
+    /// client's license of this user; only then does it delete the license (and the container,
+    /// if it holds it), remember the license as moved away, and return the release that lets
+    /// the destination open the license the certificate carries. Nothing is changed when any
+    /// check fails. The source does not need the container to move out.
     ///
     /// # Errors
-    /// [`Error::Decode`]; [`Error::NotForThisClient`] for a certificate that moves another
-    /// client's license; [`Error::NoLicense`] when this client no longer holds it.
+    /// [`Error::Decode`]; [`Error::UnknownServer`] or [`Error::BadSignature`] for a certificate
+    /// no license server of this distributor signed; [`Error::NotForThisClient`] for one that
+    /// moves another client's license; [`Error::NoLicense`] when this client does not hold the
+    /// license it names.
     pub fn move_out(&mut self, certificate: &[u8]) -> Result<MovePackage, Error> {
-        // The certificate is signed by the destination's server, which this client may not
-        // know; the destination verifies it. Here it only has to name our license.
         let cert = CopyCertificateIn::from_bytes(certificate)?;
-        let t = cert.unverified();
-        if t.source != self.state.id {
+        let server = cert.unverified().server_id;
+        let key = self
+            .servers
+            .get(server)
+            .ok_or(Error::UnknownServer(server))?;
+        let cert = cert.verify(key)?;
+        let t = cert.tbs();
+        if t.source != self.state.id || t.user_id != self.state.user {
             return Err(Error::NotForThisClient);
         }
         if self.license_id(t.content_id) != Some(t.source_license) {
             return Err(Error::NoLicense(t.content_id));
         }
-        let content = self
-            .state
-            .stores_mut()
-            .contents
-            .remove(&t.content_id)
-            .ok_or(Error::ContentNotFound(t.content_id))?;
-        self.state.stores_mut().licenses.remove(&t.content_id);
-        self.state
-            .stores_mut()
-            .moved_out
-            .insert(t.source_license, ());
+        let release = ReleaseKey::derive(
+            self.device_keys.device_key(),
+            t.certificate_id,
+            t.source_license,
+            t.destination,
+        )?;
+        if !release.opens(t) {
+            // Signed by our distributor for this license, yet not releasable by this device:
+            // refuse before deleting anything.
+            return Err(Error::NotForThisClient);
+        }
+        let stores = self.state.stores_mut();
+        stores.licenses.remove(&t.content_id);
+        let content = stores.contents.remove(&t.content_id);
+        stores.moved_out.insert(t.source_license, ());
         Ok(MovePackage {
             certificate: certificate.to_vec(),
             content,
+            release,
         })
     }
 
     /// Moves content in (claims 10–12): verifies the certificate with this client's server key,
-    /// checks it is addressed to this client, unexpired and unused, verifies the license it
-    /// carries, and stores content and license.
+    /// checks it is addressed to this client, unexpired and unused, that the package carries the
+    /// source's release for it, verifies the license it carries, and stores the license (and the
+    /// container, if the package has it; otherwise the client downloads it).
     ///
     /// # Errors
     /// [`Error::Decode`], [`Error::BadSignature`] (a falsified certificate, or one signed by
     /// another server), [`Error::NotForThisClient`], [`Error::CertificateExpired`],
-    /// [`Error::CertificateReplayed`], [`Error::ContentCorrupt`] when the container is not the
-    /// certified content.
+    /// [`Error::CertificateReplayed`], [`Error::NotReleased`] when the release is missing or
+    /// wrong (the source has not moved out), [`Error::ContentCorrupt`] when the container is not
+    /// the certified content.
     pub fn move_in(&mut self, package: &MovePackage, now: UnixTime) -> Result<(), Error> {
-        let cert = CopyCertificateIn::from_bytes(&package.certificate)?.verify(&self.server_key)?;
+        let cert =
+            CopyCertificateIn::from_bytes(&package.certificate)?.verify(self.server_key()?)?;
         let t = cert.tbs();
         if t.destination != self.state.id || t.user_id != self.state.user {
             return Err(Error::NotForThisClient);
@@ -451,25 +508,32 @@ impl Client {
         {
             return Err(Error::CertificateReplayed(t.certificate_id));
         }
-        let license = t.license()?.verify(&self.server_key)?;
-        if license.tbs().content_id != t.content_id
-            || content::header(&package.content)?.content_id != t.content_id
+        if !package.release.opens(t) {
+            return Err(Error::NotReleased);
+        }
+        let license = t.license()?.verify(self.server_key()?)?;
+        if license.tbs().content_id != t.content_id {
+            return Err(Error::ContentCorrupt);
+        }
+        if let Some(container) = &package.content
+            && content::header(container)?.content_id != t.content_id
         {
             return Err(Error::ContentCorrupt);
         }
-        self.accept_license(license)?;
-        self.state
-            .stores_mut()
-            .used_certificates
-            .insert(t.certificate_id, ());
-        self.state
-            .stores_mut()
-            .contents
-            .insert(t.content_id, package.content.clone());
+        self.accept_license(license, Some(package.release.clone()))?;
+        let stores = self.state.stores_mut();
+        stores.used_certificates.insert(t.certificate_id, ());
+        if let Some(container) = &package.content {
+            stores.contents.insert(t.content_id, container.clone());
+        }
         Ok(())
     }
 
-    fn accept_license(&mut self, license: License) -> Result<(), Error> {
+    fn accept_license(
+        &mut self,
+        license: License,
+        release: Option<ReleaseKey>,
+    ) -> Result<(), Error> {
         let t = license.tbs();
         if t.client_id != self.state.id {
             return Err(Error::NotForThisClient);
@@ -477,10 +541,11 @@ impl Client {
         if self.state.stores().moved_out.contains_key(&t.license_id) {
             return Err(Error::LicenseMoved(t.license_id));
         }
+        let content = t.content_id;
         self.state
             .stores_mut()
             .licenses
-            .insert(t.content_id, license);
+            .insert(content, Held { license, release });
         Ok(())
     }
 

@@ -13,14 +13,18 @@
 //! use treecast_license::content::{self, ContentKey};
 //! use treecast_license::ContentId;
 //! # fn main() -> Result<(), treecast_license::Error> {
-//! let key = ContentKey::from_bytes([3; 16]);
+//! // Seeded here for a reproducible example; a distributor seeds from the OS.
+//! let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+//! let key = ContentKey::generate(&mut rng);
 //! let movie = vec![7u8; 100_000];
 //! let mut packaged = Vec::new();
-//! content::package(ContentId(1), 1, 4096, &key, [9; 16], &movie[..], &mut packaged)?;
+//! let nonce = content::Nonce::generate(&mut rng);
+//! content::package(ContentId(1), 1, 4096, &key, nonce, &movie[..], &mut packaged)?;
 //! let mut played = Vec::new();
 //! let header = content::open(&key, &packaged[..], &mut played)?;
 //! assert_eq!((header.content_id, played), (ContentId(1), movie));
 //! # Ok(()) }
+//! # use rand_core::SeedableRng;
 //! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -104,9 +108,29 @@ impl ContentHeader {
     }
 }
 
+/// A package's nonce: 16 bytes from a CSPRNG, used by exactly one [`package`] call. It is
+/// neither `Clone` nor `Copy` and [`package`] consumes it, so the API offers no way to package
+/// twice under one nonce.
+pub struct Nonce([u8; 16]);
+
+impl Nonce {
+    /// A fresh nonce from `rng`.
+    pub fn generate(rng: &mut impl rand_core::CryptoRng) -> Self {
+        let mut bytes = [0u8; 16];
+        rng.fill_bytes(&mut bytes);
+        Self(bytes)
+    }
+}
+
+impl core::fmt::Debug for Nonce {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Nonce { .. }")
+    }
+}
+
 /// Packages `input` as content `content_id` under `key`, writing the container to `output`.
-/// `nonce` must be fresh for each package (draw it from a CSPRNG); `chunk_size` is a power of two
-/// in `MIN_CHUNK..=MAX_CHUNK`.
+/// `nonce` is consumed (see [`Nonce`]); `chunk_size` is a power of two in
+/// `MIN_CHUNK..=MAX_CHUNK`.
 ///
 /// # Errors
 /// [`Error::Decode`] for a bad chunk size; [`Error::Io`] when reading or writing fails.
@@ -115,10 +139,11 @@ pub fn package(
     epoch: u64,
     chunk_size: u32,
     key: &ContentKey,
-    nonce: [u8; 16],
+    nonce: Nonce,
     input: impl Read,
     mut output: impl Write,
 ) -> Result<ContentHeader, Error> {
+    let Nonce(nonce) = nonce;
     let header = ContentHeader {
         content_id,
         epoch,
@@ -280,11 +305,24 @@ const HKDF_SALT: &[u8] = b"treecast/v1/content";
 mod tests {
     use super::*;
 
+    fn test_nonce() -> Nonce {
+        Nonce([1; 16])
+    }
+
     fn packaged(len: usize, chunk: u32) -> (ContentKey, Vec<u8>, Vec<u8>) {
         let key = ContentKey::from_bytes([5; 16]);
         let plain: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
         let mut out = Vec::new();
-        package(ContentId(9), 3, chunk, &key, [1; 16], &plain[..], &mut out).unwrap();
+        package(
+            ContentId(9),
+            3,
+            chunk,
+            &key,
+            test_nonce(),
+            &plain[..],
+            &mut out,
+        )
+        .unwrap();
         (key, plain, out)
     }
 
@@ -345,7 +383,18 @@ mod tests {
     fn chunk_size_is_checked() {
         let key = ContentKey::from_bytes([5; 16]);
         for bad in [0, 1000, 512, 1 << 25] {
-            assert!(package(ContentId(1), 1, bad, &key, [0; 16], &[][..], Vec::new()).is_err());
+            assert!(
+                package(
+                    ContentId(1),
+                    1,
+                    bad,
+                    &key,
+                    test_nonce(),
+                    &[][..],
+                    Vec::new()
+                )
+                .is_err()
+            );
         }
     }
 }

@@ -6,29 +6,27 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::sync::{Arc, RwLock};
 
-use aes::Aes128;
-use aes::cipher::KeyInit;
-use aes_kw::AesKw;
 use ed25519_dalek::VerifyingKey;
 use rand_core::CryptoRng;
-use rayon::prelude::*;
-use treecast_keytree::{Authority, DeviceKeys, PayloadKey, RevocationSet, SignedEkb};
-use zeroize::Zeroizing;
+use treecast_keytree::{Authority, DeviceKeys, RevocationSet, SignedEkb};
 
 use crate::Error;
 use crate::billing::{Charge, ChargeKind, Tariff};
 use crate::certificate::{
     ClientCertificate, ClientCertificateTbs, CopyCertificate, CopyCertificateTbs,
-    LicenseRequestTbs, MoveRequestTbs,
+    LicenseRequestTbs, MoveRequestTbs, ReleaseKey,
 };
 use crate::content::{self, ContentKey};
 use crate::ids::{ClientId, ContentId, ServerId, UserId};
-use crate::kdf;
 use crate::license::{License, LicenseTbs, Rights};
-use crate::registry::{CertificateRecord, ContentRecord, LicenseRecord, MoveIntent, Registry};
-use crate::server::LicenseServer;
+use crate::registry::{
+    CertificateRecord, ClientRecord, ContentRecord, LicenseRecord, LicenseState, MoveIntent,
+    MoveRows, Registry,
+};
+use crate::server::{LicenseServer, ServerKeys};
 use crate::sign::{Signable, Unverified};
-use crate::time::Clock;
+use crate::time::{Clock, UnixTime};
+use crate::vault::Vault;
 
 /// Operating limits.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -40,6 +38,14 @@ pub struct DistributorConfig {
     pub certificate_validity: u64,
     /// The chunk size of packaged content.
     pub chunk_size: u32,
+    /// The oldest signed request the server accepts, in seconds before now.
+    pub request_max_age: u64,
+    /// How far in the future a request may be dated (the clocks of client and server differ),
+    /// in seconds.
+    pub clock_skew: u64,
+    /// The storage key that new content keys are enveloped under; rows name theirs, so raising
+    /// it leaves earlier contents readable (`docs/design.md`).
+    pub storage_key_id: u32,
 }
 
 impl DistributorConfig {
@@ -63,15 +69,35 @@ impl DistributorConfig {
         self.chunk_size = chunk_size;
         self
     }
+
+    /// The defaults with another freshness window for signed requests: the oldest age accepted
+    /// and how far in the future a request may be dated, in seconds.
+    #[must_use]
+    pub const fn with_request_window(mut self, max_age: u64, clock_skew: u64) -> Self {
+        self.request_max_age = max_age;
+        self.clock_skew = clock_skew;
+        self
+    }
+
+    /// The defaults with another storage key for new contents.
+    #[must_use]
+    pub const fn with_storage_key_id(mut self, key_id: u32) -> Self {
+        self.storage_key_id = key_id;
+        self
+    }
 }
 
 impl Default for DistributorConfig {
-    /// Five clients a user, certificates valid for an hour, 64 KiB chunks.
+    /// Five clients a user, certificates valid for an hour, 64 KiB chunks, requests accepted for
+    /// five minutes after they are made and up to a minute before, storage key 1.
     fn default() -> Self {
         Self {
             max_clients_per_user: 5,
             certificate_validity: 3600,
             chunk_size: content::DEFAULT_CHUNK,
+            request_max_age: 300,
+            clock_skew: 60,
+            storage_key_id: 1,
         }
     }
 }
@@ -90,8 +116,10 @@ pub struct Registration {
     pub device_keys: DeviceKeys,
     /// Its public-key certificate, signed by its server.
     pub certificate: ClientCertificate,
-    /// Its server's public key, to verify licenses and copy certificates.
-    pub server_key: VerifyingKey,
+    /// The license servers' public keys: its own server's verifies its licenses and the
+    /// certificates that move content to it; the others verify certificates that move content
+    /// away from it.
+    pub servers: Arc<ServerKeys>,
     /// The authority's public key, to verify EKBs.
     pub authority_key: VerifyingKey,
 }
@@ -139,7 +167,9 @@ pub struct Registration {
 /// ```
 pub struct Distributor<R> {
     authority: Authority,
+    vault: Vault,
     servers: BTreeMap<ServerId, LicenseServer>,
+    server_keys: Arc<ServerKeys>,
     registry: R,
     tariff: Tariff,
     clock: Arc<dyn Clock>,
@@ -157,9 +187,16 @@ impl<R: Registry> Distributor<R> {
         clock: Arc<dyn Clock>,
         config: DistributorConfig,
     ) -> Self {
+        let servers: BTreeMap<ServerId, LicenseServer> =
+            servers.into_iter().map(|s| (s.id(), s)).collect();
+        let server_keys = Arc::new(ServerKeys::new(
+            servers.values().map(|s| (s.id(), s.verifying_key())),
+        ));
         Self {
+            vault: Vault::new(authority.distributor_secret()),
             authority,
-            servers: servers.into_iter().map(|s| (s.id(), s)).collect(),
+            servers,
+            server_keys,
             registry,
             tariff,
             clock,
@@ -181,6 +218,11 @@ impl<R: Registry> Distributor<R> {
     /// The key authority.
     pub fn authority(&self) -> &Authority {
         &self.authority
+    }
+
+    /// The public keys of every license server, as registration hands them to clients.
+    pub fn server_keys(&self) -> Arc<ServerKeys> {
+        Arc::clone(&self.server_keys)
     }
 
     /// The public key of a license server.
@@ -273,14 +315,14 @@ impl<R: Registry> Distributor<R> {
                     let signed =
                         ClientCertificateTbs::new(server, id, user, leaf, tree_id, public_key, now)
                             .sign(license_server.signing_key());
-                    let record = crate::registry::ClientRecord::new(
+                    let record = self.vault.tag_client(crate::registry::ClientRecord::new(
                         id,
                         user,
                         leaf,
                         server,
                         signed.as_bytes().to_vec(),
                         public_key.to_bytes(),
-                    );
+                    ));
                     certificate = Some(signed);
                     Ok(record)
                 })?;
@@ -290,21 +332,25 @@ impl<R: Registry> Distributor<R> {
             server_id: server,
             device_keys: self.authority.device_keys(record.leaf),
             certificate: certificate.ok_or(Error::Internal("certificate not built"))?,
-            server_key: license_server.verifying_key(),
+            servers: self.server_keys(),
             authority_key: self.authority.verifying_key(),
         })
     }
 
-    /// Revokes a client (or deregisters it: the same thing for the key tree). A new epoch starts,
-    /// its EKB excludes the client, and every content key is re-enveloped under the new epoch's
-    /// payload key, in parallel. Returns the new epoch.
+    /// Revokes a client (or deregisters it: the same thing for the key tree). A new epoch starts
+    /// and its EKB excludes the client. Content keys are stored under the distributor's storage
+    /// key, which no device holds, so nothing is re-enveloped. Returns the new epoch.
     ///
     /// # Errors
-    /// [`Error::ClientNotFound`], [`Error::ClientRevoked`], or a storage error.
+    /// [`Error::ClientNotFound`], [`Error::ClientRevoked`], [`Error::Tampered`] for a client
+    /// row this distributor did not write, or a storage error.
     pub fn revoke_client(&self, client: ClientId) -> Result<u64, Error> {
-        let (_, epoch) = self.registry.revoke_client(client)?;
+        let (_, epoch) = self.registry.revoke_client(client, &mut |stored| {
+            let mut row = self.vault.check_client(stored.clone())?;
+            row.revoked = true;
+            Ok(self.vault.tag_client(row))
+        })?;
         self.current_ekb()?;
-        self.reenvelope_all(epoch)?;
         Ok(epoch)
     }
 
@@ -318,8 +364,8 @@ impl<R: Registry> Distributor<R> {
     }
 
     /// Packages `input` as a new content under a fresh content key and writes the container to
-    /// `output` (claim 1, content supply). The key is kept only enveloped under the current
-    /// epoch's payload key.
+    /// `output` (claim 1, content supply). The key is kept only enveloped under the
+    /// distributor's storage key (`DistributorConfig::storage_key_id`).
     ///
     /// # Errors
     /// [`Error::Io`] when reading or writing fails.
@@ -331,13 +377,14 @@ impl<R: Registry> Distributor<R> {
     ) -> Result<ContentRecord, Error> {
         let epoch = self.registry.epoch()?;
         let key = ContentKey::generate(rng);
-        let mut nonce = [0u8; 16];
-        rng.fill_bytes(&mut nonce);
+        let nonce = content::Nonce::generate(rng);
+        let key_id = self.config.storage_key_id;
         let mut input = Some(input);
+        let mut nonce = Some(nonce);
         self.registry.add_content(&mut |id| {
-            let input = input
-                .take()
-                .ok_or(Error::Internal("content builder called twice"))?;
+            let (Some(input), Some(nonce)) = (input.take(), nonce.take()) else {
+                return Err(Error::Internal("content builder called twice"));
+            };
             content::package(
                 id,
                 epoch,
@@ -347,8 +394,8 @@ impl<R: Registry> Distributor<R> {
                 input,
                 &mut output,
             )?;
-            let envelope = seal_envelope(&self.authority.epoch_key(epoch), id, epoch, &key)?;
-            Ok(ContentRecord::new(id, epoch, envelope))
+            let envelope = self.vault.seal(key_id, id, &key)?;
+            Ok(ContentRecord::new(id, key_id, envelope))
         })
     }
 
@@ -360,28 +407,42 @@ impl<R: Registry> Distributor<R> {
         self.registry.record_download(user, content)
     }
 
+    /// Answers a signed license request (claim 1, license supply) with a license that allows
+    /// playing and moving: see [`Distributor::supply_license_with_rights`].
+    ///
+    /// # Errors
+    /// As [`Distributor::supply_license_with_rights`].
+    pub fn supply_license(&self, request: &[u8]) -> Result<License, Error> {
+        self.supply_license_with_rights(request, Rights::PLAY_AND_MOVE)
+    }
+
     /// Answers a signed license request (claim 1, license supply): checks the client's
-    /// signature, issues a license bound to the client and the current epoch, signed by the
-    /// client's license server, and bills it.
+    /// signature, its registry row and the request's freshness, issues a license with `rights`
+    /// bound to the client and the current epoch, signed by the client's license server, and
+    /// bills it. A license without [`Rights::MOVE`] cannot be moved, one without
+    /// [`Rights::PLAY`] does not play.
     ///
     /// # Errors
     /// [`Error::Decode`], [`Error::ClientNotFound`], [`Error::BadSignature`],
-    /// [`Error::ClientRevoked`], [`Error::ContentNotFound`], [`Error::RequestReplayed`].
-    pub fn supply_license(&self, request: &[u8]) -> Result<License, Error> {
+    /// [`Error::Tampered`], [`Error::RequestStale`], [`Error::ClientRevoked`],
+    /// [`Error::ContentNotFound`], [`Error::RequestReplayed`].
+    pub fn supply_license_with_rights(
+        &self,
+        request: &[u8],
+        rights: Rights,
+    ) -> Result<License, Error> {
         let request = Unverified::<LicenseRequestTbs>::from_bytes(request)?;
-        let client = self
-            .registry
-            .client(request.unverified().client_id)?
-            .ok_or(Error::ClientNotFound(request.unverified().client_id))?;
+        let client = self.trusted_client(request.unverified().client_id)?;
         let request = request.verify(&client_key(&client.public_key)?)?;
         let t = request.tbs();
+        self.check_fresh(t.created_at)?;
         let content = self
             .registry
             .content(t.content_id)?
             .ok_or(Error::ContentNotFound(t.content_id))?;
         let server = self.server(client.server)?;
         let epoch = self.registry.epoch()?;
-        let content_key = self.open_envelope(&content)?;
+        let content_key = self.vault.open(&content)?;
         let epoch_key = self.authority.epoch_key(epoch);
         let device_key = self.authority.device_key(client.leaf);
         let now = self.clock.now();
@@ -400,43 +461,42 @@ impl<R: Registry> Distributor<R> {
                     client.user,
                     client.server,
                     (epoch, &epoch_key),
-                    Rights::PLAY_AND_MOVE,
+                    rights,
                     now,
-                    &device_key,
+                    (&device_key, None),
                     &content_key,
                 )?
                 .sign(server.signing_key());
                 license = Some(signed);
-                Ok(LicenseRecord::new(
-                    id,
-                    content.id,
-                    client.id,
-                    client.user,
-                    epoch,
-                    None,
-                    now,
+                Ok(self.vault.tag_license(
+                    LicenseRecord::new(id, content.id, client.id, client.user, epoch, None, now)
+                        .with_rights(rights),
                 ))
             })?;
         license.ok_or(Error::Internal("license not built"))
     }
 
-    /// Answers a signed move request (claims 1–4, 13): checks the source's signature, then, in
-    /// one registry change, checks claim 4, marks the source license moved, issues the
-    /// destination's license, records the certificate issue and bills it. The certificate is
-    /// signed by the destination's license server and carries the destination's license.
+    /// Answers a signed move request (claims 1–4, 13): checks the source's signature and the
+    /// request's freshness, then, in one registry change, checks claim 4 and the move right on
+    /// rows this distributor tagged, records the request's nonce, marks the source license
+    /// moved, issues the destination's license, records the certificate issue and bills it.
+    ///
+    /// The certificate is signed by the destination's license server and carries the
+    /// destination's license (claim 2), whose content key is also bound to a release that only
+    /// the source device can compute ([`ReleaseKey`]). The source's
+    /// [`move_out`](crate::Client::move_out) deletes its copy before it returns that release,
+    /// so a certificate diverted straight to the destination is useless to it.
     ///
     /// # Errors
-    /// [`Error::Decode`], [`Error::BadSignature`], and every refusal of
+    /// [`Error::Decode`], [`Error::BadSignature`], [`Error::RequestStale`],
+    /// [`Error::RequestReplayed`], [`Error::Tampered`], and every refusal of
     /// [`check_move`](crate::registry::check_move).
     pub fn supply_certificate(&self, request: &[u8]) -> Result<CopyCertificate, Error> {
         let request = Unverified::<MoveRequestTbs>::from_bytes(request)?;
-        let source_id = request.unverified().source;
-        let source = self
-            .registry
-            .client(source_id)?
-            .ok_or(Error::ClientNotFound(source_id))?;
+        let source = self.trusted_client(request.unverified().source)?;
         let request = request.verify(&client_key(&source.public_key)?)?;
         let t = request.tbs();
+        self.check_fresh(t.created_at)?;
         if t.source == t.destination {
             return Err(Error::SameClient);
         }
@@ -448,7 +508,7 @@ impl<R: Registry> Distributor<R> {
             .registry
             .content(license.content)?
             .ok_or(Error::ContentNotFound(license.content))?;
-        let content_key = self.open_envelope(&content)?;
+        let content_key = self.vault.open(&content)?;
         let epoch = self.registry.epoch()?;
         let epoch_key = self.authority.epoch_key(epoch);
         let now = self.clock.now();
@@ -459,13 +519,22 @@ impl<R: Registry> Distributor<R> {
             now,
         );
         let mut certificate = None;
-        let intent = MoveIntent::new(t.license_id, t.source, t.destination);
+        let intent = MoveIntent::new(t.license_id, t.source, t.destination, t.nonce);
         self.registry
             .commit_move(&intent, charge, &mut |ctx, certificate_id, license_id| {
-                if ctx.license.content != content.id {
+                // The rows the checks ran on must be ours.
+                self.vault.check_client(ctx.source.clone())?;
+                let dest = self.vault.check_client(ctx.destination.clone())?;
+                let mut moved = self.vault.check_license(ctx.license.clone())?;
+                if moved.content != content.id {
                     return Err(Error::Internal("license changed content during the move"));
                 }
-                let dest = &ctx.destination;
+                let release = ReleaseKey::derive(
+                    &self.authority.device_key(ctx.source.leaf),
+                    certificate_id,
+                    moved.id,
+                    dest.id,
+                )?;
                 // Claim 3: signed with the key of the destination's license server.
                 let server = self.server(dest.server)?;
                 let new_license = LicenseTbs::new(
@@ -475,9 +544,9 @@ impl<R: Registry> Distributor<R> {
                     dest.user,
                     dest.server,
                     (epoch, &epoch_key),
-                    Rights::PLAY_AND_MOVE,
+                    moved.rights,
                     now,
-                    &self.authority.device_key(dest.leaf),
+                    (&self.authority.device_key(dest.leaf), Some(&release)),
                     &content_key,
                 )?
                 .sign(server.signing_key());
@@ -486,38 +555,105 @@ impl<R: Registry> Distributor<R> {
                     certificate_id,
                     dest.user,
                     ctx.source.id,
-                    ctx.license.id,
+                    moved.id,
                     dest.id,
                     now,
                     expires,
+                    &release,
                     &new_license,
                 )
                 .sign(server.signing_key());
                 certificate = Some(signed);
-                let record = LicenseRecord::new(
-                    license_id,
-                    content.id,
-                    dest.id,
-                    dest.user,
-                    epoch,
-                    Some(certificate_id),
-                    now,
+                let record = self.vault.tag_license(
+                    LicenseRecord::new(
+                        license_id,
+                        content.id,
+                        dest.id,
+                        dest.user,
+                        epoch,
+                        Some(certificate_id),
+                        now,
+                    )
+                    .with_rights(moved.rights),
                 );
                 let history = CertificateRecord {
                     id: certificate_id,
                     user: dest.user,
                     content: content.id,
                     source: ctx.source.id,
-                    source_license: ctx.license.id,
+                    source_license: moved.id,
                     destination: dest.id,
                     destination_license: license_id,
                     server: dest.server,
                     issued_at: now,
                     expires_at: expires,
                 };
-                Ok((record, history))
+                moved.state = LicenseState::Moved;
+                Ok(MoveRows::new(
+                    self.vault.tag_license(moved),
+                    record,
+                    history,
+                ))
             })?;
         certificate.ok_or(Error::Internal("certificate not built"))
+    }
+
+    /// Checks what only this distributor can check in its registry: every client and license row
+    /// carries its tag, and every content key opens. Returns the rows that fail, at most `limit`
+    /// of them; [`registry::audit`](crate::registry::audit) checks the invariants between rows.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    pub fn check_stored_rows(&self, limit: usize) -> Result<Vec<String>, Error> {
+        let mut found = Vec::new();
+        for c in self.registry.all_clients()? {
+            if found.len() >= limit {
+                return Ok(found);
+            }
+            let id = c.id;
+            if self.vault.check_client(c).is_err() {
+                found.push(format!(
+                    "{id}: its row is not authenticated (forged or altered)"
+                ));
+            }
+        }
+        for l in self.registry.all_licenses()? {
+            if found.len() >= limit {
+                return Ok(found);
+            }
+            let id = l.id;
+            if self.vault.check_license(l).is_err() {
+                found.push(format!(
+                    "{id}: its row is not authenticated (forged or altered)"
+                ));
+            }
+        }
+        for c in self.registry.contents()? {
+            if found.len() >= limit {
+                return Ok(found);
+            }
+            if self.vault.open(&c).is_err() {
+                found.push(format!("{}: its content key does not open", c.id));
+            }
+        }
+        Ok(found)
+    }
+
+    /// A client row, after checking this distributor's tag on it.
+    fn trusted_client(&self, id: ClientId) -> Result<ClientRecord, Error> {
+        let row = self.registry.client(id)?.ok_or(Error::ClientNotFound(id))?;
+        self.vault.check_client(row)
+    }
+
+    /// Refuses a request made longer ago than the window, or dated beyond the clock skew.
+    fn check_fresh(&self, created_at: UnixTime) -> Result<(), Error> {
+        let now = self.clock.now();
+        let oldest = now.0.saturating_sub(self.config.request_max_age);
+        let newest = now.plus(self.config.clock_skew);
+        if created_at.0 < oldest || created_at > newest {
+            return Err(Error::RequestStale);
+        }
+        Ok(())
     }
 
     fn server(&self, id: ServerId) -> Result<&LicenseServer, Error> {
@@ -531,67 +667,6 @@ impl<R: Registry> Distributor<R> {
             .read()
             .map_err(|_| Error::Internal("EKB cache poisoned"))
     }
-
-    fn open_envelope(&self, record: &ContentRecord) -> Result<ContentKey, Error> {
-        open_envelope(&self.authority.epoch_key(record.epoch), record)
-    }
-
-    /// Re-envelopes every content key under the payload key of `epoch`, in parallel.
-    fn reenvelope_all(&self, epoch: u64) -> Result<(), Error> {
-        let new_key = self.authority.epoch_key(epoch);
-        let updated = self
-            .registry
-            .contents()?
-            .par_iter()
-            .filter(|r| r.epoch != epoch)
-            .map(|r| {
-                let key = self.open_envelope(r)?;
-                Ok(ContentRecord::new(
-                    r.id,
-                    epoch,
-                    seal_envelope(&new_key, r.id, epoch, &key)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        self.registry.replace_envelopes(&updated)
-    }
-}
-
-/// The key that envelopes content keys in the registry: HKDF-SHA-256 of the epoch's payload
-/// key, bound to the content and the epoch.
-fn envelope_key(
-    epoch_key: &PayloadKey,
-    content: ContentId,
-    epoch: u64,
-) -> Result<Zeroizing<[u8; 16]>, Error> {
-    kdf::expand(
-        b"treecast/v1/content-envelope",
-        epoch_key.secret_bytes(),
-        &[&content.0.to_be_bytes(), &epoch.to_be_bytes()],
-    )
-}
-
-fn seal_envelope(
-    epoch_key: &PayloadKey,
-    content: ContentId,
-    epoch: u64,
-    key: &ContentKey,
-) -> Result<[u8; 24], Error> {
-    let kek = envelope_key(epoch_key, content, epoch)?;
-    let mut out = [0u8; 24];
-    AesKw::<Aes128>::new((&*kek).into())
-        .wrap_key(key.secret_bytes(), &mut out)
-        .map_err(|_| Error::Internal("key wrap"))?;
-    Ok(out)
-}
-
-fn open_envelope(epoch_key: &PayloadKey, record: &ContentRecord) -> Result<ContentKey, Error> {
-    let kek = envelope_key(epoch_key, record.id, record.epoch)?;
-    let mut out = Zeroizing::new([0u8; 16]);
-    AesKw::<Aes128>::new((&*kek).into())
-        .unwrap_key(&record.envelope, out.as_mut_slice())
-        .map_err(|_| Error::UnwrapFailed)?;
-    Ok(ContentKey::from_bytes(*out))
 }
 
 fn client_key(bytes: &[u8; 32]) -> Result<VerifyingKey, Error> {

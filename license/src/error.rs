@@ -49,6 +49,16 @@ pub enum Error {
     NotForThisClient,
     /// A signed request was already used (same client, same nonce).
     RequestReplayed,
+    /// A signed request is older than the server accepts, or dated too far in the future.
+    RequestStale,
+    /// The license does not grant the right this needs (play or move).
+    RightsDenied(LicenseId),
+    /// A moved-in license arrived without the source's release: the source has not deleted its
+    /// copy (or the release is not the one for this certificate).
+    NotReleased,
+    /// A registry row the server acts on does not carry the distributor's tag: it was written
+    /// by someone else.
+    Tampered(&'static str),
     /// The registry's storage failed.
     Storage(String),
     /// The license was issued for an epoch whose EKB this client cannot open, or a stale epoch.
@@ -92,6 +102,15 @@ impl fmt::Display for Error {
             Self::NoLicense(id) => write!(f, "no usable license for {id} on this client"),
             Self::NotForThisClient => f.write_str("addressed to another client"),
             Self::RequestReplayed => f.write_str("the request was already used"),
+            Self::RequestStale => f.write_str("the request is too old or dated in the future"),
+            Self::RightsDenied(id) => write!(f, "{id} does not grant that right"),
+            Self::NotReleased => {
+                f.write_str("the source client has not released this move (no valid release)")
+            }
+            Self::Tampered(what) => write!(
+                f,
+                "a {what} in the registry is not authenticated by this distributor"
+            ),
             Self::Storage(e) => write!(f, "registry storage: {e}"),
             Self::StaleEpoch { got, current } => {
                 write!(f, "epoch {got} is not usable (current {current})")

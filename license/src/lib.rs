@@ -28,10 +28,11 @@ pub mod registry;
 pub mod server;
 pub mod sign;
 pub mod time;
+mod vault;
 
 pub use billing::{ChargeKind, LedgerEntry, Tariff};
 pub use certificate::{
-    ClientCertificate, CopyCertificate, CopyCertificateIn, LicenseRequest, MoveRequest,
+    ClientCertificate, CopyCertificate, CopyCertificateIn, LicenseRequest, MoveRequest, ReleaseKey,
 };
 pub use client::{Client, ClientState, MovePackage};
 pub use distributor::{Distributor, DistributorConfig, Registration};
@@ -40,7 +41,7 @@ pub use error::Error;
 pub use ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
 pub use license::{License, LicenseIn, Rights};
 pub use registry::{MemoryRegistry, Registry};
-pub use server::LicenseServer;
+pub use server::{LicenseServer, ServerKeys};
 pub use sign::{Signed, Unverified};
 pub use time::{Clock, ManualClock, SystemClock, UnixTime};
 pub use treecast_keytree as keytree;

@@ -17,6 +17,7 @@ use treecast_keytree::{DecodeError, DeviceKey, PayloadKey};
 use zeroize::Zeroizing;
 
 use crate::Error;
+use crate::certificate::ReleaseKey;
 use crate::content::ContentKey;
 use crate::ids::{ClientId, ContentId, LicenseId, ServerId, UserId};
 use crate::kdf;
@@ -67,7 +68,8 @@ pub struct LicenseTbs {
 
 impl LicenseTbs {
     /// A license whose content key is wrapped for `device_key` under the payload key of
-    /// `epoch`.
+    /// `epoch`, and, for a license that a copy certificate carries, under the source's
+    /// `release` too.
     ///
     /// # Errors
     /// [`Error::Internal`] if key wrapping fails (it cannot for 16-byte keys).
@@ -81,12 +83,10 @@ impl LicenseTbs {
         epoch: (u64, &PayloadKey),
         rights: Rights,
         issued_at: UnixTime,
-        device_key: &DeviceKey,
+        binding: (&DeviceKey, Option<&ReleaseKey>),
         content_key: &ContentKey,
     ) -> Result<Self, Error> {
-        let kek = binding_key(
-            epoch.1, device_key, license_id, content_id, client_id, epoch.0,
-        )?;
+        let kek = binding_key(epoch.1, binding, license_id, content_id, client_id, epoch.0)?;
         let mut wrapped_key = [0u8; WRAPPED_LEN];
         AesKw::<Aes128>::new((&*kek).into())
             .wrap_key(content_key.secret_bytes(), &mut wrapped_key)
@@ -148,19 +148,21 @@ pub type License = Signed<LicenseTbs>;
 pub type LicenseIn = Unverified<LicenseTbs>;
 
 impl Signed<LicenseTbs> {
-    /// The content key, unwrapped with the epoch's payload key and this client's device key.
+    /// The content key, unwrapped with the epoch's payload key and this client's device key
+    /// (and, for a license that arrived by a move, the source's release).
     ///
     /// # Errors
-    /// [`Error::UnwrapFailed`] when either key is not the one the license was issued for.
+    /// [`Error::UnwrapFailed`] when a key is not the one the license was issued for.
     pub fn content_key(
         &self,
         epoch_key: &PayloadKey,
         device_key: &DeviceKey,
+        release: Option<&ReleaseKey>,
     ) -> Result<ContentKey, Error> {
         let t = &self.tbs();
         let kek = binding_key(
             epoch_key,
-            device_key,
+            (device_key, release),
             t.license_id,
             t.content_id,
             t.client_id,
@@ -174,22 +176,35 @@ impl Signed<LicenseTbs> {
     }
 }
 
-/// The key that binds a license to its epoch and client.
+/// The key that binds a license to its epoch and client, and for a moved license to the
+/// source's release: `HKDF-SHA-256(salt, ikm = epoch key ‖ device key [‖ release], info = IDs)`,
+/// the salt `treecast/v1/license-binding` or, with a release, `treecast/v1/moved-license-binding`.
 fn binding_key(
     epoch_key: &PayloadKey,
-    device_key: &DeviceKey,
+    (device_key, release): (&DeviceKey, Option<&ReleaseKey>),
     license: LicenseId,
     content: ContentId,
     client: ClientId,
     epoch: u64,
 ) -> Result<Zeroizing<[u8; 16]>, Error> {
-    let mut ikm = Zeroizing::new([0u8; 32]);
-    let (first, second) = ikm.split_at_mut(16);
+    let mut ikm = Zeroizing::new([0u8; 48]);
+    let (first, rest) = ikm.split_at_mut(16);
+    let (second, third) = rest.split_at_mut(16);
     first.copy_from_slice(epoch_key.secret_bytes());
     second.copy_from_slice(device_key.secret_bytes());
+    let (salt, ikm): (&[u8], &[u8]) = match release {
+        Some(r) => {
+            third.copy_from_slice(r.secret_bytes());
+            (b"treecast/v1/moved-license-binding", ikm.as_slice())
+        }
+        None => (
+            b"treecast/v1/license-binding",
+            ikm.get(..32).unwrap_or_default(),
+        ),
+    };
     kdf::expand(
-        b"treecast/v1/license-binding",
-        ikm.as_slice(),
+        salt,
+        ikm,
         &[
             &license.0.to_be_bytes(),
             &content.0.to_be_bytes(),

@@ -16,6 +16,7 @@ use treecast_keytree::LeafIndex;
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
+use crate::license::Rights;
 use crate::time::UnixTime;
 
 mod memory;
@@ -42,6 +43,9 @@ pub struct ClientRecord {
     pub public_key: [u8; 32],
     /// Whether it has been revoked (or deregistered).
     pub revoked: bool,
+    /// The distributor's tag over the fields above (see `docs/design.md`, "What the server
+    /// trusts in the registry"); zero until the distributor sets it.
+    pub tag: [u8; 32],
 }
 
 /// What audits need of a client: its ID, owner, leaf and state, without its certificate.
@@ -87,28 +91,30 @@ impl ClientRecord {
             certificate,
             public_key,
             revoked: false,
+            tag: [0; 32],
         }
     }
 }
 
-/// A content item: its key, enveloped under the payload key of `epoch`.
+/// A content item: its key, enveloped under the distributor's storage key `key_id`.
 #[derive(Clone, Debug, Eq, PartialEq)]
 #[non_exhaustive]
 pub struct ContentRecord {
     /// The content.
     pub id: ContentId,
-    /// The epoch whose payload key the envelope is under.
-    pub epoch: u64,
-    /// The content key, AES-key-wrapped under a key derived from the epoch's payload key.
+    /// The storage key the envelope is under (derived from the distributor's secret, never from
+    /// a key any device holds).
+    pub key_id: u32,
+    /// The content key, AES-key-wrapped under a key derived from storage key `key_id`.
     pub envelope: [u8; 24],
 }
 
 impl ContentRecord {
     /// A record.
-    pub const fn new(id: ContentId, epoch: u64, envelope: [u8; 24]) -> Self {
+    pub const fn new(id: ContentId, key_id: u32, envelope: [u8; 24]) -> Self {
         Self {
             id,
-            epoch,
+            key_id,
             envelope,
         }
     }
@@ -138,16 +144,20 @@ pub struct LicenseRecord {
     pub user: UserId,
     /// The epoch it is bound to.
     pub epoch: u64,
+    /// What it allows (a license that arrived by a move has the rights of the one it came from).
+    pub rights: Rights,
     /// Whether it is still usable.
     pub state: LicenseState,
     /// The certificate that created it, for a license that arrived by a move.
     pub origin: Option<CertificateId>,
     /// When it was issued.
     pub issued_at: UnixTime,
+    /// The distributor's tag over the fields above; zero until the distributor sets it.
+    pub tag: [u8; 32],
 }
 
 impl LicenseRecord {
-    /// A new, active license.
+    /// A new, active license that allows playing and moving.
     pub const fn new(
         id: LicenseId,
         content: ContentId,
@@ -163,10 +173,19 @@ impl LicenseRecord {
             client,
             user,
             epoch,
+            rights: Rights::PLAY_AND_MOVE,
             state: LicenseState::Active,
             origin,
             issued_at,
+            tag: [0; 32],
         }
+    }
+
+    /// The same license with other rights.
+    #[must_use]
+    pub const fn with_rights(mut self, rights: Rights) -> Self {
+        self.rights = rights;
+        self
     }
 }
 
@@ -206,15 +225,24 @@ pub struct MoveIntent {
     pub source: ClientId,
     /// The client to move it to.
     pub destination: ClientId,
+    /// The nonce of the source's signed request, recorded so that the request is used once.
+    pub nonce: u64,
 }
 
 impl MoveIntent {
-    /// A move of `license` from `source` to `destination`.
-    pub const fn new(license: LicenseId, source: ClientId, destination: ClientId) -> Self {
+    /// A move of `license` from `source` to `destination`, asked for by the source's request
+    /// with `nonce`.
+    pub const fn new(
+        license: LicenseId,
+        source: ClientId,
+        destination: ClientId,
+        nonce: u64,
+    ) -> Self {
         Self {
             license,
             source,
             destination,
+            nonce,
         }
     }
 }
@@ -256,6 +284,9 @@ pub fn check_move(
     if license.state != LicenseState::Active {
         return Err(Error::LicenseMoved(license.id));
     }
+    if !license.rights.allows(Rights::MOVE) {
+        return Err(Error::RightsDenied(license.id));
+    }
     // The destination is a registered, non-revoked client, and not the source itself.
     let destination = destination.ok_or(Error::ClientNotFound(intent.destination))?;
     if destination.id == source.id {
@@ -275,18 +306,79 @@ pub fn check_move(
     })
 }
 
+/// Refuses a revoked row that is not the stored row revoked: another client, owner, leaf or key.
+pub(crate) fn check_revoked(stored: &ClientRecord, revoked: &ClientRecord) -> Result<(), Error> {
+    if revoked.id != stored.id
+        || revoked.user != stored.user
+        || revoked.leaf != stored.leaf
+        || revoked.server != stored.server
+        || revoked.public_key != stored.public_key
+        || !revoked.revoked
+    {
+        return Err(Error::Internal("revocation changed the client"));
+    }
+    Ok(())
+}
+
 /// Builds a client's record given its new ID and leaf.
 pub type ClientBuilder<'a> = &'a mut dyn FnMut(ClientId, LeafIndex) -> Result<ClientRecord, Error>;
 /// Builds a content record given its new ID.
 pub type ContentBuilder<'a> = &'a mut dyn FnMut(ContentId) -> Result<ContentRecord, Error>;
 /// Builds a license record given its new ID.
 pub type LicenseBuilder<'a> = &'a mut dyn FnMut(LicenseId) -> Result<LicenseRecord, Error>;
-/// Builds the destination's license and the history entry of a checked move, given their IDs.
-pub type MoveBuilder<'a> = &'a mut dyn FnMut(
-    &MoveContext,
-    CertificateId,
-    LicenseId,
-) -> Result<(LicenseRecord, CertificateRecord), Error>;
+/// Builds the rows of a checked move, given the new certificate and license IDs.
+pub type MoveBuilder<'a> =
+    &'a mut dyn FnMut(&MoveContext, CertificateId, LicenseId) -> Result<MoveRows, Error>;
+/// Given a client row as stored, returns it revoked (with its new tag), or refuses.
+pub type Revoker<'a> = &'a mut dyn FnMut(&ClientRecord) -> Result<ClientRecord, Error>;
+
+/// The rows a move writes.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct MoveRows {
+    /// The source's license as it is to be stored: marked moved, with its new tag.
+    pub moved: LicenseRecord,
+    /// The destination's new license.
+    pub license: LicenseRecord,
+    /// The history entry.
+    pub history: CertificateRecord,
+}
+
+impl MoveRows {
+    /// The rows of one move.
+    pub const fn new(
+        moved: LicenseRecord,
+        license: LicenseRecord,
+        history: CertificateRecord,
+    ) -> Self {
+        Self {
+            moved,
+            license,
+            history,
+        }
+    }
+
+    /// Refuses rows that do not fit the move they were built for.
+    pub(crate) fn check(
+        &self,
+        ctx: &MoveContext,
+        certificate: CertificateId,
+        license: LicenseId,
+    ) -> Result<(), Error> {
+        let moved = &self.moved;
+        if self.license.id != license
+            || self.history.id != certificate
+            || self.license.client != ctx.destination.id
+            || self.license.user != ctx.source.user
+            || moved.id != ctx.license.id
+            || moved.client != ctx.license.client
+            || moved.state != LicenseState::Moved
+        {
+            return Err(Error::Internal("move builder changed the IDs"));
+        }
+        Ok(())
+    }
+}
 
 /// The registry's tables and the atomic changes to them.
 pub trait Registry: Send + Sync {
@@ -333,10 +425,15 @@ pub trait Registry: Send + Sync {
     fn clients_of(&self, user: UserId) -> Result<Vec<ClientId>, Error>;
 
     /// Marks a client revoked and starts a new key epoch; returns the record and the new epoch.
+    /// `revoke` is given the stored row and returns the row to store (revoked, re-tagged).
     ///
     /// # Errors
-    /// [`Error::ClientNotFound`]; [`Error::ClientRevoked`] if it already is.
-    fn revoke_client(&self, id: ClientId) -> Result<(ClientRecord, u64), Error>;
+    /// [`Error::ClientNotFound`]; [`Error::ClientRevoked`] if it already is; `revoke`'s error.
+    fn revoke_client(
+        &self,
+        id: ClientId,
+        revoke: Revoker<'_>,
+    ) -> Result<(ClientRecord, u64), Error>;
 
     /// The leaves of all revoked clients, increasing.
     ///
@@ -368,13 +465,6 @@ pub trait Registry: Send + Sync {
     /// [`Error::Storage`] when the store fails.
     fn contents(&self) -> Result<Vec<ContentRecord>, Error>;
 
-    /// Replaces the envelopes of the given contents, all or none (re-enveloping after a
-    /// revocation).
-    ///
-    /// # Errors
-    /// [`Error::ContentNotFound`] for an unknown ID.
-    fn replace_envelopes(&self, records: &[ContentRecord]) -> Result<(), Error>;
-
     /// Records that `user` downloaded `content` (claim 6, content supply).
     ///
     /// # Errors
@@ -403,11 +493,12 @@ pub trait Registry: Send + Sync {
     /// [`Error::Storage`] when the store fails.
     fn license(&self, id: LicenseId) -> Result<Option<LicenseRecord>, Error>;
 
-    /// The whole move, in one change: [`check_move`], mark the source license moved, add the
-    /// destination's license, record the certificate issue, bill it.
+    /// The whole move, in one change: [`check_move`], record the request's nonce (a second use
+    /// is [`Error::RequestReplayed`]), mark the source license moved, add the destination's
+    /// license, record the certificate issue, bill it.
     ///
     /// # Errors
-    /// Any error of [`check_move`], or the builder's error.
+    /// Any error of [`check_move`], [`Error::RequestReplayed`], or the builder's error.
     fn commit_move(
         &self,
         intent: &MoveIntent,
@@ -508,8 +599,12 @@ impl<R: Registry + ?Sized> Registry for Box<R> {
     fn clients_of(&self, user: UserId) -> Result<Vec<ClientId>, Error> {
         (**self).clients_of(user)
     }
-    fn revoke_client(&self, id: ClientId) -> Result<(ClientRecord, u64), Error> {
-        (**self).revoke_client(id)
+    fn revoke_client(
+        &self,
+        id: ClientId,
+        revoke: Revoker<'_>,
+    ) -> Result<(ClientRecord, u64), Error> {
+        (**self).revoke_client(id, revoke)
     }
     fn revoked_leaves(&self) -> Result<Vec<u32>, Error> {
         (**self).revoked_leaves()
@@ -525,9 +620,6 @@ impl<R: Registry + ?Sized> Registry for Box<R> {
     }
     fn contents(&self) -> Result<Vec<ContentRecord>, Error> {
         (**self).contents()
-    }
-    fn replace_envelopes(&self, records: &[ContentRecord]) -> Result<(), Error> {
-        (**self).replace_envelopes(records)
     }
     fn record_download(&self, user: UserId, content: ContentId) -> Result<(), Error> {
         (**self).record_download(user, content)

@@ -15,7 +15,7 @@ use treecast_license::keytree::{
 use treecast_license::registry::{Registry, audit};
 use treecast_license::{
     Client, ClientId, ClientState, ContentId, Distributor, DistributorConfig, Error, LicenseId,
-    LicenseServer, ManualClock, ServerId, Tariff, UnixTime, UserId, VerifyingKey,
+    LicenseServer, ManualClock, ServerId, ServerKeys, Tariff, UnixTime, UserId,
 };
 
 use crate::SimError;
@@ -37,7 +37,6 @@ const START: UnixTime = UnixTime(1_800_000_000);
 pub(crate) struct SimClient {
     id: ClientId,
     leaf: LeafIndex,
-    server: ServerId,
     seed: [u8; 32],
     key: Option<Box<SigningKey>>,
     state: Option<ClientState>,
@@ -210,7 +209,7 @@ pub(crate) struct Engine<'c, R> {
     distributor: Distributor<R>,
     authority: Authority,
     clock: Arc<ManualClock>,
-    server_keys: Vec<VerifyingKey>,
+    server_keys: Arc<ServerKeys>,
     contents: Vec<Published>,
     popularity: Popularity,
     /// The verified EKB of the current epoch, shared by every client (verified once).
@@ -234,7 +233,9 @@ impl<'c, R: Registry> Engine<'c, R> {
         let servers: Vec<LicenseServer> = (1..=cfg.servers)
             .map(|i| LicenseServer::generate(ServerId(i), &mut setup))
             .collect();
-        let server_keys = servers.iter().map(LicenseServer::verifying_key).collect();
+        let server_keys = Arc::new(ServerKeys::new(
+            servers.iter().map(|s| (s.id(), s.verifying_key())),
+        ));
         let clock = Arc::new(ManualClock::new(START));
         let max_clients = usize::from(cfg.max_clients);
         let distributor = Distributor::new(
@@ -420,7 +421,6 @@ impl<'c, R: Registry> Engine<'c, R> {
             clients.push(SimClient {
                 id: client_id,
                 leaf,
-                server,
                 seed,
                 key,
                 state: Some(state),
@@ -496,15 +496,10 @@ impl<'c, R: Registry> Engine<'c, R> {
             .state
             .take()
             .ok_or(SimError::Internal("a client is acting twice"))?;
-        let server_key = self
-            .server_keys
-            .get(c.server.0 as usize - 1)
-            .copied()
-            .ok_or(SimError::Internal("unknown server"))?;
         Ok(Client::restore(
             signing_key,
             self.authority.device_keys(c.leaf),
-            server_key,
+            Arc::clone(&self.server_keys),
             self.authority.verifying_key(),
             state,
         )?)

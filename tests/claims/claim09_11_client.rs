@@ -66,12 +66,12 @@ fn a_license_used_on_another_client_is_refused() {
     let epoch_key = w.distributor.authority().epoch_key(license.tbs().epoch);
     assert!(
         license
-            .content_key(&epoch_key, a.device_keys().device_key())
+            .content_key(&epoch_key, a.device_keys().device_key(), None)
             .is_ok()
     );
     assert_eq!(
         license
-            .content_key(&epoch_key, b.device_keys().device_key())
+            .content_key(&epoch_key, b.device_keys().device_key(), None)
             .unwrap_err(),
         Error::UnwrapFailed
     );
@@ -79,7 +79,8 @@ fn a_license_used_on_another_client_is_refused() {
         license
             .content_key(
                 &w.distributor.authority().epoch_key(9),
-                a.device_keys().device_key()
+                a.device_keys().device_key(),
+                None
             )
             .unwrap_err(),
         Error::UnwrapFailed

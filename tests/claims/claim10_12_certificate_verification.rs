@@ -65,7 +65,7 @@ fn a_certificate_for_another_client_expired_or_replayed_is_refused() {
 }
 
 fn package_content(p: &MovePackage) -> treecast::license::ContentId {
-    treecast::license::content::header(&p.content)
+    treecast::license::content::header(p.content.as_deref().unwrap())
         .unwrap()
         .content_id
 }
@@ -74,7 +74,11 @@ fn package_content(p: &MovePackage) -> treecast::license::ContentId {
 fn a_certificate_with_the_wrong_content_is_refused() {
     let (mut w, _, mut b, package) = world_with_certificate();
     let other = w.publish(100);
-    let swapped = MovePackage::new(package.certificate.clone(), w.container(other));
+    let swapped = MovePackage::new(
+        package.certificate.clone(),
+        Some(w.container(other).into()),
+        package.release.clone(),
+    );
     assert_eq!(
         b.move_in(&swapped, w.clock.now()),
         Err(Error::ContentCorrupt)

@@ -33,7 +33,8 @@ pub const MAX_KEYS: usize = 1024;
 /// The largest KEYDB.cfg text the reader takes, 16 MiB.
 pub const MAX_KEYDB_LEN: usize = 16 << 20;
 
-/// One device key: the label `L(u, v)`, with `v`'s `uv` number and `u`'s mask shift.
+/// One device key: the label `L(u, v)`, with `v`'s `uv` number and `u`'s mask shift. The label
+/// compares in constant time.
 #[derive(Clone, Eq, PartialEq)]
 pub struct DeviceKeyEntry {
     /// The label.
@@ -53,12 +54,40 @@ impl fmt::Debug for DeviceKeyEntry {
     }
 }
 
-/// The device keys of one AACS-profile device. Zeroized on drop; `Debug` shows no key.
-#[derive(Clone, Debug, Eq, PartialEq)]
+/// The device keys of one AACS-profile device. Zeroized on drop; `Debug` shows no key;
+/// `PartialEq` compares every key in constant time.
+#[derive(Clone, Debug)]
 pub struct DeviceKeySet {
     device: Uv,
     keys: Vec<DeviceKeyEntry>,
 }
+
+impl subtle::ConstantTimeEq for DeviceKeySet {
+    /// Compares every key, whatever the first difference.
+    fn ct_eq(&self, other: &Self) -> subtle::Choice {
+        let public = self.device == other.device
+            && self.keys.len() == other.keys.len()
+            && self
+                .keys
+                .iter()
+                .zip(&other.keys)
+                .all(|(a, b)| a.uv == b.uv && a.u_mask_shift == b.u_mask_shift);
+        self.keys
+            .iter()
+            .zip(&other.keys)
+            .fold(subtle::Choice::from(u8::from(public)), |acc, (a, b)| {
+                acc & a.key.ct_eq(&b.key)
+            })
+    }
+}
+
+impl PartialEq for DeviceKeySet {
+    fn eq(&self, other: &Self) -> bool {
+        subtle::ConstantTimeEq::ct_eq(self, other).into()
+    }
+}
+
+impl Eq for DeviceKeySet {}
 
 impl DeviceKeySet {
     /// A key set for the device numbered `device` (a leaf's `uv`).
@@ -133,7 +162,9 @@ impl DeviceKeySet {
             return Err(DecodeError::TooLarge("KEYDB.cfg"));
         }
         let mut device = None;
-        let mut keys = Vec::new();
+        // Reserved up front for the largest set the reader takes: a vector that grew would leave
+        // copies of keys in freed memory.
+        let mut keys = Vec::with_capacity(MAX_KEYS);
         for line in text.lines() {
             let body = line.split(';').next().unwrap_or_default().trim();
             let mut fields = body.split('|').map(str::trim);

@@ -15,11 +15,18 @@ use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
-    LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, Registry, check_move,
+    LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows, Registry,
+    Revoker, check_move,
 };
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
+
+/// License and certificate IDs of a memory registry: the range of generation 1, as a SQLite
+/// registry opened for the first time hands out (`IdRange`), so that both stores issue the same
+/// IDs for the same operations.
+const FIRST_ID: u64 = (1 << 40) + 1;
+const LAST_ID: u64 = (2 << 40) - 1;
 
 /// A registry in memory, safe to share between threads (`Arc<MemoryRegistry>` or `&`).
 ///
@@ -38,6 +45,7 @@ pub struct MemoryRegistry {
     tables: Mutex<Tables>,
     next_license: AtomicU64,
     next_certificate: AtomicU64,
+    last_id: u64,
 }
 
 #[derive(Debug)]
@@ -98,8 +106,9 @@ impl MemoryRegistry {
                 ledger: Vec::new(),
                 faults: Faults::default(),
             }),
-            next_license: AtomicU64::new(1),
-            next_certificate: AtomicU64::new(1),
+            next_license: AtomicU64::new(FIRST_ID),
+            next_certificate: AtomicU64::new(FIRST_ID),
+            last_id: LAST_ID,
         }
     }
 
@@ -196,16 +205,20 @@ impl Registry for MemoryRegistry {
             .unwrap_or_default())
     }
 
-    fn revoke_client(&self, id: ClientId) -> Result<(ClientRecord, u64), Error> {
+    fn revoke_client(
+        &self,
+        id: ClientId,
+        revoke: Revoker<'_>,
+    ) -> Result<(ClientRecord, u64), Error> {
         let mut t = self.lock()?;
         let client = t.active_client(id)?.clone();
         let epoch = t
             .epoch
             .checked_add(1)
             .ok_or(Error::Internal("epoch overflow"))?;
-        let record = t.clients.get_mut(&id).ok_or(Error::ClientNotFound(id))?;
-        record.revoked = true;
-        let record = record.clone();
+        let record = revoke(&client)?;
+        super::check_revoked(&client, &record)?;
+        t.clients.insert(id, record.clone());
         t.revoked.insert(client.leaf.get());
         t.epoch = epoch;
         Ok((record, epoch))
@@ -241,17 +254,6 @@ impl Registry for MemoryRegistry {
         Ok(all)
     }
 
-    fn replace_envelopes(&self, records: &[ContentRecord]) -> Result<(), Error> {
-        let mut t = self.lock()?;
-        if let Some(missing) = records.iter().find(|r| !t.contents.contains_key(&r.id)) {
-            return Err(Error::ContentNotFound(missing.id));
-        }
-        for r in records {
-            t.contents.insert(r.id, r.clone());
-        }
-        Ok(())
-    }
-
     fn record_download(&self, user: UserId, content: ContentId) -> Result<(), Error> {
         let mut t = self.lock()?;
         if !t.contents.contains_key(&content) {
@@ -285,6 +287,9 @@ impl Registry for MemoryRegistry {
         let user = check(&*self.lock()?)?;
         // Signed without the lock; the checks run again before the commit.
         let id = LicenseId(self.next_license.fetch_add(1, Ordering::Relaxed));
+        if id.0 > self.last_id {
+            return Err(Error::Storage("the registry's ID range is used up".into()));
+        }
         let record = build(id)?;
         if record.id != id
             || record.client != client
@@ -319,44 +324,56 @@ impl Registry for MemoryRegistry {
         build: MoveBuilder<'_>,
     ) -> Result<(LicenseRecord, CertificateRecord, LedgerEntry), Error> {
         let check = |t: &Tables| {
-            let mut license = t.licenses.get(&intent.license).cloned();
+            let stored = t.licenses.get(&intent.license).cloned();
+            let mut shown = stored.clone();
             if t.faults.skip_move_checks {
-                // The planted fault: pretend the license is still active.
-                if let Some(l) = license.as_mut() {
+                // The planted fault: the check sees the license as still active (the row itself,
+                // and its tag, stay as they are).
+                if let Some(l) = shown.as_mut() {
                     l.state = LicenseState::Active;
                 }
             }
-            check_move(
+            let mut ctx = check_move(
                 intent,
                 t.clients.get(&intent.source).cloned(),
-                license,
+                shown,
                 t.clients.get(&intent.destination).cloned(),
-            )
+            )?;
+            if let Some(l) = stored {
+                ctx.license = l;
+            }
+            if t.used_requests.contains(&(intent.source, intent.nonce)) {
+                return Err(Error::RequestReplayed);
+            }
+            Ok(ctx)
         };
         let ctx = check(&*self.lock()?)?;
         // Signed without the lock; the checks run again before the commit.
         let certificate_id = CertificateId(self.next_certificate.fetch_add(1, Ordering::Relaxed));
         let license_id = LicenseId(self.next_license.fetch_add(1, Ordering::Relaxed));
-        let (new_license, history) = build(&ctx, certificate_id, license_id)?;
-        if new_license.id != license_id
-            || history.id != certificate_id
-            || new_license.client != intent.destination
-            || new_license.user != ctx.source.user
-        {
-            return Err(Error::Internal("move builder changed the IDs"));
+        if certificate_id.0 > self.last_id || license_id.0 > self.last_id {
+            return Err(Error::Storage("the registry's ID range is used up".into()));
         }
+        let rows = build(&ctx, certificate_id, license_id)?;
+        rows.check(&ctx, certificate_id, license_id)?;
+        let MoveRows {
+            moved,
+            license: new_license,
+            history,
+        } = rows;
         let mut t = self.lock()?;
         if check(&t)? != ctx {
             return Err(Error::Internal(
                 "the move's parties changed during the move",
             ));
         }
+        if !t.used_requests.insert((intent.source, intent.nonce)) {
+            return Err(Error::RequestReplayed);
+        }
         let user = ctx.source.user;
         let entry = LedgerEntry::new(user, ctx.license.content, certificate_id.0, charge);
         // Every check passed and every row is built: apply.
-        if let Some(old) = t.licenses.get_mut(&intent.license) {
-            old.state = LicenseState::Moved;
-        }
+        t.licenses.insert(moved.id, moved);
         let row = t.user_mut(user)?;
         row.licenses.push(license_id);
         row.total = row.total.saturating_add(charge.amount);

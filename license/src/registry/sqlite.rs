@@ -25,11 +25,13 @@ use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
-    LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, Registry, check_move,
+    LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows, Registry,
+    Revoker, check_move,
 };
 use crate::Error;
 use crate::billing::{Charge, ChargeKind, LedgerEntry};
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
+use crate::license::Rights;
 use crate::time::UnixTime;
 
 /// How hard a commit is pushed to disk.
@@ -64,6 +66,32 @@ pub struct SqliteRegistry {
     /// sign in parallel) and need their ID first; an ID taken by a refused operation is skipped,
     /// never reused. One writing process per file.
     next_license: AtomicU64,
+    /// The next certificate ID, taken inside the write transaction.
+    next_certificate: AtomicU64,
+    /// The last ID of this opening's range (see [`IdRange`]).
+    last_id: u64,
+}
+
+/// License and certificate IDs are `generation · 2^40 + n`, `n` counting from 1 in memory. The
+/// generation is a counter in the file, raised by one at every opening in a transaction that is
+/// on disk before the opening returns (`synchronous = FULL`), whatever the durability. A power
+/// loss can undo commits whose IDs were already handed out; the next opening then starts a new
+/// generation, so those IDs are never issued again.
+struct IdRange;
+
+impl IdRange {
+    const SHIFT: u32 = 40;
+
+    /// The first and last ID of `generation`.
+    fn of(generation: u64) -> Result<(u64, u64), Error> {
+        let first = generation
+            .checked_shl(Self::SHIFT)
+            .filter(|v| v >> Self::SHIFT == generation && *v <= i64::MAX as u64 >> 1)
+            .ok_or(Error::Storage(
+                "the registry has been opened too many times".into(),
+            ))?;
+        Ok((first + 1, first + (1 << Self::SHIFT) - 1))
+    }
 }
 
 impl SqliteRegistry {
@@ -120,16 +148,92 @@ impl SqliteRegistry {
             Error::Storage(m) => Error::Storage(format!("{}: {m}", path.display())),
             other => other,
         })?;
-        let next: i64 = conn
-            .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM licenses", [], |r| {
-                r.get(0)
-            })
-            .map_err(what)?;
+        let mut conn = conn;
+        let generation = durably(&mut conn, |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let generation = meta(&tx, "generation")?
+                .checked_add(1)
+                .ok_or(Error::Internal("generation overflow"))?;
+            set_meta(&tx, "generation", generation)?;
+            tx.commit()?;
+            Ok(generation)
+        })
+        .map_err(|e| match e {
+            Error::Storage(m) => Error::Storage(format!("{}: {m}", path.display())),
+            other => other,
+        })?;
+        let (first, last) = IdRange::of(generation)?;
         Ok(Self {
             conn: Mutex::new(conn),
             height,
-            next_license: AtomicU64::new(un(next)?),
+            next_license: AtomicU64::new(first),
+            next_certificate: AtomicU64::new(first),
+            last_id: last,
         })
+    }
+
+    /// Opens an existing registry for reading only, for checks: the file, its journal and its
+    /// schema are not changed, no file is created, and `trusted_schema` is off so that no SQL
+    /// function of the file's own schema runs. Reading a file left by a killed writer (a WAL
+    /// still to be replayed) needs its directory writable for SQLite's read-only recovery.
+    ///
+    /// # Errors
+    /// As [`SqliteRegistry::open_existing`].
+    pub fn open_read_only(path: &Path) -> Result<Self, Error> {
+        let what =
+            |e: rusqlite::Error| Error::Storage(format!("{}: {}", path.display(), describe(&e)));
+        if !path.exists() {
+            return Err(Error::Storage(format!(
+                "{}: no such registry",
+                path.display()
+            )));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(what)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(what)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.execute_batch("PRAGMA trusted_schema = OFF; PRAGMA query_only = ON;")
+            .map_err(what)?;
+        let height = stored_height(&conn).map_err(|e| match e {
+            Error::Storage(m) => Error::Storage(format!("{}: {m}", path.display())),
+            other => other,
+        })?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            height,
+            next_license: AtomicU64::new(u64::MAX),
+            next_certificate: AtomicU64::new(u64::MAX),
+            last_id: 0,
+        })
+    }
+
+    /// Triggers and views in the file: a treecast registry has none, so any is someone else's
+    /// addition (`store check` reports them).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    pub fn foreign_schema_objects(&self) -> Result<Vec<String>, Error> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare(
+                "SELECT type || ' ' || name FROM sqlite_master WHERE type IN ('trigger', 'view') ORDER BY name",
+            )?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.map(|r| Ok(r?)).collect()
+        })
+    }
+
+    /// A license or certificate ID of this opening's range.
+    fn take_id(&self, counter: &AtomicU64) -> Result<u64, Error> {
+        let id = counter.fetch_add(1, Ordering::Relaxed);
+        if id > self.last_id {
+            return Err(Error::Storage(
+                "this opening's ID range is used up: reopen the registry".into(),
+            ));
+        }
+        Ok(id)
     }
 
     /// Opens an existing registry, reading the tree height from it.
@@ -150,23 +254,12 @@ impl SqliteRegistry {
                 Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
                     .map_err(what)?;
             conn.busy_timeout(BUSY_TIMEOUT).map_err(what)?;
-            check_application(&conn).map_err(|e| match e {
+            conn.execute_batch("PRAGMA trusted_schema = OFF")
+                .map_err(what)?;
+            stored_height(&conn).map_err(|e| match e {
                 Error::Storage(m) => Error::Storage(format!("{}: {m}", path.display())),
                 other => other,
-            })?;
-            let h: Option<i64> = conn
-                .query_row("SELECT value FROM meta WHERE key = 'height'", [], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(what)?;
-            let h = h.ok_or_else(|| {
-                Error::Storage(format!("{}: not a treecast registry", path.display()))
-            })?;
-            u8::try_from(h)
-                .ok()
-                .and_then(|h| TreeHeight::new(h).ok())
-                .ok_or_else(|| Error::Storage(format!("{}: bad tree height {h}", path.display())))?
+            })?
         };
         Self::open(path, height)
     }
@@ -208,6 +301,22 @@ impl SqliteRegistry {
         Ok(out)
     }
 
+    /// As [`SqliteRegistry::write`], with the commit on disk before it returns whatever the
+    /// durability: for the changes whose loss a power failure must never cause (a leaf handed
+    /// to a device, a revocation announced in an EKB, a user or content created).
+    fn write_durable<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut conn = self.lock()?;
+        durably(&mut conn, |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
     /// Runs `f` in one read transaction (a consistent snapshot).
     fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, Error>) -> Result<T, Error> {
         let mut conn = self.lock()?;
@@ -219,10 +328,10 @@ impl SqliteRegistry {
 
     fn client_in(&self, tx: &Transaction<'_>, id: ClientId) -> Result<Option<ClientRecord>, Error> {
         let row = tx
-            .prepare_cached(
-                "SELECT id, user_id, leaf, server, certificate, public_key, revoked FROM clients WHERE id = ?1",
-            )?
-            .query_row([sql(id.0)?], client_row)
+            .prepare_cached(&format!(
+                "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?1"
+            ))?
+            .query_row([lookup(id.0)], client_row)
             .optional()?;
         row.map(|r| r.into_record(self.height)).transpose()
     }
@@ -309,6 +418,15 @@ const MIGRATIONS: &[&str] = &[
          reference INTEGER NOT NULL,
          amount INTEGER NOT NULL,
          at INTEGER NOT NULL);",
+    // Version 2 (issue 12): content keys under the distributor's storage key, tagged client and
+    // license rows, license rights, and the ID generation. Applied only to a registry without
+    // clients or contents (`migrate`): a version-1 envelope is under a broadcast key, and a
+    // version-1 row has no tag, so neither can be carried over safely.
+    "ALTER TABLE contents RENAME COLUMN epoch TO key_id;
+     ALTER TABLE clients ADD COLUMN tag BLOB NOT NULL DEFAULT x'';
+     ALTER TABLE licenses ADD COLUMN rights INTEGER NOT NULL DEFAULT 3;
+     ALTER TABLE licenses ADD COLUMN tag BLOB NOT NULL DEFAULT x'';
+     INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);",
 ];
 
 fn check_application(conn: &Connection) -> Result<(), Error> {
@@ -340,6 +458,20 @@ fn check_application(conn: &Connection) -> Result<(), Error> {
 fn migrate(conn: &Connection, height: TreeHeight) -> Result<(), Error> {
     check_application(conn)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 1 {
+        let rows: i64 = conn.query_row(
+            "SELECT (SELECT count(*) FROM clients) + (SELECT count(*) FROM contents)",
+            [],
+            |r| r.get(0),
+        )?;
+        if rows > 0 {
+            return Err(Error::Storage(
+                "schema version 1 keeps content keys under broadcast keys and untagged rows; \
+                 this treecast cannot upgrade it safely (see docs/storage.md): start a new registry"
+                    .into(),
+            ));
+        }
+    }
     for (i, sql_text) in MIGRATIONS
         .iter()
         .enumerate()
@@ -369,9 +501,53 @@ fn migrate(conn: &Connection, height: TreeHeight) -> Result<(), Error> {
     Ok(())
 }
 
+/// The tree height stored in a registry file, after checking that it is one.
+fn stored_height(conn: &Connection) -> Result<TreeHeight, Error> {
+    check_application(conn)?;
+    let h: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'height'", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(|e| Error::Storage(describe(&e)))?;
+    let h = h.ok_or_else(|| Error::Storage("not a treecast registry".into()))?;
+    u8::try_from(h)
+        .ok()
+        .and_then(|h| TreeHeight::new(h).ok())
+        .ok_or_else(|| Error::Storage(format!("bad tree height {h}")))
+}
+
+/// Runs `f` with `synchronous = FULL`, then puts the connection's setting back.
+fn durably<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let before: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+    conn.execute_batch("PRAGMA synchronous = FULL")?;
+    let out = f(conn);
+    conn.execute_batch(&format!("PRAGMA synchronous = {before}"))?;
+    out
+}
+
+/// An ID from outside, as a lookup key: an ID beyond SQLite's integers names no row, like any
+/// other unknown ID (`-1` is never a stored ID).
+fn lookup(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(-1)
+}
+
 /// A `u64` as SQLite's signed integer.
 fn sql(v: u64) -> Result<i64, Error> {
     i64::try_from(v).map_err(|_| Error::Storage(format!("{v} is too large for the registry")))
+}
+
+/// A request nonce as stored: any `u64`, its bits kept as SQLite's signed integer.
+fn nonce_bits(v: u64) -> i64 {
+    i64::from_be_bytes(v.to_be_bytes())
+}
+
+/// A stored storage-key ID.
+fn key_id_of(v: i64) -> Result<u32, Error> {
+    u32::try_from(v).map_err(|_| Error::Storage(format!("bad storage key ID {v} in the registry")))
 }
 
 /// A SQLite integer as a `u64`.
@@ -406,11 +582,13 @@ fn ids<T>(
     wrap: impl Fn(u64) -> T,
 ) -> Result<Vec<T>, Error> {
     let mut stmt = tx.prepare_cached(query)?;
-    let rows = stmt.query_map([sql(key)?], |r| r.get::<_, i64>(0))?;
+    let rows = stmt.query_map([lookup(key)], |r| r.get::<_, i64>(0))?;
     rows.map(|r| Ok(wrap(un(r?)?))).collect()
 }
 
-struct ClientRow(i64, i64, i64, i64, Vec<u8>, Vec<u8>, bool);
+const CLIENT_COLUMNS: &str = "id, user_id, leaf, server, certificate, public_key, revoked, tag";
+
+struct ClientRow(i64, i64, i64, i64, Vec<u8>, Vec<u8>, bool, Vec<u8>);
 
 fn client_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
     Ok(ClientRow(
@@ -421,7 +599,13 @@ fn client_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
         r.get(4)?,
         r.get(5)?,
         r.get(6)?,
+        r.get(7)?,
     ))
+}
+
+/// A 32-byte tag column; a wrong length reads as a zero tag, which never verifies.
+fn stored_tag(raw: Vec<u8>) -> [u8; 32] {
+    raw.try_into().unwrap_or([0; 32])
 }
 
 /// A leaf column, checked against the tree.
@@ -448,6 +632,7 @@ impl ClientRow {
             certificate: self.4,
             public_key,
             revoked: self.6,
+            tag: stored_tag(self.7),
         })
     }
 }
@@ -461,28 +646,47 @@ fn ints<const N: usize>(r: &rusqlite::Row<'_>) -> rusqlite::Result<[i64; N]> {
     Ok(v)
 }
 
-const LICENSE_COLUMNS: &str = "id, content_id, client_id, user_id, epoch, state, origin, issued_at";
+const LICENSE_COLUMNS: &str =
+    "id, content_id, client_id, user_id, epoch, state, origin, issued_at, rights, tag";
 
-fn license_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<[Option<i64>; 8]> {
-    Ok([
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    ])
+fn license_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<([Option<i64>; 9], Vec<u8>)> {
+    Ok((
+        [
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+            r.get(8)?,
+        ],
+        r.get(9)?,
+    ))
 }
 
-fn license_record(v: [Option<i64>; 8]) -> Result<LicenseRecord, Error> {
+fn license_record((v, tag): ([Option<i64>; 9], Vec<u8>)) -> Result<LicenseRecord, Error> {
     let need = |x: Option<i64>| {
         x.ok_or_else(|| Error::Storage("missing license field".into()))
             .and_then(un)
     };
-    let [id, content, client, user, epoch, state, origin, issued] = v;
+    let [
+        id,
+        content,
+        client,
+        user,
+        epoch,
+        state,
+        origin,
+        issued,
+        rights,
+    ] = v;
     Ok(LicenseRecord {
+        rights: Rights(
+            u8::try_from(need(rights)?).map_err(|_| Error::Storage("bad license rights".into()))?,
+        ),
+        tag: stored_tag(tag),
         id: LicenseId(need(id)?),
         content: ContentId(need(content)?),
         client: ClientId(need(client)?),
@@ -516,7 +720,7 @@ fn license_in(tx: &Transaction<'_>, id: LicenseId) -> Result<Option<LicenseRecor
     tx.prepare_cached(&format!(
         "SELECT {LICENSE_COLUMNS} FROM licenses WHERE id = ?1"
     ))?
-    .query_row([sql(id.0)?], license_row)
+    .query_row([lookup(id.0)], license_row)
     .optional()?
     .map(license_record)
     .transpose()
@@ -524,7 +728,7 @@ fn license_in(tx: &Transaction<'_>, id: LicenseId) -> Result<Option<LicenseRecor
 
 fn insert_license(tx: &Transaction<'_>, l: &LicenseRecord) -> Result<(), Error> {
     tx.prepare_cached(&format!(
-        "INSERT INTO licenses ({LICENSE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        "INSERT INTO licenses ({LICENSE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
     ))?
     .execute(params![
         sql(l.id.0)?,
@@ -535,6 +739,8 @@ fn insert_license(tx: &Transaction<'_>, l: &LicenseRecord) -> Result<(), Error> 
         state_code(l.state),
         l.origin.map(|c| sql(c.0)).transpose()?,
         sql(l.issued_at.0)?,
+        i64::from(l.rights.0),
+        l.tag.as_slice(),
     ])?;
     Ok(())
 }
@@ -557,14 +763,14 @@ fn bill(tx: &Transaction<'_>, e: &LedgerEntry) -> Result<(), Error> {
 fn content_exists(tx: &Transaction<'_>, id: ContentId) -> Result<bool, Error> {
     Ok(tx
         .prepare_cached("SELECT 1 FROM contents WHERE id = ?1")?
-        .query_row([sql(id.0)?], |_| Ok(()))
+        .query_row([lookup(id.0)], |_| Ok(()))
         .optional()?
         .is_some())
 }
 
 impl Registry for SqliteRegistry {
     fn add_user(&self) -> Result<UserId, Error> {
-        self.write(|tx| {
+        self.write_durable(|tx| {
             let id = next_id(tx, "users")?;
             tx.prepare_cached("INSERT INTO users (id) VALUES (?1)")?
                 .execute([sql(id)?])?;
@@ -576,7 +782,7 @@ impl Registry for SqliteRegistry {
         self.read(|tx| {
             Ok(tx
                 .prepare_cached("SELECT 1 FROM users WHERE id = ?1")?
-                .query_row([sql(user.0)?], |_| Ok(()))
+                .query_row([lookup(user.0)], |_| Ok(()))
                 .optional()?
                 .is_some())
         })
@@ -588,10 +794,10 @@ impl Registry for SqliteRegistry {
         limit: usize,
         build: ClientBuilder<'_>,
     ) -> Result<ClientRecord, Error> {
-        self.write(|tx| {
+        self.write_durable(|tx| {
             if tx
                 .prepare_cached("SELECT 1 FROM users WHERE id = ?1")?
-                .query_row([sql(user.0)?], |_| Ok(()))
+                .query_row([lookup(user.0)], |_| Ok(()))
                 .optional()?
                 .is_none()
             {
@@ -599,7 +805,7 @@ impl Registry for SqliteRegistry {
             }
             let active: i64 = tx
                 .prepare_cached("SELECT count(*) FROM clients WHERE user_id = ?1 AND revoked = 0")?
-                .query_row([sql(user.0)?], |r| r.get(0))?;
+                .query_row([lookup(user.0)], |r| r.get(0))?;
             if un(active)? >= limit as u64 {
                 return Err(Error::ClientLimit(user));
             }
@@ -610,17 +816,17 @@ impl Registry for SqliteRegistry {
             if record.id != id || record.leaf != leaf || record.user != user {
                 return Err(Error::Internal("client builder changed the IDs"));
             }
-            tx.prepare_cached(
-                "INSERT INTO clients (id, user_id, leaf, server, certificate, public_key, revoked)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
-            )?
+            tx.prepare_cached(&format!(
+                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)"
+            ))?
             .execute(params![
                 sql(id.0)?,
                 sql(user.0)?,
                 i64::from(leaf.get()),
                 i64::from(record.server.0),
                 record.certificate,
-                record.public_key.as_slice()
+                record.public_key.as_slice(),
+                record.tag.as_slice(),
             ])?;
             set_meta(tx, "next_leaf", leaves.next_leaf())?;
             Ok(record)
@@ -652,20 +858,25 @@ impl Registry for SqliteRegistry {
         })
     }
 
-    fn revoke_client(&self, id: ClientId) -> Result<(ClientRecord, u64), Error> {
-        self.write(|tx| {
-            let mut client = self.client_in(tx, id)?.ok_or(Error::ClientNotFound(id))?;
+    fn revoke_client(
+        &self,
+        id: ClientId,
+        revoke: Revoker<'_>,
+    ) -> Result<(ClientRecord, u64), Error> {
+        self.write_durable(|tx| {
+            let client = self.client_in(tx, id)?.ok_or(Error::ClientNotFound(id))?;
             if client.revoked {
                 return Err(Error::ClientRevoked(id));
             }
             let epoch = meta(tx, "epoch")?
                 .checked_add(1)
                 .ok_or(Error::Internal("epoch overflow"))?;
-            tx.prepare_cached("UPDATE clients SET revoked = 1 WHERE id = ?1")?
-                .execute([sql(id.0)?])?;
+            let revoked = revoke(&client)?;
+            super::check_revoked(&client, &revoked)?;
+            tx.prepare_cached("UPDATE clients SET revoked = 1, tag = ?2 WHERE id = ?1")?
+                .execute(params![sql(id.0)?, revoked.tag.as_slice()])?;
             set_meta(tx, "epoch", epoch)?;
-            client.revoked = true;
-            Ok((client, epoch))
+            Ok((revoked, epoch))
         })
     }
 
@@ -684,16 +895,16 @@ impl Registry for SqliteRegistry {
     }
 
     fn add_content(&self, build: ContentBuilder<'_>) -> Result<ContentRecord, Error> {
-        self.write(|tx| {
+        self.write_durable(|tx| {
             let id = ContentId(next_id(tx, "contents")?);
             let record = build(id)?;
             if record.id != id {
                 return Err(Error::Internal("content builder changed the ID"));
             }
-            tx.prepare_cached("INSERT INTO contents (id, epoch, envelope) VALUES (?1, ?2, ?3)")?
+            tx.prepare_cached("INSERT INTO contents (id, key_id, envelope) VALUES (?1, ?2, ?3)")?
                 .execute(params![
                     sql(id.0)?,
-                    sql(record.epoch)?,
+                    i64::from(record.key_id),
                     record.envelope.as_slice()
                 ])?;
             Ok(record)
@@ -703,13 +914,13 @@ impl Registry for SqliteRegistry {
     fn content(&self, id: ContentId) -> Result<Option<ContentRecord>, Error> {
         self.read(|tx| {
             let row: Option<(i64, Vec<u8>)> = tx
-                .prepare_cached("SELECT epoch, envelope FROM contents WHERE id = ?1")?
-                .query_row([sql(id.0)?], |r| Ok((r.get(0)?, r.get(1)?)))
+                .prepare_cached("SELECT key_id, envelope FROM contents WHERE id = ?1")?
+                .query_row([lookup(id.0)], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            row.map(|(epoch, envelope)| {
+            row.map(|(key_id, envelope)| {
                 Ok(ContentRecord::new(
                     id,
-                    un(epoch)?,
+                    key_id_of(key_id)?,
                     envelope
                         .try_into()
                         .map_err(|_| Error::Storage("bad envelope length".into()))?,
@@ -722,7 +933,7 @@ impl Registry for SqliteRegistry {
     fn contents(&self) -> Result<Vec<ContentRecord>, Error> {
         self.read(|tx| {
             let mut stmt =
-                tx.prepare_cached("SELECT id, epoch, envelope FROM contents ORDER BY id")?;
+                tx.prepare_cached("SELECT id, key_id, envelope FROM contents ORDER BY id")?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
@@ -731,29 +942,16 @@ impl Registry for SqliteRegistry {
                 ))
             })?;
             rows.map(|row| {
-                let (id, epoch, envelope) = row?;
+                let (id, key_id, envelope) = row?;
                 Ok(ContentRecord::new(
                     ContentId(un(id)?),
-                    un(epoch)?,
+                    key_id_of(key_id)?,
                     envelope
                         .try_into()
                         .map_err(|_| Error::Storage("bad envelope length".into()))?,
                 ))
             })
             .collect()
-        })
-    }
-
-    fn replace_envelopes(&self, records: &[ContentRecord]) -> Result<(), Error> {
-        self.write(|tx| {
-            let mut stmt =
-                tx.prepare_cached("UPDATE contents SET epoch = ?2, envelope = ?3 WHERE id = ?1")?;
-            for r in records {
-                if stmt.execute(params![sql(r.id.0)?, sql(r.epoch)?, r.envelope.as_slice()])? != 1 {
-                    return Err(Error::ContentNotFound(r.id));
-                }
-            }
-            Ok(())
         })
     }
 
@@ -764,7 +962,7 @@ impl Registry for SqliteRegistry {
             }
             if tx
                 .prepare_cached("SELECT 1 FROM users WHERE id = ?1")?
-                .query_row([sql(user.0)?], |_| Ok(()))
+                .query_row([lookup(user.0)], |_| Ok(()))
                 .optional()?
                 .is_none()
             {
@@ -787,7 +985,7 @@ impl Registry for SqliteRegistry {
         build: LicenseBuilder<'_>,
     ) -> Result<(LicenseRecord, LedgerEntry), Error> {
         // Build (and sign) outside the lock; the checks run inside the transaction.
-        let id = LicenseId(self.next_license.fetch_add(1, Ordering::Relaxed));
+        let id = LicenseId(self.take_id(&self.next_license)?);
         let license = build(id)?;
         if license.id != id || license.client != client || license.content != content {
             return Err(Error::Internal("license builder changed the IDs"));
@@ -809,7 +1007,7 @@ impl Registry for SqliteRegistry {
                 .prepare_cached(
                     "INSERT OR IGNORE INTO requests (client_id, nonce) VALUES (?1, ?2)",
                 )?
-                .execute(params![sql(client.0)?, sql(request_nonce)?])?;
+                .execute(params![sql(client.0)?, nonce_bits(request_nonce)])?;
             if inserted == 0 {
                 return Err(Error::RequestReplayed);
             }
@@ -837,20 +1035,28 @@ impl Registry for SqliteRegistry {
                 license_in(tx, intent.license)?,
                 self.client_in(tx, intent.destination)?,
             )?;
-            let certificate_id = CertificateId(next_id(tx, "history")?);
-            let license_id = LicenseId(self.next_license.fetch_add(1, Ordering::Relaxed));
-            let (new_license, h) = build(&ctx, certificate_id, license_id)?;
-            if new_license.id != license_id
-                || h.id != certificate_id
-                || new_license.client != intent.destination
-                || new_license.user != ctx.source.user
-            {
-                return Err(Error::Internal("move builder changed the IDs"));
+            let used = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO requests (client_id, nonce) VALUES (?1, ?2)",
+                )?
+                .execute(params![sql(intent.source.0)?, nonce_bits(intent.nonce)])?;
+            if used == 0 {
+                return Err(Error::RequestReplayed);
             }
-            tx.prepare_cached("UPDATE licenses SET state = ?2 WHERE id = ?1")?
+            let certificate_id = CertificateId(self.take_id(&self.next_certificate)?);
+            let license_id = LicenseId(self.take_id(&self.next_license)?);
+            let rows = build(&ctx, certificate_id, license_id)?;
+            rows.check(&ctx, certificate_id, license_id)?;
+            let MoveRows {
+                moved,
+                license: new_license,
+                history: h,
+            } = rows;
+            tx.prepare_cached("UPDATE licenses SET state = ?2, tag = ?3 WHERE id = ?1")?
                 .execute(params![
                     sql(intent.license.0)?,
-                    state_code(LicenseState::Moved)
+                    state_code(LicenseState::Moved),
+                    moved.tag.as_slice(),
                 ])?;
             insert_license(tx, &new_license)?;
             tx.prepare_cached(
@@ -936,7 +1142,7 @@ impl Registry for SqliteRegistry {
         self.read(|tx| {
             let total: Option<i64> = tx
                 .prepare_cached("SELECT total FROM users WHERE id = ?1")?
-                .query_row([sql(user.0)?], |r| r.get(0))
+                .query_row([lookup(user.0)], |r| r.get(0))
                 .optional()?;
             un(total.ok_or(Error::UserNotFound(user))?)
         })
@@ -989,9 +1195,8 @@ impl Registry for SqliteRegistry {
 
     fn all_clients(&self) -> Result<Vec<ClientRecord>, Error> {
         self.read(|tx| {
-            let mut stmt = tx.prepare_cached(
-                "SELECT id, user_id, leaf, server, certificate, public_key, revoked FROM clients ORDER BY id",
-            )?;
+            let mut stmt =
+                tx.prepare_cached(&format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY id"))?;
             let rows = stmt.query_map([], client_row)?;
             rows.map(|row| row?.into_record(self.height)).collect()
         })
