@@ -550,3 +550,66 @@ fn cover_dot_draws_the_tree_the_revoked_leaves_and_the_subsets() {
         "height up to 8",
     );
 }
+
+/// Issue 12, item 11: a secret key can come from a file or standard input, and the help says
+/// what a key on the command line exposes.
+#[test]
+fn keys_come_from_a_file_or_standard_input() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("authority.key");
+    assert!(treecast(&["keygen", "--out", path(&key)]).status.success());
+    let payload = "00112233445566778899aabbccddeeff";
+    let tree = ["--scheme", "sd", "--height", "8"];
+    let revoked = dir.path().join("none.txt");
+    std::fs::write(&revoked, "3\n").unwrap();
+    let by_arg = dir.path().join("arg.ekb");
+    build_ekb(&tree, &revoked, &key, payload, &by_arg);
+    let key_file = dir.path().join("payload.hex");
+    std::fs::write(&key_file, format!("{payload}\n")).unwrap();
+    let by_file = dir.path().join("file.ekb");
+    let mut args = vec!["ekb", "build"];
+    args.extend_from_slice(&tree);
+    args.extend_from_slice(&["--revoked", path(&revoked), "--key", path(&key)]);
+    let common = args.clone();
+    args.extend_from_slice(&[
+        "--payload-key-file",
+        path(&key_file),
+        "--out",
+        path(&by_file),
+    ]);
+    assert!(treecast(&args).status.success());
+    let by_stdin = dir.path().join("stdin.ekb");
+    let mut args = common.clone();
+    args.extend_from_slice(&["--payload-key-file", "-", "--out", path(&by_stdin)]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_treecast"))
+        .args(&args)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(payload.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let reference = std::fs::read(&by_arg).unwrap();
+    assert_eq!(std::fs::read(&by_file).unwrap(), reference);
+    assert_eq!(std::fs::read(&by_stdin).unwrap(), reference);
+    // Both forms at once, or neither, is a usage error; the help warns about the first.
+    let mut both = common.clone();
+    both.extend_from_slice(&[
+        "--payload-key",
+        payload,
+        "--payload-key-file",
+        path(&key_file),
+    ]);
+    both.extend_from_slice(&["--out", path(&by_file)]);
+    assert!(!treecast(&both).status.success());
+    let help = stdout(&treecast(&["ekb", "build", "--help"]));
+    assert!(help.contains("visible to every user"), "{help}");
+    let help = stdout(&treecast(&["aacs", "mkb", "--help"]));
+    assert!(help.contains("visible to every user"), "{help}");
+}

@@ -35,7 +35,7 @@ fn sigkill_at_random_points_loses_nothing_committed() {
                 "--keys",
                 keys.to_str().unwrap(),
             ])
-            .args(["--ops", "1000000", "--seed", &round.to_string()])
+            .args(["--ops", "1000000", "--seed", &round.to_string(), "--append"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -134,6 +134,41 @@ fn store_check_fails_on_a_tampered_registry() {
             .status
             .success()
     );
+    let keys_arg = keys.to_str().unwrap();
+    let checked = treecast(&["store", "check", "--store", &store, "--keys", keys_arg]);
+    assert!(checked.status.success(), "{checked:?}");
+    // A second workload does not write into a registry that holds data, unless told.
+    crate::cli::assert_clean_failure(
+        &treecast(&[
+            "store", "workload", "--store", &store, "--keys", keys_arg, "--ops", "5",
+        ]),
+        "already holds",
+    );
+    // Someone with SQL access re-keys a client and plants a trigger; `store check` reports both,
+    // fires nothing and changes no byte of the file.
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "UPDATE clients SET public_key = zeroblob(32) WHERE id = (SELECT MIN(id) FROM clients);
+             CREATE TRIGGER planted AFTER INSERT ON meta BEGIN DELETE FROM users; END;",
+        )
+        .unwrap();
+    }
+    let before = std::fs::read(&db).unwrap();
+    let out = treecast(&["store", "check", "--store", &store, "--keys", keys_arg]);
+    crate::cli::assert_clean_failure(&out, "invariant violations");
+    let text = stdout(&out);
+    assert!(text.contains("trigger planted"), "{text}");
+    assert!(text.contains("not authenticated"), "{text}");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "store check changed the file"
+    );
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("DROP TRIGGER planted").unwrap();
+    }
     // Bill someone without an event, and give a moved license a second life.
     {
         let conn = rusqlite::Connection::open(&db).unwrap();

@@ -28,6 +28,12 @@ fn a_small_run_passes_and_does_what_it_was_asked() {
     assert_eq!(n.revocations, config.revocations);
     assert!(n.attacks_tried > 50, "{n:?}");
     assert_eq!(n.attacks_tried, n.attacks_refused);
+    // Every kind of attack was tried, the move-protocol ones of issue 12 included.
+    for (name, a) in &report.attacks {
+        assert!(a.tried > 0 && a.refused == a.tried, "{name}: {a:?}");
+    }
+    assert!(report.attacks.contains_key("diverted_certificate"));
+    assert!(report.attacks.contains_key("containerless_source"));
     assert_eq!(n.billed, n.purchases * 300 + n.moves * 50);
     for (name, inv) in &report.invariants {
         if name != "6_deterministic" {

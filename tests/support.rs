@@ -68,14 +68,20 @@ impl<R: Registry> World<R> {
 
     /// A client of `user` registered with `server`, holding the current EKB.
     pub(crate) fn client(&mut self, user: UserId, server: u32) -> Client {
+        self.client_with_key(user, server).0
+    }
+
+    /// As [`World::client`], with a copy of the client's signing key (to sign requests by hand).
+    pub(crate) fn client_with_key(&mut self, user: UserId, server: u32) -> (Client, SigningKey) {
         let key = SigningKey::generate(&mut self.rng);
+        let copy = key.clone();
         let registration = self
             .distributor
             .register_client(user, ServerId(server), &key.verifying_key())
             .unwrap();
         let mut client = Client::new(key, registration).unwrap();
         self.give_current_ekb(&mut client);
-        client
+        (client, copy)
     }
 
     pub(crate) fn give_current_ekb(&self, client: &mut Client) {

@@ -3,6 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use rand_chacha::rand_core::SeedableRng;
 use treecast_license::ContentId;
 use treecast_license::content::{self, ContentKey};
 
@@ -16,7 +17,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((pos, plain)) = rest.split_first_chunk::<2>() else { return };
     let plain = &plain[..plain.len().min(usize::from(len) * 20)];
     let mut packed = Vec::new();
-    content::package(ContentId(1), 1, 1024, &key, [3; 16], plain, &mut packed).expect("packaging to memory");
+    let nonce = content::Nonce::generate(&mut rand_chacha::ChaCha8Rng::seed_from_u64(u64::from(len)));
+    content::package(ContentId(1), 1, 1024, &key, nonce, plain, &mut packed).expect("packaging to memory");
     let mut out = Vec::new();
     content::open(&key, &packed[..], &mut out).expect("a fresh container opens");
     assert_eq!(out, plain);

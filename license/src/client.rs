@@ -313,6 +313,12 @@ impl Client {
         Ok(header.content_id)
     }
 
+    /// Deletes a stored container (to free space, say); the license, if any, stays. Returns
+    /// whether there was one.
+    pub fn remove_content(&mut self, content: ContentId) -> bool {
+        self.state.stores_mut().contents.remove(&content).is_some()
+    }
+
     /// Whether the client holds the content and a license for it.
     pub fn holds(&self, content: ContentId) -> bool {
         self.state.stores().contents.contains_key(&content)

@@ -210,6 +210,11 @@ impl<R: Registry> Distributor<R> {
         &self.registry
     }
 
+    /// The registry, giving up the distributor.
+    pub fn into_registry(self) -> R {
+        self.registry
+    }
+
     /// The tariff.
     pub fn tariff(&self) -> &Tariff {
         &self.tariff

@@ -112,7 +112,9 @@ impl DistributorKeys {
                 )));
             }
         }
-        let mut text = Zeroizing::new(String::new());
+        // Reserved up front for the largest file read: a buffer that grew would leave copies of
+        // the secrets in freed memory.
+        let mut text = Zeroizing::new(String::with_capacity(MAX_LEN as usize + 64));
         file.take(MAX_LEN + 1)
             .read_to_string(&mut text)
             .map_err(|_| bad("not a treecast key file (not text)"))?;
@@ -126,7 +128,9 @@ impl DistributorKeys {
             )));
         }
         let mut master = None;
-        let mut servers = Vec::new();
+        // One slot a line at most, reserved before any key is decoded into it (a vector that
+        // grew would move the signing keys and leave copies behind).
+        let mut servers = Vec::with_capacity(text.lines().count());
         for (n, line) in lines.enumerate() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let key = |hex_text: &str| -> Result<Zeroizing<[u8; 32]>, Error> {

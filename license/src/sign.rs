@@ -88,6 +88,11 @@ impl<T: Signable> Unverified<T> {
         })
     }
 
+    /// The encoding as received: payload, then the signature.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// The fields, unverified: use them only to find the key to verify with.
     pub fn unverified(&self) -> &T {
         &self.tbs

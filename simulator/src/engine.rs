@@ -15,7 +15,8 @@ use treecast_license::keytree::{
 use treecast_license::registry::{Registry, audit};
 use treecast_license::{
     Client, ClientId, ClientState, ContentId, Distributor, DistributorConfig, Error, LicenseId,
-    LicenseServer, ManualClock, ServerId, ServerKeys, Tariff, UnixTime, UserId,
+    LicenseServer, ManualClock, MovePackage, ReleaseKey, ServerId, ServerKeys, Tariff, UnixTime,
+    UserId,
 };
 
 use crate::SimError;
@@ -649,8 +650,35 @@ impl<'c, R: Registry> Engine<'c, R> {
         let now = self.clock_now();
         let request = src.move_request(license_id, dst.id(), now);
         let certificate = self.distributor.supply_certificate(request.as_bytes())?;
-        let package = src.move_out(certificate.as_bytes())?;
         dst.store_verified_ekb(self.current_ekb()?)?;
+        if self.attack_now(rng) {
+            // The user diverts the server's reply to the destination; the source never moves
+            // out. Without the source's release the destination neither moves in nor plays.
+            let forged = MovePackage::new(
+                certificate.as_bytes().to_vec(),
+                Some(content.container.clone()),
+                ReleaseKey::generate(rng),
+            );
+            let refused_in = dst.move_in(&forged, now).is_err();
+            let carried = certificate.tbs().license()?;
+            let played = dst.acquire_license(carried.as_bytes()).is_ok()
+                && dst.play(content.id, std::io::sink()).is_ok();
+            self.tally
+                .attack(Attack::DivertedCertificate, refused_in && !played, u);
+        }
+        let containerless = self.attack_now(rng);
+        if containerless {
+            // The source deleted its container before the move.
+            src.remove_content(content.id);
+        }
+        let package = src.move_out(certificate.as_bytes())?;
+        if containerless {
+            // Downloading the container again gives the source nothing to play.
+            src.store_content(content.container.clone())?;
+            let refused = src.play(content.id, std::io::sink()).is_err();
+            self.tally.attack(Attack::ContainerlessSource, refused, u);
+            dst.store_content(content.container.clone())?;
+        }
         dst.move_in(&package, now)?;
         let new_license = dst.license_id(content.id);
         self.ops.add(Op::Move, 1, t.elapsed());

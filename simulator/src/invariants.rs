@@ -75,10 +75,15 @@ pub(crate) enum Attack {
     RevokedLicenseRequest,
     /// A revoked client opening the current EKB.
     RevokedOpensEkb,
+    /// A copy certificate taken from the server's reply straight to the destination, the
+    /// source never moving out: the destination must not be able to play.
+    DivertedCertificate,
+    /// A source that deleted its container moves out: it must keep no playable license.
+    ContainerlessSource,
 }
 
 impl Attack {
-    pub(crate) const ALL: [Self; 9] = [
+    pub(crate) const ALL: [Self; 11] = [
         Self::CrossUserMove,
         Self::ReplayedCertificate,
         Self::TamperedCertificate,
@@ -88,6 +93,8 @@ impl Attack {
         Self::PlayWithoutLicense,
         Self::RevokedLicenseRequest,
         Self::RevokedOpensEkb,
+        Self::DivertedCertificate,
+        Self::ContainerlessSource,
     ];
 
     pub(crate) const fn name(self) -> &'static str {
@@ -101,6 +108,8 @@ impl Attack {
             Self::PlayWithoutLicense => "play_without_license",
             Self::RevokedLicenseRequest => "revoked_license_request",
             Self::RevokedOpensEkb => "revoked_opens_ekb",
+            Self::DivertedCertificate => "diverted_certificate",
+            Self::ContainerlessSource => "containerless_source",
         }
     }
 }
@@ -128,8 +137,8 @@ pub struct AttackCount {
 pub(crate) struct Tally {
     checks: [AtomicU64; 7],
     violations: [AtomicU64; 7],
-    attacks_tried: [AtomicU64; 9],
-    attacks_refused: [AtomicU64; 9],
+    attacks_tried: [AtomicU64; Attack::ALL.len()],
+    attacks_refused: [AtomicU64; Attack::ALL.len()],
     /// (sort key, message): sorted at the end so that threads do not change which come first.
     first: Mutex<Vec<(u64, String)>>,
 }

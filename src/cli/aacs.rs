@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use treecast_keytree::aacs::{self, AacsAuthority, DeviceKeySet, Mkb};
 use treecast_keytree::{Error, LeafIndex, PayloadKey, TreeId};
 
-use super::input::{parse_key16, read_bounded, read_key_file, read_revoked};
+use super::input::{read_bounded, read_key_file, read_revoked, secret_key16};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AacsCommand {
@@ -53,9 +53,17 @@ pub(crate) struct MkbArgs {
     /// A file of revoked leaves (0 to 2^31 - 1), one per line; none revoked without it.
     #[arg(long)]
     revoked: Option<PathBuf>,
-    /// The media key, 32 hex digits.
+    /// The media key, 32 hex digits: on the command line it is visible to every user of this
+    /// machine (ps, /proc) and kept in shell history; prefer --media-key-file.
+    #[arg(
+        long,
+        required_unless_present = "media_key_file",
+        conflicts_with = "media_key_file"
+    )]
+    media_key: Option<String>,
+    /// A file holding the media key as 32 hex digits (`-`: standard input).
     #[arg(long)]
-    media_key: String,
+    media_key_file: Option<PathBuf>,
     /// The MKB version.
     #[arg(long, default_value_t = 1)]
     version: u32,
@@ -103,7 +111,10 @@ pub(crate) fn run(cmd: AacsCommand) -> anyhow::Result<()> {
 fn mkb(args: &MkbArgs) -> anyhow::Result<()> {
     let authority = args.authority.authority()?;
     let revoked = read_revoked(args.revoked.as_deref(), aacs::height())?;
-    let media_key = PayloadKey::from_bytes(*parse_key16(&args.media_key)?);
+    let media_key = PayloadKey::from_bytes(*secret_key16(
+        args.media_key.as_deref(),
+        args.media_key_file.as_deref(),
+    )?);
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
     let mut bytes = authority.build_mkb(&media_key, &revoked, args.version, nonce)?;

@@ -10,7 +10,7 @@ use treecast_keytree::{Authority, EkbIn, LeafIndex, PayloadKey, Scheme, TreeConf
 
 use super::TreeArgs;
 use super::cover::SubsetReport;
-use super::input::{parse_key16, read_bounded, read_key_file, read_revoked};
+use super::input::{read_bounded, read_key_file, read_revoked, secret_key16};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum EkbCommand {
@@ -35,9 +35,17 @@ pub(crate) struct BuildArgs {
     /// The key epoch.
     #[arg(long, default_value_t = 1)]
     epoch: u64,
-    /// The payload key to deliver, 32 hex digits.
+    /// The payload key to deliver, 32 hex digits: on the command line it is visible to every
+    /// user of this machine (ps, /proc) and kept in shell history; prefer --payload-key-file.
+    #[arg(
+        long,
+        required_unless_present = "payload_key_file",
+        conflicts_with = "payload_key_file"
+    )]
+    payload_key: Option<String>,
+    /// A file holding the payload key as 32 hex digits (`-`: standard input).
     #[arg(long)]
-    payload_key: String,
+    payload_key_file: Option<PathBuf>,
     /// Where to write the EKB.
     #[arg(long)]
     out: PathBuf,
@@ -83,7 +91,10 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
     let config = TreeConfig::new(Scheme::from(args.tree.scheme), height, TreeId(args.tree_id));
     let authority = Authority::new(read_key_file(&args.key)?.master(), config)?;
     let revoked = read_revoked(args.tree.revoked.as_deref(), height)?;
-    let payload = PayloadKey::from_bytes(*parse_key16(&args.payload_key)?);
+    let payload = PayloadKey::from_bytes(*secret_key16(
+        args.payload_key.as_deref(),
+        args.payload_key_file.as_deref(),
+    )?);
     let ekb = authority.build_ekb(&payload, &revoked, args.epoch)?;
     fs::write(&args.out, ekb.as_bytes())
         .with_context(|| format!("cannot write {}", args.out.display()))?;

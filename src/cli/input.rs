@@ -27,9 +27,20 @@ pub(crate) fn read_revoked(
         Box::new(BufReader::new(file))
     };
     let mut leaves = Vec::new();
-    for (n, line) in reader.lines().enumerate() {
+    // Bounded: at most MAX_REVOKED_TEXT bytes are read, so a line or a file without end cannot
+    // exhaust memory (docs/design.md, "CLI").
+    let mut read = 0u64;
+    for (n, line) in reader.take(MAX_REVOKED_TEXT + 1).lines().enumerate() {
         let line =
             line.with_context(|| format!("{}: cannot read line {}", path.display(), n + 1))?;
+        read += line.len() as u64 + 1;
+        if read > MAX_REVOKED_TEXT {
+            bail!(
+                "{}: larger than {} MiB, the most a revoked-leaf file may hold",
+                path.display(),
+                MAX_REVOKED_TEXT >> 20
+            );
+        }
         let text = line.split('#').next().unwrap_or("").trim();
         if text.is_empty() {
             continue;
@@ -48,6 +59,9 @@ pub(crate) fn read_revoked(
     }
     Ok(RevocationSet::from_leaves(height, leaves)?)
 }
+
+/// The largest revoked-leaf file read: 256 MiB, about 25 million leaves.
+const MAX_REVOKED_TEXT: u64 = 256 << 20;
 
 /// Creates a new distributor key file with a master secret and `servers` license servers, from
 /// system randomness.
@@ -68,6 +82,43 @@ pub(crate) fn write_new_key_file(path: &Path, servers: u32) -> anyhow::Result<()
 pub(crate) fn read_key_file(path: &Path) -> anyhow::Result<DistributorKeys> {
     Ok(DistributorKeys::load(path)?)
 }
+
+/// A 16-byte secret key from the command line (`hex`) or from a file (`file`; `-` is standard
+/// input) holding 32 hex digits; exactly one of them is given (clap enforces it).
+pub(crate) fn secret_key16(
+    hex: Option<&str>,
+    file: Option<&Path>,
+) -> anyhow::Result<Zeroizing<[u8; 16]>> {
+    match (hex, file) {
+        (Some(text), None) => parse_key16(text),
+        (None, Some(path)) => {
+            // Reserved up front: a buffer that grew would leave copies of the key behind.
+            let mut text = Zeroizing::new(Vec::with_capacity(MAX_KEY_TEXT as usize + 64));
+            let reader: Box<dyn Read> = if path == Path::new("-") {
+                Box::new(io::stdin())
+            } else {
+                Box::new(
+                    fs::File::open(path)
+                        .with_context(|| format!("cannot open {}", path.display()))?,
+                )
+            };
+            reader
+                .take(MAX_KEY_TEXT + 1)
+                .read_to_end(&mut text)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if text.len() as u64 > MAX_KEY_TEXT {
+                bail!("{}: too large to hold a key", path.display());
+            }
+            let text = std::str::from_utf8(&text)
+                .map_err(|_| anyhow::anyhow!("{}: a key must be 32 hex digits", path.display()))?;
+            parse_key16(text).with_context(|| path.display().to_string())
+        }
+        _ => bail!("give the key either on the command line or in a file, not both"),
+    }
+}
+
+/// The most text a key file given to `--…-key-file` may hold.
+const MAX_KEY_TEXT: u64 = 4096;
 
 /// Parses a 16-byte key given as 32 hex digits.
 pub(crate) fn parse_key16(s: &str) -> anyhow::Result<Zeroizing<[u8; 16]>> {

@@ -43,9 +43,15 @@ impl std::str::FromStr for StoreSpec {
 pub(crate) enum StoreCommand {
     /// Re-check the invariants of a stored registry; exits non-zero on any violation.
     Check {
-        /// The registry: `sqlite:PATH`.
+        /// The registry: `sqlite:PATH`. It is opened read-only, its schema's functions
+        /// untrusted; nothing in it is changed.
         #[arg(long, default_value = DEFAULT_STORE)]
         store: StoreSpec,
+        /// The distributor key file of the `store workload` that wrote the registry: with it,
+        /// every client and license row is checked for the distributor's tag and every content
+        /// key for opening, so that rows written by someone else are reported.
+        #[arg(long)]
+        keys: Option<PathBuf>,
         /// How many violations to print at most.
         #[arg(long, default_value_t = 10)]
         limit: usize,
@@ -66,9 +72,14 @@ pub(crate) struct WorkloadArgs {
     /// How many operations to run.
     #[arg(long, default_value_t = 1000)]
     ops: u64,
-    /// The seed of the workload.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    /// The seed of the workload's keys and choices; drawn from the operating system when not
+    /// given (a fixed seed makes every content and client key predictable).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run on a registry that already holds data (by default a non-empty store is refused, so
+    /// that a test workload never writes into a real registry by mistake).
+    #[arg(long)]
+    append: bool,
     /// The tree height.
     #[arg(long, default_value = "20", value_parser = super::parse_height)]
     height: TreeHeight,
@@ -79,7 +90,7 @@ const DEFAULT_STORE: &str = "sqlite:treecast-registry.sqlite";
 
 pub(crate) fn run(cmd: StoreCommand) -> anyhow::Result<()> {
     match cmd {
-        StoreCommand::Check { store, limit } => check(&store, limit),
+        StoreCommand::Check { store, keys, limit } => check(&store, keys.as_deref(), limit),
         StoreCommand::Workload(args) => match &args.store {
             StoreSpec::Memory => workload(&args, MemoryRegistry::new(args.height)),
             StoreSpec::Sqlite(path) => workload(&args, SqliteRegistry::open(path, args.height)?),
@@ -87,12 +98,34 @@ pub(crate) fn run(cmd: StoreCommand) -> anyhow::Result<()> {
     }
 }
 
-fn check(store: &StoreSpec, limit: usize) -> anyhow::Result<()> {
+fn check(store: &StoreSpec, keys: Option<&std::path::Path>, limit: usize) -> anyhow::Result<()> {
     let StoreSpec::Sqlite(path) = store else {
         bail!("only a stored registry can be checked: use --store sqlite:PATH");
     };
-    let registry = SqliteRegistry::open_existing(path)?;
-    let violations = audit(&registry, limit)?;
+    let registry = SqliteRegistry::open_read_only(path)?;
+    let mut violations: Vec<String> = registry
+        .foreign_schema_objects()?
+        .into_iter()
+        .map(|o| format!("the file has a {o}, which no treecast registry has"))
+        .collect();
+    violations.extend(audit(&registry, limit)?);
+    let registry = match keys {
+        Some(keys) => {
+            let d = distributor(
+                keys,
+                registry,
+                registry_height(path)?,
+                Arc::new(ManualClock::new(UnixTime(0))),
+            )?;
+            violations.extend(d.check_stored_rows(limit)?);
+            d.into_registry()
+        }
+        None => {
+            eprintln!("note: without --keys, row authentication is not checked");
+            registry
+        }
+    };
+    violations.truncate(limit);
     let (users, clients, licenses) = (
         registry.users()?.len(),
         registry.all_clients()?.len(),
@@ -118,23 +151,57 @@ fn check(store: &StoreSpec, limit: usize) -> anyhow::Result<()> {
     );
 }
 
-/// The workload: each line is printed (and flushed) only after its change has committed.
-fn workload<R: Registry>(args: &WorkloadArgs, registry: R) -> anyhow::Result<()> {
-    let keys = read_key_file(&args.keys)?;
-    let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, args.height, TreeId(1));
+/// The height of a stored registry.
+fn registry_height(path: &std::path::Path) -> anyhow::Result<TreeHeight> {
+    Ok(SqliteRegistry::open_read_only(path)?.height())
+}
+
+/// The distributor of `store workload`: a Complete Subtree tree with ID 1, the key file's
+/// master secret and servers.
+fn distributor<R: Registry>(
+    keys: &std::path::Path,
+    registry: R,
+    height: TreeHeight,
+    clock: Arc<ManualClock>,
+) -> anyhow::Result<Distributor<R>> {
+    let keys = read_key_file(keys)?;
+    let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));
     let authority = Authority::new(keys.master(), config)?;
-    let clock = Arc::new(ManualClock::new(UnixTime(1_800_000_000)));
     let servers = keys.servers().to_vec();
     anyhow::ensure!(!servers.is_empty(), "the key file has no license server");
-    let d = Distributor::new(
+    Ok(Distributor::new(
         authority,
-        servers.clone(),
+        servers,
         registry,
         Tariff::default(),
-        clock.clone(),
+        clock,
         DistributorConfig::default(),
-    );
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(args.seed);
+    ))
+}
+
+/// The workload: each line is printed (and flushed) only after its change has committed.
+fn workload<R: Registry>(args: &WorkloadArgs, registry: R) -> anyhow::Result<()> {
+    if !args.append && !registry.users()?.is_empty() {
+        bail!(
+            "the store already holds a registry: `store workload` writes test data with its own \
+             keys; pass --append to run it on this store anyway"
+        );
+    }
+    let clock = Arc::new(ManualClock::new(UnixTime(1_800_000_000)));
+    let d = distributor(&args.keys, registry, args.height, clock.clone())?;
+    let servers: Vec<treecast_license::ServerId> =
+        d.server_keys().iter().map(|(id, _)| id).collect();
+    let seed = match args.seed {
+        Some(seed) => seed,
+        None => {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes)
+                .map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
+            u64::from_le_bytes(bytes)
+        }
+    };
+    eprintln!("workload seed {seed}");
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
     let mut users: Vec<(treecast_license::UserId, Vec<Client>)> = Vec::new();
     let mut contents: Vec<ContentId> = Vec::new();
     let mut containers: std::collections::HashMap<ContentId, Vec<u8>> =
@@ -159,8 +226,7 @@ fn workload<R: Registry>(args: &WorkloadArgs, registry: R) -> anyhow::Result<()>
             } else {
                 let u = pick(&mut rng, users.len());
                 let s = pick(&mut rng, servers.len());
-                let (Some((user, clients)), Some(server)) =
-                    (users.get_mut(u), servers.get(s).map(|s| s.id()))
+                let (Some((user, clients)), Some(&server)) = (users.get_mut(u), servers.get(s))
                 else {
                     continue;
                 };
