@@ -11,7 +11,9 @@ use oxideav_aacs::mkb::Mkb as OxMkb;
 use oxideav_aacs::subdiff::aes_g3;
 use oxideav_aacs::unit_key::{UnitKeyFile, UnitKeyFileHeader};
 use oxideav_aacs::volume::{AacsVolume, DeviceKey as OxDeviceKey};
-use treecast_keytree::aacs::{self, AacsAuthority, DeviceKeySet, ExplicitSubset, Mkb, Uv};
+use treecast_keytree::aacs::{
+    self, AacsAuthority, DeviceKeySet, ExplicitSubset, Mkb, ProcessingKeys, Uv,
+};
 use treecast_keytree::{
     Error, LeafIndex, MasterSecret, NodeIndex, PayloadKey, RevocationSet, TreeId,
 };
@@ -242,4 +244,36 @@ fn we_process_an_mkb_built_with_oxideav_primitives_alone() {
         .device_keys(leaf(0))
         .unwrap();
     assert_eq!(outside.process(&mkb), Err(Error::Revoked));
+
+    // Issue 13: a published processing key (computed above with oxideav's AES-G3 alone) derives
+    // the media key, through the library and through `treecast aacs process --pk`, as libaacs
+    // does; a key for no subset of this MKB derives nothing.
+    let pk_text = format!(
+        "; published processing keys\n| PK | 0x{} ; another disc\n| PK | 0x{} ; this one\n",
+        hex::encode_upper([0x11u8; 16]),
+        hex::encode_upper(processing_key)
+    );
+    let pks = ProcessingKeys::from_keydb(&pk_text).unwrap();
+    assert_eq!(pks.keys().len(), 2);
+    assert_eq!(
+        pks.process(&mkb).unwrap(),
+        PayloadKey::from_bytes(MEDIA_KEY)
+    );
+    let wrong = ProcessingKeys::from_keydb("| PK | 0x00112233445566778899AABBCCDDEEFF\n").unwrap();
+    assert_eq!(wrong.process(&mkb), Err(Error::UnwrapFailed));
+    let dir = tempfile::tempdir().unwrap();
+    let mkb_file = dir.path().join("MKB_RO.inf");
+    let pk_file = dir.path().join("KEYDB.cfg");
+    std::fs::write(&mkb_file, &bytes).unwrap();
+    std::fs::write(&pk_file, &pk_text).unwrap();
+    let out = crate::cli::treecast(&[
+        "aacs",
+        "process",
+        "--mkb",
+        mkb_file.to_str().unwrap(),
+        "--pk",
+        pk_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(crate::cli::stdout(&out).trim(), hex::encode(MEDIA_KEY));
 }

@@ -133,3 +133,119 @@ fn libaacs_computes_our_media_key_and_refuses_revoked_devices() {
         assert_eq!(check(leaf), None, "revoked leaf {leaf}");
     }
 }
+
+/// The leaves at the edges of the range and of each half of the tree (issue 13): libaacs
+/// derives the media key for each when it is not revoked and none when it is, from the KEYDB.cfg
+/// `aacs device-keys` writes (the published `DEVICE_NODE` form) and from one the test writes by
+/// hand; `treecast aacs process` reads the hand-written one to the same key.
+#[test]
+fn libaacs_and_treecast_agree_at_the_edges_of_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(helper) = helper(dir.path()) else {
+        return;
+    };
+    let edges = [
+        0u32,
+        1,
+        (1 << 30) - 1,
+        1 << 30,
+        (1 << 31) - 2,
+        (1 << 31) - 1,
+    ];
+    let master = dir.path().join("authority.key");
+    let keygen = crate::cli::treecast(&["keygen", "--out", master.to_str().unwrap()]);
+    assert!(keygen.status.success(), "{keygen:?}");
+    let media_key = "00112233445566778899aabbccddeeff";
+    let media_key_file = dir.path().join("media.key");
+    std::fs::write(&media_key_file, media_key).unwrap();
+    let mut run = 0;
+    for revoke_edges in [false, true] {
+        let tag = if revoke_edges { "revoked" } else { "clear" };
+        let revoked_file = dir.path().join(format!("revoked-{tag}.txt"));
+        let mut revoked: Vec<u32> = vec![17, 1 << 29];
+        if revoke_edges {
+            revoked.extend(edges);
+        }
+        let list: String = revoked.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&revoked_file, list).unwrap();
+        let mkb_file = dir.path().join(format!("MKB-{tag}.inf"));
+        let out = crate::cli::treecast(&[
+            "aacs",
+            "mkb",
+            "--key",
+            master.to_str().unwrap(),
+            "--revoked",
+            revoked_file.to_str().unwrap(),
+            "--media-key-file",
+            media_key_file.to_str().unwrap(),
+            "--out",
+            mkb_file.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        let disc = disc(&dir.path().join(tag), &std::fs::read(&mkb_file).unwrap());
+        for leaf in edges {
+            let written = dir.path().join(format!("KEYDB-{tag}-{leaf}.cfg"));
+            let out = crate::cli::treecast(&[
+                "aacs",
+                "device-keys",
+                "--key",
+                master.to_str().unwrap(),
+                "--leaf",
+                &leaf.to_string(),
+                "--out",
+                written.to_str().unwrap(),
+            ]);
+            assert!(out.status.success(), "{out:?}");
+            let text = std::fs::read_to_string(&written).unwrap();
+            assert!(
+                text.contains(&format!("DEVICE_NODE 0x{:04X} ", leaf << 1)),
+                "leaf {leaf}: not the published form"
+            );
+            // The same keys, written by hand in the published form.
+            let by_hand = dir.path().join(format!("KEYDB-hand-{tag}-{leaf}.cfg"));
+            let mut hand = String::from("; KEYDB.cfg written by hand\n");
+            for line in text.lines().filter(|l| l.starts_with("| DK |")) {
+                let field = |name: &str| {
+                    line.split('|')
+                        .map(str::trim)
+                        .find_map(|f| f.strip_prefix(name).map(|v| v.trim().to_owned()))
+                        .unwrap()
+                };
+                hand.push_str(&format!(
+                    "| DK | DEVICE_KEY {} | DEVICE_NODE 0x{:08x} | KEY_UV {} | KEY_U_MASK_SHIFT {} ; by hand\n",
+                    field("DEVICE_KEY"),
+                    leaf << 1,
+                    field("KEY_UV"),
+                    field("KEY_U_MASK_SHIFT"),
+                ));
+            }
+            std::fs::write(&by_hand, &hand).unwrap();
+            let expected = (!revoke_edges).then(|| media_key.to_owned());
+            for keydb in [&written, &by_hand] {
+                run += 1;
+                let got =
+                    libaacs_media_key(&helper, &disc, keydb, &dir.path().join(format!("h{run}")));
+                assert_eq!(
+                    got,
+                    expected,
+                    "libaacs, leaf {leaf}, {tag}, {}",
+                    keydb.display()
+                );
+            }
+            let ours = crate::cli::treecast(&[
+                "aacs",
+                "process",
+                "--mkb",
+                mkb_file.to_str().unwrap(),
+                "--keydb",
+                by_hand.to_str().unwrap(),
+            ]);
+            if revoke_edges {
+                crate::cli::assert_clean_failure(&ours, "revoked");
+            } else {
+                assert!(ours.status.success(), "{ours:?}");
+                assert_eq!(crate::cli::stdout(&ours).trim(), media_key, "leaf {leaf}");
+            }
+        }
+    }
+}

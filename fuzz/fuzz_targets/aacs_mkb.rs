@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use treecast_keytree::aacs::{AacsAuthority, DeviceKeySet, Mkb};
+use treecast_keytree::aacs::{AacsAuthority, DeviceKeySet, Mkb, ProcessingKeys};
 use treecast_keytree::{LeafIndex, MasterSecret, TreeId};
 
 /// A device of a fixed authority, and that authority.
@@ -19,6 +19,19 @@ fn device() -> &'static (AacsAuthority, DeviceKeySet) {
     })
 }
 
+/// An MKB of the fixed authority, with a few revoked devices.
+fn mkb() -> &'static [u8] {
+    static MKB: OnceLock<Vec<u8>> = OnceLock::new();
+    MKB.get_or_init(|| {
+        let (authority, _) = device();
+        let revoked = treecast_keytree::RevocationSet::from_leaves(authority.height(), [1, 9, 77])
+            .unwrap();
+        authority
+            .build_mkb(&treecast_keytree::PayloadKey::from_bytes([3; 16]), &revoked, 1, [0; 8])
+            .unwrap()
+    })
+}
+
 fuzz_target!(|data: &[u8]| {
     let (authority, keys) = device();
     if let Ok(mkb) = Mkb::parse(data) {
@@ -29,6 +42,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(set) = DeviceKeySet::from_keydb(text) {
             assert_eq!(DeviceKeySet::from_keydb(&set.to_keydb()).unwrap(), set);
+        }
+        // Published processing keys, tried on an MKB of the fixed authority.
+        if let Ok(pks) = ProcessingKeys::from_keydb(text) {
+            let _ = pks.process(&Mkb::parse(mkb()).unwrap());
         }
     }
 });

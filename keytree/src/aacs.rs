@@ -62,7 +62,7 @@ use crate::treemath::{LeafIndex, NodeIndex, TreeHeight};
 mod keydb;
 pub mod mkb;
 
-pub use keydb::{DeviceKeyEntry, DeviceKeySet, MAX_KEYDB_LEN, MAX_KEYS};
+pub use keydb::{DeviceKeyEntry, DeviceKeySet, MAX_KEYDB_LEN, MAX_KEYS, ProcessingKeys};
 pub use mkb::Mkb;
 
 /// The height of the AACS tree: 31 levels below the root.
@@ -438,6 +438,36 @@ impl DeviceKeySet {
                 && (entry.uv & mask) == (k.uv.get() & mask)
                 && k.uv.depth() <= Uv(entry.uv).depth()
         })
+    }
+}
+
+impl ProcessingKeys {
+    /// The media key of `mkb`, from a processing key instead of device keys, as libaacs does
+    /// with published `| PK |` lines: each key is tried on each subset's Media Key Data entry,
+    /// `K_m = AES-128-D(K_p, C) ⊕ (0^96 ‖ uv)`, and the first that passes the Verify Media Key
+    /// record is the media key. At most `keys × subsets` AES operations
+    /// ([`MAX_KEYS`](crate::aacs::MAX_KEYS) keys).
+    ///
+    /// # Errors
+    /// [`Error::UnwrapFailed`] when no key opens any entry; [`Error::Decode`] when the MKB lacks
+    /// the Verify Media Key record or an entry.
+    pub fn process(&self, mkb: &Mkb<'_>) -> Result<PayloadKey, Error> {
+        let verify =
+            mkb.verify_media_key()
+                .ok_or(Error::Decode(crate::DecodeError::MissingData(
+                    "Verify Media Key record",
+                )))?;
+        for index in 0..mkb.subset_count() {
+            let entry = mkb.subset(index)?;
+            let data = mkb.media_key_data(index)?;
+            for key in self.keys() {
+                let media_key = crypto::unwrap(key, u128::from(entry.uv), &data);
+                if verifies_media_key(&media_key, &verify) {
+                    return Ok(media_key);
+                }
+            }
+        }
+        Err(Error::UnwrapFailed)
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use treecast_keytree::aacs::{self, AacsAuthority, DeviceKeySet, Mkb};
+use treecast_keytree::aacs::{self, AacsAuthority, DeviceKeySet, Mkb, ProcessingKeys};
 use treecast_keytree::{Error, LeafIndex, PayloadKey, TreeId};
 
 use super::input::{read_bounded, read_key_file, read_revoked, secret_key16};
@@ -89,9 +89,13 @@ pub(crate) struct ProcessArgs {
     /// The MKB file.
     #[arg(long)]
     mkb: PathBuf,
-    /// A KEYDB.cfg holding the device's `| DK |` lines.
+    /// A KEYDB.cfg holding the device's `| DK |` lines (either `DEVICE_NODE` form).
+    #[arg(long, required_unless_present = "pk", conflicts_with = "pk")]
+    keydb: Option<PathBuf>,
+    /// A KEYDB.cfg holding published processing keys (`| PK |` lines): the media key is derived
+    /// with them instead of device keys, as libaacs does.
     #[arg(long)]
-    keydb: PathBuf,
+    pk: Option<PathBuf>,
     /// Also check treecast's End-of-MKB signature with this authority key file.
     #[arg(long)]
     key: Option<PathBuf>,
@@ -152,18 +156,33 @@ fn process(args: &ProcessArgs) -> anyhow::Result<()> {
     let bytes = read_bounded(&args.mkb, MAX_MKB_FILE)?;
     let mkb =
         Mkb::parse(&bytes).with_context(|| format!("{} is not a valid MKB", args.mkb.display()))?;
-    let text = read_bounded(&args.keydb, aacs::MAX_KEYDB_LEN as u64)?;
-    let text = zeroize::Zeroizing::new(
-        String::from_utf8(text)
-            .with_context(|| format!("{} is not UTF-8", args.keydb.display()))?,
-    );
-    let keys = DeviceKeySet::from_keydb(&text)
-        .with_context(|| format!("{} holds no usable device keys", args.keydb.display()))?;
     if let Some(key) = &args.key {
         let authority = AacsAuthority::new(read_key_file(key)?.master(), TreeId(args.tree_id))?;
         mkb.verify(&authority.verifying_key())
             .with_context(|| format!("the signature of {} does not verify", args.mkb.display()))?;
     }
+    let (path, text) = match (&args.keydb, &args.pk) {
+        (Some(path), None) | (None, Some(path)) => (path, read_keydb(path)?),
+        _ => bail!("give --keydb or --pk"),
+    };
+    if args.pk.is_some() {
+        let keys = ProcessingKeys::from_keydb(&text)
+            .with_context(|| format!("{} holds no usable processing keys", path.display()))?;
+        let media_key = keys.process(&mkb).map_err(|e| match e {
+            Error::UnwrapFailed => anyhow::anyhow!(
+                "no processing key in {} opens {}",
+                path.display(),
+                args.mkb.display()
+            ),
+            other => {
+                anyhow::Error::new(other).context(format!("cannot process {}", args.mkb.display()))
+            }
+        })?;
+        println!("{}", hex::encode(media_key.secret_bytes()));
+        return Ok(());
+    }
+    let keys = DeviceKeySet::from_keydb(&text)
+        .with_context(|| format!("{} holds no usable device keys", path.display()))?;
     match keys.process(&mkb) {
         Ok(media_key) => {
             println!("{}", hex::encode(media_key.secret_bytes()));
@@ -176,6 +195,26 @@ fn process(args: &ProcessArgs) -> anyhow::Result<()> {
         ),
         Err(e) => Err(e).with_context(|| format!("cannot process {}", args.mkb.display())),
     }
+}
+
+/// A KEYDB.cfg file's text, bounded, in a buffer zeroized on drop.
+fn read_keydb(path: &Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    use std::io::Read as _;
+    let max = aacs::MAX_KEYDB_LEN as u64;
+    let file = fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let size = file.metadata().map_or(max, |m| m.len().min(max));
+    // Reserved at the file's size: a buffer that grew would leave copies of keys behind.
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(size as usize + 64));
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() as u64 > max {
+        bail!("{} is larger than {max} bytes", path.display());
+    }
+    std::str::from_utf8(&bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
+    let text = String::from_utf8(std::mem::take(&mut *bytes))
+        .map_err(|_| anyhow::anyhow!("{} is not UTF-8", path.display()))?;
+    Ok(zeroize::Zeroizing::new(text))
 }
 
 /// Creates a file readable by its owner only; refuses to overwrite one.

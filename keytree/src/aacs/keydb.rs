@@ -5,9 +5,14 @@
 //! | DK | DEVICE_KEY 0x<32 hex> | DEVICE_NODE 0x<hex> | KEY_UV 0x<8 hex> | KEY_U_MASK_SHIFT 0x<2 hex> ; comment
 //! ```
 //!
-//! `DEVICE_NODE` is the device number: the `uv` number of the device's leaf,
-//! `(leaf << 1) | 1`. It is written with at least 4 hex digits (the width of published KEYDB
-//! files) and as many as it needs. `KEY_UV` is the `uv` of the node `v` of the stored label
+//! `DEVICE_NODE` is the device number in the form published KEYDB files use: the leaf shifted
+//! left by one with the low bit **clear**, `leaf << 1` (the widely circulated entry
+//! `DEVICE_NODE 0x0800` is leaf 1024). The reader also takes the `uv` form with the low bit set,
+//! `(leaf << 1) | 1`: no AACS processing step looks at bit 0 (a `u` mask never covers it, and a
+//! device is never the `v` of a subset that applies to it). It is written with at least 4 hex
+//! digits (the width of published KEYDB files) and as many as it needs. The low bit is written
+//! clear because libaacs skips a device numbered `0xFFFFFFFF` (its first-device sentinel), which
+//! the `uv` form gives the last leaf. `KEY_UV` is the `uv` of the node `v` of the stored label
 //! `L(u, v)`, and `KEY_U_MASK_SHIFT` names `u`.
 //!
 //! The reader takes a whole KEYDB.cfg: it skips blank lines, `;` comments and every record
@@ -143,7 +148,7 @@ impl DeviceKeySet {
             let _ = writeln!(
                 out,
                 " | DEVICE_NODE 0x{:04X} | KEY_UV 0x{:08X} | KEY_U_MASK_SHIFT 0x{:02X}",
-                self.device.get(),
+                published_node(self.device),
                 k.uv.get(),
                 k.u_mask_shift
             );
@@ -189,7 +194,8 @@ impl DeviceKeySet {
                     _ => {}
                 }
             }
-            let node = node.ok_or(DecodeError::InvalidValue("DEVICE_NODE"))?;
+            // Either form names the leaf `node >> 1`.
+            let node = node.ok_or(DecodeError::InvalidValue("DEVICE_NODE"))? >> 1;
             if *device.get_or_insert(node) != node {
                 return Err(DecodeError::InvalidValue(
                     "DK lines of more than one device",
@@ -207,10 +213,68 @@ impl DeviceKeySet {
                 u_mask_shift,
             });
         }
-        let device = device.ok_or(DecodeError::MissingData("DK line"))?;
-        let device = Uv::new(device).map_err(|_| DecodeError::InvalidValue("DEVICE_NODE"))?;
+        let leaf = device.ok_or(DecodeError::MissingData("DK line"))?;
+        let device =
+            Uv::new((leaf << 1) | 1).map_err(|_| DecodeError::InvalidValue("DEVICE_NODE"))?;
         Self::new(device, keys).map_err(|_| DecodeError::InvalidValue("DK line"))
     }
+}
+
+/// Processing keys, as published KEYDB.cfg files carry them in `| PK | 0x<32 hex>` lines: each
+/// the processing key of one subset of some MKB, enough to derive that MKB's media key without
+/// any device key. Zeroized on drop; `Debug` shows only the count.
+#[derive(Clone)]
+pub struct ProcessingKeys(Vec<NodeKey>);
+
+impl ProcessingKeys {
+    /// The `| PK |` lines of a KEYDB.cfg text; every other line is skipped.
+    ///
+    /// # Errors
+    /// [`DecodeError::TooLarge`] beyond [`MAX_KEYDB_LEN`] bytes or [`MAX_KEYS`] keys;
+    /// [`DecodeError::InvalidValue`] for a `PK` line whose key is not `0x` and 32 hex digits;
+    /// [`DecodeError::MissingData`] when there is no `PK` line.
+    pub fn from_keydb(text: &str) -> Result<Self, DecodeError> {
+        if text.len() > MAX_KEYDB_LEN {
+            return Err(DecodeError::TooLarge("KEYDB.cfg"));
+        }
+        // Reserved up front, as for device keys.
+        let mut keys = Vec::with_capacity(MAX_KEYS);
+        for line in text.lines() {
+            let body = line.split(';').next().unwrap_or_default().trim();
+            let mut fields = body.split('|').map(str::trim);
+            if fields.next() != Some("") || fields.next() != Some("PK") {
+                continue;
+            }
+            if keys.len() == MAX_KEYS {
+                return Err(DecodeError::TooLarge("PK line count"));
+            }
+            let value = fields.next().unwrap_or_default();
+            keys.push(hex_key(value).map_err(|_| DecodeError::InvalidValue("PK"))?);
+        }
+        if keys.is_empty() {
+            return Err(DecodeError::MissingData("PK line"));
+        }
+        Ok(Self(keys))
+    }
+
+    /// The keys, in file order.
+    pub fn keys(&self) -> &[NodeKey] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ProcessingKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessingKeys")
+            .field("count", &self.0.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A device's `DEVICE_NODE` as published KEYDB files write it: its leaf's `uv` with the low bit
+/// clear, `leaf << 1`.
+pub(crate) fn published_node(device: Uv) -> u32 {
+    device.get() & !1
 }
 
 /// `0x` and 1 to 8 hex digits.

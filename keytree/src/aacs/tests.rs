@@ -177,6 +177,62 @@ fn keydb_round_trips_and_reads_a_keydb_with_other_records() {
 }
 
 #[test]
+fn keydb_device_node_is_written_published_and_read_in_both_forms() {
+    for l in [
+        0u32,
+        1,
+        1024,
+        (1 << 30) - 1,
+        1 << 30,
+        (1 << 31) - 2,
+        (1 << 31) - 1,
+    ] {
+        let keys = authority().device_keys(leaf(l)).unwrap();
+        let text = keys.to_keydb();
+        let published = format!("DEVICE_NODE 0x{:04X} ", l << 1);
+        assert!(
+            text.contains(&published),
+            "leaf {l}: {}",
+            text.lines().nth(1).unwrap_or("")
+        );
+        assert_eq!(DeviceKeySet::from_keydb(&text).unwrap(), keys, "leaf {l}");
+        // The uv form (low bit set) names the same device.
+        let uv_form = text.replace(&published, &format!("DEVICE_NODE 0x{:04X} ", (l << 1) | 1));
+        assert_eq!(
+            DeviceKeySet::from_keydb(&uv_form).unwrap(),
+            keys,
+            "leaf {l}"
+        );
+        // Both forms in one file are one device; another leaf's node is refused.
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        if let Some(last) = lines.last_mut() {
+            *last = last.replace(&published, &format!("DEVICE_NODE 0x{:04X} ", (l << 1) | 1));
+        }
+        assert_eq!(DeviceKeySet::from_keydb(&lines.join("\n")).unwrap(), keys);
+        let other = l ^ 1;
+        if let Some(last) = lines.last_mut() {
+            *last = last.replace(
+                &format!("DEVICE_NODE 0x{:04X} ", (l << 1) | 1),
+                &format!("DEVICE_NODE 0x{:04X} ", other << 1),
+            );
+        }
+        assert!(
+            DeviceKeySet::from_keydb(&lines.join("\n")).is_err(),
+            "leaf {l}"
+        );
+    }
+    // The widely circulated entry names leaf 1024.
+    let line = |node: &str| {
+        format!(
+            "| DK | DEVICE_KEY 0x000102030405060708090A0B0C0D0E0F | DEVICE_NODE {node} | KEY_UV 0x00000400 | KEY_U_MASK_SHIFT 0x17"
+        )
+    };
+    let set = DeviceKeySet::from_keydb(&line("0x0800")).unwrap();
+    assert_eq!(set.device_number().get(), 0x0801);
+    assert_eq!(DeviceKeySet::from_keydb(&line("0x801")).unwrap(), set);
+}
+
+#[test]
 fn keydb_refuses_malformed_lines() {
     let good = "| DK | DEVICE_KEY 0x000102030405060708090A0B0C0D0E0F | DEVICE_NODE 0x0001 | KEY_UV 0x80000000 | KEY_U_MASK_SHIFT 0x1F";
     let cases = [
