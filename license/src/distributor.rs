@@ -610,38 +610,28 @@ impl<R: Registry> Distributor<R> {
     /// # Errors
     /// [`Error::Storage`] when the store fails.
     pub fn check_stored_rows(&self, limit: usize) -> Result<Vec<String>, Error> {
-        let mut found = Vec::new();
-        for c in self.registry.all_clients()? {
-            if found.len() >= limit {
-                return Ok(found);
-            }
+        let forged = |id: &dyn core::fmt::Display| {
+            format!("{id}: its row is not authenticated (forged or altered)")
+        };
+        let clients = self.registry.all_clients()?.into_iter().filter_map(|c| {
             let id = c.id;
-            if self.vault.check_client(c).is_err() {
-                found.push(format!(
-                    "{id}: its row is not authenticated (forged or altered)"
-                ));
-            }
-        }
-        for l in self.registry.all_licenses()? {
-            if found.len() >= limit {
-                return Ok(found);
-            }
+            self.vault.check_client(c).is_err().then(|| forged(&id))
+        });
+        let licenses = self.registry.all_licenses()?.into_iter().filter_map(|l| {
             let id = l.id;
-            if self.vault.check_license(l).is_err() {
-                found.push(format!(
-                    "{id}: its row is not authenticated (forged or altered)"
-                ));
-            }
-        }
-        for c in self.registry.contents()? {
-            if found.len() >= limit {
-                return Ok(found);
-            }
-            if self.vault.open(&c).is_err() {
-                found.push(format!("{}: its content key does not open", c.id));
-            }
-        }
-        Ok(found)
+            self.vault.check_license(l).is_err().then(|| forged(&id))
+        });
+        let contents = self.registry.contents()?.into_iter().filter_map(|c| {
+            self.vault
+                .open(&c)
+                .is_err()
+                .then(|| format!("{}: its content key does not open", c.id))
+        });
+        Ok(clients
+            .chain(licenses)
+            .chain(contents)
+            .take(limit)
+            .collect())
     }
 
     /// A client row, after checking this distributor's tag on it.

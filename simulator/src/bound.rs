@@ -87,7 +87,9 @@ pub struct CryptoBound {
     pub unit_seconds: UnitCosts,
     /// The run's crypto work alone, on one thread: client key generation and certificate
     /// signature per registration; 2 signatures and 2 verifications per purchase (request and
-    /// license); 3 and 3 per move (request, license, certificate); a decryption per play.
+    /// license); per move 3 signatures (request, license, certificate) and 4 verifications (the
+    /// server checks the request, the source the certificate before it deletes anything, the
+    /// destination the certificate and the license); a decryption per play.
     pub crypto_seconds: f64,
     /// That work spread over the run's threads.
     pub crypto_seconds_per_thread: f64,
@@ -109,7 +111,7 @@ impl CryptoBound {
         let [registrations, purchases, moves, plays] = counts.map(|c| c as f64);
         let crypto_seconds = registrations * (unit.keygen + unit.sign)
             + purchases * 2.0 * (unit.sign + unit.verify)
-            + moves * 3.0 * (unit.sign + unit.verify)
+            + moves * (3.0 * unit.sign + 4.0 * unit.verify)
             + plays * unit.decrypt;
         let per_thread = crypto_seconds / threads.max(1) as f64;
         Self {

@@ -650,20 +650,11 @@ const LICENSE_COLUMNS: &str =
     "id, content_id, client_id, user_id, epoch, state, origin, issued_at, rights, tag";
 
 fn license_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<([Option<i64>; 9], Vec<u8>)> {
-    Ok((
-        [
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            r.get(6)?,
-            r.get(7)?,
-            r.get(8)?,
-        ],
-        r.get(9)?,
-    ))
+    let mut v = [None; 9];
+    for (i, slot) in v.iter_mut().enumerate() {
+        *slot = r.get(i)?;
+    }
+    Ok((v, r.get(9)?))
 }
 
 fn license_record((v, tag): ([Option<i64>; 9], Vec<u8>)) -> Result<LicenseRecord, Error> {
