@@ -22,7 +22,14 @@ use treecast_license::{
 use crate::SimError;
 use crate::config::SimConfig;
 use crate::invariants::{Attack, Invariant, Tally};
+use crate::report::EkbEpoch;
 use crate::workload::{MoveSpread, Popularity, Purpose, UserPlan, below, rng, unit};
+
+mod checks;
+mod moves;
+mod register;
+mod revocation;
+mod rounds;
 
 /// Prices, in cents: a license and a copy certificate cost differently (claims 7, 8).
 pub(crate) const LICENSE_PRICE: u64 = 300;
@@ -177,19 +184,6 @@ impl OpStats {
     }
 }
 
-/// One epoch's EKB, for the report.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct EkbEpoch {
-    /// The epoch.
-    pub epoch: u64,
-    /// Revoked clients so far.
-    pub revoked: u64,
-    /// Subsets in its cover.
-    pub subsets: u32,
-    /// Its size in bytes.
-    pub bytes: usize,
-}
-
 /// What a run leaves behind, before it becomes a report.
 pub(crate) struct Outcome {
     pub(crate) tally: Tally,
@@ -334,165 +328,18 @@ impl<'c, R: Registry> Engine<'c, R> {
         })
     }
 
-    fn bar(&self, message: &'static str, len: u64) {
+    pub(super) fn bar(&self, message: &'static str, len: u64) {
         self.progress.set_message(message);
         self.progress.set_length(len);
         self.progress.set_position(0);
     }
 
-    /// Registers every user and client, in user order so that IDs and leaves do not depend on
-    /// threads. Client keys for the next chunk of users are made on the other threads while a
-    /// chunk is registered.
-    fn register(&mut self) -> Result<Vec<SimUser>, SimError> {
-        const CHUNK: u64 = 4096;
-        let cfg = self.cfg;
-        self.bar("registration", cfg.users);
-        let spread = MoveSpread::new(cfg);
-        let plan_chunk = |start: u64| -> Vec<(UserPlan, Vec<SigningKey>)> {
-            let end = (start + CHUNK).min(cfg.users);
-            (start..end)
-                .into_par_iter()
-                .map(|u| {
-                    let plan = UserPlan::new(cfg, &self.popularity, &spread, u);
-                    let keys = plan.key_seeds.iter().map(SigningKey::from_bytes).collect();
-                    (plan, keys)
-                })
-                .collect()
-        };
-        let mut users = Vec::with_capacity(cfg.users as usize);
-        let mut first_client = Vec::with_capacity(cfg.users as usize);
-        let mut next = plan_chunk(0);
-        let mut start = 0;
-        while start < cfg.users {
-            let chunk = std::mem::take(&mut next);
-            let following = start + CHUNK;
-            let (registered, planned) = rayon::join(
-                || -> Result<Vec<SimUser>, SimError> {
-                    chunk
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, (plan, keys))| self.register_user(start + i as u64, plan, keys))
-                        .collect()
-                },
-                || {
-                    if following < cfg.users {
-                        plan_chunk(following)
-                    } else {
-                        Vec::new()
-                    }
-                },
-            );
-            for user in registered? {
-                first_client.push(user.clients.first().map_or(0, |c| c.id.0));
-                users.push(user);
-            }
-            next = planned;
-            self.progress.inc(following.min(cfg.users) - start);
-            start = following;
-        }
-        self.first_client = first_client;
-        Ok(users)
-    }
-
-    fn register_user(
-        &self,
-        u: u64,
-        plan: UserPlan,
-        keys: Vec<SigningKey>,
-    ) -> Result<SimUser, SimError> {
-        let t = Instant::now();
-        let id = self.distributor.register_user()?;
-        let mut clients = Vec::with_capacity(keys.len());
-        let buyers: Vec<bool> = (0..keys.len())
-            .map(|j| plan.purchases.iter().any(|p| usize::from(p.client) == j))
-            .collect();
-        for (j, (signing_key, seed)) in keys.into_iter().zip(plan.key_seeds).enumerate() {
-            let server = ServerId(1 + ((u + j as u64) % u64::from(self.cfg.servers)) as u32);
-            let registration =
-                self.distributor
-                    .register_client(id, server, &signing_key.verifying_key())?;
-            let client_id = registration.client_id;
-            let leaf = registration.device_keys.leaf();
-            let key = buyers
-                .get(j)
-                .copied()
-                .unwrap_or(false)
-                .then(|| Box::new(signing_key.clone()));
-            let state = Client::new(signing_key, registration)?.into_state();
-            clients.push(SimClient {
-                id: client_id,
-                leaf,
-                seed,
-                key,
-                state: Some(state),
-                revoked: false,
-            });
-        }
-        self.ops
-            .add(Op::Register, clients.len() as u64, t.elapsed());
-        let holdings = plan
-            .purchases
-            .into_iter()
-            .map(|p| Holding {
-                content: p.content,
-                round: p.round,
-                plays: p.plays,
-                moves: p.moves,
-                holder: p.client,
-                license: None,
-            })
-            .collect();
-        Ok(SimUser {
-            id,
-            clients,
-            holdings,
-        })
-    }
-
-    /// One round: every user makes the purchases planned for it, plays and moves them, with
-    /// attacks mixed in; users run in parallel.
-    fn round(&self, users: &mut [SimUser], round: u32) -> Result<(), SimError> {
-        self.bar("round", users.len() as u64);
-        self.clock.advance(3_600);
-        users.par_iter_mut().enumerate().try_for_each(|(u, user)| {
-            let r = self.user_round(u as u64, user, round);
-            self.progress.inc(1);
-            r
-        })
-    }
-
-    fn user_round(&self, u: u64, user: &mut SimUser, round: u32) -> Result<(), SimError> {
-        let mut rng = rng(
-            self.cfg.seed,
-            Purpose::Round,
-            u * u64::from(self.cfg.rounds) + u64::from(round),
-        );
-        let mut keys = Keys::new(user.clients.len());
-        for h in 0..user.holdings.len() {
-            if user.holdings.get(h).is_none_or(|x| x.round != round) {
-                continue;
-            }
-            if !self.purchase(u, user, h, &mut keys, &mut rng)? {
-                continue;
-            }
-            let (plays, moves) = user.holdings.get(h).map_or((0, 0), |x| (x.plays, x.moves));
-            let before = plays.div_ceil(2);
-            for _ in 0..before {
-                self.play(u, user, h, &mut keys, true)?;
-            }
-            for _ in 0..moves {
-                self.move_once(u, user, h, &mut keys, &mut rng)?;
-            }
-            for _ in before..plays {
-                self.play(u, user, h, &mut keys, true)?;
-            }
-        }
-        keys.settle(user, round);
-        Ok(())
-    }
-
     /// Takes a client out of storage: its saved state, its keys re-provisioned by the authority.
-    fn restore(&self, c: &mut SimClient, signing_key: SigningKey) -> Result<Client, SimError> {
+    pub(super) fn restore(
+        &self,
+        c: &mut SimClient,
+        signing_key: SigningKey,
+    ) -> Result<Client, SimError> {
         let state = c
             .state
             .take()
@@ -507,525 +354,44 @@ impl<'c, R: Registry> Engine<'c, R> {
     }
 
     /// Puts a client back in storage.
-    fn park(c: &mut SimClient, client: Client) {
+    pub(super) fn park(c: &mut SimClient, client: Client) {
         let mut state = client.into_state();
         state.compact();
         c.state = Some(state);
     }
 
-    fn current_ekb(&self) -> Result<Arc<VerifiedEkbBuf>, SimError> {
+    pub(super) fn current_ekb(&self) -> Result<Arc<VerifiedEkbBuf>, SimError> {
         self.ekb
             .read()
             .map(|e| e.clone())
             .map_err(|_| SimError::Internal("EKB lock poisoned"))
     }
 
-    fn content(&self, index: u32) -> Result<&Published, SimError> {
+    pub(super) fn content(&self, index: u32) -> Result<&Published, SimError> {
         self.contents
             .get(index as usize)
             .ok_or(SimError::Internal("content index"))
     }
 
-    /// The purchase of holding `h`: download, license request, license supply, acquisition.
-    /// Returns whether it was bought (a revoked buyer is skipped).
-    fn purchase(
-        &self,
-        u: u64,
-        user: &mut SimUser,
-        h: usize,
-        keys: &mut Keys,
-        rng: &mut rand_chacha::ChaCha8Rng,
-    ) -> Result<bool, SimError> {
-        let Some(holding) = user.holdings.get(h).cloned() else {
-            return Ok(false);
-        };
-        let Some(sim) = user.clients.get_mut(usize::from(holding.holder)) else {
-            return Err(SimError::Internal("holder index"));
-        };
-        if sim.revoked {
-            return Ok(false);
-        }
-        let t = Instant::now();
-        let content = self.content(holding.content)?;
-        let key = keys.get(usize::from(holding.holder), sim)?;
-        let mut client = self.restore(sim, key)?;
-        let ekb = self.current_ekb()?;
-        client.store_verified_ekb(ekb)?;
-        client.store_content(content.container.clone())?;
-        self.distributor.supply_content(user.id, content.id)?;
-        let request = client.license_request(content.id, self.clock_now());
-        let license = self.distributor.supply_license(request.as_bytes())?;
-        client.acquire_license(license.as_bytes())?;
-        let license_id = client.license_id(content.id);
-        Self::park(sim, client);
-        self.ops.add(Op::Purchase, 1, t.elapsed());
-        if let Some(x) = user.holdings.get_mut(h) {
-            x.license = license_id;
-        }
-        if self.attack_now(rng) {
-            self.copy_attack(u, user, h, license.as_bytes(), keys, rng)?;
-        }
-        Ok(true)
-    }
-
-    /// A play of holding `h` by its holder: real decryption, compared with the original.
-    /// `workload` plays are counted as operations; the final checks' plays are not.
-    fn play(
-        &self,
-        u: u64,
-        user: &mut SimUser,
-        h: usize,
-        keys: &mut Keys,
-        workload: bool,
-    ) -> Result<(), SimError> {
-        let Some(holding) = user.holdings.get(h).cloned() else {
-            return Ok(());
-        };
-        let Some(sim) = user.clients.get_mut(usize::from(holding.holder)) else {
-            return Err(SimError::Internal("holder index"));
-        };
-        let t = Instant::now();
-        let content = self.content(holding.content)?;
-        let key = keys.get(usize::from(holding.holder), sim)?;
-        let client = self.restore(sim, key)?;
-        let mut out = Vec::with_capacity(content.plain.len());
-        let result = client.play(content.id, &mut out);
-        Self::park(sim, client);
-        if workload {
-            self.ops.add(Op::Play, 1, t.elapsed());
-        }
-        let ok = result.is_ok() && out[..] == content.plain[..];
-        self.tally.check(Invariant::PlaySucceeds, ok, u, || {
-            format!(
-                "user {u}: {} cannot play {}: {result:?}",
-                sim_name(user, holding.holder),
-                content.id
-            )
-        });
-        Ok(())
-    }
-
-    /// A move of holding `h` to another client of the same user, with the attacks that fit.
-    fn move_once(
-        &self,
-        u: u64,
-        user: &mut SimUser,
-        h: usize,
-        keys: &mut Keys,
-        rng: &mut rand_chacha::ChaCha8Rng,
-    ) -> Result<(), SimError> {
-        let Some(holding) = user.holdings.get(h).cloned() else {
-            return Ok(());
-        };
-        let Some(license_id) = holding.license else {
-            return Ok(());
-        };
-        let content = self.content(holding.content)?;
-        // A destination: another non-revoked client of the user that does not hold the content.
-        let candidates: Vec<u8> = (0..user.clients.len() as u8)
-            .filter(|&j| {
-                j != holding.holder
-                    && user.clients.get(usize::from(j)).is_some_and(|c| !c.revoked)
-                    && !user.holdings.iter().any(|x| {
-                        x.holder == j && x.content == holding.content && x.license.is_some()
-                    })
-            })
-            .collect();
-        let Some(&dest) = candidates.get(below(rng, candidates.len() as u64) as usize) else {
-            return Ok(());
-        };
-        if user
-            .clients
-            .get(usize::from(holding.holder))
-            .is_none_or(|c| c.revoked)
-        {
-            return Ok(());
-        }
-        let t = Instant::now();
-        let (src_sim, dst_sim) = pair_mut(&mut user.clients, holding.holder, dest)?;
-        let src_key = keys.get(usize::from(holding.holder), src_sim)?;
-        let dst_key = keys.get(usize::from(dest), dst_sim)?;
-        let mut src = self.restore(src_sim, src_key)?;
-        let mut dst = self.restore(dst_sim, dst_key)?;
-        let now = self.clock_now();
-        let request = src.move_request(license_id, dst.id(), now);
-        let certificate = self.distributor.supply_certificate(request.as_bytes())?;
-        dst.store_verified_ekb(self.current_ekb()?)?;
-        if self.attack_now(rng) {
-            // The user diverts the server's reply to the destination; the source never moves
-            // out. Without the source's release the destination neither moves in nor plays.
-            let forged = MovePackage::new(
-                certificate.as_bytes().to_vec(),
-                Some(content.container.clone()),
-                ReleaseKey::generate(rng),
-            );
-            let refused_in = dst.move_in(&forged, now).is_err();
-            let carried = certificate.tbs().license()?;
-            let played = dst.acquire_license(carried.as_bytes()).is_ok()
-                && dst.play(content.id, std::io::sink()).is_ok();
-            self.tally
-                .attack(Attack::DivertedCertificate, refused_in && !played, u);
-        }
-        let containerless = self.attack_now(rng);
-        if containerless {
-            // The source deleted its container before the move.
-            src.remove_content(content.id);
-        }
-        let package = src.move_out(certificate.as_bytes())?;
-        if containerless {
-            // Downloading the container again gives the source nothing to play.
-            src.store_content(content.container.clone())?;
-            let refused = src.play(content.id, std::io::sink()).is_err();
-            self.tally.attack(Attack::ContainerlessSource, refused, u);
-            dst.store_content(content.container.clone())?;
-        }
-        dst.move_in(&package, now)?;
-        let new_license = dst.license_id(content.id);
-        self.ops.add(Op::Move, 1, t.elapsed());
-
-        if self.attack_now(rng) {
-            match below(rng, 4) {
-                0 => {
-                    // The same certificate again: single use.
-                    let refused = dst.move_in(&package, now).is_err();
-                    self.tally.attack(Attack::ReplayedCertificate, refused, u);
-                }
-                1 => {
-                    let mut forged = package.clone();
-                    let at = below(rng, forged.certificate.len() as u64) as usize;
-                    if let Some(b) = forged.certificate.get_mut(at) {
-                        *b ^= 1 << below(rng, 8);
-                    }
-                    let refused = dst.move_in(&forged, now).is_err();
-                    self.tally.attack(Attack::TamperedCertificate, refused, u);
-                }
-                2 => {
-                    // The moved-from license, moved again (to the new holder).
-                    let again = src.move_request(license_id, dst.id(), now);
-                    let refused = self
-                        .distributor
-                        .supply_certificate(again.as_bytes())
-                        .is_err();
-                    self.tally.attack(Attack::SecondMove, refused, u);
-                }
-                _ => {
-                    let refused = self
-                        .distributor
-                        .supply_certificate(request.as_bytes())
-                        .is_err();
-                    self.tally.attack(Attack::ReplayedMoveRequest, refused, u);
-                }
-            }
-        }
-        if self.attack_now(rng) {
-            // A move of the new license to another user's client.
-            let other =
-                (u + 1 + below(rng, self.cfg.users.saturating_sub(1).max(1))) % self.cfg.users;
-            if other != u {
-                let target = self.client_of(other, 0)?;
-                let cross = dst.move_request(new_license.unwrap_or(license_id), target, now);
-                let refused = self
-                    .distributor
-                    .supply_certificate(cross.as_bytes())
-                    .is_err();
-                self.tally.attack(Attack::CrossUserMove, refused, u);
-            }
-        }
-        Self::park(src_sim, src);
-        Self::park(dst_sim, dst);
-        if let Some(x) = user.holdings.get_mut(h) {
-            x.holder = dest;
-            x.license = new_license;
-        }
-        Ok(())
-    }
-
-    /// After a purchase: another client of the user tries the copied license, and tries to play
-    /// the content without one.
-    fn copy_attack(
-        &self,
-        u: u64,
-        user: &mut SimUser,
-        h: usize,
-        license: &[u8],
-        keys: &mut Keys,
-        rng: &mut rand_chacha::ChaCha8Rng,
-    ) -> Result<(), SimError> {
-        let Some(holding) = user.holdings.get(h).cloned() else {
-            return Ok(());
-        };
-        let n = user.clients.len() as u64;
-        if n < 2 {
-            return Ok(());
-        }
-        let other = ((u64::from(holding.holder) + 1 + below(rng, n - 1)) % n) as u8;
-        let holds_it = user
-            .holdings
-            .iter()
-            .any(|x| x.holder == other && x.content == holding.content && x.license.is_some());
-        let Some(sim) = user.clients.get_mut(usize::from(other)) else {
-            return Ok(());
-        };
-        if holds_it {
-            return Ok(());
-        }
-        let content = self.content(holding.content)?;
-        let key = keys.get(usize::from(other), sim)?;
-        let mut client = self.restore(sim, key)?;
-        let copied = client.acquire_license(license).is_err();
-        self.tally.attack(Attack::CopiedLicense, copied, u);
-        let played = client.play(content.id, std::io::sink()).is_err();
-        self.tally.attack(Attack::PlayWithoutLicense, played, u);
-        Self::park(sim, client);
-        Ok(())
-    }
-
-    fn attack_now(&self, rng: &mut rand_chacha::ChaCha8Rng) -> bool {
+    pub(super) fn attack_now(&self, rng: &mut rand_chacha::ChaCha8Rng) -> bool {
         self.cfg.attack_share > 0.0 && unit(rng) < self.cfg.attack_share
     }
 
-    fn client_of(&self, user: u64, index: u64) -> Result<ClientId, SimError> {
+    pub(super) fn client_of(&self, user: u64, index: u64) -> Result<ClientId, SimError> {
         self.first_client
             .get(user as usize)
             .map(|first| ClientId(first + index))
             .ok_or(SimError::Internal("user index"))
     }
 
-    fn clock_now(&self) -> UnixTime {
+    pub(super) fn clock_now(&self) -> UnixTime {
         use treecast_license::Clock;
         self.clock.now()
-    }
-
-    /// Revokes `count` clients after round `round`, one epoch each; then checks that every
-    /// revoked client is refused by the new EKB and the license server, and that no subset of
-    /// the EKB holds a revoked leaf.
-    fn revoke(
-        &self,
-        users: &mut [SimUser],
-        round: u32,
-        count: u64,
-        ekbs: &mut Vec<EkbEpoch>,
-        revoked_leaves: &mut Vec<u32>,
-    ) -> Result<(), SimError> {
-        if count == 0 {
-            return Ok(());
-        }
-        self.bar("revocations", count);
-        let mut rng = rng(self.cfg.seed, Purpose::Revocation, u64::from(round));
-        let mut done = 0;
-        let mut tries = 0;
-        while done < count && tries < 100 * count {
-            tries += 1;
-            let u = below(&mut rng, users.len() as u64) as usize;
-            let Some(user) = users.get_mut(u) else {
-                continue;
-            };
-            let j = below(&mut rng, user.clients.len() as u64) as usize;
-            let Some(c) = user.clients.get_mut(j) else {
-                continue;
-            };
-            if c.revoked {
-                continue;
-            }
-            let t = Instant::now();
-            let epoch = self.distributor.revoke_client(c.id)?;
-            c.revoked = true;
-            revoked_leaves.push(c.leaf.get());
-            done += 1;
-            self.ops.add(Op::Revoke, 1, t.elapsed());
-            let mut entry = self.ekb_entry(epoch)?;
-            entry.revoked = revoked_leaves.len() as u64;
-            ekbs.push(entry);
-            self.progress.inc(1);
-        }
-        let ekb = verified_current(&self.distributor, &self.authority)?;
-        *self
-            .ekb
-            .write()
-            .map_err(|_| SimError::Internal("EKB lock poisoned"))? = ekb.clone();
-        self.check_revoked(users, &ekb, revoked_leaves)
-    }
-
-    /// Invariant 2 and the revoked-client attacks.
-    fn check_revoked(
-        &self,
-        users: &mut [SimUser],
-        ekb: &Arc<VerifiedEkbBuf>,
-        revoked_leaves: &[u32],
-    ) -> Result<(), SimError> {
-        let verified = ekb.get();
-        // The coalition: no subset of the EKB may hold any revoked leaf.
-        let mut sorted = revoked_leaves.to_vec();
-        sorted.sort_unstable();
-        let height = self.cfg.height;
-        let body = treecast_license::keytree::EkbIn::from_bytes(ekb.as_bytes())?;
-        let mut holding_revoked = 0u64;
-        let mut subsets = 0u64;
-        for subset in body.subsets() {
-            let subset = subset?;
-            subsets += 1;
-            let (u, v) = match subset {
-                treecast_license::keytree::Subset::Complete(n) => (n, None),
-                treecast_license::keytree::Subset::Difference { u, v } => (u, Some(v)),
-                _ => return Err(SimError::Internal("unknown subset kind")),
-            };
-            let inside = |n: treecast_license::keytree::NodeIndex| {
-                n.leaf_range(height).map_or(0, |r| {
-                    let lo = sorted.partition_point(|&l| u64::from(l) < r.start);
-                    let hi = sorted.partition_point(|&l| u64::from(l) < r.end);
-                    hi - lo
-                })
-            };
-            if inside(u) > v.map_or(0, inside) {
-                holding_revoked += 1;
-            }
-        }
-        self.tally
-            .check(Invariant::RevokedLockedOut, holding_revoked == 0, 0, || {
-                format!("{holding_revoked} of {subsets} subsets hold a revoked leaf")
-            });
-        // Each revoked client: the EKB refuses it, and the server refuses it a license.
-        let content = self.content(0)?;
-        for (u, user) in users.iter_mut().enumerate() {
-            for (j, sim) in user.clients.iter_mut().enumerate() {
-                if !sim.revoked {
-                    continue;
-                }
-                let opened = self.authority.device_keys(sim.leaf).open(&verified);
-                let refused = matches!(opened, Err(treecast_license::keytree::Error::Revoked));
-                self.tally
-                    .attack(Attack::RevokedOpensEkb, refused, u as u64);
-                self.tally
-                    .check(Invariant::RevokedLockedOut, refused, u as u64, || {
-                        format!("revoked client {j} of user {u} opened the EKB: {opened:?}")
-                    });
-                let key = SigningKey::from_bytes(&sim.seed);
-                let mut client = self.restore(sim, key)?;
-                let request = client.license_request(content.id, self.clock_now());
-                let answer = self.distributor.supply_license(request.as_bytes());
-                let refused = matches!(answer, Err(Error::ClientRevoked(_)));
-                self.tally
-                    .attack(Attack::RevokedLicenseRequest, refused, u as u64);
-                Self::park(sim, client);
-            }
-        }
-        Ok(())
-    }
-
-    fn ekb_entry(&self, epoch: u64) -> Result<EkbEpoch, SimError> {
-        let (current, ekb) = self.distributor.current_ekb()?;
-        let epoch = if epoch == 0 { current } else { epoch };
-        Ok(EkbEpoch {
-            epoch,
-            revoked: 0,
-            subsets: ekb.header().subset_count,
-            bytes: ekb.as_bytes().len(),
-        })
-    }
-
-    /// At the end: every purchase is held by exactly one client, which plays it unless revoked;
-    /// the registry's audit; the history and the ledger against the counts.
-    fn final_checks(&self, users: &mut [SimUser]) -> Result<u64, SimError> {
-        self.bar("final checks", users.len() as u64);
-        users
-            .par_iter_mut()
-            .enumerate()
-            .try_for_each(|(u, user)| -> Result<(), SimError> {
-                self.final_user(u as u64, user)?;
-                self.progress.inc(1);
-                Ok(())
-            })?;
-        let registry = self.distributor.registry();
-        let violations = audit(registry, crate::invariants::KEPT_VIOLATIONS)?;
-        self.tally.check(
-            Invariant::RegistryAudit,
-            violations.is_empty(),
-            u64::MAX,
-            || violations.join("; "),
-        );
-        // 4: every certificate moves between clients of one user.
-        let history = registry.certificate_history()?;
-        let mut owners = registry.client_summaries()?;
-        owners.sort_by_key(|c| c.id);
-        let owner = |id| {
-            owners
-                .binary_search_by_key(&id, |c| c.id)
-                .ok()
-                .and_then(|i| owners.get(i))
-                .map(|c| c.user)
-        };
-        let mut cross = 0u64;
-        for h in &history {
-            let same = owner(h.source) == Some(h.user) && owner(h.destination) == Some(h.user);
-            if !same {
-                cross += 1;
-            }
-        }
-        self.tally
-            .checked_ok(Invariant::SameUserMoves, history.len() as u64 - cross);
-        if cross > 0 {
-            self.tally
-                .check(Invariant::SameUserMoves, false, u64::MAX, || {
-                    format!("{cross} certificates move content between users")
-                });
-        }
-        // 5: the ledger against licenses × price + certificates × price.
-        let ledger = registry.ledger()?;
-        let total: u64 = ledger.iter().map(|e| e.amount).sum();
-        let purchases = self.ops.count(Op::Purchase);
-        let moves = self.ops.count(Op::Move);
-        let expected = purchases * LICENSE_PRICE + moves * CERTIFICATE_PRICE;
-        self.tally.check(Invariant::Billing, total == expected, u64::MAX, || {
-            format!(
-                "the ledger holds {total}, but {purchases} licenses and {moves} certificates cost {expected}"
-            )
-        });
-        Ok(total)
-    }
-
-    fn final_user(&self, u: u64, user: &mut SimUser) -> Result<(), SimError> {
-        let mut keys = Keys::new(user.clients.len());
-        for h in 0..user.holdings.len() {
-            let Some(holding) = user.holdings.get(h).cloned() else {
-                continue;
-            };
-            if holding.license.is_none() {
-                continue;
-            }
-            let content = self.content(holding.content)?;
-            // Exactly one of the user's clients holds a license for the content.
-            let holders: Vec<usize> = user
-                .clients
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| {
-                    c.state
-                        .as_ref()
-                        .is_some_and(|s| s.licensed().any(|x| x == content.id))
-                })
-                .map(|(j, _)| j)
-                .collect();
-            let ok = holders == [usize::from(holding.holder)];
-            self.tally.check(Invariant::OneUsableLicense, ok, u, || {
-                format!(
-                    "user {u}: {} is held by clients {holders:?}, expected [{}]",
-                    content.id, holding.holder
-                )
-            });
-            let revoked = user
-                .clients
-                .get(usize::from(holding.holder))
-                .is_none_or(|c| c.revoked);
-            if !revoked {
-                self.play(u, user, h, &mut keys, false)?;
-            }
-        }
-        Ok(())
     }
 }
 
 /// The current epoch's EKB, verified once for all clients.
-fn verified_current<R: Registry>(
+pub(super) fn verified_current<R: Registry>(
     distributor: &Distributor<R>,
     authority: &Authority,
 ) -> Result<Arc<VerifiedEkbBuf>, SimError> {
@@ -1037,7 +403,7 @@ fn verified_current<R: Registry>(
 }
 
 /// Two distinct clients of one user, mutably.
-fn pair_mut(
+pub(super) fn pair_mut(
     clients: &mut [SimClient],
     a: u8,
     b: u8,
@@ -1055,7 +421,7 @@ fn pair_mut(
     Ok(if a < b { (x, y) } else { (y, x) })
 }
 
-fn sim_name(user: &SimUser, j: u8) -> String {
+pub(super) fn sim_name(user: &SimUser, j: u8) -> String {
     user.clients
         .get(usize::from(j))
         .map_or_else(|| format!("client #{j}"), |c| c.id.to_string())

@@ -44,8 +44,8 @@ use treecast_license::registry::{MemoryRegistry, SqliteRegistry};
 
 pub use bound::{CryptoBound, UnitCosts};
 pub use config::{SimConfig, StoreSpec};
-pub use engine::EkbEpoch;
 pub use invariants::{AttackCount, InvariantCount};
+pub use report::EkbEpoch;
 pub use report::{ConfigReport, Counts, Report};
 pub use treecast_license as license;
 

@@ -7,8 +7,20 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::bound::CryptoBound;
-use crate::engine::EkbEpoch;
 use crate::invariants::{AttackCount, InvariantCount};
+
+/// One epoch's EKB, for the report.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct EkbEpoch {
+    /// The epoch.
+    pub epoch: u64,
+    /// Revoked clients so far.
+    pub revoked: u64,
+    /// Subsets in its cover.
+    pub subsets: u32,
+    /// Its size in bytes.
+    pub bytes: usize,
+}
 
 /// The parameters of the run, as reported.
 #[derive(Clone, Debug, PartialEq, Serialize)]

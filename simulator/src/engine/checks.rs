@@ -1,0 +1,105 @@
+//! The final checks: every holding plays, every purchase has one usable license, the audit.
+
+use super::*;
+
+impl<R: Registry> Engine<'_, R> {
+    /// At the end: every purchase is held by exactly one client, which plays it unless revoked;
+    /// the registry's audit; the history and the ledger against the counts.
+    pub(super) fn final_checks(&self, users: &mut [SimUser]) -> Result<u64, SimError> {
+        self.bar("final checks", users.len() as u64);
+        users
+            .par_iter_mut()
+            .enumerate()
+            .try_for_each(|(u, user)| -> Result<(), SimError> {
+                self.final_user(u as u64, user)?;
+                self.progress.inc(1);
+                Ok(())
+            })?;
+        let registry = self.distributor.registry();
+        let violations = audit(registry, crate::invariants::KEPT_VIOLATIONS)?;
+        self.tally.check(
+            Invariant::RegistryAudit,
+            violations.is_empty(),
+            u64::MAX,
+            || violations.join("; "),
+        );
+        // 4: every certificate moves between clients of one user.
+        let history = registry.certificate_history()?;
+        let mut owners = registry.client_summaries()?;
+        owners.sort_by_key(|c| c.id);
+        let owner = |id| {
+            owners
+                .binary_search_by_key(&id, |c| c.id)
+                .ok()
+                .and_then(|i| owners.get(i))
+                .map(|c| c.user)
+        };
+        let mut cross = 0u64;
+        for h in &history {
+            let same = owner(h.source) == Some(h.user) && owner(h.destination) == Some(h.user);
+            if !same {
+                cross += 1;
+            }
+        }
+        self.tally
+            .checked_ok(Invariant::SameUserMoves, history.len() as u64 - cross);
+        if cross > 0 {
+            self.tally
+                .check(Invariant::SameUserMoves, false, u64::MAX, || {
+                    format!("{cross} certificates move content between users")
+                });
+        }
+        // 5: the ledger against licenses × price + certificates × price.
+        let ledger = registry.ledger()?;
+        let total: u64 = ledger.iter().map(|e| e.amount).sum();
+        let purchases = self.ops.count(Op::Purchase);
+        let moves = self.ops.count(Op::Move);
+        let expected = purchases * LICENSE_PRICE + moves * CERTIFICATE_PRICE;
+        self.tally.check(Invariant::Billing, total == expected, u64::MAX, || {
+            format!(
+                "the ledger holds {total}, but {purchases} licenses and {moves} certificates cost {expected}"
+            )
+        });
+        Ok(total)
+    }
+
+    pub(super) fn final_user(&self, u: u64, user: &mut SimUser) -> Result<(), SimError> {
+        let mut keys = Keys::new(user.clients.len());
+        for h in 0..user.holdings.len() {
+            let Some(holding) = user.holdings.get(h).cloned() else {
+                continue;
+            };
+            if holding.license.is_none() {
+                continue;
+            }
+            let content = self.content(holding.content)?;
+            // Exactly one of the user's clients holds a license for the content.
+            let holders: Vec<usize> = user
+                .clients
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| {
+                    c.state
+                        .as_ref()
+                        .is_some_and(|s| s.licensed().any(|x| x == content.id))
+                })
+                .map(|(j, _)| j)
+                .collect();
+            let ok = holders == [usize::from(holding.holder)];
+            self.tally.check(Invariant::OneUsableLicense, ok, u, || {
+                format!(
+                    "user {u}: {} is held by clients {holders:?}, expected [{}]",
+                    content.id, holding.holder
+                )
+            });
+            let revoked = user
+                .clients
+                .get(usize::from(holding.holder))
+                .is_none_or(|c| c.revoked);
+            if !revoked {
+                self.play(u, user, h, &mut keys, false)?;
+            }
+        }
+        Ok(())
+    }
+}
