@@ -1,0 +1,114 @@
+//! `Box<dyn Registry>` is a registry, so callers can choose the store at run time.
+
+use treecast_keytree::LeafIndex;
+
+use super::{
+    CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
+    LicenseBuilder, LicenseRecord, MoveBuilder, MoveIntent, Registry, Revoker,
+};
+use crate::Error;
+use crate::billing::{Charge, LedgerEntry};
+use crate::ids::{ClientId, ContentId, LicenseId, UserId};
+
+/// A boxed registry is a registry, so callers can choose the store at run time.
+impl<R: Registry + ?Sized> Registry for Box<R> {
+    fn add_user(&self) -> Result<UserId, Error> {
+        (**self).add_user()
+    }
+    fn has_user(&self, user: UserId) -> Result<bool, Error> {
+        (**self).has_user(user)
+    }
+    fn add_client(
+        &self,
+        user: UserId,
+        limit: usize,
+        build: ClientBuilder<'_>,
+    ) -> Result<ClientRecord, Error> {
+        (**self).add_client(user, limit, build)
+    }
+    fn client(&self, id: ClientId) -> Result<Option<ClientRecord>, Error> {
+        (**self).client(id)
+    }
+    fn client_by_leaf(&self, leaf: LeafIndex) -> Result<Option<ClientId>, Error> {
+        (**self).client_by_leaf(leaf)
+    }
+    fn clients_of(&self, user: UserId) -> Result<Vec<ClientId>, Error> {
+        (**self).clients_of(user)
+    }
+    fn revoke_client(
+        &self,
+        id: ClientId,
+        revoke: Revoker<'_>,
+    ) -> Result<(ClientRecord, u64), Error> {
+        (**self).revoke_client(id, revoke)
+    }
+    fn revoked_leaves(&self) -> Result<Vec<u32>, Error> {
+        (**self).revoked_leaves()
+    }
+    fn epoch(&self) -> Result<u64, Error> {
+        (**self).epoch()
+    }
+    fn add_content(&self, build: ContentBuilder<'_>) -> Result<ContentRecord, Error> {
+        (**self).add_content(build)
+    }
+    fn content(&self, id: ContentId) -> Result<Option<ContentRecord>, Error> {
+        (**self).content(id)
+    }
+    fn contents(&self) -> Result<Vec<ContentRecord>, Error> {
+        (**self).contents()
+    }
+    fn record_download(&self, user: UserId, content: ContentId) -> Result<(), Error> {
+        (**self).record_download(user, content)
+    }
+    fn add_license(
+        &self,
+        client: ClientId,
+        content: ContentId,
+        request_nonce: u64,
+        charge: Charge,
+        build: LicenseBuilder<'_>,
+    ) -> Result<(LicenseRecord, LedgerEntry), Error> {
+        (**self).add_license(client, content, request_nonce, charge, build)
+    }
+    fn license(&self, id: LicenseId) -> Result<Option<LicenseRecord>, Error> {
+        (**self).license(id)
+    }
+    fn commit_move(
+        &self,
+        intent: &MoveIntent,
+        charge: Charge,
+        build: MoveBuilder<'_>,
+    ) -> Result<(LicenseRecord, CertificateRecord, LedgerEntry), Error> {
+        (**self).commit_move(intent, charge, build)
+    }
+    fn certificate_history(&self) -> Result<Vec<CertificateRecord>, Error> {
+        (**self).certificate_history()
+    }
+    fn ledger(&self) -> Result<Vec<LedgerEntry>, Error> {
+        (**self).ledger()
+    }
+    fn user_total(&self, user: UserId) -> Result<u64, Error> {
+        (**self).user_total(user)
+    }
+    fn licenses_of_content(&self, content: ContentId) -> Result<Vec<LicenseId>, Error> {
+        (**self).licenses_of_content(content)
+    }
+    fn contents_of_user(&self, user: UserId) -> Result<Vec<ContentId>, Error> {
+        (**self).contents_of_user(user)
+    }
+    fn licenses_of_user(&self, user: UserId) -> Result<Vec<LicenseId>, Error> {
+        (**self).licenses_of_user(user)
+    }
+    fn users(&self) -> Result<Vec<(UserId, u64)>, Error> {
+        (**self).users()
+    }
+    fn all_clients(&self) -> Result<Vec<ClientRecord>, Error> {
+        (**self).all_clients()
+    }
+    fn client_summaries(&self) -> Result<Vec<ClientSummary>, Error> {
+        (**self).client_summaries()
+    }
+    fn all_licenses(&self) -> Result<Vec<LicenseRecord>, Error> {
+        (**self).all_licenses()
+    }
+}
