@@ -613,3 +613,38 @@ fn keys_come_from_a_file_or_standard_input() {
     let help = stdout(&treecast(&["aacs", "mkb", "--help"]));
     assert!(help.contains("visible to every user"), "{help}");
 }
+
+/// Issue 12, item 12: a revoked-leaf file is read up to 256 MiB, not without end.
+#[test]
+fn a_revoked_leaf_file_without_end_is_refused() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_treecast"))
+        .args([
+            "cover",
+            "--scheme",
+            "cs",
+            "--height",
+            "16",
+            "--revoked",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let block = vec![b'7'; 1 << 20];
+        // 257 MiB on one line; the reader stops after 256 MiB and closes the pipe.
+        for _ in 0..257 {
+            if stdin.write_all(&block).is_err() {
+                break;
+            }
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_clean_failure(&out, "256 MiB");
+}
