@@ -11,6 +11,7 @@ mod demo;
 mod dot;
 mod ekb;
 mod input;
+mod journal;
 mod simulate;
 pub(crate) mod store;
 

@@ -14,6 +14,8 @@ mod claims;
 mod cli;
 mod cover_vectors;
 mod crash;
+mod pg;
+mod postgres_registry;
 mod simulator;
 mod sqlite_registry;
 mod support;

@@ -167,6 +167,6 @@ fn cli_simulate_writes_the_report_and_the_charts() {
     );
     assert_clean_failure(
         &treecast(&["simulate", "--users", "10", "--store", "postgres:x"]),
-        "--store must be",
+        "is not a store",
     );
 }

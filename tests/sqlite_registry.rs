@@ -95,7 +95,7 @@ fn memory_and_sqlite_registries_agree() {
 }
 
 /// Purchases, a refused and an accepted move, a revocation; the registry after each step.
-fn flow<R: Registry>(w: &mut World<R>) -> Vec<String> {
+pub(crate) fn flow<R: Registry>(w: &mut World<R>) -> Vec<String> {
     let mut snapshots = Vec::new();
     let (u1, u2) = (w.user(), w.user());
     let mut a = w.client(u1, 1);

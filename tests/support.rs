@@ -91,14 +91,21 @@ impl<R: Registry> World<R> {
 
     /// Publishes `len` bytes of content; returns its ID.
     pub(crate) fn publish(&mut self, len: usize) -> ContentId {
+        self.publish_result(len).unwrap()
+    }
+
+    /// As [`World::publish`], returning the distributor's error.
+    pub(crate) fn publish_result(
+        &mut self,
+        len: usize,
+    ) -> Result<ContentId, treecast::license::Error> {
         let plain = Self::plaintext(self.contents.len() as u64, len);
         let mut container = Vec::new();
         let record = self
             .distributor
-            .publish(&plain[..], &mut container, &mut self.rng)
-            .unwrap();
+            .publish(&plain[..], &mut container, &mut self.rng)?;
         self.contents.push((record.id, container));
-        record.id
+        Ok(record.id)
     }
 
     pub(crate) fn plaintext(seed: u64, len: usize) -> Vec<u8> {

@@ -22,11 +22,19 @@ use crate::time::UnixTime;
 mod audit;
 mod boxed;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod sql;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use audit::audit;
 
 pub use memory::MemoryRegistry;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresRegistry;
+#[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteRegistry};
 
 /// A registered client.

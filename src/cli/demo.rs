@@ -152,7 +152,7 @@ pub(crate) mod licensing {
     use rand_core::{Rng, SeedableRng};
     use treecast_keytree::{Authority, Scheme, TreeConfig, TreeHeight, TreeId};
     use treecast_license::keyfile::DistributorKeys;
-    use treecast_license::registry::{MemoryRegistry, SqliteRegistry, audit};
+    use treecast_license::registry::{MemoryRegistry, PostgresRegistry, SqliteRegistry, audit};
     use treecast_license::{
         Client, Clock, Distributor, DistributorConfig, ManualClock, Registry, SigningKey, Tariff,
         UnixTime,
@@ -179,11 +179,19 @@ pub(crate) mod licensing {
             ),
             StoreSpec::Sqlite(path) => flow(
                 SqliteRegistry::open(path, height()?)?,
-                &format!("sqlite:{}", path.display()),
+                &store.name(),
                 scheme,
                 users,
                 seed,
             ),
+            StoreSpec::Postgres(url) => flow(
+                PostgresRegistry::open(url, height()?)?,
+                &store.name(),
+                scheme,
+                users,
+                seed,
+            ),
+            _ => anyhow::bail!("{} is not a store the demo can use", store.name()),
         }
     }
 

@@ -76,13 +76,7 @@ pub(crate) struct SimulateArgs {
 
 impl SimulateArgs {
     fn config(&self) -> anyhow::Result<SimConfig> {
-        let store = match self.store.as_str() {
-            "memory" => StoreSpec::Memory,
-            s => match s.strip_prefix("sqlite:") {
-                Some(path) if !path.is_empty() => StoreSpec::Sqlite(PathBuf::from(path)),
-                _ => bail!("--store must be `memory` or `sqlite:PATH`, not `{s}`"),
-            },
-        };
+        let store: StoreSpec = self.store.parse().map_err(|e: String| anyhow::anyhow!(e))?;
         let mut c = SimConfig::default();
         c.users = self.users;
         c.max_clients = self.max_clients;

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use rand_core::{Rng, SeedableRng};
 use treecast_keytree::{Authority, Scheme, TreeConfig, TreeHeight, TreeId};
-use treecast_license::registry::{MemoryRegistry, SqliteRegistry, audit};
+use treecast_license::registry::{MemoryRegistry, PostgresRegistry, SqliteRegistry, audit};
 use treecast_license::{
     Client, Clock, ContentId, Distributor, DistributorConfig, ManualClock, Registry, SigningKey,
     Tariff, UnixTime,
@@ -16,35 +16,14 @@ use treecast_license::{
 
 use super::input::read_key_file;
 
-/// Where a registry lives: `memory`, or `sqlite:PATH`.
-#[derive(Clone, Debug)]
-pub(crate) enum StoreSpec {
-    /// In memory, gone at exit.
-    Memory,
-    /// A SQLite file.
-    Sqlite(PathBuf),
-}
-
-impl std::str::FromStr for StoreSpec {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.split_once(':') {
-            None if s == "memory" => Ok(Self::Memory),
-            Some(("sqlite", path)) if !path.is_empty() => Ok(Self::Sqlite(PathBuf::from(path))),
-            _ => Err(format!(
-                "`{s}` is not a store: use `memory` or `sqlite:PATH`"
-            )),
-        }
-    }
-}
+pub(crate) use treecast_sim::StoreSpec;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum StoreCommand {
     /// Re-check the invariants of a stored registry; exits non-zero on any violation.
     Check {
-        /// The registry: `sqlite:PATH`. It is opened read-only, its schema's functions
-        /// untrusted; nothing in it is changed.
+        /// The registry: `sqlite:PATH` (opened read-only, its schema's functions untrusted;
+        /// nothing in it is changed) or `postgres://…` (read in read-only transactions).
         #[arg(long, default_value = DEFAULT_STORE)]
         store: StoreSpec,
         /// The distributor key file of the `store workload` that wrote the registry: with it,
@@ -52,6 +31,10 @@ pub(crate) enum StoreCommand {
         /// key for opening, so that rows written by someone else are reported.
         #[arg(long)]
         keys: Option<PathBuf>,
+        /// A journal written by `store workload --journal`: every operation in it must be in
+        /// the registry.
+        #[arg(long)]
+        journal: Option<PathBuf>,
         /// How many violations to print at most.
         #[arg(long, default_value_t = 10)]
         limit: usize,
@@ -63,9 +46,13 @@ pub(crate) enum StoreCommand {
 
 #[derive(Args, Debug)]
 pub(crate) struct WorkloadArgs {
-    /// The registry: `memory` or `sqlite:PATH`.
+    /// The registry: `memory`, `sqlite:PATH` or `postgres://…`.
     #[arg(long, default_value = DEFAULT_STORE)]
     store: StoreSpec,
+    /// Append one line per operation to this file once its change has committed (the same
+    /// lines as standard output), for `store check --journal`.
+    #[arg(long)]
+    journal: Option<PathBuf>,
     /// The distributor key file (see `treecast keygen`).
     #[arg(long)]
     keys: PathBuf,
@@ -90,31 +77,74 @@ const DEFAULT_STORE: &str = "sqlite:treecast-registry.sqlite";
 
 pub(crate) fn run(cmd: StoreCommand) -> anyhow::Result<()> {
     match cmd {
-        StoreCommand::Check { store, keys, limit } => check(&store, keys.as_deref(), limit),
+        StoreCommand::Check {
+            store,
+            keys,
+            journal,
+            limit,
+        } => check(&store, keys.as_deref(), journal.as_deref(), limit),
         StoreCommand::Workload(args) => match &args.store {
             StoreSpec::Memory => workload(&args, MemoryRegistry::new(args.height)),
             StoreSpec::Sqlite(path) => workload(&args, SqliteRegistry::open(path, args.height)?),
+            StoreSpec::Postgres(url) => workload(&args, PostgresRegistry::open(url, args.height)?),
+            _ => bail!(
+                "{} is not a store `store workload` can use",
+                args.store.name()
+            ),
         },
     }
 }
 
-fn check(store: &StoreSpec, keys: Option<&std::path::Path>, limit: usize) -> anyhow::Result<()> {
-    let StoreSpec::Sqlite(path) = store else {
-        bail!("only a stored registry can be checked: use --store sqlite:PATH");
-    };
-    let registry = SqliteRegistry::open_read_only(path)?;
-    let mut violations: Vec<String> = registry
-        .foreign_schema_objects()?
-        .into_iter()
-        .map(|o| format!("the file has a {o}, which no treecast registry has"))
-        .collect();
+fn check(
+    store: &StoreSpec,
+    keys: Option<&std::path::Path>,
+    journal: Option<&std::path::Path>,
+    limit: usize,
+) -> anyhow::Result<()> {
+    let mut violations = Vec::new();
+    match store {
+        StoreSpec::Sqlite(path) => {
+            let registry = SqliteRegistry::open_read_only(path)?;
+            violations.extend(
+                registry
+                    .foreign_schema_objects()?
+                    .into_iter()
+                    .map(|o| format!("the file has a {o}, which no treecast registry has")),
+            );
+            let height = registry.height();
+            check_registry(registry, height, keys, journal, limit, &mut violations)
+        }
+        StoreSpec::Postgres(url) => {
+            let registry = PostgresRegistry::open_existing(url)?;
+            let height = registry.height();
+            check_registry(registry, height, keys, journal, limit, &mut violations)
+        }
+        _ => {
+            bail!("only a stored registry can be checked: use --store sqlite:PATH or postgres://…")
+        }
+    }
+    .with_context(|| store.name())
+}
+
+/// The checks of `store check` on an opened registry; prints the counts or the violations.
+fn check_registry<R: Registry>(
+    registry: R,
+    height: TreeHeight,
+    keys: Option<&std::path::Path>,
+    journal: Option<&std::path::Path>,
+    limit: usize,
+    violations: &mut Vec<String>,
+) -> anyhow::Result<()> {
     violations.extend(audit(&registry, limit)?);
+    if let Some(journal) = journal {
+        violations.extend(super::journal::check(&registry, journal, limit)?);
+    }
     let registry = match keys {
         Some(keys) => {
             let d = distributor(
                 keys,
                 registry,
-                registry_height(path)?,
+                height,
                 Arc::new(ManualClock::new(UnixTime(0))),
             )?;
             violations.extend(d.check_stored_rows(limit)?);
@@ -128,7 +158,7 @@ fn check(store: &StoreSpec, keys: Option<&std::path::Path>, limit: usize) -> any
     violations.truncate(limit);
     let (users, clients, licenses) = (
         registry.users()?.len(),
-        registry.all_clients()?.len(),
+        registry.client_summaries()?.len(),
         registry.all_licenses()?.len(),
     );
     let (certificates, ledger) = (
@@ -141,19 +171,13 @@ fn check(store: &StoreSpec, keys: Option<&std::path::Path>, limit: usize) -> any
         );
         return Ok(());
     }
-    for v in &violations {
+    for v in violations.iter() {
         println!("violation: {v}");
     }
     bail!(
-        "{} has invariant violations (first {} shown)",
-        path.display(),
+        "the registry has invariant violations (first {} shown)",
         violations.len()
     );
-}
-
-/// The height of a stored registry.
-fn registry_height(path: &std::path::Path) -> anyhow::Result<TreeHeight> {
-    Ok(SqliteRegistry::open_read_only(path)?.height())
 }
 
 /// The distributor of `store workload`: a Complete Subtree tree with ID 1, the key file's
@@ -207,6 +231,17 @@ fn workload<R: Registry>(args: &WorkloadArgs, registry: R) -> anyhow::Result<()>
     let mut containers: std::collections::HashMap<ContentId, Vec<u8>> =
         std::collections::HashMap::new();
     let mut out = std::io::stdout().lock();
+    let mut journal = args
+        .journal
+        .as_ref()
+        .map(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the journal {}", path.display()))
+        })
+        .transpose()?;
     let pick = |rng: &mut rand_chacha::ChaCha20Rng, n: usize| (rng.next_u32() as usize) % n.max(1);
     for _ in 0..args.ops {
         clock.advance(1);
@@ -308,6 +343,12 @@ fn workload<R: Registry>(args: &WorkloadArgs, registry: R) -> anyhow::Result<()>
                 Err(e) => return Err(e.into()),
             }
         };
+        if let Some(journal) = journal.as_mut() {
+            // Written once the change has committed, and synced: a line in the journal is an
+            // operation the store acknowledged.
+            writeln!(journal, "{line}")?;
+            journal.sync_data()?;
+        }
         writeln!(out, "{line}")?;
         out.flush()?;
     }

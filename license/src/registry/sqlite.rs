@@ -29,18 +29,21 @@ use super::{
     Revoker, check_move,
 };
 use crate::Error;
-use crate::billing::{Charge, ChargeKind, LedgerEntry};
-use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
-use crate::time::UnixTime;
+use crate::billing::{Charge, LedgerEntry};
+use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
 
 mod open;
 mod rows;
 mod schema;
 
+use super::sql::{
+    CLIENT_COLUMNS, HISTORY_COLUMNS, LEDGER_COLUMNS, LICENSE_COLUMNS, history_record,
+    history_values, key_id_of, ledger_entry, license_record, lookup, nonce_bits, sql, state_code,
+    stored_leaf, un,
+};
 use rows::{
-    CLIENT_COLUMNS, LICENSE_COLUMNS, bill, client_row, content_exists, ids, insert_license, ints,
-    key_id_of, license_in, license_record, license_row, lookup, meta, next_id, nonce_bits,
-    set_meta, sql, state_code, stored_leaf, un,
+    bill, client_row, content_exists, ids, insert_license, ints, license_in, license_row, meta,
+    next_id, set_meta,
 };
 
 /// How hard a commit is pushed to disk.
@@ -531,23 +534,10 @@ impl Registry for SqliteRegistry {
                     moved.tag.as_slice(),
                 ])?;
             insert_license(tx, &new_license)?;
-            tx.prepare_cached(
-                "INSERT INTO history (id, user_id, content_id, source, source_license, destination,
-                 destination_license, server, issued_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?
-            .execute(params![
-                sql(h.id.0)?,
-                sql(h.user.0)?,
-                sql(h.content.0)?,
-                sql(h.source.0)?,
-                sql(h.source_license.0)?,
-                sql(h.destination.0)?,
-                sql(h.destination_license.0)?,
-                i64::from(h.server.0),
-                sql(h.issued_at.0)?,
-                sql(h.expires_at.0)?,
-            ])?;
+            tx.prepare_cached(&format!(
+                "INSERT INTO history ({HISTORY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            ))?
+            .execute(history_values(&h)?)?;
             let entry = LedgerEntry::new(
                 ctx.source.user,
                 ctx.license.content,
@@ -561,52 +551,20 @@ impl Registry for SqliteRegistry {
 
     fn certificate_history(&self) -> Result<Vec<CertificateRecord>, Error> {
         self.read(|tx| {
-            let mut stmt = tx.prepare_cached(
-                "SELECT id, user_id, content_id, source, source_license, destination, destination_license,
-                 server, issued_at, expires_at FROM history ORDER BY id",
-            )?;
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {HISTORY_COLUMNS} FROM history ORDER BY id"
+            ))?;
             let rows = stmt.query_map([], ints::<10>)?;
-            rows.map(|row| {
-                let [id, user, content, source, sl, dest, dl, server, issued, expires] = row?;
-                Ok(CertificateRecord {
-                    id: CertificateId(un(id)?),
-                    user: UserId(un(user)?),
-                    content: ContentId(un(content)?),
-                    source: ClientId(un(source)?),
-                    source_license: LicenseId(un(sl)?),
-                    destination: ClientId(un(dest)?),
-                    destination_license: LicenseId(un(dl)?),
-                    server: ServerId(u32::try_from(server).map_err(|_| Error::Storage("bad server".into()))?),
-                    issued_at: UnixTime(un(issued)?),
-                    expires_at: UnixTime(un(expires)?),
-                })
-            })
-            .collect()
+            rows.map(|row| history_record(row?)).collect()
         })
     }
 
     fn ledger(&self) -> Result<Vec<LedgerEntry>, Error> {
         self.read(|tx| {
-            let mut stmt = tx.prepare_cached(
-                "SELECT user_id, kind, content_id, reference, amount, at FROM ledger ORDER BY seq",
-            )?;
+            let mut stmt =
+                tx.prepare_cached(&format!("SELECT {LEDGER_COLUMNS} FROM ledger ORDER BY seq"))?;
             let rows = stmt.query_map([], ints::<6>)?;
-            rows.map(|row| {
-                let [user, kind, content, reference, amount, at] = row?;
-                let kind = match kind {
-                    0 => ChargeKind::License,
-                    1 => ChargeKind::Certificate,
-                    k => return Err(Error::Storage(format!("bad charge kind {k}"))),
-                };
-                let charge = Charge::new(kind, un(amount)?, UnixTime(un(at)?));
-                Ok(LedgerEntry::new(
-                    UserId(un(user)?),
-                    ContentId(un(content)?),
-                    un(reference)?,
-                    charge,
-                ))
-            })
-            .collect()
+            rows.map(|row| ledger_entry(row?)).collect()
         })
     }
 

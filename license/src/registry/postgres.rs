@@ -1,0 +1,772 @@
+//! The registry on PostgreSQL (`postgres` with an `r2d2` pool): several license servers, in
+//! several processes on several machines, on one database.
+//!
+//! - Every registry change is one transaction at `READ COMMITTED`, with explicit row locks where
+//!   a check must hold until the commit: a move locks the license row (`FOR UPDATE`) and both
+//!   clients (`FOR SHARE`, so that a revocation waits), a supply locks its client (`FOR SHARE`),
+//!   a registration locks its user (`FOR UPDATE`, so that two registrations cannot both pass the
+//!   client limit). Two processes moving one license: the second waits for the first's commit,
+//!   then sees the license moved.
+//! - IDs never collide and are never reused: license and certificate IDs come from sequences
+//!   (which never go back, even when a transaction rolls back or the server crashes); users,
+//!   contents and leaves from counters in `meta`, taken under the counter row's lock inside the
+//!   creating transaction, so they stay dense (a leaf is a finite resource); a client's ID is its
+//!   leaf plus one, as in the other stores.
+//! - A deadlock or serialization failure (`40P01`, `40001`) is retried, at most
+//!   [`RETRIES`] times; any other failure, a lost connection included, is a `Storage` error and
+//!   the server rolls the transaction back: never a half change.
+//! - Versioned migrations, each in one transaction under an advisory lock, so that processes
+//!   starting together do not race; a database holding tables of something else, a newer schema,
+//!   or a registry of another tree height is refused before anything is written.
+//!
+//! The schema, the sharding path and what was tested are in `docs/storage.md`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::{NoTls, Row, Transaction};
+use r2d2_postgres::PostgresConnectionManager;
+use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
+
+use super::sql::{
+    CLIENT_COLUMNS, ClientRow, HISTORY_COLUMNS, LEDGER_COLUMNS, LICENSE_COLUMNS, history_record,
+    history_values, key_id_of, ledger_entry, ledger_values, license_record, license_values, lookup,
+    nonce_bits, sql, state_code, stored_leaf, un,
+};
+use super::{
+    CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
+    LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows, Registry,
+    Revoker, check_move,
+};
+use crate::Error;
+use crate::billing::{Charge, LedgerEntry};
+use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
+
+mod schema;
+
+/// How often a transaction that lost a deadlock or a serialization conflict is run again.
+const RETRIES: usize = 8;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// A registry in a PostgreSQL database, shared by any number of processes.
+///
+/// ```no_run
+/// use treecast_license::keytree::TreeHeight;
+/// use treecast_license::registry::{PostgresRegistry, Registry};
+/// # fn main() -> Result<(), treecast_license::Error> {
+/// let registry = PostgresRegistry::open("postgres://treecast@localhost/registry", TreeHeight::new(32)?)?;
+/// let user = registry.add_user()?;
+/// assert!(registry.has_user(user)?);
+/// # Ok(()) }
+/// ```
+pub struct PostgresRegistry {
+    pool: Pool,
+    height: TreeHeight,
+}
+
+impl core::fmt::Debug for PostgresRegistry {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The connection string may hold a password: never printed.
+        f.debug_struct("PostgresRegistry")
+            .field("height", &self.height)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Self {
+        Self::Storage(describe(&e))
+    }
+}
+
+/// A message for a PostgreSQL error that says what failed, without the connection string.
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
+        None if e.is_closed() => "PostgreSQL: the connection was lost".into(),
+        None => format!("PostgreSQL: {e}"),
+    }
+}
+
+/// Whether running the transaction again may succeed.
+fn retryable(e: &postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    )
+}
+
+/// A failure inside a transaction: the registry's own refusal, or the database's.
+enum Failure {
+    Refused(Error),
+    Database(postgres::Error),
+}
+
+impl From<postgres::Error> for Failure {
+    fn from(e: postgres::Error) -> Self {
+        Self::Database(e)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Self::Refused(e)
+    }
+}
+
+impl From<treecast_keytree::Error> for Failure {
+    fn from(e: treecast_keytree::Error) -> Self {
+        Self::Refused(e.into())
+    }
+}
+
+type Step<T> = Result<T, Failure>;
+
+impl PostgresRegistry {
+    /// Connects to the database at `url` (`postgres://…` or `postgresql://…`, or `key=value`
+    /// pairs) for a tree of height `height`, creating or migrating the schema.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the database cannot be reached, holds something else, has a newer
+    /// schema or a registry of another tree height.
+    pub fn open(url: &str, height: TreeHeight) -> Result<Self, Error> {
+        let pool = pool(url)?;
+        let mut conn = pool.get().map_err(|e| unreachable_db(&e))?;
+        schema::migrate(&mut conn, height)?;
+        Ok(Self { pool, height })
+    }
+
+    /// Connects to an existing registry, reading the tree height from it.
+    ///
+    /// # Errors
+    /// As [`PostgresRegistry::open`]; also when the database holds no registry.
+    pub fn open_existing(url: &str) -> Result<Self, Error> {
+        let pool = pool(url)?;
+        let height = {
+            let mut conn = pool.get().map_err(|e| unreachable_db(&e))?;
+            schema::stored_height(&mut conn)?
+        };
+        Self::open(url, height)
+    }
+
+    /// The tree height this registry serves.
+    pub const fn height(&self) -> TreeHeight {
+        self.height
+    }
+
+    /// Runs `f` in one transaction, committing only if it succeeds; a deadlock or
+    /// serialization failure runs it again (at most [`RETRIES`] times).
+    fn write<T>(&self, mut f: impl FnMut(&mut Transaction<'_>) -> Step<T>) -> Result<T, Error> {
+        let mut conn = self.pool.get().map_err(|e| unreachable_db(&e))?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = (|| -> Step<T> {
+                let mut tx = conn.transaction()?;
+                let out = f(&mut tx)?;
+                tx.commit()?;
+                Ok(out)
+            })();
+            match result {
+                Ok(out) => return Ok(out),
+                Err(Failure::Refused(e)) => return Err(e),
+                Err(Failure::Database(e)) if retryable(&e) && attempt < RETRIES => continue,
+                Err(Failure::Database(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Runs `f` in one read-only transaction (a consistent snapshot).
+    fn read<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> Step<T>) -> Result<T, Error> {
+        let mut conn = self.pool.get().map_err(|e| unreachable_db(&e))?;
+        let result = (|| -> Step<T> {
+            let mut tx = conn
+                .build_transaction()
+                .read_only(true)
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .start()?;
+            let out = f(&mut tx)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        match result {
+            Ok(out) => Ok(out),
+            Err(Failure::Refused(e)) => Err(e),
+            Err(Failure::Database(e)) => Err(e.into()),
+        }
+    }
+
+    /// The next value of a sequence, outside any transaction (sequences never go back).
+    fn next_in(&self, sequence: &str) -> Result<u64, Error> {
+        let mut conn = self.pool.get().map_err(|e| unreachable_db(&e))?;
+        let row = conn.query_one(&format!("SELECT nextval('{sequence}')"), &[])?;
+        un(row.get(0))
+    }
+
+    fn client_in(
+        &self,
+        tx: &mut Transaction<'_>,
+        id: ClientId,
+        lock: &str,
+    ) -> Step<Option<ClientRecord>> {
+        let row = tx.query_opt(
+            &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1 {lock}"),
+            &[&lookup(id.0)],
+        )?;
+        Ok(row
+            .map(|r| client_row(&r).into_record(self.height))
+            .transpose()?)
+    }
+}
+
+/// A pool of connections to `url`.
+fn pool(url: &str) -> Result<Pool, Error> {
+    let config = postgres::Config::from_str(url)
+        .map_err(|_| Error::Storage("not a PostgreSQL connection string".into()))?;
+    r2d2::Pool::builder()
+        .max_size(POOL_SIZE)
+        .min_idle(Some(1))
+        .connection_timeout(CONNECT_TIMEOUT)
+        .build(PostgresConnectionManager::new(config, NoTls))
+        .map_err(|e| unreachable_db(&e))
+}
+
+fn unreachable_db(e: &r2d2::Error) -> Error {
+    Error::Storage(format!("PostgreSQL: cannot connect: {e}"))
+}
+
+/// Connections per process: a few more than the threads that use one at a time.
+const POOL_SIZE: u32 = 16;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn client_row(r: &Row) -> ClientRow {
+    ClientRow(
+        r.get(0),
+        r.get(1),
+        r.get(2),
+        r.get(3),
+        r.get(4),
+        r.get(5),
+        r.get(6),
+        r.get(7),
+    )
+}
+
+fn license_row(r: &Row) -> ([Option<i64>; 9], Vec<u8>) {
+    let mut v = [None; 9];
+    for (i, slot) in v.iter_mut().enumerate() {
+        *slot = r.get(i);
+    }
+    (v, r.get(9))
+}
+
+fn ints<const N: usize>(r: &Row) -> [i64; N] {
+    let mut v = [0i64; N];
+    for (i, slot) in v.iter_mut().enumerate() {
+        *slot = r.get(i);
+    }
+    v
+}
+
+fn license_in(tx: &mut Transaction<'_>, id: LicenseId, lock: &str) -> Step<Option<LicenseRecord>> {
+    let row = tx.query_opt(
+        &format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE id = $1 {lock}"),
+        &[&lookup(id.0)],
+    )?;
+    Ok(row.map(|r| license_record(license_row(&r))).transpose()?)
+}
+
+fn insert_license(tx: &mut Transaction<'_>, l: &LicenseRecord) -> Step<()> {
+    let ([a, b, c, d, e, f, g, h, i], tag) = license_values(l)?;
+    tx.execute(
+        &format!(
+            "INSERT INTO licenses ({LICENSE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ),
+        &[&a, &b, &c, &d, &e, &f, &g, &h, &i, &tag],
+    )?;
+    Ok(())
+}
+
+fn bill(tx: &mut Transaction<'_>, e: &LedgerEntry) -> Step<()> {
+    let [a, b, c, d, f, g] = ledger_values(e)?;
+    tx.execute(
+        &format!("INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+        &[&a, &b, &c, &d, &f, &g],
+    )?;
+    tx.execute(
+        "UPDATE users SET total = total + $2 WHERE id = $1",
+        &[&a, &f],
+    )?;
+    Ok(())
+}
+
+fn content_exists(tx: &mut Transaction<'_>, id: ContentId) -> Step<bool> {
+    Ok(tx
+        .query_opt("SELECT 1 FROM contents WHERE id = $1", &[&lookup(id.0)])?
+        .is_some())
+}
+
+fn user_exists(tx: &mut Transaction<'_>, id: UserId, lock: &str) -> Step<bool> {
+    Ok(tx
+        .query_opt(
+            &format!("SELECT 1 FROM users WHERE id = $1 {lock}"),
+            &[&lookup(id.0)],
+        )?
+        .is_some())
+}
+
+/// Takes the next value of a counter in `meta` (under its row lock, until the commit).
+fn take_counter(tx: &mut Transaction<'_>, key: &str) -> Step<u64> {
+    let row = tx.query_one(
+        "UPDATE meta SET value = value + 1 WHERE key = $1 RETURNING value - 1",
+        &[&key],
+    )?;
+    Ok(un(row.get(0))?)
+}
+
+fn meta(tx: &mut Transaction<'_>, key: &str) -> Step<u64> {
+    let row = tx.query_one("SELECT value FROM meta WHERE key = $1", &[&key])?;
+    Ok(un(row.get(0))?)
+}
+
+fn ids<T>(
+    tx: &mut Transaction<'_>,
+    query: &str,
+    key: u64,
+    wrap: impl Fn(u64) -> T,
+) -> Step<Vec<T>> {
+    tx.query(query, &[&lookup(key)])?
+        .iter()
+        .map(|r| Ok(wrap(un(r.get(0))?)))
+        .collect()
+}
+
+impl Registry for PostgresRegistry {
+    fn add_user(&self) -> Result<UserId, Error> {
+        self.write(|tx| {
+            let id = take_counter(tx, "next_user")?;
+            tx.execute("INSERT INTO users (id) VALUES ($1)", &[&sql(id)?])?;
+            Ok(UserId(id))
+        })
+    }
+
+    fn has_user(&self, user: UserId) -> Result<bool, Error> {
+        self.read(|tx| user_exists(tx, user, ""))
+    }
+
+    fn add_client(
+        &self,
+        user: UserId,
+        limit: usize,
+        build: ClientBuilder<'_>,
+    ) -> Result<ClientRecord, Error> {
+        self.write(|tx| {
+            // The user's row lock serializes its registrations, so the limit holds.
+            if !user_exists(tx, user, "FOR UPDATE")? {
+                return Err(Error::UserNotFound(user).into());
+            }
+            let active: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM clients WHERE user_id = $1 AND NOT revoked",
+                    &[&lookup(user.0)],
+                )?
+                .get(0);
+            if un(active)? >= limit as u64 {
+                return Err(Error::ClientLimit(user).into());
+            }
+            // The counter's row lock serializes registrations across processes until the commit.
+            let next: i64 = tx
+                .query_one(
+                    "SELECT value FROM meta WHERE key = 'next_leaf' FOR UPDATE",
+                    &[],
+                )?
+                .get(0);
+            let mut leaves = LeafAllocator::resume(self.height, un(next)?)?;
+            let leaf = leaves.allocate()?;
+            let id = ClientId(u64::from(leaf.get()) + 1);
+            let record = build(id, leaf)?;
+            if record.id != id || record.leaf != leaf || record.user != user {
+                return Err(Error::Internal("client builder changed the IDs").into());
+            }
+            tx.execute(
+                &format!(
+                    "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, false, $7)"
+                ),
+                &[
+                    &sql(id.0)?,
+                    &sql(user.0)?,
+                    &i64::from(leaf.get()),
+                    &i64::from(record.server.0),
+                    &record.certificate,
+                    &record.public_key.as_slice(),
+                    &record.tag.as_slice(),
+                ],
+            )?;
+            tx.execute(
+                "UPDATE meta SET value = $1 WHERE key = 'next_leaf'",
+                &[&sql(leaves.next_leaf())?],
+            )?;
+            Ok(record)
+        })
+    }
+
+    fn client(&self, id: ClientId) -> Result<Option<ClientRecord>, Error> {
+        self.read(|tx| self.client_in(tx, id, ""))
+    }
+
+    fn client_by_leaf(&self, leaf: LeafIndex) -> Result<Option<ClientId>, Error> {
+        self.read(|tx| {
+            let row = tx.query_opt(
+                "SELECT id FROM clients WHERE leaf = $1",
+                &[&i64::from(leaf.get())],
+            )?;
+            Ok(row.map(|r| un(r.get(0)).map(ClientId)).transpose()?)
+        })
+    }
+
+    fn clients_of(&self, user: UserId) -> Result<Vec<ClientId>, Error> {
+        self.read(|tx| {
+            ids(
+                tx,
+                "SELECT id FROM clients WHERE user_id = $1 ORDER BY id",
+                user.0,
+                ClientId,
+            )
+        })
+    }
+
+    fn revoke_client(
+        &self,
+        id: ClientId,
+        revoke: Revoker<'_>,
+    ) -> Result<(ClientRecord, u64), Error> {
+        self.write(|tx| {
+            let client = self
+                .client_in(tx, id, "FOR UPDATE")?
+                .ok_or(Error::ClientNotFound(id))?;
+            if client.revoked {
+                return Err(Error::ClientRevoked(id).into());
+            }
+            let epoch = take_counter(tx, "epoch")?
+                .checked_add(1)
+                .ok_or(Error::Internal("epoch overflow"))?;
+            let revoked = revoke(&client)?;
+            super::check_revoked(&client, &revoked)?;
+            tx.execute(
+                "UPDATE clients SET revoked = true, tag = $2 WHERE id = $1",
+                &[&sql(id.0)?, &revoked.tag.as_slice()],
+            )?;
+            Ok((revoked, epoch))
+        })
+    }
+
+    fn revoked_leaves(&self) -> Result<Vec<u32>, Error> {
+        self.read(|tx| {
+            tx.query("SELECT leaf FROM clients WHERE revoked ORDER BY leaf", &[])?
+                .iter()
+                .map(|r| {
+                    u32::try_from(r.get::<_, i64>(0))
+                        .map_err(|_| Failure::Refused(Error::Storage("bad leaf".into())))
+                })
+                .collect()
+        })
+    }
+
+    fn epoch(&self) -> Result<u64, Error> {
+        self.read(|tx| meta(tx, "epoch"))
+    }
+
+    fn add_content(&self, build: ContentBuilder<'_>) -> Result<ContentRecord, Error> {
+        self.write(|tx| {
+            let id = ContentId(take_counter(tx, "next_content")?);
+            let record = build(id)?;
+            if record.id != id {
+                return Err(Error::Internal("content builder changed the ID").into());
+            }
+            tx.execute(
+                "INSERT INTO contents (id, key_id, envelope) VALUES ($1, $2, $3)",
+                &[
+                    &sql(id.0)?,
+                    &i64::from(record.key_id),
+                    &record.envelope.as_slice(),
+                ],
+            )?;
+            Ok(record)
+        })
+    }
+
+    fn content(&self, id: ContentId) -> Result<Option<ContentRecord>, Error> {
+        self.read(|tx| {
+            let row = tx.query_opt(
+                "SELECT key_id, envelope FROM contents WHERE id = $1",
+                &[&lookup(id.0)],
+            )?;
+            Ok(row
+                .map(|r| content_record(id, r.get(0), r.get(1)))
+                .transpose()?)
+        })
+    }
+
+    fn contents(&self) -> Result<Vec<ContentRecord>, Error> {
+        self.read(|tx| {
+            tx.query("SELECT id, key_id, envelope FROM contents ORDER BY id", &[])?
+                .iter()
+                .map(|r| {
+                    Ok(content_record(
+                        ContentId(un(r.get(0))?),
+                        r.get(1),
+                        r.get(2),
+                    )?)
+                })
+                .collect()
+        })
+    }
+
+    fn record_download(&self, user: UserId, content: ContentId) -> Result<(), Error> {
+        self.write(|tx| {
+            if !content_exists(tx, content)? {
+                return Err(Error::ContentNotFound(content).into());
+            }
+            if !user_exists(tx, user, "")? {
+                return Err(Error::UserNotFound(user).into());
+            }
+            tx.execute(
+                "INSERT INTO downloads (user_id, content_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&sql(user.0)?, &sql(content.0)?],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn add_license(
+        &self,
+        client: ClientId,
+        content: ContentId,
+        request_nonce: u64,
+        charge: Charge,
+        build: LicenseBuilder<'_>,
+    ) -> Result<(LicenseRecord, LedgerEntry), Error> {
+        // Built (and signed) outside the transaction; the checks run inside it.
+        let id = LicenseId(self.next_in("license_ids")?);
+        let license = build(id)?;
+        if license.id != id || license.client != client || license.content != content {
+            return Err(Error::Internal("license builder changed the IDs"));
+        }
+        self.write(|tx| {
+            let record = self
+                .client_in(tx, client, "FOR SHARE")?
+                .ok_or(Error::ClientNotFound(client))?;
+            if record.revoked {
+                return Err(Error::ClientRevoked(client).into());
+            }
+            if license.user != record.user {
+                return Err(Error::Internal("license builder changed the user").into());
+            }
+            if !content_exists(tx, content)? {
+                return Err(Error::ContentNotFound(content).into());
+            }
+            let inserted = tx.execute(
+                "INSERT INTO requests (client_id, nonce, user_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&sql(client.0)?, &nonce_bits(request_nonce), &sql(record.user.0)?],
+            )?;
+            if inserted == 0 {
+                return Err(Error::RequestReplayed.into());
+            }
+            insert_license(tx, &license)?;
+            let entry = LedgerEntry::new(record.user, content, id.0, charge);
+            bill(tx, &entry)?;
+            Ok((license.clone(), entry))
+        })
+    }
+
+    fn license(&self, id: LicenseId) -> Result<Option<LicenseRecord>, Error> {
+        self.read(|tx| license_in(tx, id, ""))
+    }
+
+    fn commit_move(
+        &self,
+        intent: &MoveIntent,
+        charge: Charge,
+        build: MoveBuilder<'_>,
+    ) -> Result<(LicenseRecord, CertificateRecord, LedgerEntry), Error> {
+        self.write(|tx| {
+            // The license first, then both clients: one lock order for every move.
+            let license = license_in(tx, intent.license, "FOR UPDATE")?;
+            let source = self.client_in(tx, intent.source, "FOR SHARE")?;
+            let destination = self.client_in(tx, intent.destination, "FOR SHARE")?;
+            let ctx = check_move(intent, source, license, destination)?;
+            let used = tx.execute(
+                "INSERT INTO requests (client_id, nonce, user_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&sql(intent.source.0)?, &nonce_bits(intent.nonce), &sql(ctx.source.user.0)?],
+            )?;
+            if used == 0 {
+                return Err(Error::RequestReplayed.into());
+            }
+            let certificate_id = CertificateId(un(tx
+                .query_one("SELECT nextval('certificate_ids')", &[])?
+                .get(0))?);
+            let license_id =
+                LicenseId(un(tx.query_one("SELECT nextval('license_ids')", &[])?.get(0))?);
+            let rows = build(&ctx, certificate_id, license_id)?;
+            rows.check(&ctx, certificate_id, license_id)?;
+            let MoveRows {
+                moved,
+                license: new_license,
+                history,
+            } = rows;
+            tx.execute(
+                "UPDATE licenses SET state = $2, tag = $3 WHERE id = $1",
+                &[
+                    &sql(intent.license.0)?,
+                    &state_code(LicenseState::Moved),
+                    &moved.tag.as_slice(),
+                ],
+            )?;
+            insert_license(tx, &new_license)?;
+            let [a, b, c, d, e, f, g, h, i, j] = history_values(&history)?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO history ({HISTORY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                ),
+                &[&a, &b, &c, &d, &e, &f, &g, &h, &i, &j],
+            )?;
+            let entry = LedgerEntry::new(
+                ctx.source.user,
+                ctx.license.content,
+                certificate_id.0,
+                charge,
+            );
+            bill(tx, &entry)?;
+            Ok((new_license, history, entry))
+        })
+    }
+
+    fn certificate_history(&self) -> Result<Vec<CertificateRecord>, Error> {
+        self.read(|tx| {
+            tx.query(
+                &format!("SELECT {HISTORY_COLUMNS} FROM history ORDER BY id"),
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok(history_record(ints::<10>(r))?))
+            .collect()
+        })
+    }
+
+    fn ledger(&self) -> Result<Vec<LedgerEntry>, Error> {
+        self.read(|tx| {
+            tx.query(
+                &format!("SELECT {LEDGER_COLUMNS} FROM ledger ORDER BY seq"),
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok(ledger_entry(ints::<6>(r))?))
+            .collect()
+        })
+    }
+
+    fn user_total(&self, user: UserId) -> Result<u64, Error> {
+        self.read(|tx| {
+            let row = tx.query_opt("SELECT total FROM users WHERE id = $1", &[&lookup(user.0)])?;
+            let total: i64 = row.ok_or(Error::UserNotFound(user))?.get(0);
+            Ok(un(total)?)
+        })
+    }
+
+    fn licenses_of_content(&self, content: ContentId) -> Result<Vec<LicenseId>, Error> {
+        self.read(|tx| {
+            ids(
+                tx,
+                "SELECT id FROM licenses WHERE content_id = $1 ORDER BY id",
+                content.0,
+                LicenseId,
+            )
+        })
+    }
+
+    fn contents_of_user(&self, user: UserId) -> Result<Vec<ContentId>, Error> {
+        self.read(|tx| {
+            ids(
+                tx,
+                "SELECT content_id FROM downloads WHERE user_id = $1 ORDER BY content_id",
+                user.0,
+                ContentId,
+            )
+        })
+    }
+
+    fn licenses_of_user(&self, user: UserId) -> Result<Vec<LicenseId>, Error> {
+        self.read(|tx| {
+            ids(
+                tx,
+                "SELECT id FROM licenses WHERE user_id = $1 ORDER BY id",
+                user.0,
+                LicenseId,
+            )
+        })
+    }
+
+    fn users(&self) -> Result<Vec<(UserId, u64)>, Error> {
+        self.read(|tx| {
+            tx.query("SELECT id, total FROM users ORDER BY id", &[])?
+                .iter()
+                .map(|r| Ok((UserId(un(r.get(0))?), un(r.get(1))?)))
+                .collect()
+        })
+    }
+
+    fn all_clients(&self) -> Result<Vec<ClientRecord>, Error> {
+        self.read(|tx| {
+            tx.query(
+                &format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY id"),
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok(client_row(r).into_record(self.height)?))
+            .collect()
+        })
+    }
+
+    fn client_summaries(&self) -> Result<Vec<ClientSummary>, Error> {
+        self.read(|tx| {
+            tx.query(
+                "SELECT id, user_id, leaf, revoked FROM clients ORDER BY id",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(ClientSummary {
+                    id: ClientId(un(r.get(0))?),
+                    user: UserId(un(r.get(1))?),
+                    leaf: stored_leaf(r.get(2), self.height)?,
+                    revoked: r.get(3),
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn all_licenses(&self) -> Result<Vec<LicenseRecord>, Error> {
+        self.read(|tx| {
+            tx.query(
+                &format!("SELECT {LICENSE_COLUMNS} FROM licenses ORDER BY id"),
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok(license_record(license_row(r))?))
+            .collect()
+        })
+    }
+}
+
+fn content_record(id: ContentId, key_id: i64, envelope: Vec<u8>) -> Result<ContentRecord, Error> {
+    Ok(ContentRecord::new(
+        id,
+        key_id_of(key_id)?,
+        envelope
+            .try_into()
+            .map_err(|_| Error::Storage("bad envelope length".into()))?,
+    ))
+}

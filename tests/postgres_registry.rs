@@ -1,0 +1,300 @@
+//! The registry on PostgreSQL (issue 14), on throwaway clusters (`tests/pg.rs`): the same flows
+//! as the other stores with the same tables after each step, the refusals at opening, races
+//! between processes (each with its own connection pool, as separate servers would), and a lost
+//! connection.
+
+use treecast::keytree::{Scheme, TreeHeight};
+use treecast::license::registry::{PostgresRegistry, Registry, audit};
+use treecast::license::{Error, MemoryRegistry};
+
+use crate::pg;
+use crate::support::World;
+
+fn height() -> TreeHeight {
+    TreeHeight::new(16).unwrap()
+}
+
+fn world(conninfo: &str) -> World<PostgresRegistry> {
+    World::with_registry(
+        Scheme::SUBSET_DIFFERENCE,
+        PostgresRegistry::open(conninfo, height()).unwrap(),
+    )
+}
+
+/// One generic flow on the three stores: every table equal after every step.
+#[test]
+fn memory_sqlite_and_postgres_registries_agree() {
+    let Some((conninfo, _)) = pg::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut memory = World::with_registry(Scheme::SUBSET_DIFFERENCE, MemoryRegistry::new(height()));
+    let mut sqlite = World::with_registry(
+        Scheme::SUBSET_DIFFERENCE,
+        treecast::license::registry::SqliteRegistry::open(&dir.path().join("r.sqlite"), height())
+            .unwrap(),
+    );
+    let mut postgres = world(&conninfo);
+    let expected = crate::sqlite_registry::flow(&mut memory);
+    assert_eq!(crate::sqlite_registry::flow(&mut sqlite), expected);
+    assert_eq!(crate::sqlite_registry::flow(&mut postgres), expected);
+    assert!(
+        audit(postgres.distributor.registry(), 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        postgres
+            .distributor
+            .check_stored_rows(10)
+            .unwrap()
+            .is_empty()
+    );
+    // Reopened by another process's pool, the registry is the same.
+    let again = PostgresRegistry::open_existing(&conninfo).unwrap();
+    assert_eq!(again.height(), height());
+    assert_eq!(
+        again.all_licenses().unwrap(),
+        postgres.distributor.registry().all_licenses().unwrap()
+    );
+}
+
+#[test]
+fn someone_elses_database_a_newer_schema_and_another_height_are_refused() {
+    let Some((foreign, _)) = pg::database() else {
+        return;
+    };
+    let storage = |r: Result<PostgresRegistry, Error>| match r {
+        Err(Error::Storage(m)) => m,
+        other => panic!("expected a storage error, got {other:?}"),
+    };
+    let mut c = postgres::Client::connect(&foreign, postgres::NoTls).unwrap();
+    c.batch_execute("CREATE TABLE invoices (id BIGINT)")
+        .unwrap();
+    assert!(storage(PostgresRegistry::open(&foreign, height())).contains("something else"));
+    let tables: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 1, "a refused database is left untouched");
+
+    let (ours, _) = pg::database().unwrap();
+    drop(PostgresRegistry::open(&ours, height()).unwrap());
+    assert!(
+        storage(PostgresRegistry::open(&ours, TreeHeight::new(20).unwrap())).contains("height-16")
+    );
+    let mut c = postgres::Client::connect(&ours, postgres::NoTls).unwrap();
+    c.batch_execute("UPDATE meta SET value = 99 WHERE key = 'schema_version'")
+        .unwrap();
+    assert!(storage(PostgresRegistry::open(&ours, height())).contains("newer"));
+    assert!(
+        storage(PostgresRegistry::open(
+            "postgres://nobody@%2Fno%2Fsuch%2Fdir/x",
+            height()
+        ))
+        .contains("cannot connect")
+    );
+    assert!(
+        storage(PostgresRegistry::open("not a url = =", height())).contains("connection string")
+    );
+}
+
+/// Two "servers" (two pools) move one license at once: it moves exactly once, every round.
+#[test]
+fn two_servers_moving_one_license_move_it_once() {
+    let Some((conninfo, _)) = pg::database() else {
+        return;
+    };
+    let mut w = world(&conninfo);
+    let other = world(&conninfo);
+    let user = w.user();
+    for round in 0..10 {
+        let mut a = w.client(user, 1);
+        let b = w.client(user, 1);
+        let content = w.publish(200);
+        w.buy(&mut a, content);
+        let license = a.license_id(content).unwrap();
+        let reqs = [
+            a.move_request(license, b.id(), crate::support::START),
+            a.move_request(license, b.id(), crate::support::START),
+        ];
+        let servers = [&w.distributor, &other.distributor];
+        let ok = std::thread::scope(|s| {
+            let hs: Vec<_> = reqs
+                .iter()
+                .zip(servers)
+                .map(|(r, d)| s.spawn(move || d.supply_certificate(r.as_bytes())))
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(
+            ok.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "round {round}: {ok:?}"
+        );
+        assert!(
+            ok.iter().any(|r| matches!(r, Err(Error::LicenseMoved(_)))),
+            "round {round}: {ok:?}"
+        );
+        w.distributor.revoke_client(a.id()).unwrap();
+        other.distributor.revoke_client(b.id()).unwrap();
+    }
+    assert!(audit(w.distributor.registry(), 10).unwrap().is_empty());
+}
+
+/// Two servers issue licenses and register clients at once: no ID or leaf twice.
+#[test]
+fn ids_and_leaves_never_collide_across_servers() {
+    let Some((conninfo, _)) = pg::database() else {
+        return;
+    };
+    let mut first = world(&conninfo);
+    let mut second = world(&conninfo);
+    let content = first.publish(100);
+    let container = first.container(content);
+    second.contents.push((content, container));
+    let mut licenses = Vec::new();
+    std::thread::scope(|s| {
+        let hs: Vec<_> = [&mut first, &mut second]
+            .into_iter()
+            .map(|w| {
+                s.spawn(move || {
+                    let mut ids = Vec::new();
+                    for _ in 0..15 {
+                        let user = w.user();
+                        let mut c = w.client(user, 1);
+                        w.buy(&mut c, content);
+                        ids.push((c.id(), c.license_id(content).unwrap()));
+                    }
+                    ids
+                })
+            })
+            .collect();
+        for h in hs {
+            licenses.extend(h.join().unwrap());
+        }
+    });
+    let mut clients: Vec<_> = licenses.iter().map(|(c, _)| *c).collect();
+    let mut ids: Vec<_> = licenses.iter().map(|(_, l)| *l).collect();
+    clients.sort();
+    clients.dedup();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((clients.len(), ids.len()), (30, 30));
+    assert!(audit(first.distributor.registry(), 10).unwrap().is_empty());
+}
+
+/// The server dies under a registry: a typed error, no half change, and it works again once the
+/// server is back.
+#[test]
+fn a_lost_connection_is_a_storage_error_and_changes_nothing() {
+    let Some(mut cluster) = pg::Cluster::start() else {
+        return;
+    };
+    let (conninfo, _) = cluster.database("lost");
+    let mut w = world(&conninfo);
+    let user = w.user();
+    let mut a = w.client(user, 1);
+    let content = w.publish(100);
+    w.buy(&mut a, content);
+    let before = w.snapshot();
+    cluster.kill();
+    let other = w.publish_result(100);
+    assert!(matches!(other, Err(Error::Storage(_))), "{other:?}");
+    assert!(matches!(
+        w.distributor.register_user(),
+        Err(Error::Storage(_))
+    ));
+    cluster.restart();
+    // The pool replaces its broken connections as they are used.
+    let mut tries = 0;
+    while w.distributor.register_user().is_err() {
+        tries += 1;
+        assert!(tries < 50, "the registry does not recover");
+    }
+    let after = w.snapshot();
+    assert_ne!(after, before, "a user was added after the restart");
+    assert!(audit(w.distributor.registry(), 10).unwrap().is_empty());
+    w.play(&a, content).unwrap();
+}
+
+/// `store workload`, `store check --journal`, `simulate` and `demo` on a `postgres://` URL.
+#[test]
+fn the_cli_runs_on_a_postgres_url() {
+    use crate::cli::{assert_clean_failure, stdout, treecast};
+    let Some((_, url)) = pg::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("k");
+    let journal = dir.path().join("journal");
+    assert!(
+        treecast(&["keygen", "--out", keys.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let k = keys.to_str().unwrap();
+    let j = journal.to_str().unwrap();
+    let out = treecast(&[
+        "store",
+        "workload",
+        "--store",
+        &url,
+        "--keys",
+        k,
+        "--ops",
+        "300",
+        "--journal",
+        j,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let lines = stdout(&out);
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), lines);
+    let out = treecast(&[
+        "store",
+        "check",
+        "--store",
+        &url,
+        "--keys",
+        k,
+        "--journal",
+        j,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).starts_with("ok: "), "{}", stdout(&out));
+    // A journal line the registry does not hold is reported.
+    std::fs::write(&journal, format!("{lines}license 999999\n")).unwrap();
+    let out = treecast(&["store", "check", "--store", &url, "--journal", j]);
+    assert_clean_failure(&out, "invariant violations");
+    assert!(stdout(&out).contains("license 999999"), "{}", stdout(&out));
+
+    let (_, sim) = pg::database().unwrap();
+    let out = treecast(&["simulate", "--users", "1500", "--store", &sim]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains("PASSED"), "{}", stdout(&out));
+    // The simulator starts from an empty registry.
+    assert_clean_failure(
+        &treecast(&["simulate", "--users", "100", "--store", &sim]),
+        "already holds",
+    );
+    let (_, demo) = pg::database().unwrap();
+    let out = treecast(&[
+        "demo",
+        "--height",
+        "12",
+        "--devices",
+        "200",
+        "--revoke",
+        "5",
+        "--users",
+        "20",
+        "--store",
+        &demo,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+}
