@@ -298,3 +298,175 @@ fn the_cli_runs_on_a_postgres_url() {
     ]);
     assert!(out.status.success(), "{out:?}");
 }
+
+/// Four `store workload` processes on one database, SIGKILLed at random moments, and the
+/// PostgreSQL server SIGKILLed once mid-run and started again: afterwards every invariant holds
+/// and every operation any process journalled (acknowledged) is in the store.
+#[test]
+fn four_processes_killed_at_random_and_a_killed_server_lose_nothing_acknowledged() {
+    use std::process::{Command, Stdio};
+
+    use rand_core::{Rng, SeedableRng};
+    let Some(mut cluster) = pg::Cluster::start() else {
+        return;
+    };
+    let (_, url) = cluster.database("crash");
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("k");
+    assert!(
+        crate::cli::treecast(&["keygen", "--out", keys.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let journal = |i: usize| dir.path().join(format!("journal-{i}"));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(14);
+    let spawn = |i: usize, round: u64| {
+        Command::new(env!("CARGO_BIN_EXE_treecast"))
+            .args(["store", "workload", "--store", &url, "--keys"])
+            .arg(&keys)
+            .args([
+                "--ops",
+                "1000000",
+                "--append",
+                "--height",
+                "16",
+                "--journal",
+            ])
+            .arg(journal(i))
+            .args(["--seed", &(round * 4 + i as u64).to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    for round in 0..6u64 {
+        let mut workers: Vec<_> = (0..4).map(|i| spawn(i, round)).collect();
+        for w in &mut workers {
+            std::thread::sleep(std::time::Duration::from_millis(100 + rng.next_u64() % 400));
+            if round == 3 && cluster_alive(&cluster) {
+                // Mid-run, the server dies under all four.
+                cluster.kill();
+            }
+            let _ = w.kill(); // SIGKILL
+            let _ = w.wait();
+        }
+        if round == 3 {
+            cluster.restart();
+        }
+    }
+    let mut journalled = 0;
+    for i in 0..4 {
+        journalled += std::fs::read_to_string(journal(i))
+            .unwrap_or_default()
+            .lines()
+            .count();
+        let out = crate::cli::treecast(&[
+            "store",
+            "check",
+            "--store",
+            &url,
+            "--keys",
+            keys.to_str().unwrap(),
+            "--journal",
+            journal(i).to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "journal {i}: {out:?}");
+    }
+    assert!(
+        journalled > 40,
+        "the workloads did too little: {journalled} operations"
+    );
+}
+
+fn cluster_alive(cluster: &pg::Cluster) -> bool {
+    postgres::Client::connect(&pg::conninfo(&cluster.dir, "postgres"), postgres::NoTls).is_ok()
+}
+
+/// The per-user tables repartitioned by `user_id` (users by `id`), four hash partitions each,
+/// with a trigger that logs which partition every written row went to.
+const PARTITION_BY_USER: &str = r#"
+DO $$ DECLARE r record; BEGIN
+  FOR r IN SELECT conrelid::regclass AS t, conname FROM pg_constraint WHERE contype = 'f' LOOP
+    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.t, r.conname);
+  END LOOP;
+END $$;
+ALTER SEQUENCE ledger_seq_seq OWNED BY NONE;
+CREATE TABLE touched (tbl TEXT NOT NULL, part TEXT NOT NULL);
+CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $f$
+  BEGIN INSERT INTO touched VALUES (TG_ARGV[0], TG_TABLE_NAME); RETURN NULL; END $f$;
+DO $$ DECLARE t record; BEGIN
+  FOR t IN SELECT * FROM (VALUES
+      ('users', 'id', 'id'),
+      ('clients', 'user_id', 'user_id, id'),
+      ('licenses', 'user_id', 'user_id, id'),
+      ('downloads', 'user_id', 'user_id, content_id'),
+      ('requests', 'user_id', 'user_id, client_id, nonce'),
+      ('history', 'user_id', 'user_id, id'),
+      ('ledger', 'user_id', 'user_id, seq')) AS v(name, key, pk) LOOP
+    EXECUTE format('ALTER TABLE %I RENAME TO %I', t.name, t.name || '_old');
+    EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS) PARTITION BY HASH (%I)',
+                   t.name, t.name || '_old', t.key);
+    EXECUTE format('ALTER TABLE %I ADD PRIMARY KEY (%s)', t.name, t.pk);
+    FOR i IN 0..3 LOOP
+      EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES WITH (MODULUS 4, REMAINDER %s)',
+                     t.name || '_' || i, t.name, i);
+    END LOOP;
+    EXECUTE format('INSERT INTO %I SELECT * FROM %I', t.name, t.name || '_old');
+    EXECUTE format('DROP TABLE %I', t.name || '_old');
+    EXECUTE format('CREATE TRIGGER note AFTER INSERT OR UPDATE ON %I FOR EACH ROW EXECUTE FUNCTION note(%L)',
+                   t.name, t.name);
+  END LOOP;
+END $$;
+"#;
+
+/// Ready to shard (issue 14): with the per-user tables hash-partitioned by user, a license
+/// supply and a whole move each write rows of one partition only, the same in every table.
+#[test]
+fn a_supply_and_a_move_each_write_one_partition() {
+    let Some((conninfo, _)) = pg::database() else {
+        return;
+    };
+    let mut w = world(&conninfo);
+    let mut c = postgres::Client::connect(&conninfo, postgres::NoTls).unwrap();
+    c.batch_execute(PARTITION_BY_USER).unwrap();
+    let content = w.publish(300);
+    let mut written = |c: &mut postgres::Client| -> Vec<(String, String)> {
+        let rows = c
+            .query("SELECT DISTINCT tbl, part FROM touched ORDER BY tbl", &[])
+            .unwrap();
+        c.batch_execute("DELETE FROM touched").unwrap();
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    };
+    let mut partitions_seen = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let user = w.user();
+        let mut a = w.client(user, 1);
+        let mut b = w.client(user, 2);
+        written(&mut c);
+        w.buy(&mut a, content);
+        let supply = written(&mut c);
+        w.move_content(&mut a, &mut b, content).unwrap();
+        let moved = written(&mut c);
+        for (what, rows) in [("supply", &supply), ("move", &moved)] {
+            let suffixes: std::collections::BTreeSet<&str> = rows
+                .iter()
+                .map(|(tbl, part)| part.strip_prefix(tbl.as_str()).unwrap())
+                .collect();
+            assert_eq!(suffixes.len(), 1, "{what} of {user} wrote {rows:?}");
+            partitions_seen.extend(suffixes.into_iter().map(str::to_owned));
+            let tables: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
+            let expected: &[&str] = if what == "supply" {
+                &["downloads", "ledger", "licenses", "requests", "users"]
+            } else {
+                &["history", "ledger", "licenses", "requests", "users"]
+            };
+            assert_eq!(tables, expected, "{what}");
+        }
+        w.play(&b, content).unwrap();
+    }
+    assert!(
+        partitions_seen.len() > 1,
+        "six users all in one partition: {partitions_seen:?}"
+    );
+    assert!(audit(w.distributor.registry(), 10).unwrap().is_empty());
+}
