@@ -430,7 +430,7 @@ fn a_supply_and_a_move_each_write_one_partition() {
     let mut c = postgres::Client::connect(&conninfo, postgres::NoTls).unwrap();
     c.batch_execute(PARTITION_BY_USER).unwrap();
     let content = w.publish(300);
-    let mut written = |c: &mut postgres::Client| -> Vec<(String, String)> {
+    let written = |c: &mut postgres::Client| -> Vec<(String, String)> {
         let rows = c
             .query("SELECT DISTINCT tbl, part FROM touched ORDER BY tbl", &[])
             .unwrap();
