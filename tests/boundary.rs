@@ -241,11 +241,19 @@ fn ids_of_lost_commits_are_never_issued_again() {
     w.distributor.registry().backup_to(&saved).unwrap();
     w.buy(&mut a, content);
     let lost = a.license_id(content).unwrap();
+    // A registration lost too: its leaf and client ID went out with the device's keys.
+    let lost_client = w.client(user, 1);
     drop(w);
     std::fs::remove_file(&path).unwrap();
     std::fs::rename(&saved, &path).unwrap();
     let mut w = sqlite_world(&path);
     let mut again = w.client(user, 1);
+    assert_ne!(again.id(), lost_client.id(), "a client ID was issued twice");
+    assert_ne!(
+        again.device_keys().leaf(),
+        lost_client.device_keys().leaf(),
+        "a leaf was handed out twice"
+    );
     let republished = w.publish(100);
     w.buy(&mut again, republished);
     let issued = again.license_id(republished).unwrap();

@@ -186,6 +186,24 @@ impl SqliteRegistry {
         })
     }
 
+    /// Makes sure the next leaf lies below the durable reserve: when it does not, raises the
+    /// reserve by a block in a transaction of its own, on disk before the registration's
+    /// (`synchronous = FULL`). A registration itself then commits at the registry's durability,
+    /// and a power loss can never hand its leaf out again: the next opening starts at the
+    /// reserve. Each opening leaves the rest of a block unused (at most [`leaf_block`] leaves).
+    fn reserve_leaf(&self, conn: &mut Connection) -> Result<(), Error> {
+        durably_if(conn, |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (next, reserve) = (meta(&tx, "next_leaf")?, meta(&tx, "leaf_reserve")?);
+            if next < reserve {
+                return Ok(false);
+            }
+            set_meta(&tx, "leaf_reserve", next.saturating_add(leaf_block(self.height)))?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
     /// Runs `f` in one read transaction (a consistent snapshot).
     fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, Error>) -> Result<T, Error> {
         let mut conn = self.lock()?;
@@ -231,6 +249,29 @@ fn describe(e: &rusqlite::Error) -> String {
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const STATEMENT_CACHE: usize = 64;
+/// Leaves reserved at a time: 1/4096 of the tree, between 1 and 1 024.
+fn leaf_block(height: TreeHeight) -> u64 {
+    (height.leaf_count() >> 12).clamp(1, 1024)
+}
+
+/// Runs `f`, with `synchronous = FULL` if its first look says it will write (it returns
+/// whether it wrote; the check and the write happen in its own transaction).
+fn durably_if(
+    conn: &mut Connection,
+    f: impl Fn(&mut Connection) -> Result<bool, Error>,
+) -> Result<(), Error> {
+    // Most calls find the reserve ahead and write nothing: they need no sync.
+    {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let ahead = meta(&tx, "next_leaf")? < meta(&tx, "leaf_reserve")?;
+        tx.finish()?;
+        if ahead {
+            return Ok(());
+        }
+    }
+    durably(conn, |conn| f(conn).map(|_| ()))
+}
+
 /// Runs `f` with `synchronous = FULL`, then puts the connection's setting back.
 fn durably<T>(
     conn: &mut Connection,
@@ -269,7 +310,11 @@ impl Registry for SqliteRegistry {
         limit: usize,
         build: ClientBuilder<'_>,
     ) -> Result<ClientRecord, Error> {
-        self.write_durable(|tx| {
+        let mut conn = self.lock()?;
+        self.reserve_leaf(&mut conn)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let record = (|| {
+            let tx = &tx;
             if tx
                 .prepare_cached("SELECT 1 FROM users WHERE id = ?1")?
                 .query_row([lookup(user.0)], |_| Ok(()))
@@ -286,7 +331,9 @@ impl Registry for SqliteRegistry {
             }
             let mut leaves = LeafAllocator::resume(self.height, meta(tx, "next_leaf")?)?;
             let leaf = leaves.allocate()?;
-            let id = ClientId(next_id(tx, "clients")?);
+            // A client's ID is its leaf plus one, as in the other stores: leaves are never
+            // handed out twice, so neither are client IDs.
+            let id = ClientId(u64::from(leaf.get()) + 1);
             let record = build(id, leaf)?;
             if record.id != id || record.leaf != leaf || record.user != user {
                 return Err(Error::Internal("client builder changed the IDs"));
@@ -305,7 +352,9 @@ impl Registry for SqliteRegistry {
             ])?;
             set_meta(tx, "next_leaf", leaves.next_leaf())?;
             Ok(record)
-        })
+        })()?;
+        tx.commit()?;
+        Ok(record)
     }
 
     fn client(&self, id: ClientId) -> Result<Option<ClientRecord>, Error> {

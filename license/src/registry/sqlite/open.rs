@@ -76,6 +76,16 @@ impl SqliteRegistry {
                 .checked_add(1)
                 .ok_or(Error::Internal("generation overflow"))?;
             set_meta(&tx, "generation", generation)?;
+            // Leaves below the reserve may have been handed out by commits a power loss undid:
+            // never hand them out again.
+            tx.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('leaf_reserve', 0)",
+                [],
+            )?;
+            let reserve = meta(&tx, "leaf_reserve")?;
+            if meta(&tx, "next_leaf")? < reserve {
+                set_meta(&tx, "next_leaf", reserve)?;
+            }
             tx.commit()?;
             Ok(generation)
         })
