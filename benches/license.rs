@@ -18,7 +18,7 @@ use rand_core::SeedableRng;
 use treecast::keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
 use treecast::license::Registry;
 use treecast::license::content::{self, ContentKey};
-use treecast::license::registry::{Durability, SqliteRegistry};
+use treecast::license::registry::{Durability, PostgresRegistry, SqliteRegistry};
 use treecast::license::{
     Client, ContentId, Distributor, DistributorConfig, LicenseServer, ManualClock, MemoryRegistry,
     ServerId, SigningKey, Tariff, UnixTime,
@@ -218,66 +218,162 @@ fn play(c: &mut Criterion) {
     group.finish();
 }
 
-/// License supply and whole moves on each store, in one run, for the ratios.
+/// The throwaway PostgreSQL clusters of the tests, for the PostgreSQL rows.
+#[path = "../tests/pg.rs"]
+#[allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "the benches use part of the tests' harness, which fails loudly"
+)]
+mod pg;
+
+/// One distributor and `workers` users, each with two clients and one license to bounce.
+struct Workers<R> {
+    distributor: Distributor<R>,
+    pairs: Vec<(Client, Client, ContentId)>,
+}
+
+fn workers_on<R: Registry>(registry: R, workers: usize) -> Workers<R> {
+    let Setup {
+        distributor,
+        a,
+        b,
+        content,
+        mut rng,
+    } = setup_on(1024, registry);
+    let mut pairs = vec![(a, b, content)];
+    for _ in 1..workers {
+        let (a, b) = another_pair(&distributor, &mut rng, content);
+        pairs.push((a, b, content));
+    }
+    Workers { distributor, pairs }
+}
+
+/// A new user's two clients, the first holding a license for `content`.
+fn another_pair<R: Registry>(
+    distributor: &Distributor<R>,
+    rng: &mut ChaCha20Rng,
+    content: ContentId,
+) -> (Client, Client) {
+    let user = distributor.register_user().expect("user");
+    let mut client = |server| {
+        let key = SigningKey::generate(rng);
+        let reg = distributor
+            .register_client(user, ServerId(server), &key.verifying_key())
+            .expect("register");
+        let mut c = Client::new(key, reg).expect("client");
+        c.store_ekb(distributor.current_ekb().expect("ekb").1.as_bytes())
+            .expect("ekb");
+        c
+    };
+    let mut a = client(1);
+    let b = client(2);
+    let license = distributor
+        .supply_license(a.license_request(content, NOW).as_bytes())
+        .expect("license");
+    a.acquire_license(license.as_bytes()).expect("acquire");
+    (a, b)
+}
+
+/// Runs `per` operations on each worker's thread at once (`op` gets the worker's index, its
+/// clients and the operation's number); the elapsed time, scaled to `iters` operations.
+fn on_threads<R: Registry>(
+    w: &mut Workers<R>,
+    iters: u64,
+    op: impl Fn(&Distributor<R>, usize, &mut (Client, Client, ContentId), u64) + Sync,
+) -> std::time::Duration {
+    let n = w.pairs.len() as u64;
+    let per = iters.div_ceil(n);
+    let d = &w.distributor;
+    let op = &op;
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for (k, pair) in w.pairs.iter_mut().enumerate() {
+            scope.spawn(move || {
+                for i in 0..per {
+                    op(d, k, pair, i);
+                }
+            });
+        }
+    });
+    started.elapsed().mul_f64(iters as f64 / (n * per) as f64)
+}
+
+/// License supply and whole moves on each store with 1, 2 and 4 concurrent workers, in one
+/// run, for the ratios.
 fn stores(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let height = TreeHeight::new(32).expect("height");
     let mut group = c.benchmark_group("store");
-    let mut run = |name: &str, mut s: Setup<Box<dyn Registry>>| {
-        // The server's side of license supply: requests are signed by the clients beforehand.
-        group.bench_function(format!("{name}/license_supply"), |b| {
-            b.iter_custom(|iters| {
-                let requests: Vec<_> = (0..iters)
-                    .map(|_| s.a.license_request(s.content, NOW))
-                    .collect();
-                let started = std::time::Instant::now();
-                for r in &requests {
-                    s.distributor
-                        .supply_license(black_box(r.as_bytes()))
-                        .expect("license");
-                }
-                started.elapsed()
-            })
-        });
-        // The same on two threads at once (this machine has two cores).
-        group.bench_function(format!("{name}/license_supply_2_threads"), |b| {
-            b.iter_custom(|iters| {
-                let half = iters.div_ceil(2);
-                let batches: Vec<Vec<_>> = [&mut s.a, &mut s.b]
-                    .into_iter()
-                    .map(|c| {
-                        (0..half)
-                            .map(|_| c.license_request(s.content, NOW))
-                            .collect()
+    let mut run = |name: &str, open: &dyn Fn(usize) -> Box<dyn Registry>| {
+        for workers in [1, 2, 4] {
+            let mut w = workers_on(open(workers), workers);
+            // The server's side of license supply: requests are signed by the clients
+            // beforehand, outside the timing.
+            group.bench_function(format!("{name}/license_supply/{workers}w"), |b| {
+                b.iter_custom(|iters| {
+                    let per = iters.div_ceil(workers as u64);
+                    let requests: Vec<Vec<_>> = w
+                        .pairs
+                        .iter_mut()
+                        .map(|(a, _, content)| {
+                            (0..per).map(|_| a.license_request(*content, NOW)).collect()
+                        })
+                        .collect();
+                    let requests = &requests;
+                    on_threads(&mut w, iters, move |d, k, _, i| {
+                        let r = &requests[k][i as usize];
+                        d.supply_license(black_box(r.as_bytes())).expect("license");
                     })
-                    .collect();
-                let d = &s.distributor;
-                let started = std::time::Instant::now();
-                std::thread::scope(|scope| {
-                    for batch in &batches {
-                        scope.spawn(move || {
-                            for r in batch {
-                                d.supply_license(black_box(r.as_bytes())).expect("license");
-                            }
-                        });
-                    }
-                });
-                started.elapsed().mul_f64(iters as f64 / (2 * half) as f64)
-            })
-        });
-        group.bench_function(format!("{name}/whole_move"), |b| b.iter(|| bounce(&mut s)));
+                })
+            });
+            group.bench_function(format!("{name}/whole_move/{workers}w"), |b| {
+                b.iter_custom(|iters| {
+                    on_threads(&mut w, iters, |d, _, (a, b, content), _| {
+                        move_once(d, a, b, *content);
+                    })
+                })
+            });
+        }
     };
-    run(
-        "memory",
-        setup_on(1024, Box::new(MemoryRegistry::new(height))),
-    );
-    let process = SqliteRegistry::open(&dir.path().join("process.sqlite"), height).expect("sqlite");
-    run("sqlite_process", setup_on(1024, Box::new(process)));
-    let power =
-        SqliteRegistry::open_with(&dir.path().join("power.sqlite"), height, Durability::Power)
-            .expect("sqlite");
-    run("sqlite_power", setup_on(1024, Box::new(power)));
+    run("memory", &|_| Box::new(MemoryRegistry::new(height)));
+    run("sqlite_process", &|w| {
+        Box::new(
+            SqliteRegistry::open(&dir.path().join(format!("process-{w}.sqlite")), height)
+                .expect("sqlite"),
+        )
+    });
+    run("sqlite_power", &|w| {
+        Box::new(
+            SqliteRegistry::open_with(
+                &dir.path().join(format!("power-{w}.sqlite")),
+                height,
+                Durability::Power,
+            )
+            .expect("sqlite"),
+        )
+    });
+    match pg::Cluster::start() {
+        Some(cluster) => run("postgres", &|w| {
+            let (conninfo, _) = cluster.database(&format!("bench{w}"));
+            Box::new(PostgresRegistry::open(&conninfo, height).expect("postgres"))
+        }),
+        None => eprintln!("no PostgreSQL: the postgres rows are skipped"),
+    }
     group.finish();
+}
+
+/// One whole move from `a` to `b`; then they swap roles.
+fn move_once<R: Registry>(d: &Distributor<R>, a: &mut Client, b: &mut Client, content: ContentId) {
+    let license = a.license_id(content).expect("held");
+    let request = a.move_request(license, b.id(), NOW);
+    let cert = d
+        .supply_certificate(request.as_bytes())
+        .expect("certificate");
+    let package = a.move_out(cert.as_bytes()).expect("out");
+    b.move_in(&package, NOW).expect("in");
+    std::mem::swap(a, b);
 }
 
 criterion_group!(benches, issue, moves, play, stores);

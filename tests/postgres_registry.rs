@@ -5,7 +5,7 @@
 
 use treecast::keytree::{Scheme, TreeHeight};
 use treecast::license::registry::{PostgresRegistry, Registry, audit};
-use treecast::license::{Error, MemoryRegistry};
+use treecast::license::{Clock, Error, MemoryRegistry};
 
 use crate::pg;
 use crate::support::World;
@@ -468,5 +468,89 @@ fn a_supply_and_a_move_each_write_one_partition() {
         partitions_seen.len() > 1,
         "six users all in one partition: {partitions_seen:?}"
     );
+    assert!(audit(w.distributor.registry(), 10).unwrap().is_empty());
+}
+
+/// Set in the children of the test below: `CONNINFO|REQUEST_FILE|RESULT_FILE`.
+const MOVE_CHILD: &str = "TREECAST_PG_MOVE_CHILD";
+
+/// Four processes (this test binary, run again as children, each its own server with its own
+/// pool) receive four move requests for one license at once, to four destinations: exactly one
+/// certificate is issued, the others are refused as moved; every round.
+#[test]
+fn processes_moving_the_same_license_move_it_once() {
+    if let Ok(spec) = std::env::var(MOVE_CHILD) {
+        let mut parts = spec.split('|');
+        let (conninfo, request, result) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        let w = world(conninfo);
+        let bytes = std::fs::read(request).unwrap();
+        let answer = match w.distributor.supply_certificate(&bytes) {
+            Ok(_) => "issued".to_owned(),
+            Err(e) => format!("{e:?}"),
+        };
+        std::fs::write(result, answer).unwrap();
+        return;
+    }
+    let Some((conninfo, _)) = pg::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = world(&conninfo);
+    let content = w.publish(100);
+    for round in 0..3 {
+        let user = w.user();
+        let mut a = w.client(user, 1);
+        // The source and two destinations (three clients a user, in this world).
+        let others: Vec<_> = (0..2).map(|i| w.client(user, 1 + i)).collect();
+        w.buy(&mut a, content);
+        let license = a.license_id(content).unwrap();
+        let mut children = Vec::new();
+        for i in 0..4 {
+            let d = &others[i % 2];
+            let request = dir.path().join(format!("request-{round}-{i}"));
+            let result = dir.path().join(format!("result-{round}-{i}"));
+            std::fs::write(
+                &request,
+                a.move_request(license, d.id(), w.clock.now()).as_bytes(),
+            )
+            .unwrap();
+            let spec = format!("{conninfo}|{}|{}", request.display(), result.display());
+            children.push((
+                result,
+                std::process::Command::new(std::env::current_exe().unwrap())
+                    .args([
+                        "--exact",
+                        "postgres_registry::processes_moving_the_same_license_move_it_once",
+                        "--test-threads=1",
+                        "--quiet",
+                    ])
+                    .env(MOVE_CHILD, spec)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            ));
+        }
+        let mut answers = Vec::new();
+        for (result, mut child) in children {
+            assert!(child.wait().unwrap().success());
+            answers.push(std::fs::read_to_string(result).unwrap());
+        }
+        assert_eq!(
+            answers.iter().filter(|a| *a == "issued").count(),
+            1,
+            "round {round}: {answers:?}"
+        );
+        assert!(
+            answers
+                .iter()
+                .filter(|a| *a != "issued")
+                .all(|a| a.starts_with("LicenseMoved")),
+            "round {round}: {answers:?}"
+        );
+    }
     assert!(audit(w.distributor.registry(), 10).unwrap().is_empty());
 }

@@ -198,7 +198,11 @@ impl SqliteRegistry {
             if next < reserve {
                 return Ok(false);
             }
-            set_meta(&tx, "leaf_reserve", next.saturating_add(leaf_block(self.height)))?;
+            set_meta(
+                &tx,
+                "leaf_reserve",
+                next.saturating_add(leaf_block(self.height)),
+            )?;
             tx.commit()?;
             Ok(true)
         })
