@@ -25,7 +25,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use postgres::error::SqlState;
-use postgres::{NoTls, Row, Transaction};
+use postgres::{Client, GenericClient, NoTls, Row, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 
@@ -178,19 +178,11 @@ impl PostgresRegistry {
         }
     }
 
-    /// Runs `f` in one read-only transaction (a consistent snapshot).
-    fn read<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> Step<T>) -> Result<T, Error> {
+    /// Runs `f`, a single statement, outside an explicit transaction: a statement is atomic and
+    /// sees one snapshot on its own, and a `BEGIN`/`COMMIT` pair would cost two round trips.
+    fn read<T>(&self, f: impl FnOnce(&mut Client) -> Step<T>) -> Result<T, Error> {
         let mut conn = self.pool.get().map_err(|e| unreachable_db(&e))?;
-        let result = (|| -> Step<T> {
-            let mut tx = conn
-                .build_transaction()
-                .read_only(true)
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .start()?;
-            let out = f(&mut tx)?;
-            tx.commit()?;
-            Ok(out)
-        })();
+        let result = f(&mut conn);
         match result {
             Ok(out) => Ok(out),
             Err(Failure::Refused(e)) => Err(e),
@@ -207,7 +199,7 @@ impl PostgresRegistry {
 
     fn client_in(
         &self,
-        tx: &mut Transaction<'_>,
+        tx: &mut impl GenericClient,
         id: ClientId,
         lock: &str,
     ) -> Step<Option<ClientRecord>> {
@@ -228,6 +220,9 @@ fn pool(url: &str) -> Result<Pool, Error> {
     r2d2::Pool::builder()
         .max_size(POOL_SIZE)
         .min_idle(Some(1))
+        // No validity query at every checkout (a round trip per operation): a connection found
+        // broken fails its operation with a `Storage` error and is dropped on return.
+        .test_on_check_out(false)
         .connection_timeout(CONNECT_TIMEOUT)
         .build(PostgresConnectionManager::new(config, NoTls))
         .map_err(|e| unreachable_db(&e))
@@ -270,7 +265,11 @@ fn ints<const N: usize>(r: &Row) -> [i64; N] {
     v
 }
 
-fn license_in(tx: &mut Transaction<'_>, id: LicenseId, lock: &str) -> Step<Option<LicenseRecord>> {
+fn license_in(
+    tx: &mut impl GenericClient,
+    id: LicenseId,
+    lock: &str,
+) -> Step<Option<LicenseRecord>> {
     let row = tx.query_opt(
         &format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE id = $1 {lock}"),
         &[&lookup(id.0)],
@@ -302,13 +301,13 @@ fn bill(tx: &mut Transaction<'_>, e: &LedgerEntry) -> Step<()> {
     Ok(())
 }
 
-fn content_exists(tx: &mut Transaction<'_>, id: ContentId) -> Step<bool> {
+fn content_exists(tx: &mut impl GenericClient, id: ContentId) -> Step<bool> {
     Ok(tx
         .query_opt("SELECT 1 FROM contents WHERE id = $1", &[&lookup(id.0)])?
         .is_some())
 }
 
-fn user_exists(tx: &mut Transaction<'_>, id: UserId, lock: &str) -> Step<bool> {
+fn user_exists(tx: &mut impl GenericClient, id: UserId, lock: &str) -> Step<bool> {
     Ok(tx
         .query_opt(
             &format!("SELECT 1 FROM users WHERE id = $1 {lock}"),
@@ -326,13 +325,13 @@ fn take_counter(tx: &mut Transaction<'_>, key: &str) -> Step<u64> {
     Ok(un(row.get(0))?)
 }
 
-fn meta(tx: &mut Transaction<'_>, key: &str) -> Step<u64> {
+fn meta(tx: &mut impl GenericClient, key: &str) -> Step<u64> {
     let row = tx.query_one("SELECT value FROM meta WHERE key = $1", &[&key])?;
     Ok(un(row.get(0))?)
 }
 
 fn ids<T>(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl GenericClient,
     query: &str,
     key: u64,
     wrap: impl Fn(u64) -> T,
