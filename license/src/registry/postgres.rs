@@ -43,12 +43,15 @@ use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
 
+mod cache;
 mod schema;
+
+use cache::{Conn, Db, Manager};
 
 /// How often a transaction that lost a deadlock or a serialization conflict is run again.
 const RETRIES: usize = 8;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<Manager>;
 
 /// A registry in a PostgreSQL database, shared by any number of processes.
 ///
@@ -134,7 +137,7 @@ impl PostgresRegistry {
     pub fn open(url: &str, height: TreeHeight) -> Result<Self, Error> {
         let pool = pool(url)?;
         let mut conn = pool.get().map_err(|e| unreachable_db(&e))?;
-        schema::migrate(&mut conn, height)?;
+        schema::migrate(&mut conn.client, height)?;
         Ok(Self { pool, height })
     }
 
@@ -146,7 +149,7 @@ impl PostgresRegistry {
         let pool = pool(url)?;
         let height = {
             let mut conn = pool.get().map_err(|e| unreachable_db(&e))?;
-            schema::stored_height(&mut conn)?
+            schema::stored_height(&mut conn.client)?
         };
         Self::open(url, height)
     }
@@ -158,14 +161,18 @@ impl PostgresRegistry {
 
     /// Runs `f` in one transaction, committing only if it succeeds; a deadlock or
     /// serialization failure runs it again (at most [`RETRIES`] times).
-    fn write<T>(&self, mut f: impl FnMut(&mut Transaction<'_>) -> Step<T>) -> Result<T, Error> {
+    fn write<T>(
+        &self,
+        mut f: impl FnMut(&mut Db<'_, Transaction<'_>>) -> Step<T>,
+    ) -> Result<T, Error> {
         let mut conn = self.pool.get().map_err(|e| unreachable_db(&e))?;
+        let Conn { client, statements } = &mut *conn;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let result = (|| -> Step<T> {
-                let mut tx = conn.transaction()?;
-                let out = f(&mut tx)?;
+                let mut tx = client.transaction()?;
+                let out = f(&mut Db::new(&mut tx, statements))?;
                 tx.commit()?;
                 Ok(out)
             })();
@@ -180,9 +187,10 @@ impl PostgresRegistry {
 
     /// Runs `f`, a single statement, outside an explicit transaction: a statement is atomic and
     /// sees one snapshot on its own, and a `BEGIN`/`COMMIT` pair would cost two round trips.
-    fn read<T>(&self, f: impl FnOnce(&mut Client) -> Step<T>) -> Result<T, Error> {
+    fn read<T>(&self, f: impl FnOnce(&mut Db<'_, Client>) -> Step<T>) -> Result<T, Error> {
         let mut conn = self.pool.get().map_err(|e| unreachable_db(&e))?;
-        let result = f(&mut conn);
+        let Conn { client, statements } = &mut *conn;
+        let result = f(&mut Db::new(client, statements));
         match result {
             Ok(out) => Ok(out),
             Err(Failure::Refused(e)) => Err(e),
@@ -193,13 +201,15 @@ impl PostgresRegistry {
     /// The next value of a sequence, outside any transaction (sequences never go back).
     fn next_in(&self, sequence: &str) -> Result<u64, Error> {
         let mut conn = self.pool.get().map_err(|e| unreachable_db(&e))?;
-        let row = conn.query_one(&format!("SELECT nextval('{sequence}')"), &[])?;
+        let Conn { client, statements } = &mut *conn;
+        let row =
+            Db::new(client, statements).query_one(&format!("SELECT nextval('{sequence}')"), &[])?;
         un(row.get(0))
     }
 
     fn client_in(
         &self,
-        tx: &mut impl GenericClient,
+        tx: &mut Db<'_, impl GenericClient>,
         id: ClientId,
         lock: &str,
     ) -> Step<Option<ClientRecord>> {
@@ -224,7 +234,7 @@ fn pool(url: &str) -> Result<Pool, Error> {
         // broken fails its operation with a `Storage` error and is dropped on return.
         .test_on_check_out(false)
         .connection_timeout(CONNECT_TIMEOUT)
-        .build(PostgresConnectionManager::new(config, NoTls))
+        .build(Manager(PostgresConnectionManager::new(config, NoTls)))
         .map_err(|e| unreachable_db(&e))
 }
 
@@ -266,7 +276,7 @@ fn ints<const N: usize>(r: &Row) -> [i64; N] {
 }
 
 fn license_in(
-    tx: &mut impl GenericClient,
+    tx: &mut Db<'_, impl GenericClient>,
     id: LicenseId,
     lock: &str,
 ) -> Step<Option<LicenseRecord>> {
@@ -277,7 +287,7 @@ fn license_in(
     Ok(row.map(|r| license_record(license_row(&r))).transpose()?)
 }
 
-fn insert_license(tx: &mut Transaction<'_>, l: &LicenseRecord) -> Step<()> {
+fn insert_license(tx: &mut Db<'_, impl GenericClient>, l: &LicenseRecord) -> Step<()> {
     let ([a, b, c, d, e, f, g, h, i], tag) = license_values(l)?;
     tx.execute(
         &format!(
@@ -288,7 +298,7 @@ fn insert_license(tx: &mut Transaction<'_>, l: &LicenseRecord) -> Step<()> {
     Ok(())
 }
 
-fn bill(tx: &mut Transaction<'_>, e: &LedgerEntry) -> Step<()> {
+fn bill(tx: &mut Db<'_, impl GenericClient>, e: &LedgerEntry) -> Step<()> {
     let [a, b, c, d, f, g] = ledger_values(e)?;
     tx.execute(
         &format!("INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
@@ -301,13 +311,13 @@ fn bill(tx: &mut Transaction<'_>, e: &LedgerEntry) -> Step<()> {
     Ok(())
 }
 
-fn content_exists(tx: &mut impl GenericClient, id: ContentId) -> Step<bool> {
+fn content_exists(tx: &mut Db<'_, impl GenericClient>, id: ContentId) -> Step<bool> {
     Ok(tx
         .query_opt("SELECT 1 FROM contents WHERE id = $1", &[&lookup(id.0)])?
         .is_some())
 }
 
-fn user_exists(tx: &mut impl GenericClient, id: UserId, lock: &str) -> Step<bool> {
+fn user_exists(tx: &mut Db<'_, impl GenericClient>, id: UserId, lock: &str) -> Step<bool> {
     Ok(tx
         .query_opt(
             &format!("SELECT 1 FROM users WHERE id = $1 {lock}"),
@@ -317,7 +327,7 @@ fn user_exists(tx: &mut impl GenericClient, id: UserId, lock: &str) -> Step<bool
 }
 
 /// Takes the next value of a counter in `meta` (under its row lock, until the commit).
-fn take_counter(tx: &mut Transaction<'_>, key: &str) -> Step<u64> {
+fn take_counter(tx: &mut Db<'_, impl GenericClient>, key: &str) -> Step<u64> {
     let row = tx.query_one(
         "UPDATE meta SET value = value + 1 WHERE key = $1 RETURNING value - 1",
         &[&key],
@@ -325,13 +335,13 @@ fn take_counter(tx: &mut Transaction<'_>, key: &str) -> Step<u64> {
     Ok(un(row.get(0))?)
 }
 
-fn meta(tx: &mut impl GenericClient, key: &str) -> Step<u64> {
+fn meta(tx: &mut Db<'_, impl GenericClient>, key: &str) -> Step<u64> {
     let row = tx.query_one("SELECT value FROM meta WHERE key = $1", &[&key])?;
     Ok(un(row.get(0))?)
 }
 
 fn ids<T>(
-    tx: &mut impl GenericClient,
+    tx: &mut Db<'_, impl GenericClient>,
     query: &str,
     key: u64,
     wrap: impl Fn(u64) -> T,
