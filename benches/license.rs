@@ -61,29 +61,13 @@ fn setup_on<R: Registry>(content_len: usize, registry: R) -> Setup<R> {
         Arc::new(ManualClock::new(NOW)),
         DistributorConfig::default(),
     );
-    let user = distributor.register_user().expect("user");
-    let mut client = |server| {
-        let key = SigningKey::generate(&mut rng);
-        let reg = distributor
-            .register_client(user, ServerId(server), &key.verifying_key())
-            .expect("register");
-        let mut c = Client::new(key, reg).expect("client");
-        c.store_ekb(distributor.current_ekb().expect("ekb").1.as_bytes())
-            .expect("ekb");
-        c
-    };
-    let mut a = client(1);
-    let b = client(2);
     let mut container = Vec::new();
     let plain = vec![0x42u8; content_len];
     let record = distributor
         .publish(&plain[..], &mut container, &mut rng)
         .expect("publish");
+    let (mut a, b) = another_pair(&distributor, &mut rng, record.id);
     a.store_content(container).expect("store");
-    let license = distributor
-        .supply_license(a.license_request(record.id, NOW).as_bytes())
-        .expect("license");
-    a.acquire_license(license.as_bytes()).expect("acquire");
     Setup {
         distributor,
         a,
