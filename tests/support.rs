@@ -22,6 +22,8 @@ pub(crate) struct World<R = MemoryRegistry> {
     pub(crate) rng: ChaCha20Rng,
     /// Published contents and their containers.
     pub(crate) contents: Vec<(ContentId, Vec<u8>)>,
+    /// What the store needs kept alive as long as the world (a temporary directory).
+    pub(crate) keep: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl World {
@@ -59,6 +61,7 @@ impl<R: Registry> World<R> {
             clock,
             rng,
             contents: Vec::new(),
+            keep: Vec::new(),
         }
     }
 

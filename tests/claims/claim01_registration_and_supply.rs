@@ -3,12 +3,13 @@
 
 use treecast::keytree::Scheme;
 
-use crate::support::World;
 
 #[test]
 fn the_whole_flow_on_both_schemes() {
     for scheme in [Scheme::COMPLETE_SUBTREE, Scheme::SUBSET_DIFFERENCE] {
-        let mut w = World::new(scheme);
+        let Some(mut w) = super::world(scheme) else {
+        return;
+    };
         let alice = w.user();
         let mut phone = w.client(alice, 1);
         let mut laptop = w.client(alice, 2);

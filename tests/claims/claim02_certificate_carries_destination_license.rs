@@ -4,11 +4,12 @@ use treecast::keytree::Scheme;
 use treecast::license::license::LicenseTbs;
 use treecast::license::{CopyCertificateIn, Unverified};
 
-use crate::support::World;
 
 #[test]
 fn the_certificate_carries_a_license_for_the_destination() {
-    let mut w = World::new(Scheme::COMPLETE_SUBTREE);
+    let Some(mut w) = super::world(Scheme::COMPLETE_SUBTREE) else {
+        return;
+    };
     let user = w.user();
     let mut a = w.client(user, 1);
     let b = w.client(user, 1);

@@ -5,11 +5,12 @@ use treecast::keytree::Scheme;
 use treecast::license::registry::LicenseState;
 use treecast::license::{ClientCertificate, Registry, ServerId, Unverified};
 
-use crate::support::World;
 
 #[test]
 fn the_seven_tables_follow_every_supply() {
-    let mut w = World::new(Scheme::SUBSET_DIFFERENCE);
+    let Some(mut w) = super::world(Scheme::SUBSET_DIFFERENCE) else {
+        return;
+    };
     let user = w.user();
     let mut a = w.client(user, 1);
     let mut b = w.client(user, 2);
@@ -72,7 +73,9 @@ fn the_seven_tables_follow_every_supply() {
 
 #[test]
 fn the_client_limit_holds_and_a_refusal_changes_nothing() {
-    let mut w = World::new(Scheme::COMPLETE_SUBTREE);
+    let Some(mut w) = super::world(Scheme::COMPLETE_SUBTREE) else {
+        return;
+    };
     let user = w.user();
     let clients: Vec<_> = (0..3).map(|_| w.client(user, 1)).collect();
     let before = w.snapshot();

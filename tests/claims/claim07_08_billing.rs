@@ -3,11 +3,13 @@
 use treecast::keytree::Scheme;
 use treecast::license::{ChargeKind, Registry, Tariff};
 
-use crate::support::{CERTIFICATE_PRICE, LICENSE_PRICE, World};
+use crate::support::{CERTIFICATE_PRICE, LICENSE_PRICE};
 
 #[test]
 fn licenses_and_certificates_are_billed_differently() {
-    let mut w = World::new(Scheme::COMPLETE_SUBTREE);
+    let Some(mut w) = super::world(Scheme::COMPLETE_SUBTREE) else {
+        return;
+    };
     let (alice, bob) = (w.user(), w.user());
     let mut a1 = w.client(alice, 1);
     let mut a2 = w.client(alice, 2);

@@ -5,15 +5,13 @@
 use treecast::keytree::Scheme;
 use treecast::license::{Clock, Error, MovePackage};
 
-use crate::support::World;
-
-fn world_with_certificate() -> (
-    World,
+fn world_with_certificate() -> Option<(
+    crate::claims::AnyWorld,
     treecast::license::Client,
     treecast::license::Client,
     MovePackage,
-) {
-    let mut w = World::new(Scheme::COMPLETE_SUBTREE);
+)> {
+    let mut w = super::world(Scheme::COMPLETE_SUBTREE)?;
     let user = w.user();
     let mut a = w.client(user, 1);
     let b = w.client(user, 1);
@@ -21,12 +19,14 @@ fn world_with_certificate() -> (
     w.buy(&mut a, content);
     let cert = w.certificate(&mut a, content, b.id()).unwrap();
     let package = a.move_out(&cert).unwrap();
-    (w, a, b, package)
+    Some((w, a, b, package))
 }
 
 #[test]
 fn every_single_bit_flip_of_a_certificate_is_refused() {
-    let (w, _, b, package) = world_with_certificate();
+    let Some((w, _, b, package)) = world_with_certificate() else {
+        return;
+    };
     let now = w.clock.now();
     let mut b = b;
     // Each refusal runs on the real destination, which must stay able to accept the real one.
@@ -40,7 +40,9 @@ fn every_single_bit_flip_of_a_certificate_is_refused() {
 
 #[test]
 fn a_certificate_for_another_client_expired_or_replayed_is_refused() {
-    let (w, _, mut b, package) = world_with_certificate();
+    let Some((w, _, mut b, package)) = world_with_certificate() else {
+        return;
+    };
     let mut w = w;
     let user = b.user();
     let mut c = w.client(user, 1);
@@ -72,7 +74,9 @@ fn package_content(p: &MovePackage) -> treecast::license::ContentId {
 
 #[test]
 fn a_certificate_with_the_wrong_content_is_refused() {
-    let (mut w, _, mut b, package) = world_with_certificate();
+    let Some((mut w, _, mut b, package)) = world_with_certificate() else {
+        return;
+    };
     let other = w.publish(100);
     let swapped = MovePackage::new(
         package.certificate.clone(),
