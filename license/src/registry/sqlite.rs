@@ -192,19 +192,22 @@ impl SqliteRegistry {
     /// and a power loss can never hand its leaf out again: the next opening starts at the
     /// reserve. Each opening leaves the rest of a block unused (at most [`leaf_block`] leaves).
     fn reserve_leaf(&self, conn: &mut Connection) -> Result<(), Error> {
-        durably_if(conn, |conn| {
+        // The connection's lock is held and the file is this process's alone (exclusive
+        // locking): nothing changes between this look and the raise.
+        let next = meta(conn, "next_leaf")?;
+        if next < meta(conn, "leaf_reserve")? {
+            // Most registrations: the reserve is ahead, nothing to write or sync.
+            return Ok(());
+        }
+        durably(conn, |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let (next, reserve) = (meta(&tx, "next_leaf")?, meta(&tx, "leaf_reserve")?);
-            if next < reserve {
-                return Ok(false);
-            }
             set_meta(
                 &tx,
                 "leaf_reserve",
                 next.saturating_add(leaf_block(self.height)),
             )?;
             tx.commit()?;
-            Ok(true)
+            Ok(())
         })
     }
 
@@ -256,24 +259,6 @@ const STATEMENT_CACHE: usize = 64;
 /// Leaves reserved at a time: 1/4096 of the tree, between 1 and 1 024.
 fn leaf_block(height: TreeHeight) -> u64 {
     (height.leaf_count() >> 12).clamp(1, 1024)
-}
-
-/// Runs `f`, with `synchronous = FULL` if its first look says it will write (it returns
-/// whether it wrote; the check and the write happen in its own transaction).
-fn durably_if(
-    conn: &mut Connection,
-    f: impl Fn(&mut Connection) -> Result<bool, Error>,
-) -> Result<(), Error> {
-    // Most calls find the reserve ahead and write nothing: they need no sync.
-    {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let ahead = meta(&tx, "next_leaf")? < meta(&tx, "leaf_reserve")?;
-        tx.finish()?;
-        if ahead {
-            return Ok(());
-        }
-    }
-    durably(conn, |conn| f(conn).map(|_| ()))
 }
 
 /// Runs `f` with `synchronous = FULL`, then puts the connection's setting back.

@@ -10,7 +10,7 @@ use crate::billing::LedgerEntry;
 use crate::ids::{ContentId, LicenseId};
 use rusqlite::{OptionalExtension, Transaction, params};
 
-pub(super) fn meta(tx: &Transaction<'_>, key: &str) -> Result<u64, Error> {
+pub(super) fn meta(tx: &rusqlite::Connection, key: &str) -> Result<u64, Error> {
     let v: i64 = tx
         .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
         .query_row([key], |r| r.get(0))?;
