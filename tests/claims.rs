@@ -37,6 +37,9 @@ macro_rules! claims {
         #[path = "claim10_12_certificate_verification.rs"]
         mod claim10_12_certificate_verification;
         #[allow(clippy::duplicate_mod, reason = "one suite, loaded once per store")]
+        #[path = "audit_streams.rs"]
+        mod audit_streams;
+        #[allow(clippy::duplicate_mod, reason = "one suite, loaded once per store")]
         #[path = "revocation.rs"]
         mod revocation;
     };

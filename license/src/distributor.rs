@@ -610,28 +610,37 @@ impl<R: Registry> Distributor<R> {
     /// # Errors
     /// [`Error::Storage`] when the store fails.
     pub fn check_stored_rows(&self, limit: usize) -> Result<Vec<String>, Error> {
+        let mut found = Vec::new();
+        let mut report = |v: String| {
+            if found.len() < limit {
+                found.push(v);
+            }
+        };
         let forged = |id: &dyn core::fmt::Display| {
             format!("{id}: its row is not authenticated (forged or altered)")
         };
-        let clients = self.registry.all_clients()?.into_iter().filter_map(|c| {
-            let id = c.id;
-            self.vault.check_client(c).is_err().then(|| forged(&id))
-        });
-        let licenses = self.registry.all_licenses()?.into_iter().filter_map(|l| {
-            let id = l.id;
-            self.vault.check_license(l).is_err().then(|| forged(&id))
-        });
-        let contents = self.registry.contents()?.into_iter().filter_map(|c| {
-            self.vault
-                .open(&c)
-                .is_err()
-                .then(|| format!("{}: its content key does not open", c.id))
-        });
-        Ok(clients
-            .chain(licenses)
-            .chain(contents)
-            .take(limit)
-            .collect())
+        // Streamed user by user: a registry of millions of clients is checked a page at a time.
+        self.registry.scan_users(&mut |rows| {
+            for c in rows.clients {
+                let id = c.id;
+                if self.vault.check_client(c).is_err() {
+                    report(forged(&id));
+                }
+            }
+            for l in rows.licenses {
+                let id = l.id;
+                if self.vault.check_license(l).is_err() {
+                    report(forged(&id));
+                }
+            }
+            Ok(())
+        })?;
+        for c in self.registry.contents()? {
+            if self.vault.open(&c).is_err() {
+                report(format!("{}: its content key does not open", c.id));
+            }
+        }
+        Ok(found)
     }
 
     /// A client row, after checking this distributor's tag on it.

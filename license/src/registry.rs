@@ -22,6 +22,7 @@ use crate::time::UnixTime;
 mod audit;
 mod boxed;
 mod memory;
+mod scan;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -29,7 +30,8 @@ pub(crate) mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-pub use audit::audit;
+pub use audit::{Audit, AuditCounts, audit, audit_report};
+pub use scan::UserRows;
 
 pub use memory::MemoryRegistry;
 #[cfg(feature = "postgres")]
@@ -584,4 +586,31 @@ pub trait Registry: Send + Sync {
     /// # Errors
     /// [`Error::Storage`] when the store fails.
     fn all_licenses(&self) -> Result<Vec<LicenseRecord>, Error>;
+
+    /// Streams the registry user by user, in user ID order: each user's clients, licenses,
+    /// history entries and ledger entries, read in one snapshot. Rows that name a user the
+    /// users table does not hold come as a [`UserRows`] with no total. The stores read a page
+    /// of users at a time, so memory does not grow with the registry.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails, or the first error of `visit`.
+    fn scan_users(
+        &self,
+        visit: &mut dyn FnMut(UserRows) -> Result<(), Error>,
+    ) -> Result<(), Error>;
+
+    /// Streams every client's leaf and ID, in leaf order (a page at a time).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails, or the first error of `visit`.
+    fn scan_leaves(
+        &self,
+        visit: &mut dyn FnMut(LeafIndex, ClientId) -> Result<(), Error>,
+    ) -> Result<(), Error>;
+
+    /// One user's rows, read in one snapshot; `None` when no row names the user.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn user_rows(&self, user: UserId) -> Result<Option<UserRows>, Error>;
 }

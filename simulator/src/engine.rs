@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use treecast_license::keytree::{
     Authority, LeafIndex, MasterSecret, TreeConfig, TreeId, VerifiedEkbBuf,
 };
-use treecast_license::registry::{Registry, audit};
+use treecast_license::registry::{Registry, audit_report};
 use treecast_license::{
     Client, ClientId, ClientState, ContentId, Distributor, DistributorConfig, Error, LicenseId,
     LicenseServer, ManualClock, MovePackage, ReleaseKey, ServerId, ServerKeys, Tariff, UnixTime,

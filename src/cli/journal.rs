@@ -23,8 +23,6 @@ pub(crate) fn check(
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open the journal {}", path.display()))?;
     let mut missing = Vec::new();
-    let history = registry.certificate_history()?;
-    let ledger = registry.ledger()?;
     let mut reader = std::io::BufReader::new(file);
     let mut line = String::new();
     let mut n = 0;
@@ -35,7 +33,7 @@ pub(crate) fn check(
         }
         n += 1;
         let text = line.trim_end();
-        let ok = held(registry, &history, &ledger, text)
+        let ok = held(registry, text)
             .with_context(|| format!("{}:{n}: `{text}`", path.display()))?;
         if !ok && missing.len() < limit {
             missing.push(format!("journal line {n} is not in the registry: {text}"));
@@ -44,13 +42,9 @@ pub(crate) fn check(
     Ok(missing)
 }
 
-/// Whether the registry holds the operation of one journal line.
-fn held(
-    r: &dyn Registry,
-    history: &[treecast_license::registry::CertificateRecord],
-    ledger: &[treecast_license::LedgerEntry],
-    line: &str,
-) -> anyhow::Result<bool> {
+/// Whether the registry holds the operation of one journal line (a few lookups; a move reads
+/// its user's rows, never a whole table).
+fn held(r: &dyn Registry, line: &str) -> anyhow::Result<bool> {
     let mut words = line.split_whitespace();
     let kind = words.next().context("an empty line")?;
     let f: Vec<u64> = words
@@ -65,21 +59,26 @@ fn held(
         "license" => r.license(LicenseId(arg(0)?))?.is_some(),
         "move" => {
             let (source, new, cert) = (LicenseId(arg(0)?), LicenseId(arg(1)?), arg(2)?);
-            let moved = r
-                .license(source)?
-                .is_some_and(|l| l.state == LicenseState::Moved);
-            let arrived = r
-                .license(new)?
-                .is_some_and(|l| l.origin == Some(CertificateId(cert)));
-            let recorded = history.iter().any(|h| {
+            let Some(arrived) = r.license(new)? else {
+                return Ok(false);
+            };
+            let Some(rows) = r.user_rows(arrived.user)? else {
+                return Ok(false);
+            };
+            let moved = rows
+                .licenses
+                .iter()
+                .any(|l| l.id == source && l.state == LicenseState::Moved);
+            let recorded = rows.history.iter().any(|h| {
                 h.id == CertificateId(cert)
                     && h.source_license == source
                     && h.destination_license == new
             });
-            let billed = ledger
+            let billed = rows
+                .ledger
                 .iter()
                 .any(|e| e.reference == cert && e.kind == ChargeKind::Certificate);
-            moved && arrived && recorded && billed
+            moved && arrived.origin == Some(CertificateId(cert)) && recorded && billed
         }
         "revoke" => {
             r.client(ClientId(arg(0)?))?.is_some_and(|c| c.revoked) && r.epoch()? >= arg(1)?

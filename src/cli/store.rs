@@ -8,7 +8,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use rand_core::{Rng, SeedableRng};
 use treecast_keytree::{Authority, Scheme, TreeConfig, TreeHeight, TreeId};
-use treecast_license::registry::{MemoryRegistry, PostgresRegistry, SqliteRegistry, audit};
+use treecast_license::registry::{
+    AuditCounts, MemoryRegistry, PostgresRegistry, SqliteRegistry, audit_report,
+};
 use treecast_license::{
     Client, Clock, ContentId, Distributor, DistributorConfig, ManualClock, Registry, SigningKey,
     Tariff, UnixTime,
@@ -135,36 +137,31 @@ fn check_registry<R: Registry>(
     limit: usize,
     violations: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    violations.extend(audit(&registry, limit)?);
+    let report = audit_report(&registry, limit)?;
+    violations.extend(report.violations);
     if let Some(journal) = journal {
         violations.extend(super::journal::check(&registry, journal, limit)?);
     }
-    let registry = match keys {
-        Some(keys) => {
-            let d = distributor(
-                keys,
-                registry,
-                height,
-                Arc::new(ManualClock::new(UnixTime(0))),
-            )?;
-            violations.extend(d.check_stored_rows(limit)?);
-            d.into_registry()
-        }
-        None => {
-            eprintln!("note: without --keys, row authentication is not checked");
-            registry
-        }
-    };
+    if let Some(keys) = keys {
+        let d = distributor(
+            keys,
+            registry,
+            height,
+            Arc::new(ManualClock::new(UnixTime(0))),
+        )?;
+        violations.extend(d.check_stored_rows(limit)?);
+    } else {
+        eprintln!("note: without --keys, row authentication is not checked");
+    }
     violations.truncate(limit);
-    let (users, clients, licenses) = (
-        registry.users()?.len(),
-        registry.client_summaries()?.len(),
-        registry.all_licenses()?.len(),
-    );
-    let (certificates, ledger) = (
-        registry.certificate_history()?.len(),
-        registry.ledger()?.len(),
-    );
+    let AuditCounts {
+        users,
+        clients,
+        licenses,
+        certificates,
+        ledger_entries: ledger,
+        ..
+    } = report.counts;
     if violations.is_empty() {
         println!(
             "ok: {users} users, {clients} clients, {licenses} licenses, {certificates} certificates, {ledger} ledger entries"

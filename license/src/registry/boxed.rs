@@ -4,7 +4,7 @@ use treecast_keytree::LeafIndex;
 
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
-    LicenseBuilder, LicenseRecord, MoveBuilder, MoveIntent, Registry, Revoker,
+    LicenseBuilder, LicenseRecord, MoveBuilder, MoveIntent, Registry, Revoker, UserRows,
 };
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
@@ -110,5 +110,20 @@ impl<R: Registry + ?Sized> Registry for Box<R> {
     }
     fn all_licenses(&self) -> Result<Vec<LicenseRecord>, Error> {
         (**self).all_licenses()
+    }
+    fn scan_users(
+        &self,
+        visit: &mut dyn FnMut(UserRows) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        (**self).scan_users(visit)
+    }
+    fn scan_leaves(
+        &self,
+        visit: &mut dyn FnMut(LeafIndex, ClientId) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        (**self).scan_leaves(visit)
+    }
+    fn user_rows(&self, user: UserId) -> Result<Option<UserRows>, Error> {
+        (**self).user_rows(user)
     }
 }

@@ -16,7 +16,7 @@ use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
     LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows, Registry,
-    Revoker, check_move,
+    Revoker, UserRows, check_move, scan,
 };
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
@@ -141,6 +141,61 @@ impl Tables {
             return Err(Error::ClientRevoked(id));
         }
         Ok(client)
+    }
+}
+
+/// Where each user's entries are in the history and the ledger, up to their lengths when taken.
+#[derive(Default)]
+struct Positions {
+    history: Vec<(UserId, usize)>,
+    ledger: Vec<(UserId, usize)>,
+}
+
+impl Positions {
+    fn of(t: &Tables) -> Self {
+        let mut history: Vec<_> = t.history.iter().enumerate().map(|(i, h)| (h.user, i)).collect();
+        let mut ledger: Vec<_> = t.ledger.iter().enumerate().map(|(i, e)| (e.user, i)).collect();
+        history.sort_unstable();
+        ledger.sort_unstable();
+        Self { history, ledger }
+    }
+
+    /// `user`'s positions in an index sorted by user, then the positions from `len` on (the
+    /// entries appended since the index was taken).
+    fn find(
+        index: &[(UserId, usize)],
+        user: UserId,
+        len: usize,
+        entries: usize,
+    ) -> impl Iterator<Item = usize> {
+        let start = index.partition_point(|&(u, _)| u < user);
+        let end = index.partition_point(|&(u, _)| u <= user);
+        let indexed = index.get(start..end).unwrap_or_default().iter().map(|&(_, i)| i);
+        indexed.chain(len..entries)
+    }
+}
+
+impl Tables {
+    /// `user`'s rows, or `None` when nothing names the user.
+    fn rows_of(&self, user: UserId, index: &Positions) -> Option<UserRows> {
+        let row = self.users.get(&user)?;
+        let mut rows = UserRows::new(user, Some(row.total));
+        rows.clients = row.clients.iter().filter_map(|c| self.clients.get(c).cloned()).collect();
+        rows.clients.sort_by_key(|c| c.id);
+        rows.licenses = row.licenses.iter().filter_map(|l| self.licenses.get(l).cloned()).collect();
+        rows.licenses.sort_by_key(|l| l.id);
+        rows.history = Positions::find(&index.history, user, index.history.len(), self.history.len())
+            .filter_map(|i| self.history.get(i))
+            .filter(|h| h.user == user)
+            .cloned()
+            .collect();
+        rows.history.sort_by_key(|h| h.id);
+        rows.ledger = Positions::find(&index.ledger, user, index.ledger.len(), self.ledger.len())
+            .filter_map(|i| self.ledger.get(i))
+            .filter(|e| e.user == user)
+            .copied()
+            .collect();
+        Some(rows)
     }
 }
 
@@ -447,6 +502,48 @@ impl Registry for MemoryRegistry {
             .collect();
         all.sort_by_key(|c| c.id);
         Ok(all)
+    }
+
+    fn scan_users(
+        &self,
+        visit: &mut dyn FnMut(UserRows) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        // The users, and where each user's entries are in the history and the ledger (both
+        // append-only), taken once; entries appended later are found in the tails at each page.
+        let (users, index) = {
+            let t = self.lock()?;
+            let mut users: Vec<UserId> = t.users.keys().copied().collect();
+            users.sort_unstable();
+            (users, Positions::of(&t))
+        };
+        for chunk in users.chunks(scan::PAGE_USERS) {
+            let page: Vec<UserRows> = {
+                let t = self.lock()?;
+                chunk.iter().filter_map(|u| t.rows_of(*u, &index)).collect()
+            };
+            for rows in page {
+                visit(rows)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_leaves(
+        &self,
+        visit: &mut dyn FnMut(LeafIndex, ClientId) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut leaves: Vec<(LeafIndex, ClientId)> =
+            self.lock()?.clients.values().map(|c| (c.leaf, c.id)).collect();
+        leaves.sort_unstable_by_key(|&(leaf, id)| (leaf.get(), id));
+        for (leaf, id) in leaves {
+            visit(leaf, id)?;
+        }
+        Ok(())
+    }
+
+    fn user_rows(&self, user: UserId) -> Result<Option<UserRows>, Error> {
+        let t = self.lock()?;
+        Ok(t.rows_of(user, &Positions::default()))
     }
 
     fn all_licenses(&self) -> Result<Vec<LicenseRecord>, Error> {

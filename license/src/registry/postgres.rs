@@ -25,28 +25,30 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use postgres::error::SqlState;
-use postgres::{Client, GenericClient, NoTls, Row, Transaction};
+use postgres::{Client, GenericClient, NoTls, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 
 use super::sql::{
-    CLIENT_COLUMNS, ClientRow, HISTORY_COLUMNS, LEDGER_COLUMNS, LICENSE_COLUMNS, history_record,
+    CLIENT_COLUMNS, HISTORY_COLUMNS, LEDGER_COLUMNS, LICENSE_COLUMNS, history_record,
     history_values, key_id_of, ledger_entry, ledger_values, license_record, license_values, lookup,
     nonce_bits, sql, state_code, stored_leaf, un,
 };
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
     LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows, Registry,
-    Revoker, check_move,
+    Revoker, UserRows, check_move, scan,
 };
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
 
 mod cache;
+mod rows;
 mod schema;
 
 use cache::{Conn, Db, Manager};
+use rows::{client_row, ints, license_row};
 
 /// How often a transaction that lost a deadlock or a serialization conflict is run again.
 const RETRIES: usize = 8;
@@ -198,6 +200,28 @@ impl PostgresRegistry {
         }
     }
 
+    /// Runs `f` in one read-only `REPEATABLE READ` transaction: several statements, one
+    /// snapshot.
+    fn snapshot<T>(&self, f: impl FnOnce(&mut Db<'_, Transaction<'_>>) -> Step<T>) -> Result<T, Error> {
+        let mut conn = self.pool.get().map_err(|e| unreachable_db(&e))?;
+        let Conn { client, statements } = &mut *conn;
+        let result = (|| -> Step<T> {
+            let mut tx = client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let out = f(&mut Db::new(&mut tx, statements))?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        match result {
+            Ok(out) => Ok(out),
+            Err(Failure::Refused(e)) => Err(e),
+            Err(Failure::Database(e)) => Err(e.into()),
+        }
+    }
+
     /// The next value of a sequence, outside any transaction (sequences never go back).
     fn next_in(&self, sequence: &str) -> Result<u64, Error> {
         let mut conn = self.pool.get().map_err(|e| unreachable_db(&e))?;
@@ -245,35 +269,6 @@ fn unreachable_db(e: &r2d2::Error) -> Error {
 /// Connections per process: a few more than the threads that use one at a time.
 const POOL_SIZE: u32 = 16;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn client_row(r: &Row) -> ClientRow {
-    ClientRow(
-        r.get(0),
-        r.get(1),
-        r.get(2),
-        r.get(3),
-        r.get(4),
-        r.get(5),
-        r.get(6),
-        r.get(7),
-    )
-}
-
-fn license_row(r: &Row) -> ([Option<i64>; 9], Vec<u8>) {
-    let mut v = [None; 9];
-    for (i, slot) in v.iter_mut().enumerate() {
-        *slot = r.get(i);
-    }
-    (v, r.get(9))
-}
-
-fn ints<const N: usize>(r: &Row) -> [i64; N] {
-    let mut v = [0i64; N];
-    for (i, slot) in v.iter_mut().enumerate() {
-        *slot = r.get(i);
-    }
-    v
-}
 
 fn license_in(
     tx: &mut Db<'_, impl GenericClient>,
@@ -755,6 +750,31 @@ impl Registry for PostgresRegistry {
             })
             .collect()
         })
+    }
+
+    fn scan_users(
+        &self,
+        visit: &mut dyn FnMut(UserRows) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        scan::by_pages(
+            |after, size| self.snapshot(|tx| rows::page(tx, after, size, self.height)),
+            visit,
+        )
+    }
+
+    fn scan_leaves(
+        &self,
+        visit: &mut dyn FnMut(LeafIndex, ClientId) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        scan::leaves_by_pages(
+            |after| self.read(|tx| rows::leaf_page(tx, after, self.height)),
+            visit,
+        )
+    }
+
+    fn user_rows(&self, user: UserId) -> Result<Option<UserRows>, Error> {
+        let page = self.snapshot(|tx| rows::page(tx, scan::before(user), 1, self.height))?;
+        Ok(scan::one_user(page, user))
     }
 
     fn all_licenses(&self) -> Result<Vec<LicenseRecord>, Error> {

@@ -26,7 +26,7 @@ use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
     LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows, Registry,
-    Revoker, check_move,
+    Revoker, UserRows, check_move, scan,
 };
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
@@ -694,6 +694,31 @@ impl Registry for SqliteRegistry {
             })
             .collect()
         })
+    }
+
+    fn scan_users(
+        &self,
+        visit: &mut dyn FnMut(UserRows) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        scan::by_pages(
+            |after, size| self.read(|tx| rows::page(tx, after, size, self.height)),
+            visit,
+        )
+    }
+
+    fn scan_leaves(
+        &self,
+        visit: &mut dyn FnMut(LeafIndex, ClientId) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        scan::leaves_by_pages(
+            |after| self.read(|tx| rows::leaf_page(tx, after, self.height)),
+            visit,
+        )
+    }
+
+    fn user_rows(&self, user: UserId) -> Result<Option<UserRows>, Error> {
+        let page = self.read(|tx| rows::page(tx, scan::before(user), 1, self.height))?;
+        Ok(scan::one_user(page, user))
     }
 
     fn all_licenses(&self) -> Result<Vec<LicenseRecord>, Error> {

@@ -77,6 +77,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
      CREATE SEQUENCE certificate_ids START 1099511627777;
      INSERT INTO meta (key, value) VALUES
          ('epoch', 1), ('next_leaf', 0), ('next_user', 1), ('next_content', 1);",
+    // Version 2: the indexes of a streamed audit, shared with SQLite.
+    super::super::sql::SCAN_INDEXES,
 ];
 
 /// Creates or migrates the schema, and fixes or checks the tree height.

@@ -1,13 +1,15 @@
 //! Rows to records and back: how each column is read, checked and written.
 
 use super::super::LicenseRecord;
+use super::super::scan::{self, Page, queries};
 use super::super::sql::{
-    ClientRow, LEDGER_COLUMNS, LICENSE_COLUMNS, ledger_values, license_record, license_values,
-    lookup, sql, un,
+    ClientRow, LEDGER_COLUMNS, LICENSE_COLUMNS, history_record, ledger_entry, ledger_values,
+    license_record, license_values, lookup, sql, stored_leaf, un,
 };
 use crate::Error;
 use crate::billing::LedgerEntry;
-use crate::ids::{ContentId, LicenseId};
+use crate::ids::{ClientId, ContentId, LicenseId, UserId};
+use treecast_keytree::LeafIndex;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 pub(super) fn meta(tx: &rusqlite::Connection, key: &str) -> Result<u64, Error> {
@@ -109,4 +111,70 @@ pub(super) fn content_exists(tx: &Transaction<'_>, id: ContentId) -> Result<bool
         .query_row([lookup(id.0)], |_| Ok(()))
         .optional()?
         .is_some())
+}
+
+/// One page of a scan (`scan::by_pages`), read in the caller's transaction.
+pub(super) fn page(
+    tx: &Transaction<'_>,
+    after: i64,
+    size: usize,
+    height: treecast_keytree::TreeHeight,
+) -> Result<Page, Error> {
+    let size_sql = i64::try_from(size).map_err(|_| Error::Internal("page size"))?;
+    let users = tx
+        .prepare_cached(queries::USERS)?
+        .query_map(params![after, size_sql], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })?
+        .map(|r| {
+            let (id, total) = r?;
+            Ok((UserId(un(id)?), un(total)?))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let bounds = params![after, scan::upper(&users, size)];
+    let clients = tx
+        .prepare_cached(&queries::rows_of("clients"))?
+        .query_map(bounds, client_row)?
+        .map(|r| r?.into_record(height))
+        .collect::<Result<_, Error>>()?;
+    let licenses = tx
+        .prepare_cached(&queries::rows_of("licenses"))?
+        .query_map(bounds, license_row)?
+        .map(|r| license_record(r?))
+        .collect::<Result<_, Error>>()?;
+    let history = tx
+        .prepare_cached(&queries::rows_of("history"))?
+        .query_map(bounds, ints::<10>)?
+        .map(|r| history_record(r?))
+        .collect::<Result<_, Error>>()?;
+    let ledger = tx
+        .prepare_cached(&queries::rows_of("ledger"))?
+        .query_map(bounds, ints::<6>)?
+        .map(|r| ledger_entry(r?))
+        .collect::<Result<_, Error>>()?;
+    Ok(Page {
+        users,
+        clients,
+        licenses,
+        history,
+        ledger,
+    })
+}
+
+/// One page of a leaf scan: the leaves after `after`, with their clients, in leaf order.
+pub(super) fn leaf_page(
+    tx: &Transaction<'_>,
+    after: i64,
+    height: treecast_keytree::TreeHeight,
+) -> Result<Vec<(LeafIndex, ClientId)>, Error> {
+    let size = i64::try_from(scan::PAGE_LEAVES).map_err(|_| Error::Internal("page size"))?;
+    tx.prepare_cached(queries::LEAVES)?
+        .query_map(params![after, size], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })?
+        .map(|r| {
+            let (leaf, id) = r?;
+            Ok((stored_leaf(leaf, height)?, ClientId(un(id)?)))
+        })
+        .collect()
 }

@@ -72,6 +72,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
      ALTER TABLE licenses ADD COLUMN rights INTEGER NOT NULL DEFAULT 3;
      ALTER TABLE licenses ADD COLUMN tag BLOB NOT NULL DEFAULT x'';
      INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);",
+    // Version 3: the indexes of a streamed audit, shared with PostgreSQL.
+    super::super::sql::SCAN_INDEXES,
 ];
 
 pub(super) fn check_application(conn: &Connection) -> Result<(), Error> {
