@@ -12,6 +12,7 @@ mod dot;
 mod ekb;
 mod input;
 mod journal;
+mod serve;
 mod simulate;
 pub(crate) mod store;
 
@@ -45,6 +46,8 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         servers: u32,
     },
+    /// Serve the distributor's license servers over HTTP (`docs/service.md`).
+    Serve(Box<serve::ServeArgs>),
     /// Simulate a population of users, purchases, plays, moves and revocations, with attacks,
     /// checking every invariant (the main job).
     Simulate(Box<simulate::SimulateArgs>),
@@ -60,6 +63,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&args),
         Command::Ekb(cmd) => ekb::run(cmd),
         Command::Keygen { out, servers } => input::write_new_key_file(&out, servers),
+        Command::Serve(args) => serve::run(&args),
         Command::Simulate(args) => simulate::run(&args),
         Command::Store(cmd) => store::run(cmd),
     }

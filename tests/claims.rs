@@ -13,6 +13,9 @@ pub(crate) type AnyWorld = World<Box<dyn Registry>>;
 macro_rules! claims {
     () => {
         #[allow(clippy::duplicate_mod, reason = "one suite, loaded once per store")]
+        #[path = "audit_streams.rs"]
+        mod audit_streams;
+        #[allow(clippy::duplicate_mod, reason = "one suite, loaded once per store")]
         #[path = "claim01_registration_and_supply.rs"]
         mod claim01_registration_and_supply;
         #[allow(clippy::duplicate_mod, reason = "one suite, loaded once per store")]
@@ -36,9 +39,6 @@ macro_rules! claims {
         #[allow(clippy::duplicate_mod, reason = "one suite, loaded once per store")]
         #[path = "claim10_12_certificate_verification.rs"]
         mod claim10_12_certificate_verification;
-        #[allow(clippy::duplicate_mod, reason = "one suite, loaded once per store")]
-        #[path = "audit_streams.rs"]
-        mod audit_streams;
         #[allow(clippy::duplicate_mod, reason = "one suite, loaded once per store")]
         #[path = "revocation.rs"]
         mod revocation;

@@ -17,6 +17,7 @@ use crate::certificate::{
     LicenseRequestTbs, MoveRequestTbs, ReleaseKey,
 };
 use crate::content::{self, ContentKey};
+use crate::credential::UserCredential;
 use crate::ids::{ClientId, ContentId, ServerId, UserId};
 use crate::license::{License, LicenseTbs, Rights};
 use crate::registry::{
@@ -205,6 +206,28 @@ impl<R: Registry> Distributor<R> {
         }
     }
 
+    /// Adds the public keys of license servers this distributor does not hold the keys of (the
+    /// other servers of a deployment whose processes each hold one): registration hands them
+    /// to clients, which verify with them certificates that move content away.
+    #[must_use]
+    pub fn with_peer_servers(
+        mut self,
+        peers: impl IntoIterator<Item = (ServerId, VerifyingKey)>,
+    ) -> Self {
+        let own = self.servers.values().map(|s| (s.id(), s.verifying_key()));
+        let peers: Vec<_> = peers
+            .into_iter()
+            .filter(|(id, _)| !self.servers.contains_key(id))
+            .collect();
+        self.server_keys = Arc::new(ServerKeys::new(peers.into_iter().chain(own)));
+        self
+    }
+
+    /// Whether this distributor holds the signing key of server `id`.
+    pub fn holds_server(&self, id: ServerId) -> bool {
+        self.servers.contains_key(&id)
+    }
+
     /// The registry.
     pub fn registry(&self) -> &R {
         &self.registry
@@ -295,6 +318,34 @@ impl<R: Registry> Distributor<R> {
     /// [`Error::Storage`].
     pub fn register_user(&self) -> Result<UserId, Error> {
         self.registry.add_user()
+    }
+
+    /// The credential of `user`, which they show to register devices and read their rows over
+    /// the network service (derived from the distributor secret; see [`UserCredential`]).
+    ///
+    /// # Errors
+    /// [`Error::UserNotFound`], [`Error::Storage`].
+    pub fn user_credential(&self, user: UserId) -> Result<UserCredential, Error> {
+        if !self.registry.has_user(user)? {
+            return Err(Error::UserNotFound(user));
+        }
+        Ok(self.vault.user_credential(user))
+    }
+
+    /// Checks that `credential` is `user`'s (in constant time).
+    ///
+    /// # Errors
+    /// [`Error::BadCredential`] when it is not.
+    pub fn check_user_credential(
+        &self,
+        user: UserId,
+        credential: &UserCredential,
+    ) -> Result<(), Error> {
+        if self.vault.user_credential(user) == *credential {
+            Ok(())
+        } else {
+            Err(Error::BadCredential)
+        }
     }
 
     /// Registers a client of `user` with license server `server` (claim 1, registration): a

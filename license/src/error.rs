@@ -13,6 +13,8 @@ use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId
 pub enum Error {
     /// A signature does not verify under the key it must verify under.
     BadSignature,
+    /// A user's credential is not theirs (or not a credential at all).
+    BadCredential,
     /// A copy certificate has already been used on this client.
     CertificateReplayed(CertificateId),
     /// A copy certificate is past its expiry.
@@ -76,12 +78,23 @@ pub enum Error {
     UserNotFound(UserId),
     /// A wrapped key did not unwrap.
     UnwrapFailed,
+    /// The network service refused a request with an error that has no variant of its own
+    /// here (see `docs/service.md` for the codes).
+    Service {
+        /// The HTTP status.
+        status: u16,
+        /// The service's error code.
+        code: String,
+        /// The service's message.
+        message: String,
+    },
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadSignature => f.write_str("a signature does not verify"),
+            Self::BadCredential => f.write_str("the credential is not this user's"),
             Self::CertificateReplayed(id) => write!(f, "{id} has already been used"),
             Self::CertificateExpired => f.write_str("the copy certificate has expired"),
             Self::ClientLimit(user) => {
@@ -119,6 +132,51 @@ impl fmt::Display for Error {
             Self::UnknownServer(id) => write!(f, "{id} is not a known license server"),
             Self::UserNotFound(id) => write!(f, "{id} does not exist"),
             Self::UnwrapFailed => f.write_str("a key did not unwrap"),
+            Self::Service {
+                status,
+                code,
+                message,
+            } => write!(f, "the service answered {status} {code}: {message}"),
+        }
+    }
+}
+
+impl Error {
+    /// A stable, machine-readable name of the error's kind (`snake_case`), as the network
+    /// service reports it in `{"error": CODE}`.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::BadSignature => "bad_signature",
+            Self::BadCredential => "bad_credential",
+            Self::CertificateReplayed(_) => "certificate_replayed",
+            Self::CertificateExpired => "certificate_expired",
+            Self::ClientLimit(_) => "client_limit",
+            Self::ClientNotFound(_) => "client_not_found",
+            Self::ClientRevoked(_) => "client_revoked",
+            Self::ContentCorrupt => "content_corrupt",
+            Self::ContentNotFound(_) => "content_not_found",
+            Self::Decode(_) => "malformed",
+            Self::DifferentUsers => "different_users",
+            Self::Internal(_) => "internal",
+            Self::Io(_) => "io",
+            Self::KeyTree(_) => "key_tree",
+            Self::LicenseMoved(_) => "license_moved",
+            Self::LicenseNotHeld(_) => "license_not_held",
+            Self::LicenseNotFound(_) => "license_not_found",
+            Self::NoLicense(_) => "no_license",
+            Self::NotForThisClient => "not_for_this_client",
+            Self::RequestReplayed => "request_replayed",
+            Self::RequestStale => "request_stale",
+            Self::RightsDenied(_) => "rights_denied",
+            Self::NotReleased => "not_released",
+            Self::Tampered(_) => "tampered",
+            Self::Storage(_) => "storage",
+            Self::StaleEpoch { .. } => "stale_epoch",
+            Self::SameClient => "same_client",
+            Self::UnknownServer(_) => "unknown_server",
+            Self::UserNotFound(_) => "user_not_found",
+            Self::UnwrapFailed => "unwrap_failed",
+            Self::Service { .. } => "service",
         }
     }
 }

@@ -22,9 +22,10 @@ use crate::time::UnixTime;
 mod audit;
 mod boxed;
 mod memory;
-mod scan;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod scan;
+mod spec;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod sql;
 #[cfg(feature = "sqlite")]
@@ -32,6 +33,7 @@ mod sqlite;
 
 pub use audit::{Audit, AuditCounts, audit, audit_report};
 pub use scan::UserRows;
+pub use spec::StoreSpec;
 
 pub use memory::MemoryRegistry;
 #[cfg(feature = "postgres")]
@@ -594,10 +596,8 @@ pub trait Registry: Send + Sync {
     ///
     /// # Errors
     /// [`Error::Storage`] when the store fails, or the first error of `visit`.
-    fn scan_users(
-        &self,
-        visit: &mut dyn FnMut(UserRows) -> Result<(), Error>,
-    ) -> Result<(), Error>;
+    fn scan_users(&self, visit: &mut dyn FnMut(UserRows) -> Result<(), Error>)
+    -> Result<(), Error>;
 
     /// Streams every client's leaf and ID, in leaf order (a page at a time).
     ///

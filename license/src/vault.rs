@@ -24,7 +24,8 @@ use zeroize::Zeroizing;
 
 use crate::Error;
 use crate::content::ContentKey;
-use crate::ids::ContentId;
+use crate::credential::UserCredential;
+use crate::ids::{ContentId, UserId};
 use crate::kdf;
 use crate::registry::{ClientRecord, ContentRecord, LicenseRecord, LicenseState};
 
@@ -35,6 +36,7 @@ pub(crate) const TAG_LEN: usize = 32;
 pub(crate) struct Vault {
     secret: DistributorSecret,
     rows: Zeroizing<[u8; 32]>,
+    credentials: Zeroizing<[u8; 32]>,
 }
 
 impl Vault {
@@ -45,7 +47,18 @@ impl Vault {
                 "treecast/v1 registry rows",
                 secret.secret_bytes(),
             )),
+            credentials: Zeroizing::new(blake3::derive_key(
+                "treecast/v1 user credentials",
+                secret.secret_bytes(),
+            )),
         }
+    }
+
+    /// The credential of `user` (`credential.rs`).
+    pub(crate) fn user_credential(&self, user: UserId) -> UserCredential {
+        let mut h = blake3::Hasher::new_keyed(&self.credentials);
+        h.update(&user.0.to_be_bytes());
+        UserCredential::from_array(*h.finalize().as_bytes())
     }
 
     fn envelope_key(&self, key_id: u32, content: ContentId) -> Result<Zeroizing<[u8; 16]>, Error> {

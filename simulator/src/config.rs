@@ -1,78 +1,10 @@
 //! What a simulation runs: the population, the workload, the tree, the store and the seed.
 
-use std::path::PathBuf;
-
 use treecast_license::keytree::{Scheme, TreeHeight};
 
 use crate::SimError;
 
-/// Where the registry lives: `memory`, `sqlite:PATH` or a PostgreSQL URL.
-#[derive(Clone, Eq, PartialEq)]
-#[non_exhaustive]
-pub enum StoreSpec {
-    /// In memory (the default).
-    Memory,
-    /// A SQLite file, created if missing.
-    Sqlite(PathBuf),
-    /// A PostgreSQL database: `postgres://…` or `postgresql://…` (the schema is created if
-    /// missing).
-    Postgres(String),
-}
-
-impl StoreSpec {
-    /// `memory`, `sqlite:PATH`, or the PostgreSQL URL with any password replaced by `***`.
-    pub fn name(&self) -> String {
-        match self {
-            Self::Memory => "memory".into(),
-            Self::Sqlite(p) => format!("sqlite:{}", p.display()),
-            Self::Postgres(url) => redact(url),
-        }
-    }
-}
-
-/// A URL with the password of its user part (`user:password@`) replaced by `***`.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.into();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((user, host)) if user.contains(':') => {
-            let name = user.split(':').next().unwrap_or_default();
-            format!("{scheme}://{name}:***@{host}{tail}")
-        }
-        _ => url.into(),
-    }
-}
-
-impl core::fmt::Debug for StoreSpec {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(&self.name())
-    }
-}
-
-impl core::str::FromStr for StoreSpec {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s == "memory" {
-            return Ok(Self::Memory);
-        }
-        if let Some(path) = s.strip_prefix("sqlite:")
-            && !path.is_empty()
-        {
-            return Ok(Self::Sqlite(PathBuf::from(path)));
-        }
-        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            return Ok(Self::Postgres(s.into()));
-        }
-        Err(format!(
-            "`{}` is not a store: use `memory`, `sqlite:PATH` or `postgres://…`",
-            redact(s)
-        ))
-    }
-}
+pub use treecast_license::registry::StoreSpec;
 
 /// A simulation's parameters. [`SimConfig::default`] is the README's main job: about a million
 /// users and 2.5 million clients.

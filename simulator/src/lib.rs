@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use treecast_license::Registry;
-use treecast_license::registry::{MemoryRegistry, PostgresRegistry, SqliteRegistry};
+use treecast_license::registry::MemoryRegistry;
 
 pub use bound::{CryptoBound, UnitCosts};
 pub use config::{SimConfig, StoreSpec};
@@ -116,13 +116,12 @@ pub struct Outcome {
 pub fn run(config: &SimConfig) -> Result<Outcome, SimError> {
     match &config.store {
         StoreSpec::Memory => run_with(config, MemoryRegistry::new(config.height)),
-        StoreSpec::Sqlite(path) => run_with(config, SqliteRegistry::open(path, config.height)?),
-        StoreSpec::Postgres(url) => {
-            let registry = PostgresRegistry::open(url, config.height)?;
-            if !registry.users()?.is_empty() {
+        store => {
+            let registry = store.open(config.height)?;
+            if matches!(store, StoreSpec::Postgres(_)) && !registry.users()?.is_empty() {
                 return Err(SimError::Config(format!(
                     "{} already holds a registry; the simulator starts from an empty one",
-                    config.store.name()
+                    store.name()
                 )));
             }
             run_with(config, registry)

@@ -152,7 +152,7 @@ pub(crate) mod licensing {
     use rand_core::{Rng, SeedableRng};
     use treecast_keytree::{Authority, Scheme, TreeConfig, TreeHeight, TreeId};
     use treecast_license::keyfile::DistributorKeys;
-    use treecast_license::registry::{MemoryRegistry, PostgresRegistry, SqliteRegistry, audit};
+    use treecast_license::registry::audit;
     use treecast_license::{
         Client, Clock, Distributor, DistributorConfig, ManualClock, Registry, SigningKey, Tariff,
         UnixTime,
@@ -169,30 +169,7 @@ pub(crate) mod licensing {
         users: u32,
         seed: u64,
     ) -> anyhow::Result<()> {
-        match store {
-            StoreSpec::Memory => flow(
-                MemoryRegistry::new(height()?),
-                "memory",
-                scheme,
-                users,
-                seed,
-            ),
-            StoreSpec::Sqlite(path) => flow(
-                SqliteRegistry::open(path, height()?)?,
-                &store.name(),
-                scheme,
-                users,
-                seed,
-            ),
-            StoreSpec::Postgres(url) => flow(
-                PostgresRegistry::open(url, height()?)?,
-                &store.name(),
-                scheme,
-                users,
-                seed,
-            ),
-            _ => anyhow::bail!("{} is not a store the demo can use", store.name()),
-        }
+        flow(store.open(height()?)?, &store.name(), scheme, users, seed)
     }
 
     fn height() -> anyhow::Result<TreeHeight> {

@@ -33,8 +33,8 @@ pub(crate) fn check(
         }
         n += 1;
         let text = line.trim_end();
-        let ok = held(registry, text)
-            .with_context(|| format!("{}:{n}: `{text}`", path.display()))?;
+        let ok =
+            held(registry, text).with_context(|| format!("{}:{n}: `{text}`", path.display()))?;
         if !ok && missing.len() < limit {
             missing.push(format!("journal line {n} is not in the registry: {text}"));
         }

@@ -8,9 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use rand_core::{Rng, SeedableRng};
 use treecast_keytree::{Authority, Scheme, TreeConfig, TreeHeight, TreeId};
-use treecast_license::registry::{
-    AuditCounts, MemoryRegistry, PostgresRegistry, SqliteRegistry, audit_report,
-};
+use treecast_license::registry::{AuditCounts, PostgresRegistry, SqliteRegistry, audit_report};
 use treecast_license::{
     Client, Clock, ContentId, Distributor, DistributorConfig, ManualClock, Registry, SigningKey,
     Tariff, UnixTime,
@@ -85,15 +83,7 @@ pub(crate) fn run(cmd: StoreCommand) -> anyhow::Result<()> {
             journal,
             limit,
         } => check(&store, keys.as_deref(), journal.as_deref(), limit),
-        StoreCommand::Workload(args) => match &args.store {
-            StoreSpec::Memory => workload(&args, MemoryRegistry::new(args.height)),
-            StoreSpec::Sqlite(path) => workload(&args, SqliteRegistry::open(path, args.height)?),
-            StoreSpec::Postgres(url) => workload(&args, PostgresRegistry::open(url, args.height)?),
-            _ => bail!(
-                "{} is not a store `store workload` can use",
-                args.store.name()
-            ),
-        },
+        StoreCommand::Workload(args) => workload(&args, args.store.open(args.height)?),
     }
 }
 

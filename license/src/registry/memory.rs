@@ -153,8 +153,18 @@ struct Positions {
 
 impl Positions {
     fn of(t: &Tables) -> Self {
-        let mut history: Vec<_> = t.history.iter().enumerate().map(|(i, h)| (h.user, i)).collect();
-        let mut ledger: Vec<_> = t.ledger.iter().enumerate().map(|(i, e)| (e.user, i)).collect();
+        let mut history: Vec<_> = t
+            .history
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.user, i))
+            .collect();
+        let mut ledger: Vec<_> = t
+            .ledger
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.user, i))
+            .collect();
         history.sort_unstable();
         ledger.sort_unstable();
         Self { history, ledger }
@@ -170,7 +180,11 @@ impl Positions {
     ) -> impl Iterator<Item = usize> {
         let start = index.partition_point(|&(u, _)| u < user);
         let end = index.partition_point(|&(u, _)| u <= user);
-        let indexed = index.get(start..end).unwrap_or_default().iter().map(|&(_, i)| i);
+        let indexed = index
+            .get(start..end)
+            .unwrap_or_default()
+            .iter()
+            .map(|&(_, i)| i);
         indexed.chain(len..entries)
     }
 }
@@ -180,15 +194,28 @@ impl Tables {
     fn rows_of(&self, user: UserId, index: &Positions) -> Option<UserRows> {
         let row = self.users.get(&user)?;
         let mut rows = UserRows::new(user, Some(row.total));
-        rows.clients = row.clients.iter().filter_map(|c| self.clients.get(c).cloned()).collect();
-        rows.clients.sort_by_key(|c| c.id);
-        rows.licenses = row.licenses.iter().filter_map(|l| self.licenses.get(l).cloned()).collect();
-        rows.licenses.sort_by_key(|l| l.id);
-        rows.history = Positions::find(&index.history, user, index.history.len(), self.history.len())
-            .filter_map(|i| self.history.get(i))
-            .filter(|h| h.user == user)
-            .cloned()
+        rows.clients = row
+            .clients
+            .iter()
+            .filter_map(|c| self.clients.get(c).cloned())
             .collect();
+        rows.clients.sort_by_key(|c| c.id);
+        rows.licenses = row
+            .licenses
+            .iter()
+            .filter_map(|l| self.licenses.get(l).cloned())
+            .collect();
+        rows.licenses.sort_by_key(|l| l.id);
+        rows.history = Positions::find(
+            &index.history,
+            user,
+            index.history.len(),
+            self.history.len(),
+        )
+        .filter_map(|i| self.history.get(i))
+        .filter(|h| h.user == user)
+        .cloned()
+        .collect();
         rows.history.sort_by_key(|h| h.id);
         rows.ledger = Positions::find(&index.ledger, user, index.ledger.len(), self.ledger.len())
             .filter_map(|i| self.ledger.get(i))
@@ -532,8 +559,12 @@ impl Registry for MemoryRegistry {
         &self,
         visit: &mut dyn FnMut(LeafIndex, ClientId) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let mut leaves: Vec<(LeafIndex, ClientId)> =
-            self.lock()?.clients.values().map(|c| (c.leaf, c.id)).collect();
+        let mut leaves: Vec<(LeafIndex, ClientId)> = self
+            .lock()?
+            .clients
+            .values()
+            .map(|c| (c.leaf, c.id))
+            .collect();
         leaves.sort_unstable_by_key(|&(leaf, id)| (leaf.get(), id));
         for (leaf, id) in leaves {
             visit(leaf, id)?;

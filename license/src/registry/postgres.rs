@@ -202,7 +202,10 @@ impl PostgresRegistry {
 
     /// Runs `f` in one read-only `REPEATABLE READ` transaction: several statements, one
     /// snapshot.
-    fn snapshot<T>(&self, f: impl FnOnce(&mut Db<'_, Transaction<'_>>) -> Step<T>) -> Result<T, Error> {
+    fn snapshot<T>(
+        &self,
+        f: impl FnOnce(&mut Db<'_, Transaction<'_>>) -> Step<T>,
+    ) -> Result<T, Error> {
         let mut conn = self.pool.get().map_err(|e| unreachable_db(&e))?;
         let Conn { client, statements } = &mut *conn;
         let result = (|| -> Step<T> {

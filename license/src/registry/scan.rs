@@ -5,10 +5,13 @@
 //! a supply and a move touch one user's rows only (claim 4; `docs/storage.md`, "Ready to shard").
 //! The one global invariant, that no two clients share a leaf, is decided by the leaves in order.
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use treecast_keytree::LeafIndex;
 
 use crate::billing::LedgerEntry;
-use crate::ids::{ClientId, UserId};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::ids::ClientId;
+use crate::ids::UserId;
 
 use super::{CertificateRecord, ClientRecord, LicenseRecord};
 
@@ -45,9 +48,11 @@ impl UserRows {
 }
 
 /// Users per page of a scan: each page is one read transaction.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) const PAGE_USERS: usize = 512;
 
 /// Leaves per page of a leaf scan.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) const PAGE_LEAVES: usize = 16_384;
 
 /// The queries of a scan, the same text on SQLite and PostgreSQL (`$n` parameters, numbered in

@@ -39,7 +39,8 @@ pub(crate) fn un(v: i64) -> Result<u64, Error> {
 
 /// A migration of both SQL stores (SQLite schema 3, PostgreSQL schema 2): the indexes that let
 /// an audit read the registry a page of users at a time (`registry::scan`).
-pub(crate) const SCAN_INDEXES: &str = "CREATE INDEX IF NOT EXISTS history_by_user ON history(user_id, id);
+pub(crate) const SCAN_INDEXES: &str =
+    "CREATE INDEX IF NOT EXISTS history_by_user ON history(user_id, id);
      CREATE INDEX IF NOT EXISTS ledger_by_user ON ledger(user_id, seq)";
 
 pub(crate) const CLIENT_COLUMNS: &str =

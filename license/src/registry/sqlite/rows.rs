@@ -9,8 +9,8 @@ use super::super::sql::{
 use crate::Error;
 use crate::billing::LedgerEntry;
 use crate::ids::{ClientId, ContentId, LicenseId, UserId};
-use treecast_keytree::LeafIndex;
 use rusqlite::{OptionalExtension, Transaction, params};
+use treecast_keytree::LeafIndex;
 
 pub(super) fn meta(tx: &rusqlite::Connection, key: &str) -> Result<u64, Error> {
     let v: i64 = tx

@@ -1,0 +1,243 @@
+//! The HTTP transport: a `treecast serve` at a base URL, through `ureq` (rustls for `https`).
+
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+
+use super::Transport;
+use crate::Error;
+use crate::credential::UserCredential;
+use crate::distributor::Registration;
+use crate::ids::{ClientId, ContentId, LicenseId, ServerId, UserId};
+
+/// The largest answer read: a container of the service's default publishing limit, with room.
+const MAX_ANSWER: u64 = 512 << 20;
+
+/// A transport to a `treecast serve` at a base URL (`http://host:port` or `https://…`).
+#[derive(Clone)]
+pub struct HttpTransport {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl core::fmt::Debug for HttpTransport {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HttpTransport")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpTransport {
+    /// A transport to the service at `base`, with a 60-second limit per request.
+    pub fn new(base: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            agent,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request and reads the answer: the body of a 2xx, or the service's error.
+    fn answer(
+        &self,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<(ureq::http::HeaderMap, Vec<u8>), Error> {
+        let mut response = response.map_err(|e| Error::Io(format!("{}: {e}", self.base)))?;
+        let status = response.status();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER)
+            .read_to_vec()
+            .map_err(|e| Error::Io(format!("{}: {e}", self.base)))?;
+        if status.is_success() {
+            return Ok((response.headers().clone(), body));
+        }
+        Err(service_error(status.as_u16(), &body))
+    }
+
+    fn post(&self, path: &str, body: &[u8], bearer: Option<&str>) -> Result<Vec<u8>, Error> {
+        let mut request = self
+            .agent
+            .post(self.url(path))
+            .header("content-type", "application/octet-stream");
+        if let Some(token) = bearer {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        Ok(self.answer(request.send(body))?.1)
+    }
+
+    fn get(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+    ) -> Result<(ureq::http::HeaderMap, Vec<u8>), Error> {
+        let mut request = self.agent.get(self.url(path));
+        if let Some(token) = bearer {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        self.answer(request.call())
+    }
+}
+
+/// The library error of a service's error answer: the same variant where the code names one
+/// without fields, [`Error::Service`] otherwise.
+fn service_error(status: u16, body: &[u8]) -> Error {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let field = |name: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.get(name))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    let code = field("error").unwrap_or_else(|| "http".into());
+    let message = field("message").unwrap_or_else(|| format!("HTTP {status}"));
+    match code.as_str() {
+        "bad_signature" => Error::BadSignature,
+        "bad_credential" => Error::BadCredential,
+        "request_replayed" => Error::RequestReplayed,
+        "request_stale" => Error::RequestStale,
+        "certificate_expired" => Error::CertificateExpired,
+        "same_client" => Error::SameClient,
+        "different_users" => Error::DifferentUsers,
+        "not_for_this_client" => Error::NotForThisClient,
+        _ => Error::Service {
+            status,
+            code,
+            message,
+        },
+    }
+}
+
+/// A JSON answer's field as an integer.
+fn number(answer: &serde_json::Value, name: &str) -> Result<u64, Error> {
+    answer
+        .get(name)
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| Error::Io(format!("the service's answer has no `{name}`")))
+}
+
+fn json(body: &[u8]) -> Result<serde_json::Value, Error> {
+    serde_json::from_slice(body).map_err(|e| Error::Io(format!("the service's answer: {e}")))
+}
+
+/// The admin and user calls of the service, beside the device's ([`Transport`]).
+impl HttpTransport {
+    /// Creates a user (admin): its ID and credential.
+    ///
+    /// # Errors
+    /// The service's refusal (`unauthorized` without the right token), or a transport failure.
+    pub fn create_user(&self, admin_token: &str) -> Result<(UserId, UserCredential), Error> {
+        let answer = json(&self.post("/v1/admin/users", &[], Some(admin_token))?)?;
+        let credential = answer
+            .get("credential")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| Error::Io("the service's answer has no `credential`".into()))?;
+        Ok((
+            UserId(number(&answer, "user")?),
+            UserCredential::from_hex(credential)?,
+        ))
+    }
+
+    /// Publishes `plain` as a new content (admin): its ID.
+    ///
+    /// # Errors
+    /// As [`HttpTransport::create_user`].
+    pub fn publish(&self, admin_token: &str, plain: &[u8]) -> Result<ContentId, Error> {
+        let answer = json(&self.post("/v1/admin/contents", plain, Some(admin_token))?)?;
+        Ok(ContentId(number(&answer, "content")?))
+    }
+
+    /// Revokes a client (admin): the new epoch.
+    ///
+    /// # Errors
+    /// As [`HttpTransport::create_user`].
+    pub fn revoke(&self, admin_token: &str, client: ClientId) -> Result<u64, Error> {
+        let path = format!("/v1/admin/clients/{}/revoke", client.0);
+        number(&json(&self.post(&path, &[], Some(admin_token))?)?, "epoch")
+    }
+
+    /// A license's state as the service reports it: `active`, `moved` or `revoked`.
+    ///
+    /// # Errors
+    /// The service's refusal, or a transport failure.
+    pub fn license_state(
+        &self,
+        user: UserId,
+        credential: &UserCredential,
+        license: LicenseId,
+    ) -> Result<String, Error> {
+        let token = credential.to_hex();
+        let path = format!("/v1/users/{}/licenses/{}", user.0, license.0);
+        let answer = json(&self.get(&path, Some(&token))?.1)?;
+        answer
+            .get("state")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Io("the service's answer has no `state`".into()))
+    }
+}
+
+impl Transport for HttpTransport {
+    fn current_ekb(&self) -> Result<(u64, Vec<u8>), Error> {
+        let (headers, body) = self.get("/v1/ekb", None)?;
+        let epoch = headers
+            .get("treecast-epoch")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::Io(format!("{}: the EKB answer has no epoch", self.base)))?;
+        Ok((epoch, body))
+    }
+
+    fn register(
+        &self,
+        user: UserId,
+        credential: &UserCredential,
+        server: ServerId,
+        public_key: &VerifyingKey,
+    ) -> Result<Registration, Error> {
+        let mut body = Vec::with_capacity(36);
+        body.extend_from_slice(&server.0.to_be_bytes());
+        body.extend_from_slice(public_key.as_bytes());
+        let token = credential.to_hex();
+        let answer = zeroize::Zeroizing::new(self.post(
+            &format!("/v1/users/{}/clients", user.0),
+            &body,
+            Some(&token),
+        )?);
+        Registration::from_bytes(&answer)
+    }
+
+    fn download(
+        &self,
+        user: UserId,
+        credential: &UserCredential,
+        content: ContentId,
+    ) -> Result<Vec<u8>, Error> {
+        let token = credential.to_hex();
+        Ok(self
+            .get(
+                &format!("/v1/users/{}/contents/{}", user.0, content.0),
+                Some(&token),
+            )?
+            .1)
+    }
+
+    fn license(&self, request: &[u8]) -> Result<Vec<u8>, Error> {
+        self.post("/v1/licenses", request, None)
+    }
+
+    fn certificate(&self, request: &[u8]) -> Result<Vec<u8>, Error> {
+        self.post("/v1/certificates", request, None)
+    }
+}

@@ -1,0 +1,130 @@
+//! The routes of `/v1/`, and what every handler shares.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use treecast_license::Error;
+
+use crate::error::ApiError;
+use crate::{Limits, Service};
+
+mod admin;
+mod device;
+mod user;
+
+/// The service's routes, with its limits and layers, over `service`.
+pub fn router(service: Arc<Service>, limits: &Limits) -> Router {
+    let small = Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/ekb", get(device::current_ekb))
+        .route("/v1/ekb/{epoch}", get(device::ekb))
+        .route("/v1/licenses", post(device::license))
+        .route("/v1/certificates", post(device::certificate))
+        .route(
+            "/v1/users/{user}/clients",
+            post(user::register).get(user::clients),
+        )
+        .route(
+            "/v1/users/{user}/licenses/{license}",
+            get(user::license_status),
+        )
+        .route("/v1/users/{user}/contents/{content}", get(user::download))
+        .route("/v1/admin/users", post(admin::create_user))
+        .route("/v1/admin/clients/{client}/revoke", post(admin::revoke))
+        .route("/v1/admin/clients/{client}", delete(admin::deregister))
+        .layer(DefaultBodyLimit::max(limits.body));
+    let large = Router::new()
+        .route("/v1/admin/contents", post(admin::publish))
+        .layer(DefaultBodyLimit::max(limits.content));
+    small
+        .merge(large)
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .with_state(service)
+        .layer(
+            ServiceBuilder::new()
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::internal("the service failed on this request").into_response()
+                }))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    limits.timeout,
+                ))
+                .layer(GlobalConcurrencyLimitLayer::new(limits.concurrency)),
+        )
+}
+
+/// The shared state of every handler.
+type State = axum::extract::State<Arc<Service>>;
+
+/// 200 once the service is up (it listens only after its registry opened).
+async fn health() -> Response {
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI).into_response()
+}
+
+/// Runs `f`, which calls the registry, on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::internal("the request's task failed"))?
+}
+
+/// A binary answer.
+fn octets(status: StatusCode, bytes: impl Into<Body>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        bytes.into(),
+    )
+        .into_response()
+}
+
+/// A path's parameters, or 400.
+fn path<T>(p: Result<axum::extract::Path<T>, PathRejection>) -> Result<T, ApiError> {
+    p.map(|axum::extract::Path(v)| v)
+        .map_err(|e| ApiError::malformed(e.body_text()))
+}
+
+/// A request's body, or 413 / 400.
+fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    b.map_err(|e| {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "malformed"
+        };
+        ApiError::new(status, code, e.body_text())
+    })
+}
+
+/// A library error of a request that names a license server this process does not hold the
+/// key of: 421, so that the caller sends it to that server's process.
+fn misdirected(service: &Service, e: Error) -> ApiError {
+    if let Error::UnknownServer(id) = e
+        && service.distributor.server_keys().get(id).is_some()
+    {
+        return ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "other_server",
+            format!("{id} is served by another process of this distributor"),
+        );
+    }
+    e.into()
+}

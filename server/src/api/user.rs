@@ -1,0 +1,171 @@
+//! What a user calls with their credential: registering a device, listing their devices,
+//! a license's status, and downloading a container. Each checks that the credential is the
+//! user's of the path, so that no one acts for another user.
+
+use axum::body::{Body, Bytes};
+use axum::extract::Path;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tower::ServiceExt;
+use treecast_license::registry::LicenseState;
+use treecast_license::{ContentId, LicenseId, ServerId, UserId, VerifyingKey};
+
+use super::{State, blocking, body, misdirected, octets, path};
+use crate::Service;
+use crate::auth::credential;
+use crate::error::ApiError;
+
+/// Checks the request's credential against `user`.
+fn authorize(s: &Service, headers: &HeaderMap, user: UserId) -> Result<(), ApiError> {
+    let presented = credential(headers)?;
+    s.distributor
+        .check_user_credential(user, &presented)
+        .map_err(|_| ApiError::unauthorized("the credential is not this user's"))
+}
+
+/// The body of a registration: the license server's ID (4 bytes, big-endian) and the device's
+/// Ed25519 public key (32 bytes).
+const REGISTRATION_REQUEST_LEN: usize = 36;
+
+/// Registers a device of the user with a license server: the signed client certificate, the
+/// device's key set and the servers' public keys out (`Registration`, `docs/formats.md`).
+pub(super) async fn register(
+    axum::extract::State(s): State,
+    user: Result<Path<u64>, PathRejection>,
+    headers: HeaderMap,
+    request: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let user = UserId(path(user)?);
+    let request = body(request)?;
+    let (server, key) = match request.as_ref() {
+        [a, b, c, d, key @ ..] if request.len() == REGISTRATION_REQUEST_LEN => {
+            (u32::from_be_bytes([*a, *b, *c, *d]), key)
+        }
+        _ => {
+            return Err(ApiError::malformed(format!(
+                "a registration is {REGISTRATION_REQUEST_LEN} bytes: a server ID and a public key"
+            )));
+        }
+    };
+    let key: [u8; 32] = key
+        .try_into()
+        .map_err(|_| ApiError::malformed("a public key is 32 bytes"))?;
+    let key = VerifyingKey::from_bytes(&key)
+        .map_err(|_| ApiError::malformed("not an Ed25519 public key"))?;
+    let registration = blocking(move || {
+        authorize(&s, &headers, user)?;
+        let registration = s
+            .distributor
+            .register_client(user, ServerId(server), &key)
+            .map_err(|e| misdirected(&s, e))?;
+        Ok(registration.to_bytes())
+    })
+    .await?;
+    Ok(octets(StatusCode::CREATED, registration.to_vec()))
+}
+
+/// The user's devices.
+pub(super) async fn clients(
+    axum::extract::State(s): State,
+    user: Result<Path<u64>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let user = UserId(path(user)?);
+    let list = blocking(move || {
+        authorize(&s, &headers, user)?;
+        let registry = s.distributor.registry();
+        let mut list = Vec::new();
+        for id in registry.clients_of(user)? {
+            if let Some(c) = registry.client(id)? {
+                list.push(json!({
+                    "client": c.id.0,
+                    "server": c.server.0,
+                    "leaf": c.leaf.get(),
+                    "revoked": c.revoked,
+                }));
+            }
+        }
+        Ok(list)
+    })
+    .await?;
+    Ok(axum::Json(json!({ "user": user.0, "clients": list })).into_response())
+}
+
+/// A license's state: `active`, `moved` (to another of the user's devices) or `revoked` (its
+/// device is). Another user's license is not found.
+pub(super) async fn license_status(
+    axum::extract::State(s): State,
+    ids: Result<Path<(u64, u64)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (user, license) = path(ids)?;
+    let (user, license) = (UserId(user), LicenseId(license));
+    let status = blocking(move || {
+        authorize(&s, &headers, user)?;
+        let registry = s.distributor.registry();
+        let l = registry
+            .license(license)?
+            .filter(|l| l.user == user)
+            .ok_or(treecast_license::Error::LicenseNotFound(license))?;
+        let revoked = registry.client(l.client)?.is_none_or(|c| c.revoked);
+        let state = match l.state {
+            LicenseState::Moved => "moved",
+            _ if revoked => "revoked",
+            _ => "active",
+        };
+        Ok(json!({
+            "license": l.id.0,
+            "content": l.content.0,
+            "client": l.client.0,
+            "epoch": l.epoch,
+            "issued_at": l.issued_at.0,
+            "state": state,
+        }))
+    })
+    .await?;
+    Ok(axum::Json(status).into_response())
+}
+
+/// A content's container, streamed, with range requests; the download is recorded (claim 6).
+pub(super) async fn download(
+    axum::extract::State(s): State,
+    ids: Result<Path<(u64, u64)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (user, content) = path(ids)?;
+    let (user, content) = (UserId(user), ContentId(content));
+    let file = {
+        let headers = headers.clone();
+        blocking(move || {
+            authorize(&s, &headers, user)?;
+            s.distributor.supply_content(user, content)?;
+            let file = s.contents.path(content);
+            if !file.is_file() {
+                return Err(ApiError::not_found(format!(
+                    "{content} is registered but its container is not in this process's \
+                     content directory"
+                )));
+            }
+            Ok(file)
+        })
+        .await?
+    };
+    let mut request = Request::new(Body::empty());
+    for name in [axum::http::header::RANGE, axum::http::header::IF_RANGE] {
+        if let Some(v) = headers.get(&name) {
+            request.headers_mut().insert(name, v.clone());
+        }
+    }
+    let response = tower_http::services::ServeFile::new_with_mime(
+        file,
+        &"application/octet-stream"
+            .parse()
+            .map_err(|_| ApiError::internal("a MIME type"))?,
+    )
+    .oneshot(request)
+    .await
+    .map_err(|e| ApiError::internal(format!("reading the container: {e}")))?;
+    Ok(response.map(Body::new))
+}

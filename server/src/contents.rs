@@ -1,0 +1,74 @@
+//! The published containers, one file each in the content directory: `<content ID>.tcc`.
+//!
+//! A container is public (its key is in no file, only enveloped in the registry), so the
+//! directory needs no secrecy; several `serve` processes share it (a shared volume) as they
+//! share the registry.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rand_core::CryptoRng;
+use treecast_license::registry::{ContentRecord, Registry};
+use treecast_license::{ContentId, Distributor, Error};
+
+/// The content directory.
+#[derive(Debug)]
+pub struct ContentDir {
+    dir: PathBuf,
+}
+
+impl ContentDir {
+    /// The directory at `dir`, created if missing.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be created.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The file of a content's container.
+    pub fn path(&self, content: ContentId) -> PathBuf {
+        self.dir.join(format!("{}.tcc", content.0))
+    }
+
+    /// Publishes `plain` as a new content: its container is written to a temporary file,
+    /// synced, and renamed to its final name once the registry holds the content, so that a
+    /// container file is never seen half-written.
+    ///
+    /// # Errors
+    /// As [`Distributor::publish`], and [`Error::Io`].
+    pub fn publish<R: Registry>(
+        &self,
+        distributor: &Distributor<R>,
+        plain: &[u8],
+        rng: &mut impl CryptoRng,
+    ) -> Result<ContentRecord, Error> {
+        let mut suffix = [0u8; 8];
+        rng.fill_bytes(&mut suffix);
+        let temporary = self
+            .dir
+            .join(format!(".publishing-{}", u64::from_le_bytes(suffix)));
+        let io = |e: std::io::Error| Error::Io(format!("{}: {e}", temporary.display()));
+        let result = (|| {
+            let mut file = File::create(&temporary).map_err(io)?;
+            let mut out = std::io::BufWriter::new(&mut file);
+            let record = distributor.publish(plain, &mut out, rng)?;
+            out.flush().map_err(io)?;
+            drop(out);
+            file.sync_all().map_err(io)?;
+            std::fs::rename(&temporary, self.path(record.id)).map_err(io)?;
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+            Ok(record)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        result
+    }
+}

