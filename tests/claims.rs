@@ -40,6 +40,9 @@ macro_rules! claims {
         #[path = "claim10_12_certificate_verification.rs"]
         mod claim10_12_certificate_verification;
         #[allow(clippy::duplicate_mod, reason = "one suite, loaded once per store")]
+        #[path = "retries.rs"]
+        mod retries;
+        #[allow(clippy::duplicate_mod, reason = "one suite, loaded once per store")]
         #[path = "revocation.rs"]
         mod revocation;
     };

@@ -1,6 +1,6 @@
 //! The distributor: registration, content supply, license supply and copy-certificate supply
 //! (claim 1), on one key tree, several license servers (claim 3), a registry (claims 5, 6) and a
-//! tariff (claims 7, 8).
+//! tariff (claims 7, 8). The supplies of licenses and certificates are in `supply`.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -11,23 +11,18 @@ use rand_core::CryptoRng;
 use treecast_keytree::{Authority, DeviceKeys, RevocationSet, SignedEkb};
 
 use crate::Error;
-use crate::billing::{Charge, ChargeKind, Tariff};
-use crate::certificate::{
-    ClientCertificate, ClientCertificateTbs, CopyCertificate, CopyCertificateTbs,
-    LicenseRequestTbs, MoveRequestTbs, ReleaseKey,
-};
+use crate::billing::Tariff;
+use crate::certificate::{ClientCertificate, ClientCertificateTbs};
 use crate::content::{self, ContentKey};
 use crate::credential::UserCredential;
 use crate::ids::{ClientId, ContentId, ServerId, UserId};
-use crate::license::{License, LicenseTbs, Rights};
-use crate::registry::{
-    CertificateRecord, ClientRecord, ContentRecord, LicenseRecord, LicenseState, MoveIntent,
-    MoveRows, Registry,
-};
+use crate::registry::{ClientRecord, ContentRecord, Registry};
 use crate::server::{LicenseServer, ServerKeys};
-use crate::sign::{Signable, Unverified};
+use crate::sign::Signable;
 use crate::time::{Clock, UnixTime};
 use crate::vault::Vault;
+
+mod supply;
 
 /// Operating limits.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -461,197 +456,6 @@ impl<R: Registry> Distributor<R> {
     /// [`Error::UserNotFound`], [`Error::ContentNotFound`].
     pub fn supply_content(&self, user: UserId, content: ContentId) -> Result<(), Error> {
         self.registry.record_download(user, content)
-    }
-
-    /// Answers a signed license request (claim 1, license supply) with a license that allows
-    /// playing and moving: see [`Distributor::supply_license_with_rights`].
-    ///
-    /// # Errors
-    /// As [`Distributor::supply_license_with_rights`].
-    pub fn supply_license(&self, request: &[u8]) -> Result<License, Error> {
-        self.supply_license_with_rights(request, Rights::PLAY_AND_MOVE)
-    }
-
-    /// Answers a signed license request (claim 1, license supply): checks the client's
-    /// signature, its registry row and the request's freshness, issues a license with `rights`
-    /// bound to the client and the current epoch, signed by the client's license server, and
-    /// bills it. A license without [`Rights::MOVE`] cannot be moved, one without
-    /// [`Rights::PLAY`] does not play.
-    ///
-    /// # Errors
-    /// [`Error::Decode`], [`Error::ClientNotFound`], [`Error::BadSignature`],
-    /// [`Error::Tampered`], [`Error::RequestStale`], [`Error::ClientRevoked`],
-    /// [`Error::ContentNotFound`], [`Error::RequestReplayed`].
-    pub fn supply_license_with_rights(
-        &self,
-        request: &[u8],
-        rights: Rights,
-    ) -> Result<License, Error> {
-        let request = Unverified::<LicenseRequestTbs>::from_bytes(request)?;
-        let client = self.trusted_client(request.unverified().client_id)?;
-        let request = request.verify(&client_key(&client.public_key)?)?;
-        let t = request.tbs();
-        self.check_fresh(t.created_at)?;
-        let content = self
-            .registry
-            .content(t.content_id)?
-            .ok_or(Error::ContentNotFound(t.content_id))?;
-        let server = self.server(client.server)?;
-        let epoch = self.registry.epoch()?;
-        let content_key = self.vault.open(&content)?;
-        let epoch_key = self.authority.epoch_key(epoch);
-        let device_key = self.authority.device_key(client.leaf);
-        let now = self.clock.now();
-        let charge = Charge::new(
-            ChargeKind::License,
-            self.tariff.price(ChargeKind::License, content.id),
-            now,
-        );
-        let mut license = None;
-        self.registry
-            .add_license(client.id, content.id, t.nonce, charge, &mut |id| {
-                let signed = LicenseTbs::new(
-                    id,
-                    content.id,
-                    client.id,
-                    client.user,
-                    client.server,
-                    (epoch, &epoch_key),
-                    rights,
-                    now,
-                    (&device_key, None),
-                    &content_key,
-                )?
-                .sign(server.signing_key());
-                license = Some(signed);
-                Ok(self.vault.tag_license(
-                    LicenseRecord::new(id, content.id, client.id, client.user, epoch, None, now)
-                        .with_rights(rights),
-                ))
-            })?;
-        license.ok_or(Error::Internal("license not built"))
-    }
-
-    /// Answers a signed move request (claims 1–4, 13): checks the source's signature and the
-    /// request's freshness, then, in one registry change, checks claim 4 and the move right on
-    /// rows this distributor tagged, records the request's nonce, marks the source license
-    /// moved, issues the destination's license, records the certificate issue and bills it.
-    ///
-    /// The certificate is signed by the destination's license server and carries the
-    /// destination's license (claim 2), whose content key is also bound to a release that only
-    /// the source device can compute ([`ReleaseKey`]). The source's
-    /// [`move_out`](crate::Client::move_out) deletes its copy before it returns that release,
-    /// so a certificate diverted straight to the destination is useless to it.
-    ///
-    /// # Errors
-    /// [`Error::Decode`], [`Error::BadSignature`], [`Error::RequestStale`],
-    /// [`Error::RequestReplayed`], [`Error::Tampered`], and every refusal of
-    /// [`check_move`](crate::registry::check_move).
-    pub fn supply_certificate(&self, request: &[u8]) -> Result<CopyCertificate, Error> {
-        let request = Unverified::<MoveRequestTbs>::from_bytes(request)?;
-        let source = self.trusted_client(request.unverified().source)?;
-        let request = request.verify(&client_key(&source.public_key)?)?;
-        let t = request.tbs();
-        self.check_fresh(t.created_at)?;
-        if t.source == t.destination {
-            return Err(Error::SameClient);
-        }
-        let license = self
-            .registry
-            .license(t.license_id)?
-            .ok_or(Error::LicenseNotFound(t.license_id))?;
-        let content = self
-            .registry
-            .content(license.content)?
-            .ok_or(Error::ContentNotFound(license.content))?;
-        let content_key = self.vault.open(&content)?;
-        let epoch = self.registry.epoch()?;
-        let epoch_key = self.authority.epoch_key(epoch);
-        let now = self.clock.now();
-        let expires = now.plus(self.config.certificate_validity);
-        let charge = Charge::new(
-            ChargeKind::Certificate,
-            self.tariff.price(ChargeKind::Certificate, content.id),
-            now,
-        );
-        let mut certificate = None;
-        let intent = MoveIntent::new(t.license_id, t.source, t.destination, t.nonce);
-        self.registry
-            .commit_move(&intent, charge, &mut |ctx, certificate_id, license_id| {
-                // The rows the checks ran on must be ours.
-                self.vault.check_client(ctx.source.clone())?;
-                let dest = self.vault.check_client(ctx.destination.clone())?;
-                let mut moved = self.vault.check_license(ctx.license.clone())?;
-                if moved.content != content.id {
-                    return Err(Error::Internal("license changed content during the move"));
-                }
-                let release = ReleaseKey::derive(
-                    &self.authority.device_key(ctx.source.leaf),
-                    certificate_id,
-                    moved.id,
-                    dest.id,
-                )?;
-                // Claim 3: signed with the key of the destination's license server.
-                let server = self.server(dest.server)?;
-                let new_license = LicenseTbs::new(
-                    license_id,
-                    content.id,
-                    dest.id,
-                    dest.user,
-                    dest.server,
-                    (epoch, &epoch_key),
-                    moved.rights,
-                    now,
-                    (&self.authority.device_key(dest.leaf), Some(&release)),
-                    &content_key,
-                )?
-                .sign(server.signing_key());
-                // Claim 2: the certificate carries the destination's license.
-                let signed = CopyCertificateTbs::new(
-                    certificate_id,
-                    dest.user,
-                    ctx.source.id,
-                    moved.id,
-                    dest.id,
-                    now,
-                    expires,
-                    &release,
-                    &new_license,
-                )
-                .sign(server.signing_key());
-                certificate = Some(signed);
-                let record = self.vault.tag_license(
-                    LicenseRecord::new(
-                        license_id,
-                        content.id,
-                        dest.id,
-                        dest.user,
-                        epoch,
-                        Some(certificate_id),
-                        now,
-                    )
-                    .with_rights(moved.rights),
-                );
-                let history = CertificateRecord {
-                    id: certificate_id,
-                    user: dest.user,
-                    content: content.id,
-                    source: ctx.source.id,
-                    source_license: moved.id,
-                    destination: dest.id,
-                    destination_license: license_id,
-                    server: dest.server,
-                    issued_at: now,
-                    expires_at: expires,
-                };
-                moved.state = LicenseState::Moved;
-                Ok(MoveRows::new(
-                    self.vault.tag_license(moved),
-                    record,
-                    history,
-                ))
-            })?;
-        certificate.ok_or(Error::Internal("certificate not built"))
     }
 
     /// Checks what only this distributor can check in its registry: every client and license row

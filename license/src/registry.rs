@@ -241,25 +241,72 @@ pub struct MoveIntent {
     pub source: ClientId,
     /// The client to move it to.
     pub destination: ClientId,
-    /// The nonce of the source's signed request, recorded so that the request is used once.
-    pub nonce: u64,
+    /// The source's signed request, recorded so that it is used once (and recognised when it
+    /// is sent again).
+    pub request: RequestTag,
 }
 
 impl MoveIntent {
-    /// A move of `license` from `source` to `destination`, asked for by the source's request
-    /// with `nonce`.
+    /// A move of `license` from `source` to `destination`, asked for by the source's `request`.
     pub const fn new(
         license: LicenseId,
         source: ClientId,
         destination: ClientId,
-        nonce: u64,
+        request: RequestTag,
     ) -> Self {
         Self {
             license,
             source,
             destination,
-            nonce,
+            request,
         }
+    }
+}
+
+/// A signed request as the registry records it: its nonce, used once per client, and a digest
+/// of its bytes, so that the same bytes sent again (a client that lost the answer) are told
+/// from another request that reuses the nonce.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct RequestTag {
+    /// The request's nonce.
+    pub nonce: u64,
+    /// The first 16 bytes of the SHA-256 of the request's encoding. Only the client's key signs
+    /// requests with its nonces, so a collision (2^64 work) would gain its maker only the
+    /// answer to its own earlier request.
+    pub digest: [u8; 16],
+}
+
+impl RequestTag {
+    /// The tag of the signed request `bytes`, whose nonce is `nonce`.
+    pub fn of(nonce: u64, bytes: &[u8]) -> Self {
+        use sha2::Digest;
+        let full = sha2::Sha256::digest(bytes);
+        let mut digest = [0u8; 16];
+        digest.copy_from_slice(full.get(..16).unwrap_or(&[0; 16]));
+        Self { nonce, digest }
+    }
+
+    /// A tag from its parts.
+    pub const fn new(nonce: u64, digest: [u8; 16]) -> Self {
+        Self { nonce, digest }
+    }
+}
+
+/// A request the registry recorded, and what it produced.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct UsedRequest {
+    /// The digest of the request's bytes ([`RequestTag::digest`]).
+    pub digest: [u8; 16],
+    /// The license ID a license request produced, or the certificate ID a move request did.
+    pub answer: u64,
+}
+
+impl UsedRequest {
+    /// A record from its parts.
+    pub const fn new(digest: [u8; 16], answer: u64) -> Self {
+        Self { digest, answer }
     }
 }
 
@@ -498,10 +545,16 @@ pub trait Registry: Send + Sync {
         &self,
         client: ClientId,
         content: ContentId,
-        request_nonce: u64,
+        request: RequestTag,
         charge: Charge,
         build: LicenseBuilder<'_>,
     ) -> Result<(LicenseRecord, LedgerEntry), Error>;
+
+    /// The request `client` signed with `nonce`, if one was recorded.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn used_request(&self, client: ClientId, nonce: u64) -> Result<Option<UsedRequest>, Error>;
 
     /// A license.
     ///

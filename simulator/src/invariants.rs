@@ -65,7 +65,8 @@ pub(crate) enum Attack {
     TamperedCertificate,
     /// A second move of a license that was moved already.
     SecondMove,
-    /// A move request sent again.
+    /// A move request sent again: refused, or answered with the certificate already used,
+    /// which moves nothing a second time.
     ReplayedMoveRequest,
     /// A license copied to another client of the same user.
     CopiedLicense,

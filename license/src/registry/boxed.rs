@@ -4,7 +4,8 @@ use treecast_keytree::LeafIndex;
 
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
-    LicenseBuilder, LicenseRecord, MoveBuilder, MoveIntent, Registry, Revoker, UserRows,
+    LicenseBuilder, LicenseRecord, MoveBuilder, MoveIntent, Registry, RequestTag, Revoker,
+    UsedRequest, UserRows,
 };
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
@@ -64,11 +65,14 @@ impl<R: Registry + ?Sized> Registry for Box<R> {
         &self,
         client: ClientId,
         content: ContentId,
-        request_nonce: u64,
+        request: RequestTag,
         charge: Charge,
         build: LicenseBuilder<'_>,
     ) -> Result<(LicenseRecord, LedgerEntry), Error> {
-        (**self).add_license(client, content, request_nonce, charge, build)
+        (**self).add_license(client, content, request, charge, build)
+    }
+    fn used_request(&self, client: ClientId, nonce: u64) -> Result<Option<UsedRequest>, Error> {
+        (**self).used_request(client, nonce)
     }
     fn license(&self, id: LicenseId) -> Result<Option<LicenseRecord>, Error> {
         (**self).license(id)

@@ -7,7 +7,7 @@
 //! before it changes anything. A change that lost a race to another is refused by the second
 //! check, and the IDs it took are never used.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -16,7 +16,7 @@ use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
     LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows, Registry,
-    Revoker, UserRows, check_move, scan,
+    RequestTag, Revoker, UsedRequest, UserRows, check_move, scan,
 };
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
@@ -62,7 +62,7 @@ struct Tables {
     contents: HashMap<ContentId, ContentRecord>,
     content_licenses: HashMap<ContentId, Vec<LicenseId>>,
     licenses: HashMap<LicenseId, LicenseRecord>,
-    used_requests: HashSet<(ClientId, u64)>,
+    used_requests: HashMap<(ClientId, u64), UsedRequest>,
     history: Vec<CertificateRecord>,
     ledger: Vec<LedgerEntry>,
     faults: Faults,
@@ -101,7 +101,7 @@ impl MemoryRegistry {
                 contents: HashMap::new(),
                 content_licenses: HashMap::new(),
                 licenses: HashMap::new(),
-                used_requests: HashSet::new(),
+                used_requests: HashMap::new(),
                 history: Vec::new(),
                 ledger: Vec::new(),
                 faults: Faults::default(),
@@ -352,7 +352,7 @@ impl Registry for MemoryRegistry {
         &self,
         client: ClientId,
         content: ContentId,
-        request_nonce: u64,
+        request: RequestTag,
         charge: Charge,
         build: LicenseBuilder<'_>,
     ) -> Result<(LicenseRecord, LedgerEntry), Error> {
@@ -361,7 +361,7 @@ impl Registry for MemoryRegistry {
             if !t.contents.contains_key(&content) {
                 return Err(Error::ContentNotFound(content));
             }
-            if t.used_requests.contains(&(client, request_nonce)) {
+            if t.used_requests.contains_key(&(client, request.nonce)) {
                 return Err(Error::RequestReplayed);
             }
             Ok(user)
@@ -385,7 +385,10 @@ impl Registry for MemoryRegistry {
             return Err(Error::Internal("the client changed owner"));
         }
         let entry = LedgerEntry::new(user, content, id.0, charge);
-        t.used_requests.insert((client, request_nonce));
+        t.used_requests.insert(
+            (client, request.nonce),
+            UsedRequest::new(request.digest, id.0),
+        );
         let row = t.user_mut(user)?;
         row.licenses.push(id);
         row.total = row.total.saturating_add(charge.amount);
@@ -397,6 +400,10 @@ impl Registry for MemoryRegistry {
 
     fn license(&self, id: LicenseId) -> Result<Option<LicenseRecord>, Error> {
         Ok(self.lock()?.licenses.get(&id).cloned())
+    }
+
+    fn used_request(&self, client: ClientId, nonce: u64) -> Result<Option<UsedRequest>, Error> {
+        Ok(self.lock()?.used_requests.get(&(client, nonce)).copied())
     }
 
     fn commit_move(
@@ -424,7 +431,9 @@ impl Registry for MemoryRegistry {
             if let Some(l) = stored {
                 ctx.license = l;
             }
-            if t.used_requests.contains(&(intent.source, intent.nonce)) {
+            if t.used_requests
+                .contains_key(&(intent.source, intent.request.nonce))
+            {
                 return Err(Error::RequestReplayed);
             }
             Ok(ctx)
@@ -449,9 +458,14 @@ impl Registry for MemoryRegistry {
                 "the move's parties changed during the move",
             ));
         }
-        if !t.used_requests.insert((intent.source, intent.nonce)) {
+        let key = (intent.source, intent.request.nonce);
+        if t.used_requests.contains_key(&key) {
             return Err(Error::RequestReplayed);
         }
+        t.used_requests.insert(
+            key,
+            UsedRequest::new(intent.request.digest, certificate_id.0),
+        );
         let user = ctx.source.user;
         let entry = LedgerEntry::new(user, ctx.license.content, certificate_id.0, charge);
         // Every check passed and every row is built: apply.

@@ -30,14 +30,14 @@ use r2d2_postgres::PostgresConnectionManager;
 use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 
 use super::sql::{
-    CLIENT_COLUMNS, HISTORY_COLUMNS, LEDGER_COLUMNS, LICENSE_COLUMNS, history_record,
-    history_values, key_id_of, ledger_entry, ledger_values, license_record, license_values, lookup,
-    nonce_bits, sql, state_code, stored_leaf, un,
+    CLIENT_COLUMNS, HISTORY_COLUMNS, LEDGER_COLUMNS, LICENSE_COLUMNS, RECORD_REQUEST, USED_REQUEST,
+    history_record, history_values, key_id_of, ledger_entry, ledger_values, license_record,
+    license_values, lookup, nonce_bits, sql, state_code, stored_leaf, un, used_request,
 };
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
     LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows, Registry,
-    Revoker, UserRows, check_move, scan,
+    RequestTag, Revoker, UsedRequest, UserRows, check_move, scan,
 };
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
@@ -324,6 +324,30 @@ fn user_exists(tx: &mut Db<'_, impl GenericClient>, id: UserId, lock: &str) -> S
         .is_some())
 }
 
+/// Records a request in the caller's transaction, with what it produced.
+fn record_request(
+    tx: &mut Db<'_, impl GenericClient>,
+    client: ClientId,
+    user: UserId,
+    request: RequestTag,
+    answer: u64,
+) -> Step<()> {
+    let inserted = tx.execute(
+        RECORD_REQUEST,
+        &[
+            &sql(client.0)?,
+            &nonce_bits(request.nonce),
+            &sql(user.0)?,
+            &request.digest.as_slice(),
+            &sql(answer)?,
+        ],
+    )?;
+    if inserted == 0 {
+        return Err(Error::RequestReplayed.into());
+    }
+    Ok(())
+}
+
 /// Takes the next value of a counter in `meta` (under its row lock, until the commit).
 fn take_counter(tx: &mut Db<'_, impl GenericClient>, key: &str) -> Step<u64> {
     let row = tx.query_one(
@@ -551,7 +575,7 @@ impl Registry for PostgresRegistry {
         &self,
         client: ClientId,
         content: ContentId,
-        request_nonce: u64,
+        request: RequestTag,
         charge: Charge,
         build: LicenseBuilder<'_>,
     ) -> Result<(LicenseRecord, LedgerEntry), Error> {
@@ -574,13 +598,7 @@ impl Registry for PostgresRegistry {
             if !content_exists(tx, content)? {
                 return Err(Error::ContentNotFound(content).into());
             }
-            let inserted = tx.execute(
-                "INSERT INTO requests (client_id, nonce, user_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[&sql(client.0)?, &nonce_bits(request_nonce), &sql(record.user.0)?],
-            )?;
-            if inserted == 0 {
-                return Err(Error::RequestReplayed.into());
-            }
+            record_request(tx, client, record.user, request, id.0)?;
             insert_license(tx, &license)?;
             let entry = LedgerEntry::new(record.user, content, id.0, charge);
             bill(tx, &entry)?;
@@ -590,6 +608,15 @@ impl Registry for PostgresRegistry {
 
     fn license(&self, id: LicenseId) -> Result<Option<LicenseRecord>, Error> {
         self.read(|tx| license_in(tx, id, ""))
+    }
+
+    fn used_request(&self, client: ClientId, nonce: u64) -> Result<Option<UsedRequest>, Error> {
+        self.read(|tx| {
+            tx.query_opt(USED_REQUEST, &[&lookup(client.0), &nonce_bits(nonce)])?
+                .map(|r| used_request(r.get(0), r.get(1)))
+                .transpose()
+                .map_err(Failure::Refused)
+        })
     }
 
     fn commit_move(
@@ -604,18 +631,18 @@ impl Registry for PostgresRegistry {
             let source = self.client_in(tx, intent.source, "FOR SHARE")?;
             let destination = self.client_in(tx, intent.destination, "FOR SHARE")?;
             let ctx = check_move(intent, source, license, destination)?;
-            let used = tx.execute(
-                "INSERT INTO requests (client_id, nonce, user_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[&sql(intent.source.0)?, &nonce_bits(intent.nonce), &sql(ctx.source.user.0)?],
-            )?;
-            if used == 0 {
-                return Err(Error::RequestReplayed.into());
-            }
             let certificate_id = CertificateId(un(tx
                 .query_one("SELECT nextval('certificate_ids')", &[])?
                 .get(0))?);
             let license_id =
                 LicenseId(un(tx.query_one("SELECT nextval('license_ids')", &[])?.get(0))?);
+            record_request(
+                tx,
+                intent.source,
+                ctx.source.user,
+                intent.request,
+                certificate_id.0,
+            )?;
             let rows = build(&ctx, certificate_id, license_id)?;
             rows.check(&ctx, certificate_id, license_id)?;
             let MoveRows {

@@ -43,6 +43,24 @@ pub(crate) const SCAN_INDEXES: &str =
     "CREATE INDEX IF NOT EXISTS history_by_user ON history(user_id, id);
      CREATE INDEX IF NOT EXISTS ledger_by_user ON ledger(user_id, seq)";
 
+/// Records a request (`$1` client, `$2` nonce bits, `$3` user, `$4` digest, `$5` answer);
+/// changes nothing when the client already used the nonce. The same text on both stores.
+pub(crate) const RECORD_REQUEST: &str = "INSERT INTO requests (client_id, nonce, user_id, digest, answer) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+
+/// A recorded request's digest and answer (`$1` client, `$2` nonce bits).
+pub(crate) const USED_REQUEST: &str =
+    "SELECT digest, answer FROM requests WHERE client_id = $1 AND nonce = $2";
+
+/// A recorded request from its digest and answer columns; a row from before digests were kept
+/// has none, and matches no request.
+pub(crate) fn used_request(digest: Vec<u8>, answer: i64) -> Result<super::UsedRequest, Error> {
+    Ok(super::UsedRequest::new(
+        digest.try_into().unwrap_or([0xff; 16]),
+        un(answer)?,
+    ))
+}
+
 pub(crate) const CLIENT_COLUMNS: &str =
     "id, user_id, leaf, server, certificate, public_key, revoked, tag";
 

@@ -26,7 +26,7 @@ use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
     LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows, Registry,
-    Revoker, UserRows, check_move, scan,
+    RequestTag, Revoker, UsedRequest, UserRows, check_move, scan,
 };
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
@@ -37,13 +37,13 @@ mod rows;
 mod schema;
 
 use super::sql::{
-    CLIENT_COLUMNS, HISTORY_COLUMNS, LEDGER_COLUMNS, LICENSE_COLUMNS, history_record,
+    CLIENT_COLUMNS, HISTORY_COLUMNS, LEDGER_COLUMNS, LICENSE_COLUMNS, USED_REQUEST, history_record,
     history_values, key_id_of, ledger_entry, license_record, lookup, nonce_bits, sql, state_code,
-    stored_leaf, un,
+    stored_leaf, un, used_request,
 };
 use rows::{
     bill, client_row, content_exists, ids, insert_license, ints, license_in, license_row, meta,
-    next_id, set_meta,
+    next_id, record_request, set_meta,
 };
 
 /// How hard a commit is pushed to disk.
@@ -493,7 +493,7 @@ impl Registry for SqliteRegistry {
         &self,
         client: ClientId,
         content: ContentId,
-        request_nonce: u64,
+        request: RequestTag,
         charge: Charge,
         build: LicenseBuilder<'_>,
     ) -> Result<(LicenseRecord, LedgerEntry), Error> {
@@ -516,14 +516,7 @@ impl Registry for SqliteRegistry {
             if !content_exists(tx, content)? {
                 return Err(Error::ContentNotFound(content));
             }
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO requests (client_id, nonce) VALUES (?1, ?2)",
-                )?
-                .execute(params![sql(client.0)?, nonce_bits(request_nonce)])?;
-            if inserted == 0 {
-                return Err(Error::RequestReplayed);
-            }
+            record_request(tx, client, record.user, request, id.0)?;
             insert_license(tx, &license)?;
             let entry = LedgerEntry::new(record.user, content, id.0, charge);
             bill(tx, &entry)?;
@@ -533,6 +526,18 @@ impl Registry for SqliteRegistry {
 
     fn license(&self, id: LicenseId) -> Result<Option<LicenseRecord>, Error> {
         self.read(|tx| license_in(tx, id))
+    }
+
+    fn used_request(&self, client: ClientId, nonce: u64) -> Result<Option<UsedRequest>, Error> {
+        self.read(|tx| {
+            tx.prepare_cached(USED_REQUEST)?
+                .query_row(params![lookup(client.0), nonce_bits(nonce)], |r| {
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+                })
+                .optional()?
+                .map(|(digest, answer)| used_request(digest, answer))
+                .transpose()
+        })
     }
 
     fn commit_move(
@@ -548,16 +553,15 @@ impl Registry for SqliteRegistry {
                 license_in(tx, intent.license)?,
                 self.client_in(tx, intent.destination)?,
             )?;
-            let used = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO requests (client_id, nonce) VALUES (?1, ?2)",
-                )?
-                .execute(params![sql(intent.source.0)?, nonce_bits(intent.nonce)])?;
-            if used == 0 {
-                return Err(Error::RequestReplayed);
-            }
             let certificate_id = CertificateId(self.take_id(&self.next_certificate)?);
             let license_id = LicenseId(self.take_id(&self.next_license)?);
+            record_request(
+                tx,
+                intent.source,
+                ctx.source.user,
+                intent.request,
+                certificate_id.0,
+            )?;
             let rows = build(&ctx, certificate_id, license_id)?;
             rows.check(&ctx, certificate_id, license_id)?;
             let MoveRows {

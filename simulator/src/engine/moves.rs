@@ -108,11 +108,17 @@ impl<R: Registry> Engine<'_, R> {
                     self.tally.attack(Attack::SecondMove, refused, u);
                 }
                 _ => {
-                    let refused = self
-                        .distributor
-                        .supply_certificate(request.as_bytes())
-                        .is_err();
-                    self.tally.attack(Attack::ReplayedMoveRequest, refused, u);
+                    // The same request again: refused, or answered with the very certificate
+                    // already used (a retry is safe), which moves nothing a second time.
+                    let harmless = match self.distributor.supply_certificate(request.as_bytes()) {
+                        Err(_) => true,
+                        Ok(again) => {
+                            again.as_bytes() == certificate.as_bytes()
+                                && src.move_out(again.as_bytes()).is_err()
+                                && dst.move_in(&package, now).is_err()
+                        }
+                    };
+                    self.tally.attack(Attack::ReplayedMoveRequest, harmless, u);
                 }
             }
         }

@@ -79,6 +79,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
          ('epoch', 1), ('next_leaf', 0), ('next_user', 1), ('next_content', 1);",
     // Version 2: the indexes of a streamed audit, shared with SQLite.
     super::super::sql::SCAN_INDEXES,
+    // Version 3: requests keep their digest and answer, so that the same request sent again is
+    // answered again (issue 15).
+    "ALTER TABLE requests ADD COLUMN digest BYTEA NOT NULL DEFAULT ''::bytea,
+         ADD COLUMN answer BIGINT NOT NULL DEFAULT 0",
 ];
 
 /// Creates or migrates the schema, and fixes or checks the tree height.

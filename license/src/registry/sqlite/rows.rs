@@ -178,3 +178,29 @@ pub(super) fn leaf_page(
         })
         .collect()
 }
+
+/// Records a request in the caller's transaction, with what it produced.
+///
+/// # Errors
+/// [`Error::RequestReplayed`] when the client already used the nonce.
+pub(super) fn record_request(
+    tx: &Transaction<'_>,
+    client: ClientId,
+    user: UserId,
+    request: super::super::RequestTag,
+    answer: u64,
+) -> Result<(), Error> {
+    let inserted = tx
+        .prepare_cached(super::super::sql::RECORD_REQUEST)?
+        .execute(params![
+            sql(client.0)?,
+            super::super::sql::nonce_bits(request.nonce),
+            sql(user.0)?,
+            request.digest.as_slice(),
+            sql(answer)?,
+        ])?;
+    if inserted == 0 {
+        return Err(Error::RequestReplayed);
+    }
+    Ok(())
+}

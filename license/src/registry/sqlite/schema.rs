@@ -74,6 +74,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
      INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);",
     // Version 3: the indexes of a streamed audit, shared with PostgreSQL.
     super::super::sql::SCAN_INDEXES,
+    // Version 4: requests keep their user, digest and answer, so that the same request sent
+    // again is answered again (issue 15).
+    "ALTER TABLE requests ADD COLUMN user_id INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE requests ADD COLUMN digest BLOB NOT NULL DEFAULT x'';
+     ALTER TABLE requests ADD COLUMN answer INTEGER NOT NULL DEFAULT 0",
 ];
 
 pub(super) fn check_application(conn: &Connection) -> Result<(), Error> {
