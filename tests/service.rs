@@ -268,3 +268,58 @@ fn the_licensing_flow_over_http_on_postgres() {
     let dir = keyed_dir();
     the_flow(&url, dir.path());
 }
+
+/// Claim 3's license servers as separate processes on one PostgreSQL registry: each `serve`
+/// holds one server's key; a request for the other server's clients is sent back (421), and a
+/// move is certified by the destination's server's process.
+#[test]
+fn two_serve_processes_each_hold_one_license_server() {
+    let Some((_, url)) = crate::pg::database() else {
+        return;
+    };
+    let dir = keyed_dir();
+    let one = Served::start(dir.path(), &url, &["--server-id", "1"]);
+    let two = Served::start(dir.path(), &url, &["--server-id", "2"]);
+    let (t1, t2) = (HttpTransport::new(&one.base), HttpTransport::new(&two.base));
+    let (alice, key) = t1.create_user(&one.admin).unwrap();
+    let plain = b"two servers, one registry".to_vec();
+    let content = t1.publish(&one.admin, &plain).unwrap();
+
+    // Registration with server 2 is process two's.
+    let device_key = SigningKey::from_bytes(&rand_key());
+    let misdirected = t1.register(alice, &key, ServerId(2), &device_key.verifying_key());
+    assert!(
+        matches!(&misdirected, Err(Error::Service { status: 421, code, .. }) if code == "other_server"),
+        "{misdirected:?}"
+    );
+    let mut a1 = device(&t1, alice, &key, 1);
+    let mut a2 = device(&t2, alice, &key, 2);
+
+    // A license for a server-1 device is server 1's: process two sends it back.
+    a1.store_content(t1.download(alice, &key, content).unwrap()).unwrap();
+    let request = a1.license_request(content, SystemClock.now());
+    assert!(matches!(
+        t2.license(request.as_bytes()),
+        Err(Error::Service { status: 421, .. })
+    ));
+    a1.acquire_license(&t1.license(request.as_bytes()).unwrap()).unwrap();
+    assert_eq!(play(&a1, content).unwrap(), plain);
+
+    // The move to the server-2 device is certified by process two, not one.
+    a2.store_content(t2.download(alice, &key, content).unwrap()).unwrap();
+    let license = a1.license_id(content).unwrap();
+    let request = a1.move_request(license, a2.id(), SystemClock.now());
+    assert!(matches!(
+        t1.certificate(request.as_bytes()),
+        Err(Error::Service { status: 421, .. })
+    ));
+    let certificate = t2.certificate(request.as_bytes()).unwrap();
+    let package = a1.move_out(&certificate).unwrap();
+    a2.move_in(&package, SystemClock.now()).unwrap();
+    assert_eq!(play(&a2, content).unwrap(), plain);
+    // Both processes see one registry: the state is the same from either.
+    assert_eq!(t1.license_state(alice, &key, license).unwrap(), "moved");
+    assert_eq!(t2.license_state(alice, &key, license).unwrap(), "moved");
+    assert!(one.stop().success());
+    assert!(two.stop().success());
+}
