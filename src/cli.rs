@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use treecast_keytree::{Scheme, TreeHeight};
 
 mod aacs;
+mod client;
 mod cover;
 mod demo;
 mod dot;
@@ -29,6 +30,12 @@ enum Command {
     /// AACS profile: media key blocks and KEYDB.cfg device keys that AACS players process.
     #[command(subcommand)]
     Aacs(aacs::AacsCommand),
+    /// The distributor's operator, on a `treecast serve`: users, publishing, revocations.
+    #[command(subcommand)]
+    Admin(client::AdminCommand),
+    /// A user's device, on a `treecast serve`: register, buy, play, move, status.
+    #[command(subcommand)]
+    Client(client::ClientCommand),
     /// Print the cover of the non-revoked leaves of a tree.
     Cover(cover::CoverArgs),
     /// Run a small end-to-end demonstration of the key tree.
@@ -59,6 +66,8 @@ enum Command {
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Aacs(cmd) => aacs::run(cmd),
+        Command::Admin(cmd) => client::run_admin(cmd),
+        Command::Client(cmd) => client::run(cmd),
         Command::Cover(args) => cover::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Ekb(cmd) => ekb::run(cmd),

@@ -296,17 +296,20 @@ fn two_serve_processes_each_hold_one_license_server() {
     let mut a2 = device(&t2, alice, &key, 2);
 
     // A license for a server-1 device is server 1's: process two sends it back.
-    a1.store_content(t1.download(alice, &key, content).unwrap()).unwrap();
+    a1.store_content(t1.download(alice, &key, content).unwrap())
+        .unwrap();
     let request = a1.license_request(content, SystemClock.now());
     assert!(matches!(
         t2.license(request.as_bytes()),
         Err(Error::Service { status: 421, .. })
     ));
-    a1.acquire_license(&t1.license(request.as_bytes()).unwrap()).unwrap();
+    a1.acquire_license(&t1.license(request.as_bytes()).unwrap())
+        .unwrap();
     assert_eq!(play(&a1, content).unwrap(), plain);
 
     // The move to the server-2 device is certified by process two, not one.
-    a2.store_content(t2.download(alice, &key, content).unwrap()).unwrap();
+    a2.store_content(t2.download(alice, &key, content).unwrap())
+        .unwrap();
     let license = a1.license_id(content).unwrap();
     let request = a1.move_request(license, a2.id(), SystemClock.now());
     assert!(matches!(
@@ -322,4 +325,156 @@ fn two_serve_processes_each_hold_one_license_server() {
     assert_eq!(t2.license_state(alice, &key, license).unwrap(), "moved");
     assert!(one.stop().success());
     assert!(two.stop().success());
+}
+
+/// The README's second-terminal walk-through, command by command: an operator creates a user
+/// and publishes; the user registers two devices, buys, plays, moves, plays on the other, and
+/// the first one no longer plays.
+#[test]
+fn the_readme_walkthrough_with_treecast_client() {
+    let dir = keyed_dir();
+    let d = dir.path();
+    let store = format!("sqlite:{}", d.join("registry.sqlite").display());
+    let served = Served::start(d, &store, &[]);
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
+            .current_dir(d)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "treecast {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let url = served.base.as_str();
+    let token = d.join("admin.token");
+    let token = token.to_str().unwrap();
+    assert_eq!(
+        run(&[
+            "admin",
+            "create-user",
+            "--server",
+            url,
+            "--admin-token",
+            token,
+            "--credential-out",
+            "alice.credential"
+        ]),
+        "user 1\n"
+    );
+    std::fs::write(d.join("song.txt"), b"A song, played on a device.\n").unwrap();
+    assert_eq!(
+        run(&[
+            "admin",
+            "publish",
+            "--server",
+            url,
+            "--admin-token",
+            token,
+            "--file",
+            "song.txt"
+        ]),
+        "content 1\n"
+    );
+    let cred = ["--credential-file", "alice.credential"];
+    run(&[
+        &[
+            "client", "register", "--server", url, "--user", "1", "--device", "phone",
+        ][..],
+        &cred,
+    ]
+    .concat());
+    run(&[
+        &[
+            "client",
+            "register",
+            "--server",
+            url,
+            "--user",
+            "1",
+            "--license-server",
+            "2",
+            "--device",
+            "laptop",
+        ][..],
+        &cred,
+    ]
+    .concat());
+    run(&[
+        &["client", "buy", "--device", "phone", "--content", "1"][..],
+        &cred,
+    ]
+    .concat());
+    assert_eq!(
+        run(&[
+            "client",
+            "play",
+            "--device",
+            "phone",
+            "--content",
+            "1",
+            "--out",
+            "-"
+        ]),
+        "A song, played on a device.\n"
+    );
+    run(&[
+        &[
+            "client",
+            "move",
+            "--from",
+            "phone",
+            "--to",
+            "laptop",
+            "--content",
+            "1",
+        ][..],
+        &cred,
+    ]
+    .concat());
+    run(&[
+        "client",
+        "play",
+        "--device",
+        "laptop",
+        "--content",
+        "1",
+        "--out",
+        "played.txt",
+    ]);
+    assert_eq!(
+        std::fs::read(d.join("played.txt")).unwrap(),
+        b"A song, played on a device.\n"
+    );
+    let refused = Command::new(env!("CARGO_BIN_EXE_treecast"))
+        .current_dir(d)
+        .args([
+            "client",
+            "play",
+            "--device",
+            "phone",
+            "--content",
+            "1",
+            "--out",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let status = run(&[&["client", "status", "--device", "laptop"][..], &cred].concat());
+    assert!(status.contains("(active)"), "{status}");
+    // The device's secrets are its owner's only.
+    #[cfg(unix)]
+    for name in ["key", "registration", "state"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.join("phone").join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{name} is readable by others");
+    }
+    assert!(served.stop().success());
 }

@@ -21,6 +21,8 @@ use crate::server::ServerKeys;
 use crate::sign::Signable;
 use crate::time::UnixTime;
 
+mod saved;
+
 /// What a source client hands to the destination when it moves content out: the copy
 /// certificate, the release that only the source can make (after deleting its copy), and the
 /// container if the source held it (the container is public: the destination can download it
@@ -323,6 +325,11 @@ impl Client {
     pub fn holds(&self, content: ContentId) -> bool {
         self.state.stores().contents.contains_key(&content)
             && self.state.stores().licenses.contains_key(&content)
+    }
+
+    /// The contents for which the client holds a license.
+    pub fn licensed(&self) -> impl Iterator<Item = ContentId> + '_ {
+        self.state.licensed()
     }
 
     /// The ID of the license the client holds for `content`.

@@ -1,0 +1,49 @@
+//! What a device reads from outside or from its own storage: a registration (from the network
+//! service) and a saved client state. Nothing may panic; what a loaded state saves loads back
+//! to the same state.
+#![no_main]
+
+use std::sync::{Arc, OnceLock};
+
+use libfuzzer_sys::fuzz_target;
+use treecast_license::keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
+use treecast_license::registry::MemoryRegistry;
+use treecast_license::{
+    Client, Distributor, DistributorConfig, LicenseServer, ManualClock, ServerId, SigningKey,
+    Tariff, UnixTime,
+};
+
+/// A valid registration's bytes and the device's key, made once.
+fn device() -> &'static (Vec<u8>, [u8; 32]) {
+    static DEVICE: OnceLock<(Vec<u8>, [u8; 32])> = OnceLock::new();
+    DEVICE.get_or_init(|| {
+        let height = TreeHeight::new(8).unwrap();
+        let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));
+        let server = LicenseServer::from_signing_key(ServerId(1), SigningKey::from_bytes(&[5; 32]));
+        let d = Distributor::new(
+            Authority::new(&MasterSecret::from_bytes([4; 32]), config).unwrap(),
+            [server],
+            MemoryRegistry::new(height),
+            Tariff::default(),
+            Arc::new(ManualClock::new(UnixTime(1_800_000_000))),
+            DistributorConfig::default(),
+        );
+        let user = d.register_user().unwrap();
+        let key = [6; 32];
+        let public = SigningKey::from_bytes(&key).verifying_key();
+        let registration = d.register_client(user, ServerId(1), &public).unwrap();
+        (registration.to_bytes().to_vec(), key)
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let _ = treecast_license::Registration::from_bytes(data);
+    let (registration, key) = device();
+    let registration = treecast_license::Registration::from_bytes(registration).unwrap();
+    if let Ok(client) = Client::load(SigningKey::from_bytes(key), registration, data) {
+        let saved = client.save();
+        let again = treecast_license::Registration::from_bytes(&device().0).unwrap();
+        let reloaded = Client::load(SigningKey::from_bytes(key), again, &saved).unwrap();
+        assert_eq!(reloaded.save(), saved);
+    }
+});

@@ -1,0 +1,347 @@
+//! `treecast client` and `treecast admin`: a person's devices and a distributor's operator,
+//! talking to a `treecast serve` over HTTP (the library's `HttpTransport`).
+//!
+//! A device is a directory (mode 0700): `server` (the service's URL), `key` (the device's
+//! signing key, hexadecimal, 0600), `registration` (what registration returned: it holds the
+//! device's key set, 0600) and `state` (its contents, licenses and counters: `Client::save`,
+//! 0600). Credentials and tokens are read from files, never from the command line.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use treecast_license::credential::UserCredential;
+use treecast_license::transport::{HttpTransport, Transport};
+use treecast_license::{
+    Client, Clock, ContentId, Registration, ServerId, SigningKey, SystemClock, UserId,
+};
+use zeroize::Zeroizing;
+
+/// `treecast client …`: one of a user's devices.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientCommand {
+    /// Register a new device of a user into a new device directory.
+    Register {
+        /// The service's URL, for example `http://127.0.0.1:8080`.
+        #[arg(long)]
+        server: String,
+        /// The user.
+        #[arg(long)]
+        user: u64,
+        /// The file holding the user's credential (from `treecast admin create-user`).
+        #[arg(long)]
+        credential_file: PathBuf,
+        /// The license server to register with.
+        #[arg(long, default_value_t = 1)]
+        license_server: u32,
+        /// The new device directory (it must not exist).
+        #[arg(long)]
+        device: PathBuf,
+    },
+    /// Buy a content on a device: download its container and acquire a license.
+    Buy {
+        #[command(flatten)]
+        device: DeviceArgs,
+        /// The content.
+        #[arg(long)]
+        content: u64,
+    },
+    /// Play a content into a file.
+    Play {
+        /// The device directory.
+        #[arg(long)]
+        device: PathBuf,
+        /// The content.
+        #[arg(long)]
+        content: u64,
+        /// Where to write what plays (`-` for standard output).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Move a content from one device of the user to another.
+    Move {
+        /// The source device directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// The destination device directory.
+        #[arg(long)]
+        to: PathBuf,
+        /// The content.
+        #[arg(long)]
+        content: u64,
+        /// The file holding the user's credential (the destination downloads the container).
+        #[arg(long)]
+        credential_file: PathBuf,
+    },
+    /// Show a device: its ID, server and licenses, with their state at the service.
+    Status {
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
+}
+
+/// A device and its user's credential.
+#[derive(Debug, Args)]
+pub(crate) struct DeviceArgs {
+    /// The device directory.
+    #[arg(long)]
+    device: PathBuf,
+    /// The file holding the user's credential.
+    #[arg(long)]
+    credential_file: PathBuf,
+}
+
+/// `treecast admin …`: the distributor's operator.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Create a user; write its credential to a new file (mode 0600) and print its ID.
+    CreateUser {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Where to write the user's credential (it must not exist).
+        #[arg(long)]
+        credential_out: PathBuf,
+    },
+    /// Publish a file as a new content; print its ID.
+    Publish {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The content's plaintext.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Revoke a client; print the new epoch.
+    Revoke {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The client.
+        #[arg(long)]
+        client: u64,
+    },
+}
+
+/// The service and the admin token.
+#[derive(Debug, Args)]
+pub(crate) struct AdminArgs {
+    /// The service's URL.
+    #[arg(long)]
+    server: String,
+    /// The admin token's file (as `serve --admin-token` wrote it).
+    #[arg(long)]
+    admin_token: PathBuf,
+}
+
+pub(crate) fn run_admin(cmd: AdminCommand) -> anyhow::Result<()> {
+    let token = |a: &AdminArgs| -> anyhow::Result<Zeroizing<String>> {
+        let text = Zeroizing::new(
+            fs::read_to_string(&a.admin_token)
+                .with_context(|| format!("cannot read {}", a.admin_token.display()))?,
+        );
+        Ok(Zeroizing::new(text.trim().to_owned()))
+    };
+    match cmd {
+        AdminCommand::CreateUser {
+            admin,
+            credential_out,
+        } => {
+            let t = HttpTransport::new(&admin.server);
+            let (user, credential) = t.create_user(&token(&admin)?)?;
+            write_secret(&credential_out, credential.to_hex().as_bytes())?;
+            println!("user {}", user.0);
+            eprintln!("its credential is in {}", credential_out.display());
+        }
+        AdminCommand::Publish { admin, file } => {
+            let plain =
+                fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let t = HttpTransport::new(&admin.server);
+            println!("content {}", t.publish(&token(&admin)?, &plain)?.0);
+        }
+        AdminCommand::Revoke { admin, client } => {
+            let t = HttpTransport::new(&admin.server);
+            let epoch = t.revoke(&token(&admin)?, treecast_license::ClientId(client))?;
+            println!("client {client} revoked; epoch {epoch}");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClientCommand::Register {
+            server,
+            user,
+            credential_file,
+            license_server,
+            device,
+        } => {
+            let credential = read_credential(&credential_file)?;
+            fs::create_dir(&device).with_context(|| {
+                format!("cannot create {} (it must not exist)", device.display())
+            })?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&device, fs::Permissions::from_mode(0o700))?;
+            }
+            let mut seed = Zeroizing::new([0u8; 32]);
+            getrandom::fill(seed.as_mut_slice())
+                .map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
+            let key = SigningKey::from_bytes(&seed);
+            let t = HttpTransport::new(&server);
+            let registration = t.register(
+                UserId(user),
+                &credential,
+                ServerId(license_server),
+                &key.verifying_key(),
+            )?;
+            write_secret(&device.join("registration"), &registration.to_bytes())?;
+            write_secret(&device.join("key"), hex::encode(seed.as_slice()).as_bytes())?;
+            fs::write(device.join("server"), server.as_bytes())?;
+            let mut client = Client::new(key, registration)?;
+            client.store_ekb(&t.current_ekb()?.1)?;
+            save(&device, &client)?;
+            println!(
+                "client {} of user {user}, registered with server {license_server}",
+                client.id().0
+            );
+        }
+        ClientCommand::Buy { device, content } => {
+            let credential = read_credential(&device.credential_file)?;
+            let (mut client, t) = load(&device.device)?;
+            let content = ContentId(content);
+            client.store_content(t.download(client.user(), &credential, content)?)?;
+            let request = client.license_request(content, SystemClock.now());
+            // Saved before the request goes out: a retry after a lost answer reuses nothing.
+            save(&device.device, &client)?;
+            let license = t.license(request.as_bytes())?;
+            client.acquire_license(&license)?;
+            save(&device.device, &client)?;
+            println!("bought {content}");
+        }
+        ClientCommand::Play {
+            device,
+            content,
+            out,
+        } => {
+            let (client, _) = load(&device)?;
+            let content = ContentId(content);
+            let header = if out == Path::new("-") {
+                client.play(content, std::io::stdout().lock())?
+            } else {
+                let mut file = fs::File::create(&out)
+                    .with_context(|| format!("cannot create {}", out.display()))?;
+                let header = client.play(content, &mut file)?;
+                file.flush()?;
+                header
+            };
+            eprintln!("played {} (epoch {})", content, header.epoch);
+        }
+        ClientCommand::Move {
+            from,
+            to,
+            content,
+            credential_file,
+        } => {
+            let credential = read_credential(&credential_file)?;
+            let (mut source, t) = load(&from)?;
+            let (mut destination, _) = load(&to)?;
+            let content = ContentId(content);
+            let Some(license) = source.license_id(content) else {
+                bail!("{} holds no license for {content}", from.display());
+            };
+            let request = source.move_request(license, destination.id(), SystemClock.now());
+            save(&from, &source)?;
+            let certificate = t.certificate(request.as_bytes())?;
+            let package = source.move_out(&certificate)?;
+            // The source's deletion is saved before the destination moves in.
+            save(&from, &source)?;
+            if package.content.is_none() {
+                destination.store_content(t.download(
+                    destination.user(),
+                    &credential,
+                    content,
+                )?)?;
+            }
+            destination.store_ekb(&t.current_ekb()?.1)?;
+            destination.move_in(&package, SystemClock.now())?;
+            save(&to, &destination)?;
+            println!(
+                "moved {content} from client {} to client {}",
+                source.id().0,
+                destination.id().0
+            );
+        }
+        ClientCommand::Status { device } => {
+            let credential = read_credential(&device.credential_file)?;
+            let (client, t) = load(&device.device)?;
+            println!(
+                "client {} of user {}, server {}",
+                client.id().0,
+                client.user().0,
+                client.server().0
+            );
+            let held: Vec<ContentId> = client.licensed().collect();
+            if held.is_empty() {
+                println!("no licenses");
+            }
+            for content in held {
+                if let Some(license) = client.license_id(content) {
+                    let state = t.license_state(client.user(), &credential, license)?;
+                    println!("{content}: {license} ({state})");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A device from its directory, with the transport to its service (and the current EKB).
+fn load(dir: &Path) -> anyhow::Result<(Client, HttpTransport)> {
+    let read = |name: &str| {
+        fs::read(dir.join(name))
+            .with_context(|| format!("{}: not a device directory (no {name})", dir.display()))
+    };
+    let server = String::from_utf8(read("server")?).context("the server file is not text")?;
+    let key_hex = Zeroizing::new(read("key")?);
+    let mut key = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(key_hex.trim_ascii(), key.as_mut_slice())
+        .context("the key file is not 64 hexadecimal digits")?;
+    let registration = Registration::from_bytes(&Zeroizing::new(read("registration")?))?;
+    let state = Zeroizing::new(read("state")?);
+    let mut client = Client::load(SigningKey::from_bytes(&key), registration, &state)?;
+    let t = HttpTransport::new(server.trim());
+    client.store_ekb(&t.current_ekb()?.1)?;
+    Ok((client, t))
+}
+
+/// Saves a device's state (written to a new file, synced, then renamed over the old one).
+fn save(dir: &Path, client: &Client) -> anyhow::Result<()> {
+    let temporary = dir.join("state.new");
+    let _ = fs::remove_file(&temporary);
+    write_secret(&temporary, &client.save())?;
+    fs::rename(&temporary, dir.join("state"))?;
+    Ok(())
+}
+
+fn read_credential(path: &Path) -> anyhow::Result<UserCredential> {
+    let text = Zeroizing::new(
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    UserCredential::from_hex(&text).with_context(|| format!("{}: not a credential", path.display()))
+}
+
+/// Writes a new file readable by its owner only, synced.
+fn write_secret(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist)", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
