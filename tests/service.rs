@@ -51,7 +51,7 @@ impl Served {
             .unwrap();
         let base = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("no address in `{line}`"))
             .to_owned();
         let admin = std::fs::read_to_string(&token_file)
@@ -476,5 +476,44 @@ fn the_readme_walkthrough_with_treecast_client() {
             .mode();
         assert_eq!(mode & 0o077, 0, "{name} is readable by others");
     }
+    assert!(served.stop().success());
+}
+
+/// TLS with rustls: `serve --tls-cert --tls-key` answers HTTPS; a client that trusts the
+/// certificate registers, buys and plays; one that does not, or speaks plain HTTP, gets nothing.
+#[test]
+fn the_service_over_tls() {
+    let dir = keyed_dir();
+    let d = dir.path();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let pem = certified.cert.pem();
+    std::fs::write(d.join("cert.pem"), &pem).unwrap();
+    std::fs::write(d.join("key.pem"), certified.key_pair.serialize_pem()).unwrap();
+    let store = format!("sqlite:{}", d.join("r.sqlite").display());
+    let cert = d.join("cert.pem");
+    let key = d.join("key.pem");
+    let served = Served::start(
+        d,
+        &store,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(served.base.starts_with("https://"), "{}", served.base);
+    let t = HttpTransport::with_root_certificates(&served.base, pem.as_bytes()).unwrap();
+    let (alice, credential) = t.create_user(&served.admin).unwrap();
+    let content = t.publish(&served.admin, b"over TLS").unwrap();
+    let mut a = device(&t, alice, &credential, 1);
+    buy(&t, &mut a, alice, &credential, content);
+    assert_eq!(play(&a, content).unwrap(), b"over TLS");
+    // Without trusting the certificate, or in plain HTTP: no answer.
+    assert!(HttpTransport::new(&served.base).current_ekb().is_err());
+    let plain = served.base.replacen("https://", "http://", 1);
+    assert!(HttpTransport::new(&plain).current_ekb().is_err());
     assert!(served.stop().success());
 }

@@ -130,6 +130,34 @@ pub async fn serve(
         .await
 }
 
+/// Serves `app` over TLS (rustls, with the `ring` provider) on `listener` until `shutdown`
+/// completes, then finishes the requests in flight (at most 30 seconds more).
+///
+/// # Errors
+/// An I/O error of the listener, or a certificate or key file that cannot be read or used.
+pub async fn serve_tls(
+    listener: std::net::TcpListener,
+    app: axum::Router,
+    certificate: &std::path::Path,
+    key: &std::path::Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // One process-wide provider; a second installation (a second server) is not an error.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(certificate, key).await?;
+    let handle = axum_server::Handle::new();
+    let stop = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.graceful_shutdown(Some(Duration::from_secs(30)));
+    });
+    listener.set_nonblocking(true)?;
+    axum_server::from_tcp_rustls(listener, config)?
+        .handle(handle)
+        .serve(app.into_make_service())
+        .await
+}
+
 /// Completes on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     let interrupt = async {

@@ -39,6 +39,10 @@ pub(crate) enum ClientCommand {
         /// The new device directory (it must not exist).
         #[arg(long)]
         device: PathBuf,
+        /// For an `https` service with a private certificate authority: its PEM certificate
+        /// (kept in the device directory for later commands).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
     /// Buy a content on a device: download its container and acquire a license.
     Buy {
@@ -131,6 +135,26 @@ pub(crate) struct AdminArgs {
     /// The admin token's file (as `serve --admin-token` wrote it).
     #[arg(long)]
     admin_token: PathBuf,
+    /// For an `https` service with a private certificate authority: its PEM certificate.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    fn transport(&self) -> anyhow::Result<HttpTransport> {
+        transport(&self.server, self.ca_file.as_deref())
+    }
+}
+
+/// A transport to `server`, trusting `ca_file`'s certificates only when given.
+fn transport(server: &str, ca_file: Option<&Path>) -> anyhow::Result<HttpTransport> {
+    match ca_file {
+        None => Ok(HttpTransport::new(server)),
+        Some(path) => {
+            let pem = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Ok(HttpTransport::with_root_certificates(server, &pem)?)
+        }
+    }
 }
 
 pub(crate) fn run_admin(cmd: AdminCommand) -> anyhow::Result<()> {
@@ -146,7 +170,7 @@ pub(crate) fn run_admin(cmd: AdminCommand) -> anyhow::Result<()> {
             admin,
             credential_out,
         } => {
-            let t = HttpTransport::new(&admin.server);
+            let t = admin.transport()?;
             let (user, credential) = t.create_user(&token(&admin)?)?;
             write_secret(&credential_out, credential.to_hex().as_bytes())?;
             println!("user {}", user.0);
@@ -155,11 +179,11 @@ pub(crate) fn run_admin(cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Publish { admin, file } => {
             let plain =
                 fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let t = HttpTransport::new(&admin.server);
+            let t = admin.transport()?;
             println!("content {}", t.publish(&token(&admin)?, &plain)?.0);
         }
         AdminCommand::Revoke { admin, client } => {
-            let t = HttpTransport::new(&admin.server);
+            let t = admin.transport()?;
             let epoch = t.revoke(&token(&admin)?, treecast_license::ClientId(client))?;
             println!("client {client} revoked; epoch {epoch}");
         }
@@ -175,6 +199,7 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             credential_file,
             license_server,
             device,
+            ca_file,
         } => {
             let credential = read_credential(&credential_file)?;
             fs::create_dir(&device).with_context(|| {
@@ -189,7 +214,7 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             getrandom::fill(seed.as_mut_slice())
                 .map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
             let key = SigningKey::from_bytes(&seed);
-            let t = HttpTransport::new(&server);
+            let t = transport(&server, ca_file.as_deref())?;
             let registration = t.register(
                 UserId(user),
                 &credential,
@@ -199,6 +224,9 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             write_secret(&device.join("registration"), &registration.to_bytes())?;
             write_secret(&device.join("key"), hex::encode(seed.as_slice()).as_bytes())?;
             fs::write(device.join("server"), server.as_bytes())?;
+            if let Some(ca) = &ca_file {
+                fs::copy(ca, device.join("ca.pem"))?;
+            }
             let mut client = Client::new(key, registration)?;
             client.store_ekb(&t.current_ekb()?.1)?;
             save(&device, &client)?;
@@ -311,7 +339,8 @@ fn load(dir: &Path) -> anyhow::Result<(Client, HttpTransport)> {
     let registration = Registration::from_bytes(&Zeroizing::new(read("registration")?))?;
     let state = Zeroizing::new(read("state")?);
     let mut client = Client::load(SigningKey::from_bytes(&key), registration, &state)?;
-    let t = HttpTransport::new(server.trim());
+    let ca = dir.join("ca.pem");
+    let t = transport(server.trim(), ca.exists().then_some(ca.as_path()))?;
     client.store_ekb(&t.current_ekb()?.1)?;
     Ok((client, t))
 }

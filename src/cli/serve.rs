@@ -54,6 +54,12 @@ pub(crate) struct ServeArgs {
     /// How many requests are served at once.
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
+    /// Serve HTTPS (rustls) with this PEM certificate chain (with `--tls-key`).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
@@ -107,15 +113,36 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let served = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
+        let listener = std::net::TcpListener::bind(args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
+        let scheme = if args.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         println!(
-            "treecast serve: listening on http://{address} ({})",
+            "treecast serve: listening on {scheme}://{address} ({})",
             args.store.name()
         );
-        treecast_server::serve(listener, app, treecast_server::shutdown_signal()).await?;
+        match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                treecast_server::serve_tls(
+                    listener,
+                    app,
+                    cert,
+                    key,
+                    treecast_server::shutdown_signal(),
+                )
+                .await
+                .context("TLS")?;
+            }
+            _ => {
+                listener.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                treecast_server::serve(listener, app, treecast_server::shutdown_signal()).await?;
+            }
+        }
         anyhow::Ok(())
     });
     // The registry is dropped outside the runtime: the PostgreSQL client closes its

@@ -29,9 +29,44 @@ impl core::fmt::Debug for HttpTransport {
 }
 
 impl HttpTransport {
-    /// A transport to the service at `base`, with a 60-second limit per request.
+    /// A transport to the service at `base`, with a 60-second limit per request; an `https`
+    /// service's certificate is checked against the web's roots (`webpki-roots`).
     pub fn new(base: &str) -> Self {
-        let agent = ureq::Agent::config_builder()
+        Self::with_config(base, ureq::Agent::config_builder())
+    }
+
+    /// A transport to an `https` service whose certificate chains to one of the PEM
+    /// certificates in `roots` only (a private certificate authority, or a self-signed
+    /// certificate).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when `roots` holds no PEM certificate.
+    pub fn with_root_certificates(base: &str, roots: &[u8]) -> Result<Self, Error> {
+        let certificates: Vec<_> = ureq::tls::parse_pem(roots)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if certificates.is_empty() {
+            return Err(Error::Io("no PEM certificate among the roots given".into()));
+        }
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(
+                certificates,
+            )))
+            .build();
+        Ok(Self::with_config(
+            base,
+            ureq::Agent::config_builder().tls_config(tls),
+        ))
+    }
+
+    fn with_config(
+        base: &str,
+        config: ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
+    ) -> Self {
+        let agent = config
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
