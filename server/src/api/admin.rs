@@ -35,6 +35,9 @@ pub(super) async fn publish(
 ) -> Result<Response, ApiError> {
     s.admin.check(&headers)?;
     let plain = body(plain)?;
+    if plain.is_empty() {
+        return Err(ApiError::malformed("a content cannot be empty"));
+    }
     let (content, size) = blocking(move || {
         let mut rng = s.rng()?;
         let record = s.contents.publish(&s.distributor, &plain, &mut *rng)?;

@@ -25,7 +25,13 @@ pub(super) async fn ekb(
     epoch: Result<Path<u64>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let epoch = path(epoch)?;
-    let ekb = blocking(move || Ok(s.distributor.ekb(epoch)?)).await?;
+    let ekb = blocking(move || match s.distributor.ekb(epoch) {
+        Err(treecast_license::Error::StaleEpoch { got, current }) => Err(ApiError::not_found(
+            format!("this process has no EKB of epoch {got} (the current epoch is {current})"),
+        )),
+        other => Ok(other?),
+    })
+    .await?;
     Ok(octets(StatusCode::OK, ekb.as_bytes().to_vec()))
 }
 

@@ -38,6 +38,7 @@ pub(super) async fn register(
     request: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let user = UserId(path(user)?);
+    authorize(&s, &headers, user)?;
     let request = body(request)?;
     let (server, key) = match request.as_ref() {
         [a, b, c, d, key @ ..] if request.len() == REGISTRATION_REQUEST_LEN => {
@@ -55,7 +56,6 @@ pub(super) async fn register(
     let key = VerifyingKey::from_bytes(&key)
         .map_err(|_| ApiError::malformed("not an Ed25519 public key"))?;
     let registration = blocking(move || {
-        authorize(&s, &headers, user)?;
         let registration = s
             .distributor
             .register_client(user, ServerId(server), &key)
