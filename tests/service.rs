@@ -517,3 +517,109 @@ fn the_service_over_tls() {
     assert!(HttpTransport::new(&plain).current_ekb().is_err());
     assert!(served.stop().success());
 }
+
+/// SIGKILL of the service under load (issue 15, item 6): the simulator drives the service with
+/// a journal of acknowledged operations; the service is killed mid-run, the simulator stops
+/// with an error, the service restarts on the same registry, and `store check --journal`
+/// finds every invariant and every acknowledged operation.
+#[test]
+fn a_killed_service_restarts_with_everything_it_acknowledged() {
+    let dir = keyed_dir();
+    let d = dir.path();
+    let store = format!("sqlite:{}", d.join("registry.sqlite").display());
+    let mut served = Served::start(d, &store, &[]);
+    let journal = d.join("journal");
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_treecast"))
+        .args([
+            "simulate",
+            "--server",
+            &served.base,
+            "--users",
+            "100000",
+            "--threads",
+            "4",
+        ])
+        .arg("--admin-token")
+        .arg(d.join("admin.token"))
+        .arg("--journal")
+        .arg(&journal)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once a few hundred operations were acknowledged.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_to_string(&journal).map_or(0, |j| j.lines().count()) < 300 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the simulator did not get going"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+    std::mem::forget(served);
+    assert!(
+        !sim.wait().unwrap().success(),
+        "the simulator noticed the service was gone"
+    );
+    let lines = std::fs::read_to_string(&journal).unwrap().lines().count();
+    assert!(lines >= 300);
+
+    // The service starts again on the same registry and answers.
+    let again = Served::start(d, &store, &[]);
+    let t = HttpTransport::new(&again.base);
+    assert!(t.current_ekb().is_ok());
+    assert!(again.stop().success());
+    let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
+        .args(["store", "check", "--store", &store, "--keys"])
+        .arg(d.join("keys"))
+        .arg("--journal")
+        .arg(&journal)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The same service-driven workload in process and over HTTP: both pass, with every attack
+/// refused, and report latency per operation.
+#[test]
+fn the_service_simulation_passes_in_process_and_over_http() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
+            .args(["simulate", "--users", "300", "--attack-share", "0.3"])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("PASSED"), "{text}");
+        assert!(
+            text.contains("license") && text.contains("p99 ms"),
+            "{text}"
+        );
+        text
+    };
+    run(&["--server", "in-process"]);
+    let dir = keyed_dir();
+    let store = format!("sqlite:{}", dir.path().join("r.sqlite").display());
+    let served = Served::start(dir.path(), &store, &[]);
+    let token = dir.path().join("admin.token");
+    let text = run(&[
+        "--server",
+        &served.base,
+        "--admin-token",
+        token.to_str().unwrap(),
+    ]);
+    assert!(text.contains("attack cross_user_move"), "{text}");
+    assert!(served.stop().success());
+}

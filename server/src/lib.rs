@@ -125,6 +125,11 @@ pub async fn serve(
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Without TCP_NODELAY a streamed answer waits for the client's delayed ACK (40 ms).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -152,7 +157,10 @@ pub async fn serve_tls(
         stop.graceful_shutdown(Some(Duration::from_secs(30)));
     });
     listener.set_nonblocking(true)?;
-    axum_server::from_tcp_rustls(listener, config)?
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    axum_server::from_tcp(listener)?
+        .acceptor(acceptor)
         .handle(handle)
         .serve(app.into_make_service())
         .await

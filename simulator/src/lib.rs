@@ -33,6 +33,7 @@ mod engine;
 mod invariants;
 pub mod plot;
 mod report;
+pub mod service;
 mod workload;
 
 use core::fmt;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use rand_core::SeedableRng;
 use treecast_keytree::TreeHeight;
 use treecast_sim::{SimConfig, StoreSpec};
 
@@ -72,6 +73,23 @@ pub(crate) struct SimulateArgs {
     /// Run a second time on one thread and check that the reports agree (invariant 6).
     #[arg(long)]
     check_determinism: bool,
+    /// Drive a `treecast serve` at this URL (the load test: devices here, every supply over
+    /// HTTP), or `in-process` for the same workload on a distributor in this process.
+    #[arg(long)]
+    server: Option<String>,
+    /// With `--server URL`: the admin token's file.
+    #[arg(long, requires = "server")]
+    admin_token: Option<PathBuf>,
+    /// With `--server https://…` and a private certificate authority: its PEM certificate.
+    #[arg(long, requires = "server")]
+    ca_file: Option<PathBuf>,
+    /// With `--server`: the share of users who move their purchase, 0 to 1.
+    #[arg(long, default_value_t = 0.25, requires = "server")]
+    move_share: f64,
+    /// With `--server`: append one line per acknowledged operation to this file (for
+    /// `store check --journal`).
+    #[arg(long, requires = "server")]
+    journal: Option<PathBuf>,
 }
 
 impl SimulateArgs {
@@ -102,6 +120,9 @@ impl SimulateArgs {
 }
 
 pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
+    if let Some(server) = &args.server {
+        return through_service(args, server);
+    }
     let config = args.config()?;
     if let StoreSpec::Sqlite(path) = &config.store
         && path.exists()
@@ -155,4 +176,94 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         bail!("the simulation found violations (listed above)");
     }
     Ok(())
+}
+
+/// `simulate --server`: the workload through a service, over HTTP or in process.
+fn through_service(args: &SimulateArgs, server: &str) -> anyhow::Result<()> {
+    use treecast_sim::service::{self, InProcess, Remote, ServiceConfig};
+
+    let mut cfg = ServiceConfig::default();
+    cfg.users = args.users;
+    cfg.max_clients = args.max_clients;
+    cfg.servers = args.servers;
+    cfg.contents = args.contents;
+    cfg.content_size = args.content_size;
+    cfg.move_share = args.move_share;
+    cfg.revocations = args.revocations.unwrap_or((args.users / 1_000).max(1));
+    cfg.attack_share = args.attack_share;
+    cfg.seed = args.seed;
+    cfg.journal = args.journal.clone();
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let report = if server == "in-process" {
+        cfg.threads = if args.threads == 0 {
+            cores
+        } else {
+            args.threads
+        };
+        let store: StoreSpec = args.store.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        let distributor = std::sync::Arc::new(in_process_distributor(args, &store)?);
+        let op = InProcess::new(
+            distributor,
+            rand_chacha::ChaCha20Rng::seed_from_u64(args.seed ^ 0xC0_47E7),
+        );
+        service::run(&op, "in-process", &cfg)?
+    } else {
+        // Devices wait on the network: more of them than cores keep the service busy.
+        cfg.threads = if args.threads == 0 {
+            4 * cores
+        } else {
+            args.threads
+        };
+        let Some(token_file) = &args.admin_token else {
+            bail!("--server URL needs --admin-token FILE");
+        };
+        let token = zeroize::Zeroizing::new(
+            std::fs::read_to_string(token_file)
+                .with_context(|| format!("cannot read {}", token_file.display()))?
+                .trim()
+                .to_owned(),
+        );
+        let http = match &args.ca_file {
+            None => treecast_license::transport::HttpTransport::new(server),
+            Some(ca) => treecast_license::transport::HttpTransport::with_root_certificates(
+                server,
+                &std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?,
+            )?,
+        };
+        service::run(&Remote::new(http, token), server, &cfg)?
+    };
+    println!("{report}");
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if !report.passed() {
+        bail!("the simulation found violations (listed above)");
+    }
+    Ok(())
+}
+
+/// The distributor of `simulate --server in-process`: keys from the seed, `servers` license
+/// servers, a fresh registry in `store`, the system clock (as a `serve` has).
+fn in_process_distributor(
+    args: &SimulateArgs,
+    store: &StoreSpec,
+) -> anyhow::Result<treecast_license::Distributor<Box<dyn treecast_license::Registry>>> {
+    use treecast_keytree::{Authority, MasterSecret, TreeConfig, TreeId};
+    use treecast_license::{DistributorConfig, LicenseServer, ServerId, SystemClock, Tariff};
+
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(args.seed ^ 0xD157);
+    let config = TreeConfig::new(args.scheme.into(), args.height, TreeId(1));
+    let authority = Authority::new(&MasterSecret::generate(&mut rng), config)?;
+    let servers: Vec<_> = (1..=args.servers)
+        .map(|id| LicenseServer::generate(ServerId(id), &mut rng))
+        .collect();
+    Ok(treecast_license::Distributor::new(
+        authority,
+        servers,
+        store.open(args.height)?,
+        Tariff::default(),
+        std::sync::Arc::new(SystemClock),
+        DistributorConfig::default(),
+    ))
 }

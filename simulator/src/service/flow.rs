@@ -1,0 +1,292 @@
+//! One user's life through the service, the attacks mixed into it, and the final checks.
+
+use std::sync::atomic::Ordering;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+use treecast_license::certificate::CopyCertificateIn;
+use treecast_license::credential::UserCredential;
+use treecast_license::{
+    Client, ClientId, Clock, ContentId, Error, LicenseId, ServerId, SigningKey, SystemClock, UserId,
+};
+
+use super::Shared;
+use crate::SimError;
+
+/// A user as the simulation keeps it: its devices and its purchase.
+pub(crate) struct SimUser {
+    user: UserId,
+    credential: UserCredential,
+    clients: Vec<Client>,
+    /// The content bought (an index into the published contents).
+    content: usize,
+    /// The device that holds the purchase.
+    holder: usize,
+    /// The license the holder holds.
+    license: LicenseId,
+    /// The license moved away from, if the purchase moved.
+    moved_from: Option<LicenseId>,
+}
+
+/// The plaintext of content number `index`: deterministic, so that every play is compared
+/// with the bytes published.
+pub(crate) fn plaintext(seed: u64, index: u32, len: usize) -> Vec<u8> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ (u64::from(index) << 32) ^ 0xC0);
+    let mut out = vec![0u8; len];
+    rng.fill_bytes(&mut out);
+    out
+}
+
+fn below(rng: &mut ChaCha20Rng, n: u64) -> u64 {
+    rng.next_u64() % n.max(1)
+}
+
+fn chance(rng: &mut ChaCha20Rng, p: f64) -> bool {
+    ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+}
+
+fn plays(client: &Client, content: ContentId, expected: &[u8]) -> bool {
+    let mut out = Vec::new();
+    client.play(content, &mut out).is_ok() && out == expected
+}
+
+/// Whether an error is the service's refusal (a 4xx or a library refusal), not a failure of the
+/// service or the network.
+fn refused(e: &Error) -> bool {
+    match e {
+        Error::Service { status, .. } => (400..500).contains(status),
+        Error::Io(_) | Error::Storage(_) | Error::Internal(_) => false,
+        _ => true,
+    }
+}
+
+/// One user: created, devices registered, a purchase, a play, maybe a move, attacks.
+pub(crate) fn user(s: &Shared<'_>, u: u64) -> Result<SimUser, SimError> {
+    let cfg = s.cfg;
+    let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u);
+    let t = s.op.transport();
+    let (user, credential) = s.timed("user", || s.op.create_user())?;
+    s.journal(&format!("user {}", user.0))?;
+    let (_, ekb) = s.timed("ekb", || t.current_ekb())?;
+    let devices = 1 + below(&mut rng, u64::from(cfg.max_clients));
+    let mut clients = Vec::new();
+    for i in 0..devices {
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let key = SigningKey::from_bytes(&seed);
+        let server = ServerId(1 + (i as u32 % cfg.servers));
+        let registration = s.timed("register", || {
+            t.register(user, &credential, server, &key.verifying_key())
+        })?;
+        let mut client = Client::new(key, registration)?;
+        client.store_ekb(&ekb)?;
+        s.journal(&format!("client {}", client.id().0))?;
+        clients.push(client);
+    }
+    if chance(&mut rng, cfg.attack_share) {
+        // Registering with another user's credential.
+        let other = UserId(user.0 ^ 1);
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let r = t.register(other, &credential, ServerId(1), &key.verifying_key());
+        s.attack("foreign_credential", r.as_ref().is_err_and(refused));
+    }
+
+    // A purchase, and a play.
+    let content = below(&mut rng, s.contents.len() as u64) as usize;
+    let Some((content_id, plain)) = s.contents.get(content) else {
+        return Err(SimError::Config("no content".into()));
+    };
+    let (content_id, plain) = (*content_id, plain.as_slice());
+    let holder = below(&mut rng, clients.len() as u64) as usize;
+    let Some(buyer) = clients.get_mut(holder) else {
+        return Err(SimError::Config("no client".into()));
+    };
+    let container = s.timed("download", || t.download(user, &credential, content_id))?;
+    buyer.store_content(container.clone())?;
+    let request = buyer.license_request(content_id, SystemClock.now());
+    let license = s.timed("license", || t.license(request.as_bytes()))?;
+    buyer.acquire_license(&license)?;
+    let license_id = buyer
+        .license_id(content_id)
+        .ok_or(SimError::Config("no license after buying".into()))?;
+    s.journal(&format!("license {}", license_id.0))?;
+    s.check(plays(buyer, content_id, plain), || {
+        format!("{user}'s purchase does not play on {}", buyer.id())
+    });
+    if chance(&mut rng, cfg.attack_share) {
+        // The same request again (a lost answer): the same license, nothing more.
+        let again = t.license(request.as_bytes());
+        s.attack("retried_license", again.as_deref() == Ok(&license[..]));
+        // One byte changed.
+        let mut tampered = request.as_bytes().to_vec();
+        let at = below(&mut rng, tampered.len() as u64) as usize;
+        if let Some(b) = tampered.get_mut(at) {
+            *b ^= 1 << below(&mut rng, 8);
+        }
+        let r = t.license(&tampered);
+        s.attack(
+            "tampered_license_request",
+            r.as_ref().is_err_and(refused) || r.as_deref() == Ok(&license[..]),
+        );
+    }
+    let foreign = s.foreign.swap(buyer.id().0, Ordering::Relaxed);
+
+    // A move to another of the user's devices.
+    let mut sim = SimUser {
+        user,
+        credential,
+        clients,
+        content,
+        holder,
+        license: license_id,
+        moved_from: None,
+    };
+    if sim.clients.len() > 1 && chance(&mut rng, cfg.move_share) {
+        let to = (holder + 1 + below(&mut rng, sim.clients.len() as u64 - 1) as usize)
+            % sim.clients.len();
+        move_purchase(s, &mut sim, to, &container, plain, &mut rng)?;
+    }
+    if foreign != 0 && chance(&mut rng, cfg.attack_share) {
+        // A move to another user's device.
+        let source = sim
+            .clients
+            .get_mut(sim.holder)
+            .ok_or(SimError::Config("no holder".into()))?;
+        let request = source.move_request(sim.license, ClientId(foreign), SystemClock.now());
+        let r = t.certificate(request.as_bytes());
+        s.attack("cross_user_move", r.as_ref().is_err_and(refused));
+    }
+    Ok(sim)
+}
+
+/// Moves the purchase from its holder to device `to`.
+fn move_purchase(
+    s: &Shared<'_>,
+    sim: &mut SimUser,
+    to: usize,
+    container: &[u8],
+    plain: &[u8],
+    rng: &mut ChaCha20Rng,
+) -> Result<(), SimError> {
+    let t = s.op.transport();
+    let content_id = s
+        .contents
+        .get(sim.content)
+        .map(|c| c.0)
+        .ok_or(SimError::Config("no content".into()))?;
+    let (destination_id, source) = {
+        let destination_id = sim.clients.get(to).map(Client::id);
+        (destination_id, sim.clients.get_mut(sim.holder))
+    };
+    let (Some(destination_id), Some(source)) = (destination_id, source) else {
+        return Err(SimError::Config("no such device".into()));
+    };
+    let request = source.move_request(sim.license, destination_id, SystemClock.now());
+    let certificate = s.timed("certificate", || t.certificate(request.as_bytes()))?;
+    let package = source.move_out(&certificate)?;
+    let moved = sim.license;
+    if chance(rng, s.cfg.attack_share) {
+        // The same request again: the same certificate, which moves nothing a second time.
+        let again = t.certificate(request.as_bytes());
+        let harmless = match &again {
+            Err(e) => refused(e),
+            Ok(bytes) => *bytes == certificate && source.move_out(bytes).is_err(),
+        };
+        s.attack("retried_move_request", harmless);
+        // A fresh request to move the moved license again.
+        let second = source.move_request(moved, destination_id, SystemClock.now());
+        let r = t.certificate(second.as_bytes());
+        s.attack("second_move", r.as_ref().is_err_and(refused));
+    }
+    s.check(!plays(source, content_id, plain), || {
+        format!("{} still plays after moving out", source.id())
+    });
+    let destination = sim
+        .clients
+        .get_mut(to)
+        .ok_or(SimError::Config("no such device".into()))?;
+    destination.store_content(container.to_vec())?;
+    destination.move_in(&package, SystemClock.now())?;
+    if chance(rng, s.cfg.attack_share) {
+        let again = destination.move_in(&package, SystemClock.now());
+        s.attack("replayed_certificate", again.is_err());
+    }
+    let new_license = destination
+        .license_id(content_id)
+        .ok_or(SimError::Config("no license after moving in".into()))?;
+    let certificate_id = CopyCertificateIn::from_bytes(&package.certificate)
+        .map_err(Error::from)?
+        .unverified()
+        .certificate_id;
+    s.journal(&format!(
+        "move {} {} {}",
+        moved.0, new_license.0, certificate_id.0
+    ))?;
+    s.check(plays(destination, content_id, plain), || {
+        format!("{} does not play what moved in", destination.id())
+    });
+    sim.holder = to;
+    sim.license = new_license;
+    sim.moved_from = Some(moved);
+    Ok(())
+}
+
+/// After every user: revocations, then the invariants, device by device and at the service.
+pub(crate) fn finish(s: &Shared<'_>, mut users: Vec<SimUser>) -> Result<(), SimError> {
+    let mut rng = ChaCha20Rng::seed_from_u64(s.cfg.seed ^ 0x5EED);
+    let mut revoked = std::collections::BTreeSet::new();
+    for _ in 0..s.cfg.revocations.min(users.len() as u64) {
+        let u = below(&mut rng, users.len() as u64) as usize;
+        let Some(user) = users.get(u) else { continue };
+        let Some(holder) = user.clients.get(user.holder) else {
+            continue;
+        };
+        if revoked.insert(u) {
+            let epoch = s.timed("revoke", || s.op.revoke(holder.id()))?;
+            s.journal(&format!("revoke {} {epoch}", holder.id().0))?;
+        }
+    }
+    for (u, user) in users.iter_mut().enumerate() {
+        let Some((content_id, plain)) = s.contents.get(user.content) else {
+            continue;
+        };
+        // Exactly one device holds the purchase, and it plays it.
+        let holders: Vec<usize> = user
+            .clients
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.license_id(*content_id).is_some())
+            .map(|(i, _)| i)
+            .collect();
+        s.check(holders == [user.holder], || {
+            format!("{}'s purchase is held by devices {holders:?}", user.user)
+        });
+        if let Some(holder) = user.clients.get(user.holder) {
+            s.check(plays(holder, *content_id, plain), || {
+                format!("{}'s purchase does not play", user.user)
+            });
+        }
+        // The service agrees.
+        let expected = if revoked.contains(&u) {
+            "revoked"
+        } else {
+            "active"
+        };
+        let state = s.timed("status", || {
+            s.op.license_state(user.user, &user.credential, user.license)
+        })?;
+        s.check(state == expected, || {
+            format!(
+                "{} is {state} at the service, {expected} on the device",
+                user.license
+            )
+        });
+        if let Some(moved) = user.moved_from {
+            let state = s.op.license_state(user.user, &user.credential, moved)?;
+            s.check(state == "moved", || {
+                format!("{moved} moved away but the service says {state}")
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! The service a service-driven simulation talks to: the device calls of a [`Transport`] and the
+//! operator's calls, over HTTP ([`Remote`]) or in the same process ([`InProcess`]), so that the
+//! same workload measures both.
+
+use std::sync::{Arc, Mutex};
+
+use rand_chacha::ChaCha20Rng;
+use treecast_license::credential::UserCredential;
+use treecast_license::registry::{LicenseState, Registry};
+use treecast_license::transport::{HttpTransport, LocalTransport, Transport};
+use treecast_license::{ClientId, ContentId, Distributor, Error, LicenseId, UserId};
+use zeroize::Zeroizing;
+
+/// A distributor's service as a simulation drives it.
+pub trait Operator: Sync {
+    /// The device calls.
+    fn transport(&self) -> &(dyn Transport + Sync);
+
+    /// Creates a user: its ID and credential.
+    ///
+    /// # Errors
+    /// The service's refusal or the transport's failure.
+    fn create_user(&self) -> Result<(UserId, UserCredential), Error>;
+
+    /// Publishes a content.
+    ///
+    /// # Errors
+    /// As [`Operator::create_user`].
+    fn publish(&self, plain: &[u8]) -> Result<ContentId, Error>;
+
+    /// Revokes a client: the new epoch.
+    ///
+    /// # Errors
+    /// As [`Operator::create_user`].
+    fn revoke(&self, client: ClientId) -> Result<u64, Error>;
+
+    /// A license's state: `active`, `moved` or `revoked`.
+    ///
+    /// # Errors
+    /// As [`Operator::create_user`].
+    fn license_state(
+        &self,
+        user: UserId,
+        credential: &UserCredential,
+        license: LicenseId,
+    ) -> Result<String, Error>;
+}
+
+/// A `treecast serve` over HTTP, with its admin token.
+pub struct Remote {
+    http: HttpTransport,
+    token: Zeroizing<String>,
+}
+
+impl core::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Remote")
+            .field("http", &self.http)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Remote {
+    /// The service reached through `http`, administered with `token`.
+    pub fn new(http: HttpTransport, token: Zeroizing<String>) -> Self {
+        Self { http, token }
+    }
+}
+
+impl Operator for Remote {
+    fn transport(&self) -> &(dyn Transport + Sync) {
+        &self.http
+    }
+
+    fn create_user(&self) -> Result<(UserId, UserCredential), Error> {
+        self.http.create_user(&self.token)
+    }
+
+    fn publish(&self, plain: &[u8]) -> Result<ContentId, Error> {
+        self.http.publish(&self.token, plain)
+    }
+
+    fn revoke(&self, client: ClientId) -> Result<u64, Error> {
+        self.http.revoke(&self.token, client)
+    }
+
+    fn license_state(
+        &self,
+        user: UserId,
+        credential: &UserCredential,
+        license: LicenseId,
+    ) -> Result<String, Error> {
+        self.http.license_state(user, credential, license)
+    }
+}
+
+/// A distributor in this process, behind a [`LocalTransport`].
+pub struct InProcess<R> {
+    distributor: Arc<Distributor<R>>,
+    transport: LocalTransport<R>,
+    rng: Mutex<ChaCha20Rng>,
+}
+
+impl<R> core::fmt::Debug for InProcess<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("InProcess").finish_non_exhaustive()
+    }
+}
+
+impl<R: Registry> InProcess<R> {
+    /// The service of `distributor`; content keys come from `rng`.
+    pub fn new(distributor: Arc<Distributor<R>>, rng: ChaCha20Rng) -> Self {
+        Self {
+            transport: LocalTransport::new(Arc::clone(&distributor)),
+            distributor,
+            rng: Mutex::new(rng),
+        }
+    }
+
+    /// The distributor.
+    pub fn distributor(&self) -> &Distributor<R> {
+        &self.distributor
+    }
+}
+
+impl<R: Registry> Operator for InProcess<R> {
+    fn transport(&self) -> &(dyn Transport + Sync) {
+        &self.transport
+    }
+
+    fn create_user(&self) -> Result<(UserId, UserCredential), Error> {
+        let user = self.distributor.register_user()?;
+        Ok((user, self.distributor.user_credential(user)?))
+    }
+
+    fn publish(&self, plain: &[u8]) -> Result<ContentId, Error> {
+        let mut container = Vec::new();
+        let mut rng = self
+            .rng
+            .lock()
+            .map_err(|_| Error::Internal("random generator lock poisoned"))?;
+        let id = self
+            .distributor
+            .publish(plain, &mut container, &mut *rng)?
+            .id;
+        self.transport.add_container(id, container)?;
+        Ok(id)
+    }
+
+    fn revoke(&self, client: ClientId) -> Result<u64, Error> {
+        self.distributor.revoke_client(client)
+    }
+
+    fn license_state(
+        &self,
+        user: UserId,
+        credential: &UserCredential,
+        license: LicenseId,
+    ) -> Result<String, Error> {
+        self.distributor.check_user_credential(user, credential)?;
+        let registry = self.distributor.registry();
+        let l = registry
+            .license(license)?
+            .filter(|l| l.user == user)
+            .ok_or(Error::LicenseNotFound(license))?;
+        let revoked = registry.client(l.client)?.is_none_or(|c| c.revoked);
+        Ok(match l.state {
+            LicenseState::Moved => "moved",
+            _ if revoked => "revoked",
+            _ => "active",
+        }
+        .to_owned())
+    }
+}
