@@ -554,3 +554,45 @@ fn processes_moving_the_same_license_move_it_once() {
     }
     assert!(audit(w.distributor.registry(), 10).unwrap().is_empty());
 }
+
+/// Every epoch's EKB is kept in the registry (issue 15): a second process serves an epoch's
+/// EKB it never built, byte for byte the first one's, and a stored EKB the authority did not
+/// sign for that epoch is refused.
+#[test]
+fn every_process_serves_every_epochs_ekb_from_the_registry() {
+    let Some((conninfo, _)) = pg::database() else {
+        return;
+    };
+    let mut one = world(&conninfo);
+    let user = one.user();
+    let c = one.client(user, 1);
+    let (e1, first) = one.distributor.current_ekb().unwrap();
+    one.distributor.revoke_client(c.id()).unwrap();
+    let (e2, second) = one.distributor.current_ekb().unwrap();
+    assert_eq!(e2, e1 + 1);
+    let two = world(&conninfo);
+    assert_eq!(
+        two.distributor.ekb(e1).unwrap().as_bytes(),
+        first.as_bytes()
+    );
+    assert_eq!(
+        two.distributor.current_ekb().unwrap().1.as_bytes(),
+        second.as_bytes()
+    );
+    assert!(matches!(
+        two.distributor.ekb(e2 + 5),
+        Err(Error::StaleEpoch { .. })
+    ));
+    // Epoch 1's row replaced by epoch 2's EKB (validly signed, but for another epoch).
+    let mut c = postgres::Client::connect(&conninfo, postgres::NoTls).unwrap();
+    c.execute(
+        "UPDATE ekbs SET bytes = (SELECT bytes FROM ekbs WHERE epoch = $2) WHERE epoch = $1",
+        &[&(e1 as i64), &(e2 as i64)],
+    )
+    .unwrap();
+    let three = world(&conninfo);
+    assert_eq!(
+        three.distributor.ekb(e1).unwrap_err(),
+        Error::Tampered("stored EKB")
+    );
+}

@@ -623,3 +623,69 @@ fn the_service_simulation_passes_in_process_and_over_http() {
     assert!(text.contains("attack cross_user_move"), "{text}");
     assert!(served.stop().success());
 }
+
+/// The topology a distributor scales out with: two `serve` processes on one PostgreSQL
+/// registry, two simulators driving them at once (each its own users); afterwards the shared
+/// registry passes `store check` with both journals.
+#[test]
+fn two_simulators_drive_two_services_on_one_postgres_registry() {
+    let Some((_, url)) = crate::pg::database() else {
+        return;
+    };
+    let dir = keyed_dir();
+    let d = dir.path();
+    let one = Served::start(d, &url, &[]);
+    let two = Served::start(d, &url, &[]);
+    let token = d.join("admin.token");
+    let sims: Vec<_> = [(&one.base, "j1", "1"), (&two.base, "j2", "2")]
+        .into_iter()
+        .map(|(base, journal, seed)| {
+            Command::new(env!("CARGO_BIN_EXE_treecast"))
+                .args([
+                    "simulate",
+                    "--server",
+                    base,
+                    "--users",
+                    "150",
+                    "--threads",
+                    "4",
+                ])
+                .args(["--seed", seed, "--attack-share", "0.2"])
+                .arg("--admin-token")
+                .arg(&token)
+                .arg("--journal")
+                .arg(d.join(journal))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Both run at once; then their outcomes.
+    let sims: Vec<_> = sims
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for out in &sims {
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(one.stop().success());
+    assert!(two.stop().success());
+    for journal in ["j1", "j2"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
+            .args(["store", "check", "--store", &url, "--keys"])
+            .arg(d.join("keys"))
+            .arg("--journal")
+            .arg(d.join(journal))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("ok: 300 users"), "{text}");
+    }
+}

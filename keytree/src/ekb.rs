@@ -166,6 +166,16 @@ impl SignedEkb {
     }
 }
 
+/// A verified EKB is a signed one (for instance one read back from storage).
+impl From<VerifiedEkbBuf> for SignedEkb {
+    fn from(v: VerifiedEkbBuf) -> Self {
+        Self {
+            header: v.header,
+            bytes: v.bytes,
+        }
+    }
+}
+
 /// A decoded but unverified EKB, borrowing the bytes it came from.
 #[derive(Clone, Debug)]
 pub struct EkbIn<'a> {

@@ -332,6 +332,20 @@ impl Client {
         self.state.licensed()
     }
 
+    /// The epoch of the license held for `content` when the client lacks that epoch's EKB (a
+    /// revocation came between its last EKB and the license): the EKB to fetch before playing.
+    pub fn missing_ekb(&self, content: ContentId) -> Option<u64> {
+        let epoch = self
+            .state
+            .stores()
+            .licenses
+            .get(&content)?
+            .license
+            .tbs()
+            .epoch;
+        (!self.state.stores().ekbs.contains_key(&epoch)).then_some(epoch)
+    }
+
     /// The ID of the license the client holds for `content`.
     pub fn license_id(&self, content: ContentId) -> Option<LicenseId> {
         self.state

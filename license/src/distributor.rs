@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use ed25519_dalek::VerifyingKey;
 use rand_core::CryptoRng;
-use treecast_keytree::{Authority, DeviceKeys, RevocationSet, SignedEkb};
+use treecast_keytree::{Authority, DeviceKeys, RevocationSet, SignedEkb, VerifiedEkbBuf};
 
 use crate::Error;
 use crate::billing::Tariff;
@@ -264,47 +264,79 @@ impl<R: Registry> Distributor<R> {
         self.registry.epoch()
     }
 
-    /// The EKB of the current epoch, built once per epoch.
+    /// The EKB of the current epoch: from this process's cache, or the registry, or built
+    /// (and stored in the registry, so that every process serves the same one).
     ///
     /// # Errors
-    /// [`Error::Storage`], or a key-tree error.
+    /// [`Error::Storage`], [`Error::Tampered`] for a stored EKB the authority did not sign, or
+    /// a key-tree error.
     pub fn current_ekb(&self) -> Result<(u64, Arc<SignedEkb>), Error> {
         let epoch = self.registry.epoch()?;
         if let Some(ekb) = self.read_ekbs()?.get(&epoch) {
             return Ok((epoch, Arc::clone(ekb)));
         }
-        let revoked = RevocationSet::from_leaves(
-            self.authority.config().height,
-            self.registry.revoked_leaves()?,
-        )?;
-        let ekb = Arc::new(self.authority.build_ekb(
-            &self.authority.epoch_key(epoch),
-            &revoked,
-            epoch,
-        )?);
-        self.ekbs
-            .write()
-            .map_err(|_| Error::Internal("EKB cache poisoned"))?
-            .insert(epoch, Arc::clone(&ekb));
+        if let Some(ekb) = self.stored_ekb(epoch)? {
+            return Ok((epoch, ekb));
+        }
+        // The revoked leaves of exactly this epoch: a revocation commits its leaf and the new
+        // epoch together, so an epoch unchanged across the read means the set is its own.
+        let (epoch, revoked) = loop {
+            let epoch = self.registry.epoch()?;
+            let revoked = self.registry.revoked_leaves()?;
+            if self.registry.epoch()? == epoch {
+                break (epoch, revoked);
+            }
+        };
+        let revoked = RevocationSet::from_leaves(self.authority.config().height, revoked)?;
+        let built = self
+            .authority
+            .build_ekb(&self.authority.epoch_key(epoch), &revoked, epoch)?;
+        let stored = self.registry.keep_ekb(epoch, built.as_bytes())?;
+        let ekb = self.cache_ekb(epoch, stored)?;
         Ok((epoch, ekb))
     }
 
-    /// An EKB built earlier in this process, by epoch.
+    /// The EKB of an epoch: the current one, or an earlier one from this process's cache or
+    /// the registry (every epoch a license was issued in is there).
     ///
     /// # Errors
-    /// [`Error::StaleEpoch`] when this process has not built it.
+    /// [`Error::StaleEpoch`] for an epoch whose EKB was never built (a future epoch, say).
     pub fn ekb(&self, epoch: u64) -> Result<Arc<SignedEkb>, Error> {
         let current = self.registry.epoch()?;
         if epoch == current {
             return self.current_ekb().map(|(_, e)| e);
         }
-        self.read_ekbs()?
-            .get(&epoch)
-            .cloned()
-            .ok_or(Error::StaleEpoch {
-                got: epoch,
-                current,
-            })
+        if let Some(ekb) = self.read_ekbs()?.get(&epoch) {
+            return Ok(Arc::clone(ekb));
+        }
+        self.stored_ekb(epoch)?.ok_or(Error::StaleEpoch {
+            got: epoch,
+            current,
+        })
+    }
+
+    /// An EKB stored in the registry, verified (a stored EKB is outside bytes) and cached.
+    fn stored_ekb(&self, epoch: u64) -> Result<Option<Arc<SignedEkb>>, Error> {
+        self.registry
+            .stored_ekb(epoch)?
+            .map(|bytes| self.cache_ekb(epoch, bytes))
+            .transpose()
+    }
+
+    /// Verifies an EKB read back from the registry and caches it.
+    fn cache_ekb(&self, epoch: u64, bytes: Vec<u8>) -> Result<Arc<SignedEkb>, Error> {
+        let verified = VerifiedEkbBuf::verify(bytes, &self.authority.verifying_key())
+            .map_err(|_| Error::Tampered("stored EKB"))?;
+        if verified.header().epoch != epoch || verified.header().config != *self.authority.config()
+        {
+            return Err(Error::Tampered("stored EKB"));
+        }
+        let ekb = Arc::new(SignedEkb::from(verified));
+        self.ekbs
+            .write()
+            .map_err(|_| Error::Internal("EKB cache poisoned"))?
+            .insert(epoch, Arc::clone(&ekb));
+        Ok(ekb)
     }
 
     /// Registers a user.

@@ -504,6 +504,21 @@ pub trait Registry: Send + Sync {
     /// [`Error::Storage`] when the store fails.
     fn revoked_leaves(&self) -> Result<Vec<u32>, Error>;
 
+    /// The signed EKB stored for `epoch`, if one is.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn stored_ekb(&self, epoch: u64) -> Result<Option<Vec<u8>>, Error>;
+
+    /// Stores the signed EKB of `epoch` unless one is stored already, and returns the one
+    /// stored: this one, or the one another process stored first. Every process then serves
+    /// the same EKB for an epoch, and any process serves the EKB of any epoch a license was
+    /// issued in.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn keep_ekb(&self, epoch: u64, ekb: &[u8]) -> Result<Vec<u8>, Error>;
+
     /// The current key epoch (1 before any revocation).
     ///
     /// # Errors

@@ -56,6 +56,7 @@ use std::sync::{Arc, RwLock};
 use ed25519_dalek::VerifyingKey;
 
 use crate::Error;
+use crate::client::Client;
 use crate::credential::UserCredential;
 use crate::distributor::{Distributor, Registration};
 use crate::ids::{ContentId, ServerId, UserId};
@@ -74,6 +75,24 @@ pub trait Transport {
     /// # Errors
     /// The distributor's refusal, or the transport's failure.
     fn current_ekb(&self) -> Result<(u64, Vec<u8>), Error>;
+
+    /// The signed EKB of an earlier epoch (every epoch a license was issued in is kept).
+    ///
+    /// # Errors
+    /// [`Error::StaleEpoch`] (or the service's `not_found`) for an epoch without one.
+    fn ekb(&self, epoch: u64) -> Result<Vec<u8>, Error>;
+
+    /// Fetches and stores the EKB of the epoch of `client`'s license for `content` when the
+    /// client lacks it (after a license or a move that came in a newer epoch than its EKB).
+    ///
+    /// # Errors
+    /// As [`Transport::ekb`] and [`Client::store_ekb`].
+    fn complete(&self, client: &mut Client, content: ContentId) -> Result<(), Error> {
+        if let Some(epoch) = client.missing_ekb(content) {
+            client.store_ekb(&self.ekb(epoch)?)?;
+        }
+        Ok(())
+    }
 
     /// Registers a device of `user` (who shows `credential`) with license server `server`.
     ///
@@ -149,6 +168,10 @@ impl<R: Registry> Transport for LocalTransport<R> {
     fn current_ekb(&self) -> Result<(u64, Vec<u8>), Error> {
         let (epoch, ekb) = self.distributor.current_ekb()?;
         Ok((epoch, ekb.as_bytes().to_vec()))
+    }
+
+    fn ekb(&self, epoch: u64) -> Result<Vec<u8>, Error> {
+        Ok(self.distributor.ekb(epoch)?.as_bytes().to_vec())
     }
 
     fn register(

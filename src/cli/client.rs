@@ -245,6 +245,7 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             save(&device.device, &client)?;
             let license = t.license(request.as_bytes())?;
             client.acquire_license(&license)?;
+            t.complete(&mut client, content)?;
             save(&device.device, &client)?;
             println!("bought {content}");
         }
@@ -294,6 +295,7 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             }
             destination.store_ekb(&t.current_ekb()?.1)?;
             destination.move_in(&package, SystemClock.now())?;
+            t.complete(&mut destination, content)?;
             save(&to, &destination)?;
             println!(
                 "moved {content} from client {} to client {}",

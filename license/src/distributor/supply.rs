@@ -62,7 +62,8 @@ impl<R: Registry> Distributor<R> {
             .content(t.content_id)?
             .ok_or(Error::ContentNotFound(t.content_id))?;
         self.server(client.server)?;
-        let epoch = self.registry.epoch()?;
+        // The epoch whose EKB is built and stored: a device can always fetch its license's.
+        let (epoch, _) = self.current_ekb()?;
         let content_key = self.vault.open(&content)?;
         let now = self.clock.now();
         let charge = Charge::new(
@@ -154,7 +155,7 @@ impl<R: Registry> Distributor<R> {
             .content(license.content)?
             .ok_or(Error::ContentNotFound(license.content))?;
         let content_key = self.vault.open(&content)?;
-        let epoch = self.registry.epoch()?;
+        let (epoch, _) = self.current_ekb()?;
         let now = self.clock.now();
         let expires = now.plus(self.config.certificate_validity);
         let charge = Charge::new(

@@ -46,6 +46,12 @@ impl<R: Registry + ?Sized> Registry for Box<R> {
     fn revoked_leaves(&self) -> Result<Vec<u32>, Error> {
         (**self).revoked_leaves()
     }
+    fn stored_ekb(&self, epoch: u64) -> Result<Option<Vec<u8>>, Error> {
+        (**self).stored_ekb(epoch)
+    }
+    fn keep_ekb(&self, epoch: u64, ekb: &[u8]) -> Result<Vec<u8>, Error> {
+        (**self).keep_ekb(epoch, ekb)
+    }
     fn epoch(&self) -> Result<u64, Error> {
         (**self).epoch()
     }

@@ -65,6 +65,7 @@ struct Tables {
     used_requests: HashMap<(ClientId, u64), UsedRequest>,
     history: Vec<CertificateRecord>,
     ledger: Vec<LedgerEntry>,
+    ekbs: std::collections::BTreeMap<u64, Vec<u8>>,
     faults: Faults,
 }
 
@@ -104,6 +105,7 @@ impl MemoryRegistry {
                 used_requests: HashMap::new(),
                 history: Vec::new(),
                 ledger: Vec::new(),
+                ekbs: std::collections::BTreeMap::new(),
                 faults: Faults::default(),
             }),
             next_license: AtomicU64::new(FIRST_ID),
@@ -308,6 +310,19 @@ impl Registry for MemoryRegistry {
 
     fn revoked_leaves(&self) -> Result<Vec<u32>, Error> {
         Ok(self.lock()?.revoked.iter().copied().collect())
+    }
+
+    fn stored_ekb(&self, epoch: u64) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.lock()?.ekbs.get(&epoch).cloned())
+    }
+
+    fn keep_ekb(&self, epoch: u64, ekb: &[u8]) -> Result<Vec<u8>, Error> {
+        Ok(self
+            .lock()?
+            .ekbs
+            .entry(epoch)
+            .or_insert_with(|| ekb.to_vec())
+            .clone())
     }
 
     fn epoch(&self) -> Result<u64, Error> {

@@ -30,9 +30,10 @@ use r2d2_postgres::PostgresConnectionManager;
 use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 
 use super::sql::{
-    CLIENT_COLUMNS, HISTORY_COLUMNS, LEDGER_COLUMNS, LICENSE_COLUMNS, RECORD_REQUEST, USED_REQUEST,
-    history_record, history_values, key_id_of, ledger_entry, ledger_values, license_record,
-    license_values, lookup, nonce_bits, sql, state_code, stored_leaf, un, used_request,
+    CLIENT_COLUMNS, HISTORY_COLUMNS, KEEP_EKB, LEDGER_COLUMNS, LICENSE_COLUMNS, RECORD_REQUEST,
+    STORED_EKB, USED_REQUEST, history_record, history_values, key_id_of, ledger_entry,
+    ledger_values, license_record, license_values, lookup, nonce_bits, sql, state_code,
+    stored_leaf, un, used_request,
 };
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
@@ -502,6 +503,21 @@ impl Registry for PostgresRegistry {
                         .map_err(|_| Failure::Refused(Error::Storage("bad leaf".into())))
                 })
                 .collect()
+        })
+    }
+
+    fn stored_ekb(&self, epoch: u64) -> Result<Option<Vec<u8>>, Error> {
+        self.read(|tx| {
+            Ok(tx
+                .query_opt(STORED_EKB, &[&lookup(epoch)])?
+                .map(|r| r.get(0)))
+        })
+    }
+
+    fn keep_ekb(&self, epoch: u64, ekb: &[u8]) -> Result<Vec<u8>, Error> {
+        self.write(|tx| {
+            tx.execute(KEEP_EKB, &[&sql(epoch)?, &ekb])?;
+            Ok(tx.query_one(STORED_EKB, &[&sql(epoch)?])?.get(0))
         })
     }
 

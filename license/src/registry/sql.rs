@@ -61,6 +61,13 @@ pub(crate) fn used_request(digest: Vec<u8>, answer: i64) -> Result<super::UsedRe
     ))
 }
 
+/// Stores an epoch's EKB unless one is (`$1` epoch, `$2` bytes).
+pub(crate) const KEEP_EKB: &str =
+    "INSERT INTO ekbs (epoch, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+
+/// An epoch's stored EKB (`$1` epoch).
+pub(crate) const STORED_EKB: &str = "SELECT bytes FROM ekbs WHERE epoch = $1";
+
 pub(crate) const CLIENT_COLUMNS: &str =
     "id, user_id, leaf, server, certificate, public_key, revoked, tag";
 

@@ -37,9 +37,9 @@ mod rows;
 mod schema;
 
 use super::sql::{
-    CLIENT_COLUMNS, HISTORY_COLUMNS, LEDGER_COLUMNS, LICENSE_COLUMNS, USED_REQUEST, history_record,
-    history_values, key_id_of, ledger_entry, license_record, lookup, nonce_bits, sql, state_code,
-    stored_leaf, un, used_request,
+    CLIENT_COLUMNS, HISTORY_COLUMNS, KEEP_EKB, LEDGER_COLUMNS, LICENSE_COLUMNS, STORED_EKB,
+    USED_REQUEST, history_record, history_values, key_id_of, ledger_entry, license_record, lookup,
+    nonce_bits, sql, state_code, stored_leaf, un, used_request,
 };
 use rows::{
     bill, client_row, content_exists, ids, insert_license, ints, license_in, license_row, meta,
@@ -400,6 +400,25 @@ impl Registry for SqliteRegistry {
             let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;
             rows.map(|r| u32::try_from(r?).map_err(|_| Error::Storage("bad leaf".into())))
                 .collect()
+        })
+    }
+
+    fn stored_ekb(&self, epoch: u64) -> Result<Option<Vec<u8>>, Error> {
+        self.read(|tx| {
+            Ok(tx
+                .prepare_cached(STORED_EKB)?
+                .query_row([lookup(epoch)], |r| r.get(0))
+                .optional()?)
+        })
+    }
+
+    fn keep_ekb(&self, epoch: u64, ekb: &[u8]) -> Result<Vec<u8>, Error> {
+        self.write(|tx| {
+            tx.prepare_cached(KEEP_EKB)?
+                .execute(params![sql(epoch)?, ekb])?;
+            Ok(tx
+                .prepare_cached(STORED_EKB)?
+                .query_row([sql(epoch)?], |r| r.get(0))?)
         })
     }
 

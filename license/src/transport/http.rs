@@ -234,6 +234,10 @@ impl Transport for HttpTransport {
         Ok((epoch, body))
     }
 
+    fn ekb(&self, epoch: u64) -> Result<Vec<u8>, Error> {
+        Ok(self.get(&format!("/v1/ekb/{epoch}"), None)?.1)
+    }
+
     fn register(
         &self,
         user: UserId,

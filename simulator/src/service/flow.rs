@@ -106,6 +106,7 @@ pub(crate) fn user(s: &Shared<'_>, u: u64) -> Result<SimUser, SimError> {
     let request = buyer.license_request(content_id, SystemClock.now());
     let license = s.timed("license", || t.license(request.as_bytes()))?;
     buyer.acquire_license(&license)?;
+    s.timed("ekb", || t.complete(buyer, content_id))?;
     let license_id = buyer
         .license_id(content_id)
         .ok_or(SimError::Config("no license after buying".into()))?;
@@ -207,6 +208,7 @@ fn move_purchase(
         .ok_or(SimError::Config("no such device".into()))?;
     destination.store_content(container.to_vec())?;
     destination.move_in(&package, SystemClock.now())?;
+    s.timed("ekb", || t.complete(destination, content_id))?;
     if chance(rng, s.cfg.attack_share) {
         let again = destination.move_in(&package, SystemClock.now());
         s.attack("replayed_certificate", again.is_err());

@@ -83,6 +83,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // answered again (issue 15).
     "ALTER TABLE requests ADD COLUMN digest BYTEA NOT NULL DEFAULT ''::bytea,
          ADD COLUMN answer BIGINT NOT NULL DEFAULT 0",
+    // Version 4: every epoch's signed EKB, so that any process serves any epoch's.
+    "CREATE TABLE ekbs (epoch BIGINT PRIMARY KEY, bytes BYTEA NOT NULL)",
 ];
 
 /// Creates or migrates the schema, and fixes or checks the tree height.

@@ -79,6 +79,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE requests ADD COLUMN user_id INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE requests ADD COLUMN digest BLOB NOT NULL DEFAULT x'';
      ALTER TABLE requests ADD COLUMN answer INTEGER NOT NULL DEFAULT 0",
+    // Version 5: every epoch's signed EKB, so that any process serves any epoch's.
+    "CREATE TABLE ekbs (epoch INTEGER PRIMARY KEY, bytes BLOB NOT NULL)",
 ];
 
 pub(super) fn check_application(conn: &Connection) -> Result<(), Error> {
