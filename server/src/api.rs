@@ -76,10 +76,15 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI).into_response()
 }
 
-/// Runs `f`, which calls the registry, on the blocking pool.
+/// Runs `f`, which calls the registry: on the blocking pool, or right here when the service
+/// runs registry calls inline (a store behind one connection: see [`Service::inline`]).
 async fn blocking<T: Send + 'static>(
+    inline: bool,
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    if inline {
+        return f();
+    }
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|_| ApiError::internal("the request's task failed"))?

@@ -51,6 +51,7 @@ pub struct Service {
     contents: ContentDir,
     admin: AdminToken,
     rng: Mutex<ChaCha20Rng>,
+    inline: bool,
 }
 
 impl core::fmt::Debug for Service {
@@ -75,7 +76,19 @@ impl Service {
             contents,
             admin,
             rng: Mutex::new(rng),
+            inline: false,
         }
+    }
+
+    /// Runs registry calls on the request's own task instead of tokio's blocking pool. For a
+    /// store behind one connection (SQLite, memory), whose calls are short and serialized
+    /// anyway, this saves two thread switches per request (measured in `docs/performance.md`);
+    /// a PostgreSQL registry, whose calls wait on the network, keeps the blocking pool so that
+    /// its connection pool works in parallel.
+    #[must_use]
+    pub fn inline(mut self, inline: bool) -> Self {
+        self.inline = inline;
+        self
     }
 
     /// The distributor.

@@ -78,14 +78,24 @@ impl Default for ServiceConfig {
 pub struct Latency {
     /// How many were timed.
     pub count: u64,
-    /// Per second, over the whole run's wall time.
-    pub per_second: f64,
     /// The median.
     pub p50_us: u64,
     /// The 99th percentile.
     pub p99_us: u64,
     /// The slowest.
     pub max_us: u64,
+}
+
+/// One phase of the run.
+#[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
+pub struct Phase {
+    /// Its operations: users set up, licenses supplied, plays, or moves.
+    pub operations: u64,
+    /// Its wall time.
+    pub seconds: f64,
+    /// Operations per second.
+    pub per_second: f64,
 }
 
 /// What a service-driven simulation measured and checked.
@@ -98,8 +108,12 @@ pub struct ServiceReport {
     pub users: u64,
     /// Concurrent users.
     pub threads: usize,
-    /// The wall time of the users' phase, in seconds.
+    /// The wall time of the four phases, in seconds.
     pub seconds: f64,
+    /// The phases, in order: setup (users, devices, downloads), purchase (license supplies),
+    /// play (devices only), move (copy-certificate supplies and the moves); each with its
+    /// operations and their rate over the phase's wall time.
+    pub phases: std::collections::BTreeMap<String, Phase>,
     /// Per operation: `user`, `register`, `ekb`, `download`, `license`, `certificate`,
     /// `revoke`, `status`.
     pub latency: std::collections::BTreeMap<String, Latency>,
@@ -130,16 +144,23 @@ impl core::fmt::Display for ServiceReport {
             "service {}: {} users on {} threads in {:.1} s",
             self.service, self.users, self.threads, self.seconds
         )?;
+        writeln!(f, "phase          operations    seconds      per s")?;
+        for (name, p) in &self.phases {
+            writeln!(
+                f,
+                "{name:<12} {:>12} {:>10.2} {:>10.0}",
+                p.operations, p.seconds, p.per_second
+            )?;
+        }
         writeln!(
             f,
-            "operation         count      per s     p50 ms     p99 ms     max ms"
+            "operation         count     p50 ms     p99 ms     max ms"
         )?;
         for (name, l) in &self.latency {
             writeln!(
                 f,
-                "{name:<12} {:>10} {:>10.0} {:>10.2} {:>10.2} {:>10.2}",
+                "{name:<12} {:>10} {:>10.2} {:>10.2} {:>10.2}",
                 l.count,
-                l.per_second,
                 l.p50_us as f64 / 1e3,
                 l.p99_us as f64 / 1e3,
                 l.max_us as f64 / 1e3
@@ -205,6 +226,13 @@ impl Shared<'_> {
         {
             v.push(what());
         }
+    }
+
+    /// How many operations named `name` were timed so far.
+    pub(crate) fn count(&self, name: &str) -> u64 {
+        self.timings
+            .lock()
+            .map_or(0, |t| t.iter().filter(|(n, _)| *n == name).count() as u64)
     }
 
     /// Counts an attack; `refused` when it achieved nothing.
@@ -279,16 +307,49 @@ pub fn run(
         .num_threads(cfg.threads.max(1))
         .build()
         .map_err(|e| SimError::Config(format!("thread pool: {e}")))?;
+    let mut phases = std::collections::BTreeMap::new();
+    let mut phase = |name: &str, operations: u64, start: Instant| {
+        let seconds = start.elapsed().as_secs_f64();
+        phases.insert(
+            name.to_owned(),
+            Phase {
+                operations,
+                seconds,
+                per_second: operations as f64 / seconds.max(1e-9),
+            },
+        );
+    };
     let start = Instant::now();
-    let users: Vec<flow::SimUser> = pool.install(|| {
+    let mut users: Vec<flow::SimUser> = pool.install(|| {
         (0..cfg.users)
             .into_par_iter()
-            .map(|u| flow::user(&shared, u))
+            .map(|u| flow::setup(&shared, u))
             .collect::<Result<_, SimError>>()
     })?;
-    let seconds = start.elapsed().as_secs_f64();
+    phase("1_setup", cfg.users, start);
+    let start = Instant::now();
+    pool.install(|| {
+        users
+            .par_iter_mut()
+            .try_for_each(|u| flow::purchase(&shared, u))
+    })?;
+    phase("2_purchase", cfg.users, start);
+    let start = Instant::now();
+    pool.install(|| users.par_iter().try_for_each(|u| flow::play(&shared, u)))?;
+    phase("3_play", cfg.users, start);
+    let before = shared.count("certificate");
+    let start = Instant::now();
+    pool.install(|| {
+        users
+            .par_iter_mut()
+            .try_for_each(|u| flow::maybe_move(&shared, u))
+    })?;
+    phase("4_move", shared.count("certificate") - before, start);
+    let seconds = phases.values().map(|p| p.seconds).sum();
     flow::finish(&shared, users)?;
-    report(shared, service, seconds)
+    let mut report = report(shared, service, seconds)?;
+    report.phases = phases;
+    Ok(report)
 }
 
 fn report(shared: Shared<'_>, service: &str, seconds: f64) -> Result<ServiceReport, SimError> {
@@ -308,7 +369,6 @@ fn report(shared: Shared<'_>, service: &str, seconds: f64) -> Result<ServiceRepo
             name.to_owned(),
             Latency {
                 count: chunk.len() as u64,
-                per_second: chunk.len() as f64 / seconds.max(1e-9),
                 p50_us: at(0.5),
                 p99_us: at(0.99),
                 max_us: at(1.0),
@@ -320,6 +380,7 @@ fn report(shared: Shared<'_>, service: &str, seconds: f64) -> Result<ServiceRepo
         users: shared.cfg.users,
         threads: shared.cfg.threads,
         seconds,
+        phases: std::collections::BTreeMap::new(),
         latency,
         attacks: shared.attacks.into_inner().map_err(|_| poisoned())?,
         checks: shared.checks.into_inner(),

@@ -103,7 +103,8 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
     getrandom::fill(seed.as_mut_slice())
         .map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
     let rng = rand_chacha::ChaCha20Rng::from_seed(*seed);
-    let service = Arc::new(Service::new(distributor, contents, admin, rng));
+    let inline = !matches!(args.store, StoreSpec::Postgres(_));
+    let service = Arc::new(Service::new(distributor, contents, admin, rng).inline(inline));
     let mut limits = Limits::default();
     limits.content = args.max_content_size;
     limits.timeout = Duration::from_secs(args.timeout);

@@ -18,7 +18,7 @@ pub(super) async fn create_user(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     s.admin.check(&headers)?;
-    let (user, credential) = blocking(move || {
+    let (user, credential) = blocking(s.inline, move || {
         let user = s.distributor.register_user()?;
         Ok((user, s.distributor.user_credential(user)?))
     })
@@ -38,7 +38,7 @@ pub(super) async fn publish(
     if plain.is_empty() {
         return Err(ApiError::malformed("a content cannot be empty"));
     }
-    let (content, size) = blocking(move || {
+    let (content, size) = blocking(s.inline, move || {
         let mut rng = s.rng()?;
         let record = s.contents.publish(&s.distributor, &plain, &mut *rng)?;
         let size = std::fs::metadata(s.contents.path(record.id))
@@ -59,7 +59,7 @@ pub(super) async fn revoke(
 ) -> Result<Response, ApiError> {
     s.admin.check(&headers)?;
     let client = ClientId(path(client)?);
-    let epoch = blocking(move || Ok(s.distributor.revoke_client(client)?)).await?;
+    let epoch = blocking(s.inline, move || Ok(s.distributor.revoke_client(client)?)).await?;
     Ok(axum::Json(json!({"client": client.0, "epoch": epoch})).into_response())
 }
 
@@ -71,6 +71,9 @@ pub(super) async fn deregister(
 ) -> Result<Response, ApiError> {
     s.admin.check(&headers)?;
     let client = ClientId(path(client)?);
-    let epoch = blocking(move || Ok(s.distributor.deregister_client(client)?)).await?;
+    let epoch = blocking(s.inline, move || {
+        Ok(s.distributor.deregister_client(client)?)
+    })
+    .await?;
     Ok(axum::Json(json!({"client": client.0, "epoch": epoch})).into_response())
 }

@@ -11,7 +11,7 @@ use crate::error::ApiError;
 
 /// The current EKB, with its epoch in the `treecast-epoch` header.
 pub(super) async fn current_ekb(axum::extract::State(s): State) -> Result<Response, ApiError> {
-    let (epoch, ekb) = blocking(move || Ok(s.distributor.current_ekb()?)).await?;
+    let (epoch, ekb) = blocking(s.inline, move || Ok(s.distributor.current_ekb()?)).await?;
     let mut response = octets(StatusCode::OK, ekb.as_bytes().to_vec());
     response
         .headers_mut()
@@ -25,7 +25,7 @@ pub(super) async fn ekb(
     epoch: Result<Path<u64>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let epoch = path(epoch)?;
-    let ekb = blocking(move || match s.distributor.ekb(epoch) {
+    let ekb = blocking(s.inline, move || match s.distributor.ekb(epoch) {
         Err(treecast_license::Error::StaleEpoch { got, current }) => Err(ApiError::not_found(
             format!("this process has no EKB of epoch {got} (the current epoch is {current})"),
         )),
@@ -41,7 +41,7 @@ pub(super) async fn license(
     request: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
-    let license = blocking(move || {
+    let license = blocking(s.inline, move || {
         s.distributor
             .supply_license(&request)
             .map_err(|e| misdirected(&s, e))
@@ -57,7 +57,7 @@ pub(super) async fn certificate(
     request: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
-    let certificate = blocking(move || {
+    let certificate = blocking(s.inline, move || {
         s.distributor
             .supply_certificate(&request)
             .map_err(|e| misdirected(&s, e))

@@ -55,7 +55,7 @@ pub(super) async fn register(
         .map_err(|_| ApiError::malformed("a public key is 32 bytes"))?;
     let key = VerifyingKey::from_bytes(&key)
         .map_err(|_| ApiError::malformed("not an Ed25519 public key"))?;
-    let registration = blocking(move || {
+    let registration = blocking(s.inline, move || {
         let registration = s
             .distributor
             .register_client(user, ServerId(server), &key)
@@ -73,7 +73,7 @@ pub(super) async fn clients(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let user = UserId(path(user)?);
-    let list = blocking(move || {
+    let list = blocking(s.inline, move || {
         authorize(&s, &headers, user)?;
         let registry = s.distributor.registry();
         let mut list = Vec::new();
@@ -102,7 +102,7 @@ pub(super) async fn license_status(
 ) -> Result<Response, ApiError> {
     let (user, license) = path(ids)?;
     let (user, license) = (UserId(user), LicenseId(license));
-    let status = blocking(move || {
+    let status = blocking(s.inline, move || {
         authorize(&s, &headers, user)?;
         let registry = s.distributor.registry();
         let l = registry
@@ -138,7 +138,7 @@ pub(super) async fn download(
     let (user, content) = (UserId(user), ContentId(content));
     let file = {
         let headers = headers.clone();
-        blocking(move || {
+        blocking(s.inline, move || {
             authorize(&s, &headers, user)?;
             s.distributor.supply_content(user, content)?;
             let file = s.contents.path(content);

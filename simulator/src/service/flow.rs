@@ -15,6 +15,8 @@ use crate::SimError;
 
 /// A user as the simulation keeps it: its devices and its purchase.
 pub(crate) struct SimUser {
+    /// The user's own choices, from the seed: the same on any number of threads.
+    rng: ChaCha20Rng,
     user: UserId,
     credential: UserCredential,
     clients: Vec<Client>,
@@ -60,8 +62,9 @@ fn refused(e: &Error) -> bool {
     }
 }
 
-/// One user: created, devices registered, a purchase, a play, maybe a move, attacks.
-pub(crate) fn user(s: &Shared<'_>, u: u64) -> Result<SimUser, SimError> {
+/// Phase 1: a user created, its devices registered, the content chosen and downloaded to the
+/// device that will buy it.
+pub(crate) fn setup(s: &Shared<'_>, u: u64) -> Result<SimUser, SimError> {
     let cfg = s.cfg;
     let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u);
     let t = s.op.transport();
@@ -90,39 +93,56 @@ pub(crate) fn user(s: &Shared<'_>, u: u64) -> Result<SimUser, SimError> {
         let r = t.register(other, &credential, ServerId(1), &key.verifying_key());
         s.attack("foreign_credential", r.as_ref().is_err_and(refused));
     }
-
-    // A purchase, and a play.
     let content = below(&mut rng, s.contents.len() as u64) as usize;
-    let Some((content_id, plain)) = s.contents.get(content) else {
-        return Err(SimError::Config("no content".into()));
-    };
-    let (content_id, plain) = (*content_id, plain.as_slice());
+    let content_id = s
+        .contents
+        .get(content)
+        .map(|c| c.0)
+        .ok_or(SimError::Config("no content".into()))?;
     let holder = below(&mut rng, clients.len() as u64) as usize;
-    let Some(buyer) = clients.get_mut(holder) else {
-        return Err(SimError::Config("no client".into()));
-    };
     let container = s.timed("download", || t.download(user, &credential, content_id))?;
-    buyer.store_content(container.clone())?;
+    clients
+        .get_mut(holder)
+        .ok_or(SimError::Config("no client".into()))?
+        .store_content(container)?;
+    Ok(SimUser {
+        rng,
+        user,
+        credential,
+        clients,
+        content,
+        holder,
+        license: LicenseId(0),
+        moved_from: None,
+    })
+}
+
+/// Phase 2: the purchase (a license supply), and the attacks on it.
+pub(crate) fn purchase(s: &Shared<'_>, sim: &mut SimUser) -> Result<(), SimError> {
+    let t = s.op.transport();
+    let content_id = content_of(s, sim)?.0;
+    let rng = &mut sim.rng;
+    let buyer = sim
+        .clients
+        .get_mut(sim.holder)
+        .ok_or(SimError::Config("no client".into()))?;
     let request = buyer.license_request(content_id, SystemClock.now());
     let license = s.timed("license", || t.license(request.as_bytes()))?;
     buyer.acquire_license(&license)?;
-    s.timed("ekb", || t.complete(buyer, content_id))?;
-    let license_id = buyer
+    t.complete(buyer, content_id)?;
+    sim.license = buyer
         .license_id(content_id)
         .ok_or(SimError::Config("no license after buying".into()))?;
-    s.journal(&format!("license {}", license_id.0))?;
-    s.check(plays(buyer, content_id, plain), || {
-        format!("{user}'s purchase does not play on {}", buyer.id())
-    });
-    if chance(&mut rng, cfg.attack_share) {
+    s.journal(&format!("license {}", sim.license.0))?;
+    if chance(rng, s.cfg.attack_share) {
         // The same request again (a lost answer): the same license, nothing more.
         let again = t.license(request.as_bytes());
         s.attack("retried_license", again.as_deref() == Ok(&license[..]));
         // One byte changed.
         let mut tampered = request.as_bytes().to_vec();
-        let at = below(&mut rng, tampered.len() as u64) as usize;
+        let at = below(rng, tampered.len() as u64) as usize;
         if let Some(b) = tampered.get_mut(at) {
-            *b ^= 1 << below(&mut rng, 8);
+            *b ^= 1 << below(rng, 8);
         }
         let r = t.license(&tampered);
         s.attack(
@@ -130,25 +150,35 @@ pub(crate) fn user(s: &Shared<'_>, u: u64) -> Result<SimUser, SimError> {
             r.as_ref().is_err_and(refused) || r.as_deref() == Ok(&license[..]),
         );
     }
-    let foreign = s.foreign.swap(buyer.id().0, Ordering::Relaxed);
+    s.foreign.store(buyer.id().0, Ordering::Relaxed);
+    Ok(())
+}
 
-    // A move to another of the user's devices.
-    let mut sim = SimUser {
-        user,
-        credential,
-        clients,
-        content,
-        holder,
-        license: license_id,
-        moved_from: None,
-    };
-    if sim.clients.len() > 1 && chance(&mut rng, cfg.move_share) {
-        let to = (holder + 1 + below(&mut rng, sim.clients.len() as u64 - 1) as usize)
+/// Phase 3: the purchase plays on its holder (real decryption, the published bytes).
+pub(crate) fn play(s: &Shared<'_>, sim: &SimUser) -> Result<(), SimError> {
+    let (content_id, plain) = content_of(s, sim)?;
+    let holder = sim
+        .clients
+        .get(sim.holder)
+        .ok_or(SimError::Config("no client".into()))?;
+    s.check(plays(holder, content_id, plain), || {
+        format!("{}'s purchase does not play on {}", sim.user, holder.id())
+    });
+    Ok(())
+}
+
+/// Phase 4: a share of users move their purchase to another of their devices; attacks.
+pub(crate) fn maybe_move(s: &Shared<'_>, sim: &mut SimUser) -> Result<(), SimError> {
+    let foreign = s.foreign.load(Ordering::Relaxed);
+    if sim.clients.len() > 1 && chance(&mut sim.rng, s.cfg.move_share) {
+        let to = (sim.holder + 1 + below(&mut sim.rng, sim.clients.len() as u64 - 1) as usize)
             % sim.clients.len();
-        move_purchase(s, &mut sim, to, &container, plain, &mut rng)?;
+        move_purchase(s, sim, to)?;
     }
-    if foreign != 0 && chance(&mut rng, cfg.attack_share) {
+    let own = sim.clients.iter().any(|c| c.id().0 == foreign);
+    if foreign != 0 && !own && chance(&mut sim.rng, s.cfg.attack_share) {
         // A move to another user's device.
+        let t = s.op.transport();
         let source = sim
             .clients
             .get_mut(sim.holder)
@@ -157,24 +187,21 @@ pub(crate) fn user(s: &Shared<'_>, u: u64) -> Result<SimUser, SimError> {
         let r = t.certificate(request.as_bytes());
         s.attack("cross_user_move", r.as_ref().is_err_and(refused));
     }
-    Ok(sim)
+    Ok(())
+}
+
+fn content_of<'a>(s: &'a Shared<'_>, sim: &SimUser) -> Result<(ContentId, &'a [u8]), SimError> {
+    s.contents
+        .get(sim.content)
+        .map(|(id, plain)| (*id, plain.as_slice()))
+        .ok_or(SimError::Config("no content".into()))
 }
 
 /// Moves the purchase from its holder to device `to`.
-fn move_purchase(
-    s: &Shared<'_>,
-    sim: &mut SimUser,
-    to: usize,
-    container: &[u8],
-    plain: &[u8],
-    rng: &mut ChaCha20Rng,
-) -> Result<(), SimError> {
+fn move_purchase(s: &Shared<'_>, sim: &mut SimUser, to: usize) -> Result<(), SimError> {
     let t = s.op.transport();
-    let content_id = s
-        .contents
-        .get(sim.content)
-        .map(|c| c.0)
-        .ok_or(SimError::Config("no content".into()))?;
+    let (content_id, plain) = content_of(s, sim)?;
+    let rng = &mut sim.rng;
     let (destination_id, source) = {
         let destination_id = sim.clients.get(to).map(Client::id);
         (destination_id, sim.clients.get_mut(sim.holder))
@@ -206,7 +233,9 @@ fn move_purchase(
         .clients
         .get_mut(to)
         .ok_or(SimError::Config("no such device".into()))?;
-    destination.store_content(container.to_vec())?;
+    if package.content.is_none() {
+        destination.store_content(t.download(sim.user, &sim.credential, content_id)?)?;
+    }
     destination.move_in(&package, SystemClock.now())?;
     s.timed("ekb", || t.complete(destination, content_id))?;
     if chance(rng, s.cfg.attack_share) {
