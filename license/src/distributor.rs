@@ -98,6 +98,29 @@ impl Default for DistributorConfig {
     }
 }
 
+/// A license's state as the service reports it.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum LicenseStatus {
+    /// Usable by its client.
+    Active,
+    /// Moved to another of the user's clients.
+    Moved,
+    /// Its client is revoked (it still plays what it held, in the epochs it held).
+    Revoked,
+}
+
+impl LicenseStatus {
+    /// `active`, `moved` or `revoked`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Moved => "moved",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
 /// What a newly registered client receives (claims 3, 10, 12).
 #[derive(Debug)]
 #[non_exhaustive]
@@ -373,6 +396,35 @@ impl<R: Registry> Distributor<R> {
         } else {
             Err(Error::BadCredential)
         }
+    }
+
+    /// The state of `user`'s license `license`: active, moved away, or revoked (its client
+    /// is). Another user's license is [`Error::LicenseNotFound`], as a missing one is.
+    ///
+    /// # Errors
+    /// [`Error::LicenseNotFound`], [`Error::Tampered`] for a row this distributor did not
+    /// write, [`Error::Storage`].
+    pub fn license_state(
+        &self,
+        user: UserId,
+        license: crate::ids::LicenseId,
+    ) -> Result<(crate::registry::LicenseRecord, LicenseStatus), Error> {
+        let record = self
+            .registry
+            .license(license)?
+            .filter(|l| l.user == user)
+            .ok_or(Error::LicenseNotFound(license))?;
+        let record = self.vault.check_license(record)?;
+        let revoked = self
+            .registry
+            .client(record.client)?
+            .is_none_or(|c| c.revoked);
+        let status = match record.state {
+            crate::registry::LicenseState::Moved => LicenseStatus::Moved,
+            _ if revoked => LicenseStatus::Revoked,
+            _ => LicenseStatus::Active,
+        };
+        Ok((record, status))
     }
 
     /// Registers a client of `user` with license server `server` (claim 1, registration): a

@@ -217,17 +217,9 @@ fn read_keydb(path: &Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
     Ok(zeroize::Zeroizing::new(text))
 }
 
-/// Creates a file readable by its owner only; refuses to overwrite one.
+/// Creates a file readable by its owner only (refusing to overwrite one) and says so.
 fn write_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create {} (it must not exist)", path.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    super::input::write_secret_file(path, bytes)?;
     println!("wrote {}", path.display());
     Ok(())
 }

@@ -19,6 +19,8 @@ use treecast_license::{
 };
 use zeroize::Zeroizing;
 
+use super::input::write_secret_file as write_secret;
+
 /// `treecast client …`: one of a user's devices.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClientCommand {
@@ -361,18 +363,4 @@ fn read_credential(path: &Path) -> anyhow::Result<UserCredential> {
         fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
     );
     UserCredential::from_hex(&text).with_context(|| format!("{}: not a credential", path.display()))
-}
-
-/// Writes a new file readable by its owner only, synced.
-fn write_secret(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create {} (it must not exist)", path.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(())
 }

@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tower::ServiceExt;
-use treecast_license::registry::LicenseState;
 use treecast_license::{ContentId, LicenseId, ServerId, UserId, VerifyingKey};
 
 use super::{State, blocking, body, misdirected, octets, path};
@@ -104,17 +103,8 @@ pub(super) async fn license_status(
     let (user, license) = (UserId(user), LicenseId(license));
     let status = blocking(s.inline, move || {
         authorize(&s, &headers, user)?;
-        let registry = s.distributor.registry();
-        let l = registry
-            .license(license)?
-            .filter(|l| l.user == user)
-            .ok_or(treecast_license::Error::LicenseNotFound(license))?;
-        let revoked = registry.client(l.client)?.is_none_or(|c| c.revoked);
-        let state = match l.state {
-            LicenseState::Moved => "moved",
-            _ if revoked => "revoked",
-            _ => "active",
-        };
+        let (l, state) = s.distributor.license_state(user, license)?;
+        let state = state.name();
         Ok(json!({
             "license": l.id.0,
             "content": l.content.0,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use rand_chacha::ChaCha20Rng;
 use treecast_license::credential::UserCredential;
-use treecast_license::registry::{LicenseState, Registry};
+use treecast_license::registry::Registry;
 use treecast_license::transport::{HttpTransport, LocalTransport, Transport};
 use treecast_license::{ClientId, ContentId, Distributor, Error, LicenseId, UserId};
 use zeroize::Zeroizing;
@@ -158,17 +158,11 @@ impl<R: Registry> Operator for InProcess<R> {
         license: LicenseId,
     ) -> Result<String, Error> {
         self.distributor.check_user_credential(user, credential)?;
-        let registry = self.distributor.registry();
-        let l = registry
-            .license(license)?
-            .filter(|l| l.user == user)
-            .ok_or(Error::LicenseNotFound(license))?;
-        let revoked = registry.client(l.client)?.is_none_or(|c| c.revoked);
-        Ok(match l.state {
-            LicenseState::Moved => "moved",
-            _ if revoked => "revoked",
-            _ => "active",
-        }
-        .to_owned())
+        Ok(self
+            .distributor
+            .license_state(user, license)?
+            .1
+            .name()
+            .to_owned())
     }
 }
