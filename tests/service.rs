@@ -223,6 +223,19 @@ fn the_flow(store: &str, dir: &Path) {
     b1.acquire_license(&again).unwrap();
     assert_eq!(play(&b1, content).unwrap(), plain);
 
+    // Claims 7 and 8 over HTTP: a license and a move are billed, differently, once each.
+    let tariff = treecast::license::Tariff::default();
+    let (license_price, move_price) = (
+        tariff.price(treecast::license::ChargeKind::License, content),
+        tariff.price(treecast::license::ChargeKind::Certificate, content),
+    );
+    assert_ne!(license_price, move_price);
+    assert_eq!(
+        t.user_total(&served.admin, alice).unwrap(),
+        license_price + move_price
+    );
+    assert_eq!(t.user_total(&served.admin, bob).unwrap(), license_price);
+
     // Revoke: a new epoch; the revoked device's license is reported revoked.
     let epoch = t.revoke(&served.admin, a2.id()).unwrap();
     assert_eq!(t.current_ekb().unwrap().0, epoch);

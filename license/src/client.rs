@@ -296,6 +296,11 @@ impl Client {
         self.state.server
     }
 
+    /// The authority's key, which EKBs must verify under.
+    pub const fn authority_key(&self) -> &VerifyingKey {
+        &self.authority_key
+    }
+
     /// Its device key set.
     pub const fn device_keys(&self) -> &DeviceKeys {
         &self.device_keys

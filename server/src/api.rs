@@ -41,6 +41,7 @@ pub fn router(service: Arc<Service>, limits: &Limits) -> Router {
         )
         .route("/v1/users/{user}/contents/{content}", get(user::download))
         .route("/v1/admin/users", post(admin::create_user))
+        .route("/v1/admin/users/{user}", get(admin::user))
         .route("/v1/admin/clients/{client}/revoke", post(admin::revoke))
         .route("/v1/admin/clients/{client}", delete(admin::deregister))
         .layer(DefaultBodyLimit::max(limits.body));

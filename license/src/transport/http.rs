@@ -202,6 +202,15 @@ impl HttpTransport {
         number(&json(&self.post(&path, &[], Some(admin_token))?)?, "epoch")
     }
 
+    /// The total billed to a user (admin).
+    ///
+    /// # Errors
+    /// As [`HttpTransport::create_user`].
+    pub fn user_total(&self, admin_token: &str, user: UserId) -> Result<u64, Error> {
+        let path = format!("/v1/admin/users/{}", user.0);
+        number(&json(&self.get(&path, Some(admin_token))?.1)?, "total")
+    }
+
     /// A license's state as the service reports it: `active`, `moved` or `revoked`.
     ///
     /// # Errors

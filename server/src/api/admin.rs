@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use treecast_license::ClientId;
+use treecast_license::registry::Registry;
 
 use super::{State, blocking, body, path};
 use crate::error::ApiError;
@@ -25,6 +26,23 @@ pub(super) async fn create_user(
     .await?;
     let body = json!({"user": user.0, "credential": credential.to_hex().as_str()});
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+/// A user's account: the total billed and their clients.
+pub(super) async fn user(
+    axum::extract::State(s): State,
+    user: Result<Path<u64>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    s.admin.check(&headers)?;
+    let user = treecast_license::UserId(path(user)?);
+    let (total, clients) = blocking(s.inline, move || {
+        let registry = s.distributor.registry();
+        Ok((registry.user_total(user)?, registry.clients_of(user)?))
+    })
+    .await?;
+    let clients: Vec<u64> = clients.iter().map(|c| c.0).collect();
+    Ok(axum::Json(json!({"user": user.0, "total": total, "clients": clients})).into_response())
 }
 
 /// Publishes the body as a new content; answers its ID and the container's size.

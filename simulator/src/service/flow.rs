@@ -7,7 +7,8 @@ use rand_core::{Rng, SeedableRng};
 use treecast_license::certificate::CopyCertificateIn;
 use treecast_license::credential::UserCredential;
 use treecast_license::{
-    Client, ClientId, Clock, ContentId, Error, LicenseId, ServerId, SigningKey, SystemClock, UserId,
+    ChargeKind, Client, ClientId, Clock, ContentId, Error, LicenseId, ServerId, SigningKey,
+    SystemClock, UserId,
 };
 
 use super::Shared;
@@ -150,7 +151,26 @@ pub(crate) fn purchase(s: &Shared<'_>, sim: &mut SimUser) -> Result<(), SimError
             r.as_ref().is_err_and(refused) || r.as_deref() == Ok(&license[..]),
         );
     }
-    s.foreign.store(buyer.id().0, Ordering::Relaxed);
+    let buyer_id = buyer.id();
+    s.foreign.store(buyer_id.0, Ordering::Relaxed);
+    let other = (sim.holder + 1) % sim.clients.len();
+    if other != sim.holder && chance(rng, s.cfg.attack_share) {
+        let plain = content_of(s, sim)?.1;
+        let (container, other) = {
+            let container = t.download(sim.user, &sim.credential, content_id)?;
+            let other = sim
+                .clients
+                .get_mut(other)
+                .ok_or(SimError::Config("no client".into()))?;
+            (container, other)
+        };
+        // Another device of the user plays without a license, then with the buyer's.
+        other.store_content(container)?;
+        s.attack("play_without_license", !plays(other, content_id, plain));
+        let copied = other.acquire_license(&license).is_err() && !plays(other, content_id, plain);
+        s.attack("copied_license", copied);
+        other.remove_content(content_id);
+    }
     Ok(())
 }
 
@@ -211,7 +231,16 @@ fn move_purchase(s: &Shared<'_>, sim: &mut SimUser, to: usize) -> Result<(), Sim
     };
     let request = source.move_request(sim.license, destination_id, SystemClock.now());
     let certificate = s.timed("certificate", || t.certificate(request.as_bytes()))?;
+    let containerless = chance(rng, s.cfg.attack_share);
+    if containerless {
+        // The source deleted its container before moving out, hoping to keep the license.
+        source.remove_content(content_id);
+    }
     let package = source.move_out(&certificate)?;
+    if containerless {
+        source.store_content(t.download(sim.user, &sim.credential, content_id)?)?;
+        s.attack("containerless_source", !plays(source, content_id, plain));
+    }
     let moved = sim.license;
     if chance(rng, s.cfg.attack_share) {
         // The same request again: the same certificate, which moves nothing a second time.
@@ -235,6 +264,32 @@ fn move_purchase(s: &Shared<'_>, sim: &mut SimUser, to: usize) -> Result<(), Sim
         .ok_or(SimError::Config("no such device".into()))?;
     if package.content.is_none() {
         destination.store_content(t.download(sim.user, &sim.credential, content_id)?)?;
+    }
+    if chance(rng, s.cfg.attack_share) {
+        // One bit of the certificate flipped; and the certificate without the source's
+        // release (diverted past the source), whose license does not open either.
+        let mut tampered = package.clone();
+        let at = below(rng, tampered.certificate.len() as u64) as usize;
+        if let Some(b) = tampered.certificate.get_mut(at) {
+            *b ^= 1 << below(rng, 8);
+        }
+        s.attack(
+            "tampered_certificate",
+            destination.move_in(&tampered, SystemClock.now()).is_err(),
+        );
+        let mut diverted = package.clone();
+        let mut wrong = [0u8; 16];
+        rng.fill_bytes(&mut wrong);
+        diverted.release = treecast_license::certificate::ReleaseKey::from_bytes(wrong);
+        let refused_in = destination.move_in(&diverted, SystemClock.now()).is_err();
+        let carried = CopyCertificateIn::from_bytes(&package.certificate)
+            .map_err(Error::from)?
+            .unverified()
+            .license()
+            .map_err(Error::from)?;
+        let played = destination.acquire_license(carried.as_bytes()).is_ok()
+            && plays(destination, content_id, plain);
+        s.attack("diverted_certificate", refused_in && !played);
     }
     destination.move_in(&package, SystemClock.now())?;
     s.timed("ekb", || t.complete(destination, content_id))?;
@@ -277,6 +332,29 @@ pub(crate) fn finish(s: &Shared<'_>, mut users: Vec<SimUser>) -> Result<(), SimE
             s.journal(&format!("revoke {} {epoch}", holder.id().0))?;
         }
     }
+    // Invariant 2, and the attacks of revoked devices: none opens the current EKB, none gets a
+    // license.
+    let t = s.op.transport();
+    let (_, current) = t.current_ekb()?;
+    for &u in &revoked {
+        let Some(user) = users.get_mut(u) else {
+            continue;
+        };
+        let content_id = content_of(s, user)?.0;
+        let Some(holder) = user.clients.get_mut(user.holder) else {
+            continue;
+        };
+        let opened = treecast_license::keytree::VerifiedEkbBuf::verify(
+            current.clone(),
+            holder.authority_key(),
+        )
+        .map_err(Error::from)
+        .and_then(|ekb| Ok(holder.device_keys().open(&ekb.get())?));
+        s.attack("revoked_opens_ekb", opened.is_err());
+        let request = holder.license_request(content_id, SystemClock.now());
+        let r = t.license(request.as_bytes());
+        s.attack("revoked_license_request", r.as_ref().is_err_and(refused));
+    }
     for (u, user) in users.iter_mut().enumerate() {
         let Some((content_id, plain)) = s.contents.get(user.content) else {
             continue;
@@ -318,6 +396,16 @@ pub(crate) fn finish(s: &Shared<'_>, mut users: Vec<SimUser>) -> Result<(), SimE
                 format!("{moved} moved away but the service says {state}")
             });
         }
+        // Invariant 5: one license and each move billed, at the service's tariff (the default
+        // one: `treecast serve` has no other).
+        let tariff = treecast_license::Tariff::default();
+        let expected = tariff.price(ChargeKind::License, *content_id)
+            + u64::from(user.moved_from.is_some())
+                * tariff.price(ChargeKind::Certificate, *content_id);
+        let total = s.op.user_total(user.user)?;
+        s.check(total == expected, || {
+            format!("{} was billed {total}, not {expected}", user.user)
+        });
     }
     Ok(())
 }

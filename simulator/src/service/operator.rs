@@ -34,6 +34,12 @@ pub trait Operator: Sync {
     /// As [`Operator::create_user`].
     fn revoke(&self, client: ClientId) -> Result<u64, Error>;
 
+    /// The total billed to a user.
+    ///
+    /// # Errors
+    /// As [`Operator::create_user`].
+    fn user_total(&self, user: UserId) -> Result<u64, Error>;
+
     /// A license's state: `active`, `moved` or `revoked`.
     ///
     /// # Errors
@@ -82,6 +88,10 @@ impl Operator for Remote {
 
     fn revoke(&self, client: ClientId) -> Result<u64, Error> {
         self.http.revoke(&self.token, client)
+    }
+
+    fn user_total(&self, user: UserId) -> Result<u64, Error> {
+        self.http.user_total(&self.token, user)
     }
 
     fn license_state(
@@ -149,6 +159,10 @@ impl<R: Registry> Operator for InProcess<R> {
 
     fn revoke(&self, client: ClientId) -> Result<u64, Error> {
         self.distributor.revoke_client(client)
+    }
+
+    fn user_total(&self, user: UserId) -> Result<u64, Error> {
+        self.distributor.registry().user_total(user)
     }
 
     fn license_state(
