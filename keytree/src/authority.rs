@@ -233,6 +233,16 @@ impl Authority {
         }
     }
 
+    /// The key of one subset of either scheme (tracing wraps its queries with it).
+    pub(crate) fn subset_key(&self, subset: &Subset) -> Result<NodeKey, Error> {
+        match &self.keys {
+            SchemeKeys::CompleteSubtree { node } => {
+                Ok(NodeKey::from_bytes(node.eval(ekb::subset_tweak(subset))))
+            }
+            SchemeKeys::SubsetDifference { label, all } => sd_subset_key(label, all, subset),
+        }
+    }
+
     /// The key of one Subset Difference subset (the AACS processing key), for the AACS profile.
     pub(crate) fn sd_subset_key(&self, subset: &Subset) -> Result<NodeKey, Error> {
         match &self.keys {

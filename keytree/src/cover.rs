@@ -132,6 +132,15 @@ impl Cover {
         })
     }
 
+    /// A cover from subsets already sorted as an EKB lists them (tracing builds one).
+    pub(crate) fn from_subsets(scheme: Scheme, height: TreeHeight, subsets: Vec<Subset>) -> Self {
+        Self {
+            scheme,
+            height,
+            subsets,
+        }
+    }
+
     /// The scheme of this cover.
     pub fn scheme(&self) -> Scheme {
         self.scheme

@@ -183,14 +183,21 @@ impl DeviceKeys {
         let index = find_in_preorder(body.len(), |i| Ok(body.entry(i)?.0.top()), leaf, height)?;
         let (subset, wrapped) = body.entry(index)?;
         if subset.contains(leaf) {
-            Ok((subset, wrapped))
-        } else {
-            Err(Error::Revoked)
+            return Ok((subset, wrapped));
         }
+        // A traced cover may split a subtree into its two halves, two subsets with the same
+        // top (`traitors`): they are listed by `v`, and the search lands on the second.
+        if let Some(before) = index.checked_sub(1) {
+            let (previous, wrapped) = body.entry(before)?;
+            if previous.top() == subset.top() && previous.contains(leaf) {
+                return Ok((previous, wrapped));
+            }
+        }
+        Err(Error::Revoked)
     }
 
     /// The key of a subset that holds this device.
-    fn subset_key(&self, subset: &Subset) -> Result<NodeKey, Error> {
+    pub(crate) fn subset_key(&self, subset: &Subset) -> Result<NodeKey, Error> {
         match (subset, &self.keys) {
             (Subset::Complete(n), KeySet::CompleteSubtree(keys)) => keys
                 .get(usize::from(n.depth()))

@@ -18,6 +18,7 @@ mod leaves;
 mod revocation;
 #[macro_use]
 mod secret;
+pub mod traitors;
 
 pub use authority::Authority;
 pub use cover::{Cover, Scheme, Subset};
