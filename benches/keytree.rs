@@ -226,9 +226,45 @@ fn aacs(c: &mut Criterion) {
     group.finish();
 }
 
+/// A whole trace (issue 16): a pirate box of `t` traitors (the first subset it can open) at
+/// `h = 32`, traced until it is disabled, on both schemes.
+fn trace(c: &mut Criterion) {
+    use treecast::keytree::traitors::{self, PirateBox, Strategy, TraceParams};
+    let mut group = c.benchmark_group("trace");
+    group.sample_size(10);
+    let height = TreeHeight::new(32).expect("valid height");
+    for scheme in SCHEMES {
+        let authority = authority(scheme, 32);
+        for t in [1usize, 4, 16] {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(t as u64);
+            let traitors: Vec<LeafIndex> = (0..t)
+                .map(|_| LeafIndex::new(rng.next_u32(), height).expect("leaf"))
+                .collect();
+            group.bench_function(BenchmarkId::new(scheme.name(), t), |b| {
+                b.iter(|| {
+                    let mut pirate = PirateBox::new(&authority, &traitors, Strategy::First, 1.0, 1);
+                    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+                    let out = traitors::trace(
+                        &authority,
+                        &RevocationSet::new(height),
+                        &mut pirate,
+                        &TraceParams::default(),
+                        &mut rng,
+                    )
+                    .expect("trace");
+                    assert!(out.disabled);
+                    black_box(out.queries)
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     aacs,
+    trace,
     cover,
     cover_and_keys,
     ekb_from_revoked,

@@ -16,6 +16,7 @@ mod journal;
 mod serve;
 mod simulate;
 pub(crate) mod store;
+mod trace;
 
 /// Broadcast-encryption key management and content licensing.
 #[derive(Debug, Parser)]
@@ -58,6 +59,9 @@ enum Command {
     /// Simulate a population of users, purchases, plays, moves and revocations, with attacks,
     /// checking every invariant (the main job).
     Simulate(Box<simulate::SimulateArgs>),
+    /// Trace a pirate box built from a coalition of traitors: find them, and the cover that
+    /// disables it (`docs/tracing.md`).
+    Trace(Box<trace::TraceArgs>),
     /// Check or exercise a stored registry.
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -75,6 +79,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&args),
         Command::Simulate(args) => simulate::run(&args),
         Command::Store(cmd) => store::run(cmd),
+        Command::Trace(args) => trace::run(&args),
     }
 }
 

@@ -648,3 +648,63 @@ fn a_revoked_leaf_file_without_end_is_refused() {
     writer.join().unwrap();
     assert_clean_failure(&out, "256 MiB");
 }
+
+/// `treecast trace` (issue 16): the promised JSON fields; every traitor found, no innocent
+/// excluded, the box disabled, on both schemes at height 32; a revoked traitor is refused.
+#[test]
+fn trace_finds_the_coalition_and_disables_the_box() {
+    let dir = tempfile::tempdir().unwrap();
+    let traitors = dir.path().join("traitors.txt");
+    std::fs::write(&traitors, "5\n# a comment\n123456\n4000000000\n").unwrap();
+    let revoked = dir.path().join("revoked.txt");
+    std::fs::write(&revoked, "7\n99\n").unwrap();
+    for scheme in ["cs", "sd"] {
+        for strategy in ["first", "every"] {
+            let out = treecast(&[
+                "trace",
+                "--scheme",
+                scheme,
+                "--height",
+                "32",
+                "--traitors",
+                path(&traitors),
+                "--revoked",
+                path(&revoked),
+                "--strategy",
+                strategy,
+                "--json",
+            ]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+            assert_eq!(v["disabled"], true);
+            let mut found: Vec<u64> = v["traitors_found"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap())
+                .collect();
+            found.sort_unstable();
+            assert_eq!(found, [5, 123_456, 4_000_000_000]);
+            assert_eq!(v["innocent_excluded"], 0);
+            assert!(v["queries"].as_u64().unwrap() > 0);
+            assert!(v["cover_subsets"].as_u64().unwrap() > 3);
+        }
+    }
+    std::fs::write(&revoked, "5\n").unwrap();
+    let out = treecast(&[
+        "trace",
+        "--height",
+        "32",
+        "--traitors",
+        path(&traitors),
+        "--revoked",
+        path(&revoked),
+    ]);
+    assert_clean_failure(&out, "already revoked");
+    let out = treecast(&["trace", "--height", "16", "--traitors", path(&traitors)]);
+    assert_clean_failure(&out, "outside a height-16 tree");
+}

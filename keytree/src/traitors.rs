@@ -414,11 +414,7 @@ fn only_leaf(subset: &Subset, height: TreeHeight) -> Result<LeafIndex, Error> {
 ///   `k`'s sibling) and `S(k, v)` when `v` is below `k`; when `v` is `u`'s child, `S(u, v)` is
 ///   the subtree of `s`, `v`'s sibling, which is `S(s, s_R)` (its left half) and `S(s, s_L)`
 ///   (its right half). The all-leaves subset is `S(root, L)` and `S(root, R)` likewise.
-fn split(
-    subset: &Subset,
-    scheme: Scheme,
-    height: TreeHeight,
-) -> Result<(Subset, Subset), Error> {
+fn split(subset: &Subset, scheme: Scheme, height: TreeHeight) -> Result<(Subset, Subset), Error> {
     let children = |n: NodeIndex| n.children(height).ok_or(Error::Internal("split a leaf"));
     // A whole subtree under Subset Difference: its halves are S(s, s_R) and S(s, s_L).
     let halves = |s: NodeIndex| -> Result<(Subset, Subset), Error> {
@@ -442,7 +438,10 @@ fn split(
             if k == v {
                 halves(v.sibling().ok_or(Error::Internal("v is the root"))?)
             } else {
-                Ok((Subset::Difference { u, v: k }, Subset::Difference { u: k, v }))
+                Ok((
+                    Subset::Difference { u, v: k },
+                    Subset::Difference { u: k, v },
+                ))
             }
         }
     }

@@ -1,9 +1,9 @@
 //! How a device reaches its distributor: the same client code runs against a distributor in
 //! the same process ([`LocalTransport`]) or a `treecast serve` over HTTP
-//! ([`HttpTransport`](crate::transport::HttpTransport), feature `http`).
+//! (`HttpTransport`, feature `http`).
 //!
 //! A transport carries bytes: requests are signed by the device, answers by the servers, and
-//! the device verifies every answer itself ([`Client`](crate::Client)), so a transport need not
+//! the device verifies every answer itself ([`Client`]), so a transport need not
 //! be trusted for integrity. It must be confidential for one answer: a registration carries the
 //! device's key set (use TLS).
 //!

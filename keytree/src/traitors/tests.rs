@@ -40,14 +40,25 @@ fn check(scheme: Scheme, h: u8, revoked: &[u32], traitors: &[u32], strategy: Str
         .collect();
     let mut pirate = PirateBox::new(&a, &traitor_leaves, strategy, 1.0, 3);
     let mut rng = ChaCha20Rng::seed_from_u64(u64::from(h) + traitors.len() as u64);
-    let out = trace(&a, &revoked_set, &mut pirate, &TraceParams::default(), &mut rng).unwrap();
+    let out = trace(
+        &a,
+        &revoked_set,
+        &mut pirate,
+        &TraceParams::default(),
+        &mut rng,
+    )
+    .unwrap();
     let t = traitors.len() as u64;
     assert!(out.disabled, "the box still decrypts");
     let found: BTreeSet<u32> = out.traitors.iter().map(|l| l.get()).collect();
     let expected: BTreeSet<u32> = traitors.iter().copied().collect();
     assert_eq!(found, expected, "every traitor, and only traitors");
     assert_eq!(out.innocent_excluded, 0);
-    let per_traitor = if scheme == Scheme::COMPLETE_SUBTREE { 1 } else { 2 };
+    let per_traitor = if scheme == Scheme::COMPLETE_SUBTREE {
+        1
+    } else {
+        2
+    };
     assert!(
         out.splits <= per_traitor * t * u64::from(h),
         "{} splits for {t} traitors at height {h}",
@@ -69,9 +80,16 @@ fn check(scheme: Scheme, h: u8, revoked: &[u32], traitors: &[u32], strategy: Str
         let keys = a.device_keys(LeafIndex::new(leaf, height).unwrap());
         let opened = keys.open(&ekb.get());
         if revoked.contains(&leaf) || traitors.contains(&leaf) {
-            assert!(opened.is_err(), "leaf {leaf} (revoked or traitor) opens the EKB");
+            assert!(
+                opened.is_err(),
+                "leaf {leaf} (revoked or traitor) opens the EKB"
+            );
         } else {
-            assert_eq!(opened.unwrap(), payload, "leaf {leaf} does not open the EKB");
+            assert_eq!(
+                opened.unwrap(),
+                payload,
+                "leaf {leaf} does not open the EKB"
+            );
         }
     }
 }
@@ -85,8 +103,10 @@ fn case() -> impl proptest::strategy::Strategy<Value = (u8, Vec<u32>, Vec<u32>)>
             proptest::collection::btree_set(0..n, 1..=16),
         )
             .prop_map(|(h, revoked, traitors)| {
-                let traitors: Vec<u32> =
-                    traitors.into_iter().filter(|t| !revoked.contains(t)).collect();
+                let traitors: Vec<u32> = traitors
+                    .into_iter()
+                    .filter(|t| !revoked.contains(t))
+                    .collect();
                 (h, revoked.into_iter().collect(), traitors)
             })
             .prop_filter("a traitor", |(_, _, t)| !t.is_empty())
@@ -124,9 +144,20 @@ fn a_randomised_box_is_traced_with_sampling() {
         let mut params = TraceParams::default();
         params.samples = 400;
         let mut rng = ChaCha20Rng::seed_from_u64(4);
-        let out = trace(&a, &RevocationSet::new(height), &mut pirate, &params, &mut rng).unwrap();
+        let out = trace(
+            &a,
+            &RevocationSet::new(height),
+            &mut pirate,
+            &params,
+            &mut rng,
+        )
+        .unwrap();
         assert!(out.disabled);
-        assert!(out.traitors.iter().all(|l| traitors.contains(l)), "{:?}", out.traitors);
+        assert!(
+            out.traitors.iter().all(|l| traitors.contains(l)),
+            "{:?}",
+            out.traitors
+        );
         assert_eq!(out.innocent_excluded, 0);
     }
 }
@@ -141,7 +172,14 @@ fn a_noisy_box_is_disabled() {
     let mut params = TraceParams::default();
     params.samples = 200;
     let mut rng = ChaCha20Rng::seed_from_u64(6);
-    let out = trace(&a, &RevocationSet::new(height), &mut pirate, &params, &mut rng).unwrap();
+    let out = trace(
+        &a,
+        &RevocationSet::new(height),
+        &mut pirate,
+        &params,
+        &mut rng,
+    )
+    .unwrap();
     assert!(out.disabled);
     assert_eq!(out.traitors, traitors);
 }
