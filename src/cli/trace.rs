@@ -38,6 +38,10 @@ pub(crate) struct TraceArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Print the final cover as Graphviz DOT (heights up to 8; the traitors drawn as revoked);
+    /// render with `dot -Tsvg`.
+    #[arg(long, conflicts_with = "json")]
+    dot: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -103,7 +107,11 @@ pub(crate) fn run(args: &TraceArgs) -> anyhow::Result<()> {
         initial_subsets: out.initial_subsets,
         splits: out.splits,
     };
-    if args.json {
+    if args.dot {
+        let mut excluded = revoked.clone();
+        excluded.extend(out.traitors.iter().map(|l| l.get()))?;
+        print!("{}", super::dot::cover_dot(&out.cover, &excluded)?);
+    } else if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
