@@ -32,8 +32,7 @@ fn authority(scheme: Scheme, height: TreeHeight) -> Authority {
 fn check(scheme: Scheme, h: u8, revoked: &[u32], traitors: &[u32], strategy: Strategy) {
     let height = TreeHeight::new(h).unwrap();
     let a = authority(scheme, height);
-    let revoked_set =
-        RevocationSet::from_leaves(height, revoked.iter().copied().collect::<Vec<_>>()).unwrap();
+    let revoked_set = RevocationSet::from_leaves(height, revoked.to_vec()).unwrap();
     let traitor_leaves: Vec<LeafIndex> = traitors
         .iter()
         .map(|&l| LeafIndex::new(l, height).unwrap())
@@ -141,8 +140,10 @@ fn a_randomised_box_is_traced_with_sampling() {
             .map(|&l| LeafIndex::new(l, height).unwrap())
             .collect();
         let mut pirate = PirateBox::new(&a, &traitors, Strategy::Random, 1.0, 11);
-        let mut params = TraceParams::default();
-        params.samples = 400;
+        let params = TraceParams {
+            samples: 400,
+            ..TraceParams::default()
+        };
         let mut rng = ChaCha20Rng::seed_from_u64(4);
         let out = trace(
             &a,
@@ -169,8 +170,10 @@ fn a_noisy_box_is_disabled() {
     let a = authority(Scheme::COMPLETE_SUBTREE, height);
     let traitors = [LeafIndex::new(9, height).unwrap()];
     let mut pirate = PirateBox::new(&a, &traitors, Strategy::First, 0.9, 5);
-    let mut params = TraceParams::default();
-    params.samples = 200;
+    let params = TraceParams {
+        samples: 200,
+        ..TraceParams::default()
+    };
     let mut rng = ChaCha20Rng::seed_from_u64(6);
     let out = trace(
         &a,
