@@ -45,6 +45,9 @@ pub struct SimConfig {
     pub attack_share: f64,
     /// License servers.
     pub servers: u32,
+    /// Pirate boxes built from coalitions of 1 to 4 clients after the middle round, each
+    /// traced and its traitors revoked (issue 16).
+    pub pirate_boxes: u32,
     /// Show progress bars on stderr.
     pub progress: bool,
 }
@@ -68,6 +71,7 @@ impl Default for SimConfig {
             seed: 1,
             threads: 0,
             attack_share: 0.01,
+            pirate_boxes: 1,
             servers: 2,
             progress: false,
         }

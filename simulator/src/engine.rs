@@ -27,6 +27,7 @@ use crate::workload::{MoveSpread, Popularity, Purpose, UserPlan, below, rng, uni
 
 mod checks;
 mod moves;
+mod piracy;
 mod register;
 mod revocation;
 mod rounds;
@@ -196,6 +197,8 @@ pub(crate) struct Outcome {
     /// The resident set size after each phase.
     pub(crate) rss: Vec<(&'static str, u64)>,
     pub(crate) ledger_total: u64,
+    /// The pirate boxes traced.
+    pub(crate) piracy: piracy::Piracy,
 }
 
 /// The simulation's world: the distributor and everything the simulator knows about its users.
@@ -293,6 +296,7 @@ impl<'c, R: Registry> Engine<'c, R> {
         let mut revoked_leaves = Vec::new();
         let mut round_secs = 0.0;
         let mut revoke_secs = 0.0;
+        let mut piracy = piracy::Piracy::default();
         for round in 0..self.cfg.rounds {
             let t = Instant::now();
             self.round(&mut users, round)?;
@@ -304,6 +308,10 @@ impl<'c, R: Registry> Engine<'c, R> {
                 u64::from(round),
             );
             self.revoke(&mut users, round, batch, &mut ekbs, &mut revoked_leaves)?;
+            if round == self.cfg.rounds / 2 {
+                // Mid-run, the pirate boxes appear and are traced.
+                piracy = self.pirate_boxes(&mut users, &mut ekbs, &mut revoked_leaves)?;
+            }
             revoke_secs += t.elapsed().as_secs_f64();
         }
         phases.push(("rounds", round_secs));
@@ -325,6 +333,7 @@ impl<'c, R: Registry> Engine<'c, R> {
             phases,
             rss,
             ledger_total,
+            piracy,
         })
     }
 

@@ -81,10 +81,13 @@ pub(crate) enum Attack {
     DivertedCertificate,
     /// A source that deleted its container moves out: it must keep no playable license.
     ContainerlessSource,
+    /// A pirate decoder built from a coalition of clients: tracing must disable it, find every
+    /// traitor and exclude no innocent client (issue 16).
+    PirateBox,
 }
 
 impl Attack {
-    pub(crate) const ALL: [Self; 11] = [
+    pub(crate) const ALL: [Self; 12] = [
         Self::CrossUserMove,
         Self::ReplayedCertificate,
         Self::TamperedCertificate,
@@ -96,6 +99,7 @@ impl Attack {
         Self::RevokedOpensEkb,
         Self::DivertedCertificate,
         Self::ContainerlessSource,
+        Self::PirateBox,
     ];
 
     pub(crate) const fn name(self) -> &'static str {
@@ -111,6 +115,7 @@ impl Attack {
             Self::RevokedOpensEkb => "revoked_opens_ekb",
             Self::DivertedCertificate => "diverted_certificate",
             Self::ContainerlessSource => "containerless_source",
+            Self::PirateBox => "pirate_box",
         }
     }
 }

@@ -171,6 +171,9 @@ fn build_report(
         attacks_tried: attacks.values().map(|a| a.tried).sum(),
         attacks_refused: attacks.values().map(|a| a.refused).sum(),
         billed: outcome.ledger_total,
+        pirate_boxes: outcome.piracy.boxes,
+        tracing_queries: outcome.piracy.queries,
+        traced_cover_growth: outcome.piracy.cover_growth,
     };
     let mut throughput = BTreeMap::new();
     for op in Op::ALL {
@@ -222,6 +225,7 @@ fn build_report(
             store: config.store.name(),
             attack_share: config.attack_share,
             servers: config.servers,
+            pirate_boxes: config.pirate_boxes,
             key_sets: "device key sets re-provisioned by the authority, signing keys derived from \
                        32-byte seeds, when a client acts",
         },

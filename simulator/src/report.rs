@@ -59,6 +59,8 @@ pub struct ConfigReport {
     pub attack_share: f64,
     /// License servers.
     pub servers: u32,
+    /// Pirate boxes traced.
+    pub pirate_boxes: u32,
     /// How clients keep their device key sets.
     pub key_sets: &'static str,
 }
@@ -84,6 +86,12 @@ pub struct Counts {
     pub attacks_refused: u64,
     /// The ledger's total, in cents.
     pub billed: u64,
+    /// Pirate boxes traced (issue 16).
+    pub pirate_boxes: u64,
+    /// Queries the traces made to the boxes.
+    pub tracing_queries: u64,
+    /// Subsets the traced covers added, summed over the boxes.
+    pub traced_cover_growth: u64,
 }
 
 /// The whole report; `--report FILE` writes it as JSON.
@@ -182,6 +190,13 @@ impl fmt::Display for Report {
             "{:<26} {:>12} {:>10}",
             "all attacks", n.attacks_tried, n.attacks_refused
         )?;
+        if n.pirate_boxes > 0 {
+            writeln!(
+                f,
+                "pirate boxes traced: {}, {} queries, the covers grew by {} subsets",
+                n.pirate_boxes, n.tracing_queries, n.traced_cover_growth
+            )?;
+        }
         writeln!(f)?;
         writeln!(f, "{:<26} {:>12}", "operation", "per second")?;
         for (name, rate) in &self.throughput {

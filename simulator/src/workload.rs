@@ -28,6 +28,8 @@ pub(crate) enum Purpose {
     Revocation = 3,
     /// The keys and contents of the distributor.
     Setup = 4,
+    /// The pirate boxes; index = box.
+    Piracy = 5,
 }
 
 /// A uniform draw from `0..n` (`n > 0`), by rejection so it is unbiased.

@@ -64,6 +64,10 @@ pub(crate) struct SimulateArgs {
     /// License servers.
     #[arg(long, default_value_t = 2)]
     servers: u32,
+    /// Pirate boxes, each built from 1 to 4 clients after the middle round, traced, and its
+    /// traitors revoked.
+    #[arg(long, default_value_t = 1)]
+    pirate_boxes: u32,
     /// Write the report as JSON to this file.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -113,6 +117,7 @@ impl SimulateArgs {
         c.threads = self.threads;
         c.attack_share = self.attack_share;
         c.servers = self.servers;
+        c.pirate_boxes = self.pirate_boxes;
         c.progress = std::io::stderr().is_terminal();
         c.validate()?;
         Ok(c)
