@@ -63,6 +63,13 @@ fn check(scheme: Scheme, h: u8, revoked: &[u32], traitors: &[u32], strategy: Str
         "{} splits for {t} traitors at height {h}",
         out.splits
     );
+    // The final cover: the initial one, one more subset per split, one fewer per traitor.
+    assert_eq!(
+        out.cover.len() as u64,
+        out.initial_subsets as u64 + out.splits - t,
+        "cover size"
+    );
+    assert!(out.cover.len() as u64 <= out.initial_subsets as u64 + per_traitor * t * u64::from(h));
     let m = (out.initial_subsets as u64 + out.splits).max(2);
     let per_round = 64 - (m - 1).leading_zeros() as u64 + 1;
     let rounds = out.splits + t + 1;
