@@ -71,26 +71,37 @@ pub(super) async fn publish(
 
 /// Revokes a client: a new epoch whose EKB excludes it.
 pub(super) async fn revoke(
-    axum::extract::State(s): State,
+    state: State,
     client: Result<Path<u64>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    s.admin.check(&headers)?;
-    let client = ClientId(path(client)?);
-    let epoch = blocking(s.inline, move || Ok(s.distributor.revoke_client(client)?)).await?;
-    Ok(axum::Json(json!({"client": client.0, "epoch": epoch})).into_response())
+    end_client(state, client, headers, false).await
 }
 
 /// Deregisters a client (for the key tree, a revocation).
 pub(super) async fn deregister(
+    state: State,
+    client: Result<Path<u64>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    end_client(state, client, headers, true).await
+}
+
+/// A revocation or a deregistration: the client and the new epoch.
+async fn end_client(
     axum::extract::State(s): State,
     client: Result<Path<u64>, PathRejection>,
     headers: HeaderMap,
+    deregister: bool,
 ) -> Result<Response, ApiError> {
     s.admin.check(&headers)?;
     let client = ClientId(path(client)?);
     let epoch = blocking(s.inline, move || {
-        Ok(s.distributor.deregister_client(client)?)
+        Ok(if deregister {
+            s.distributor.deregister_client(client)?
+        } else {
+            s.distributor.revoke_client(client)?
+        })
     })
     .await?;
     Ok(axum::Json(json!({"client": client.0, "epoch": epoch})).into_response())
