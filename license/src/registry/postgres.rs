@@ -31,9 +31,8 @@ use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 
 use super::sql::{
     CLIENT_COLUMNS, HISTORY_COLUMNS, KEEP_EKB, LEDGER_COLUMNS, LICENSE_COLUMNS, RECORD_REQUEST,
-    STORED_EKB, USED_REQUEST, history_record, history_values, key_id_of, ledger_entry,
-    ledger_values, license_record, license_values, lookup, nonce_bits, sql, state_code,
-    stored_leaf, un, used_request,
+    STORED_EKB, USED_REQUEST, history_values, key_id_of, ledger_values, license_record,
+    license_values, lookup, nonce_bits, sql, state_code, un, used_request,
 };
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
@@ -49,7 +48,7 @@ mod rows;
 mod schema;
 
 use cache::{Conn, Db, Manager};
-use rows::{client_row, ints, license_row};
+use rows::{client_row, license_row};
 
 /// How often a transaction that lost a deadlock or a serialization conflict is run again.
 const RETRIES: usize = 8;
@@ -694,27 +693,11 @@ impl Registry for PostgresRegistry {
     }
 
     fn certificate_history(&self) -> Result<Vec<CertificateRecord>, Error> {
-        self.read(|tx| {
-            tx.query(
-                &format!("SELECT {HISTORY_COLUMNS} FROM history ORDER BY id"),
-                &[],
-            )?
-            .iter()
-            .map(|r| Ok(history_record(ints::<10>(r))?))
-            .collect()
-        })
+        self.read(rows::certificate_history)
     }
 
     fn ledger(&self) -> Result<Vec<LedgerEntry>, Error> {
-        self.read(|tx| {
-            tx.query(
-                &format!("SELECT {LEDGER_COLUMNS} FROM ledger ORDER BY seq"),
-                &[],
-            )?
-            .iter()
-            .map(|r| Ok(ledger_entry(ints::<6>(r))?))
-            .collect()
-        })
+        self.read(rows::ledger)
     }
 
     fn user_total(&self, user: UserId) -> Result<u64, Error> {
@@ -759,43 +742,15 @@ impl Registry for PostgresRegistry {
     }
 
     fn users(&self) -> Result<Vec<(UserId, u64)>, Error> {
-        self.read(|tx| {
-            tx.query("SELECT id, total FROM users ORDER BY id", &[])?
-                .iter()
-                .map(|r| Ok((UserId(un(r.get(0))?), un(r.get(1))?)))
-                .collect()
-        })
+        self.read(rows::users)
     }
 
     fn all_clients(&self) -> Result<Vec<ClientRecord>, Error> {
-        self.read(|tx| {
-            tx.query(
-                &format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY id"),
-                &[],
-            )?
-            .iter()
-            .map(|r| Ok(client_row(r).into_record(self.height)?))
-            .collect()
-        })
+        self.read(|tx| rows::all_clients(tx, self.height))
     }
 
     fn client_summaries(&self) -> Result<Vec<ClientSummary>, Error> {
-        self.read(|tx| {
-            tx.query(
-                "SELECT id, user_id, leaf, revoked FROM clients ORDER BY id",
-                &[],
-            )?
-            .iter()
-            .map(|r| {
-                Ok(ClientSummary {
-                    id: ClientId(un(r.get(0))?),
-                    user: UserId(un(r.get(1))?),
-                    leaf: stored_leaf(r.get(2), self.height)?,
-                    revoked: r.get(3),
-                })
-            })
-            .collect()
-        })
+        self.read(|tx| rows::client_summaries(tx, self.height))
     }
 
     fn scan_users(
@@ -824,15 +779,7 @@ impl Registry for PostgresRegistry {
     }
 
     fn all_licenses(&self) -> Result<Vec<LicenseRecord>, Error> {
-        self.read(|tx| {
-            tx.query(
-                &format!("SELECT {LICENSE_COLUMNS} FROM licenses ORDER BY id"),
-                &[],
-            )?
-            .iter()
-            .map(|r| Ok(license_record(license_row(r))?))
-            .collect()
-        })
+        self.read(rows::all_licenses)
     }
 }
 

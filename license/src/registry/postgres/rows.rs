@@ -4,10 +4,15 @@ use postgres::{GenericClient, Row};
 use treecast_keytree::{LeafIndex, TreeHeight};
 
 use super::super::scan::{self, Page, queries};
-use super::super::sql::{ClientRow, history_record, ledger_entry, license_record, stored_leaf, un};
+use super::super::sql::{
+    CLIENT_COLUMNS, ClientRow, HISTORY_COLUMNS, LEDGER_COLUMNS, LICENSE_COLUMNS, history_record,
+    ledger_entry, license_record, stored_leaf, un,
+};
+use super::super::{CertificateRecord, ClientRecord, ClientSummary, LicenseRecord};
 use super::cache::Db;
 use super::{Failure, Step};
 use crate::Error;
+use crate::billing::LedgerEntry;
 use crate::ids::{ClientId, UserId};
 
 pub(super) fn client_row(r: &Row) -> ClientRow {
@@ -91,4 +96,78 @@ pub(super) fn leaf_page(
         .map(|r| Ok((stored_leaf(r.get(0), height)?, ClientId(un(r.get(1))?))))
         .collect::<Result<_, Error>>()
         .map_err(Failure::Refused)
+}
+
+// Whole tables, for small registries and tests (audits stream: `scan`).
+
+pub(super) fn certificate_history(
+    tx: &mut Db<'_, impl GenericClient>,
+) -> Step<Vec<CertificateRecord>> {
+    tx.query(
+        &format!("SELECT {HISTORY_COLUMNS} FROM history ORDER BY id"),
+        &[],
+    )?
+    .iter()
+    .map(|r| Ok(history_record(ints::<10>(r))?))
+    .collect()
+}
+
+pub(super) fn ledger(tx: &mut Db<'_, impl GenericClient>) -> Step<Vec<LedgerEntry>> {
+    tx.query(
+        &format!("SELECT {LEDGER_COLUMNS} FROM ledger ORDER BY seq"),
+        &[],
+    )?
+    .iter()
+    .map(|r| Ok(ledger_entry(ints::<6>(r))?))
+    .collect()
+}
+
+pub(super) fn users(tx: &mut Db<'_, impl GenericClient>) -> Step<Vec<(UserId, u64)>> {
+    tx.query("SELECT id, total FROM users ORDER BY id", &[])?
+        .iter()
+        .map(|r| Ok((UserId(un(r.get(0))?), un(r.get(1))?)))
+        .collect()
+}
+
+pub(super) fn all_clients(
+    tx: &mut Db<'_, impl GenericClient>,
+    height: TreeHeight,
+) -> Step<Vec<ClientRecord>> {
+    tx.query(
+        &format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY id"),
+        &[],
+    )?
+    .iter()
+    .map(|r| Ok(client_row(r).into_record(height)?))
+    .collect()
+}
+
+pub(super) fn client_summaries(
+    tx: &mut Db<'_, impl GenericClient>,
+    height: TreeHeight,
+) -> Step<Vec<ClientSummary>> {
+    tx.query(
+        "SELECT id, user_id, leaf, revoked FROM clients ORDER BY id",
+        &[],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(ClientSummary {
+            id: ClientId(un(r.get(0))?),
+            user: UserId(un(r.get(1))?),
+            leaf: stored_leaf(r.get(2), height)?,
+            revoked: r.get(3),
+        })
+    })
+    .collect()
+}
+
+pub(super) fn all_licenses(tx: &mut Db<'_, impl GenericClient>) -> Step<Vec<LicenseRecord>> {
+    tx.query(
+        &format!("SELECT {LICENSE_COLUMNS} FROM licenses ORDER BY id"),
+        &[],
+    )?
+    .iter()
+    .map(|r| Ok(license_record(license_row(r))?))
+    .collect()
 }
