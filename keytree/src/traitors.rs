@@ -54,7 +54,7 @@ use crate::device::DeviceKeys;
 use crate::ekb;
 use crate::error::Error;
 use crate::revocation::RevocationSet;
-use crate::secret::PayloadKey;
+use crate::secret::{NodeKey, PayloadKey};
 use crate::treemath::{LeafIndex, NodeIndex, TreeHeight};
 
 /// One tracing query: the subsets of the current cover, each with its wrapped key (a random one
@@ -267,13 +267,18 @@ pub fn trace(
     let height = config.height;
     let initial = Cover::compute(config.scheme, revoked)?;
     let mut tracer = Tracer {
-        authority,
         decoder,
         params,
         queries: 0,
         epoch: 0,
     };
-    let mut cover: Vec<Subset> = initial.subsets().to_vec();
+    // Each subset with its key, derived once: a query wraps a fresh payload under every key,
+    // and only a split changes them.
+    let mut cover: Vec<(Subset, NodeKey)> = initial
+        .subsets()
+        .iter()
+        .map(|s| Ok((*s, authority.subset_key(s)?)))
+        .collect::<Result<_, Error>>()?;
     let mut traitors = Vec::new();
     let mut splits = 0;
     let disabled = loop {
@@ -303,7 +308,7 @@ pub fn trace(
         }
         // S_hi (1-based) holds a traitor.
         let at = hi - 1;
-        let Some(&found) = cover.get(at) else {
+        let Some(&(found, _)) = cover.get(at) else {
             return Err(Error::Internal("tracing lost its subset"));
         };
         if found.leaf_count(height) == 1 {
@@ -311,12 +316,16 @@ pub fn trace(
             cover.remove(at);
         } else {
             let (a, b) = split(&found, config.scheme, height)?;
-            cover.splice(at..=at, [a, b]);
+            let keyed = [
+                (a, authority.subset_key(&a)?),
+                (b, authority.subset_key(&b)?),
+            ];
+            cover.splice(at..=at, keyed);
             sort_preorder(&mut cover, height);
             splits += 1;
         }
     };
-    let covered: u64 = cover.iter().map(|s| s.leaf_count(height)).sum();
+    let covered: u64 = cover.iter().map(|(s, _)| s.leaf_count(height)).sum();
     let innocent_excluded = height
         .leaf_count()
         .saturating_sub(revoked.len() as u64)
@@ -325,7 +334,11 @@ pub fn trace(
     Ok(TraceOutcome {
         disabled,
         traitors,
-        cover: Cover::from_subsets(config.scheme, height, cover),
+        cover: Cover::from_subsets(
+            config.scheme,
+            height,
+            cover.into_iter().map(|(s, _)| s).collect(),
+        ),
         initial_subsets: initial.len(),
         queries: tracer.queries,
         splits,
@@ -334,7 +347,6 @@ pub fn trace(
 }
 
 struct Tracer<'a> {
-    authority: &'a Authority,
     decoder: &'a mut dyn Decoder,
     params: &'a TraceParams,
     queries: u64,
@@ -345,7 +357,7 @@ impl Tracer<'_> {
     /// The box's success rate on queries whose first `disabled` subsets carry random keys.
     fn estimate(
         &mut self,
-        cover: &[Subset],
+        cover: &[(Subset, NodeKey)],
         disabled: usize,
         rng: &mut impl CryptoRng,
     ) -> Result<f64, Error> {
@@ -362,7 +374,7 @@ impl Tracer<'_> {
     /// A query with a fresh payload key.
     fn query(
         &mut self,
-        cover: &[Subset],
+        cover: &[(Subset, NodeKey)],
         disabled: usize,
         rng: &mut impl CryptoRng,
     ) -> Result<Query, Error> {
@@ -371,14 +383,13 @@ impl Tracer<'_> {
         let payload = PayloadKey::from_bytes(bytes);
         self.epoch += 1;
         let mut entries = Vec::with_capacity(cover.len());
-        for (i, subset) in cover.iter().enumerate() {
+        for (i, (subset, key)) in cover.iter().enumerate() {
             let wrapped = if i < disabled {
                 let mut random = [0u8; 16];
                 rng.fill_bytes(&mut random);
                 random
             } else {
-                let key = self.authority.subset_key(subset)?;
-                crypto::wrap(&key, ekb::subset_tweak(subset), &payload)
+                crypto::wrap(key, ekb::subset_tweak(subset), &payload)
             };
             entries.push((*subset, wrapped));
         }
@@ -449,8 +460,8 @@ fn split(subset: &Subset, scheme: Scheme, height: TreeHeight) -> Result<(Subset,
 
 /// Sorts subsets as an EKB lists them: by their top node in preorder, and two subsets with the
 /// same top (the halves of a split subtree) by their `v` in preorder.
-fn sort_preorder(cover: &mut [Subset], height: TreeHeight) {
-    cover.sort_by_key(|s| {
+fn sort_preorder(cover: &mut [(Subset, NodeKey)], height: TreeHeight) {
+    cover.sort_by_key(|(s, _)| {
         let v = match *s {
             Subset::Difference { v, .. } => v.preorder_key(height),
             Subset::Complete(_) => 0,
