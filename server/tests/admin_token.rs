@@ -39,7 +39,13 @@ fn the_token_file_is_created_private_and_read_back() {
         HeaderValue::from_str(&bearer).unwrap(),
     );
     assert!(token.check(&headers).is_ok());
-    let wrong = format!("Bearer {}0", &token.as_str()[..63]);
+    // The token with its last digit changed (to one it is not).
+    let last = if token.as_str().ends_with('0') {
+        '1'
+    } else {
+        '0'
+    };
+    let wrong = format!("Bearer {}{last}", &token.as_str()[..63]);
     headers.insert(
         header::AUTHORIZATION,
         HeaderValue::from_str(&wrong).unwrap(),
