@@ -294,7 +294,12 @@ impl<R: Registry> Distributor<R> {
     /// [`Error::Storage`], [`Error::Tampered`] for a stored EKB the authority did not sign, or
     /// a key-tree error.
     pub fn current_ekb(&self) -> Result<(u64, Arc<SignedEkb>), Error> {
-        let epoch = self.registry.epoch()?;
+        self.ekb_of(self.registry.epoch()?)
+    }
+
+    /// The EKB of `epoch`, read as the current one: from the cache, from the registry, or
+    /// built and stored (then the epoch is read again, and the newest one's EKB is returned).
+    pub(crate) fn ekb_of(&self, epoch: u64) -> Result<(u64, Arc<SignedEkb>), Error> {
         if let Some(ekb) = self.read_ekbs()?.get(&epoch) {
             return Ok((epoch, Arc::clone(ekb)));
         }
@@ -327,7 +332,7 @@ impl<R: Registry> Distributor<R> {
     pub fn ekb(&self, epoch: u64) -> Result<Arc<SignedEkb>, Error> {
         let current = self.registry.epoch()?;
         if epoch == current {
-            return self.current_ekb().map(|(_, e)| e);
+            return self.ekb_of(current).map(|(_, e)| e);
         }
         if let Some(ekb) = self.read_ekbs()?.get(&epoch) {
             return Ok(Arc::clone(ekb));

@@ -651,6 +651,20 @@ pub trait Registry: Send + Sync {
             .collect())
     }
 
+    /// What a license supply reads before it signs: the client, the content and the current
+    /// epoch. A store may read them in one round trip; they need not be one snapshot (the
+    /// supply's own change checks again, in its transaction, everything that must still hold).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn supply_reads(
+        &self,
+        client: ClientId,
+        content: ContentId,
+    ) -> Result<(Option<ClientRecord>, Option<ContentRecord>, u64), Error> {
+        Ok((self.client(client)?, self.content(content)?, self.epoch()?))
+    }
+
     /// Every license, by ID (for audits).
     ///
     /// # Errors

@@ -250,7 +250,9 @@ impl Shared<'_> {
             let mut file = j
                 .lock()
                 .map_err(|_| SimError::Config("journal lock poisoned".into()))?;
-            writeln!(file, "{line}")
+            // One `write` for the line and its newline, so that a kill never leaves half a
+            // line for the next run's first line to continue.
+            file.write_all(format!("{line}\n").as_bytes())
                 .and_then(|()| file.flush())
                 .map_err(|e| SimError::Config(format!("the journal: {e}")))?;
         }

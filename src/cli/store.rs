@@ -332,8 +332,10 @@ fn workload<R: Registry>(args: &WorkloadArgs, registry: R) -> anyhow::Result<()>
         };
         if let Some(journal) = journal.as_mut() {
             // Written once the change has committed, and synced: a line in the journal is an
-            // operation the store acknowledged.
-            writeln!(journal, "{line}")?;
+            // operation the store acknowledged. One `write` for the whole line, newline
+            // included: `writeln!` writes the text and the newline apart, and a SIGKILL between
+            // the two left a line that the next process's first line continued.
+            journal.write_all(format!("{line}\n").as_bytes())?;
             journal.sync_data()?;
         }
         writeln!(out, "{line}")?;

@@ -52,18 +52,24 @@ impl<R: Registry> Distributor<R> {
     ) -> Result<License, Error> {
         let bytes = request;
         let request = Unverified::<LicenseRequestTbs>::from_bytes(bytes)?;
-        let client = self.trusted_client(request.unverified().client_id)?;
+        let (client_id, content_id) = {
+            let t = request.unverified();
+            (t.client_id, t.content_id)
+        };
+        // One read of the store for the three (one round trip on PostgreSQL); the checks come
+        // in the order of the other requests.
+        let (client, content, epoch) = self.registry.supply_reads(client_id, content_id)?;
+        let client = self
+            .vault
+            .check_client(client.ok_or(Error::ClientNotFound(client_id))?)?;
         let request = request.verify(&client_key(&client.public_key)?)?;
         let t = request.tbs();
         self.check_fresh(t.created_at)?;
         let tag = RequestTag::of(t.nonce, bytes);
-        let content = self
-            .registry
-            .content(t.content_id)?
-            .ok_or(Error::ContentNotFound(t.content_id))?;
+        let content = content.ok_or(Error::ContentNotFound(t.content_id))?;
         self.server(client.server)?;
         // The epoch whose EKB is built and stored: a device can always fetch its license's.
-        let (epoch, _) = self.current_ekb()?;
+        let (epoch, _) = self.ekb_of(epoch)?;
         let content_key = self.vault.open(&content)?;
         let now = self.clock.now();
         let charge = Charge::new(

@@ -30,6 +30,13 @@ impl<R: Registry + ?Sized> Registry for Box<R> {
     fn client(&self, id: ClientId) -> Result<Option<ClientRecord>, Error> {
         (**self).client(id)
     }
+    fn supply_reads(
+        &self,
+        client: ClientId,
+        content: ContentId,
+    ) -> Result<(Option<ClientRecord>, Option<ContentRecord>, u64), Error> {
+        (**self).supply_reads(client, content)
+    }
     fn client_by_leaf(&self, leaf: LeafIndex) -> Result<Option<ClientId>, Error> {
         (**self).client_by_leaf(leaf)
     }

@@ -44,10 +44,12 @@ use crate::billing::{Charge, LedgerEntry};
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
 
 mod cache;
+mod ids;
 mod rows;
 mod schema;
 
 use cache::{Conn, Db, Manager};
+use ids::{IdBlocks, Sequence};
 use rows::{client_row, license_row};
 
 /// How often a transaction that lost a deadlock or a serialization conflict is run again.
@@ -69,6 +71,7 @@ type Pool = r2d2::Pool<Manager>;
 pub struct PostgresRegistry {
     pool: Pool,
     height: TreeHeight,
+    ids: IdBlocks,
 }
 
 impl core::fmt::Debug for PostgresRegistry {
@@ -140,7 +143,11 @@ impl PostgresRegistry {
         let pool = pool(url)?;
         let mut conn = pool.get().map_err(|e| unreachable_db(&e))?;
         schema::migrate(&mut conn.client, height)?;
-        Ok(Self { pool, height })
+        Ok(Self {
+            pool,
+            height,
+            ids: IdBlocks::default(),
+        })
     }
 
     /// Connects to an existing registry, reading the tree height from it.
@@ -187,6 +194,23 @@ impl PostgresRegistry {
         }
     }
 
+    /// Runs `f`, one changing statement, as its own transaction (no `BEGIN`/`COMMIT` round
+    /// trips); a deadlock or serialization failure runs it again, as [`PostgresRegistry::write`].
+    fn alone<T>(&self, mut f: impl FnMut(&mut Db<'_, Client>) -> Step<T>) -> Result<T, Error> {
+        let mut conn = self.pool.get().map_err(|e| unreachable_db(&e))?;
+        let Conn { client, statements } = &mut *conn;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match f(&mut Db::new(client, statements)) {
+                Ok(out) => return Ok(out),
+                Err(Failure::Refused(e)) => return Err(e),
+                Err(Failure::Database(e)) if retryable(&e) && attempt < RETRIES => continue,
+                Err(Failure::Database(e)) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Runs `f`, a single statement, outside an explicit transaction: a statement is atomic and
     /// sees one snapshot on its own, and a `BEGIN`/`COMMIT` pair would cost two round trips.
     fn read<T>(&self, f: impl FnOnce(&mut Db<'_, Client>) -> Step<T>) -> Result<T, Error> {
@@ -225,15 +249,6 @@ impl PostgresRegistry {
         }
     }
 
-    /// The next value of a sequence, outside any transaction (sequences never go back).
-    fn next_in(&self, sequence: &str) -> Result<u64, Error> {
-        let mut conn = self.pool.get().map_err(|e| unreachable_db(&e))?;
-        let Conn { client, statements } = &mut *conn;
-        let row =
-            Db::new(client, statements).query_one(&format!("SELECT nextval('{sequence}')"), &[])?;
-        un(row.get(0))
-    }
-
     fn client_in(
         &self,
         tx: &mut Db<'_, impl GenericClient>,
@@ -268,6 +283,42 @@ fn pool(url: &str) -> Result<Pool, Error> {
 fn unreachable_db(e: &r2d2::Error) -> Error {
     Error::Storage(format!("PostgreSQL: cannot connect: {e}"))
 }
+
+/// A license supply, in one statement and so one round trip: the client must exist, be the
+/// license's user's and not be revoked (its row locked `FOR SHARE` until the end, so that a
+/// revocation waits), the content must exist, and the request must be new; then the request,
+/// the license, the ledger entry and the user's total are written. Any check failing writes
+/// nothing and changes no row (the `UPDATE` reports 0). Parameters: the license's ten columns
+/// in `LICENSE_COLUMNS` order, then the request's nonce and digest, the charge's kind, amount
+/// and time.
+const SUPPLY: &str = "WITH holder AS (
+        SELECT c.id, c.user_id FROM clients c
+        WHERE c.id = $3 AND c.user_id = $4 AND NOT c.revoked
+          AND EXISTS (SELECT 1 FROM contents WHERE id = $2)
+        FOR SHARE OF c),
+    request AS (
+        INSERT INTO requests (client_id, nonce, user_id, digest, answer)
+        SELECT id, $11::bigint, user_id, $12::bytea, $1::bigint FROM holder
+        ON CONFLICT DO NOTHING RETURNING user_id),
+    license AS (
+        INSERT INTO licenses (id, content_id, client_id, user_id, epoch, state, origin, issued_at, rights, tag)
+        SELECT $1::bigint, $2::bigint, $3::bigint, user_id, $5::bigint, $6::bigint, $7::bigint,
+               $8::bigint, $9::bigint, $10::bytea
+        FROM request RETURNING user_id),
+    entry AS (
+        INSERT INTO ledger (user_id, kind, content_id, reference, amount, at)
+        SELECT user_id, $13::bigint, $2::bigint, $1::bigint, $14::bigint, $15::bigint
+        FROM license RETURNING user_id, amount)
+    UPDATE users SET total = users.total + entry.amount FROM entry WHERE users.id = entry.user_id";
+
+/// The three reads of a license supply in one statement: the client's columns (`NULL`s for no
+/// such client), the content's key ID and envelope (`NULL`s), the current epoch (`$1` client,
+/// `$2` content).
+const SUPPLY_READS: &str =
+    "SELECT c.id, c.user_id, c.leaf, c.server, c.certificate, c.public_key, c.revoked, c.tag,
+        (SELECT key_id FROM contents WHERE id = $2), (SELECT envelope FROM contents WHERE id = $2),
+        (SELECT value FROM meta WHERE key = 'epoch')
+    FROM (SELECT $1::bigint AS wanted) w LEFT JOIN clients c ON c.id = w.wanted";
 
 /// Connections per process: a few more than the threads that use one at a time.
 const POOL_SIZE: u32 = 16;
@@ -543,6 +594,25 @@ impl Registry for PostgresRegistry {
         })
     }
 
+    fn supply_reads(
+        &self,
+        client: ClientId,
+        content: ContentId,
+    ) -> Result<(Option<ClientRecord>, Option<ContentRecord>, u64), Error> {
+        self.read(|tx| {
+            let row = tx.query_one(SUPPLY_READS, &[&lookup(client.0), &lookup(content.0)])?;
+            let client = row
+                .get::<_, Option<i64>>(0)
+                .map(|_| client_row(&row).into_record(self.height))
+                .transpose()?;
+            let content = match (row.get(8), row.get(9)) {
+                (Some(key_id), Some(envelope)) => Some(content_record(content, key_id, envelope)?),
+                _ => None,
+            };
+            Ok((client, content, un(row.get(10))?))
+        })
+    }
+
     fn content(&self, id: ContentId) -> Result<Option<ContentRecord>, Error> {
         self.read(|tx| {
             let row = tx.query_opt(
@@ -594,31 +664,42 @@ impl Registry for PostgresRegistry {
         charge: Charge,
         build: LicenseBuilder<'_>,
     ) -> Result<(LicenseRecord, LedgerEntry), Error> {
-        // Built (and signed) outside the transaction; the checks run inside it.
-        let id = LicenseId(self.next_in("license_ids")?);
+        // Built (and signed) before the statement; the checks run inside it.
+        let id = LicenseId(self.alone(|db| Ok(self.ids.take(db, Sequence::License)?))?);
         let license = build(id)?;
         if license.id != id || license.client != client || license.content != content {
             return Err(Error::Internal("license builder changed the IDs"));
         }
-        self.write(|tx| {
-            let record = self
-                .client_in(tx, client, "FOR SHARE")?
-                .ok_or(Error::ClientNotFound(client))?;
-            if record.revoked {
-                return Err(Error::ClientRevoked(client).into());
-            }
-            if license.user != record.user {
-                return Err(Error::Internal("license builder changed the user").into());
-            }
-            if !content_exists(tx, content)? {
-                return Err(Error::ContentNotFound(content).into());
-            }
-            record_request(tx, client, record.user, request, id.0)?;
-            insert_license(tx, &license)?;
-            let entry = LedgerEntry::new(record.user, content, id.0, charge);
-            bill(tx, &entry)?;
-            Ok((license.clone(), entry))
-        })
+        let entry = LedgerEntry::new(license.user, content, id.0, charge);
+        // One statement, one round trip, its own transaction: every check and every row of
+        // the supply, or nothing (see `SUPPLY`).
+        let supplied = self.alone(|tx| {
+            let ([a, b, c, d, e, f, g, h, i], tag) = license_values(&license)?;
+            let [_, kind, _, _, amount, at] = ledger_values(&entry)?;
+            let nonce = nonce_bits(request.nonce);
+            let digest = request.digest.as_slice();
+            Ok(tx.execute(
+                SUPPLY,
+                &[
+                    &a, &b, &c, &d, &e, &f, &g, &h, &i, &tag, &nonce, &digest, &kind, &amount, &at,
+                ],
+            )? == 1)
+        })?;
+        if supplied {
+            return Ok((license, entry));
+        }
+        // Nothing written: find out why, in the order the other stores check.
+        let record = self.client(client)?.ok_or(Error::ClientNotFound(client))?;
+        if record.revoked {
+            return Err(Error::ClientRevoked(client));
+        }
+        if license.user != record.user {
+            return Err(Error::Internal("license builder changed the user"));
+        }
+        if self.content(content)?.is_none() {
+            return Err(Error::ContentNotFound(content));
+        }
+        Err(Error::RequestReplayed)
     }
 
     fn license(&self, id: LicenseId) -> Result<Option<LicenseRecord>, Error> {
@@ -646,11 +727,8 @@ impl Registry for PostgresRegistry {
             let source = self.client_in(tx, intent.source, "FOR SHARE")?;
             let destination = self.client_in(tx, intent.destination, "FOR SHARE")?;
             let ctx = check_move(intent, source, license, destination)?;
-            let certificate_id = CertificateId(un(tx
-                .query_one("SELECT nextval('certificate_ids')", &[])?
-                .get(0))?);
-            let license_id =
-                LicenseId(un(tx.query_one("SELECT nextval('license_ids')", &[])?.get(0))?);
+            let certificate_id = CertificateId(self.ids.take(tx, Sequence::Certificate)?);
+            let license_id = LicenseId(self.ids.take(tx, Sequence::License)?);
             record_request(
                 tx,
                 intent.source,
