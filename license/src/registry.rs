@@ -34,12 +34,14 @@ mod sqlite;
 pub use audit::{Audit, AuditCounts, audit, audit_report};
 pub use scan::UserRows;
 pub use spec::StoreSpec;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sql::SqlRegistry;
 
 pub use memory::MemoryRegistry;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresRegistry;
+pub use postgres::{PostgresDriver, PostgresRegistry};
 #[cfg(feature = "sqlite")]
-pub use sqlite::{Durability, SqliteRegistry};
+pub use sqlite::{Durability, SqliteDriver, SqliteRegistry};
 
 /// A registered client.
 #[derive(Clone, Debug, Eq, PartialEq)]

@@ -4,6 +4,13 @@
 
 use treecast_keytree::{LeafIndex, TreeHeight};
 
+mod driver;
+mod steps;
+mod store;
+
+pub(crate) use driver::{Cell, Driver, Kind, Lock, NewId, Row, Tx, Value};
+pub use store::SqlRegistry;
+
 use super::{CertificateRecord, ClientRecord, LicenseRecord, LicenseState};
 use crate::Error;
 use crate::billing::{Charge, ChargeKind, LedgerEntry};

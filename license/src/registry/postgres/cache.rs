@@ -68,24 +68,6 @@ impl<'a, C: GenericClient> Db<'a, C> {
         self.client.query(&s, params)
     }
 
-    pub(crate) fn query_one(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, postgres::Error> {
-        let s = self.statement(sql)?;
-        self.client.query_one(&s, params)
-    }
-
-    pub(crate) fn query_opt(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, postgres::Error> {
-        let s = self.statement(sql)?;
-        self.client.query_opt(&s, params)
-    }
-
     pub(crate) fn execute(
         &mut self,
         sql: &str,

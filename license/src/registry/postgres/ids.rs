@@ -7,11 +7,8 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use postgres::GenericClient;
-
-use super::cache::Db;
 use crate::Error;
-use crate::registry::sql::un;
+use crate::registry::sql::{Tx, Value, un};
 
 /// IDs taken from a sequence in one round trip.
 const BLOCK: i64 = 64;
@@ -47,21 +44,17 @@ pub(super) struct IdBlocks {
 impl IdBlocks {
     /// The next ID of `sequence`, taking a new block from the database when this process has
     /// none left.
-    /// `db` is the caller's connection or transaction (a block taken in a transaction that
+    /// `tx` is the caller's connection or transaction (a block taken in a transaction that
     /// then rolls back stays taken: sequences do not roll back).
-    pub(super) fn take(
-        &self,
-        db: &mut Db<'_, impl GenericClient>,
-        sequence: Sequence,
-    ) -> Result<u64, Error> {
+    pub(super) fn take(&self, tx: &mut dyn Tx, sequence: Sequence) -> Result<u64, Error> {
         let mut held = self.held(sequence)?;
         if let Some(id) = held.pop() {
             return Ok(id);
         }
-        let rows = db.query(sequence.block_query(), &[&BLOCK])?;
-        *held = rows
+        *held = tx
+            .query(sequence.block_query(), &[Value::Int(BLOCK)])?
             .iter()
-            .map(|r| un(r.get(0)))
+            .map(|r| un(r.int(0)?))
             .collect::<Result<_, _>>()?;
         held.pop()
             .ok_or(Error::Storage("PostgreSQL returned no ID".into()))

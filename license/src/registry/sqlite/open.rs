@@ -11,7 +11,8 @@ use treecast_keytree::TreeHeight;
 use super::rows::{meta, set_meta};
 use super::schema::{migrate, stored_height};
 use super::{
-    BUSY_TIMEOUT, Durability, IdRange, STATEMENT_CACHE, SqliteRegistry, describe, durably,
+    BUSY_TIMEOUT, Durability, IdRange, STATEMENT_CACHE, SqlRegistry, SqliteDriver, SqliteRegistry,
+    describe, durably,
 };
 use crate::Error;
 
@@ -94,12 +95,15 @@ impl SqliteRegistry {
             other => other,
         })?;
         let (first, last) = IdRange::of(generation)?;
-        Ok(Self {
-            conn: Mutex::new(conn),
+        Ok(SqlRegistry {
+            driver: SqliteDriver {
+                conn: Mutex::new(conn),
+                height,
+                next_license: AtomicU64::new(first),
+                next_certificate: AtomicU64::new(first),
+                last_id: last,
+            },
             height,
-            next_license: AtomicU64::new(first),
-            next_certificate: AtomicU64::new(first),
-            last_id: last,
         })
     }
 
@@ -160,12 +164,15 @@ impl SqliteRegistry {
             Error::Storage(m) => Error::Storage(format!("{}: {m}", path.display())),
             other => other,
         })?;
-        Ok(Self {
-            conn: Mutex::new(conn),
+        Ok(SqlRegistry {
+            driver: SqliteDriver {
+                conn: Mutex::new(conn),
+                height,
+                next_license: AtomicU64::new(u64::MAX),
+                next_certificate: AtomicU64::new(u64::MAX),
+                last_id: 0,
+            },
             height,
-            next_license: AtomicU64::new(u64::MAX),
-            next_certificate: AtomicU64::new(u64::MAX),
-            last_id: 0,
         })
     }
 }
