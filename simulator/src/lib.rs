@@ -188,8 +188,7 @@ fn build_report(
         .map(|(k, v)| ((*k).to_owned(), *v))
         .collect();
     seconds.insert("total".into(), total);
-    let wall = seconds.get("registration").copied().unwrap_or(0.0)
-        + seconds.get("rounds").copied().unwrap_or(0.0);
+    let wall = ["registration", "rounds"].map(|phase| seconds.get(phase).copied().unwrap_or(0.0));
     let crypto_bound = CryptoBound::new(
         unit,
         [counts.clients, counts.purchases, counts.moves, counts.plays],

@@ -205,9 +205,19 @@ impl fmt::Display for Report {
         let b = &self.crypto_bound;
         writeln!(
             f,
-            "crypto alone {:.1} s per thread, run {:.1} s: ratio {:.2} (target >= 0.67)",
-            b.crypto_seconds_per_thread, b.wall_seconds, b.ratio
+            "crypto alone {:.1} s per thread, run {:.1} s: ratio {:.2} (target >= {:.2})",
+            b.crypto_seconds_per_thread,
+            b.wall_seconds,
+            b.ratio,
+            CryptoBound::TARGET
         )?;
+        for p in &b.phases {
+            writeln!(
+                f,
+                "  {:<13} crypto {:.1} s per thread, wall {:.1} s: ratio {:.2}",
+                p.phase, p.crypto_seconds_per_thread, p.wall_seconds, p.ratio
+            )?;
+        }
         let last = self.ekb.last();
         writeln!(
             f,
