@@ -13,6 +13,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 
+mod clients;
+
+use clients::Clients;
+
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
     LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows, Registry,
@@ -53,11 +57,9 @@ struct Tables {
     leaves: LeafAllocator,
     epoch: u64,
     next_user: u64,
-    next_client: u64,
     next_content: u64,
     users: HashMap<UserId, UserRow>,
-    clients: HashMap<ClientId, ClientRecord>,
-    leaf_to_client: HashMap<u32, ClientId>,
+    clients: Clients,
     revoked: BTreeSet<u32>,
     contents: HashMap<ContentId, ContentRecord>,
     content_licenses: HashMap<ContentId, Vec<LicenseId>>,
@@ -93,11 +95,9 @@ impl MemoryRegistry {
                 leaves: LeafAllocator::new(height),
                 epoch: 1,
                 next_user: 1,
-                next_client: 1,
                 next_content: 1,
                 users: HashMap::new(),
-                clients: HashMap::new(),
-                leaf_to_client: HashMap::new(),
+                clients: Clients::default(),
                 revoked: BTreeSet::new(),
                 contents: HashMap::new(),
                 content_licenses: HashMap::new(),
@@ -138,7 +138,7 @@ impl Tables {
     }
 
     fn active_client(&self, id: ClientId) -> Result<&ClientRecord, Error> {
-        let client = self.clients.get(&id).ok_or(Error::ClientNotFound(id))?;
+        let client = self.clients.get(id).ok_or(Error::ClientNotFound(id))?;
         if client.revoked {
             return Err(Error::ClientRevoked(id));
         }
@@ -199,7 +199,7 @@ impl Tables {
         rows.clients = row
             .clients
             .iter()
-            .filter_map(|c| self.clients.get(c).cloned())
+            .filter_map(|c| self.clients.get(*c).cloned())
             .collect();
         rows.clients.sort_by_key(|c| c.id);
         rows.licenses = row
@@ -252,32 +252,34 @@ impl Registry for MemoryRegistry {
         let active = row
             .clients
             .iter()
-            .filter(|c| t.clients.get(c).is_some_and(|r| !r.revoked))
+            .filter(|c| t.clients.get(**c).is_some_and(|r| !r.revoked))
             .count();
         if active >= limit {
             return Err(Error::ClientLimit(user));
         }
         let mut leaves = t.leaves.clone();
         let leaf = leaves.allocate()?;
-        let id = ClientId(t.next_client);
+        // A client's ID is its leaf plus one, as in the SQL stores.
+        let id = ClientId(u64::from(leaf.get()) + 1);
+        if id != t.clients.next_id() {
+            return Err(Error::Internal("leaves and client IDs out of step"));
+        }
         let record = build(id, leaf)?;
         if record.id != id || record.leaf != leaf || record.user != user {
             return Err(Error::Internal("client builder changed the IDs"));
         }
+        t.clients.push(record.clone())?;
         t.leaves = leaves;
-        t.next_client += 1;
-        t.leaf_to_client.insert(leaf.get(), id);
         t.user_mut(user)?.clients.push(id);
-        t.clients.insert(id, record.clone());
         Ok(record)
     }
 
     fn client(&self, id: ClientId) -> Result<Option<ClientRecord>, Error> {
-        Ok(self.lock()?.clients.get(&id).cloned())
+        Ok(self.lock()?.clients.get(id).cloned())
     }
 
     fn client_by_leaf(&self, leaf: LeafIndex) -> Result<Option<ClientId>, Error> {
-        Ok(self.lock()?.leaf_to_client.get(&leaf.get()).copied())
+        Ok(self.lock()?.clients.at_leaf(leaf.get()).map(|c| c.id))
     }
 
     fn clients_of(&self, user: UserId) -> Result<Vec<ClientId>, Error> {
@@ -302,7 +304,7 @@ impl Registry for MemoryRegistry {
             .ok_or(Error::Internal("epoch overflow"))?;
         let record = revoke(&client)?;
         super::check_revoked(&client, &record)?;
-        t.clients.insert(id, record.clone());
+        t.clients.replace(record.clone())?;
         t.revoked.insert(client.leaf.get());
         t.epoch = epoch;
         Ok((record, epoch))
@@ -439,9 +441,9 @@ impl Registry for MemoryRegistry {
             }
             let mut ctx = check_move(
                 intent,
-                t.clients.get(&intent.source).cloned(),
+                t.clients.get(intent.source).cloned(),
                 shown,
-                t.clients.get(&intent.destination).cloned(),
+                t.clients.get(intent.destination).cloned(),
             )?;
             if let Some(l) = stored {
                 ctx.license = l;
@@ -544,20 +546,16 @@ impl Registry for MemoryRegistry {
     }
 
     fn all_clients(&self) -> Result<Vec<ClientRecord>, Error> {
-        let mut all: Vec<_> = self.lock()?.clients.values().cloned().collect();
-        all.sort_by_key(|c| c.id);
-        Ok(all)
+        Ok(self.lock()?.clients.iter().cloned().collect())
     }
 
     fn client_summaries(&self) -> Result<Vec<ClientSummary>, Error> {
-        let mut all: Vec<_> = self
+        Ok(self
             .lock()?
             .clients
-            .values()
+            .iter()
             .map(ClientSummary::from)
-            .collect();
-        all.sort_by_key(|c| c.id);
-        Ok(all)
+            .collect())
     }
 
     fn scan_users(
@@ -591,7 +589,7 @@ impl Registry for MemoryRegistry {
         let mut leaves: Vec<(LeafIndex, ClientId)> = self
             .lock()?
             .clients
-            .values()
+            .iter()
             .map(|c| (c.leaf, c.id))
             .collect();
         leaves.sort_unstable_by_key(|&(leaf, id)| (leaf.get(), id));
