@@ -137,12 +137,13 @@ impl Tables {
         self.users.get_mut(&user).ok_or(Error::UserNotFound(user))
     }
 
-    fn active_client(&self, id: ClientId) -> Result<&ClientRecord, Error> {
-        let client = self.clients.get(id).ok_or(Error::ClientNotFound(id))?;
+    /// The owner of client `id`, which must not be revoked.
+    fn active_client(&self, id: ClientId) -> Result<UserId, Error> {
+        let client = self.clients.summary(id).ok_or(Error::ClientNotFound(id))?;
         if client.revoked {
             return Err(Error::ClientRevoked(id));
         }
-        Ok(client)
+        Ok(client.user)
     }
 }
 
@@ -199,7 +200,7 @@ impl Tables {
         rows.clients = row
             .clients
             .iter()
-            .filter_map(|c| self.clients.get(*c).cloned())
+            .filter_map(|c| self.clients.get(*c))
             .collect();
         rows.clients.sort_by_key(|c| c.id);
         rows.licenses = row
@@ -252,7 +253,7 @@ impl Registry for MemoryRegistry {
         let active = row
             .clients
             .iter()
-            .filter(|c| t.clients.get(**c).is_some_and(|r| !r.revoked))
+            .filter(|c| t.clients.summary(**c).is_some_and(|r| !r.revoked))
             .count();
         if active >= limit {
             return Err(Error::ClientLimit(user));
@@ -275,11 +276,11 @@ impl Registry for MemoryRegistry {
     }
 
     fn client(&self, id: ClientId) -> Result<Option<ClientRecord>, Error> {
-        Ok(self.lock()?.clients.get(id).cloned())
+        Ok(self.lock()?.clients.get(id))
     }
 
     fn client_by_leaf(&self, leaf: LeafIndex) -> Result<Option<ClientId>, Error> {
-        Ok(self.lock()?.clients.at_leaf(leaf.get()).map(|c| c.id))
+        Ok(self.lock()?.clients.at_leaf(leaf.get()))
     }
 
     fn clients_of(&self, user: UserId) -> Result<Vec<ClientId>, Error> {
@@ -297,7 +298,8 @@ impl Registry for MemoryRegistry {
         revoke: Revoker<'_>,
     ) -> Result<(ClientRecord, u64), Error> {
         let mut t = self.lock()?;
-        let client = t.active_client(id)?.clone();
+        t.active_client(id)?;
+        let client = t.clients.get(id).ok_or(Error::ClientNotFound(id))?;
         let epoch = t
             .epoch
             .checked_add(1)
@@ -374,7 +376,7 @@ impl Registry for MemoryRegistry {
         build: LicenseBuilder<'_>,
     ) -> Result<(LicenseRecord, LedgerEntry), Error> {
         let check = |t: &Tables| -> Result<UserId, Error> {
-            let user = t.active_client(client)?.user;
+            let user = t.active_client(client)?;
             if !t.contents.contains_key(&content) {
                 return Err(Error::ContentNotFound(content));
             }
@@ -441,9 +443,9 @@ impl Registry for MemoryRegistry {
             }
             let mut ctx = check_move(
                 intent,
-                t.clients.get(intent.source).cloned(),
+                t.clients.get(intent.source),
                 shown,
-                t.clients.get(intent.destination).cloned(),
+                t.clients.get(intent.destination),
             )?;
             if let Some(l) = stored {
                 ctx.license = l;
@@ -546,16 +548,11 @@ impl Registry for MemoryRegistry {
     }
 
     fn all_clients(&self) -> Result<Vec<ClientRecord>, Error> {
-        Ok(self.lock()?.clients.iter().cloned().collect())
+        Ok(self.lock()?.clients.records().collect())
     }
 
     fn client_summaries(&self) -> Result<Vec<ClientSummary>, Error> {
-        Ok(self
-            .lock()?
-            .clients
-            .iter()
-            .map(ClientSummary::from)
-            .collect())
+        Ok(self.lock()?.clients.summaries().collect())
     }
 
     fn scan_users(
@@ -589,7 +586,7 @@ impl Registry for MemoryRegistry {
         let mut leaves: Vec<(LeafIndex, ClientId)> = self
             .lock()?
             .clients
-            .iter()
+            .summaries()
             .map(|c| (c.leaf, c.id))
             .collect();
         leaves.sort_unstable_by_key(|&(leaf, id)| (leaf.get(), id));
