@@ -589,8 +589,17 @@ impl<R: Registry> Distributor<R> {
 
     /// A client row, after checking this distributor's tag on it.
     fn trusted_client(&self, id: ClientId) -> Result<ClientRecord, Error> {
-        let row = self.registry.client(id)?.ok_or(Error::ClientNotFound(id))?;
-        self.vault.check_client(row)
+        self.trusted(id, self.registry.client(id)?)
+    }
+
+    /// Client `id`'s row as read, checked against this distributor's tag.
+    pub(crate) fn trusted(
+        &self,
+        id: ClientId,
+        row: Option<ClientRecord>,
+    ) -> Result<ClientRecord, Error> {
+        self.vault
+            .check_client(row.ok_or(Error::ClientNotFound(id))?)
     }
 
     /// Refuses a request made longer ago than the window, or dated beyond the clock skew.

@@ -59,9 +59,7 @@ impl<R: Registry> Distributor<R> {
         // One read of the store for the three (one round trip on PostgreSQL); the checks come
         // in the order of the other requests.
         let (client, content, epoch) = self.registry.supply_reads(client_id, content_id)?;
-        let client = self
-            .vault
-            .check_client(client.ok_or(Error::ClientNotFound(client_id))?)?;
+        let client = self.trusted(client_id, client)?;
         let request = request.verify(&client_key(&client.public_key)?)?;
         let t = request.tbs();
         self.check_fresh(t.created_at)?;

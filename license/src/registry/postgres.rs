@@ -105,11 +105,13 @@ impl PostgresRegistry {
     /// schema or a registry of another tree height.
     pub fn open(url: &str, height: TreeHeight) -> Result<Self, Error> {
         let pool = pool(url)?;
-        let mut conn = pool.get().map_err(|e| unreachable_db(&e))?;
-        schema::migrate(&mut conn.client, height)?;
+        schema::migrate(
+            &mut pool.get().map_err(|e| unreachable_db(&e))?.client,
+            height,
+        )?;
         Ok(SqlRegistry {
             driver: PostgresDriver {
-                pool: pool.clone(),
+                pool,
                 ids: IdBlocks::default(),
             },
             height,
@@ -205,6 +207,14 @@ impl Driver for PostgresDriver {
                 &[Value::Text(counter)],
             )?
             .int(0)?)
+    }
+
+    fn license_id(&self) -> Result<u64, Error> {
+        // A connection only when this process's block is used up.
+        match self.ids.pop(Sequence::License)? {
+            Some(id) => Ok(id),
+            None => self.run(Kind::Read, &mut |tx| self.ids.take(tx, Sequence::License)),
+        }
     }
 
     fn lock(&self, lock: Lock) -> &'static str {

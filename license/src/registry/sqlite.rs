@@ -222,6 +222,10 @@ impl Driver for SqliteDriver {
         super::sql::un(tx.one(table, &[])?.int(0)?)
     }
 
+    fn license_id(&self) -> Result<u64, Error> {
+        self.take_id(&self.next_license)
+    }
+
     fn lock(&self, _: Lock) -> &'static str {
         // One writer holds the whole file: no row locks to take.
         ""

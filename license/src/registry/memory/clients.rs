@@ -44,8 +44,10 @@ struct Stored {
 
 impl Stored {
     fn of(record: ClientRecord) -> Self {
-        let certificate = compact(&record)
-            .unwrap_or_else(|| Certificate::Raw(record.certificate.clone().into_boxed_slice()));
+        let certificate = match compact(&record) {
+            Some(compact) => compact,
+            None => Certificate::Raw(record.certificate.into_boxed_slice()),
+        };
         Self {
             user: record.user,
             leaf: record.leaf,
@@ -54,6 +56,15 @@ impl Stored {
             revoked: record.revoked,
             tag: record.tag,
             certificate,
+        }
+    }
+
+    fn summary(&self, id: ClientId) -> ClientSummary {
+        ClientSummary {
+            id,
+            user: self.user,
+            leaf: self.leaf,
+            revoked: self.revoked,
         }
     }
 
@@ -136,13 +147,7 @@ impl Clients {
 
     /// The client `id`'s owner and state, without its certificate.
     pub(super) fn summary(&self, id: ClientId) -> Option<ClientSummary> {
-        let c = self.stored(id)?;
-        Some(ClientSummary {
-            id,
-            user: c.user,
-            leaf: c.leaf,
-            revoked: c.revoked,
-        })
+        Some(self.stored(id)?.summary(id))
     }
 
     /// The client at `leaf`.
@@ -191,7 +196,10 @@ impl Clients {
 
     /// Every client's owner and state, by ID.
     pub(super) fn summaries(&self) -> impl Iterator<Item = ClientSummary> + '_ {
-        (1..=self.0.len() as u64).filter_map(|id| self.summary(ClientId(id)))
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(i, c)| c.summary(ClientId(i as u64 + 1)))
     }
 }
 

@@ -51,6 +51,8 @@ impl IdBlocks {
         if let Some(id) = held.pop() {
             return Ok(id);
         }
+        // The lock stays held across the refill: another thread waits for the new block rather
+        // than taking one of its own.
         *held = tx
             .query(sequence.block_query(), &[Value::Int(BLOCK)])?
             .iter()
@@ -58,6 +60,11 @@ impl IdBlocks {
             .collect::<Result<_, _>>()?;
         held.pop()
             .ok_or(Error::Storage("PostgreSQL returned no ID".into()))
+    }
+
+    /// The next ID of `sequence` this process holds, if any (no database access).
+    pub(super) fn pop(&self, sequence: Sequence) -> Result<Option<u64>, Error> {
+        Ok(self.held(sequence)?.pop())
     }
 
     fn held(&self, sequence: Sequence) -> Result<MutexGuard<'_, Vec<u64>>, Error> {

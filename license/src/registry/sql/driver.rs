@@ -172,6 +172,11 @@ pub trait Driver: Send + Sync {
     #[doc(hidden)]
     fn new_id(&self, tx: &mut dyn Tx, id: NewId) -> Result<u64, Error>;
 
+    /// A new license ID for a supply, taken before its transaction: without one where the
+    /// driver has IDs at hand.
+    #[doc(hidden)]
+    fn license_id(&self) -> Result<u64, Error>;
+
     /// The clause that takes `lock` on the rows a `SELECT` reads (`""` where there are none).
     #[doc(hidden)]
     fn lock(&self, lock: Lock) -> &'static str;

@@ -379,10 +379,7 @@ impl<D: Driver> Registry for SqlRegistry<D> {
     ) -> Result<(LicenseRecord, LedgerEntry), Error> {
         // Built (and signed) before the change, so that threads sign in parallel; the checks
         // run inside it.
-        let id = LicenseId(
-            self.driver
-                .run(Kind::Read, &mut |tx| self.driver.new_id(tx, NewId::License))?,
-        );
+        let id = LicenseId(self.driver.license_id()?);
         let license = build(id)?;
         if license.id != id || license.client != client || license.content != content {
             return Err(Error::Internal("license builder changed the IDs"));
