@@ -481,6 +481,10 @@ impl<R: Registry> Distributor<R> {
     /// and its EKB excludes the client. Content keys are stored under the distributor's storage
     /// key, which no device holds, so nothing is re-enveloped. Returns the new epoch.
     ///
+    /// The new epoch's EKB is built when it is first asked for (a download, a license), not
+    /// here: a batch of revocations builds and stores one EKB, not one per revoked client, and
+    /// an epoch nobody was served is never built (`docs/design.md`, "EKBs built when asked").
+    ///
     /// # Errors
     /// [`Error::ClientNotFound`], [`Error::ClientRevoked`], [`Error::Tampered`] for a client
     /// row this distributor did not write, or a storage error.
@@ -490,7 +494,6 @@ impl<R: Registry> Distributor<R> {
             row.revoked = true;
             Ok(self.vault.tag_client(row))
         })?;
-        self.current_ekb()?;
         Ok(epoch)
     }
 

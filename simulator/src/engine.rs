@@ -39,14 +39,13 @@ pub(crate) const CERTIFICATE_PRICE: u64 = 50;
 /// The simulated start time.
 const START: UnixTime = UnixTime(1_800_000_000);
 
-/// A client as the simulator keeps it between actions: its identity, the 32-byte seed of its
-/// signing key, the key itself while the client holds a license or will buy one, and its saved
-/// state. When it acts, its device key set is re-provisioned by the authority, and a signing key
-/// it does not keep is derived from the seed (once per user and round, see [`Keys`]).
+/// A client as the simulator keeps it between actions: its identity, its signing key while the
+/// client holds a license or will buy one, and its saved state. When it acts, its device key set
+/// is re-provisioned by the authority, and a signing key it does not keep is derived from its
+/// seed, which the workload draws again (once per user and round, see [`Keys`]).
 pub(crate) struct SimClient {
     id: ClientId,
     leaf: LeafIndex,
-    seed: [u8; 32],
     key: Option<Box<SigningKey>>,
     state: Option<ClientState>,
     revoked: bool,
@@ -55,11 +54,20 @@ pub(crate) struct SimClient {
 /// The signing keys of one user's clients, derived from their seeds when first needed in a
 /// round. An Ed25519 signing key takes 224 bytes with its expanded public key; the seed takes 32,
 /// which is what lets millions of clients fit.
-pub(crate) struct Keys(Vec<Option<SigningKey>>);
+pub(crate) struct Keys<'c> {
+    cfg: &'c SimConfig,
+    user: u64,
+    derived: Vec<Option<SigningKey>>,
+}
 
-impl Keys {
-    fn new(clients: usize) -> Self {
-        Self(vec![None; clients])
+impl<'c> Keys<'c> {
+    /// The keys of user `u`, which has `clients` clients.
+    fn new(cfg: &'c SimConfig, user: u64, clients: usize) -> Self {
+        Self {
+            cfg,
+            user,
+            derived: vec![None; clients],
+        }
     }
 
     /// Client `j`'s signing key: the one it keeps, or one derived from its seed.
@@ -68,18 +76,20 @@ impl Keys {
             return Ok((**key).clone());
         }
         let slot = self
-            .0
+            .derived
             .get_mut(j)
             .ok_or(SimError::Internal("client index"))?;
         Ok(slot
-            .get_or_insert_with(|| SigningKey::from_bytes(&c.seed))
+            .get_or_insert_with(|| {
+                SigningKey::from_bytes(&crate::workload::key_seed(self.cfg, self.user, j))
+            })
             .clone())
     }
 
     /// After a user's round: clients that hold a license or will buy one keep their signing
     /// key; the others keep only the seed.
     fn settle(self, user: &mut SimUser, round: u32) {
-        for (j, (c, derived)) in user.clients.iter_mut().zip(self.0).enumerate() {
+        for (j, (c, derived)) in user.clients.iter_mut().zip(self.derived).enumerate() {
             let holds = c.state.as_ref().is_some_and(ClientState::holds_licenses);
             let will_buy = user
                 .holdings

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::bound::CryptoBound;
 use crate::invariants::{AttackCount, InvariantCount};
 
-/// One epoch's EKB, for the report.
+/// An EKB built during the run (the first, and the last of each batch of revocations).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct EkbEpoch {
     /// The epoch.
@@ -221,8 +221,9 @@ impl fmt::Display for Report {
         let last = self.ekb.last();
         writeln!(
             f,
-            "EKB: {} epochs; last: {} revoked, {} subsets, {} bytes",
+            "EKB: {} built, up to epoch {}; last: {} revoked, {} subsets, {} bytes",
             self.ekb.len(),
+            last.map_or(0, |e| e.epoch),
             last.map_or(0, |e| e.revoked),
             last.map_or(0, |e| e.subsets),
             last.map_or(0, |e| e.bytes)

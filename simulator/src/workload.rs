@@ -101,6 +101,18 @@ pub(crate) struct UserPlan {
     pub(crate) purchases: Vec<PlannedPurchase>,
 }
 
+/// The seed of the signing key of user `u`'s client `j`, drawn again from the user's stream (as
+/// [`UserPlan::new`] drew it), so that a client need not keep it: 32 bytes less per client.
+pub(crate) fn key_seed(cfg: &SimConfig, u: u64, j: usize) -> [u8; 32] {
+    let mut rng = rng(cfg.seed, Purpose::User, u);
+    below(&mut rng, u64::from(cfg.max_clients));
+    let mut s = [0u8; 32];
+    for _ in 0..=j {
+        rng.fill_bytes(&mut s);
+    }
+    s
+}
+
 /// How many clients user `u` has: the first draw of its stream.
 pub(crate) fn client_count(cfg: &SimConfig, u: u64) -> u8 {
     let mut rng = rng(cfg.seed, Purpose::User, u);
@@ -144,6 +156,7 @@ impl UserPlan {
     ) -> Self {
         let mut rng = rng(cfg.seed, Purpose::User, u);
         let clients = 1 + below(&mut rng, u64::from(cfg.max_clients)) as u8;
+        // The seeds come next in the stream: `key_seed` draws them again.
         let move_first = spread.first.get(u as usize).copied().unwrap_or(0);
         let key_seeds = (0..clients)
             .map(|_| {

@@ -70,3 +70,43 @@ fn a_revoked_client_cannot_play_later_content_nor_receive_anything() {
         w.play(&good, old).unwrap();
     }
 }
+
+#[test]
+fn a_batch_of_revocations_builds_one_ekb_that_excludes_every_revoked_client() {
+    for scheme in [Scheme::COMPLETE_SUBTREE, Scheme::SUBSET_DIFFERENCE] {
+        let Some(mut w) = super::world(scheme) else {
+            return;
+        };
+        let user = w.user();
+        let good = w.client(user, 1);
+        let first = w.client(user, 2);
+        let second = w.client(user, 1);
+        let (start, _) = w.distributor.current_ekb().unwrap();
+
+        let middle = w.distributor.revoke_client(first.id()).unwrap();
+        let last = w.distributor.revoke_client(second.id()).unwrap();
+        assert_eq!((middle, last), (start + 1, start + 2));
+        // Nobody asked for the middle epoch's EKB: it was never built nor stored.
+        let registry = w.distributor.registry();
+        assert_eq!(registry.stored_ekb(middle).unwrap(), None);
+        assert_eq!(registry.stored_ekb(last).unwrap(), None);
+
+        // The first request builds the last epoch's EKB, stores it, and it shuts out both.
+        let (epoch, ekb) = w.distributor.current_ekb().unwrap();
+        assert_eq!(epoch, last);
+        assert_eq!(
+            registry.stored_ekb(last).unwrap().as_deref(),
+            Some(ekb.as_bytes())
+        );
+        let verified = EkbIn::from_bytes(ekb.as_bytes())
+            .unwrap()
+            .verify(&w.distributor.authority().verifying_key())
+            .unwrap();
+        for revoked in [&first, &second] {
+            assert_eq!(revoked.device_keys().open(&verified), Err(TreeError::Revoked));
+        }
+        assert!(good.device_keys().open(&verified).is_ok());
+        // An epoch that was skipped is not served afterwards either.
+        assert!(w.distributor.ekb(middle).is_err());
+    }
+}

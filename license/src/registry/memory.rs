@@ -14,8 +14,12 @@ use std::sync::{Mutex, MutexGuard};
 use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 
 mod clients;
+mod licenses;
+mod users;
 
 use clients::Clients;
+use licenses::Licenses;
+use users::{UserRow, Users};
 
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
@@ -56,29 +60,18 @@ pub struct MemoryRegistry {
 struct Tables {
     leaves: LeafAllocator,
     epoch: u64,
-    next_user: u64,
     next_content: u64,
-    users: HashMap<UserId, UserRow>,
+    users: Users,
     clients: Clients,
     revoked: BTreeSet<u32>,
     contents: HashMap<ContentId, ContentRecord>,
     content_licenses: HashMap<ContentId, Vec<LicenseId>>,
-    licenses: HashMap<LicenseId, LicenseRecord>,
+    licenses: Licenses,
     used_requests: HashMap<(ClientId, u64), UsedRequest>,
     history: Vec<CertificateRecord>,
     ledger: Vec<LedgerEntry>,
     ekbs: std::collections::BTreeMap<u64, Vec<u8>>,
     faults: Faults,
-}
-
-#[derive(Debug, Default)]
-struct UserRow {
-    clients: Vec<ClientId>,
-    /// Sorted; a vector, not a B-tree, because a user downloads a few contents and a B-tree
-    /// node holds 11.
-    contents: Vec<ContentId>,
-    licenses: Vec<LicenseId>,
-    total: u64,
 }
 
 /// Deliberate faults, for proving that a checker catches them. Never set in production.
@@ -94,14 +87,13 @@ impl MemoryRegistry {
             tables: Mutex::new(Tables {
                 leaves: LeafAllocator::new(height),
                 epoch: 1,
-                next_user: 1,
                 next_content: 1,
-                users: HashMap::new(),
+                users: Users::default(),
                 clients: Clients::default(),
                 revoked: BTreeSet::new(),
                 contents: HashMap::new(),
                 content_licenses: HashMap::new(),
-                licenses: HashMap::new(),
+                licenses: Licenses::new(FIRST_ID),
                 used_requests: HashMap::new(),
                 history: Vec::new(),
                 ledger: Vec::new(),
@@ -134,7 +126,7 @@ impl MemoryRegistry {
 
 impl Tables {
     fn user_mut(&mut self, user: UserId) -> Result<&mut UserRow, Error> {
-        self.users.get_mut(&user).ok_or(Error::UserNotFound(user))
+        self.users.get_mut(user).ok_or(Error::UserNotFound(user))
     }
 
     /// The owner of client `id`, which must not be revoked.
@@ -195,7 +187,7 @@ impl Positions {
 impl Tables {
     /// `user`'s rows, or `None` when nothing names the user.
     fn rows_of(&self, user: UserId, index: &Positions) -> Option<UserRows> {
-        let row = self.users.get(&user)?;
+        let row = self.users.get(user)?;
         let mut rows = UserRows::new(user, Some(row.total));
         rows.clients = row
             .clients
@@ -206,7 +198,7 @@ impl Tables {
         rows.licenses = row
             .licenses
             .iter()
-            .filter_map(|l| self.licenses.get(l).cloned())
+            .filter_map(|l| self.licenses.get(*l))
             .collect();
         rows.licenses.sort_by_key(|l| l.id);
         rows.history = Positions::find(
@@ -231,15 +223,11 @@ impl Tables {
 
 impl Registry for MemoryRegistry {
     fn add_user(&self) -> Result<UserId, Error> {
-        let mut t = self.lock()?;
-        let id = UserId(t.next_user);
-        t.next_user += 1;
-        t.users.insert(id, UserRow::default());
-        Ok(id)
+        Ok(self.lock()?.users.push())
     }
 
     fn has_user(&self, user: UserId) -> Result<bool, Error> {
-        Ok(self.lock()?.users.contains_key(&user))
+        Ok(self.lock()?.users.get(user).is_some())
     }
 
     fn add_client(
@@ -249,7 +237,7 @@ impl Registry for MemoryRegistry {
         build: ClientBuilder<'_>,
     ) -> Result<ClientRecord, Error> {
         let mut t = self.lock()?;
-        let row = t.users.get(&user).ok_or(Error::UserNotFound(user))?;
+        let row = t.users.get(user).ok_or(Error::UserNotFound(user))?;
         let active = row
             .clients
             .iter()
@@ -287,7 +275,7 @@ impl Registry for MemoryRegistry {
         Ok(self
             .lock()?
             .users
-            .get(&user)
+            .get(user)
             .map(|r| r.clients.clone())
             .unwrap_or_default())
     }
@@ -404,6 +392,8 @@ impl Registry for MemoryRegistry {
             return Err(Error::Internal("the client changed owner"));
         }
         let entry = LedgerEntry::new(user, content, id.0, charge);
+        // The one step that can fail comes first, so a failure changes nothing.
+        t.licenses.put(&record)?;
         t.used_requests.insert(
             (client, request.nonce),
             UsedRequest::new(request.digest, id.0),
@@ -412,13 +402,12 @@ impl Registry for MemoryRegistry {
         row.licenses.push(id);
         row.total = row.total.saturating_add(charge.amount);
         t.content_licenses.entry(content).or_default().push(id);
-        t.licenses.insert(id, record.clone());
         t.ledger.push(entry);
         Ok((record, entry))
     }
 
     fn license(&self, id: LicenseId) -> Result<Option<LicenseRecord>, Error> {
-        Ok(self.lock()?.licenses.get(&id).cloned())
+        Ok(self.lock()?.licenses.get(id))
     }
 
     fn used_request(&self, client: ClientId, nonce: u64) -> Result<Option<UsedRequest>, Error> {
@@ -432,7 +421,7 @@ impl Registry for MemoryRegistry {
         build: MoveBuilder<'_>,
     ) -> Result<(LicenseRecord, CertificateRecord, LedgerEntry), Error> {
         let check = |t: &Tables| {
-            let stored = t.licenses.get(&intent.license).cloned();
+            let stored = t.licenses.get(intent.license);
             let mut shown = stored.clone();
             if t.faults.skip_move_checks {
                 // The planted fault: the check sees the license as still active (the row itself,
@@ -481,6 +470,10 @@ impl Registry for MemoryRegistry {
         if t.used_requests.contains_key(&key) {
             return Err(Error::RequestReplayed);
         }
+        // The steps that can fail come first, so a failure changes nothing: the new license's
+        // ID is checked by storing it, the moved one's place exists (it was read above).
+        t.licenses.put(&new_license)?;
+        t.licenses.put(&moved)?;
         t.used_requests.insert(
             key,
             UsedRequest::new(intent.request.digest, certificate_id.0),
@@ -488,7 +481,6 @@ impl Registry for MemoryRegistry {
         let user = ctx.source.user;
         let entry = LedgerEntry::new(user, ctx.license.content, certificate_id.0, charge);
         // Every check passed and every row is built: apply.
-        t.licenses.insert(moved.id, moved);
         let row = t.user_mut(user)?;
         row.licenses.push(license_id);
         row.total = row.total.saturating_add(charge.amount);
@@ -496,7 +488,6 @@ impl Registry for MemoryRegistry {
             .entry(ctx.license.content)
             .or_default()
             .push(license_id);
-        t.licenses.insert(license_id, new_license.clone());
         t.history.push(history.clone());
         t.ledger.push(entry);
         Ok((new_license, history, entry))
@@ -513,7 +504,7 @@ impl Registry for MemoryRegistry {
     fn user_total(&self, user: UserId) -> Result<u64, Error> {
         self.lock()?
             .users
-            .get(&user)
+            .get(user)
             .map(|r| r.total)
             .ok_or(Error::UserNotFound(user))
     }
@@ -531,7 +522,7 @@ impl Registry for MemoryRegistry {
         Ok(self
             .lock()?
             .users
-            .get(&user)
+            .get(user)
             .map(|r| r.contents.clone())
             .unwrap_or_default())
     }
@@ -541,7 +532,7 @@ impl Registry for MemoryRegistry {
             .lock()?
             .users
             .iter()
-            .map(|(id, r)| (*id, r.total))
+            .map(|(id, r)| (id, r.total))
             .collect();
         all.sort();
         Ok(all)
@@ -563,8 +554,7 @@ impl Registry for MemoryRegistry {
         // append-only), taken once; entries appended later are found in the tails at each page.
         let (users, index) = {
             let t = self.lock()?;
-            let mut users: Vec<UserId> = t.users.keys().copied().collect();
-            users.sort_unstable();
+            let users: Vec<UserId> = t.users.iter().map(|(id, _)| id).collect();
             (users, Positions::of(&t))
         };
         for chunk in users.chunks(scan::PAGE_USERS) {
@@ -602,16 +592,14 @@ impl Registry for MemoryRegistry {
     }
 
     fn all_licenses(&self) -> Result<Vec<LicenseRecord>, Error> {
-        let mut all: Vec<_> = self.lock()?.licenses.values().cloned().collect();
-        all.sort_by_key(|l| l.id);
-        Ok(all)
+        Ok(self.lock()?.licenses.records().collect())
     }
 
     fn licenses_of_user(&self, user: UserId) -> Result<Vec<LicenseId>, Error> {
         Ok(self
             .lock()?
             .users
-            .get(&user)
+            .get(user)
             .map(|r| r.licenses.clone())
             .unwrap_or_default())
     }

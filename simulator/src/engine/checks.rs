@@ -50,7 +50,7 @@ impl<R: Registry> Engine<'_, R> {
     }
 
     pub(super) fn final_user(&self, u: u64, user: &mut SimUser) -> Result<(), SimError> {
-        let mut keys = Keys::new(user.clients.len());
+        let mut keys = Keys::new(self.cfg, u, user.clients.len());
         for h in 0..user.holdings.len() {
             let Some(holding) = user.holdings.get(h).cloned() else {
                 continue;

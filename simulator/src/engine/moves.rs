@@ -10,7 +10,7 @@ impl<R: Registry> Engine<'_, R> {
         u: u64,
         user: &mut SimUser,
         h: usize,
-        keys: &mut Keys,
+        keys: &mut Keys<'_>,
         rng: &mut rand_chacha::ChaCha8Rng,
     ) -> Result<(), SimError> {
         let Some(holding) = user.holdings.get(h).cloned() else {
@@ -153,7 +153,7 @@ impl<R: Registry> Engine<'_, R> {
         user: &mut SimUser,
         h: usize,
         license: &[u8],
-        keys: &mut Keys,
+        keys: &mut Keys<'_>,
         rng: &mut rand_chacha::ChaCha8Rng,
     ) -> Result<(), SimError> {
         let Some(holding) = user.holdings.get(h).cloned() else {

@@ -75,7 +75,8 @@ impl<R: Registry> Engine<'_, R> {
             expected.sort_unstable();
             let traced = out.disabled && found == expected && out.innocent_excluded == 0;
             self.tally.attack(Attack::PirateBox, traced, u64::from(b));
-            // Revoke what tracing found: the clients at those leaves.
+            // Revoke what tracing found: the clients at those leaves, in one batch (one EKB).
+            let mut last = None;
             for &(u, j) in &coalition {
                 let Some(c) = users.get_mut(u).and_then(|user| user.clients.get_mut(j)) else {
                     continue;
@@ -83,9 +84,11 @@ impl<R: Registry> Engine<'_, R> {
                 if c.revoked || !found.contains(&c.leaf.get()) {
                     continue;
                 }
-                let epoch = self.distributor.revoke_client(c.id)?;
+                last = Some(self.distributor.revoke_client(c.id)?);
                 c.revoked = true;
                 revoked_leaves.push(c.leaf.get());
+            }
+            if let Some(epoch) = last {
                 let mut entry = self.ekb_entry(epoch)?;
                 entry.revoked = revoked_leaves.len() as u64;
                 ekbs.push(entry);

@@ -70,7 +70,7 @@ impl<R: Registry> Engine<'_, R> {
         let buyers: Vec<bool> = (0..keys.len())
             .map(|j| plan.purchases.iter().any(|p| usize::from(p.client) == j))
             .collect();
-        for (j, (signing_key, seed)) in keys.into_iter().zip(plan.key_seeds).enumerate() {
+        for (j, signing_key) in keys.into_iter().enumerate() {
             let server = ServerId(1 + ((u + j as u64) % u64::from(self.cfg.servers)) as u32);
             let registration =
                 self.distributor
@@ -86,7 +86,6 @@ impl<R: Registry> Engine<'_, R> {
             clients.push(SimClient {
                 id: client_id,
                 leaf,
-                seed,
                 key,
                 state: Some(state),
                 revoked: false,

@@ -5,7 +5,8 @@ use super::*;
 impl<R: Registry> Engine<'_, R> {
     /// Revokes `count` clients after round `round`, one epoch each; then checks that every
     /// revoked client is refused by the new EKB and the license server, and that no subset of
-    /// the EKB holds a revoked leaf.
+    /// the EKB holds a revoked leaf. Only the last epoch's EKB is built (the distributor builds
+    /// an EKB when it is first asked for), so the report lists one EKB per batch.
     pub(super) fn revoke(
         &self,
         users: &mut [SimUser],
@@ -21,6 +22,7 @@ impl<R: Registry> Engine<'_, R> {
         let mut rng = rng(self.cfg.seed, Purpose::Revocation, u64::from(round));
         let mut done = 0;
         let mut tries = 0;
+        let mut last = 0;
         while done < count && tries < 100 * count {
             tries += 1;
             let u = below(&mut rng, users.len() as u64) as usize;
@@ -40,11 +42,12 @@ impl<R: Registry> Engine<'_, R> {
             revoked_leaves.push(c.leaf.get());
             done += 1;
             self.ops.add(Op::Revoke, 1, t.elapsed());
-            let mut entry = self.ekb_entry(epoch)?;
-            entry.revoked = revoked_leaves.len() as u64;
-            ekbs.push(entry);
+            last = epoch;
             self.progress.inc(1);
         }
+        let mut entry = self.ekb_entry(last)?;
+        entry.revoked = revoked_leaves.len() as u64;
+        ekbs.push(entry);
         let ekb = verified_current(&self.distributor, &self.authority)?;
         *self
             .ekb
@@ -106,7 +109,7 @@ impl<R: Registry> Engine<'_, R> {
                     .check(Invariant::RevokedLockedOut, refused, u as u64, || {
                         format!("revoked client {j} of user {u} opened the EKB: {opened:?}")
                     });
-                let key = SigningKey::from_bytes(&sim.seed);
+                let key = SigningKey::from_bytes(&crate::workload::key_seed(self.cfg, u as u64, j));
                 let mut client = self.restore(sim, key)?;
                 let request = client.license_request(content.id, self.clock_now());
                 let answer = self.distributor.supply_license(request.as_bytes());

@@ -26,7 +26,7 @@ impl<R: Registry> Engine<'_, R> {
             Purpose::Round,
             u * u64::from(self.cfg.rounds) + u64::from(round),
         );
-        let mut keys = Keys::new(user.clients.len());
+        let mut keys = Keys::new(self.cfg, u, user.clients.len());
         for h in 0..user.holdings.len() {
             if user.holdings.get(h).is_none_or(|x| x.round != round) {
                 continue;
@@ -57,7 +57,7 @@ impl<R: Registry> Engine<'_, R> {
         u: u64,
         user: &mut SimUser,
         h: usize,
-        keys: &mut Keys,
+        keys: &mut Keys<'_>,
         rng: &mut rand_chacha::ChaCha8Rng,
     ) -> Result<bool, SimError> {
         let Some(holding) = user.holdings.get(h).cloned() else {
@@ -99,7 +99,7 @@ impl<R: Registry> Engine<'_, R> {
         u: u64,
         user: &mut SimUser,
         h: usize,
-        keys: &mut Keys,
+        keys: &mut Keys<'_>,
         workload: bool,
     ) -> Result<(), SimError> {
         let Some(holding) = user.holdings.get(h).cloned() else {

@@ -1,0 +1,72 @@
+//! The memory store's users: one vector, a user at index `ID − 1`.
+//!
+//! User IDs are handed out in order from one counter and a user is never removed, so a vector
+//! holds them without a hash table's empty slots and per-entry key.
+
+use crate::ids::{ClientId, ContentId, LicenseId, UserId};
+
+/// A user's row: the IDs of what the user owns, and the total billed.
+#[derive(Debug, Default)]
+pub(super) struct UserRow {
+    pub(super) clients: Vec<ClientId>,
+    /// Sorted; a vector, not a B-tree, because a user downloads a few contents and a B-tree
+    /// node holds 11.
+    pub(super) contents: Vec<ContentId>,
+    pub(super) licenses: Vec<LicenseId>,
+    pub(super) total: u64,
+}
+
+/// The users, by ID.
+#[derive(Debug, Default)]
+pub(super) struct Users(Vec<UserRow>);
+
+impl Users {
+    fn index(id: UserId) -> Option<usize> {
+        usize::try_from(id.0.checked_sub(1)?).ok()
+    }
+
+    /// The ID the next user gets.
+    pub(super) fn next_id(&self) -> UserId {
+        UserId(self.0.len() as u64 + 1)
+    }
+
+    /// Adds a user; its ID is [`Users::next_id`].
+    pub(super) fn push(&mut self) -> UserId {
+        let id = self.next_id();
+        self.0.push(UserRow::default());
+        id
+    }
+
+    pub(super) fn get(&self, id: UserId) -> Option<&UserRow> {
+        self.0.get(Self::index(id)?)
+    }
+
+    pub(super) fn get_mut(&mut self, id: UserId) -> Option<&mut UserRow> {
+        let at = Self::index(id)?;
+        self.0.get_mut(at)
+    }
+
+    /// Every user, in ID order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (UserId, &UserRow)> {
+        self.0.iter().zip(1..).map(|(row, id)| (UserId(id), row))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_are_found_by_id_and_only_those_handed_out() {
+        let mut users = Users::default();
+        assert_eq!(users.push(), UserId(1));
+        assert_eq!(users.push(), UserId(2));
+        users.get_mut(UserId(2)).unwrap().total = 5;
+        assert_eq!(users.get(UserId(2)).unwrap().total, 5);
+        for absent in [0, 3, u64::MAX] {
+            assert!(users.get(UserId(absent)).is_none());
+        }
+        let ids: Vec<_> = users.iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, [UserId(1), UserId(2)]);
+    }
+}
