@@ -159,7 +159,23 @@ impl Signed<LicenseTbs> {
         device_key: &DeviceKey,
         release: Option<&ReleaseKey>,
     ) -> Result<ContentKey, Error> {
-        let t = &self.tbs();
+        self.tbs().content_key(epoch_key, device_key, release)
+    }
+}
+
+impl LicenseTbs {
+    /// The content key, unwrapped as [`License::content_key`] does, from the fields of a
+    /// license whose signature was verified when it arrived (a client keeps only these).
+    ///
+    /// # Errors
+    /// [`Error::UnwrapFailed`] when a key is not the one the license was issued for.
+    pub fn content_key(
+        &self,
+        epoch_key: &PayloadKey,
+        device_key: &DeviceKey,
+        release: Option<&ReleaseKey>,
+    ) -> Result<ContentKey, Error> {
+        let t = self;
         let kek = binding_key(
             epoch_key,
             (device_key, release),

@@ -15,7 +15,8 @@ use crate::Error;
 use crate::certificate::ReleaseKey;
 use crate::distributor::Registration;
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId};
-use crate::license::LicenseIn;
+use crate::license::{LicenseIn, LicenseTbs};
+use crate::sign::Signable;
 
 const MAGIC: [u8; 4] = *b"TCCS";
 const VERSION: u8 = 1;
@@ -28,11 +29,7 @@ impl Client {
         let s = self.state.stores();
         let mut len = 64;
         len += s.contents.values().map(|c| 12 + c.len()).sum::<usize>();
-        len += s
-            .licenses
-            .values()
-            .map(|h| 29 + h.license.as_bytes().len())
-            .sum::<usize>();
+        len += s.licenses.len() * (29 + LicenseTbs::MAX_LEN + crate::sign::SIGNATURE_LEN);
         len += s
             .ekbs
             .values()
@@ -52,7 +49,7 @@ impl Client {
         }
         put_count(&mut out, s.licenses.len());
         for held in s.licenses.values() {
-            put_bytes(&mut out, held.license.as_bytes());
+            put_bytes(&mut out, &held.encoded());
             match &held.release {
                 Some(r) => {
                     out.push(1);
