@@ -363,6 +363,25 @@ fn restore_refuses_the_key_set_of_another_leaf() {
     assert_eq!(restored.unwrap_err(), Error::NotForThisClient);
 }
 
+/// A saved client state does not accept another client's signing key (it keeps the first
+/// bytes of its own public key to tell).
+#[test]
+fn restore_refuses_another_clients_signing_key() {
+    let mut w = World::new(Scheme::COMPLETE_SUBTREE);
+    let user = w.user();
+    let (a, _) = w.client_with_key(user, 1);
+    let (_, other_key) = w.client_with_key(user, 1);
+    let keys = a.device_keys().clone();
+    let restored = Client::restore(
+        other_key,
+        keys,
+        w.distributor.server_keys(),
+        w.distributor.authority().verifying_key(),
+        a.into_state(),
+    );
+    assert_eq!(restored.unwrap_err(), Error::NotForThisClient);
+}
+
 /// Item 9: rights are enforced on both sides.
 #[test]
 fn a_play_only_license_does_not_move_and_a_move_only_one_does_not_play() {

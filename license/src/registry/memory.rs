@@ -259,7 +259,7 @@ impl Registry for MemoryRegistry {
         }
         t.clients.push(record.clone())?;
         t.leaves = leaves;
-        t.user_mut(user)?.clients.push(id);
+        users::push(&mut t.user_mut(user)?.clients, id);
         Ok(record)
     }
 
@@ -276,7 +276,7 @@ impl Registry for MemoryRegistry {
             .lock()?
             .users
             .get(user)
-            .map(|r| r.clients.clone())
+            .map(|r| r.clients.to_vec())
             .unwrap_or_default())
     }
 
@@ -350,7 +350,7 @@ impl Registry for MemoryRegistry {
         }
         let contents = &mut t.user_mut(user)?.contents;
         if let Err(at) = contents.binary_search(&content) {
-            contents.insert(at, content);
+            users::insert(contents, at, content);
         }
         Ok(())
     }
@@ -399,7 +399,7 @@ impl Registry for MemoryRegistry {
             UsedRequest::new(request.digest, id.0),
         );
         let row = t.user_mut(user)?;
-        row.licenses.push(id);
+        users::push(&mut row.licenses, id);
         row.total = row.total.saturating_add(charge.amount);
         t.content_licenses.entry(content).or_default().push(id);
         t.ledger.push(entry);
@@ -482,7 +482,7 @@ impl Registry for MemoryRegistry {
         let entry = LedgerEntry::new(user, ctx.license.content, certificate_id.0, charge);
         // Every check passed and every row is built: apply.
         let row = t.user_mut(user)?;
-        row.licenses.push(license_id);
+        users::push(&mut row.licenses, license_id);
         row.total = row.total.saturating_add(charge.amount);
         t.content_licenses
             .entry(ctx.license.content)
@@ -523,7 +523,7 @@ impl Registry for MemoryRegistry {
             .lock()?
             .users
             .get(user)
-            .map(|r| r.contents.clone())
+            .map(|r| r.contents.to_vec())
             .unwrap_or_default())
     }
 
@@ -600,7 +600,7 @@ impl Registry for MemoryRegistry {
             .lock()?
             .users
             .get(user)
-            .map(|r| r.licenses.clone())
+            .map(|r| r.licenses.to_vec())
             .unwrap_or_default())
     }
 }
