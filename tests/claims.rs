@@ -16,6 +16,9 @@ macro_rules! claims {
         #[path = "audit_streams.rs"]
         mod audit_streams;
         #[allow(clippy::duplicate_mod, reason = "one suite, loaded once per store")]
+        #[path = "batch_registration.rs"]
+        mod batch_registration;
+        #[allow(clippy::duplicate_mod, reason = "one suite, loaded once per store")]
         #[path = "claim01_registration_and_supply.rs"]
         mod claim01_registration_and_supply;
         #[allow(clippy::duplicate_mod, reason = "one suite, loaded once per store")]

@@ -94,17 +94,44 @@ struct Stores {
     contents: LiteMap<ContentId, Arc<[u8]>>,
     licenses: LiteMap<ContentId, Held>,
     ekbs: LiteMap<u64, Arc<VerifiedEkbBuf>>,
+    /// Boxed, and absent until the client takes part in a move, which most never do: 32 bytes
+    /// less for each client that holds something.
+    moves: Option<Box<Moves>>,
+}
+
+/// What a client remembers of its moves.
+#[derive(Clone, Default)]
+struct Moves {
     used_certificates: LiteMap<CertificateId, ()>,
     moved_out: LiteMap<LicenseId, ()>,
 }
 
+/// The moves of a client that took part in none.
+static NO_MOVES: Moves = Moves {
+    used_certificates: LiteMap::new(),
+    moved_out: LiteMap::new(),
+};
+
+impl Moves {
+    fn is_empty(&self) -> bool {
+        self.used_certificates.is_empty() && self.moved_out.is_empty()
+    }
+}
+
 impl Stores {
+    fn moves(&self) -> &Moves {
+        self.moves.as_deref().unwrap_or(&NO_MOVES)
+    }
+
+    fn moves_mut(&mut self) -> &mut Moves {
+        self.moves.get_or_insert_with(Box::default)
+    }
+
     fn is_empty(&self) -> bool {
         self.contents.is_empty()
             && self.licenses.is_empty()
             && self.ekbs.is_empty()
-            && self.used_certificates.is_empty()
-            && self.moved_out.is_empty()
+            && self.moves().is_empty()
     }
 }
 
@@ -167,8 +194,7 @@ static EMPTY: Stores = Stores {
     contents: LiteMap::new(),
     licenses: LiteMap::new(),
     ekbs: LiteMap::new(),
-    used_certificates: LiteMap::new(),
-    moved_out: LiteMap::new(),
+    moves: None,
 };
 
 impl ClientState {
@@ -205,8 +231,13 @@ impl ClientState {
         shrink(&mut s.contents);
         shrink(&mut s.licenses);
         shrink(&mut s.ekbs);
-        shrink(&mut s.used_certificates);
-        shrink(&mut s.moved_out);
+        if let Some(moves) = s.moves.as_deref_mut() {
+            shrink(&mut moves.used_certificates);
+            shrink(&mut moves.moved_out);
+        }
+        if s.moves.as_deref().is_some_and(Moves::is_empty) {
+            s.moves = None;
+        }
         if s.is_empty() {
             self.stores = None;
         }
@@ -546,7 +577,7 @@ impl Client {
         let stores = self.state.stores_mut();
         stores.licenses.remove(&t.content_id);
         let content = stores.contents.remove(&t.content_id);
-        stores.moved_out.insert(t.source_license, ());
+        stores.moves_mut().moved_out.insert(t.source_license, ());
         Ok(MovePackage {
             certificate: certificate.to_vec(),
             content,
@@ -578,6 +609,7 @@ impl Client {
         if self
             .state
             .stores()
+            .moves()
             .used_certificates
             .contains_key(&t.certificate_id)
         {
@@ -597,7 +629,10 @@ impl Client {
         }
         self.accept_license(license, Some(package.release.clone()))?;
         let stores = self.state.stores_mut();
-        stores.used_certificates.insert(t.certificate_id, ());
+        stores
+            .moves_mut()
+            .used_certificates
+            .insert(t.certificate_id, ());
         if let Some(container) = &package.content {
             stores.contents.insert(t.content_id, container.clone());
         }
@@ -613,7 +648,13 @@ impl Client {
         if t.client_id != self.state.id {
             return Err(Error::NotForThisClient);
         }
-        if self.state.stores().moved_out.contains_key(&t.license_id) {
+        if self
+            .state
+            .stores()
+            .moves()
+            .moved_out
+            .contains_key(&t.license_id)
+        {
             return Err(Error::LicenseMoved(t.license_id));
         }
         let content = t.content_id;

@@ -143,6 +143,17 @@ pub struct Registration {
     pub authority_key: VerifyingKey,
 }
 
+/// A client to register with [`Distributor::register_clients`].
+#[derive(Clone, Debug)]
+pub struct NewClient {
+    /// Its owner.
+    pub user: UserId,
+    /// The license server it registers with.
+    pub server: ServerId,
+    /// Its public key.
+    pub public_key: VerifyingKey,
+}
+
 /// The contents distribution system of one distributor.
 ///
 /// A user buys a content on one client and moves it to another; the README has the whole flow
@@ -475,6 +486,123 @@ impl<R: Registry> Distributor<R> {
             servers: self.server_keys(),
             authority_key: self.authority.verifying_key(),
         })
+    }
+
+    /// Registers several clients, in order, each as [`Distributor::register_client`] would: the
+    /// `i`-th gets the `i`-th ID and leaf handed out and its own result. The certificates are
+    /// signed on rayon's threads where the store builds rows in parallel (the memory store), so
+    /// a batch is not held up behind one signature at a time; the device key sets are derived in
+    /// parallel too.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use rand_chacha::ChaCha20Rng;
+    /// # use rand_core::SeedableRng;
+    /// # use treecast_license::keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
+    /// # use treecast_license::{Distributor, DistributorConfig, LicenseServer, ManualClock, NewClient,
+    /// #     ServerId, SigningKey, Tariff, UnixTime, registry::MemoryRegistry};
+    /// # fn main() -> Result<(), treecast_license::Error> {
+    /// # let height = TreeHeight::new(16)?;
+    /// # let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));
+    /// # let shop = Distributor::new(
+    /// #     Authority::new(&MasterSecret::from_bytes([3; 32]), config)?,
+    /// #     [LicenseServer::generate(ServerId(1), &mut ChaCha20Rng::seed_from_u64(1))],
+    /// #     MemoryRegistry::new(height),
+    /// #     Tariff::default(),
+    /// #     Arc::new(ManualClock::new(UnixTime(1_800_000_000))),
+    /// #     DistributorConfig::default(),
+    /// # );
+    /// let user = shop.register_user()?;
+    /// let keys: Vec<SigningKey> = (0..3u8).map(|i| SigningKey::from_bytes(&[10 + i; 32])).collect();
+    /// let mut batch: Vec<NewClient> = keys
+    ///     .iter()
+    ///     .map(|k| NewClient { user, server: ServerId(1), public_key: k.verifying_key() })
+    ///     .collect();
+    /// batch[1].server = ServerId(9); // no such server: refused, and takes no leaf
+    /// let registered = shop.register_clients(&batch);
+    /// assert_eq!(registered[0].as_ref().unwrap().client_id.0, 1);
+    /// assert!(registered[1].is_err());
+    /// assert_eq!(registered[2].as_ref().unwrap().client_id.0, 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn register_clients(&self, clients: &[NewClient]) -> Vec<Result<Registration, Error>>
+    where
+        R: Sync,
+    {
+        use rayon::prelude::*;
+        let tree_id = self.authority.config().tree_id;
+        let now = self.clock.now();
+        let certificates: Vec<std::sync::Mutex<Option<ClientCertificate>>> = clients
+            .iter()
+            .map(|_| std::sync::Mutex::new(None))
+            .collect();
+        // An unknown server is refused before the registry, as `register_client` refuses it.
+        let mut results: Vec<Option<Result<Registration, Error>>> = clients
+            .iter()
+            .map(|c| self.server(c.server).err().map(Err))
+            .collect();
+        let known: Vec<usize> = (0..clients.len())
+            .filter(|&i| results.get(i).is_some_and(Option::is_none))
+            .collect();
+        let users: Vec<UserId> = known
+            .iter()
+            .filter_map(|&i| clients.get(i).map(|c| c.user))
+            .collect();
+        let build = |k: usize, id: ClientId, leaf| -> Result<ClientRecord, Error> {
+            let i = *known.get(k).ok_or(Error::Internal("batch index"))?;
+            let c = clients.get(i).ok_or(Error::Internal("batch index"))?;
+            let signed =
+                ClientCertificateTbs::new(c.server, id, c.user, leaf, tree_id, &c.public_key, now)
+                    .sign(self.server(c.server)?.signing_key());
+            let record = self.vault.tag_client(ClientRecord::new(
+                id,
+                c.user,
+                leaf,
+                c.server,
+                signed.as_bytes().to_vec(),
+                c.public_key.to_bytes(),
+            ));
+            *certificates
+                .get(i)
+                .ok_or(Error::Internal("batch index"))?
+                .lock()
+                .map_err(|_| Error::Internal("certificate slot poisoned"))? = Some(signed);
+            Ok(record)
+        };
+        let added = self
+            .registry
+            .add_clients(&users, self.config.max_clients_per_user, &build);
+        let registered: Vec<(usize, Result<Registration, Error>)> = known
+            .par_iter()
+            .zip(added)
+            .map(|(&i, record)| {
+                let registration = record.and_then(|record| {
+                    let certificate = certificates
+                        .get(i)
+                        .and_then(|slot| slot.lock().ok()?.take())
+                        .ok_or(Error::Internal("certificate not built"))?;
+                    Ok(Registration {
+                        client_id: record.id,
+                        user_id: record.user,
+                        server_id: record.server,
+                        device_keys: self.authority.device_keys(record.leaf),
+                        certificate,
+                        servers: self.server_keys(),
+                        authority_key: self.authority.verifying_key(),
+                    })
+                });
+                (i, registration)
+            })
+            .collect();
+        for (i, registration) in registered {
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Some(registration);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(Error::Internal("a client of the batch has no result"))))
+            .collect()
     }
 
     /// Revokes a client (or deregisters it: the same thing for the key tree). A new epoch starts

@@ -387,6 +387,10 @@ pub(crate) fn check_revoked(stored: &ClientRecord, revoked: &ClientRecord) -> Re
 
 /// Builds a client's record given its new ID and leaf.
 pub type ClientBuilder<'a> = &'a mut dyn FnMut(ClientId, LeafIndex) -> Result<ClientRecord, Error>;
+/// Builds the records of [`Registry::add_clients`] given a request's index, its new ID and its
+/// leaf; a store may call it on several threads at once.
+pub type ClientsBuilder<'a> =
+    &'a (dyn Fn(usize, ClientId, LeafIndex) -> Result<ClientRecord, Error> + Sync);
 /// Builds a content record given its new ID.
 pub type ContentBuilder<'a> = &'a mut dyn FnMut(ContentId) -> Result<ContentRecord, Error>;
 /// Builds a license record given its new ID.
@@ -470,6 +474,24 @@ pub trait Registry: Send + Sync {
         limit: usize,
         build: ClientBuilder<'_>,
     ) -> Result<ClientRecord, Error>;
+
+    /// Adds a client for each of `users`, in order, with the results [`Registry::add_client`]
+    /// would give called for each in turn: the `i`-th user's client gets the `i`-th ID and leaf
+    /// handed out, and each request has its own result. A store may build the records in
+    /// parallel (the memory store does, on rayon's threads); by default they are added one by
+    /// one.
+    fn add_clients(
+        &self,
+        users: &[UserId],
+        limit: usize,
+        build: ClientsBuilder<'_>,
+    ) -> Vec<Result<ClientRecord, Error>> {
+        users
+            .iter()
+            .enumerate()
+            .map(|(i, &user)| self.add_client(user, limit, &mut |id, leaf| build(i, id, leaf)))
+            .collect()
+    }
 
     /// A client.
     ///

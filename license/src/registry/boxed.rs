@@ -3,9 +3,9 @@
 use treecast_keytree::LeafIndex;
 
 use super::{
-    CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
-    LicenseBuilder, LicenseRecord, MoveBuilder, MoveIntent, Registry, RequestTag, Revoker,
-    UsedRequest, UserRows,
+    CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ClientsBuilder, ContentBuilder,
+    ContentRecord, LicenseBuilder, LicenseRecord, MoveBuilder, MoveIntent, Registry, RequestTag,
+    Revoker, UsedRequest, UserRows,
 };
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
@@ -26,6 +26,14 @@ impl<R: Registry + ?Sized> Registry for Box<R> {
         build: ClientBuilder<'_>,
     ) -> Result<ClientRecord, Error> {
         (**self).add_client(user, limit, build)
+    }
+    fn add_clients(
+        &self,
+        users: &[UserId],
+        limit: usize,
+        build: ClientsBuilder<'_>,
+    ) -> Vec<Result<ClientRecord, Error>> {
+        (**self).add_clients(users, limit, build)
     }
     fn client(&self, id: ClientId) -> Result<Option<ClientRecord>, Error> {
         (**self).client(id)

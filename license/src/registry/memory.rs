@@ -17,14 +17,14 @@ mod clients;
 mod licenses;
 mod users;
 
-use clients::Clients;
+use clients::{Clients, Prepared};
 use licenses::Licenses;
 use users::{UserRow, Users};
 
 use super::{
-    CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
-    LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows, Registry,
-    RequestTag, Revoker, UsedRequest, UserRows, check_move, scan,
+    CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ClientsBuilder, ContentBuilder,
+    ContentRecord, LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows,
+    Registry, RequestTag, Revoker, UsedRequest, UserRows, check_move, scan,
 };
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
@@ -261,6 +261,117 @@ impl Registry for MemoryRegistry {
         t.leaves = leaves;
         users::push(&mut t.user_mut(user)?.clients, id);
         Ok(record)
+    }
+
+    /// Under the lock: the checks and the IDs and leaves of the whole batch, then every record
+    /// built at once on rayon's threads (signing a certificate is most of a registration), then
+    /// the rows. Should a builder fail, nothing of the batch is kept and the requests are added
+    /// one by one, so each gets exactly the result [`Registry::add_client`] gives it.
+    fn add_clients(
+        &self,
+        users: &[UserId],
+        limit: usize,
+        build: ClientsBuilder<'_>,
+    ) -> Vec<Result<ClientRecord, Error>> {
+        use rayon::prelude::*;
+        let one_by_one = || {
+            users
+                .iter()
+                .enumerate()
+                .map(|(i, &user)| self.add_client(user, limit, &mut |id, leaf| build(i, id, leaf)))
+                .collect()
+        };
+        let mut t = match self.lock() {
+            Ok(t) => t,
+            Err(e) => return users.iter().map(|_| Err(e.clone())).collect(),
+        };
+        // The checks and allocations, in order, as `add_client` makes them.
+        let mut leaves = t.leaves.clone();
+        let mut next = t.clients.next_id();
+        let mut added: HashMap<UserId, usize> = HashMap::new();
+        let mut results: Vec<Option<Result<ClientRecord, Error>>> = Vec::with_capacity(users.len());
+        let mut planned = Vec::with_capacity(users.len());
+        for (i, &user) in users.iter().enumerate() {
+            let Some(row) = t.users.get(user) else {
+                results.push(Some(Err(Error::UserNotFound(user))));
+                continue;
+            };
+            let active = row
+                .clients
+                .iter()
+                .filter(|c| t.clients.summary(**c).is_some_and(|r| !r.revoked))
+                .count();
+            let earlier = added.get(&user).copied().unwrap_or(0);
+            if active + earlier >= limit {
+                results.push(Some(Err(Error::ClientLimit(user))));
+                continue;
+            }
+            let leaf = match leaves.allocate() {
+                Ok(leaf) => leaf,
+                Err(e) => {
+                    results.push(Some(Err(e.into())));
+                    continue;
+                }
+            };
+            let id = ClientId(u64::from(leaf.get()) + 1);
+            if id != next {
+                drop(t);
+                return one_by_one();
+            }
+            next = ClientId(id.0 + 1);
+            *added.entry(user).or_default() += 1;
+            planned.push((i, user, id, leaf));
+            results.push(None);
+        }
+        let built: Vec<Result<(ClientRecord, Prepared), Error>> = planned
+            .par_iter()
+            .map(|&(i, user, id, leaf)| {
+                let record = build(i, id, leaf)?;
+                if record.id != id || record.leaf != leaf || record.user != user {
+                    return Err(Error::Internal("client builder changed the IDs"));
+                }
+                let row = Prepared::of(record.clone());
+                Ok((record, row))
+            })
+            .collect();
+        if built.iter().any(Result::is_err) {
+            drop(t);
+            return one_by_one();
+        }
+        // Every record is built: the rows, in order (the same pushes `add_client` makes).
+        let before = t.leaves.clone();
+        let mut pushed = 0;
+        for (&(i, user, id, _), record) in planned.iter().zip(built) {
+            let Ok((record, row)) = record else {
+                continue;
+            };
+            if let Err(e) = t.clients.push_prepared(id, row) {
+                // Cannot happen (the IDs were checked above); the batch stops here, and only
+                // the leaves of the rows added are taken.
+                if let Some(slot) = results.get_mut(i) {
+                    *slot = Some(Err(e));
+                }
+                leaves = before;
+                for _ in 0..pushed {
+                    if leaves.allocate().is_err() {
+                        break;
+                    }
+                }
+                break;
+            }
+            pushed += 1;
+            if let Some(row) = t.users.get_mut(user) {
+                users::push(&mut row.clients, id);
+            }
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Some(Ok(record));
+            }
+        }
+        t.leaves = leaves;
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(Error::Internal("a client of the batch was not added"))))
+            .collect()
     }
 
     fn client(&self, id: ClientId) -> Result<Option<ClientRecord>, Error> {
@@ -602,5 +713,66 @@ impl Registry for MemoryRegistry {
             .get(user)
             .map(|r| r.licenses.to_vec())
             .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use treecast_keytree::TreeHeight;
+
+    use super::*;
+    use crate::ids::ServerId;
+
+    fn registry_with_users(n: usize) -> (MemoryRegistry, Vec<UserId>) {
+        let registry = MemoryRegistry::new(TreeHeight::new(8).unwrap());
+        let users = (0..n).map(|_| registry.add_user().unwrap()).collect();
+        (registry, users)
+    }
+
+    fn record(id: ClientId, user: UserId, leaf: LeafIndex) -> ClientRecord {
+        ClientRecord::new(id, user, leaf, ServerId(1), Vec::new(), [id.0 as u8; 32])
+    }
+
+    /// A batch whose builder fails for one request is added one by one: that request gets the
+    /// builder's error and takes no ID, the others get what `add_client` gives them.
+    #[test]
+    fn a_failed_build_in_a_batch_costs_only_its_own_request() {
+        let (registry, users) = registry_with_users(2);
+        let batch = [users[0], users[1], users[0], users[1]];
+        let results = registry.add_clients(&batch, 4, &|i, id, leaf| {
+            if i == 1 {
+                return Err(Error::Internal("planted"));
+            }
+            Ok(record(id, batch[i], leaf))
+        });
+        let ids: Vec<Option<u64>> = results
+            .iter()
+            .map(|r| r.as_ref().ok().map(|c| c.id.0))
+            .collect();
+        assert_eq!(ids, [Some(1), None, Some(2), Some(3)]);
+        assert_eq!(results[1], Err(Error::Internal("planted")));
+        assert_eq!(
+            registry.clients_of(users[0]).unwrap(),
+            [ClientId(1), ClientId(2)]
+        );
+        assert_eq!(registry.clients_of(users[1]).unwrap(), [ClientId(3)]);
+
+        // A batch that builds: the same IDs a one-by-one registration gives, the limit counted
+        // across the batch.
+        let results = registry.add_clients(&[users[0], users[0], users[1]], 3, &|i, id, leaf| {
+            Ok(record(id, [users[0], users[0], users[1]][i], leaf))
+        });
+        let ids: Vec<Option<u64>> = results
+            .iter()
+            .map(|r| r.as_ref().ok().map(|c| c.id.0))
+            .collect();
+        assert_eq!(ids, [Some(4), None, Some(5)]);
+        assert_eq!(results[1], Err(Error::ClientLimit(users[0])));
+        assert_eq!(
+            registry
+                .client_by_leaf(LeafIndex::new(4, TreeHeight::new(8).unwrap()).unwrap())
+                .unwrap(),
+            Some(ClientId(5))
+        );
     }
 }

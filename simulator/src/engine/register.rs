@@ -1,5 +1,7 @@
-//! Registration: users and their clients, in user order, with key generation for the next
-//! chunk on the other core.
+//! Registration: users and their clients, in user order, a chunk at a time: a chunk's
+//! certificates are signed in one batch on every thread while the next chunk's keys are made.
+
+use treecast_license::{NewClient, Registration};
 
 use super::*;
 
@@ -8,7 +10,7 @@ impl<R: Registry> Engine<'_, R> {
     /// threads. Client keys for the next chunk of users are made on the other threads while a
     /// chunk is registered.
     pub(super) fn register(&mut self) -> Result<Vec<SimUser>, SimError> {
-        const CHUNK: u64 = 4096;
+        const CHUNK: u64 = 1024;
         let cfg = self.cfg;
         self.bar("registration", cfg.users);
         let spread = MoveSpread::new(cfg);
@@ -25,32 +27,14 @@ impl<R: Registry> Engine<'_, R> {
         };
         let mut users = Vec::with_capacity(cfg.users as usize);
         let mut first_client = Vec::with_capacity(cfg.users as usize);
-        let mut next = plan_chunk(0);
         let mut start = 0;
         while start < cfg.users {
-            let chunk = std::mem::take(&mut next);
-            let following = start + CHUNK;
-            let (registered, planned) = rayon::join(
-                || -> Result<Vec<SimUser>, SimError> {
-                    chunk
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, (plan, keys))| self.register_user(start + i as u64, plan, keys))
-                        .collect()
-                },
-                || {
-                    if following < cfg.users {
-                        plan_chunk(following)
-                    } else {
-                        Vec::new()
-                    }
-                },
-            );
-            for user in registered? {
+            let registered = self.register_chunk(start, plan_chunk(start))?;
+            for user in registered {
                 first_client.push(user.clients.first().map_or(0, |c| c.id.0));
                 users.push(user);
             }
-            next = planned;
+            let following = start + CHUNK;
             self.progress.inc(following.min(cfg.users) - start);
             start = following;
         }
@@ -58,23 +42,68 @@ impl<R: Registry> Engine<'_, R> {
         Ok(users)
     }
 
-    pub(super) fn register_user(
+    /// Registers one chunk of users, in user order: the users one by one, then all their
+    /// clients in one batch (`Distributor::register_clients`, whose certificates are signed on
+    /// every thread), then each client's state, user by user on every thread.
+    fn register_chunk(
         &self,
-        u: u64,
+        start: u64,
+        chunk: Vec<(UserPlan, Vec<SigningKey>)>,
+    ) -> Result<Vec<SimUser>, SimError> {
+        let t = Instant::now();
+        let ids = chunk
+            .iter()
+            .map(|_| self.distributor.register_user())
+            .collect::<Result<Vec<UserId>, Error>>()?;
+        let batch: Vec<NewClient> = chunk
+            .iter()
+            .zip(&ids)
+            .enumerate()
+            .flat_map(|(i, ((_, keys), &user))| {
+                let u = start + i as u64;
+                keys.iter().enumerate().map(move |(j, key)| NewClient {
+                    user,
+                    server: ServerId(1 + ((u + j as u64) % u64::from(self.cfg.servers)) as u32),
+                    public_key: key.verifying_key(),
+                })
+            })
+            .collect();
+        let clients = batch.len() as u64;
+        let mut registrations = self.distributor.register_clients(&batch).into_iter();
+        // Each user's registrations, in order, beside its plan and keys.
+        let mut per_user = Vec::with_capacity(chunk.len());
+        for ((plan, keys), id) in chunk.into_iter().zip(ids) {
+            let mine: Vec<Registration> = registrations
+                .by_ref()
+                .take(keys.len())
+                .collect::<Result<_, Error>>()?;
+            per_user.push((plan, keys, id, mine));
+        }
+        let users = per_user
+            .into_par_iter()
+            .map(|(plan, keys, id, mine)| self.sim_user(plan, keys, id, mine))
+            .collect::<Result<Vec<SimUser>, SimError>>()?;
+        self.ops.add(Op::Register, clients, t.elapsed());
+        Ok(users)
+    }
+
+    /// A registered user as the simulator keeps it: its clients' states, the signing keys of
+    /// those that will buy, and its planned purchases.
+    fn sim_user(
+        &self,
         plan: UserPlan,
         keys: Vec<SigningKey>,
+        id: UserId,
+        registrations: Vec<Registration>,
     ) -> Result<SimUser, SimError> {
-        let t = Instant::now();
-        let id = self.distributor.register_user()?;
-        let mut clients = Vec::with_capacity(keys.len());
+        if registrations.len() != keys.len() {
+            return Err(SimError::Internal("a registration per client"));
+        }
         let buyers: Vec<bool> = (0..keys.len())
             .map(|j| plan.purchases.iter().any(|p| usize::from(p.client) == j))
             .collect();
-        for (j, signing_key) in keys.into_iter().enumerate() {
-            let server = ServerId(1 + ((u + j as u64) % u64::from(self.cfg.servers)) as u32);
-            let registration =
-                self.distributor
-                    .register_client(id, server, &signing_key.verifying_key())?;
+        let mut clients = Vec::with_capacity(keys.len());
+        for (j, (signing_key, registration)) in keys.into_iter().zip(registrations).enumerate() {
             let client_id = registration.client_id;
             let leaf = registration.device_keys.leaf();
             let key = buyers
@@ -91,8 +120,6 @@ impl<R: Registry> Engine<'_, R> {
                 revoked: false,
             });
         }
-        self.ops
-            .add(Op::Register, clients.len() as u64, t.elapsed());
         let holdings = plan
             .purchases
             .into_iter()

@@ -131,6 +131,17 @@ fn compact(record: &ClientRecord) -> Option<Certificate> {
 #[derive(Debug, Default)]
 pub(super) struct Clients(Vec<Stored>);
 
+/// A client row in its stored form, made ready to be added ([`Clients::push_prepared`]).
+#[derive(Debug)]
+pub(super) struct Prepared(Stored);
+
+impl Prepared {
+    /// The stored form of `record` (its certificate compacted when it can be).
+    pub(super) fn of(record: ClientRecord) -> Self {
+        Self(Stored::of(record))
+    }
+}
+
 impl Clients {
     fn index(id: ClientId) -> Option<usize> {
         id.0.checked_sub(1).and_then(|i| usize::try_from(i).ok())
@@ -166,10 +177,19 @@ impl Clients {
     /// # Errors
     /// [`Error::Internal`] when `record` is not the next ID's, or its leaf is not ID − 1.
     pub(super) fn push(&mut self, record: ClientRecord) -> Result<(), Error> {
-        if record.id != self.next_id() || u64::from(record.leaf.get()) + 1 != record.id.0 {
+        let id = record.id;
+        self.push_prepared(id, Prepared::of(record))
+    }
+
+    /// Adds the next client, `id`, from its row made ready beforehand (off the registry's lock).
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when `id` is not the next ID, or the row's leaf is not ID − 1.
+    pub(super) fn push_prepared(&mut self, id: ClientId, row: Prepared) -> Result<(), Error> {
+        if id != self.next_id() || u64::from(row.0.leaf.get()) + 1 != id.0 {
             return Err(Error::Internal("clients out of order"));
         }
-        self.0.push(Stored::of(record));
+        self.0.push(row.0);
         Ok(())
     }
 
