@@ -31,6 +31,9 @@ mod piracy;
 mod register;
 mod revocation;
 mod rounds;
+mod session;
+
+pub(crate) use session::Session;
 
 /// Prices, in cents: a license and a copy certificate cost differently (claims 7, 8).
 pub(crate) const LICENSE_PRICE: u64 = 300;
@@ -42,68 +45,13 @@ const START: UnixTime = UnixTime(1_800_000_000);
 /// A client as the simulator keeps it between actions: its identity, its signing key while the
 /// client holds a license or will buy one, and its saved state. When it acts, its device key set
 /// is re-provisioned by the authority, and a signing key it does not keep is derived from its
-/// seed, which the workload draws again (once per user and round, see [`Keys`]).
+/// seed, which the workload draws again (once per user and round, see [`Session`]).
 pub(crate) struct SimClient {
     id: ClientId,
     leaf: LeafIndex,
     key: Option<Box<SigningKey>>,
     state: Option<ClientState>,
     revoked: bool,
-}
-
-/// The signing keys of one user's clients, derived from their seeds when first needed in a
-/// round. An Ed25519 signing key takes 224 bytes with its expanded public key; the seed takes 32,
-/// which is what lets millions of clients fit.
-pub(crate) struct Keys<'c> {
-    cfg: &'c SimConfig,
-    user: u64,
-    derived: Vec<Option<SigningKey>>,
-}
-
-impl<'c> Keys<'c> {
-    /// The keys of user `u`, which has `clients` clients.
-    fn new(cfg: &'c SimConfig, user: u64, clients: usize) -> Self {
-        Self {
-            cfg,
-            user,
-            derived: vec![None; clients],
-        }
-    }
-
-    /// Client `j`'s signing key: the one it keeps, or one derived from its seed.
-    fn get(&mut self, j: usize, c: &SimClient) -> Result<SigningKey, SimError> {
-        if let Some(key) = &c.key {
-            return Ok((**key).clone());
-        }
-        let slot = self
-            .derived
-            .get_mut(j)
-            .ok_or(SimError::Internal("client index"))?;
-        Ok(slot
-            .get_or_insert_with(|| {
-                SigningKey::from_bytes(&crate::workload::key_seed(self.cfg, self.user, j))
-            })
-            .clone())
-    }
-
-    /// After a user's round: clients that hold a license or will buy one keep their signing
-    /// key; the others keep only the seed.
-    fn settle(self, user: &mut SimUser, round: u32) {
-        for (j, (c, derived)) in user.clients.iter_mut().zip(self.derived).enumerate() {
-            let holds = c.state.as_ref().is_some_and(ClientState::holds_licenses);
-            let will_buy = user
-                .holdings
-                .iter()
-                .any(|h| usize::from(h.holder) == j && h.license.is_none() && h.round > round);
-            if holds || will_buy {
-                if c.key.is_none() {
-                    c.key = derived.map(Box::new);
-                }
-            } else {
-                c.key = None;
-            }
-        }
-    }
 }
 
 /// A purchase as it stands: which client holds it under which license.
@@ -372,13 +320,6 @@ impl<'c, R: Registry> Engine<'c, R> {
         )?)
     }
 
-    /// Puts a client back in storage.
-    pub(super) fn park(c: &mut SimClient, client: Client) {
-        let mut state = client.into_state();
-        state.compact();
-        c.state = Some(state);
-    }
-
     pub(super) fn current_ekb(&self) -> Result<Arc<VerifiedEkbBuf>, SimError> {
         self.ekb
             .read()
@@ -422,24 +363,6 @@ pub(super) fn verified_current<R: Registry>(
 }
 
 /// Two distinct clients of one user, mutably.
-pub(super) fn pair_mut(
-    clients: &mut [SimClient],
-    a: u8,
-    b: u8,
-) -> Result<(&mut SimClient, &mut SimClient), SimError> {
-    let (a, b) = (usize::from(a), usize::from(b));
-    if a == b {
-        return Err(SimError::Internal("a move to the same client"));
-    }
-    let (lo, hi) = (a.min(b), a.max(b));
-    let (left, right) = clients.split_at_mut(hi);
-    let (x, y) = match (left.get_mut(lo), right.first_mut()) {
-        (Some(x), Some(y)) => (x, y),
-        _ => return Err(SimError::Internal("client index")),
-    };
-    Ok(if a < b { (x, y) } else { (y, x) })
-}
-
 pub(super) fn sim_name(user: &SimUser, j: u8) -> String {
     user.clients
         .get(usize::from(j))

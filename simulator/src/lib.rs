@@ -230,8 +230,9 @@ fn build_report(
             attack_share: config.attack_share,
             servers: config.servers,
             pirate_boxes: config.pirate_boxes,
-            key_sets: "device key sets re-provisioned by the authority, signing keys derived from \
-                       32-byte seeds, when a client acts",
+            key_sets: "device key sets re-provisioned by the authority when a client first acts in a \
+                       round; signing keys kept by clients that hold or will buy a license, the \
+                       others' derived from their seeds",
         },
         counts,
         invariants: outcome.tally.invariants(),

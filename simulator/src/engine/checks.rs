@@ -50,16 +50,14 @@ impl<R: Registry> Engine<'_, R> {
     }
 
     pub(super) fn final_user(&self, u: u64, user: &mut SimUser) -> Result<(), SimError> {
-        let mut keys = Keys::new(self.cfg, u, user.clients.len());
-        for h in 0..user.holdings.len() {
-            let Some(holding) = user.holdings.get(h).cloned() else {
-                continue;
-            };
+        // Every client is parked here: exactly one of the user's clients holds a license for
+        // each bought content.
+        let mut playable = Vec::new();
+        for (h, holding) in user.holdings.iter().enumerate() {
             if holding.license.is_none() {
                 continue;
             }
             let content = self.content(holding.content)?;
-            // Exactly one of the user's clients holds a license for the content.
             let holders: Vec<usize> = user
                 .clients
                 .iter()
@@ -83,9 +81,15 @@ impl<R: Registry> Engine<'_, R> {
                 .get(usize::from(holding.holder))
                 .is_none_or(|c| c.revoked);
             if !revoked {
-                self.play(u, user, h, &mut keys, false)?;
+                playable.push(h);
             }
         }
+        // And every holder not revoked plays it.
+        let mut session = Session::new(self.cfg, u, user.clients.len());
+        for h in playable {
+            self.play(u, user, h, &mut session, false)?;
+        }
+        session.finish(user, None);
         Ok(())
     }
 }

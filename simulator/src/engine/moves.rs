@@ -10,7 +10,7 @@ impl<R: Registry> Engine<'_, R> {
         u: u64,
         user: &mut SimUser,
         h: usize,
-        keys: &mut Keys<'_>,
+        session: &mut Session<'_>,
         rng: &mut rand_chacha::ChaCha8Rng,
     ) -> Result<(), SimError> {
         let Some(holding) = user.holdings.get(h).cloned() else {
@@ -41,11 +41,7 @@ impl<R: Registry> Engine<'_, R> {
             return Ok(());
         }
         let t = Instant::now();
-        let (src_sim, dst_sim) = pair_mut(&mut user.clients, holding.holder, dest)?;
-        let src_key = keys.get(usize::from(holding.holder), src_sim)?;
-        let dst_key = keys.get(usize::from(dest), dst_sim)?;
-        let mut src = self.restore(src_sim, src_key)?;
-        let mut dst = self.restore(dst_sim, dst_key)?;
+        let (src, dst) = session.pair(self, user, holding.holder, dest)?;
         let now = self.clock_now();
         let request = src.move_request(license_id, dst.id(), now);
         let certificate = self.distributor.supply_certificate(request.as_bytes())?;
@@ -136,8 +132,6 @@ impl<R: Registry> Engine<'_, R> {
                 self.tally.attack(Attack::CrossUserMove, refused, u);
             }
         }
-        Self::park(src_sim, src);
-        Self::park(dst_sim, dst);
         if let Some(x) = user.holdings.get_mut(h) {
             x.holder = dest;
             x.license = new_license;
@@ -153,7 +147,7 @@ impl<R: Registry> Engine<'_, R> {
         user: &mut SimUser,
         h: usize,
         license: &[u8],
-        keys: &mut Keys<'_>,
+        session: &mut Session<'_>,
         rng: &mut rand_chacha::ChaCha8Rng,
     ) -> Result<(), SimError> {
         let Some(holding) = user.holdings.get(h).cloned() else {
@@ -168,20 +162,15 @@ impl<R: Registry> Engine<'_, R> {
             .holdings
             .iter()
             .any(|x| x.holder == other && x.content == holding.content && x.license.is_some());
-        let Some(sim) = user.clients.get_mut(usize::from(other)) else {
-            return Ok(());
-        };
-        if holds_it {
+        if holds_it || user.clients.get(usize::from(other)).is_none() {
             return Ok(());
         }
         let content = self.content(holding.content)?;
-        let key = keys.get(usize::from(other), sim)?;
-        let mut client = self.restore(sim, key)?;
+        let client = session.client(self, user, other)?;
         let copied = client.acquire_license(license).is_err();
         self.tally.attack(Attack::CopiedLicense, copied, u);
         let played = client.play(content.id, std::io::sink()).is_err();
         self.tally.attack(Attack::PlayWithoutLicense, played, u);
-        Self::park(sim, client);
         Ok(())
     }
 }

@@ -26,27 +26,27 @@ impl<R: Registry> Engine<'_, R> {
             Purpose::Round,
             u * u64::from(self.cfg.rounds) + u64::from(round),
         );
-        let mut keys = Keys::new(self.cfg, u, user.clients.len());
+        let mut session = Session::new(self.cfg, u, user.clients.len());
         for h in 0..user.holdings.len() {
             if user.holdings.get(h).is_none_or(|x| x.round != round) {
                 continue;
             }
-            if !self.purchase(u, user, h, &mut keys, &mut rng)? {
+            if !self.purchase(u, user, h, &mut session, &mut rng)? {
                 continue;
             }
             let (plays, moves) = user.holdings.get(h).map_or((0, 0), |x| (x.plays, x.moves));
             let before = plays.div_ceil(2);
             for _ in 0..before {
-                self.play(u, user, h, &mut keys, true)?;
+                self.play(u, user, h, &mut session, true)?;
             }
             for _ in 0..moves {
-                self.move_once(u, user, h, &mut keys, &mut rng)?;
+                self.move_once(u, user, h, &mut session, &mut rng)?;
             }
             for _ in before..plays {
-                self.play(u, user, h, &mut keys, true)?;
+                self.play(u, user, h, &mut session, true)?;
             }
         }
-        keys.settle(user, round);
+        session.finish(user, Some(round));
         Ok(())
     }
 
@@ -57,13 +57,13 @@ impl<R: Registry> Engine<'_, R> {
         u: u64,
         user: &mut SimUser,
         h: usize,
-        keys: &mut Keys<'_>,
+        session: &mut Session<'_>,
         rng: &mut rand_chacha::ChaCha8Rng,
     ) -> Result<bool, SimError> {
         let Some(holding) = user.holdings.get(h).cloned() else {
             return Ok(false);
         };
-        let Some(sim) = user.clients.get_mut(usize::from(holding.holder)) else {
+        let Some(sim) = user.clients.get(usize::from(holding.holder)) else {
             return Err(SimError::Internal("holder index"));
         };
         if sim.revoked {
@@ -71,23 +71,22 @@ impl<R: Registry> Engine<'_, R> {
         }
         let t = Instant::now();
         let content = self.content(holding.content)?;
-        let key = keys.get(usize::from(holding.holder), sim)?;
-        let mut client = self.restore(sim, key)?;
+        let user_id = user.id;
+        let client = session.client(self, user, holding.holder)?;
         let ekb = self.current_ekb()?;
         client.store_verified_ekb(ekb)?;
         client.store_content(content.container.clone())?;
-        self.distributor.supply_content(user.id, content.id)?;
+        self.distributor.supply_content(user_id, content.id)?;
         let request = client.license_request(content.id, self.clock_now());
         let license = self.distributor.supply_license(request.as_bytes())?;
         client.acquire_license(license.as_bytes())?;
         let license_id = client.license_id(content.id);
-        Self::park(sim, client);
         self.ops.add(Op::Purchase, 1, t.elapsed());
         if let Some(x) = user.holdings.get_mut(h) {
             x.license = license_id;
         }
         if self.attack_now(rng) {
-            self.copy_attack(u, user, h, license.as_bytes(), keys, rng)?;
+            self.copy_attack(u, user, h, license.as_bytes(), session, rng)?;
         }
         Ok(true)
     }
@@ -99,22 +98,17 @@ impl<R: Registry> Engine<'_, R> {
         u: u64,
         user: &mut SimUser,
         h: usize,
-        keys: &mut Keys<'_>,
+        session: &mut Session<'_>,
         workload: bool,
     ) -> Result<(), SimError> {
         let Some(holding) = user.holdings.get(h).cloned() else {
             return Ok(());
         };
-        let Some(sim) = user.clients.get_mut(usize::from(holding.holder)) else {
-            return Err(SimError::Internal("holder index"));
-        };
         let t = Instant::now();
         let content = self.content(holding.content)?;
-        let key = keys.get(usize::from(holding.holder), sim)?;
-        let client = self.restore(sim, key)?;
+        let client = session.client(self, user, holding.holder)?;
         let mut out = Vec::with_capacity(content.plain.len());
         let result = client.play(content.id, &mut out);
-        Self::park(sim, client);
         if workload {
             self.ops.add(Op::Play, 1, t.elapsed());
         }
