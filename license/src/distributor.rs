@@ -8,7 +8,9 @@ use std::sync::{Arc, RwLock};
 
 use ed25519_dalek::VerifyingKey;
 use rand_core::CryptoRng;
-use treecast_keytree::{Authority, DeviceKeys, RevocationSet, SignedEkb, VerifiedEkbBuf};
+use treecast_keytree::{
+    Authority, DeviceKeys, LeafIndex, RevocationSet, SignedEkb, VerifiedEkbBuf,
+};
 
 use crate::Error;
 use crate::billing::Tariff;
@@ -456,31 +458,57 @@ impl<R: Registry> Distributor<R> {
         server: ServerId,
         public_key: &VerifyingKey,
     ) -> Result<Registration, Error> {
-        let license_server = self.server(server)?;
-        let tree_id = self.authority.config().tree_id;
+        self.server(server)?;
+        let request = NewClient {
+            user,
+            server,
+            public_key: *public_key,
+        };
         let now = self.clock.now();
         let mut certificate = None;
         let record =
             self.registry
                 .add_client(user, self.config.max_clients_per_user, &mut |id, leaf| {
-                    let signed =
-                        ClientCertificateTbs::new(server, id, user, leaf, tree_id, public_key, now)
-                            .sign(license_server.signing_key());
-                    let record = self.vault.tag_client(crate::registry::ClientRecord::new(
-                        id,
-                        user,
-                        leaf,
-                        server,
-                        signed.as_bytes().to_vec(),
-                        public_key.to_bytes(),
-                    ));
+                    let (record, signed) = self.client_row(&request, id, leaf, now)?;
                     certificate = Some(signed);
                     Ok(record)
                 })?;
+        self.registration(&record, certificate)
+    }
+
+    /// A new client's row, tagged, and its certificate, signed by its server.
+    fn client_row(
+        &self,
+        c: &NewClient,
+        id: ClientId,
+        leaf: LeafIndex,
+        now: UnixTime,
+    ) -> Result<(ClientRecord, ClientCertificate), Error> {
+        let tree_id = self.authority.config().tree_id;
+        let signed =
+            ClientCertificateTbs::new(c.server, id, c.user, leaf, tree_id, &c.public_key, now)
+                .sign(self.server(c.server)?.signing_key());
+        let record = self.vault.tag_client(ClientRecord::new(
+            id,
+            c.user,
+            leaf,
+            c.server,
+            signed.as_bytes().to_vec(),
+            c.public_key.to_bytes(),
+        ));
+        Ok((record, signed))
+    }
+
+    /// What a client registered as `record` receives, with its certificate.
+    fn registration(
+        &self,
+        record: &ClientRecord,
+        certificate: Option<ClientCertificate>,
+    ) -> Result<Registration, Error> {
         Ok(Registration {
             client_id: record.id,
-            user_id: user,
-            server_id: server,
+            user_id: record.user,
+            server_id: record.server,
             device_keys: self.authority.device_keys(record.leaf),
             certificate: certificate.ok_or(Error::Internal("certificate not built"))?,
             servers: self.server_keys(),
@@ -530,7 +558,6 @@ impl<R: Registry> Distributor<R> {
         R: Sync,
     {
         use rayon::prelude::*;
-        let tree_id = self.authority.config().tree_id;
         let now = self.clock.now();
         let certificates: Vec<std::sync::Mutex<Option<ClientCertificate>>> = clients
             .iter()
@@ -551,17 +578,7 @@ impl<R: Registry> Distributor<R> {
         let build = |k: usize, id: ClientId, leaf| -> Result<ClientRecord, Error> {
             let i = *known.get(k).ok_or(Error::Internal("batch index"))?;
             let c = clients.get(i).ok_or(Error::Internal("batch index"))?;
-            let signed =
-                ClientCertificateTbs::new(c.server, id, c.user, leaf, tree_id, &c.public_key, now)
-                    .sign(self.server(c.server)?.signing_key());
-            let record = self.vault.tag_client(ClientRecord::new(
-                id,
-                c.user,
-                leaf,
-                c.server,
-                signed.as_bytes().to_vec(),
-                c.public_key.to_bytes(),
-            ));
+            let (record, signed) = self.client_row(c, id, leaf, now)?;
             *certificates
                 .get(i)
                 .ok_or(Error::Internal("batch index"))?
@@ -579,17 +596,8 @@ impl<R: Registry> Distributor<R> {
                 let registration = record.and_then(|record| {
                     let certificate = certificates
                         .get(i)
-                        .and_then(|slot| slot.lock().ok()?.take())
-                        .ok_or(Error::Internal("certificate not built"))?;
-                    Ok(Registration {
-                        client_id: record.id,
-                        user_id: record.user,
-                        server_id: record.server,
-                        device_keys: self.authority.device_keys(record.leaf),
-                        certificate,
-                        servers: self.server_keys(),
-                        authority_key: self.authority.verifying_key(),
-                    })
+                        .and_then(|slot| slot.lock().ok()?.take());
+                    self.registration(&record, certificate)
                 });
                 (i, registration)
             })

@@ -486,11 +486,7 @@ pub trait Registry: Send + Sync {
         limit: usize,
         build: ClientsBuilder<'_>,
     ) -> Vec<Result<ClientRecord, Error>> {
-        users
-            .iter()
-            .enumerate()
-            .map(|(i, &user)| self.add_client(user, limit, &mut |id, leaf| build(i, id, leaf)))
-            .collect()
+        add_clients_one_by_one(self, users, limit, build)
     }
 
     /// A client.
@@ -719,4 +715,19 @@ pub trait Registry: Send + Sync {
     /// # Errors
     /// [`Error::Storage`] when the store fails.
     fn user_rows(&self, user: UserId) -> Result<Option<UserRows>, Error>;
+}
+
+/// [`Registry::add_clients`] as [`Registry::add_client`] for each request in turn: the default,
+/// and the memory store's way when a builder of its parallel batch fails.
+pub(crate) fn add_clients_one_by_one<R: Registry + ?Sized>(
+    registry: &R,
+    users: &[UserId],
+    limit: usize,
+    build: ClientsBuilder<'_>,
+) -> Vec<Result<ClientRecord, Error>> {
+    users
+        .iter()
+        .enumerate()
+        .map(|(i, &user)| registry.add_client(user, limit, &mut |id, leaf| build(i, id, leaf)))
+        .collect()
 }

@@ -104,19 +104,31 @@ pub(crate) struct UserPlan {
 /// The seed of the signing key of user `u`'s client `j`, drawn again from the user's stream (as
 /// [`UserPlan::new`] drew it), so that a client need not keep it: 32 bytes less per client.
 pub(crate) fn key_seed(cfg: &SimConfig, u: u64, j: usize) -> [u8; 32] {
-    let mut rng = rng(cfg.seed, Purpose::User, u);
-    below(&mut rng, u64::from(cfg.max_clients));
-    let mut s = [0u8; 32];
-    for _ in 0..=j {
-        rng.fill_bytes(&mut s);
+    let (mut rng, _) = user_stream(cfg, u);
+    let mut s = next_seed(&mut rng);
+    for _ in 0..j {
+        s = next_seed(&mut rng);
     }
+    s
+}
+
+/// User `u`'s stream after its first draw, and that draw: how many clients the user has.
+fn user_stream(cfg: &SimConfig, u: u64) -> (ChaCha8Rng, u8) {
+    let mut rng = rng(cfg.seed, Purpose::User, u);
+    let clients = 1 + below(&mut rng, u64::from(cfg.max_clients)) as u8;
+    (rng, clients)
+}
+
+/// The next key seed of a user's stream.
+fn next_seed(rng: &mut ChaCha8Rng) -> [u8; 32] {
+    let mut s = [0u8; 32];
+    rng.fill_bytes(&mut s);
     s
 }
 
 /// How many clients user `u` has: the first draw of its stream.
 pub(crate) fn client_count(cfg: &SimConfig, u: u64) -> u8 {
-    let mut rng = rng(cfg.seed, Purpose::User, u);
-    1 + below(&mut rng, u64::from(cfg.max_clients)) as u8
+    user_stream(cfg, u).1
 }
 
 /// Where moves go: only purchases of users with two clients or more can be moved, so the moves
@@ -154,17 +166,10 @@ impl UserPlan {
         spread: &MoveSpread,
         u: u64,
     ) -> Self {
-        let mut rng = rng(cfg.seed, Purpose::User, u);
-        let clients = 1 + below(&mut rng, u64::from(cfg.max_clients)) as u8;
+        let (mut rng, clients) = user_stream(cfg, u);
         // The seeds come next in the stream: `key_seed` draws them again.
         let move_first = spread.first.get(u as usize).copied().unwrap_or(0);
-        let key_seeds = (0..clients)
-            .map(|_| {
-                let mut s = [0u8; 32];
-                rng.fill_bytes(&mut s);
-                s
-            })
-            .collect();
+        let key_seeds = (0..clients).map(|_| next_seed(&mut rng)).collect();
         let count = share(cfg.purchases, cfg.users, u);
         let first = share_start(cfg.purchases, cfg.users, u);
         let mut chosen: Vec<u32> = Vec::with_capacity(count as usize);

@@ -129,6 +129,14 @@ impl Tables {
         self.users.get_mut(user).ok_or(Error::UserNotFound(user))
     }
 
+    /// How many of `row`'s clients are not revoked (the client limit counts these).
+    fn active_clients(&self, row: &UserRow) -> usize {
+        row.clients
+            .iter()
+            .filter(|c| self.clients.summary(**c).is_some_and(|r| !r.revoked))
+            .count()
+    }
+
     /// The owner of client `id`, which must not be revoked.
     fn active_client(&self, id: ClientId) -> Result<UserId, Error> {
         let client = self.clients.summary(id).ok_or(Error::ClientNotFound(id))?;
@@ -238,25 +246,12 @@ impl Registry for MemoryRegistry {
     ) -> Result<ClientRecord, Error> {
         let mut t = self.lock()?;
         let row = t.users.get(user).ok_or(Error::UserNotFound(user))?;
-        let active = row
-            .clients
-            .iter()
-            .filter(|c| t.clients.summary(**c).is_some_and(|r| !r.revoked))
-            .count();
-        if active >= limit {
+        if t.active_clients(row) >= limit {
             return Err(Error::ClientLimit(user));
         }
         let mut leaves = t.leaves.clone();
-        let leaf = leaves.allocate()?;
-        // A client's ID is its leaf plus one, as in the SQL stores.
-        let id = ClientId(u64::from(leaf.get()) + 1);
-        if id != t.clients.next_id() {
-            return Err(Error::Internal("leaves and client IDs out of step"));
-        }
-        let record = build(id, leaf)?;
-        if record.id != id || record.leaf != leaf || record.user != user {
-            return Err(Error::Internal("client builder changed the IDs"));
-        }
+        let (id, leaf) = next_client(&mut leaves, t.clients.next_id())?;
+        let record = checked_client(build(id, leaf)?, id, leaf, user)?;
         t.clients.push(record.clone())?;
         t.leaves = leaves;
         users::push(&mut t.user_mut(user)?.clients, id);
@@ -274,20 +269,13 @@ impl Registry for MemoryRegistry {
         build: ClientsBuilder<'_>,
     ) -> Vec<Result<ClientRecord, Error>> {
         use rayon::prelude::*;
-        let one_by_one = || {
-            users
-                .iter()
-                .enumerate()
-                .map(|(i, &user)| self.add_client(user, limit, &mut |id, leaf| build(i, id, leaf)))
-                .collect()
-        };
         let mut t = match self.lock() {
             Ok(t) => t,
             Err(e) => return users.iter().map(|_| Err(e.clone())).collect(),
         };
-        // The checks and allocations, in order, as `add_client` makes them.
+        // The checks and allocations, in order, as `add_client` makes them; each planned client
+        // with the leaf allocator as it stands once the client is added.
         let mut leaves = t.leaves.clone();
-        let mut next = t.clients.next_id();
         let mut added: HashMap<UserId, usize> = HashMap::new();
         let mut results: Vec<Option<Result<ClientRecord, Error>>> = Vec::with_capacity(users.len());
         let mut planned = Vec::with_capacity(users.len());
@@ -296,78 +284,55 @@ impl Registry for MemoryRegistry {
                 results.push(Some(Err(Error::UserNotFound(user))));
                 continue;
             };
-            let active = row
-                .clients
-                .iter()
-                .filter(|c| t.clients.summary(**c).is_some_and(|r| !r.revoked))
-                .count();
             let earlier = added.get(&user).copied().unwrap_or(0);
-            if active + earlier >= limit {
+            if t.active_clients(row) + earlier >= limit {
                 results.push(Some(Err(Error::ClientLimit(user))));
                 continue;
             }
-            let leaf = match leaves.allocate() {
-                Ok(leaf) => leaf,
+            let expected = ClientId(t.clients.next_id().0 + planned.len() as u64);
+            // Tried on a copy: a failed allocation takes no leaf, as in `add_client`.
+            let mut attempt = leaves.clone();
+            match next_client(&mut attempt, expected) {
+                Ok((id, leaf)) => planned.push((i, user, id, leaf, attempt.clone())),
                 Err(e) => {
-                    results.push(Some(Err(e.into())));
+                    results.push(Some(Err(e)));
                     continue;
                 }
-            };
-            let id = ClientId(u64::from(leaf.get()) + 1);
-            if id != next {
-                drop(t);
-                return one_by_one();
             }
-            next = ClientId(id.0 + 1);
+            leaves = attempt;
             *added.entry(user).or_default() += 1;
-            planned.push((i, user, id, leaf));
             results.push(None);
         }
-        let built: Vec<Result<(ClientRecord, Prepared), Error>> = planned
+        let built: Result<Vec<(ClientRecord, Prepared)>, Error> = planned
             .par_iter()
-            .map(|&(i, user, id, leaf)| {
-                let record = build(i, id, leaf)?;
-                if record.id != id || record.leaf != leaf || record.user != user {
-                    return Err(Error::Internal("client builder changed the IDs"));
-                }
+            .map(|&(i, user, id, leaf, _)| {
+                let record = checked_client(build(i, id, leaf)?, id, leaf, user)?;
                 let row = Prepared::of(record.clone());
                 Ok((record, row))
             })
             .collect();
-        if built.iter().any(Result::is_err) {
+        let Ok(built) = built else {
             drop(t);
-            return one_by_one();
-        }
+            return super::add_clients_one_by_one(self, users, limit, build);
+        };
         // Every record is built: the rows, in order (the same pushes `add_client` makes).
-        let before = t.leaves.clone();
-        let mut pushed = 0;
-        for (&(i, user, id, _), record) in planned.iter().zip(built) {
-            let Ok((record, row)) = record else {
-                continue;
-            };
-            if let Err(e) = t.clients.push_prepared(id, row) {
-                // Cannot happen (the IDs were checked above); the batch stops here, and only
-                // the leaves of the rows added are taken.
-                if let Some(slot) = results.get_mut(i) {
-                    *slot = Some(Err(e));
+        for ((i, user, id, _, after), (record, row)) in planned.into_iter().zip(built) {
+            let result = t.clients.push_prepared(id, row).map(|()| record);
+            if result.is_ok() {
+                t.leaves = after;
+                if let Some(row) = t.users.get_mut(user) {
+                    users::push(&mut row.clients, id);
                 }
-                leaves = before;
-                for _ in 0..pushed {
-                    if leaves.allocate().is_err() {
-                        break;
-                    }
-                }
+            }
+            let failed = result.is_err();
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Some(result);
+            }
+            if failed {
+                // Cannot happen (the IDs follow on from the table's); the batch stops here.
                 break;
             }
-            pushed += 1;
-            if let Some(row) = t.users.get_mut(user) {
-                users::push(&mut row.clients, id);
-            }
-            if let Some(slot) = results.get_mut(i) {
-                *slot = Some(Ok(record));
-            }
         }
-        t.leaves = leaves;
         results
             .into_iter()
             .map(|r| r.unwrap_or(Err(Error::Internal("a client of the batch was not added"))))
@@ -714,6 +679,33 @@ impl Registry for MemoryRegistry {
             .map(|r| r.licenses.to_vec())
             .unwrap_or_default())
     }
+}
+
+/// The next client's ID and leaf from `leaves`: the leaf the allocator hands out, and its ID,
+/// the leaf plus one as in the SQL stores, which must be `expected` (the table's next).
+fn next_client(
+    leaves: &mut LeafAllocator,
+    expected: ClientId,
+) -> Result<(ClientId, LeafIndex), Error> {
+    let leaf = leaves.allocate()?;
+    let id = ClientId(u64::from(leaf.get()) + 1);
+    if id != expected {
+        return Err(Error::Internal("leaves and client IDs out of step"));
+    }
+    Ok((id, leaf))
+}
+
+/// `record`, if a builder given `id` and `leaf` for `user` kept them.
+fn checked_client(
+    record: ClientRecord,
+    id: ClientId,
+    leaf: LeafIndex,
+    user: UserId,
+) -> Result<ClientRecord, Error> {
+    if record.id != id || record.leaf != leaf || record.user != user {
+        return Err(Error::Internal("client builder changed the IDs"));
+    }
+    Ok(record)
 }
 
 #[cfg(test)]
