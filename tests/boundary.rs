@@ -13,7 +13,7 @@ use treecast::license::license::Rights;
 use treecast::license::registry::{Registry, SqliteRegistry, audit};
 use treecast::license::sign::Signable;
 use treecast::license::{
-    Client, ClientId, Clock, ContentId, CopyCertificateIn, Error, LicenseId, MovePackage,
+    Client, ClientId, Clock, ContentId, CopyCertificateIn, Device, Error, LicenseId, MovePackage,
     ReleaseKey, SigningKey, UnixTime,
 };
 
@@ -380,6 +380,36 @@ fn restore_refuses_another_clients_signing_key() {
         a.into_state(),
     );
     assert_eq!(restored.unwrap_err(), Error::NotForThisClient);
+}
+
+/// A device restored without its signing key plays and receives a move; it signs again only
+/// with its own key, and a refused key hands the device back unchanged.
+#[test]
+fn a_device_without_its_signing_key_plays_receives_and_signs_only_with_its_own_key() {
+    let mut w = World::new(Scheme::COMPLETE_SUBTREE);
+    let user = w.user();
+    let mut a = w.client(user, 1);
+    let (b, b_key) = w.client_with_key(user, 1);
+    let (_, other_key) = w.client_with_key(user, 1);
+    let content = w.publish(100);
+    w.buy(&mut a, content);
+    let servers = w.distributor.server_keys();
+    let authority = w.distributor.authority().verifying_key();
+    let (a_keys, b_keys) = (a.device_keys().clone(), b.device_keys().clone());
+    let b_state = b.into_state();
+    // Another client's device key set is refused.
+    let wrong = Device::restore(a_keys, servers.clone(), authority, b_state.clone());
+    assert_eq!(wrong.unwrap_err(), Error::NotForThisClient);
+    let mut b = Device::restore(b_keys, servers, authority, b_state).unwrap();
+    w.move_content(&mut a, &mut b, content).unwrap();
+    w.play(&b, content).unwrap();
+    let (error, b) = Client::from_device(b, other_key).unwrap_err();
+    assert_eq!(error, Error::NotForThisClient);
+    w.play(&b, content).unwrap();
+    let mut b = Client::from_device(*b, b_key).unwrap();
+    w.move_content(&mut b, &mut a, content).unwrap();
+    w.play(&a, content).unwrap();
+    assert_eq!(b.play(content, Vec::new()), Err(Error::NoLicense(content)));
 }
 
 /// Item 9: rights are enforced on both sides.

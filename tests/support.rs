@@ -8,8 +8,8 @@ use rand_core::SeedableRng;
 use treecast::keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
 use treecast::license::registry::Registry;
 use treecast::license::{
-    Client, ClientId, Clock, ContentId, Distributor, DistributorConfig, LicenseServer, ManualClock,
-    MemoryRegistry, MovePackage, ServerId, SigningKey, Tariff, UnixTime, UserId,
+    Client, ClientId, Clock, ContentId, Device, Distributor, DistributorConfig, LicenseServer,
+    ManualClock, MemoryRegistry, MovePackage, ServerId, SigningKey, Tariff, UnixTime, UserId,
 };
 
 pub(crate) const LICENSE_PRICE: u64 = 500;
@@ -159,7 +159,7 @@ impl<R: Registry> World<R> {
     pub(crate) fn move_content(
         &self,
         source: &mut Client,
-        destination: &mut Client,
+        destination: &mut Device,
         content: ContentId,
     ) -> Result<MovePackage, treecast::license::Error> {
         let certificate = self.certificate(source, content, destination.id())?;
@@ -171,7 +171,7 @@ impl<R: Registry> World<R> {
     /// Plays `content` on `client` and checks the plaintext.
     pub(crate) fn play(
         &self,
-        client: &Client,
+        client: &Device,
         content: ContentId,
     ) -> Result<(), treecast::license::Error> {
         let mut out = Vec::new();

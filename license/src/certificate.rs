@@ -234,7 +234,7 @@ pub struct CopyCertificateTbs {
     pub expires_at: UnixTime,
     /// `SHA-256("treecast/v1/release-check\0" ‖ R)` of the release `R` that only the source's
     /// device key yields: the destination stores the license only with the `R` that the
-    /// source's [`move_out`](crate::Client::move_out) returns after it deleted its copy.
+    /// source's [`move_out`](crate::Device::move_out) returns after it deleted its copy.
     pub release_check: [u8; 32],
     license: Vec<u8>,
 }

@@ -37,7 +37,7 @@ pub use billing::{ChargeKind, LedgerEntry, Tariff};
 pub use certificate::{
     ClientCertificate, CopyCertificate, CopyCertificateIn, LicenseRequest, MoveRequest, ReleaseKey,
 };
-pub use client::{Client, ClientState, MovePackage};
+pub use client::{Client, ClientState, Device, MovePackage};
 pub use distributor::{Distributor, DistributorConfig, LicenseStatus, NewClient, Registration};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::Error;

@@ -86,7 +86,7 @@ pub trait Transport {
     /// client lacks it (after a license or a move that came in a newer epoch than its EKB).
     ///
     /// # Errors
-    /// As [`Transport::ekb`] and [`Client::store_ekb`].
+    /// As [`Transport::ekb`] and [`Device::store_ekb`](crate::Device::store_ekb).
     fn complete(&self, client: &mut Client, content: ContentId) -> Result<(), Error> {
         if let Some(epoch) = client.missing_ekb(content) {
             client.store_ekb(&self.ekb(epoch)?)?;

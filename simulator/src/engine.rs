@@ -14,9 +14,9 @@ use treecast_license::keytree::{
 };
 use treecast_license::registry::{Registry, audit_report};
 use treecast_license::{
-    Client, ClientId, ClientState, ContentId, Distributor, DistributorConfig, Error, LicenseId,
-    LicenseServer, ManualClock, MovePackage, ReleaseKey, ServerId, ServerKeys, Tariff, UnixTime,
-    UserId,
+    Client, ClientId, ClientState, ContentId, Device, Distributor, DistributorConfig, Error,
+    LicenseId, LicenseServer, ManualClock, MovePackage, ReleaseKey, ServerId, ServerKeys, Tariff,
+    UnixTime, UserId,
 };
 
 use crate::SimError;
@@ -43,7 +43,7 @@ pub(crate) const CERTIFICATE_PRICE: u64 = 50;
 const START: UnixTime = UnixTime(1_800_000_000);
 
 /// A client as the simulator keeps it between actions: its identity, its signing key while the
-/// client holds a license or will buy one, and its saved state. When it acts, its device key set
+/// client will buy, and its saved state. When it acts, its device key set
 /// is re-provisioned by the authority, and a signing key it does not keep is derived from its
 /// seed, which the workload draws again (once per user and round, see [`Session`]).
 pub(crate) struct SimClient {
@@ -313,6 +313,20 @@ impl<'c, R: Registry> Engine<'c, R> {
             .ok_or(SimError::Internal("a client is acting twice"))?;
         Ok(Client::restore(
             signing_key,
+            self.authority.device_keys(c.leaf),
+            Arc::clone(&self.server_keys),
+            self.authority.verifying_key(),
+            state,
+        )?)
+    }
+
+    /// Client `c`'s device, restored without its signing key.
+    pub(super) fn restore_device(&self, c: &mut SimClient) -> Result<Device, SimError> {
+        let state = c
+            .state
+            .take()
+            .ok_or(SimError::Internal("a client is acting twice"))?;
+        Ok(Device::restore(
             self.authority.device_keys(c.leaf),
             Arc::clone(&self.server_keys),
             self.authority.verifying_key(),

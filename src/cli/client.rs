@@ -241,7 +241,8 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             let credential = read_credential(&device.credential_file)?;
             let (mut client, t) = load(&device.device)?;
             let content = ContentId(content);
-            client.store_content(t.download(client.user(), &credential, content)?)?;
+            let container = t.download(client.user(), &credential, content)?;
+            client.store_content(container)?;
             let request = client.license_request(content, SystemClock.now());
             // Saved before the request goes out: a retry after a lost answer reuses nothing.
             save(&device.device, &client)?;
@@ -289,11 +290,8 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             // The source's deletion is saved before the destination moves in.
             save(&from, &source)?;
             if package.content.is_none() {
-                destination.store_content(t.download(
-                    destination.user(),
-                    &credential,
-                    content,
-                )?)?;
+                let container = t.download(destination.user(), &credential, content)?;
+                destination.store_content(container)?;
             }
             destination.store_ekb(&t.current_ekb()?.1)?;
             destination.move_in(&package, SystemClock.now())?;

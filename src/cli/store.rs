@@ -292,7 +292,7 @@ fn workload<R: Registry>(args: &WorkloadArgs, registry: R) -> anyhow::Result<()>
                 continue;
             };
             let (s, t) = (pick(&mut rng, clients.len()), pick(&mut rng, clients.len()));
-            let Some(destination) = clients.get(t).map(Client::id) else {
+            let Some(destination) = clients.get(t).map(|c| c.id()) else {
                 continue;
             };
             let Some(source) = clients.get_mut(s).filter(|c| c.id() != destination) else {
@@ -321,7 +321,7 @@ fn workload<R: Registry>(args: &WorkloadArgs, registry: R) -> anyhow::Result<()>
             )
         } else {
             let u = pick(&mut rng, users.len());
-            let Some(client) = users.get(u).and_then(|(_, c)| c.first()).map(Client::id) else {
+            let Some(client) = users.get(u).and_then(|(_, c)| c.first()).map(|c| c.id()) else {
                 continue;
             };
             match d.revoke_client(client) {

@@ -26,7 +26,7 @@ impl Client {
     /// releases of moved-in ones), EKBs, used certificates and moved-away licenses. Zeroized on
     /// drop (releases are secrets).
     pub fn save(&self) -> Zeroizing<Vec<u8>> {
-        let s = self.state.stores();
+        let s = self.device.state.stores();
         let mut len = 64;
         len += s.contents.values().map(|c| 12 + c.len()).sum::<usize>();
         len += s.licenses.len() * (29 + LicenseTbs::MAX_LEN + crate::sign::SIGNATURE_LEN);
@@ -40,8 +40,8 @@ impl Client {
         let mut out = Zeroizing::new(Vec::with_capacity(len));
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
-        out.extend_from_slice(&self.state.id.0.to_be_bytes());
-        out.extend_from_slice(&self.state.next_nonce.to_be_bytes());
+        out.extend_from_slice(&self.device.state.id.0.to_be_bytes());
+        out.extend_from_slice(&self.device.state.next_nonce.to_be_bytes());
         put_count(&mut out, s.contents.len());
         for (id, container) in s.contents.iter() {
             out.extend_from_slice(&id.0.to_be_bytes());
@@ -75,7 +75,7 @@ impl Client {
 
     /// A client from its signing key, its registration and a state [`Client::save`] wrote.
     /// Every license and EKB is verified again (the state is the device's storage, not
-    /// trusted beyond it); containers are checked as [`Client::store_content`] checks them.
+    /// trusted beyond it); containers are checked as [`Device::store_content`](super::Device::store_content) checks them.
     ///
     /// # Errors
     /// As [`Client::new`]; [`Error::Decode`] for anything but an exact, well-formed state;
@@ -95,10 +95,10 @@ impl Client {
         if version != VERSION {
             return Err(DecodeError::UnsupportedVersion(version).into());
         }
-        if ClientId(r.u64("client id")?) != client.state.id {
+        if ClientId(r.u64("client id")?) != client.device.state.id {
             return Err(Error::NotForThisClient);
         }
-        client.state.next_nonce = r.u64("request counter")?;
+        client.device.state.next_nonce = r.u64("request counter")?;
         for _ in 0..r.u32("content count")? {
             let id = ContentId(r.u64("content id")?);
             let container: Arc<[u8]> = Arc::from(take_bytes(&mut r, "container")?);

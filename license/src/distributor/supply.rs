@@ -129,7 +129,7 @@ impl<R: Registry> Distributor<R> {
     /// The certificate is signed by the destination's license server and carries the
     /// destination's license (claim 2), whose content key is also bound to a release that only
     /// the source device can compute ([`ReleaseKey`]). The source's
-    /// [`move_out`](crate::Client::move_out) deletes its copy before it returns that release,
+    /// [`move_out`](crate::Device::move_out) deletes its copy before it returns that release,
     /// so a certificate diverted straight to the destination is useless to it.
     ///
     /// The same request sent again (a source that lost the answer) is answered with the same

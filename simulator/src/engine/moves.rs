@@ -124,6 +124,7 @@ impl<R: Registry> Engine<'_, R> {
                 (u + 1 + below(rng, self.cfg.users.saturating_sub(1).max(1))) % self.cfg.users;
             if other != u {
                 let target = self.client_of(other, 0)?;
+                let dst = session.client(self, user, dest)?;
                 let cross = dst.move_request(new_license.unwrap_or(license_id), target, now);
                 let refused = self
                     .distributor
@@ -166,7 +167,7 @@ impl<R: Registry> Engine<'_, R> {
             return Ok(());
         }
         let content = self.content(holding.content)?;
-        let client = session.client(self, user, other)?;
+        let client = session.device(self, user, other)?;
         let copied = client.acquire_license(license).is_err();
         self.tally.attack(Attack::CopiedLicense, copied, u);
         let played = client.play(content.id, std::io::sink()).is_err();

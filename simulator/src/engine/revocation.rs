@@ -116,7 +116,7 @@ impl<R: Registry> Engine<'_, R> {
                 let refused = matches!(answer, Err(Error::ClientRevoked(_)));
                 self.tally
                     .attack(Attack::RevokedLicenseRequest, refused, u as u64);
-                session::park(sim, client);
+                session::park(sim, client.into_state());
             }
         }
         Ok(())

@@ -106,7 +106,7 @@ impl<R: Registry> Engine<'_, R> {
         };
         let t = Instant::now();
         let content = self.content(holding.content)?;
-        let client = session.client(self, user, holding.holder)?;
+        let client = session.device(self, user, holding.holder)?;
         let mut out = Vec::with_capacity(content.plain.len());
         let result = client.play(content.id, &mut out);
         if workload {

@@ -39,16 +39,16 @@ impl<'c> Keys<'c> {
             .clone())
     }
 
-    /// After a user's round: clients that hold a license or will buy one keep their signing
-    /// key; the others keep only the seed.
+    /// After a user's round: clients that will buy in a later round keep their signing key; the
+    /// others keep only the seed. Nothing else a client does after its purchase's round signs a
+    /// request: plays, the final checks and receiving a move need no key ([`Device`]).
     pub(super) fn settle(self, user: &mut SimUser, round: u32) {
         for (j, (c, derived)) in user.clients.iter_mut().zip(self.derived).enumerate() {
-            let holds = c.state.as_ref().is_some_and(ClientState::holds_licenses);
             let will_buy = user
                 .holdings
                 .iter()
                 .any(|h| usize::from(h.holder) == j && h.license.is_none() && h.round > round);
-            if holds || will_buy {
+            if will_buy {
                 if c.key.is_none() {
                     c.key = derived.map(Box::new);
                 }
@@ -59,11 +59,37 @@ impl<'c> Keys<'c> {
     }
 }
 
-/// One user's clients in use: each restored once, when first needed, and parked when the user is
-/// done ([`Session::finish`]).
+/// A client in use: restored without its signing key until it must sign.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a user's few clients in use, on the stack of one user's round"
+)]
+enum Active {
+    Device(Device),
+    Client(Client),
+}
+
+impl Active {
+    fn device(&mut self) -> &mut Device {
+        match self {
+            Self::Device(d) => d,
+            Self::Client(c) => c,
+        }
+    }
+
+    fn into_state(self) -> ClientState {
+        match self {
+            Self::Device(d) => d.into_state(),
+            Self::Client(c) => c.into_state(),
+        }
+    }
+}
+
+/// One user's clients in use: each restored once, when first needed (without its signing key
+/// unless it signs), and parked when the user is done ([`Session::finish`]).
 pub(crate) struct Session<'c> {
     keys: Keys<'c>,
-    active: Vec<Option<Client>>,
+    active: Vec<Option<Active>>,
 }
 
 impl<'c> Session<'c> {
@@ -75,62 +101,83 @@ impl<'c> Session<'c> {
         }
     }
 
+    /// Restores client `j` if it is not in use, with its signing key if `signs`; gives a client
+    /// in use without its key the key when `signs`.
     fn restore<R: Registry>(
         &mut self,
         engine: &Engine<'_, R>,
         user: &mut SimUser,
         j: usize,
-    ) -> Result<(), SimError> {
+        signs: bool,
+    ) -> Result<&mut Active, SimError> {
         let Self { keys, active } = self;
         let slot = active
             .get_mut(j)
             .ok_or(SimError::Internal("client index"))?;
-        if slot.is_none() {
-            let sim = user
-                .clients
-                .get_mut(j)
-                .ok_or(SimError::Internal("client index"))?;
-            let key = keys.get(j, sim)?;
-            *slot = Some(engine.restore(sim, key)?);
-        }
-        Ok(())
+        let sim = user
+            .clients
+            .get_mut(j)
+            .ok_or(SimError::Internal("client index"))?;
+        let next = match slot.take() {
+            None if signs => Active::Client(engine.restore(sim, keys.get(j, sim)?)?),
+            None => Active::Device(engine.restore_device(sim)?),
+            Some(Active::Device(device)) if signs => {
+                Active::Client(Client::from_device(device, keys.get(j, sim)?).map_err(|(e, _)| e)?)
+            }
+            Some(active) => active,
+        };
+        Ok(slot.insert(next))
     }
 
-    /// Client `j`, restored if it was not in use.
+    /// Client `j` with its signing key, restored if it was not in use.
     pub(super) fn client<R: Registry>(
         &mut self,
         engine: &Engine<'_, R>,
         user: &mut SimUser,
         j: u8,
     ) -> Result<&mut Client, SimError> {
-        let j = usize::from(j);
-        self.restore(engine, user, j)?;
-        self.active
-            .get_mut(j)
-            .and_then(Option::as_mut)
-            .ok_or(SimError::Internal("client index"))
+        match self.restore(engine, user, usize::from(j), true)? {
+            Active::Client(c) => Ok(c),
+            Active::Device(_) => Err(SimError::Internal("a client without its key")),
+        }
     }
 
-    /// Clients `a` and `b` (distinct), restored if they were not in use.
+    /// Client `j`'s device (its signing key only if it was restored with it), restored if it was
+    /// not in use.
+    pub(super) fn device<R: Registry>(
+        &mut self,
+        engine: &Engine<'_, R>,
+        user: &mut SimUser,
+        j: u8,
+    ) -> Result<&mut Device, SimError> {
+        Ok(self.restore(engine, user, usize::from(j), false)?.device())
+    }
+
+    /// The source `a` of a move, with its signing key, and the destination `b` (distinct),
+    /// restored if they were not in use.
     pub(super) fn pair<R: Registry>(
         &mut self,
         engine: &Engine<'_, R>,
         user: &mut SimUser,
         a: u8,
         b: u8,
-    ) -> Result<(&mut Client, &mut Client), SimError> {
+    ) -> Result<(&mut Client, &mut Device), SimError> {
         let (a, b) = (usize::from(a), usize::from(b));
         if a == b {
             return Err(SimError::Internal("a move to the same client"));
         }
-        self.restore(engine, user, a)?;
-        self.restore(engine, user, b)?;
+        self.restore(engine, user, a, true)?;
+        self.restore(engine, user, b, false)?;
         let (lo, hi) = (a.min(b), a.max(b));
         let (left, right) = self.active.split_at_mut(hi);
         let (Some(Some(x)), Some(Some(y))) = (left.get_mut(lo), right.first_mut()) else {
             return Err(SimError::Internal("client index"));
         };
-        Ok(if a < b { (x, y) } else { (y, x) })
+        let (source, destination) = if a < b { (x, y) } else { (y, x) };
+        let Active::Client(source) = source else {
+            return Err(SimError::Internal("a source without its key"));
+        };
+        Ok((source, destination.device()))
     }
 
     /// Parks every client in use; after a round (`Some(round)`), decides which signing keys
@@ -138,7 +185,7 @@ impl<'c> Session<'c> {
     pub(super) fn finish(self, user: &mut SimUser, round: Option<u32>) {
         for (sim, client) in user.clients.iter_mut().zip(self.active) {
             if let Some(client) = client {
-                park(sim, client);
+                park(sim, client.into_state());
             }
         }
         if let Some(round) = round {
@@ -147,9 +194,8 @@ impl<'c> Session<'c> {
     }
 }
 
-/// Puts a client back in storage.
-pub(super) fn park(c: &mut SimClient, client: Client) {
-    let mut state = client.into_state();
+/// Puts a client's state back in storage.
+pub(super) fn park(c: &mut SimClient, mut state: ClientState) {
     state.compact();
     c.state = Some(state);
 }

@@ -223,7 +223,7 @@ fn move_purchase(s: &Shared<'_>, sim: &mut SimUser, to: usize) -> Result<(), Sim
     let (content_id, plain) = content_of(s, sim)?;
     let rng = &mut sim.rng;
     let (destination_id, source) = {
-        let destination_id = sim.clients.get(to).map(Client::id);
+        let destination_id = sim.clients.get(to).map(|c| c.id());
         (destination_id, sim.clients.get_mut(sim.holder))
     };
     let (Some(destination_id), Some(source)) = (destination_id, source) else {

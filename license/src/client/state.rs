@@ -1,0 +1,245 @@
+//! What a client keeps in its own storage: [`ClientState`], its collections, and what it keeps
+//! of each license.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use litemap::LiteMap;
+use treecast_keytree::VerifiedEkbBuf;
+
+use crate::Error;
+use crate::certificate::ReleaseKey;
+use crate::distributor::Registration;
+use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
+use crate::license::{License, LicenseTbs};
+use crate::sign::{SIGNATURE_LEN, Signable};
+
+/// What a client keeps in its own storage besides its keys: its identity, contents, licenses,
+/// verified EKBs, used certificates, moved-away licenses and request counter.
+///
+/// A device that powers off saves it ([`Client::into_state`]) and restores it later with its
+/// keys ([`Client::restore`]), without verifying its licenses and EKBs again: they were verified
+/// when they were stored, and only a [`Client`] makes a `ClientState`. The simulator keeps
+/// millions of clients this way, with their key sets re-provisioned by the authority when they
+/// act.
+#[derive(Clone)]
+pub struct ClientState {
+    pub(super) id: ClientId,
+    pub(super) user: UserId,
+    pub(super) server: ServerId,
+    pub(super) leaf: u32,
+    /// The first bytes of the client's public key: enough for [`Client::restore`] to tell a
+    /// signing key that is not this client's, in a quarter of the space (the certificate and the
+    /// registry keep the whole key).
+    pub(super) key_check: [u8; KEY_CHECK_LEN],
+    /// What the client stores; boxed, and absent while empty, so that an idle client costs
+    /// 8 bytes for it.
+    pub(super) stores: Option<Box<Stores>>,
+    pub(super) next_nonce: u64,
+}
+
+/// A client's collections. Sorted vectors, not B-trees: a client holds a few of each, and a
+/// B-tree node is allocated for 11 entries (4 KiB for licenses), which millions of clients
+/// cannot afford.
+#[derive(Clone, Default)]
+pub(super) struct Stores {
+    pub(super) contents: LiteMap<ContentId, Arc<[u8]>>,
+    pub(super) licenses: LiteMap<ContentId, Held>,
+    pub(super) ekbs: LiteMap<u64, Arc<VerifiedEkbBuf>>,
+    /// Boxed, and absent until the client takes part in a move, which most never do: 32 bytes
+    /// less for each client that holds something.
+    moves: Option<Box<Moves>>,
+}
+
+/// What a client remembers of its moves.
+#[derive(Clone, Default)]
+pub(super) struct Moves {
+    pub(super) used_certificates: LiteMap<CertificateId, ()>,
+    pub(super) moved_out: LiteMap<LicenseId, ()>,
+}
+
+/// The moves of a client that took part in none.
+static NO_MOVES: Moves = Moves {
+    used_certificates: LiteMap::new(),
+    moved_out: LiteMap::new(),
+};
+
+impl Moves {
+    fn is_empty(&self) -> bool {
+        self.used_certificates.is_empty() && self.moved_out.is_empty()
+    }
+}
+
+impl Stores {
+    pub(super) fn moves(&self) -> &Moves {
+        self.moves.as_deref().unwrap_or(&NO_MOVES)
+    }
+
+    pub(super) fn moves_mut(&mut self) -> &mut Moves {
+        self.moves.get_or_insert_with(Box::default)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.contents.is_empty()
+            && self.licenses.is_empty()
+            && self.ekbs.is_empty()
+            && self.moves().is_empty()
+    }
+}
+
+/// A license the client holds, with the release it came with if it arrived by a move. Its
+/// signature was verified when it arrived; the fields and the signature are kept, and the
+/// encoding is made again when the state is saved (no vector on the heap: about 150 bytes less
+/// per license).
+#[derive(Clone)]
+pub(super) struct Held {
+    pub(super) license: LicenseTbs,
+    pub(super) signature: [u8; SIGNATURE_LEN],
+    pub(super) release: Option<ReleaseKey>,
+}
+
+impl Held {
+    /// What the client keeps of `license`, which must encode again to its own bytes (every
+    /// license the servers sign does; the encoding has one form for each license).
+    pub(super) fn new(license: &License, release: Option<ReleaseKey>) -> Result<Self, Error> {
+        let bytes = license.as_bytes();
+        let at = bytes
+            .len()
+            .checked_sub(SIGNATURE_LEN)
+            .ok_or(Error::Internal("a license without a signature"))?;
+        let signature: [u8; SIGNATURE_LEN] = bytes
+            .get(at..)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(Error::Internal("a license without a signature"))?;
+        let held = Self {
+            license: license.tbs().clone(),
+            signature,
+            release,
+        };
+        if held.encoded() != bytes {
+            return Err(treecast_keytree::DecodeError::InvalidValue("license encoding").into());
+        }
+        Ok(held)
+    }
+
+    /// The license's encoding: the fields, then the signature.
+    pub(super) fn encoded(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(LicenseTbs::MAX_LEN + SIGNATURE_LEN);
+        self.license.encode(&mut bytes);
+        bytes.extend_from_slice(&self.signature);
+        bytes
+    }
+}
+
+/// Bytes of the public key a saved state keeps.
+const KEY_CHECK_LEN: usize = 8;
+
+/// What a saved state keeps of a public key.
+pub(super) fn key_check(public_key: &[u8; 32]) -> [u8; KEY_CHECK_LEN] {
+    let mut check = [0; KEY_CHECK_LEN];
+    check.copy_from_slice(&public_key[..KEY_CHECK_LEN]);
+    check
+}
+
+/// The stores of a client that holds nothing.
+static EMPTY: Stores = Stores {
+    contents: LiteMap::new(),
+    licenses: LiteMap::new(),
+    ekbs: LiteMap::new(),
+    moves: None,
+};
+
+impl ClientState {
+    /// The state of a client just registered: nothing stored, the first request counter.
+    pub(super) fn new(
+        registration: &Registration,
+        leaf: u32,
+        key_check: [u8; KEY_CHECK_LEN],
+    ) -> Self {
+        Self {
+            id: registration.client_id,
+            user: registration.user_id,
+            server: registration.server_id,
+            leaf,
+            key_check,
+            stores: None,
+            next_nonce: 1,
+        }
+    }
+
+    /// The next request counter, which is then used up.
+    pub(super) fn take_nonce(&mut self) -> u64 {
+        let n = self.next_nonce;
+        self.next_nonce += 1;
+        n
+    }
+
+    /// The client's ID.
+    pub const fn id(&self) -> ClientId {
+        self.id
+    }
+
+    /// Whether the client holds a license.
+    pub fn holds_licenses(&self) -> bool {
+        !self.stores().licenses.is_empty()
+    }
+
+    /// The contents for which the client holds a license.
+    pub fn licensed(&self) -> impl Iterator<Item = ContentId> + '_ {
+        self.stores().licenses.keys().copied()
+    }
+
+    /// Makes the state as small as it can be for storage: drops the EKBs of epochs no held
+    /// license needs (keeping the newest, unless the client holds nothing) and frees the spare
+    /// capacity of every collection.
+    pub fn compact(&mut self) {
+        let Some(s) = self.stores.as_deref_mut() else {
+            return;
+        };
+        let newest = s.ekbs.last().map(|(e, _)| *e);
+        let needed: BTreeSet<u64> = s.licenses.values().map(|h| h.license.epoch).collect();
+        s.ekbs
+            .retain(|e, _| needed.contains(e) || Some(*e) == newest);
+        if s.licenses.is_empty() && s.contents.is_empty() {
+            // Nothing to play: no EKB to keep either.
+            s.ekbs.clear();
+        }
+        shrink(&mut s.contents);
+        shrink(&mut s.licenses);
+        shrink(&mut s.ekbs);
+        if let Some(moves) = s.moves.as_deref_mut() {
+            shrink(&mut moves.used_certificates);
+            shrink(&mut moves.moved_out);
+        }
+        if s.moves.as_deref().is_some_and(Moves::is_empty) {
+            s.moves = None;
+        }
+        if s.is_empty() {
+            self.stores = None;
+        }
+    }
+
+    pub(super) fn stores(&self) -> &Stores {
+        self.stores.as_deref().unwrap_or(&EMPTY)
+    }
+
+    pub(super) fn stores_mut(&mut self) -> &mut Stores {
+        self.stores.get_or_insert_with(Box::default)
+    }
+}
+
+/// Frees a sorted map's spare capacity (a vector grows to 4 entries on its first insert).
+fn shrink<K, V>(map: &mut LiteMap<K, V>) {
+    let mut entries = core::mem::take(map).into_tuple_vec();
+    entries.shrink_to_fit();
+    *map = LiteMap::from_sorted_store_unchecked(entries);
+}
+
+impl core::fmt::Debug for ClientState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ClientState")
+            .field("id", &self.id)
+            .field("licenses", &self.stores().licenses.len())
+            .finish_non_exhaustive()
+    }
+}
