@@ -17,6 +17,7 @@ use crate::sign::Signable;
 use crate::time::UnixTime;
 
 mod device;
+mod inline;
 mod saved;
 mod state;
 

@@ -14,6 +14,11 @@ use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId
 use crate::license::{License, LicenseTbs};
 use crate::sign::{SIGNATURE_LEN, Signable};
 
+use super::inline::Inline;
+
+/// A client's sorted map: its first entry inline ([`Inline`]).
+pub(super) type Map<K, V> = LiteMap<K, V, Inline<K, V>>;
+
 /// What a client keeps in its own storage besides its keys: its identity, contents, licenses,
 /// verified EKBs, used certificates, moved-away licenses and request counter.
 ///
@@ -43,9 +48,9 @@ pub struct ClientState {
 /// cannot afford.
 #[derive(Clone, Default)]
 pub(super) struct Stores {
-    pub(super) contents: LiteMap<ContentId, Arc<[u8]>>,
-    pub(super) licenses: LiteMap<ContentId, Held>,
-    pub(super) ekbs: LiteMap<u64, Arc<VerifiedEkbBuf>>,
+    pub(super) contents: Map<ContentId, Arc<[u8]>>,
+    pub(super) licenses: Map<ContentId, Held>,
+    pub(super) ekbs: Map<u64, Arc<VerifiedEkbBuf>>,
     /// Boxed, and absent until the client takes part in a move, which most never do: 32 bytes
     /// less for each client that holds something.
     moves: Option<Box<Moves>>,
@@ -54,8 +59,8 @@ pub(super) struct Stores {
 /// What a client remembers of its moves.
 #[derive(Clone, Default)]
 pub(super) struct Moves {
-    pub(super) used_certificates: LiteMap<CertificateId, ()>,
-    pub(super) moved_out: LiteMap<LicenseId, ()>,
+    pub(super) used_certificates: Map<CertificateId, ()>,
+    pub(super) moved_out: Map<LicenseId, ()>,
 }
 
 /// The moves of a client that took part in none.
@@ -228,11 +233,10 @@ impl ClientState {
     }
 }
 
-/// Frees a sorted map's spare capacity (a vector grows to 4 entries on its first insert).
-fn shrink<K, V>(map: &mut LiteMap<K, V>) {
-    let mut entries = core::mem::take(map).into_tuple_vec();
-    entries.shrink_to_fit();
-    *map = LiteMap::from_sorted_store_unchecked(entries);
+/// Frees a sorted map's spare capacity (its one entry inline again, if one is left).
+fn shrink<K, V>(map: &mut Map<K, V>) {
+    let entries: Inline<K, V> = core::mem::take(map).into_iter().collect();
+    *map = LiteMap::from_sorted_store_unchecked(entries.shrunk());
 }
 
 impl core::fmt::Debug for ClientState {
