@@ -195,6 +195,44 @@ fn stale_future_and_reused_requests_are_refused() {
     assert!(audit(w.distributor.registry(), 10).unwrap().is_empty());
 }
 
+/// The memory store forgets a request's tag two windows after the request was made (issue
+/// 17: its table holds the recent requests, not every request ever made). A replay of the
+/// request is refused as stale all the same and changes nothing; a recent request's replay is
+/// still answered as before.
+#[test]
+fn a_replayed_request_whose_tag_was_forgotten_is_refused_as_stale() {
+    let mut w = World::new(Scheme::COMPLETE_SUBTREE);
+    let user = w.user();
+    let mut client = w.client(user, 1);
+    let content = w.publish(100);
+    client.store_content(w.container(content)).unwrap();
+    let request = client.license_request(content, w.clock.now());
+    w.distributor.supply_license(request.as_bytes()).unwrap();
+    let registry = w.distributor.registry();
+    assert!(registry.used_request(client.id(), 1).unwrap().is_some());
+    // Two windows (2 × 300 s) and a second later, other purchases fill the table.
+    w.clock.advance(601);
+    for _ in 0..8 {
+        let other = w.publish(10);
+        w.buy(&mut client, other);
+    }
+    let registry = w.distributor.registry();
+    assert!(registry.used_request(client.id(), 1).unwrap().is_none());
+    let snapshot = w.snapshot();
+    assert_eq!(
+        w.distributor.supply_license(request.as_bytes()).err(),
+        Some(Error::RequestStale)
+    );
+    assert_eq!(w.snapshot(), snapshot);
+    // The last purchase's request is remembered: sent again, the same license comes back.
+    let last = w.publish(10);
+    client.store_content(w.container(last)).unwrap();
+    let recent = client.license_request(last, w.clock.now());
+    let first = w.distributor.supply_license(recent.as_bytes()).unwrap();
+    let again = w.distributor.supply_license(recent.as_bytes()).unwrap();
+    assert_eq!(first.as_bytes(), again.as_bytes());
+}
+
 /// Item 5: revocations from several threads at once leave every content key usable, and every
 /// license issued afterwards plays.
 #[test]

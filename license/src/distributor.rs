@@ -18,7 +18,7 @@ use crate::certificate::{ClientCertificate, ClientCertificateTbs};
 use crate::content::{self, ContentKey};
 use crate::credential::UserCredential;
 use crate::ids::{ClientId, ContentId, ServerId, UserId};
-use crate::registry::{ClientRecord, ContentRecord, Registry};
+use crate::registry::{ClientRecord, ContentRecord, Registry, RequestTag};
 use crate::server::{LicenseServer, ServerKeys};
 use crate::sign::Signable;
 use crate::time::{Clock, UnixTime};
@@ -741,15 +741,26 @@ impl<R: Registry> Distributor<R> {
             .check_client(row.ok_or(Error::ClientNotFound(id))?)
     }
 
-    /// Refuses a request made longer ago than the window, or dated beyond the clock skew.
-    fn check_fresh(&self, created_at: UnixTime) -> Result<(), Error> {
+    /// Refuses a request made longer ago than the window, or dated beyond the clock skew; tags
+    /// a fresh one for the registry. A replay is stale once `created_at + request_max_age` has
+    /// passed; the tag is kept one window more, so that a server clock stepping back by up to a
+    /// window lets no replay through.
+    fn fresh_tag(
+        &self,
+        nonce: u64,
+        created_at: UnixTime,
+        bytes: &[u8],
+    ) -> Result<RequestTag, Error> {
         let now = self.clock.now();
         let oldest = now.0.saturating_sub(self.config.request_max_age);
         let newest = now.plus(self.config.clock_skew);
         if created_at.0 < oldest || created_at > newest {
             return Err(Error::RequestStale);
         }
-        Ok(())
+        let forget_after = created_at
+            .plus(self.config.request_max_age)
+            .plus(self.config.request_max_age);
+        Ok(RequestTag::of(nonce, bytes).with_window(now, forget_after))
     }
 
     fn server(&self, id: ServerId) -> Result<&LicenseServer, Error> {

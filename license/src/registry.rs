@@ -267,7 +267,7 @@ impl MoveIntent {
 
 /// A signed request as the registry records it: its nonce, used once per client, and a digest
 /// of its bytes, so that the same bytes sent again (a client that lost the answer) are told
-/// from another request that reuses the nonce.
+/// from another request that reuses the nonce; and when the registry may forget it.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 #[non_exhaustive]
 pub struct RequestTag {
@@ -277,21 +277,40 @@ pub struct RequestTag {
     /// requests with its nonces, so a collision (2^64 work) would gain its maker only the
     /// answer to its own earlier request.
     pub digest: [u8; 16],
+    /// When the distributor asked for the request to be recorded (its clock).
+    pub recorded_at: UnixTime,
+    /// After this time the request is long stale: a replay of it is refused before the registry
+    /// is asked, so a store may forget the tag (the memory store does; the SQL stores keep
+    /// every tag). `UnixTime(u64::MAX)`, never, unless [`RequestTag::with_window`] says.
+    pub forget_after: UnixTime,
 }
 
 impl RequestTag {
-    /// The tag of the signed request `bytes`, whose nonce is `nonce`.
+    /// The tag of the signed request `bytes`, whose nonce is `nonce`, kept forever.
     pub fn of(nonce: u64, bytes: &[u8]) -> Self {
         use sha2::Digest;
         let full = sha2::Sha256::digest(bytes);
         let mut digest = [0u8; 16];
         digest.copy_from_slice(full.get(..16).unwrap_or(&[0; 16]));
-        Self { nonce, digest }
+        Self::new(nonce, digest)
     }
 
-    /// A tag from its parts.
+    /// A tag from its parts, kept forever.
     pub const fn new(nonce: u64, digest: [u8; 16]) -> Self {
-        Self { nonce, digest }
+        Self {
+            nonce,
+            digest,
+            recorded_at: UnixTime(0),
+            forget_after: UnixTime(u64::MAX),
+        }
+    }
+
+    /// The same tag, recorded at `recorded_at` and forgettable after `forget_after`.
+    #[must_use]
+    pub const fn with_window(mut self, recorded_at: UnixTime, forget_after: UnixTime) -> Self {
+        self.recorded_at = recorded_at;
+        self.forget_after = forget_after;
+        self
     }
 }
 

@@ -231,8 +231,8 @@ fn build_report(
             servers: config.servers,
             pirate_boxes: config.pirate_boxes,
             key_sets: "device key sets re-provisioned by the authority when a client first acts in a \
-                       round; signing keys kept by clients that hold or will buy a license, the \
-                       others' derived from their seeds",
+                       round; a client restored with its signing key only to sign a request, the \
+                       key kept until its last purchase and otherwise derived from its seed",
         },
         counts,
         invariants: outcome.tally.invariants(),

@@ -190,7 +190,7 @@ impl Device {
     /// The epoch of the license held for `content` when the client lacks that epoch's EKB (a
     /// revocation came between its last EKB and the license): the EKB to fetch before playing.
     pub fn missing_ekb(&self, content: ContentId) -> Option<u64> {
-        let epoch = self.state.stores().licenses.get(&content)?.license.epoch;
+        let epoch = self.state.stores().licenses.get(&content)?.epoch;
         (!self.state.stores().ekbs.contains_key(&epoch)).then_some(epoch)
     }
 
@@ -200,7 +200,7 @@ impl Device {
             .stores()
             .licenses
             .get(&content)
-            .map(|h| h.license.license_id)
+            .map(|h| h.license_id)
     }
 
     /// Stores an EKB after verifying the authority's signature, once: plays open the stored,
@@ -254,9 +254,8 @@ impl Device {
             .licenses
             .get(&content)
             .ok_or(Error::NoLicense(content))?;
-        let license = &held.license;
-        if !license.rights.allows(Rights::PLAY) {
-            return Err(Error::RightsDenied(license.license_id));
+        if !held.rights.allows(Rights::PLAY) {
+            return Err(Error::RightsDenied(held.license_id));
         }
         let container = self
             .state
@@ -264,7 +263,7 @@ impl Device {
             .contents
             .get(&content)
             .ok_or(Error::ContentNotFound(content))?;
-        let epoch = license.epoch;
+        let epoch = held.epoch;
         let ekb = self
             .state
             .stores()
@@ -275,7 +274,7 @@ impl Device {
                 current: self.state.stores().ekbs.last().map_or(0, |(e, _)| *e),
             })?;
         let epoch_key = self.device_keys.open(&ekb.get())?;
-        let content_key = license.content_key(
+        let content_key = held.tbs(content, self.state.owner()).content_key(
             &epoch_key,
             self.device_keys.device_key(),
             held.release.as_ref(),
@@ -409,7 +408,7 @@ impl Device {
             return Err(Error::LicenseMoved(t.license_id));
         }
         let content = t.content_id;
-        let held = Held::new(&license, release)?;
+        let held = Held::new(&license, release, self.state.owner())?;
         self.state.stores_mut().licenses.insert(content, held);
         Ok(())
     }

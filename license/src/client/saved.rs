@@ -48,8 +48,9 @@ impl Client {
             put_bytes(&mut out, container);
         }
         put_count(&mut out, s.licenses.len());
-        for held in s.licenses.values() {
-            put_bytes(&mut out, &held.encoded());
+        let owner = self.device.state.owner();
+        for (content, held) in s.licenses.iter() {
+            put_bytes(&mut out, &held.encoded(*content, owner));
             match &held.release {
                 Some(r) => {
                     out.push(1);

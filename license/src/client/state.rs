@@ -11,8 +11,9 @@ use crate::Error;
 use crate::certificate::ReleaseKey;
 use crate::distributor::Registration;
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
-use crate::license::{License, LicenseTbs};
+use crate::license::{License, LicenseTbs, Rights, WRAPPED_LEN};
 use crate::sign::{SIGNATURE_LEN, Signable};
+use crate::time::UnixTime;
 
 use super::inline::Inline;
 
@@ -93,20 +94,45 @@ impl Stores {
 }
 
 /// A license the client holds, with the release it came with if it arrived by a move. Its
-/// signature was verified when it arrived; the fields and the signature are kept, and the
-/// encoding is made again when the state is saved (no vector on the heap: about 150 bytes less
-/// per license).
+/// signature was verified when it arrived. What is kept is the signature and the fields that are
+/// not the client's own: the license names this client, its user and its server, which the
+/// state holds, and its content, under which it is filed. The encoding is made again when the
+/// state is saved.
 #[derive(Clone)]
 pub(super) struct Held {
-    pub(super) license: LicenseTbs,
+    pub(super) license_id: LicenseId,
+    pub(super) epoch: u64,
+    pub(super) issued_at: UnixTime,
+    pub(super) wrapped_key: [u8; WRAPPED_LEN],
+    pub(super) rights: Rights,
     pub(super) signature: [u8; SIGNATURE_LEN],
     pub(super) release: Option<ReleaseKey>,
 }
 
+/// The client a state belongs to, as its licenses name it.
+#[derive(Clone, Copy)]
+pub(super) struct Owner {
+    client: ClientId,
+    user: UserId,
+    server: ServerId,
+}
+
 impl Held {
-    /// What the client keeps of `license`, which must encode again to its own bytes (every
-    /// license the servers sign does; the encoding has one form for each license).
-    pub(super) fn new(license: &License, release: Option<ReleaseKey>) -> Result<Self, Error> {
+    /// What the client `owner` keeps of `license`, which must name it, its user and its server,
+    /// and encode again to its own bytes (every license the servers sign does; the encoding has
+    /// one form for each license).
+    ///
+    /// # Errors
+    /// [`Error::NotForThisClient`] for a license of another client, user or server.
+    pub(super) fn new(
+        license: &License,
+        release: Option<ReleaseKey>,
+        owner: Owner,
+    ) -> Result<Self, Error> {
+        let t = license.tbs();
+        if t.client_id != owner.client || t.user_id != owner.user || t.server_id != owner.server {
+            return Err(Error::NotForThisClient);
+        }
         let bytes = license.as_bytes();
         let at = bytes
             .len()
@@ -117,20 +143,39 @@ impl Held {
             .and_then(|s| s.try_into().ok())
             .ok_or(Error::Internal("a license without a signature"))?;
         let held = Self {
-            license: license.tbs().clone(),
+            license_id: t.license_id,
+            epoch: t.epoch,
+            issued_at: t.issued_at,
+            wrapped_key: t.wrapped_key,
+            rights: t.rights,
             signature,
             release,
         };
-        if held.encoded() != bytes {
+        if held.encoded(t.content_id, owner) != bytes {
             return Err(treecast_keytree::DecodeError::InvalidValue("license encoding").into());
         }
         Ok(held)
     }
 
+    /// The license's fields, for `content` held by `owner`.
+    pub(super) fn tbs(&self, content: ContentId, owner: Owner) -> LicenseTbs {
+        LicenseTbs {
+            license_id: self.license_id,
+            content_id: content,
+            client_id: owner.client,
+            user_id: owner.user,
+            server_id: owner.server,
+            epoch: self.epoch,
+            rights: self.rights,
+            issued_at: self.issued_at,
+            wrapped_key: self.wrapped_key,
+        }
+    }
+
     /// The license's encoding: the fields, then the signature.
-    pub(super) fn encoded(&self) -> Vec<u8> {
+    pub(super) fn encoded(&self, content: ContentId, owner: Owner) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(LicenseTbs::MAX_LEN + SIGNATURE_LEN);
-        self.license.encode(&mut bytes);
+        self.tbs(content, owner).encode(&mut bytes);
         bytes.extend_from_slice(&self.signature);
         bytes
     }
@@ -172,6 +217,15 @@ impl ClientState {
         }
     }
 
+    /// The client, user and server its licenses name.
+    pub(super) const fn owner(&self) -> Owner {
+        Owner {
+            client: self.id,
+            user: self.user,
+            server: self.server,
+        }
+    }
+
     /// The next request counter, which is then used up.
     pub(super) fn take_nonce(&mut self) -> u64 {
         let n = self.next_nonce;
@@ -202,7 +256,7 @@ impl ClientState {
             return;
         };
         let newest = s.ekbs.last().map(|(e, _)| *e);
-        let needed: BTreeSet<u64> = s.licenses.values().map(|h| h.license.epoch).collect();
+        let needed: BTreeSet<u64> = s.licenses.values().map(|h| h.epoch).collect();
         s.ekbs
             .retain(|e, _| needed.contains(e) || Some(*e) == newest);
         if s.licenses.is_empty() && s.contents.is_empty() {
@@ -245,5 +299,45 @@ impl core::fmt::Debug for ClientState {
             .field("id", &self.id)
             .field("licenses", &self.stores().licenses.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+
+    fn license(user: u64, server: u32) -> License {
+        LicenseTbs {
+            license_id: LicenseId(7),
+            content_id: ContentId(3),
+            client_id: ClientId(5),
+            user_id: UserId(user),
+            server_id: ServerId(server),
+            epoch: 2,
+            rights: Rights::PLAY,
+            issued_at: UnixTime(9),
+            wrapped_key: [4; WRAPPED_LEN],
+        }
+        .sign(&SigningKey::from_bytes(&[1; 32]))
+    }
+
+    #[test]
+    fn a_held_license_encodes_again_to_its_bytes_and_names_its_owner() {
+        let owner = Owner {
+            client: ClientId(5),
+            user: UserId(6),
+            server: ServerId(1),
+        };
+        let held = Held::new(&license(6, 1), None, owner).unwrap();
+        assert_eq!(held.encoded(ContentId(3), owner), license(6, 1).as_bytes());
+        assert_eq!(held.tbs(ContentId(3), owner), *license(6, 1).tbs());
+        for other in [license(8, 1), license(6, 2)] {
+            assert!(matches!(
+                Held::new(&other, None, owner),
+                Err(Error::NotForThisClient)
+            ));
+        }
     }
 }

@@ -62,8 +62,7 @@ impl<R: Registry> Distributor<R> {
         let client = self.trusted(client_id, client)?;
         let request = request.verify(&client_key(&client.public_key)?)?;
         let t = request.tbs();
-        self.check_fresh(t.created_at)?;
-        let tag = RequestTag::of(t.nonce, bytes);
+        let tag = self.fresh_tag(t.nonce, t.created_at, bytes)?;
         let content = content.ok_or(Error::ContentNotFound(t.content_id))?;
         self.server(client.server)?;
         // The epoch whose EKB is built and stored: a device can always fetch its license's.
@@ -145,8 +144,7 @@ impl<R: Registry> Distributor<R> {
         let source = self.trusted_client(request.unverified().source)?;
         let request = request.verify(&client_key(&source.public_key)?)?;
         let t = request.tbs();
-        self.check_fresh(t.created_at)?;
-        let tag = RequestTag::of(t.nonce, bytes);
+        let tag = self.fresh_tag(t.nonce, t.created_at, bytes)?;
         if t.source == t.destination {
             return Err(Error::SameClient);
         }

@@ -29,6 +29,7 @@ use super::{
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
+use crate::time::UnixTime;
 
 /// License and certificate IDs of a memory registry: the range of generation 1, as a SQLite
 /// registry opened for the first time hands out (`IdRange`), so that both stores issue the same
@@ -67,7 +68,8 @@ struct Tables {
     contents: HashMap<ContentId, ContentRecord>,
     content_licenses: HashMap<ContentId, Vec<LicenseId>>,
     licenses: Licenses,
-    used_requests: HashMap<(ClientId, u64), UsedRequest>,
+    /// Every request recorded and not yet forgotten, with the time after which it may be.
+    used_requests: HashMap<(ClientId, u64), (UsedRequest, UnixTime)>,
     history: Vec<CertificateRecord>,
     ledger: Vec<LedgerEntry>,
     ekbs: std::collections::BTreeMap<u64, Vec<u8>>,
@@ -135,6 +137,25 @@ impl Tables {
             .iter()
             .filter(|c| self.clients.summary(**c).is_some_and(|r| !r.revoked))
             .count()
+    }
+
+    /// Records `request` of `client`, which produced `answer`. When the table is full, the tags
+    /// that may be forgotten are dropped first (a replay of their requests is refused as stale
+    /// before the registry is asked), so it holds about the requests of the last two windows
+    /// rather than every request ever made.
+    fn record_request(&mut self, client: ClientId, request: RequestTag, answer: u64) {
+        if self.used_requests.len() >= self.used_requests.capacity() {
+            let now = request.recorded_at;
+            self.used_requests
+                .retain(|_, (_, forget_after)| *forget_after >= now);
+        }
+        self.used_requests.insert(
+            (client, request.nonce),
+            (
+                UsedRequest::new(request.digest, answer),
+                request.forget_after,
+            ),
+        );
     }
 
     /// The owner of client `id`, which must not be revoked.
@@ -470,10 +491,7 @@ impl Registry for MemoryRegistry {
         let entry = LedgerEntry::new(user, content, id.0, charge);
         // The one step that can fail comes first, so a failure changes nothing.
         t.licenses.put(&record)?;
-        t.used_requests.insert(
-            (client, request.nonce),
-            UsedRequest::new(request.digest, id.0),
-        );
+        t.record_request(client, request, id.0);
         let row = t.user_mut(user)?;
         users::push(&mut row.licenses, id);
         row.total = row.total.saturating_add(charge.amount);
@@ -487,7 +505,11 @@ impl Registry for MemoryRegistry {
     }
 
     fn used_request(&self, client: ClientId, nonce: u64) -> Result<Option<UsedRequest>, Error> {
-        Ok(self.lock()?.used_requests.get(&(client, nonce)).copied())
+        Ok(self
+            .lock()?
+            .used_requests
+            .get(&(client, nonce))
+            .map(|(used, _)| *used))
     }
 
     fn commit_move(
@@ -550,10 +572,7 @@ impl Registry for MemoryRegistry {
         // ID is checked by storing it, the moved one's place exists (it was read above).
         t.licenses.put(&new_license)?;
         t.licenses.put(&moved)?;
-        t.used_requests.insert(
-            key,
-            UsedRequest::new(intent.request.digest, certificate_id.0),
-        );
+        t.record_request(intent.source, intent.request, certificate_id.0);
         let user = ctx.source.user;
         let entry = LedgerEntry::new(user, ctx.license.content, certificate_id.0, charge);
         // Every check passed and every row is built: apply.
