@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand_core::Rng;
 use rayon::prelude::*;
 use treecast_license::keytree::{
-    Authority, LeafIndex, MasterSecret, TreeConfig, TreeId, VerifiedEkbBuf,
+    Authority, LeafIndex, MasterSecret, TreeConfig, TreeHeight, TreeId, VerifiedEkbBuf,
 };
 use treecast_license::registry::{Registry, audit_report};
 use treecast_license::{
@@ -46,12 +46,30 @@ const START: UnixTime = UnixTime(1_800_000_000);
 /// client will buy, and its saved state. When it acts, its device key set
 /// is re-provisioned by the authority, and a signing key it does not keep is derived from its
 /// seed, which the workload draws again (once per user and round, see [`Session`]).
+///
+/// Its ID and leaf are its saved state's (a client in use is asked for neither).
 pub(crate) struct SimClient {
-    id: ClientId,
-    leaf: LeafIndex,
     key: Option<Box<SigningKey>>,
     state: Option<ClientState>,
     revoked: bool,
+}
+
+impl SimClient {
+    fn saved(&self) -> Result<&ClientState, SimError> {
+        self.state
+            .as_ref()
+            .ok_or(SimError::Internal("a client in use has no saved state"))
+    }
+
+    /// The client's ID.
+    pub(crate) fn id(&self) -> Result<ClientId, SimError> {
+        Ok(self.saved()?.id())
+    }
+
+    /// The client's leaf in a tree of height `height`.
+    pub(crate) fn leaf(&self, height: TreeHeight) -> Result<LeafIndex, SimError> {
+        Ok(LeafIndex::new(self.saved()?.leaf(), height)?)
+    }
 }
 
 /// A purchase as it stands: which client holds it under which license.
@@ -307,13 +325,14 @@ impl<'c, R: Registry> Engine<'c, R> {
         c: &mut SimClient,
         signing_key: SigningKey,
     ) -> Result<Client, SimError> {
+        let leaf = c.leaf(self.cfg.height)?;
         let state = c
             .state
             .take()
             .ok_or(SimError::Internal("a client is acting twice"))?;
         Ok(Client::restore(
             signing_key,
-            self.authority.device_keys(c.leaf),
+            self.authority.device_keys(leaf),
             Arc::clone(&self.server_keys),
             self.authority.verifying_key(),
             state,
@@ -322,12 +341,13 @@ impl<'c, R: Registry> Engine<'c, R> {
 
     /// Client `c`'s device, restored without its signing key.
     pub(super) fn restore_device(&self, c: &mut SimClient) -> Result<Device, SimError> {
+        let leaf = c.leaf(self.cfg.height)?;
         let state = c
             .state
             .take()
             .ok_or(SimError::Internal("a client is acting twice"))?;
         Ok(Device::restore(
-            self.authority.device_keys(c.leaf),
+            self.authority.device_keys(leaf),
             Arc::clone(&self.server_keys),
             self.authority.verifying_key(),
             state,
@@ -380,5 +400,6 @@ pub(super) fn verified_current<R: Registry>(
 pub(super) fn sim_name(user: &SimUser, j: u8) -> String {
     user.clients
         .get(usize::from(j))
-        .map_or_else(|| format!("client #{j}"), |c| c.id.to_string())
+        .and_then(|c| c.id().ok())
+        .map_or_else(|| format!("client #{j}"), |id| id.to_string())
 }

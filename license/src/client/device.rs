@@ -327,7 +327,10 @@ impl Device {
         let stores = self.state.stores_mut();
         stores.licenses.remove(&t.content_id);
         let content = stores.contents.remove(&t.content_id);
-        stores.moves_mut().moved_out.insert(t.source_license, ());
+        self.state
+            .moves_mut()
+            .moved_out
+            .insert(t.source_license, ());
         Ok(MovePackage {
             certificate: certificate.to_vec(),
             content,
@@ -358,7 +361,6 @@ impl Device {
         }
         if self
             .state
-            .stores()
             .moves()
             .used_certificates
             .contains_key(&t.certificate_id)
@@ -378,13 +380,15 @@ impl Device {
             return Err(Error::ContentCorrupt);
         }
         self.accept_license(license, Some(package.release.clone()))?;
-        let stores = self.state.stores_mut();
-        stores
+        self.state
             .moves_mut()
             .used_certificates
             .insert(t.certificate_id, ());
         if let Some(container) = &package.content {
-            stores.contents.insert(t.content_id, container.clone());
+            self.state
+                .stores_mut()
+                .contents
+                .insert(t.content_id, container.clone());
         }
         Ok(())
     }
@@ -398,13 +402,7 @@ impl Device {
         if t.client_id != self.state.id {
             return Err(Error::NotForThisClient);
         }
-        if self
-            .state
-            .stores()
-            .moves()
-            .moved_out
-            .contains_key(&t.license_id)
-        {
+        if self.state.moves().moved_out.contains_key(&t.license_id) {
             return Err(Error::LicenseMoved(t.license_id));
         }
         let content = t.content_id;

@@ -35,7 +35,9 @@ impl Client {
             .values()
             .map(|e| 12 + e.as_bytes().len())
             .sum::<usize>();
-        len += 8 * (s.moves().used_certificates.len() + s.moves().moved_out.len());
+        len += 8
+            * (self.device.state.moves().used_certificates.len()
+                + self.device.state.moves().moved_out.len());
         // Reserved up front: a buffer that grew would leave copies of the releases behind.
         let mut out = Zeroizing::new(Vec::with_capacity(len));
         out.extend_from_slice(&MAGIC);
@@ -63,12 +65,12 @@ impl Client {
         for ekb in s.ekbs.values() {
             put_bytes(&mut out, ekb.as_bytes());
         }
-        put_count(&mut out, s.moves().used_certificates.len());
-        for id in s.moves().used_certificates.keys() {
+        put_count(&mut out, self.device.state.moves().used_certificates.len());
+        for id in self.device.state.moves().used_certificates.keys() {
             out.extend_from_slice(&id.0.to_be_bytes());
         }
-        put_count(&mut out, s.moves().moved_out.len());
-        for id in s.moves().moved_out.keys() {
+        put_count(&mut out, self.device.state.moves().moved_out.len());
+        for id in self.device.state.moves().moved_out.keys() {
             out.extend_from_slice(&id.0.to_be_bytes());
         }
         out
@@ -122,21 +124,11 @@ impl Client {
         }
         for _ in 0..r.u32("used certificate count")? {
             let id = CertificateId(r.u64("certificate id")?);
-            client
-                .state
-                .stores_mut()
-                .moves_mut()
-                .used_certificates
-                .insert(id, ());
+            client.state.moves_mut().used_certificates.insert(id, ());
         }
         for _ in 0..r.u32("moved license count")? {
             let id = LicenseId(r.u64("license id")?);
-            client
-                .state
-                .stores_mut()
-                .moves_mut()
-                .moved_out
-                .insert(id, ());
+            client.state.moves_mut().moved_out.insert(id, ());
         }
         r.finish()?;
         Ok(client)

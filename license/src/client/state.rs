@@ -41,6 +41,10 @@ pub struct ClientState {
     /// What the client stores; boxed, and absent while empty, so that an idle client costs
     /// 8 bytes for it.
     pub(super) stores: Option<Box<Stores>>,
+    /// What it remembers of its moves; boxed apart, and absent until the client takes part in
+    /// a move, which most never do. A source that moved its only license out keeps this box and
+    /// no stores.
+    moves: Option<Box<Moves>>,
     pub(super) next_nonce: u64,
 }
 
@@ -52,9 +56,6 @@ pub(super) struct Stores {
     pub(super) contents: Map<ContentId, Arc<[u8]>>,
     pub(super) licenses: Map<ContentId, Held>,
     pub(super) ekbs: Map<u64, Arc<VerifiedEkbBuf>>,
-    /// Boxed, and absent until the client takes part in a move, which most never do: 32 bytes
-    /// less for each client that holds something.
-    moves: Option<Box<Moves>>,
 }
 
 /// What a client remembers of its moves.
@@ -77,19 +78,8 @@ impl Moves {
 }
 
 impl Stores {
-    pub(super) fn moves(&self) -> &Moves {
-        self.moves.as_deref().unwrap_or(&NO_MOVES)
-    }
-
-    pub(super) fn moves_mut(&mut self) -> &mut Moves {
-        self.moves.get_or_insert_with(Box::default)
-    }
-
     fn is_empty(&self) -> bool {
-        self.contents.is_empty()
-            && self.licenses.is_empty()
-            && self.ekbs.is_empty()
-            && self.moves().is_empty()
+        self.contents.is_empty() && self.licenses.is_empty() && self.ekbs.is_empty()
     }
 }
 
@@ -196,7 +186,6 @@ static EMPTY: Stores = Stores {
     contents: LiteMap::new(),
     licenses: LiteMap::new(),
     ekbs: LiteMap::new(),
-    moves: None,
 };
 
 impl ClientState {
@@ -213,6 +202,7 @@ impl ClientState {
             leaf,
             key_check,
             stores: None,
+            moves: None,
             next_nonce: 1,
         }
     }
@@ -238,6 +228,11 @@ impl ClientState {
         self.id
     }
 
+    /// The client's leaf in the key tree.
+    pub const fn leaf(&self) -> u32 {
+        self.leaf
+    }
+
     /// Whether the client holds a license.
     pub fn holds_licenses(&self) -> bool {
         !self.stores().licenses.is_empty()
@@ -252,6 +247,13 @@ impl ClientState {
     /// license needs (keeping the newest, unless the client holds nothing) and frees the spare
     /// capacity of every collection.
     pub fn compact(&mut self) {
+        if let Some(moves) = self.moves.as_deref_mut() {
+            shrink(&mut moves.used_certificates);
+            shrink(&mut moves.moved_out);
+        }
+        if self.moves.as_deref().is_some_and(Moves::is_empty) {
+            self.moves = None;
+        }
         let Some(s) = self.stores.as_deref_mut() else {
             return;
         };
@@ -266,16 +268,17 @@ impl ClientState {
         shrink(&mut s.contents);
         shrink(&mut s.licenses);
         shrink(&mut s.ekbs);
-        if let Some(moves) = s.moves.as_deref_mut() {
-            shrink(&mut moves.used_certificates);
-            shrink(&mut moves.moved_out);
-        }
-        if s.moves.as_deref().is_some_and(Moves::is_empty) {
-            s.moves = None;
-        }
         if s.is_empty() {
             self.stores = None;
         }
+    }
+
+    pub(super) fn moves(&self) -> &Moves {
+        self.moves.as_deref().unwrap_or(&NO_MOVES)
+    }
+
+    pub(super) fn moves_mut(&mut self) -> &mut Moves {
+        self.moves.get_or_insert_with(Box::default)
     }
 
     pub(super) fn stores(&self) -> &Stores {

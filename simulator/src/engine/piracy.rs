@@ -42,8 +42,9 @@ impl<R: Registry> Engine<'_, R> {
             }
             let leaves: Vec<LeafIndex> = coalition
                 .iter()
-                .filter_map(|&(u, j)| users.get(u)?.clients.get(j).map(|c| c.leaf))
-                .collect();
+                .filter_map(|&(u, j)| users.get(u)?.clients.get(j))
+                .map(|c| c.leaf(height))
+                .collect::<Result<_, _>>()?;
             if leaves.is_empty() {
                 continue;
             }
@@ -81,12 +82,13 @@ impl<R: Registry> Engine<'_, R> {
                 let Some(c) = users.get_mut(u).and_then(|user| user.clients.get_mut(j)) else {
                     continue;
                 };
-                if c.revoked || !found.contains(&c.leaf.get()) {
+                let leaf = c.leaf(height)?.get();
+                if c.revoked || !found.contains(&leaf) {
                     continue;
                 }
-                last = Some(self.distributor.revoke_client(c.id)?);
+                last = Some(self.distributor.revoke_client(c.id()?)?);
                 c.revoked = true;
-                revoked_leaves.push(c.leaf.get());
+                revoked_leaves.push(leaf);
             }
             if let Some(epoch) = last {
                 let mut entry = self.ekb_entry(epoch)?;

@@ -31,7 +31,8 @@ impl<R: Registry> Engine<'_, R> {
         while start < cfg.users {
             let registered = self.register_chunk(start, plan_chunk(start))?;
             for user in registered {
-                first_client.push(user.clients.first().map_or(0, |c| c.id.0));
+                let first = user.clients.first().map(SimClient::id).transpose()?;
+                first_client.push(first.map_or(0, |id| id.0));
                 users.push(user);
             }
             let following = start + CHUNK;
@@ -104,8 +105,6 @@ impl<R: Registry> Engine<'_, R> {
             .collect();
         let mut clients = Vec::with_capacity(keys.len());
         for (j, (signing_key, registration)) in keys.into_iter().zip(registrations).enumerate() {
-            let client_id = registration.client_id;
-            let leaf = registration.device_keys.leaf();
             let key = buyers
                 .get(j)
                 .copied()
@@ -113,8 +112,6 @@ impl<R: Registry> Engine<'_, R> {
                 .then(|| Box::new(signing_key.clone()));
             let state = Client::new(signing_key, registration)?.into_state();
             clients.push(SimClient {
-                id: client_id,
-                leaf,
                 key,
                 state: Some(state),
                 revoked: false,

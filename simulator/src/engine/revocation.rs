@@ -37,9 +37,9 @@ impl<R: Registry> Engine<'_, R> {
                 continue;
             }
             let t = Instant::now();
-            let epoch = self.distributor.revoke_client(c.id)?;
+            let epoch = self.distributor.revoke_client(c.id()?)?;
             c.revoked = true;
-            revoked_leaves.push(c.leaf.get());
+            revoked_leaves.push(c.leaf(self.cfg.height)?.get());
             done += 1;
             self.ops.add(Op::Revoke, 1, t.elapsed());
             last = epoch;
@@ -101,7 +101,10 @@ impl<R: Registry> Engine<'_, R> {
                 if !sim.revoked {
                     continue;
                 }
-                let opened = self.authority.device_keys(sim.leaf).open(&verified);
+                let opened = self
+                    .authority
+                    .device_keys(sim.leaf(self.cfg.height)?)
+                    .open(&verified);
                 let refused = matches!(opened, Err(treecast_license::keytree::Error::Revoked));
                 self.tally
                     .attack(Attack::RevokedOpensEkb, refused, u as u64);
