@@ -273,8 +273,22 @@ impl Cluster {
     /// SIGKILLs the server (the postmaster) and reaps it.
     pub(crate) fn kill(&mut self) {
         if let Some(mut s) = self.server.take() {
+            let backends = children_of(s.id());
             let _ = s.kill();
             let _ = s.wait();
+            // A backend outlives its postmaster for a moment and would still answer a query on
+            // its connection: killed too, and waited for (it stays a zombie here, where nothing
+            // reaps orphans, but serves nothing).
+            for pid in &backends {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while backends.iter().any(|&pid| is_running(pid)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
     }
 
@@ -304,4 +318,29 @@ impl Drop for Cluster {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The processes whose parent is `pid` (Linux `/proc`).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| stat_fields(p).is_some_and(|(_, parent)| parent == pid))
+        .collect()
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn is_running(pid: u32) -> bool {
+    stat_fields(pid).is_some_and(|(state, _)| state != 'Z')
+}
+
+/// The state and the parent of `pid`, from `/proc/PID/stat` (after the command's closing
+/// parenthesis: state, then parent).
+fn stat_fields(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut rest = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let parent = rest.next()?.parse().ok()?;
+    Some((state, parent))
 }
