@@ -319,24 +319,15 @@ impl<'c, R: Registry> Engine<'c, R> {
         self.progress.set_position(0);
     }
 
-    /// Takes a client out of storage: its saved state, its keys re-provisioned by the authority.
+    /// Takes a client out of storage: its saved state, its keys re-provisioned by the authority,
+    /// and `signing_key`.
     pub(super) fn restore(
         &self,
         c: &mut SimClient,
         signing_key: SigningKey,
     ) -> Result<Client, SimError> {
-        let leaf = c.leaf(self.cfg.height)?;
-        let state = c
-            .state
-            .take()
-            .ok_or(SimError::Internal("a client is acting twice"))?;
-        Ok(Client::restore(
-            signing_key,
-            self.authority.device_keys(leaf),
-            Arc::clone(&self.server_keys),
-            self.authority.verifying_key(),
-            state,
-        )?)
+        let device = self.restore_device(c)?;
+        Client::from_device(device, signing_key).map_err(|(e, _)| SimError::from(e))
     }
 
     /// Client `c`'s device, restored without its signing key.

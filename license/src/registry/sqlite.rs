@@ -55,7 +55,9 @@ pub enum Durability {
 /// let user = SqliteRegistry::open(&path, TreeHeight::new(16)?)?.add_user()?;
 /// // Reopened, the file still knows the user.
 /// assert!(SqliteRegistry::open_existing(&path)?.has_user(user)?);
-/// # std::fs::remove_file(&path).ok();
+/// # for end in ["", "-wal", "-shm"] {
+/// #     std::fs::remove_file(format!("{}{end}", path.display())).ok();
+/// # }
 /// # Ok(()) }
 /// ```
 pub type SqliteRegistry = SqlRegistry<SqliteDriver>;
