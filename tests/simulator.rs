@@ -35,6 +35,13 @@ fn a_small_run_passes_and_does_what_it_was_asked() {
     assert!(report.attacks.contains_key("diverted_certificate"));
     assert!(report.attacks.contains_key("containerless_source"));
     assert_eq!(n.billed, n.purchases * 300 + n.moves * 50);
+    // The crypto bound prices each phase at unit costs sampled during it: the first user of
+    // the registration and of each round is sampled.
+    let bound = &report.crypto_bound;
+    assert_eq!(bound.phases[0].samples.count, 1);
+    assert_eq!(bound.phases[1].samples.count, config.rounds);
+    assert_eq!(bound.samples.count, 1 + config.rounds);
+    assert!(bound.unit_seconds.verify > 0.0 && bound.ratio > 0.0);
     for (name, inv) in &report.invariants {
         if name != "6_deterministic" {
             assert!(inv.checked > 0, "{name} was never checked");

@@ -20,6 +20,7 @@ use treecast_license::{
 };
 
 use crate::SimError;
+use crate::bound::{Phase, PhaseSamples, Sampler};
 use crate::config::SimConfig;
 use crate::invariants::{Attack, Invariant, Tally};
 use crate::report::EkbEpoch;
@@ -175,6 +176,8 @@ pub(crate) struct Outcome {
     pub(crate) ledger_total: u64,
     /// The pirate boxes traced.
     pub(crate) piracy: piracy::Piracy,
+    /// The unit costs sampled during registration and the rounds.
+    pub(crate) samples: [PhaseSamples; 2],
 }
 
 /// The simulation's world: the distributor and everything the simulator knows about its users.
@@ -193,6 +196,8 @@ pub(crate) struct Engine<'c, R> {
     /// The first client ID of each user (client IDs are given out in user order).
     first_client: Vec<u64>,
     progress: ProgressBar,
+    /// Samples the crypto's unit costs as the run goes (`bound.rs`).
+    sampler: Sampler,
 }
 
 impl<'c, R: Registry> Engine<'c, R> {
@@ -256,6 +261,7 @@ impl<'c, R: Registry> Engine<'c, R> {
             ops: OpStats::default(),
             first_client: Vec::new(),
             progress,
+            sampler: Sampler::new(cfg.content_size),
         })
     }
 
@@ -298,7 +304,12 @@ impl<'c, R: Registry> Engine<'c, R> {
         phases.push(("final_checks", t.elapsed().as_secs_f64()));
         rss.push(("final_checks", crate::report::rss_bytes()));
         self.progress.finish_and_clear();
-        let Self { tally, ops, .. } = self;
+        let Self {
+            tally,
+            ops,
+            sampler,
+            ..
+        } = self;
         Ok(Outcome {
             tally,
             ops,
@@ -310,6 +321,7 @@ impl<'c, R: Registry> Engine<'c, R> {
             rss,
             ledger_total,
             piracy,
+            samples: sampler.finish(),
         })
     }
 

@@ -43,7 +43,7 @@ use std::time::Instant;
 use treecast_license::Registry;
 use treecast_license::registry::MemoryRegistry;
 
-pub use bound::{CryptoBound, UnitCosts};
+pub use bound::{CryptoBound, PhaseBound, PhaseSamples, UnitCosts};
 pub use config::{SimConfig, StoreSpec};
 pub use invariants::{AttackCount, InvariantCount};
 pub use report::EkbEpoch;
@@ -196,6 +196,7 @@ fn build_report(
     let wall = ["registration", "rounds"].map(|phase| seconds.get(phase).copied().unwrap_or(0.0));
     let crypto_bound = CryptoBound::new(
         unit,
+        outcome.samples,
         [counts.clients, counts.purchases, counts.moves, counts.plays],
         threads,
         wall,

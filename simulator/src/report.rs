@@ -218,16 +218,26 @@ impl fmt::Display for Report {
                 p.phase, p.crypto_seconds_per_thread, p.wall_seconds, p.ratio
             )?;
         }
-        let u = &b.unit_seconds;
+        let costs = |u: &crate::UnitCosts| {
+            format!(
+                "key generation {:.1}, sign {:.1}, verify {:.1}, key decoding {:.1}, decrypt {:.2}",
+                u.keygen * 1e6,
+                u.sign * 1e6,
+                u.verify * 1e6,
+                u.parse_key * 1e6,
+                u.decrypt * 1e6
+            )
+        };
         writeln!(
             f,
-            "  unit costs (µs): key generation {:.1}, sign {:.1}, verify {:.1}, key decoding {:.1}, \
-             decrypt {:.2}",
-            u.keygen * 1e6,
-            u.sign * 1e6,
-            u.verify * 1e6,
-            u.parse_key * 1e6,
-            u.decrypt * 1e6
+            "  unit costs (µs, mean of {} samples taken during the run): {}",
+            b.samples.count,
+            costs(&b.unit_seconds)
+        )?;
+        writeln!(
+            f,
+            "  unit costs (µs, fastest before and after the run): {}",
+            costs(&b.warm_unit_seconds)
         )?;
         let last = self.ekb.last();
         writeln!(

@@ -82,7 +82,12 @@ impl<R: Registry> Engine<'_, R> {
         }
         let users = per_user
             .into_par_iter()
-            .map(|(plan, keys, id, mine)| self.sim_user(plan, keys, id, mine))
+            .enumerate()
+            .map(|(i, (plan, keys, id, mine))| {
+                self.sampler
+                    .sample_if_due(Phase::Registration, start + i as u64);
+                self.sim_user(plan, keys, id, mine)
+            })
             .collect::<Result<Vec<SimUser>, SimError>>()?;
         self.ops.add(Op::Register, clients, t.elapsed());
         Ok(users)

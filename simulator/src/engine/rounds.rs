@@ -9,6 +9,7 @@ impl<R: Registry> Engine<'_, R> {
         self.bar("round", users.len() as u64);
         self.clock.advance(3_600);
         users.par_iter_mut().enumerate().try_for_each(|(u, user)| {
+            self.sampler.sample_if_due(Phase::Rounds, u as u64);
             let r = self.user_round(u as u64, user, round);
             self.progress.inc(1);
             r
