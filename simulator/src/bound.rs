@@ -207,6 +207,9 @@ pub struct CryptoBound {
     pub warm_unit_seconds: UnitCosts,
     /// The samples taken during the run, both phases together.
     pub samples: PhaseSamples,
+    /// The ratio with the work priced at `warm_unit_seconds` instead: the stricter figure,
+    /// which swings with the host's quiet and busy moments.
+    pub warm_ratio: f64,
     /// The run's crypto work alone, on one thread: client key generation and certificate
     /// signature per registration; 2 signatures and 2 verifications per purchase (request and
     /// license); per move 3 signatures (request, license, certificate) and 4 verifications (the
@@ -283,17 +286,9 @@ impl CryptoBound {
         threads: usize,
         [registration_wall, rounds_wall]: [f64; 2],
     ) -> Self {
-        let [registrations, purchases, moves, plays] = counts.map(|c| c as f64);
         let costs = |s: PhaseSamples| (s.mean().unwrap_or(warm), s);
-        let (unit, _) = costs(registration_samples);
-        let registration = registrations * (unit.keygen + unit.sign);
-        let (unit, _) = costs(rounds_samples);
-        // The server decodes the requesting client's key from its row once per purchase and per
-        // move; the clients verify under their server's key, decoded once.
-        let rounds = purchases * 2.0 * (unit.sign + unit.verify)
-            + moves * (3.0 * unit.sign + 4.0 * unit.verify)
-            + (purchases + moves) * unit.parse_key
-            + plays * unit.decrypt;
+        let registration = Self::work(costs(registration_samples).0, counts)[0];
+        let rounds = Self::work(costs(rounds_samples).0, counts)[1];
         let all = registration_samples.merge(rounds_samples);
         let whole = PhaseBound::new(
             "all",
@@ -302,9 +297,15 @@ impl CryptoBound {
             registration_wall + rounds_wall,
             costs(all),
         );
+        let at_warm_costs: f64 = Self::work(warm, counts).iter().sum();
         Self {
             unit_seconds: whole.unit_seconds,
             warm_unit_seconds: warm,
+            warm_ratio: if whole.wall_seconds > 0.0 {
+                at_warm_costs / threads.max(1) as f64 / whole.wall_seconds
+            } else {
+                0.0
+            },
             samples: all,
             crypto_seconds: registration + rounds,
             crypto_seconds_per_thread: whole.crypto_seconds_per_thread,
@@ -327,6 +328,20 @@ impl CryptoBound {
                 ),
             ],
         }
+    }
+
+    /// The crypto work of registration and of the rounds, in seconds on one thread, at the
+    /// costs `unit`.
+    fn work(unit: UnitCosts, counts: [u64; 4]) -> [f64; 2] {
+        let [registrations, purchases, moves, plays] = counts.map(|c| c as f64);
+        let registration = registrations * (unit.keygen + unit.sign);
+        // The server decodes the requesting client's key from its row once per purchase and per
+        // move; the clients verify under their server's key, decoded once.
+        let rounds = purchases * 2.0 * (unit.sign + unit.verify)
+            + moves * (3.0 * unit.sign + 4.0 * unit.verify)
+            + (purchases + moves) * unit.parse_key
+            + plays * unit.decrypt;
+        [registration, rounds]
     }
 }
 
@@ -373,6 +388,9 @@ mod tests {
         assert_eq!(rounds.unit_seconds, warm);
         assert_eq!(b.samples.count, 2);
         assert_eq!(b.warm_unit_seconds, warm);
+        // Priced at the warm costs instead: 1 000 × 3/1024 s over 2 threads and 14.5 s.
+        assert_eq!(b.wall_seconds, 14.5);
+        assert_eq!(b.warm_ratio, 1_000.0 * 3.0 / 1024.0 / 2.0 / 14.5);
     }
 
     #[test]

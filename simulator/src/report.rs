@@ -205,11 +205,13 @@ impl fmt::Display for Report {
         let b = &self.crypto_bound;
         writeln!(
             f,
-            "crypto alone {:.1} s per thread, run {:.1} s: ratio {:.2} (target >= {:.2})",
+            "crypto alone {:.1} s per thread, run {:.1} s: ratio {:.2} (target >= {:.2}; {:.2} at \
+             the fastest costs)",
             b.crypto_seconds_per_thread,
             b.wall_seconds,
             b.ratio,
-            CryptoBound::TARGET
+            CryptoBound::TARGET,
+            b.warm_ratio
         )?;
         for p in &b.phases {
             writeln!(
