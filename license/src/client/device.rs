@@ -79,7 +79,6 @@ use crate::time::UnixTime;
 /// ));
 /// # Ok(()) }
 /// ```
-/// ```
 pub struct Device {
     pub(super) device_keys: DeviceKeys,
     pub(super) servers: Arc<ServerKeys>,

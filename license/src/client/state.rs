@@ -23,9 +23,11 @@ pub(super) type Map<K, V> = LiteMap<K, V, Inline<K, V>>;
 /// What a client keeps in its own storage besides its keys: its identity, contents, licenses,
 /// verified EKBs, used certificates, moved-away licenses and request counter.
 ///
-/// A device that powers off saves it ([`Client::into_state`]) and restores it later with its
-/// keys ([`Client::restore`]), without verifying its licenses and EKBs again: they were verified
-/// when they were stored, and only a [`Client`] makes a `ClientState`. The simulator keeps
+/// A device that powers off saves it ([`Client::into_state`](super::Client::into_state)) and
+/// restores it later with its keys ([`Client::restore`](super::Client::restore), or
+/// [`Device::restore`](super::Device::restore) without the signing key), without verifying its
+/// licenses and EKBs again: they were verified when they were stored, and only a
+/// [`Client`](super::Client) makes a `ClientState`. The simulator keeps
 /// millions of clients this way, with their key sets re-provisioned by the authority when they
 /// act.
 #[derive(Clone)]
