@@ -143,11 +143,20 @@ impl Tables {
     /// that may be forgotten are dropped first (a replay of their requests is refused as stale
     /// before the registry is asked), so it holds about the requests of the last two windows
     /// rather than every request ever made.
+    ///
+    /// A scan that frees less than half the table grows it as well: under steady traffic a tag
+    /// or two expire between two requests, and a scan that frees only those leaves the table
+    /// full again a few inserts later, to be scanned again whole. With the growth at least half
+    /// the table is free after a scan, and each scan is paid for by as many inserts (in the
+    /// test below, 2 full tables in 7 168 steady requests instead of 22).
     fn record_request(&mut self, client: ClientId, request: RequestTag, answer: u64) {
-        if self.used_requests.len() >= self.used_requests.capacity() {
+        let requests = &mut self.used_requests;
+        if requests.len() >= requests.capacity() {
             let now = request.recorded_at;
-            self.used_requests
-                .retain(|_, (_, forget_after)| *forget_after >= now);
+            requests.retain(|_, (_, forget_after)| *forget_after >= now);
+            if requests.len() > requests.capacity() / 2 {
+                requests.reserve(requests.len());
+            }
         }
         self.used_requests.insert(
             (client, request.nonce),
@@ -785,5 +794,41 @@ mod tests {
                 .unwrap(),
             Some(ClientId(5))
         );
+    }
+
+    /// Under steady traffic a tag or two expire between two requests. A scan that frees little
+    /// grows the table, so that it is full again (and scanned whole) only after as many inserts
+    /// as it holds: without the growth this run leaves it full 22 times, with it twice.
+    #[test]
+    fn a_request_log_under_steady_traffic_is_not_scanned_at_every_request() {
+        let mut t = MemoryRegistry::new(TreeHeight::new(8).unwrap())
+            .tables
+            .into_inner()
+            .unwrap();
+        // Request i, made at time i, may be forgotten after time i + window: about as many
+        // requests stay fresh as the table holds, and one expires per request.
+        t.used_requests.reserve(1_000);
+        let full = t.used_requests.capacity() as u64;
+        let window = full - 2;
+        let mut i = 0;
+        let mut left_full = 0;
+        for _ in 0..4 * full {
+            let tag = RequestTag::new(i, [0; 16]).with_window(UnixTime(i), UnixTime(i + window));
+            t.record_request(ClientId(1), tag, i);
+            i += 1;
+            if t.used_requests.len() == t.used_requests.capacity() {
+                left_full += 1;
+            }
+        }
+        // A full table is scanned at the next request.
+        assert!(
+            left_full <= 4,
+            "left full after {left_full} of {} requests",
+            4 * full
+        );
+        // No fresh request was forgotten.
+        for j in i - window..i {
+            assert!(t.used_requests.contains_key(&(ClientId(1), j)), "{j}");
+        }
     }
 }
