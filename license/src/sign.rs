@@ -60,6 +60,14 @@ impl<T> Signed<T> {
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
+
+    /// The signature that ends the encoding.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] never in practice: every `Signed` ends with one.
+    pub(crate) fn signature(&self) -> Result<&[u8; SIGNATURE_LEN], Error> {
+        Ok(split_signature(&self.bytes)?.1)
+    }
 }
 
 /// A decoded object whose signature has not been checked.
@@ -103,11 +111,7 @@ impl<T: Signable> Unverified<T> {
     /// # Errors
     /// [`Error::BadSignature`] when it does not verify.
     pub fn verify(self, key: &VerifyingKey) -> Result<Signed<T>, Error> {
-        let at = self.bytes.len().saturating_sub(SIGNATURE_LEN);
-        let (payload, signature) = self.bytes.split_at(at);
-        let signature: &[u8; SIGNATURE_LEN] = signature
-            .try_into()
-            .map_err(|_| Error::Internal("signature length"))?;
+        let (payload, signature) = split_signature(&self.bytes)?;
         key.verify_strict(
             &message(T::LABEL, payload),
             &Signature::from_bytes(signature),
@@ -118,6 +122,16 @@ impl<T: Signable> Unverified<T> {
             bytes: self.bytes,
         })
     }
+}
+
+/// An encoding's payload and the signature that ends it.
+fn split_signature(bytes: &[u8]) -> Result<(&[u8], &[u8; SIGNATURE_LEN]), Error> {
+    let at = bytes.len().saturating_sub(SIGNATURE_LEN);
+    let (payload, signature) = bytes.split_at(at);
+    let signature = signature
+        .try_into()
+        .map_err(|_| Error::Internal("signature length"))?;
+    Ok((payload, signature))
 }
 
 fn message(label: &[u8], payload: &[u8]) -> Vec<u8> {

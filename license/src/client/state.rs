@@ -125,15 +125,7 @@ impl Held {
         if t.client_id != owner.client || t.user_id != owner.user || t.server_id != owner.server {
             return Err(Error::NotForThisClient);
         }
-        let bytes = license.as_bytes();
-        let at = bytes
-            .len()
-            .checked_sub(SIGNATURE_LEN)
-            .ok_or(Error::Internal("a license without a signature"))?;
-        let signature: [u8; SIGNATURE_LEN] = bytes
-            .get(at..)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(Error::Internal("a license without a signature"))?;
+        let signature = *license.signature()?;
         let held = Self {
             license_id: t.license_id,
             epoch: t.epoch,
@@ -143,7 +135,7 @@ impl Held {
             signature,
             release,
         };
-        if held.encoded(t.content_id, owner) != bytes {
+        if held.encoded(t.content_id, owner) != license.as_bytes() {
             return Err(treecast_keytree::DecodeError::InvalidValue("license encoding").into());
         }
         Ok(held)
