@@ -16,6 +16,7 @@ mod cover_vectors;
 mod crash;
 mod pg;
 mod postgres_registry;
+mod saved_state;
 mod service;
 mod simulator;
 mod sqlite_registry;

@@ -1,6 +1,8 @@
 //! What a device reads from outside or from its own storage: a registration (from the network
 //! service) and a saved client state. Nothing may panic; what a loaded state saves loads back
-//! to the same state.
+//! to the same state. A version 2 state is sealed under the device key, which random bytes do
+//! not pass; its decoder past the seal is the one version 1 states (signed licenses, no seal)
+//! go through, so the fuzzer reaches it that way.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};

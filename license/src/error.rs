@@ -61,6 +61,9 @@ pub enum Error {
     /// A registry row the server acts on does not carry the distributor's tag: it was written
     /// by someone else.
     Tampered(&'static str),
+    /// A saved client state is not sealed under this client's device key: altered, truncated,
+    /// or made by someone else.
+    StateTampered,
     /// The registry's storage failed.
     Storage(String),
     /// The license was issued for an epoch whose EKB this client cannot open, or a stale epoch.
@@ -124,6 +127,9 @@ impl fmt::Display for Error {
                 f,
                 "a {what} in the registry is not authenticated by this distributor"
             ),
+            Self::StateTampered => {
+                f.write_str("the saved client state is not sealed by this client's device")
+            }
             Self::Storage(e) => write!(f, "registry storage: {e}"),
             Self::StaleEpoch { got, current } => {
                 write!(f, "epoch {got} is not usable (current {current})")
@@ -170,6 +176,7 @@ impl Error {
             Self::RightsDenied(_) => "rights_denied",
             Self::NotReleased => "not_released",
             Self::Tampered(_) => "tampered",
+            Self::StateTampered => "state_tampered",
             Self::Storage(_) => "storage",
             Self::StaleEpoch { .. } => "stale_epoch",
             Self::SameClient => "same_client",

@@ -60,14 +60,6 @@ impl<T> Signed<T> {
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
-
-    /// The signature that ends the encoding.
-    ///
-    /// # Errors
-    /// [`Error::Internal`] never in practice: every `Signed` ends with one.
-    pub(crate) fn signature(&self) -> Result<&[u8; SIGNATURE_LEN], Error> {
-        Ok(split_signature(&self.bytes)?.1)
-    }
 }
 
 /// A decoded object whose signature has not been checked.

@@ -14,7 +14,7 @@ use crate::Error;
 use crate::certificate::{CopyCertificateIn, ReleaseKey};
 use crate::content::{self, ContentHeader};
 use crate::ids::{ClientId, ContentId, LicenseId, ServerId, UserId};
-use crate::license::{License, LicenseIn, Rights};
+use crate::license::{LicenseIn, LicenseTbs, Rights};
 use crate::server::ServerKeys;
 use crate::time::UnixTime;
 
@@ -234,7 +234,7 @@ impl Device {
     /// [`Error::LicenseMoved`] for a license this client moved away.
     pub fn acquire_license(&mut self, bytes: &[u8]) -> Result<(), Error> {
         let license = LicenseIn::from_bytes(bytes)?.verify(self.server_key()?)?;
-        self.accept_license(license, None)
+        self.accept_license(license.tbs(), None)
     }
 
     /// Plays `content`: opens the stored EKB of its license's epoch, unwraps the content key with
@@ -276,7 +276,7 @@ impl Device {
         let content_key = held.tbs(content, self.state.owner()).content_key(
             &epoch_key,
             self.device_keys.device_key(),
-            held.release.as_ref(),
+            self.state.moves().releases.get(&content),
         )?;
         let header = content::open(&content_key, &container[..], output)?;
         if header.content_id != content {
@@ -326,10 +326,9 @@ impl Device {
         let stores = self.state.stores_mut();
         stores.licenses.remove(&t.content_id);
         let content = stores.contents.remove(&t.content_id);
-        self.state
-            .moves_mut()
-            .moved_out
-            .insert(t.source_license, ());
+        let moves = self.state.moves_mut();
+        moves.releases.remove(&t.content_id);
+        moves.moved_out.insert(t.source_license, ());
         Ok(MovePackage {
             certificate: certificate.to_vec(),
             content,
@@ -378,7 +377,7 @@ impl Device {
         {
             return Err(Error::ContentCorrupt);
         }
-        self.accept_license(license, Some(package.release.clone()))?;
+        self.accept_license(license.tbs(), Some(package.release.clone()))?;
         self.state
             .moves_mut()
             .used_certificates
@@ -392,12 +391,14 @@ impl Device {
         Ok(())
     }
 
+    /// Stores a license whose signature was verified (or, loading a saved state, whose seal
+    /// was), with the release it came with if it arrived by a move.
     pub(super) fn accept_license(
         &mut self,
-        license: License,
+        license: &LicenseTbs,
         release: Option<ReleaseKey>,
     ) -> Result<(), Error> {
-        let t = license.tbs();
+        let t = license;
         if t.client_id != self.state.id {
             return Err(Error::NotForThisClient);
         }
@@ -405,8 +406,18 @@ impl Device {
             return Err(Error::LicenseMoved(t.license_id));
         }
         let content = t.content_id;
-        let held = Held::new(&license, release, self.state.owner())?;
+        let held = Held::new(t, self.state.owner())?;
         self.state.stores_mut().licenses.insert(content, held);
+        match release {
+            Some(release) => {
+                self.state.moves_mut().releases.insert(content, release);
+            }
+            None => {
+                if self.state.moves().releases.contains_key(&content) {
+                    self.state.moves_mut().releases.remove(&content);
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
-use treecast_keytree::DecodeError;
+use subtle::ConstantTimeEq;
 use treecast_keytree::codec::Reader;
+use treecast_keytree::{DecodeError, DeviceKey};
 use zeroize::Zeroizing;
 
 use super::Client;
@@ -15,45 +16,65 @@ use crate::Error;
 use crate::certificate::ReleaseKey;
 use crate::distributor::Registration;
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId};
+use crate::kdf;
 use crate::license::{LicenseIn, LicenseTbs};
 use crate::sign::Signable;
 
 const MAGIC: [u8; 4] = *b"TCCS";
-const VERSION: u8 = 1;
+/// The version [`Client::save`] writes: licenses without their signatures, the whole state
+/// sealed under the device key.
+const VERSION: u8 = 2;
+/// The first version: every license with its signature, no seal. Still loaded (its licenses
+/// are verified again), never written.
+const SIGNED_VERSION: u8 = 1;
+/// The length of the seal that ends a version 2 state.
+const SEAL_LEN: usize = 32;
 
 impl Client {
     /// The client's state as bytes: its ID, request counter, contents, licenses (with the
-    /// releases of moved-in ones), EKBs, used certificates and moved-away licenses. Zeroized on
-    /// drop (releases are secrets).
+    /// releases of moved-in ones), EKBs, used certificates and moved-away licenses, sealed
+    /// under a key derived from the device key (`docs/formats.md`, "Saved client state").
+    /// Zeroized on drop (releases are secrets).
+    ///
+    /// ```
+    /// # use treecast_license::{Client, Error};
+    /// # fn demo(client: &Client, key: treecast_license::SigningKey,
+    /// #         registration: treecast_license::Registration) -> Result<(), Error> {
+    /// let saved = client.save();
+    /// let loaded = Client::load(key, registration, &saved)?;
+    /// assert_eq!(loaded.save(), saved);
+    /// # Ok(()) }
+    /// ```
     pub fn save(&self) -> Zeroizing<Vec<u8>> {
-        let s = self.device.state.stores();
-        let mut len = 64;
+        let state = &self.device.state;
+        let (s, moves) = (state.stores(), state.moves());
+        let mut len = 64 + SEAL_LEN;
         len += s.contents.values().map(|c| 12 + c.len()).sum::<usize>();
-        len += s.licenses.len() * (29 + LicenseTbs::MAX_LEN + crate::sign::SIGNATURE_LEN);
+        len += s.licenses.len() * (21 + LicenseTbs::MAX_LEN);
         len += s
             .ekbs
             .values()
             .map(|e| 12 + e.as_bytes().len())
             .sum::<usize>();
-        len += 8
-            * (self.device.state.moves().used_certificates.len()
-                + self.device.state.moves().moved_out.len());
+        len += 8 * (moves.used_certificates.len() + moves.moved_out.len());
         // Reserved up front: a buffer that grew would leave copies of the releases behind.
         let mut out = Zeroizing::new(Vec::with_capacity(len));
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
-        out.extend_from_slice(&self.device.state.id.0.to_be_bytes());
-        out.extend_from_slice(&self.device.state.next_nonce.to_be_bytes());
+        out.extend_from_slice(&state.id.0.to_be_bytes());
+        out.extend_from_slice(&state.next_nonce.to_be_bytes());
         put_count(&mut out, s.contents.len());
         for (id, container) in s.contents.iter() {
             out.extend_from_slice(&id.0.to_be_bytes());
             put_bytes(&mut out, container);
         }
         put_count(&mut out, s.licenses.len());
-        let owner = self.device.state.owner();
+        let mut fields = Vec::with_capacity(LicenseTbs::MAX_LEN);
         for (content, held) in s.licenses.iter() {
-            put_bytes(&mut out, &held.encoded(*content, owner));
-            match &held.release {
+            fields.clear();
+            held.tbs(*content, state.owner()).encode(&mut fields);
+            put_bytes(&mut out, &fields);
+            match moves.releases.get(content) {
                 Some(r) => {
                     out.push(1);
                     out.extend_from_slice(r.secret_bytes());
@@ -65,25 +86,33 @@ impl Client {
         for ekb in s.ekbs.values() {
             put_bytes(&mut out, ekb.as_bytes());
         }
-        put_count(&mut out, self.device.state.moves().used_certificates.len());
-        for id in self.device.state.moves().used_certificates.keys() {
+        put_count(&mut out, moves.used_certificates.len());
+        for id in moves.used_certificates.keys() {
             out.extend_from_slice(&id.0.to_be_bytes());
         }
-        put_count(&mut out, self.device.state.moves().moved_out.len());
-        for id in self.device.state.moves().moved_out.keys() {
+        put_count(&mut out, moves.moved_out.len());
+        for id in moves.moved_out.keys() {
             out.extend_from_slice(&id.0.to_be_bytes());
+        }
+        // The key is derived from the device key and the client ID, and never fails to be.
+        if let Ok(seal) = seal(self.device_keys().device_key(), state.id, &out) {
+            out.extend_from_slice(&seal);
         }
         out
     }
 
     /// A client from its signing key, its registration and a state [`Client::save`] wrote.
-    /// Every license and EKB is verified again (the state is the device's storage, not
-    /// trusted beyond it); containers are checked as [`Device::store_content`](super::Device::store_content) checks them.
+    /// The state's seal is checked first (the state is the device's storage, not trusted
+    /// beyond it); EKBs are verified again, containers checked as
+    /// [`Device::store_content`](super::Device::store_content) checks them. A state of the
+    /// first version, which had no seal, is loaded by verifying every license's signature.
     ///
     /// # Errors
     /// As [`Client::new`]; [`Error::Decode`] for anything but an exact, well-formed state;
-    /// [`Error::NotForThisClient`] for another client's state; [`Error::BadSignature`] or
-    /// [`Error::KeyTree`] for a license or EKB that does not verify.
+    /// [`Error::NotForThisClient`] for another client's state; [`Error::StateTampered`] for a
+    /// state whose seal is not this device's (altered, truncated or forged);
+    /// [`Error::BadSignature`] or [`Error::KeyTree`] for a license (of a first-version state)
+    /// or an EKB that does not verify.
     pub fn load(
         signing_key: SigningKey,
         registration: Registration,
@@ -95,12 +124,32 @@ impl Client {
             return Err(DecodeError::BadMagic.into());
         }
         let version = r.u8("version")?;
-        if version != VERSION {
+        if version != VERSION && version != SIGNED_VERSION {
             return Err(DecodeError::UnsupportedVersion(version).into());
         }
         if ClientId(r.u64("client id")?) != client.device.state.id {
             return Err(Error::NotForThisClient);
         }
+        let body = if version == VERSION {
+            let at = saved
+                .len()
+                .checked_sub(SEAL_LEN)
+                .ok_or(DecodeError::MissingData("seal"))?;
+            let (body, found) = saved.split_at(at);
+            let expected = seal(
+                client.device_keys().device_key(),
+                client.device.state.id,
+                body,
+            )?;
+            if !bool::from(expected.ct_eq(found)) {
+                return Err(Error::StateTampered);
+            }
+            body
+        } else {
+            saved
+        };
+        let mut r = Reader::new(body);
+        r.take(4 + 1 + 8, "header")?;
         client.device.state.next_nonce = r.u64("request counter")?;
         for _ in 0..r.u32("content count")? {
             let id = ContentId(r.u64("content id")?);
@@ -110,14 +159,24 @@ impl Client {
             }
         }
         for _ in 0..r.u32("license count")? {
-            let license = LicenseIn::from_bytes(take_bytes(&mut r, "license")?)?
-                .verify(client.server_key()?)?;
+            let bytes = take_bytes(&mut r, "license")?;
+            let fields = if version == VERSION {
+                let mut f = Reader::new(bytes);
+                let fields = LicenseTbs::read(&mut f)?;
+                f.finish()?;
+                fields
+            } else {
+                LicenseIn::from_bytes(bytes)?
+                    .verify(client.server_key()?)?
+                    .tbs()
+                    .clone()
+            };
             let release = match r.u8("release flag")? {
                 0 => None,
                 1 => Some(ReleaseKey::from_bytes(r.array::<16>("release")?)),
                 _ => return Err(DecodeError::InvalidValue("release flag").into()),
             };
-            client.accept_license(license, release)?;
+            client.accept_license(&fields, release)?;
         }
         for _ in 0..r.u32("EKB count")? {
             client.store_ekb(take_bytes(&mut r, "EKB")?)?;
@@ -133,6 +192,20 @@ impl Client {
         r.finish()?;
         Ok(client)
     }
+}
+
+/// The seal of a saved state's `body`: keyed BLAKE3 under
+/// `HKDF-SHA-256(salt "treecast/v1/saved-client-seal", ikm = device key, info = client ID)`.
+///
+/// # Errors
+/// [`Error::Internal`] never in practice (HKDF gives 32 bytes).
+fn seal(device_key: &DeviceKey, client: ClientId, body: &[u8]) -> Result<[u8; SEAL_LEN], Error> {
+    let key = kdf::expand::<32>(
+        b"treecast/v1/saved-client-seal",
+        device_key.secret_bytes(),
+        &[&client.0.to_be_bytes()],
+    )?;
+    Ok(*blake3::keyed_hash(&key, body).as_bytes())
 }
 
 fn put_count(out: &mut Vec<u8>, n: usize) {

@@ -11,8 +11,7 @@ use crate::Error;
 use crate::certificate::ReleaseKey;
 use crate::distributor::Registration;
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
-use crate::license::{License, LicenseTbs, Rights, WRAPPED_LEN};
-use crate::sign::{SIGNATURE_LEN, Signable};
+use crate::license::{LicenseTbs, Rights, WRAPPED_LEN};
 use crate::time::UnixTime;
 
 use super::inline::Inline;
@@ -65,17 +64,21 @@ pub(super) struct Stores {
 pub(super) struct Moves {
     pub(super) used_certificates: Map<CertificateId, ()>,
     pub(super) moved_out: Map<LicenseId, ()>,
+    /// The releases of the licenses that arrived by a move, by content: kept here, not with
+    /// each license, because most licenses were bought and have none.
+    pub(super) releases: Map<ContentId, ReleaseKey>,
 }
 
 /// The moves of a client that took part in none.
 static NO_MOVES: Moves = Moves {
     used_certificates: LiteMap::new(),
     moved_out: LiteMap::new(),
+    releases: LiteMap::new(),
 };
 
 impl Moves {
     fn is_empty(&self) -> bool {
-        self.used_certificates.is_empty() && self.moved_out.is_empty()
+        self.used_certificates.is_empty() && self.moved_out.is_empty() && self.releases.is_empty()
     }
 }
 
@@ -85,11 +88,12 @@ impl Stores {
     }
 }
 
-/// A license the client holds, with the release it came with if it arrived by a move. Its
-/// signature was verified when it arrived. What is kept is the signature and the fields that are
-/// not the client's own: the license names this client, its user and its server, which the
-/// state holds, and its content, under which it is filed. The encoding is made again when the
-/// state is saved.
+/// A license the client holds. Its signature was verified when it arrived, and is not kept:
+/// what is kept is the fields that are not the client's own (the license names this client,
+/// its user and its server, which the state holds, and its content, under which it is filed).
+/// A saved state is sealed as a whole under a key only this device has (`docs/formats.md`,
+/// "Saved client state"), so it needs no signature per license to be trusted on load. A
+/// license that arrived by a move has a release too, kept in [`Moves::releases`].
 #[derive(Clone)]
 pub(super) struct Held {
     pub(super) license_id: LicenseId,
@@ -97,8 +101,6 @@ pub(super) struct Held {
     pub(super) issued_at: UnixTime,
     pub(super) wrapped_key: [u8; WRAPPED_LEN],
     pub(super) rights: Rights,
-    pub(super) signature: [u8; SIGNATURE_LEN],
-    pub(super) release: Option<ReleaseKey>,
 }
 
 /// The client a state belongs to, as its licenses name it.
@@ -110,35 +112,23 @@ pub(super) struct Owner {
 }
 
 impl Held {
-    /// What the client `owner` keeps of `license`, which must name it, its user and its server,
-    /// and encode again to its own bytes (every license the servers sign does; the encoding has
-    /// one form for each license).
+    /// What the client `owner` keeps of the license whose fields are `license`, which must
+    /// name it, its user and its server.
     ///
     /// # Errors
     /// [`Error::NotForThisClient`] for a license of another client, user or server.
-    pub(super) fn new(
-        license: &License,
-        release: Option<ReleaseKey>,
-        owner: Owner,
-    ) -> Result<Self, Error> {
-        let t = license.tbs();
+    pub(super) fn new(license: &LicenseTbs, owner: Owner) -> Result<Self, Error> {
+        let t = license;
         if t.client_id != owner.client || t.user_id != owner.user || t.server_id != owner.server {
             return Err(Error::NotForThisClient);
         }
-        let signature = *license.signature()?;
-        let held = Self {
+        Ok(Self {
             license_id: t.license_id,
             epoch: t.epoch,
             issued_at: t.issued_at,
             wrapped_key: t.wrapped_key,
             rights: t.rights,
-            signature,
-            release,
-        };
-        if held.encoded(t.content_id, owner) != license.as_bytes() {
-            return Err(treecast_keytree::DecodeError::InvalidValue("license encoding").into());
-        }
-        Ok(held)
+        })
     }
 
     /// The license's fields, for `content` held by `owner`.
@@ -154,14 +144,6 @@ impl Held {
             issued_at: self.issued_at,
             wrapped_key: self.wrapped_key,
         }
-    }
-
-    /// The license's encoding: the fields, then the signature.
-    pub(super) fn encoded(&self, content: ContentId, owner: Owner) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(LicenseTbs::MAX_LEN + SIGNATURE_LEN);
-        self.tbs(content, owner).encode(&mut bytes);
-        bytes.extend_from_slice(&self.signature);
-        bytes
     }
 }
 
@@ -244,6 +226,7 @@ impl ClientState {
         if let Some(moves) = self.moves.as_deref_mut() {
             shrink(&mut moves.used_certificates);
             shrink(&mut moves.moved_out);
+            shrink(&mut moves.releases);
         }
         if self.moves.as_deref().is_some_and(Moves::is_empty) {
             self.moves = None;
@@ -301,11 +284,9 @@ impl core::fmt::Debug for ClientState {
 
 #[cfg(test)]
 mod tests {
-    use ed25519_dalek::SigningKey;
-
     use super::*;
 
-    fn license(user: u64, server: u32) -> License {
+    fn license(user: u64, server: u32) -> LicenseTbs {
         LicenseTbs {
             license_id: LicenseId(7),
             content_id: ContentId(3),
@@ -317,22 +298,20 @@ mod tests {
             issued_at: UnixTime(9),
             wrapped_key: [4; WRAPPED_LEN],
         }
-        .sign(&SigningKey::from_bytes(&[1; 32]))
     }
 
     #[test]
-    fn a_held_license_encodes_again_to_its_bytes_and_names_its_owner() {
+    fn a_held_license_gives_back_its_fields_and_names_its_owner() {
         let owner = Owner {
             client: ClientId(5),
             user: UserId(6),
             server: ServerId(1),
         };
-        let held = Held::new(&license(6, 1), None, owner).unwrap();
-        assert_eq!(held.encoded(ContentId(3), owner), license(6, 1).as_bytes());
-        assert_eq!(held.tbs(ContentId(3), owner), *license(6, 1).tbs());
+        let held = Held::new(&license(6, 1), owner).unwrap();
+        assert_eq!(held.tbs(ContentId(3), owner), license(6, 1));
         for other in [license(8, 1), license(6, 2)] {
             assert!(matches!(
-                Held::new(&other, None, owner),
+                Held::new(&other, owner),
                 Err(Error::NotForThisClient)
             ));
         }
