@@ -10,7 +10,7 @@ use sha2::Sha256;
 use treecast::keytree::{Scheme, TreeHeight};
 use treecast::license::certificate::{CopyCertificateTbs, MoveRequestTbs};
 use treecast::license::license::Rights;
-use treecast::license::registry::{Registry, SqliteRegistry, audit};
+use treecast::license::registry::{MemoryRegistry, Registry, SqliteRegistry, audit};
 use treecast::license::sign::Signable;
 use treecast::license::{
     Client, ClientId, Clock, ContentId, CopyCertificateIn, Device, Error, LicenseId, MovePackage,
@@ -380,6 +380,41 @@ fn a_moved_license_reactivated_by_sql_does_not_move_again() {
             .unwrap_err(),
         Error::Tampered("license row")
     );
+}
+
+/// A client of a new user, holding a license of a new content: its ID and the license's.
+fn holding_a_license<R: Registry>(w: &mut World<R>) -> (ClientId, LicenseId) {
+    let user = w.user();
+    let mut a = w.client(user, 1);
+    let content = w.publish(50);
+    w.buy(&mut a, content);
+    (a.id(), a.license_id(content).unwrap())
+}
+
+/// Item 7, which stores tag: a SQL store's rows carry the distributor's tag, the memory store's
+/// do not (no one but the process writes them), and a boxed store says what its store says.
+#[test]
+fn only_stores_with_outside_writers_keep_row_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sql = sqlite_world(&dir.path().join("r.sqlite"));
+    let mut memory = World::new(Scheme::SUBSET_DIFFERENCE);
+    let tags = |registry: &dyn Registry, client: ClientId, license: LicenseId| {
+        let c = registry.client(client).unwrap().unwrap().tag;
+        let l = registry.license(license).unwrap().unwrap().tag;
+        (c != [0; 32], l != [0; 32], registry.has_outside_writers())
+    };
+    let (client, license) = holding_a_license(&mut sql);
+    assert_eq!(
+        tags(sql.distributor.registry(), client, license),
+        (true, true, true)
+    );
+    let (client, license) = holding_a_license(&mut memory);
+    assert_eq!(
+        tags(memory.distributor.registry(), client, license),
+        (false, false, false)
+    );
+    let boxed: Box<dyn Registry> = Box::new(MemoryRegistry::new(TreeHeight::new(8).unwrap()));
+    assert!(!boxed.has_outside_writers());
 }
 
 /// Item 8: a saved client state does not accept the key set of another leaf.

@@ -225,7 +225,10 @@ impl<R: Registry> Distributor<R> {
             servers.values().map(|s| (s.id(), s.verifying_key())),
         ));
         Self {
-            vault: Vault::new(authority.distributor_secret()),
+            vault: Vault::new(
+                authority.distributor_secret(),
+                registry.has_outside_writers(),
+            ),
             authority,
             servers,
             server_keys,

@@ -62,7 +62,8 @@ pub struct ClientRecord {
     /// Whether it has been revoked (or deregistered).
     pub revoked: bool,
     /// The distributor's tag over the fields above (see `docs/design.md`, "What the server
-    /// trusts in the registry"); zero until the distributor sets it.
+    /// trusts in the registry"); zero until the distributor sets it, and always zero in a
+    /// store that keeps no tags ([`Registry::has_outside_writers`]).
     pub tag: [u8; 32],
 }
 
@@ -170,7 +171,8 @@ pub struct LicenseRecord {
     pub origin: Option<CertificateId>,
     /// When it was issued.
     pub issued_at: UnixTime,
-    /// The distributor's tag over the fields above; zero until the distributor sets it.
+    /// The distributor's tag over the fields above; zero until the distributor sets it, and
+    /// always zero in a store that keeps no tags ([`Registry::has_outside_writers`]).
     pub tag: [u8; 32],
 }
 
@@ -470,6 +472,15 @@ impl MoveRows {
 
 /// The registry's tables and the atomic changes to them.
 pub trait Registry: Send + Sync {
+    /// Whether anyone but this process can write the store's rows (a database, a file). Only
+    /// then do client and license rows carry the distributor's tag, checked whenever a row is
+    /// read to act on (`docs/threat-model.md`, "SQL write access"). A store in the process's
+    /// own memory has no such writer, and keeps no tags: whoever can write its rows can read
+    /// the tag key beside them. `true` unless a store says otherwise.
+    fn has_outside_writers(&self) -> bool {
+        true
+    }
+
     /// Adds a user.
     ///
     /// # Errors

@@ -35,14 +35,19 @@ pub(crate) const TAG_LEN: usize = 32;
 /// The distributor's storage keys, derived once from its secret.
 pub(crate) struct Vault {
     secret: DistributorSecret,
+    /// Whether rows are tagged and checked: only where someone but this process can write
+    /// them ([`Registry::has_outside_writers`](crate::registry::Registry::has_outside_writers)).
+    tagged: bool,
     rows: Zeroizing<[u8; 32]>,
     credentials: Zeroizing<[u8; 32]>,
 }
 
 impl Vault {
-    pub(crate) fn new(secret: &DistributorSecret) -> Self {
+    /// The vault of `secret`, tagging and checking registry rows when `tagged`.
+    pub(crate) fn new(secret: &DistributorSecret, tagged: bool) -> Self {
         Self {
             secret: secret.clone(),
+            tagged,
             rows: Zeroizing::new(blake3::derive_key(
                 "treecast/v1 registry rows",
                 secret.secret_bytes(),
@@ -141,39 +146,49 @@ impl Vault {
         self.tag(b"treecast/v1/row/license\0", &f)
     }
 
-    /// A client row as read from the registry, if its tag is right.
+    /// A client row as read from the registry, if its tag is right (any row of a registry
+    /// that keeps no tags).
     ///
     /// # Errors
     /// [`Error::Tampered`] when it is not.
     pub(crate) fn check_client(&self, c: ClientRecord) -> Result<ClientRecord, Error> {
-        if bool::from(self.client_tag(&c).ct_eq(&c.tag)) {
+        if !self.tagged || bool::from(self.client_tag(&c).ct_eq(&c.tag)) {
             Ok(c)
         } else {
             Err(Error::Tampered("client row"))
         }
     }
 
-    /// A license row as read from the registry, if its tag is right.
+    /// A license row as read from the registry, if its tag is right (any row of a registry
+    /// that keeps no tags).
     ///
     /// # Errors
     /// [`Error::Tampered`] when it is not.
     pub(crate) fn check_license(&self, l: LicenseRecord) -> Result<LicenseRecord, Error> {
-        if bool::from(self.license_tag(&l).ct_eq(&l.tag)) {
+        if !self.tagged || bool::from(self.license_tag(&l).ct_eq(&l.tag)) {
             Ok(l)
         } else {
             Err(Error::Tampered("license row"))
         }
     }
 
-    /// `c` with its tag set.
+    /// `c` with its tag set (all zero for a registry that keeps no tags).
     pub(crate) fn tag_client(&self, mut c: ClientRecord) -> ClientRecord {
-        c.tag = self.client_tag(&c);
+        c.tag = if self.tagged {
+            self.client_tag(&c)
+        } else {
+            [0; TAG_LEN]
+        };
         c
     }
 
-    /// `l` with its tag set.
+    /// `l` with its tag set (all zero for a registry that keeps no tags).
     pub(crate) fn tag_license(&self, mut l: LicenseRecord) -> LicenseRecord {
-        l.tag = self.license_tag(&l);
+        l.tag = if self.tagged {
+            self.license_tag(&l)
+        } else {
+            [0; TAG_LEN]
+        };
         l
     }
 }

@@ -13,6 +13,9 @@ use crate::ids::{ClientId, ContentId, LicenseId, UserId};
 
 /// A boxed registry is a registry, so callers can choose the store at run time.
 impl<R: Registry + ?Sized> Registry for Box<R> {
+    fn has_outside_writers(&self) -> bool {
+        (**self).has_outside_writers()
+    }
     fn add_user(&self) -> Result<UserId, Error> {
         (**self).add_user()
     }

@@ -260,6 +260,11 @@ impl Tables {
 }
 
 impl Registry for MemoryRegistry {
+    /// No one: the rows are in this process's memory, so they carry no tags.
+    fn has_outside_writers(&self) -> bool {
+        false
+    }
+
     fn add_user(&self) -> Result<UserId, Error> {
         Ok(self.lock()?.users.push())
     }

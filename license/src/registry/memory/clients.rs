@@ -38,7 +38,6 @@ struct Stored {
     server: ServerId,
     public_key: [u8; 32],
     revoked: bool,
-    tag: [u8; 32],
     certificate: Certificate,
 }
 
@@ -54,7 +53,6 @@ impl Stored {
             server: record.server,
             public_key: record.public_key,
             revoked: record.revoked,
-            tag: record.tag,
             certificate,
         }
     }
@@ -101,7 +99,7 @@ impl Stored {
             certificate,
             public_key: self.public_key,
             revoked: self.revoked,
-            tag: self.tag,
+            tag: [0; 32],
         }
     }
 }
@@ -243,7 +241,7 @@ mod tests {
             certificate: Vec::new(),
             public_key: key.verifying_key().to_bytes(),
             revoked: false,
-            tag: [9; 32],
+            tag: [0; 32],
         };
         r.certificate = certificate(&r);
         r
@@ -294,7 +292,6 @@ mod tests {
         assert_eq!(clients.records().collect::<Vec<_>>(), rows);
         let mut revoked = rows[0].clone();
         revoked.revoked = true;
-        revoked.tag = [1; 32];
         clients.replace(revoked.clone()).unwrap();
         assert_eq!(clients.get(ClientId(1)), Some(revoked));
         assert_eq!(clients.at_leaf(3), Some(ClientId(4)));
