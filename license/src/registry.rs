@@ -658,7 +658,7 @@ pub trait Registry: Send + Sync {
     /// [`Error::UserNotFound`].
     fn user_total(&self, user: UserId) -> Result<u64, Error>;
 
-    /// The licenses issued for a content (content ID ↔ license IDs).
+    /// The licenses issued for a content (content ID ↔ license IDs), in ID order.
     ///
     /// # Errors
     /// [`Error::Storage`] when the store fails.

@@ -159,6 +159,11 @@ impl Clients {
         Some(self.stored(id)?.summary(id))
     }
 
+    /// The user who owns client `id`.
+    pub(super) fn user_of(&self, id: ClientId) -> Option<UserId> {
+        Some(self.stored(id)?.user)
+    }
+
     /// The client at `leaf`.
     pub(super) fn at_leaf(&self, leaf: u32) -> Option<ClientId> {
         let id = ClientId(u64::from(leaf) + 1);

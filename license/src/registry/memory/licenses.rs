@@ -3,10 +3,11 @@
 //! License IDs come from one counter, in order; a few are taken and never used (a supply that
 //! lost a race, a builder that failed), and those places stay empty. A row keeps the fields of a
 //! [`LicenseRecord`] without its ID (its place) and its tag (the memory store keeps none,
-//! [`Registry::has_outside_writers`](crate::registry::Registry::has_outside_writers)), with the
-//! origin folded into a word: 56 bytes in the vector, against 112 in a hash table that is half
-//! to seven-eighths full.
+//! [`Registry::has_outside_writers`](crate::registry::Registry::has_outside_writers)), without its
+//! user (its client's, read from the clients), with the origin folded into a word: 48 bytes in
+//! the vector, against 112 in a hash table that is half to seven-eighths full.
 
+use super::clients::Clients;
 use crate::Error;
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
 use crate::license::Rights;
@@ -22,7 +23,6 @@ const MAX_GAP: usize = 1 << 20;
 struct Row {
     content: u64,
     client: u64,
-    user: u64,
     epoch: u64,
     issued_at: u64,
     /// The origin certificate's ID when `has_origin`.
@@ -44,7 +44,6 @@ impl Row {
     const EMPTY: Self = Self {
         content: 0,
         client: 0,
-        user: 0,
         epoch: 0,
         issued_at: 0,
         origin: 0,
@@ -57,7 +56,6 @@ impl Row {
         Self {
             content: record.content.0,
             client: record.client.0,
-            user: record.user.0,
             epoch: record.epoch,
             issued_at: record.issued_at.0,
             origin: record.origin.map_or(0, |c| c.0),
@@ -70,7 +68,8 @@ impl Row {
         }
     }
 
-    fn record(&self, id: LicenseId) -> Option<LicenseRecord> {
+    /// The record of license `id`, whose client belongs to `user`.
+    fn record(&self, id: LicenseId, user: UserId) -> Option<LicenseRecord> {
         let state = match self.state {
             State::Empty => return None,
             State::Active => LicenseState::Active,
@@ -80,7 +79,7 @@ impl Row {
             id,
             content: ContentId(self.content),
             client: ClientId(self.client),
-            user: UserId(self.user),
+            user,
             epoch: self.epoch,
             rights: Rights(self.rights),
             state,
@@ -111,16 +110,21 @@ impl Licenses {
         usize::try_from(id.0.checked_sub(self.first)?).ok()
     }
 
-    /// License `id`.
-    pub(super) fn get(&self, id: LicenseId) -> Option<LicenseRecord> {
-        self.rows.get(self.index(id)?)?.record(id)
+    /// License `id`, its user read from `clients`.
+    pub(super) fn get(&self, id: LicenseId, clients: &Clients) -> Option<LicenseRecord> {
+        let row = self.rows.get(self.index(id)?)?;
+        row.record(id, clients.user_of(ClientId(row.client))?)
     }
 
     /// Stores `record`, in place of the license with its ID if there is one.
     ///
     /// # Errors
-    /// [`Error::Internal`] for an ID the registry did not hand out.
-    pub(super) fn put(&mut self, record: &LicenseRecord) -> Result<(), Error> {
+    /// [`Error::Internal`] for an ID the registry did not hand out, or a license whose user is
+    /// not its client's in `clients` (a row keeps no user: its client's is the license's).
+    pub(super) fn put(&mut self, record: &LicenseRecord, clients: &Clients) -> Result<(), Error> {
+        if clients.user_of(record.client) != Some(record.user) {
+            return Err(Error::Internal("a license whose user is not its client's"));
+        }
         let at = self
             .index(record.id)
             .filter(|&at| at <= self.rows.len().saturating_add(MAX_GAP))
@@ -136,18 +140,51 @@ impl Licenses {
         Ok(())
     }
 
-    /// Every license, in ID order.
-    pub(super) fn records(&self) -> impl Iterator<Item = LicenseRecord> + '_ {
+    /// The IDs of `content`'s licenses, in ID order: a scan of every row.
+    pub(super) fn of_content(&self, content: ContentId) -> impl Iterator<Item = LicenseId> + '_ {
         self.rows
             .iter()
             .zip(self.first..)
-            .filter_map(|(row, id)| row.record(LicenseId(id)))
+            .filter(move |(row, _)| row.state != State::Empty && row.content == content.0)
+            .map(|(_, id)| LicenseId(id))
+    }
+
+    /// Every license, in ID order.
+    pub(super) fn records<'a>(
+        &'a self,
+        clients: &'a Clients,
+    ) -> impl Iterator<Item = LicenseRecord> + 'a {
+        self.rows.iter().zip(self.first..).filter_map(|(row, id)| {
+            row.record(LicenseId(id), clients.user_of(ClientId(row.client))?)
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use treecast_keytree::{LeafIndex, TreeHeight};
+
     use super::*;
+    use crate::ids::ServerId;
+    use crate::registry::ClientRecord;
+
+    /// Clients 1 to 3, of users 1, 1 and 2.
+    fn clients() -> Clients {
+        let mut clients = Clients::default();
+        for (id, user) in [(1, 1), (2, 1), (3, 2)] {
+            let leaf = LeafIndex::new(id - 1, TreeHeight::new(8).unwrap()).unwrap();
+            let record = ClientRecord::new(
+                ClientId(u64::from(id)),
+                UserId(user),
+                leaf,
+                ServerId(1),
+                Vec::new(),
+                [0; 32],
+            );
+            clients.push(record).unwrap();
+        }
+        clients
+    }
 
     fn record(id: u64, origin: Option<u64>, state: LicenseState) -> LicenseRecord {
         let mut r = LicenseRecord::new(
@@ -166,37 +203,49 @@ mod tests {
 
     #[test]
     fn every_license_reads_back_as_written_and_skipped_ids_stay_empty() {
+        let clients = clients();
         let mut licenses = Licenses::new(100);
         let a = record(100, None, LicenseState::Active);
         let b = record(103, Some(0), LicenseState::Moved);
         let c = record(104, Some(u64::MAX), LicenseState::Active);
         for r in [&a, &b, &c] {
-            licenses.put(r).unwrap();
+            licenses.put(r, &clients).unwrap();
         }
-        assert_eq!(licenses.get(LicenseId(100)), Some(a.clone()));
-        assert_eq!(licenses.get(LicenseId(101)), None);
-        assert_eq!(licenses.get(LicenseId(99)), None);
-        assert_eq!(licenses.get(LicenseId(105)), None);
-        assert_eq!(licenses.get(LicenseId(103)), Some(b.clone()));
-        assert_eq!(licenses.records().collect::<Vec<_>>(), [a, b, c.clone()]);
+        let get = |licenses: &Licenses, id| licenses.get(LicenseId(id), &clients);
+        assert_eq!(get(&licenses, 100), Some(a.clone()));
+        assert_eq!(get(&licenses, 101), None);
+        assert_eq!(get(&licenses, 99), None);
+        assert_eq!(get(&licenses, 105), None);
+        assert_eq!(get(&licenses, 103), Some(b.clone()));
+        let all = [a.clone(), b, c.clone()];
+        assert_eq!(licenses.records(&clients).collect::<Vec<_>>(), all);
+        let of_content: Vec<_> = licenses.of_content(ContentId(7)).collect();
+        assert_eq!(of_content, all.iter().map(|l| l.id).collect::<Vec<_>>());
+        assert_eq!(licenses.of_content(ContentId(8)).count(), 0);
 
         // A license moved away is written again in place.
         let mut moved = c;
         moved.state = LicenseState::Moved;
-        licenses.put(&moved).unwrap();
-        assert_eq!(licenses.get(LicenseId(104)), Some(moved));
+        licenses.put(&moved, &clients).unwrap();
+        assert_eq!(get(&licenses, 104), Some(moved));
 
-        // IDs the registry never handed out are refused, not allocated for.
-        assert!(
-            licenses
-                .put(&record(99, None, LicenseState::Active))
-                .is_err()
-        );
-        assert!(
-            licenses
-                .put(&record(u64::MAX, None, LicenseState::Active))
-                .is_err()
-        );
-        assert_eq!(licenses.records().count(), 3);
+        // IDs the registry never handed out are refused, not allocated for; so is a license
+        // whose user is not its client's (the row keeps no user), or whose client is unknown.
+        for bad in [
+            record(99, None, LicenseState::Active),
+            record(u64::MAX, None, LicenseState::Active),
+            LicenseRecord {
+                user: UserId(1),
+                ..a.clone()
+            },
+            LicenseRecord {
+                client: ClientId(4),
+                ..a
+            },
+        ] {
+            assert!(licenses.put(&bad, &clients).is_err(), "{bad:?}");
+        }
+        assert_eq!(licenses.records(&clients).count(), 3);
+        assert_eq!(get(&licenses, 100).map(|l| l.user), Some(UserId(2)));
     }
 }
