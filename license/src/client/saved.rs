@@ -37,12 +37,50 @@ impl Client {
     /// Zeroized on drop (releases are secrets).
     ///
     /// ```
-    /// # use treecast_license::{Client, Error};
-    /// # fn demo(client: &Client, key: treecast_license::SigningKey,
-    /// #         registration: treecast_license::Registration) -> Result<(), Error> {
-    /// let saved = client.save();
-    /// let loaded = Client::load(key, registration, &saved)?;
-    /// assert_eq!(loaded.save(), saved);
+    /// use std::sync::Arc;
+    /// use rand_chacha::ChaCha20Rng;
+    /// use rand_core::SeedableRng;
+    /// use treecast_license::keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
+    /// use treecast_license::{
+    ///     Client, Clock, Distributor, DistributorConfig, Error, LicenseServer, ManualClock,
+    ///     Registration, ServerId, SigningKey, Tariff, UnixTime, registry::MemoryRegistry,
+    /// };
+    /// # fn main() -> Result<(), Error> {
+    /// let mut rng = ChaCha20Rng::seed_from_u64(1);
+    /// let height = TreeHeight::new(16)?;
+    /// let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));
+    /// let clock = Arc::new(ManualClock::new(UnixTime(1_800_000_000)));
+    /// let shop = Distributor::new(
+    ///     Authority::new(&MasterSecret::from_bytes([3; 32]), config)?,
+    ///     [LicenseServer::generate(ServerId(1), &mut rng)],
+    ///     MemoryRegistry::new(height),
+    ///     Tariff::default(),
+    ///     clock.clone(),
+    ///     DistributorConfig::default(),
+    /// );
+    /// let user = shop.register_user()?;
+    /// let key = SigningKey::generate(&mut rng);
+    /// let registration = shop.register_client(user, ServerId(1), &key.verifying_key())?;
+    /// // The device keeps its key and registration apart from its state.
+    /// let kept = registration.to_bytes();
+    /// let mut client = Client::new(key.clone(), registration)?;
+    /// let mut container = Vec::new();
+    /// let content = shop.publish(&b"hello"[..], &mut container, &mut rng)?.id;
+    /// client.store_ekb(shop.current_ekb()?.1.as_bytes())?;
+    /// client.store_content(container)?;
+    /// let license = shop.supply_license(client.license_request(content, clock.now()).as_bytes())?;
+    /// client.acquire_license(license.as_bytes())?;
+    ///
+    /// let mut saved = client.save();
+    /// let loaded = Client::load(key.clone(), Registration::from_bytes(&kept)?, &saved)?;
+    /// let mut played = Vec::new();
+    /// loaded.play(content, &mut played)?;
+    /// assert_eq!(played, b"hello");
+    ///
+    /// // One changed byte, and the seal refuses the state.
+    /// saved[20] ^= 1;
+    /// let refused = Client::load(key, Registration::from_bytes(&kept)?, &saved);
+    /// assert!(matches!(refused, Err(Error::StateTampered)));
     /// # Ok(()) }
     /// ```
     pub fn save(&self) -> Zeroizing<Vec<u8>> {
