@@ -300,6 +300,15 @@ mod tests {
         }
     }
 
+    /// What millions of simulated clients cost (`docs/performance.md`, "Bytes per license under
+    /// 400"): a held license is its own fields, and the stores of a client with one content,
+    /// license and EKB are one allocation of 128 bytes.
+    #[test]
+    fn a_held_license_and_a_clients_stores_stay_compact() {
+        assert!(size_of::<Held>() <= 56, "{}", size_of::<Held>());
+        assert!(size_of::<Stores>() <= 128, "{}", size_of::<Stores>());
+    }
+
     #[test]
     fn a_held_license_gives_back_its_fields_and_names_its_owner() {
         let owner = Owner {

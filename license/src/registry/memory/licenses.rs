@@ -201,6 +201,12 @@ mod tests {
         r
     }
 
+    /// A row is 48 bytes: no ID, tag or user (`docs/performance.md`).
+    #[test]
+    fn a_row_stays_compact() {
+        assert!(size_of::<Row>() <= 48, "{}", size_of::<Row>());
+    }
+
     #[test]
     fn every_license_reads_back_as_written_and_skipped_ids_stay_empty() {
         let clients = clients();
