@@ -395,10 +395,9 @@ impl Device {
     /// was), with the release it came with if it arrived by a move.
     pub(super) fn accept_license(
         &mut self,
-        license: &LicenseTbs,
+        t: &LicenseTbs,
         release: Option<ReleaseKey>,
     ) -> Result<(), Error> {
-        let t = license;
         if t.client_id != self.state.id {
             return Err(Error::NotForThisClient);
         }
@@ -413,6 +412,8 @@ impl Device {
                 self.state.moves_mut().releases.insert(content, release);
             }
             None => {
+                // A bought license replaces a moved-in one's release, if any; looked up first so
+                // that a client that never moved gets no move records for it.
                 if self.state.moves().releases.contains_key(&content) {
                     self.state.moves_mut().releases.remove(&content);
                 }

@@ -112,13 +112,12 @@ pub(super) struct Owner {
 }
 
 impl Held {
-    /// What the client `owner` keeps of the license whose fields are `license`, which must
-    /// name it, its user and its server.
+    /// What the client `owner` keeps of the license whose fields are `t`, which must name it,
+    /// its user and its server.
     ///
     /// # Errors
     /// [`Error::NotForThisClient`] for a license of another client, user or server.
-    pub(super) fn new(license: &LicenseTbs, owner: Owner) -> Result<Self, Error> {
-        let t = license;
+    pub(super) fn new(t: &LicenseTbs, owner: Owner) -> Result<Self, Error> {
         if t.client_id != owner.client || t.user_id != owner.user || t.server_id != owner.server {
             return Err(Error::NotForThisClient);
         }
