@@ -1,9 +1,8 @@
 //! A client's saved state (`docs/formats.md`, "Saved client state"; `docs/threat-model.md`, "A
 //! tampered saved state"): sealed under a key derived from the device key, loaded back to the
-//! same state, refused when any byte changes, and the first, unsealed version still loaded by
-//! verifying its licenses' signatures.
+//! same state, refused when any byte changes, and the first, unsealed version refused (issue 24).
 
-use treecast::keytree::Scheme;
+use treecast::keytree::{DecodeError, Scheme};
 use treecast::license::{
     Client, Clock, ContentId, Error, Registration, ServerId, SigningKey, UserId,
 };
@@ -106,47 +105,62 @@ fn another_clients_state_is_refused() {
     assert_eq!(b_keys.load(&forged).map(|_| ()), Err(Error::StateTampered));
 }
 
-/// Version 1 (every license with its signature, no seal) still loads, with each license
-/// verified again, and is saved as version 2.
+/// The downgrade of issue 24: a hand-written first-version state (no seal) for the destination
+/// of a move, built only from bytes the user saw (the certificate's license and the
+/// container), with the used-certificate list left empty. It would let one purchase play on
+/// every device the license passed through; it is refused, and so is the certificate once
+/// expired, whatever the state says.
 #[test]
-fn a_first_version_state_loads_by_its_signatures() {
+fn a_hand_written_first_version_state_is_refused() {
+    use treecast::license::certificate::CopyCertificateIn;
+
     let mut w = World::new(Scheme::COMPLETE_SUBTREE);
     let user = w.user();
-    let (mut a, keys) = registered(&mut w, user);
+    let (mut a, _) = registered(&mut w, user);
+    let (b, b_keys) = registered(&mut w, user);
     let content = w.publish(150);
-    w.distributor.supply_content(user, content).unwrap();
-    let request = a.license_request(content, w.clock.now());
-    let license = w.distributor.supply_license(request.as_bytes()).unwrap();
+    w.buy(&mut a, content);
+    let certificate = w.certificate(&mut a, content, b.id()).unwrap();
+    let package = a.move_out(&certificate).unwrap();
+    let license = CopyCertificateIn::from_bytes(&certificate)
+        .unwrap()
+        .unverified()
+        .license()
+        .unwrap();
     let (_, ekb) = w.distributor.current_ekb().unwrap();
     let container = w.container(content);
-    let first_version = |license: &[u8]| {
-        let mut v1 = b"TCCS\x01".to_vec();
-        v1.extend_from_slice(&a.id().0.to_be_bytes());
-        v1.extend_from_slice(&7u64.to_be_bytes());
-        v1.extend_from_slice(&1u32.to_be_bytes());
-        v1.extend_from_slice(&content.0.to_be_bytes());
-        v1.extend_from_slice(&(container.len() as u32).to_be_bytes());
-        v1.extend_from_slice(&container);
-        v1.extend_from_slice(&1u32.to_be_bytes());
-        v1.extend_from_slice(&(license.len() as u32).to_be_bytes());
-        v1.extend_from_slice(license);
-        v1.push(0);
-        v1.extend_from_slice(&1u32.to_be_bytes());
-        v1.extend_from_slice(&(ekb.as_bytes().len() as u32).to_be_bytes());
-        v1.extend_from_slice(ekb.as_bytes());
-        v1.extend_from_slice(&[0; 8]);
-        v1
-    };
-    let loaded = keys.load(&first_version(license.as_bytes())).unwrap();
-    w.play(&loaded, content).unwrap();
-    let saved = loaded.save();
-    assert_eq!(&saved[..5], b"TCCS\x02");
-    w.play(&keys.load(&saved).unwrap(), content).unwrap();
-    let mut forged = license.as_bytes().to_vec();
-    let last = forged.len() - 1;
-    forged[last] ^= 0x80;
-    assert_eq!(
-        keys.load(&first_version(&forged)).map(|_| ()),
-        Err(Error::BadSignature)
-    );
+    let mut v1 = b"TCCS\x01".to_vec();
+    v1.extend_from_slice(&b.id().0.to_be_bytes());
+    v1.extend_from_slice(&7u64.to_be_bytes());
+    v1.extend_from_slice(&1u32.to_be_bytes());
+    v1.extend_from_slice(&content.0.to_be_bytes());
+    v1.extend_from_slice(&(container.len() as u32).to_be_bytes());
+    v1.extend_from_slice(&container);
+    v1.extend_from_slice(&1u32.to_be_bytes());
+    v1.extend_from_slice(&(license.as_bytes().len() as u32).to_be_bytes());
+    v1.extend_from_slice(license.as_bytes());
+    v1.push(1);
+    v1.extend_from_slice(package.release.secret_bytes());
+    v1.extend_from_slice(&1u32.to_be_bytes());
+    v1.extend_from_slice(&(ekb.as_bytes().len() as u32).to_be_bytes());
+    v1.extend_from_slice(ekb.as_bytes());
+    v1.extend_from_slice(&[0; 8]);
+    assert!(matches!(
+        b_keys.load(&v1),
+        Err(Error::Decode(DecodeError::UnsupportedVersion(1)))
+    ));
+    // The same bytes with a version-2 header and a made-up seal are tampered.
+    let mut v2 = v1.clone();
+    v2[4] = 2;
+    v2.extend_from_slice(&[0; 32]);
+    assert_eq!(b_keys.load(&v2).map(|_| ()), Err(Error::StateTampered));
+
+    // The only way in is the move, and an expired certificate is refused by a device loaded
+    // from its own, sealed state.
+    let mut b = b_keys.load(&b.save()).unwrap();
+    let expired = w.clock.now().plus(30 * 86_400 + 3_600);
+    assert_eq!(b.move_in(&package, expired), Err(Error::CertificateExpired));
+    assert!(!b.holds(content) || b.license_id(content).is_none());
+    b.move_in(&package, w.clock.now()).unwrap();
+    w.play(&b, content).unwrap();
 }

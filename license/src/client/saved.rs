@@ -17,16 +17,16 @@ use crate::certificate::ReleaseKey;
 use crate::distributor::Registration;
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId};
 use crate::kdf;
-use crate::license::{LicenseIn, LicenseTbs};
+use crate::license::LicenseTbs;
 use crate::sign::Signable;
 
 const MAGIC: [u8; 4] = *b"TCCS";
-/// The version [`Client::save`] writes: licenses without their signatures, the whole state
-/// sealed under the device key.
+/// The version [`Client::save`] writes and [`Client::load`] reads: licenses without their
+/// signatures, the whole state sealed under the device key. The first version (no seal) is
+/// refused: its lists of used certificates and moved-away licenses could be left out by
+/// hand, so a state built from a purchase answer and a move package would play a license
+/// twice (issue 24).
 const VERSION: u8 = 2;
-/// The first version: every license with its signature, no seal. Still loaded (its licenses
-/// are verified again), never written.
-const SIGNED_VERSION: u8 = 1;
 /// The length of the seal that ends a version 2 state.
 const SEAL_LEN: usize = 32;
 
@@ -57,7 +57,7 @@ impl Client {
     ///     Tariff::default(),
     ///     clock.clone(),
     ///     DistributorConfig::default(),
-    /// );
+    /// )?;
     /// let user = shop.register_user()?;
     /// let key = SigningKey::generate(&mut rng);
     /// let registration = shop.register_client(user, ServerId(1), &key.verifying_key())?;
@@ -140,17 +140,17 @@ impl Client {
     }
 
     /// A client from its signing key, its registration and a state [`Client::save`] wrote.
-    /// The state's seal is checked first (the state is the device's storage, not trusted
-    /// beyond it); EKBs are verified again, containers checked as
-    /// [`Device::store_content`](super::Device::store_content) checks them. A state of the
-    /// first version, which had no seal, is loaded by verifying every license's signature.
+    /// The state's seal is checked before anything in it is read (the state is the device's
+    /// storage, not trusted beyond it: nothing outside the seal is used); EKBs are verified
+    /// again, containers checked as [`Device::store_content`](super::Device::store_content)
+    /// checks them. A state of the first version, which had no seal, is refused.
     ///
     /// # Errors
-    /// As [`Client::new`]; [`Error::Decode`] for anything but an exact, well-formed state;
+    /// As [`Client::new`]; [`Error::Decode`] for anything but an exact, well-formed state of
+    /// this version ([`DecodeError::UnsupportedVersion`] for a first-version one);
     /// [`Error::NotForThisClient`] for another client's state; [`Error::StateTampered`] for a
     /// state whose seal is not this device's (altered, truncated or forged);
-    /// [`Error::BadSignature`] or [`Error::KeyTree`] for a license (of a first-version state)
-    /// or an EKB that does not verify.
+    /// [`Error::KeyTree`] for an EKB that does not verify.
     pub fn load(
         signing_key: SigningKey,
         registration: Registration,
@@ -162,30 +162,25 @@ impl Client {
             return Err(DecodeError::BadMagic.into());
         }
         let version = r.u8("version")?;
-        if version != VERSION && version != SIGNED_VERSION {
+        if version != VERSION {
             return Err(DecodeError::UnsupportedVersion(version).into());
         }
         if ClientId(r.u64("client id")?) != client.device.state.id {
             return Err(Error::NotForThisClient);
         }
-        let body = if version == VERSION {
-            let at = saved
-                .len()
-                .checked_sub(SEAL_LEN)
-                .ok_or(DecodeError::MissingData("seal"))?;
-            let (body, found) = saved.split_at(at);
-            let expected = seal(
-                client.device_keys().device_key(),
-                client.device.state.id,
-                body,
-            )?;
-            if !bool::from(expected.ct_eq(found)) {
-                return Err(Error::StateTampered);
-            }
-            body
-        } else {
-            saved
-        };
+        let at = saved
+            .len()
+            .checked_sub(SEAL_LEN)
+            .ok_or(DecodeError::MissingData("seal"))?;
+        let (body, found) = saved.split_at(at);
+        let expected = seal(
+            client.device_keys().device_key(),
+            client.device.state.id,
+            body,
+        )?;
+        if !bool::from(expected.ct_eq(found)) {
+            return Err(Error::StateTampered);
+        }
         let mut r = Reader::new(body);
         r.take(4 + 1 + 8, "header")?;
         client.device.state.next_nonce = r.u64("request counter")?;
@@ -198,17 +193,9 @@ impl Client {
         }
         for _ in 0..r.u32("license count")? {
             let bytes = take_bytes(&mut r, "license")?;
-            let fields = if version == VERSION {
-                let mut f = Reader::new(bytes);
-                let fields = LicenseTbs::read(&mut f)?;
-                f.finish()?;
-                fields
-            } else {
-                LicenseIn::from_bytes(bytes)?
-                    .verify(client.server_key()?)?
-                    .tbs()
-                    .clone()
-            };
+            let mut f = Reader::new(bytes);
+            let fields = LicenseTbs::read(&mut f)?;
+            f.finish()?;
             let release = match r.u8("release flag")? {
                 0 => None,
                 1 => Some(ReleaseKey::from_bytes(r.array::<16>("release")?)),
