@@ -60,7 +60,8 @@ fn setup_on<R: Registry>(content_len: usize, registry: R) -> Setup<R> {
         Tariff::default(),
         Arc::new(ManualClock::new(NOW)),
         DistributorConfig::default(),
-    );
+    )
+    .unwrap();
     let mut container = Vec::new();
     let plain = vec![0x42u8; content_len];
     let record = distributor

@@ -43,7 +43,7 @@ fn main() -> Result<(), Error> {
         tariff,
         clock.clone(),
         DistributorConfig::default(),
-    );
+    )?;
 
     println!("\n2. A user registers two clients");
     let user = shop.register_user()?;

@@ -9,6 +9,7 @@
 
 mod aacs_interop;
 mod aacs_libaacs;
+mod binding;
 mod boundary;
 mod claims;
 mod cli;

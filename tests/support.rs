@@ -55,7 +55,8 @@ impl<R: Registry> World<R> {
             Tariff::new(LICENSE_PRICE, CERTIFICATE_PRICE),
             clock.clone(),
             config,
-        );
+        )
+        .unwrap();
         Self {
             distributor,
             clock,

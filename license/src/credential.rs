@@ -1,9 +1,13 @@
 //! A user's credential: the secret a user shows to register a device and to read their own
 //! rows over the network service (`docs/design.md`, "User credentials").
 //!
-//! It is derived, not stored: `BLAKE3-keyed(BLAKE3-derive_key("treecast/v1 user credentials",
-//! distributor secret), user ID)`. Every process holding the distributor's key file checks it
-//! without a table, and a registry backup reveals none.
+//! It is derived, not stored: `BLAKE3-keyed(K, user ID)` with
+//! `K = BLAKE3-keyed(BLAKE3-derive_key("treecast/v1 user credentials", distributor secret),
+//! registry ID)`. Every process holding the distributor's key file checks it without a table,
+//! and a registry backup reveals none. The registry's random ID
+//! ([`RegistryId`](crate::RegistryId), made with the store) binds it to one registry: a fresh
+//! registry started with the same key file gives its user 1 another credential than the old
+//! one's user 1 (issue 24).
 
 use core::fmt;
 

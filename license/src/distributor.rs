@@ -14,6 +14,7 @@ use treecast_keytree::{
 
 use crate::Error;
 use crate::billing::Tariff;
+use crate::binding::KeyFingerprint;
 use crate::certificate::{ClientCertificate, ClientCertificateTbs};
 use crate::content::{self, ContentKey};
 use crate::credential::UserCredential;
@@ -182,7 +183,7 @@ pub struct NewClient {
 ///     Tariff::default(),
 ///     clock.clone(),
 ///     DistributorConfig::default(),
-/// );
+/// )?;
 /// let user = shop.register_user()?;
 /// let key = SigningKey::generate(&mut rng);
 /// let mut client = Client::new(key.clone(), shop.register_client(user, ServerId(1), &key.verifying_key())?)?;
@@ -211,6 +212,14 @@ pub struct Distributor<R> {
 
 impl<R: Registry> Distributor<R> {
     /// A distributor over `registry`, with its key authority, license servers, tariff and clock.
+    ///
+    /// The registry is bound to the authority's keys and tree first ([`Registry::bind`]): a new
+    /// store records their fingerprint, and a store bound to other keys (another key file,
+    /// scheme, height or tree ID) is refused before anything is written to it. User credentials
+    /// are derived with the store's random ID ([`UserCredential`]).
+    ///
+    /// # Errors
+    /// [`Error::KeysMismatch`], naming both fingerprints; [`Error::Storage`].
     pub fn new(
         authority: Authority,
         servers: impl IntoIterator<Item = LicenseServer>,
@@ -218,16 +227,19 @@ impl<R: Registry> Distributor<R> {
         tariff: Tariff,
         clock: Arc<dyn Clock>,
         config: DistributorConfig,
-    ) -> Self {
+    ) -> Result<Self, Error> {
+        let keys = KeyFingerprint::of(&authority);
+        let registry_id = registry.bind(&keys)?.check(&keys)?;
         let servers: BTreeMap<ServerId, LicenseServer> =
             servers.into_iter().map(|s| (s.id(), s)).collect();
         let server_keys = Arc::new(ServerKeys::new(
             servers.values().map(|s| (s.id(), s.verifying_key())),
         ));
-        Self {
+        Ok(Self {
             vault: Vault::new(
                 authority.distributor_secret(),
                 registry.has_outside_writers(),
+                &registry_id,
             ),
             authority,
             servers,
@@ -237,7 +249,7 @@ impl<R: Registry> Distributor<R> {
             clock,
             config,
             ekbs: RwLock::new(BTreeMap::new()),
-        }
+        })
     }
 
     /// Adds the public keys of license servers this distributor does not hold the keys of (the
@@ -542,7 +554,7 @@ impl<R: Registry> Distributor<R> {
     /// #     Tariff::default(),
     /// #     Arc::new(ManualClock::new(UnixTime(1_800_000_000))),
     /// #     DistributorConfig::default(),
-    /// # );
+    /// # )?;
     /// let user = shop.register_user()?;
     /// let keys: Vec<SigningKey> = (0..3u8).map(|i| SigningKey::from_bytes(&[10 + i; 32])).collect();
     /// let mut batch: Vec<NewClient> = keys

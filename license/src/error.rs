@@ -39,6 +39,14 @@ pub enum Error {
     Io(String),
     /// A key-tree operation failed.
     KeyTree(treecast_keytree::Error),
+    /// The registry was created with other keys or another tree (another key file, scheme,
+    /// height or tree ID): nothing was written to it.
+    KeysMismatch {
+        /// The fingerprint the store is bound to.
+        stored: crate::binding::KeyFingerprint,
+        /// The fingerprint of the keys it was opened with.
+        given: crate::binding::KeyFingerprint,
+    },
     /// The license has been moved to another client and is no longer usable.
     LicenseMoved(LicenseId),
     /// The source client does not hold this license.
@@ -112,6 +120,11 @@ impl fmt::Display for Error {
             Self::Internal(what) => write!(f, "internal error (a bug in treecast): {what}"),
             Self::Io(e) => write!(f, "i/o error: {e}"),
             Self::KeyTree(e) => write!(f, "key tree: {e}"),
+            Self::KeysMismatch { stored, given } => write!(
+                f,
+                "the registry belongs to other keys (key fingerprint {stored}), not to the key \
+                 file and tree given (fingerprint {given}): check the key file and --scheme"
+            ),
             Self::LicenseMoved(id) => write!(f, "{id} has been moved away"),
             Self::LicenseNotHeld(id) => write!(f, "the source client does not hold {id}"),
             Self::LicenseNotFound(id) => write!(f, "{id} does not exist"),
@@ -166,6 +179,7 @@ impl Error {
             Self::Internal(_) => "internal",
             Self::Io(_) => "io",
             Self::KeyTree(_) => "key_tree",
+            Self::KeysMismatch { .. } => "keys_mismatch",
             Self::LicenseMoved(_) => "license_moved",
             Self::LicenseNotHeld(_) => "license_not_held",
             Self::LicenseNotFound(_) => "license_not_found",

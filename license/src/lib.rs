@@ -15,6 +15,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod billing;
+pub mod binding;
 pub mod certificate;
 pub mod client;
 pub mod content;
@@ -34,6 +35,7 @@ pub mod transport;
 mod vault;
 
 pub use billing::{ChargeKind, LedgerEntry, Tariff};
+pub use binding::{KeyFingerprint, RegistryId, StoreBinding};
 pub use certificate::{
     ClientCertificate, CopyCertificate, CopyCertificateIn, LicenseRequest, MoveRequest, ReleaseKey,
 };

@@ -15,6 +15,7 @@ use treecast_keytree::LeafIndex;
 
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
+use crate::binding::{KeyFingerprint, StoreBinding};
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
 use crate::license::Rights;
 use crate::time::UnixTime;
@@ -480,6 +481,15 @@ pub trait Registry: Send + Sync {
     fn has_outside_writers(&self) -> bool {
         true
     }
+
+    /// Binds the store to the distributor keys of fingerprint `keys` if it is bound to none yet
+    /// (a new store), and returns what it is bound to: its random ID, made with it, and the
+    /// fingerprint of its keys. [`Distributor::new`](crate::Distributor::new) refuses a store
+    /// bound to other keys before it writes anything (`binding.rs`).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn bind(&self, keys: &KeyFingerprint) -> Result<StoreBinding, Error>;
 
     /// Adds a user.
     ///

@@ -28,7 +28,7 @@
 //!     Tariff::default(),
 //!     clock.clone(),
 //!     DistributorConfig::default(),
-//! ));
+//! )?);
 //! let user = shop.register_user()?;
 //! let credential = shop.user_credential(user)?;
 //! let mut container = Vec::new();

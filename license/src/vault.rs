@@ -23,6 +23,7 @@ use treecast_keytree::DistributorSecret;
 use zeroize::Zeroizing;
 
 use crate::Error;
+use crate::binding::RegistryId;
 use crate::content::ContentKey;
 use crate::credential::UserCredential;
 use crate::ids::{ContentId, UserId};
@@ -43,8 +44,9 @@ pub(crate) struct Vault {
 }
 
 impl Vault {
-    /// The vault of `secret`, tagging and checking registry rows when `tagged`.
-    pub(crate) fn new(secret: &DistributorSecret, tagged: bool) -> Self {
+    /// The vault of `secret`, tagging and checking registry rows when `tagged`, for the
+    /// registry `registry` (user credentials are bound to it).
+    pub(crate) fn new(secret: &DistributorSecret, tagged: bool, registry: &RegistryId) -> Self {
         Self {
             secret: secret.clone(),
             tagged,
@@ -52,10 +54,13 @@ impl Vault {
                 "treecast/v1 registry rows",
                 secret.secret_bytes(),
             )),
-            credentials: Zeroizing::new(blake3::derive_key(
-                "treecast/v1 user credentials",
-                secret.secret_bytes(),
-            )),
+            credentials: {
+                let root = Zeroizing::new(blake3::derive_key(
+                    "treecast/v1 user credentials",
+                    secret.secret_bytes(),
+                ));
+                Zeroizing::new(*blake3::keyed_hash(&root, registry.as_bytes()).as_bytes())
+            },
         }
     }
 

@@ -43,7 +43,8 @@ fn app(dir: &std::path::Path) -> Router {
         Tariff::default(),
         Arc::new(ManualClock::new(UnixTime(1_800_000_000))),
         DistributorConfig::default(),
-    );
+    )
+    .unwrap();
     let service = Service::new(
         distributor,
         ContentDir::open(dir).unwrap(),

@@ -224,7 +224,7 @@ impl<'c, R: Registry> Engine<'c, R> {
             Tariff::new(LICENSE_PRICE, CERTIFICATE_PRICE),
             clock.clone(),
             DistributorConfig::default().with_max_clients_per_user(max_clients),
-        );
+        )?;
         let mut contents = Vec::with_capacity(cfg.contents as usize);
         for _ in 0..cfg.contents {
             let mut plain = vec![0u8; cfg.content_size];

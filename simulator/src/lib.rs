@@ -116,7 +116,14 @@ pub struct Outcome {
 /// expects to succeed fails.
 pub fn run(config: &SimConfig) -> Result<Outcome, SimError> {
     match &config.store {
-        StoreSpec::Memory => run_with(config, MemoryRegistry::new(config.height)),
+        StoreSpec::Memory => {
+            // Drawn from the seed, so that a run's credentials are the same on every run.
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&config.seed.to_be_bytes());
+            id[8..].copy_from_slice(b"sim-reg\0");
+            let id = treecast_license::RegistryId::from_bytes(id);
+            run_with(config, MemoryRegistry::with_registry_id(config.height, id))
+        }
         store => {
             let registry = store.open(config.height)?;
             if matches!(store, StoreSpec::Postgres(_)) && !registry.users()?.is_empty() {

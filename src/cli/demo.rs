@@ -195,7 +195,7 @@ pub(crate) mod licensing {
             Tariff::default(),
             clock.clone(),
             DistributorConfig::default(),
-        );
+        )?;
         let started = Instant::now();
         let movie: Vec<u8> = (0..100_000).map(|_| rng.next_u32() as u8).collect();
         let mut container = Vec::new();

@@ -87,7 +87,7 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
         Tariff::default(),
         Arc::new(SystemClock),
         DistributorConfig::default(),
-    )
+    )?
     .with_peer_servers(peers);
     drop(keys);
     let (admin, created) =

@@ -270,5 +270,5 @@ fn in_process_distributor(
         Tariff::default(),
         std::sync::Arc::new(SystemClock),
         DistributorConfig::default(),
-    ))
+    )?)
 }

@@ -31,6 +31,10 @@ pub(crate) enum StoreCommand {
         /// key for opening, so that rows written by someone else are reported.
         #[arg(long)]
         keys: Option<PathBuf>,
+        /// The key tree's scheme the registry was created with (with `--keys`: a registry is
+        /// bound to its keys and scheme, and refuses others).
+        #[arg(long, value_enum, default_value = "cs")]
+        scheme: super::SchemeArg,
         /// A journal written by `store workload --journal`: every operation in it must be in
         /// the registry.
         #[arg(long)]
@@ -70,6 +74,9 @@ pub(crate) struct WorkloadArgs {
     /// The tree height.
     #[arg(long, default_value = "20", value_parser = super::parse_height)]
     height: TreeHeight,
+    /// The key tree's scheme (a registry is bound to its keys and scheme, and refuses others).
+    #[arg(long, value_enum, default_value = "cs")]
+    scheme: super::SchemeArg,
 }
 
 /// Where a persistent run keeps its registry unless told otherwise.
@@ -80,9 +87,16 @@ pub(crate) fn run(cmd: StoreCommand) -> anyhow::Result<()> {
         StoreCommand::Check {
             store,
             keys,
+            scheme,
             journal,
             limit,
-        } => check(&store, keys.as_deref(), journal.as_deref(), limit),
+        } => check(
+            &store,
+            keys.as_deref(),
+            scheme.into(),
+            journal.as_deref(),
+            limit,
+        ),
         StoreCommand::Workload(args) => workload(&args, args.store.open(args.height)?),
     }
 }
@@ -90,6 +104,7 @@ pub(crate) fn run(cmd: StoreCommand) -> anyhow::Result<()> {
 fn check(
     store: &StoreSpec,
     keys: Option<&std::path::Path>,
+    scheme: Scheme,
     journal: Option<&std::path::Path>,
     limit: usize,
 ) -> anyhow::Result<()> {
@@ -104,12 +119,26 @@ fn check(
                     .map(|o| format!("the file has a {o}, which no treecast registry has")),
             );
             let height = registry.height();
-            check_registry(registry, height, keys, journal, limit, &mut violations)
+            check_registry(
+                registry,
+                (scheme, height),
+                keys,
+                journal,
+                limit,
+                &mut violations,
+            )
         }
         StoreSpec::Postgres(url) => {
             let registry = PostgresRegistry::open_existing(url)?;
             let height = registry.height();
-            check_registry(registry, height, keys, journal, limit, &mut violations)
+            check_registry(
+                registry,
+                (scheme, height),
+                keys,
+                journal,
+                limit,
+                &mut violations,
+            )
         }
         _ => {
             bail!("only a stored registry can be checked: use --store sqlite:PATH or postgres://…")
@@ -121,7 +150,7 @@ fn check(
 /// The checks of `store check` on an opened registry; prints the counts or the violations.
 fn check_registry<R: Registry>(
     registry: R,
-    height: TreeHeight,
+    tree: (Scheme, TreeHeight),
     keys: Option<&std::path::Path>,
     journal: Option<&std::path::Path>,
     limit: usize,
@@ -136,7 +165,7 @@ fn check_registry<R: Registry>(
         let d = distributor(
             keys,
             registry,
-            height,
+            tree,
             Arc::new(ManualClock::new(UnixTime(0))),
         )?;
         violations.extend(d.check_stored_rows(limit)?);
@@ -167,16 +196,16 @@ fn check_registry<R: Registry>(
     );
 }
 
-/// The distributor of `store workload`: a Complete Subtree tree with ID 1, the key file's
-/// master secret and servers.
+/// The distributor of `store workload` and `store check --keys`: a tree with ID 1 of the
+/// scheme and height given, the key file's master secret and servers.
 fn distributor<R: Registry>(
     keys: &std::path::Path,
     registry: R,
-    height: TreeHeight,
+    (scheme, height): (Scheme, TreeHeight),
     clock: Arc<ManualClock>,
 ) -> anyhow::Result<Distributor<R>> {
     let keys = read_key_file(keys)?;
-    let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));
+    let config = TreeConfig::new(scheme, height, TreeId(1));
     let authority = Authority::new(keys.master(), config)?;
     let servers = keys.servers().to_vec();
     anyhow::ensure!(!servers.is_empty(), "the key file has no license server");
@@ -187,7 +216,7 @@ fn distributor<R: Registry>(
         Tariff::default(),
         clock,
         DistributorConfig::default(),
-    ))
+    )?)
 }
 
 /// The workload: each line is printed (and flushed) only after its change has committed.
@@ -199,7 +228,12 @@ fn workload<R: Registry>(args: &WorkloadArgs, registry: R) -> anyhow::Result<()>
         );
     }
     let clock = Arc::new(ManualClock::new(UnixTime(1_800_000_000)));
-    let d = distributor(&args.keys, registry, args.height, clock.clone())?;
+    let d = distributor(
+        &args.keys,
+        registry,
+        (args.scheme.into(), args.height),
+        clock.clone(),
+    )?;
     let servers: Vec<treecast_license::ServerId> =
         d.server_keys().iter().map(|(id, _)| id).collect();
     let seed = match args.seed {

@@ -46,7 +46,7 @@ use crate::time::UnixTime;
 ///     Tariff::default(),
 ///     clock.clone(),
 ///     DistributorConfig::default(),
-/// );
+/// )?;
 /// let user = shop.register_user()?;
 /// let key = SigningKey::generate(&mut rng);
 /// let registration = shop.register_client(user, ServerId(1), &key.verifying_key())?;

@@ -9,12 +9,16 @@ use super::{
 };
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
+use crate::binding::{KeyFingerprint, StoreBinding};
 use crate::ids::{ClientId, ContentId, LicenseId, UserId};
 
 /// A boxed registry is a registry, so callers can choose the store at run time.
 impl<R: Registry + ?Sized> Registry for Box<R> {
     fn has_outside_writers(&self) -> bool {
         (**self).has_outside_writers()
+    }
+    fn bind(&self, keys: &KeyFingerprint) -> Result<StoreBinding, Error> {
+        (**self).bind(keys)
     }
     fn add_user(&self) -> Result<UserId, Error> {
         (**self).add_user()

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 
@@ -28,6 +28,7 @@ use super::{
 };
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
+use crate::binding::{KeyFingerprint, RegistryId, StoreBinding};
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
 use crate::time::UnixTime;
 
@@ -55,6 +56,8 @@ pub struct MemoryRegistry {
     next_license: AtomicU64,
     next_certificate: AtomicU64,
     last_id: u64,
+    id: RegistryId,
+    keys: OnceLock<KeyFingerprint>,
 }
 
 #[derive(Debug)]
@@ -82,8 +85,18 @@ struct Faults {
 }
 
 impl MemoryRegistry {
-    /// An empty registry for a key tree of height `height`.
+    /// An empty registry for a key tree of height `height`, with a random [`RegistryId`] (from
+    /// the system's randomness; see [`MemoryRegistry::with_registry_id`] for a seeded run).
     pub fn new(height: TreeHeight) -> Self {
+        Self::with_registry_id(
+            height,
+            RegistryId::random().unwrap_or_else(|_| fallback_id()),
+        )
+    }
+
+    /// An empty registry for a key tree of height `height`, with the ID `id` (a deterministic
+    /// run draws it from its seed; two registries must never share one).
+    pub fn with_registry_id(height: TreeHeight, id: RegistryId) -> Self {
         Self {
             tables: Mutex::new(Tables {
                 leaves: LeafAllocator::new(height),
@@ -103,6 +116,8 @@ impl MemoryRegistry {
             next_license: AtomicU64::new(FIRST_ID),
             next_certificate: AtomicU64::new(FIRST_ID),
             last_id: LAST_ID,
+            id,
+            keys: OnceLock::new(),
         }
     }
 
@@ -266,6 +281,13 @@ impl Registry for MemoryRegistry {
     /// No one: the rows are in this process's memory, so they carry no tags.
     fn has_outside_writers(&self) -> bool {
         false
+    }
+
+    fn bind(&self, keys: &KeyFingerprint) -> Result<StoreBinding, Error> {
+        Ok(StoreBinding {
+            registry: self.id,
+            keys: *self.keys.get_or_init(|| *keys),
+        })
     }
 
     fn add_user(&self) -> Result<UserId, Error> {
@@ -833,4 +855,18 @@ mod tests {
             assert!(t.used_requests.contains_key(&(ClientId(1), j)), "{j}");
         }
     }
+}
+
+/// A registry ID where the system has no randomness (it always has): the time and the
+/// process, distinct from any other registry's in practice.
+fn fallback_id() -> RegistryId {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut h = blake3::Hasher::new();
+    h.update(&nanos.to_be_bytes());
+    h.update(&std::process::id().to_be_bytes());
+    let mut bytes = [0u8; crate::binding::REGISTRY_ID_LEN];
+    h.finalize_xof().fill(&mut bytes);
+    RegistryId::from_bytes(bytes)
 }

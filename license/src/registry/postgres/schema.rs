@@ -85,6 +85,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
          ADD COLUMN answer BIGINT NOT NULL DEFAULT 0",
     // Version 4: every epoch's signed EKB, so that any process serves any epoch's.
     "CREATE TABLE ekbs (epoch BIGINT PRIMARY KEY, bytes BYTEA NOT NULL)",
+    // Version 5: the store's random ID and the fingerprint of its keys (issue 24).
+    "CREATE TABLE binding (name TEXT PRIMARY KEY, value BYTEA NOT NULL)",
 ];
 
 /// Creates or migrates the schema, and fixes or checks the tree height.

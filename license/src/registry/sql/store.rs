@@ -16,6 +16,7 @@ use super::{
 };
 use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
+use crate::binding::{KeyFingerprint, RegistryId, StoreBinding};
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
 use crate::registry::scan::{self, Page, queries};
 use crate::registry::{
@@ -138,6 +139,27 @@ impl<D: Driver> SqlRegistry<D> {
 }
 
 impl<D: Driver> Registry for SqlRegistry<D> {
+    fn bind(&self, keys: &KeyFingerprint) -> Result<StoreBinding, Error> {
+        // Read first: a bound store is not written (a read-only connection binds nothing).
+        if let Some(bound) = self.read(binding_in)? {
+            return Ok(bound);
+        }
+        // Made here, kept only by the first process to bind the store.
+        let candidate = RegistryId::random()?;
+        self.driver.run(Kind::Durable, &mut |tx| {
+            for (name, value) in [
+                ("registry_id", &candidate.as_bytes()[..]),
+                ("keys", &keys.as_bytes()[..]),
+            ] {
+                tx.execute(
+                    "INSERT INTO binding (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                    &[Value::Text(name), Value::Bytes(value)],
+                )?;
+            }
+            binding_in(tx)?.ok_or_else(|| Error::Storage("the binding was not written".into()))
+        })
+    }
+
     fn add_user(&self) -> Result<UserId, Error> {
         self.driver.run(Kind::Durable, &mut |tx| {
             let id = self.driver.new_id(tx, NewId::User)?;
@@ -636,4 +658,29 @@ impl<D: Driver> Registry for SqlRegistry<D> {
         let page = self.page(scan::before(user), 1)?;
         Ok(scan::one_user(page, user))
     }
+}
+
+/// The store's binding, if it has both of its rows.
+fn binding_in(tx: &mut dyn Tx) -> Result<Option<StoreBinding>, Error> {
+    let mut stored = |name: &str| -> Result<Option<Vec<u8>>, Error> {
+        tx.row(
+            "SELECT value FROM binding WHERE name = $1",
+            &[Value::Text(name)],
+        )?
+        .map(|mut r| r.bytes(0))
+        .transpose()
+    };
+    let (Some(registry), Some(keys)) = (stored("registry_id")?, stored("keys")?) else {
+        return Ok(None);
+    };
+    let registry = registry
+        .try_into()
+        .map_err(|_| Error::Storage("a registry ID is 16 bytes".into()))?;
+    let keys = keys
+        .try_into()
+        .map_err(|_| Error::Storage("a key fingerprint is 32 bytes".into()))?;
+    Ok(Some(StoreBinding {
+        registry: RegistryId::from_bytes(registry),
+        keys: KeyFingerprint::from_bytes(keys),
+    }))
 }

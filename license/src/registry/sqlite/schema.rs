@@ -81,6 +81,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
      ALTER TABLE requests ADD COLUMN answer INTEGER NOT NULL DEFAULT 0",
     // Version 5: every epoch's signed EKB, so that any process serves any epoch's.
     "CREATE TABLE ekbs (epoch INTEGER PRIMARY KEY, bytes BLOB NOT NULL)",
+    // Version 6: the store's random ID and the fingerprint of its keys (issue 24).
+    "CREATE TABLE binding (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
 ];
 
 pub(super) fn check_application(conn: &Connection) -> Result<(), Error> {
