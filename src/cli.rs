@@ -85,7 +85,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// The tree scheme, as named on the command line.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum SchemeArg {
+pub(crate) enum SchemeArg {
     /// Complete Subtree.
     Cs,
     /// Subset Difference.

@@ -18,6 +18,7 @@ mod crash;
 mod pg;
 mod postgres_registry;
 mod saved_state;
+mod sealed_registration;
 mod service;
 mod simulator;
 mod sqlite_registry;

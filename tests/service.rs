@@ -100,7 +100,7 @@ pub(crate) fn keyed_dir() -> tempfile::TempDir {
 fn device(t: &HttpTransport, user: UserId, credential: &UserCredential, server: u32) -> Client {
     let key = SigningKey::from_bytes(&rand_key());
     let registration = t
-        .register(user, credential, ServerId(server), &key.verifying_key())
+        .register(user, credential, ServerId(server), &key)
         .unwrap();
     let mut client = Client::new(key, registration).unwrap();
     client.store_ekb(&t.current_ekb().unwrap().1).unwrap();
@@ -182,7 +182,7 @@ fn the_flow(store: &str, dir: &Path) {
 
     // No one acts for another user: bob's credential on alice's rows and devices.
     let mallory = SigningKey::from_bytes(&rand_key());
-    let refused = t.register(alice, &bob_key, ServerId(1), &mallory.verifying_key());
+    let refused = t.register(alice, &bob_key, ServerId(1), &mallory);
     assert!(
         matches!(refused, Err(Error::Service { status: 401, .. })),
         "{refused:?}"
@@ -300,7 +300,7 @@ fn two_serve_processes_each_hold_one_license_server() {
 
     // Registration with server 2 is process two's.
     let device_key = SigningKey::from_bytes(&rand_key());
-    let misdirected = t1.register(alice, &key, ServerId(2), &device_key.verifying_key());
+    let misdirected = t1.register(alice, &key, ServerId(2), &device_key);
     assert!(
         matches!(&misdirected, Err(Error::Service { status: 421, code, .. }) if code == "other_server"),
         "{misdirected:?}"

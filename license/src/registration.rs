@@ -1,6 +1,7 @@
 //! A registration on the wire: what a license server sends a newly registered device
-//! (`docs/formats.md`, "Registration"). It carries the device's key set, a secret: send it over
-//! a confidential channel only (the service's TLS).
+//! (`docs/formats.md`, "Registration"). It carries the device's key set, a secret: over a
+//! network it travels only sealed to the device ([`Registration::seal`], `sealed.rs`), whatever
+//! the channel.
 
 use std::sync::Arc;
 
@@ -14,6 +15,10 @@ use crate::certificate::ClientCertificateIn;
 use crate::distributor::Registration;
 use crate::ids::{ClientId, ServerId, UserId};
 use crate::server::ServerKeys;
+
+mod sealed;
+
+pub use sealed::{HPKE_PUBLIC_KEY_LEN, MAX_SEALED_LEN, RegistrationKey, RegistrationRequest};
 
 const MAGIC: [u8; 4] = *b"TCRS";
 const VERSION: u8 = 1;

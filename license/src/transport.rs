@@ -4,8 +4,9 @@
 //!
 //! A transport carries bytes: requests are signed by the device, answers by the servers, and
 //! the device verifies every answer itself ([`Client`]), so a transport need not
-//! be trusted for integrity. It must be confidential for one answer: a registration carries the
-//! device's key set (use TLS).
+//! be trusted for integrity. The one secret answer, a registration (it carries the device's key
+//! set), is sealed to the device, so a transport need not be confidential either; TLS still
+//! hides who buys what.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -38,7 +39,7 @@
 //!
 //! // The device's side: the same through any transport.
 //! let key = SigningKey::generate(&mut rng);
-//! let registration = transport.register(user, &credential, ServerId(1), &key.verifying_key())?;
+//! let registration = transport.register(user, &credential, ServerId(1), &key)?;
 //! let mut client = Client::new(key, registration)?;
 //! client.store_ekb(&transport.current_ekb()?.1)?;
 //! client.store_content(transport.download(user, &credential, content)?)?;
@@ -53,13 +54,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::SigningKey;
 
 use crate::Error;
 use crate::client::Client;
 use crate::credential::UserCredential;
 use crate::distributor::{Distributor, Registration};
 use crate::ids::{ContentId, ServerId, UserId};
+use crate::registration::{RegistrationKey, RegistrationRequest};
 use crate::registry::Registry;
 
 #[cfg(feature = "http")]
@@ -94,16 +96,20 @@ pub trait Transport {
         Ok(())
     }
 
-    /// Registers a device of `user` (who shows `credential`) with license server `server`.
+    /// Registers the device holding `signing_key`, of `user` (who shows `credential`), with
+    /// license server `server`. The device sends its public keys ([`RegistrationRequest`]) and
+    /// receives its registration sealed to it ([`Registration::seal`]), which it opens with the
+    /// key derived from `signing_key`: the key set never crosses the transport in the clear.
     ///
     /// # Errors
-    /// [`Error::BadCredential`], [`Error::ClientLimit`], [`Error::UnknownServer`], …
+    /// [`Error::BadCredential`], [`Error::ClientLimit`], [`Error::UnknownServer`],
+    /// [`Error::UnwrapFailed`] for an answer not sealed to this device, …
     fn register(
         &self,
         user: UserId,
         credential: &UserCredential,
         server: ServerId,
-        public_key: &VerifyingKey,
+        signing_key: &SigningKey,
     ) -> Result<Registration, Error>;
 
     /// A content's container (recording that `user` downloaded it, claim 6).
@@ -174,15 +180,25 @@ impl<R: Registry> Transport for LocalTransport<R> {
         Ok(self.distributor.ekb(epoch)?.as_bytes().to_vec())
     }
 
+    /// Seals the registration as a service would (with the system's randomness) and opens it
+    /// as the device does, so that the same bytes cross a local transport as a network one.
     fn register(
         &self,
         user: UserId,
         credential: &UserCredential,
         server: ServerId,
-        public_key: &VerifyingKey,
+        signing_key: &SigningKey,
     ) -> Result<Registration, Error> {
+        let request = RegistrationRequest::new(server, signing_key)?;
         self.distributor.check_user_credential(user, credential)?;
-        self.distributor.register_client(user, server, public_key)
+        let sealed = self
+            .distributor
+            .register_client(user, request.server, &request.public_key)?
+            .seal(
+                &request.seal_to,
+                &mut rand_core::UnwrapErr(getrandom::SysRng),
+            )?;
+        Registration::open_sealed(&sealed, &RegistrationKey::derive(signing_key)?)
     }
 
     fn download(

@@ -45,6 +45,10 @@ pub(crate) enum ClientCommand {
         /// (kept in the device directory for later commands).
         #[arg(long)]
         ca_file: Option<PathBuf>,
+        /// Accept plain `http://` to a host that is not this machine (bearer tokens then cross
+        /// the network in the clear; kept in the device directory for later commands).
+        #[arg(long)]
+        insecure_http: bool,
     },
     /// Buy a content on a device: download its container and acquire a license.
     Buy {
@@ -140,23 +144,37 @@ pub(crate) struct AdminArgs {
     /// For an `https` service with a private certificate authority: its PEM certificate.
     #[arg(long)]
     ca_file: Option<PathBuf>,
+    /// Accept plain `http://` to a host that is not this machine (the admin token then
+    /// crosses the network in the clear).
+    #[arg(long)]
+    insecure_http: bool,
 }
 
 impl AdminArgs {
     fn transport(&self) -> anyhow::Result<HttpTransport> {
-        transport(&self.server, self.ca_file.as_deref())
+        transport(&self.server, self.ca_file.as_deref(), self.insecure_http)
     }
 }
 
-/// A transport to `server`, trusting `ca_file`'s certificates only when given.
-fn transport(server: &str, ca_file: Option<&Path>) -> anyhow::Result<HttpTransport> {
-    match ca_file {
-        None => Ok(HttpTransport::new(server)),
+/// A transport to `server`, trusting `ca_file`'s certificates only when given, and plain
+/// `http://` to another host only when `insecure_http`.
+fn transport(
+    server: &str,
+    ca_file: Option<&Path>,
+    insecure_http: bool,
+) -> anyhow::Result<HttpTransport> {
+    let t = match ca_file {
+        None => HttpTransport::new(server),
         Some(path) => {
             let pem = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            Ok(HttpTransport::with_root_certificates(server, &pem)?)
+            HttpTransport::with_root_certificates(server, &pem)?
         }
-    }
+    };
+    Ok(if insecure_http {
+        t.danger_allow_plain_http()
+    } else {
+        t
+    })
 }
 
 pub(crate) fn run_admin(cmd: AdminCommand) -> anyhow::Result<()> {
@@ -202,6 +220,7 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             license_server,
             device,
             ca_file,
+            insecure_http,
         } => {
             let credential = read_credential(&credential_file)?;
             fs::create_dir(&device).with_context(|| {
@@ -216,18 +235,17 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             getrandom::fill(seed.as_mut_slice())
                 .map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
             let key = SigningKey::from_bytes(&seed);
-            let t = transport(&server, ca_file.as_deref())?;
-            let registration = t.register(
-                UserId(user),
-                &credential,
-                ServerId(license_server),
-                &key.verifying_key(),
-            )?;
+            let t = transport(&server, ca_file.as_deref(), insecure_http)?;
+            let registration =
+                t.register(UserId(user), &credential, ServerId(license_server), &key)?;
             write_secret(&device.join("registration"), &registration.to_bytes())?;
             write_secret(&device.join("key"), hex::encode(seed.as_slice()).as_bytes())?;
             fs::write(device.join("server"), server.as_bytes())?;
             if let Some(ca) = &ca_file {
                 fs::copy(ca, device.join("ca.pem"))?;
+            }
+            if insecure_http {
+                fs::write(device.join("insecure-http"), b"")?;
             }
             let mut client = Client::new(key, registration)?;
             client.store_ekb(&t.current_ekb()?.1)?;
@@ -342,7 +360,12 @@ fn load(dir: &Path) -> anyhow::Result<(Client, HttpTransport)> {
     let state = Zeroizing::new(read("state")?);
     let mut client = Client::load(SigningKey::from_bytes(&key), registration, &state)?;
     let ca = dir.join("ca.pem");
-    let t = transport(server.trim(), ca.exists().then_some(ca.as_path()))?;
+    let insecure_http = dir.join("insecure-http").exists();
+    let t = transport(
+        server.trim(),
+        ca.exists().then_some(ca.as_path()),
+        insecure_http,
+    )?;
     client.store_ekb(&t.current_ekb()?.1)?;
     Ok((client, t))
 }

@@ -60,9 +60,20 @@ pub(crate) struct ServeArgs {
     /// The PEM private key of `--tls-cert`.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an address other than the loopback (refused by default: bearer
+    /// tokens and who buys what would cross the network in the clear). Behind a
+    /// TLS-terminating proxy on another host, say so with this flag.
+    #[arg(long)]
+    insecure_http: bool,
 }
 
 pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.tls_cert.is_some() || args.listen.ip().is_loopback() || args.insecure_http,
+        "refusing to serve plain HTTP on {}, which is not a loopback address: give \
+         --tls-cert and --tls-key, or --insecure-http behind a TLS-terminating proxy",
+        args.listen
+    );
     let height = TreeHeight::new(args.height)?;
     let keys = read_key_file(&args.keys)?;
     let config = TreeConfig::new(args.scheme.into(), height, TreeId(1));

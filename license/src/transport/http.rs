@@ -2,13 +2,14 @@
 
 use std::time::Duration;
 
-use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::SigningKey;
 
 use super::Transport;
 use crate::Error;
 use crate::credential::UserCredential;
 use crate::distributor::Registration;
 use crate::ids::{ClientId, ContentId, LicenseId, ServerId, UserId};
+use crate::registration::{RegistrationKey, RegistrationRequest};
 
 /// The largest answer read: a container of the service's default publishing limit, with room.
 const MAX_ANSWER: u64 = 512 << 20;
@@ -18,6 +19,9 @@ const MAX_ANSWER: u64 = 512 << 20;
 pub struct HttpTransport {
     base: String,
     agent: ureq::Agent,
+    /// Plain `http://` to a host that is not this machine's loopback: refused unless allowed.
+    plain_remote: bool,
+    allow_plain_http: bool,
 }
 
 impl core::fmt::Debug for HttpTransport {
@@ -31,6 +35,11 @@ impl core::fmt::Debug for HttpTransport {
 impl HttpTransport {
     /// A transport to the service at `base`, with a 60-second limit per request; an `https`
     /// service's certificate is checked against the web's roots (`webpki-roots`).
+    ///
+    /// A plain `http://` base is used only for a loopback host (`127.0.0.0/8`, `[::1]`,
+    /// `localhost`): every request to another host is refused with [`Error::Io`] unless
+    /// [`HttpTransport::danger_allow_plain_http`] says otherwise, since a user's credential and
+    /// the admin token travel as bearer tokens.
     pub fn new(base: &str) -> Self {
         Self::with_config(base, ureq::Agent::config_builder())
     }
@@ -71,14 +80,33 @@ impl HttpTransport {
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
+        let base = base.trim_end_matches('/').to_owned();
         Self {
-            base: base.trim_end_matches('/').to_owned(),
+            plain_remote: is_plain_remote(&base),
+            base,
             agent,
+            allow_plain_http: false,
         }
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+    /// **Dangerous**: lets this transport send requests over plain `http://` to a host other
+    /// than the loopback, where anyone on the path reads the bearer tokens (credentials, the
+    /// admin token) and who buys what. Registrations stay sealed to their device.
+    #[must_use]
+    pub fn danger_allow_plain_http(mut self) -> Self {
+        self.allow_plain_http = true;
+        self
+    }
+
+    fn url(&self, path: &str) -> Result<String, Error> {
+        if self.plain_remote && !self.allow_plain_http {
+            return Err(Error::Io(format!(
+                "{}: refusing plain http to a host that is not this machine (bearer tokens \
+                 would cross the network in the clear); use https, or allow it explicitly",
+                self.base
+            )));
+        }
+        Ok(format!("{}{path}", self.base))
     }
 
     /// Sends a request and reads the answer: the body of a 2xx, or the service's error.
@@ -103,7 +131,7 @@ impl HttpTransport {
     fn post(&self, path: &str, body: &[u8], bearer: Option<&str>) -> Result<Vec<u8>, Error> {
         let mut request = self
             .agent
-            .post(self.url(path))
+            .post(self.url(path)?)
             .header("content-type", "application/octet-stream");
         if let Some(token) = bearer {
             request = request.header("authorization", format!("Bearer {token}"));
@@ -116,12 +144,31 @@ impl HttpTransport {
         path: &str,
         bearer: Option<&str>,
     ) -> Result<(ureq::http::HeaderMap, Vec<u8>), Error> {
-        let mut request = self.agent.get(self.url(path));
+        let mut request = self.agent.get(self.url(path)?);
         if let Some(token) = bearer {
             request = request.header("authorization", format!("Bearer {token}"));
         }
         self.answer(request.call())
     }
+}
+
+/// Whether `base` is plain `http://` to a host other than the loopback.
+fn is_plain_remote(base: &str) -> bool {
+    let Some(rest) = base.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return false;
+    }
+    !host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The library error of a service's error answer: the same variant where the code names one
@@ -252,18 +299,16 @@ impl Transport for HttpTransport {
         user: UserId,
         credential: &UserCredential,
         server: ServerId,
-        public_key: &VerifyingKey,
+        signing_key: &SigningKey,
     ) -> Result<Registration, Error> {
-        let mut body = Vec::with_capacity(36);
-        body.extend_from_slice(&server.0.to_be_bytes());
-        body.extend_from_slice(public_key.as_bytes());
+        let body = RegistrationRequest::new(server, signing_key)?.to_bytes();
         let token = credential.to_hex();
-        let answer = zeroize::Zeroizing::new(self.post(
+        let sealed = self.post(
             &format!("/v1/users/{}/clients", user.0),
             &body,
             Some(&token),
-        )?);
-        Registration::from_bytes(&answer)
+        )?;
+        Registration::open_sealed(&sealed, &RegistrationKey::derive(signing_key)?)
     }
 
     fn download(
@@ -287,5 +332,35 @@ impl Transport for HttpTransport {
 
     fn certificate(&self, request: &[u8]) -> Result<Vec<u8>, Error> {
         self.post("/v1/certificates", request, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_plain_remote;
+
+    #[test]
+    fn plain_http_is_allowed_to_the_loopback_only() {
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://127.3.2.1",
+            "http://[::1]:80/x",
+            "http://localhost:1",
+            "http://LOCALHOST",
+            "https://example.com",
+        ] {
+            assert!(!is_plain_remote(local), "{local}");
+        }
+        for remote in [
+            "http://10.0.0.1:8080",
+            "http://example.com",
+            "http://127.0.0.1.example.com",
+            "http://localhost.example.com:80",
+            "http://user@evil.example:80",
+            "http://[fe80::1]:80",
+            "http://0.0.0.0:80",
+        ] {
+            assert!(is_plain_remote(remote), "{remote}");
+        }
     }
 }

@@ -9,7 +9,8 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tower::ServiceExt;
-use treecast_license::{ContentId, LicenseId, ServerId, UserId, VerifyingKey};
+use treecast_license::registration::RegistrationRequest;
+use treecast_license::{ContentId, LicenseId, UserId};
 
 use super::{State, blocking, body, misdirected, octets, path};
 use crate::Service;
@@ -24,12 +25,11 @@ fn authorize(s: &Service, headers: &HeaderMap, user: UserId) -> Result<(), ApiEr
         .map_err(|_| ApiError::unauthorized("the credential is not this user's"))
 }
 
-/// The body of a registration: the license server's ID (4 bytes, big-endian) and the device's
-/// Ed25519 public key (32 bytes).
-const REGISTRATION_REQUEST_LEN: usize = 36;
-
-/// Registers a device of the user with a license server: the signed client certificate, the
-/// device's key set and the servers' public keys out (`Registration`, `docs/formats.md`).
+/// Registers a device of the user with a license server: a [`RegistrationRequest`] in (the
+/// server's ID, the device's Ed25519 and X25519 public keys), the registration (the signed
+/// client certificate, the device's key set and the servers' public keys) sealed to the
+/// device's X25519 key out (`docs/formats.md`, "Sealed registration"): the key set crosses the
+/// network, and any TLS-terminating proxy, encrypted to the device.
 pub(super) async fn register(
     axum::extract::State(s): State,
     user: Result<Path<u64>, PathRejection>,
@@ -39,30 +39,23 @@ pub(super) async fn register(
     let user = UserId(path(user)?);
     authorize(&s, &headers, user)?;
     let request = body(request)?;
-    let (server, key) = match request.as_ref() {
-        [a, b, c, d, key @ ..] if request.len() == REGISTRATION_REQUEST_LEN => {
-            (u32::from_be_bytes([*a, *b, *c, *d]), key)
-        }
-        _ => {
-            return Err(ApiError::malformed(format!(
-                "a registration is {REGISTRATION_REQUEST_LEN} bytes: a server ID and a public key"
-            )));
-        }
-    };
-    let key: [u8; 32] = key
-        .try_into()
-        .map_err(|_| ApiError::malformed("a public key is 32 bytes"))?;
-    let key = VerifyingKey::from_bytes(&key)
-        .map_err(|_| ApiError::malformed("not an Ed25519 public key"))?;
-    let registration = blocking(s.inline, move || {
+    let request = RegistrationRequest::from_bytes(&request).map_err(|_| {
+        ApiError::malformed(format!(
+            "a registration is {} bytes: a server ID, an Ed25519 public key and an X25519 \
+             public key",
+            RegistrationRequest::LEN
+        ))
+    })?;
+    let sealed = blocking(s.inline, move || {
         let registration = s
             .distributor
-            .register_client(user, ServerId(server), &key)
+            .register_client(user, request.server, &request.public_key)
             .map_err(|e| misdirected(&s, e))?;
-        Ok(registration.to_bytes())
+        let mut rng = s.rng()?;
+        Ok(registration.seal(&request.seal_to, &mut *rng)?)
     })
     .await?;
-    Ok(octets(StatusCode::CREATED, registration.to_vec()))
+    Ok(octets(StatusCode::CREATED, sealed))
 }
 
 /// The user's devices.

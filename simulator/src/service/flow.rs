@@ -79,9 +79,7 @@ pub(crate) fn setup(s: &Shared<'_>, u: u64) -> Result<SimUser, SimError> {
         rng.fill_bytes(&mut seed);
         let key = SigningKey::from_bytes(&seed);
         let server = ServerId(1 + (i as u32 % cfg.servers));
-        let registration = s.timed("register", || {
-            t.register(user, &credential, server, &key.verifying_key())
-        })?;
+        let registration = s.timed("register", || t.register(user, &credential, server, &key))?;
         let mut client = Client::new(key, registration)?;
         client.store_ekb(&ekb)?;
         s.journal(&format!("client {}", client.id().0))?;
@@ -91,7 +89,7 @@ pub(crate) fn setup(s: &Shared<'_>, u: u64) -> Result<SimUser, SimError> {
         // Registering with another user's credential.
         let other = UserId(user.0 ^ 1);
         let key = SigningKey::from_bytes(&[7; 32]);
-        let r = t.register(other, &credential, ServerId(1), &key.verifying_key());
+        let r = t.register(other, &credential, ServerId(1), &key);
         s.attack("foreign_credential", r.as_ref().is_err_and(refused));
     }
     let content = below(&mut rng, s.contents.len() as u64) as usize;
