@@ -1,8 +1,8 @@
-//! What a device reads from outside or from its own storage: a registration (from the network
-//! service) and a saved client state. Nothing may panic; what a loaded state saves loads back
-//! to the same state. A version 2 state is sealed under the device key, which random bytes do
-//! not pass; its decoder past the seal is the one version 1 states (signed licenses, no seal)
-//! go through, so the fuzzer reaches it that way.
+//! What a device reads from outside or from its own storage: a registration request, a sealed
+//! registration (from the network service), a registration, and a saved client state. Nothing
+//! may panic; what a loaded state saves loads back to the same state. A state is sealed under
+//! the device key, which random bytes do not pass: the fuzzer's bytes are also sealed by the
+//! harness (`hazmat_seal_state`), so that it reaches the decoder behind the seal.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use libfuzzer_sys::fuzz_target;
 use treecast_license::keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
 use treecast_license::registry::MemoryRegistry;
+use treecast_license::registration::{RegistrationKey, RegistrationRequest};
 use treecast_license::{
     Client, Distributor, DistributorConfig, LicenseServer, ManualClock, ServerId, SigningKey,
     Tariff, UnixTime,
@@ -29,7 +30,8 @@ fn device() -> &'static (Vec<u8>, [u8; 32]) {
             Tariff::default(),
             Arc::new(ManualClock::new(UnixTime(1_800_000_000))),
             DistributorConfig::default(),
-        );
+        )
+        .unwrap();
         let user = d.register_user().unwrap();
         let key = [6; 32];
         let public = SigningKey::from_bytes(&key).verifying_key();
@@ -40,12 +42,27 @@ fn device() -> &'static (Vec<u8>, [u8; 32]) {
 
 fuzz_target!(|data: &[u8]| {
     let _ = treecast_license::Registration::from_bytes(data);
+    let _ = RegistrationRequest::from_bytes(data);
     let (registration, key) = device();
+    let signing = SigningKey::from_bytes(key);
+    let _ = treecast_license::Registration::open_sealed(
+        data,
+        &RegistrationKey::derive(&signing).unwrap(),
+    );
     let registration = treecast_license::Registration::from_bytes(registration).unwrap();
-    if let Ok(client) = Client::load(SigningKey::from_bytes(key), registration, data) {
-        let saved = client.save();
-        let again = treecast_license::Registration::from_bytes(&device().0).unwrap();
-        let reloaded = Client::load(SigningKey::from_bytes(key), again, &saved).unwrap();
-        assert_eq!(reloaded.save(), saved);
+    let client = Client::new(signing.clone(), registration).unwrap();
+    // The bytes as a state, and the bytes sealed as this device would seal them.
+    let mut body = b"TCCS\x02".to_vec();
+    body.extend_from_slice(&client.id().0.to_be_bytes());
+    body.extend_from_slice(data);
+    let sealed = client.hazmat_seal_state(&body);
+    for state in [data, &sealed[..]] {
+        let registration = treecast_license::Registration::from_bytes(&device().0).unwrap();
+        if let Ok(loaded) = Client::load(signing.clone(), registration, state) {
+            let saved = loaded.save();
+            let again = treecast_license::Registration::from_bytes(&device().0).unwrap();
+            let reloaded = Client::load(signing.clone(), again, &saved).unwrap();
+            assert_eq!(reloaded.save(), saved);
+        }
     }
 });

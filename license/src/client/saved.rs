@@ -219,6 +219,20 @@ impl Client {
     }
 }
 
+impl Client {
+    /// **Hazmat, for fuzzing**: seals `body` (a state's bytes before its seal, from its magic
+    /// on) as [`Client::save`] would, so that a fuzzer reaches the decoder behind the seal.
+    #[cfg(feature = "hazmat")]
+    pub fn hazmat_seal_state(&self, body: &[u8]) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(body.len() + SEAL_LEN));
+        out.extend_from_slice(body);
+        if let Ok(seal) = seal(self.device_keys().device_key(), self.device.state.id, body) {
+            out.extend_from_slice(&seal);
+        }
+        out
+    }
+}
+
 /// The seal of a saved state's `body`: keyed BLAKE3 under
 /// `HKDF-SHA-256(salt "treecast/v1/saved-client-seal", ikm = device key, info = client ID)`.
 ///
