@@ -15,7 +15,7 @@ use clap::{Args, Subcommand};
 use treecast_license::credential::UserCredential;
 use treecast_license::transport::{HttpTransport, Transport};
 use treecast_license::{
-    Client, Clock, ContentId, Registration, ServerId, SigningKey, SystemClock, UserId,
+    Client, Clock, ContentId, Error, Registration, ServerId, SigningKey, SystemClock, UserId,
 };
 use zeroize::Zeroizing;
 
@@ -223,51 +223,64 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             insecure_http,
         } => {
             let credential = read_credential(&credential_file)?;
-            fs::create_dir(&device).with_context(|| {
-                format!("cannot create {} (it must not exist)", device.display())
-            })?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(&device, fs::Permissions::from_mode(0o700))?;
-            }
-            let mut seed = Zeroizing::new([0u8; 32]);
-            getrandom::fill(seed.as_mut_slice())
-                .map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
-            let key = SigningKey::from_bytes(&seed);
-            let t = transport(&server, ca_file.as_deref(), insecure_http)?;
-            let registration =
-                t.register(UserId(user), &credential, ServerId(license_server), &key)?;
-            write_secret(&device.join("registration"), &registration.to_bytes())?;
-            write_secret(&device.join("key"), hex::encode(seed.as_slice()).as_bytes())?;
-            fs::write(device.join("server"), server.as_bytes())?;
-            if let Some(ca) = &ca_file {
-                fs::copy(ca, device.join("ca.pem"))?;
-            }
-            if insecure_http {
-                fs::write(device.join("insecure-http"), b"")?;
-            }
-            let mut client = Client::new(key, registration)?;
-            client.store_ekb(&t.current_ekb()?.1)?;
-            save(&device, &client)?;
-            println!(
-                "client {} of user {user}, registered with server {license_server}",
-                client.id().0
+            anyhow::ensure!(
+                !device.exists(),
+                "{} exists: a new device needs a new directory",
+                device.display()
             );
+            // Built beside its final name and renamed into place once complete, so that a
+            // failed registration leaves nothing that would stop a retry.
+            let partial = partial_dir(&device)?;
+            let registered = register(
+                &partial,
+                (&server, UserId(user), &credential, ServerId(license_server)),
+                ca_file.as_deref(),
+                insecure_http,
+            );
+            let id = match registered {
+                Ok(id) => id,
+                Err(e) => {
+                    let _ = fs::remove_dir_all(&partial);
+                    return Err(e);
+                }
+            };
+            fs::rename(&partial, &device).inspect_err(|_| {
+                let _ = fs::remove_dir_all(&partial);
+            })?;
+            println!("client {id} of user {user}, registered with server {license_server}");
         }
         ClientCommand::Buy { device, content } => {
             let credential = read_credential(&device.credential_file)?;
             let (mut client, t) = load(&device.device)?;
             let content = ContentId(content);
-            let container = t.download(client.user(), &credential, content)?;
-            client.store_content(container)?;
-            let request = client.license_request(content, SystemClock.now());
-            // Saved before the request goes out: a retry after a lost answer reuses nothing.
-            save(&device.device, &client)?;
-            let license = t.license(request.as_bytes())?;
+            // The signed request is kept until its answer is stored: a retry after a lost
+            // answer sends the same bytes, which the service answers again (billed once).
+            let pending = device.device.join(format!("pending-license-{}", content.0));
+            let request = if pending.exists() {
+                fs::read(&pending).with_context(|| format!("cannot read {}", pending.display()))?
+            } else {
+                let container = t.download(client.user(), &credential, content)?;
+                client.store_content(container)?;
+                let request = client.license_request(content, SystemClock.now());
+                // The request's nonce is saved as used before the request is kept or sent.
+                save(&device.device, &client)?;
+                write_secret(&pending, request.as_bytes())?;
+                request.as_bytes().to_vec()
+            };
+            if !client.holds(content) {
+                let container = t.download(client.user(), &credential, content)?;
+                client.store_content(container)?;
+            }
+            let license = t.license(&request).inspect_err(|e| {
+                if matches!(e, Error::RequestStale) {
+                    // Too old to be answered again: the next run makes a new request.
+                    let _ = fs::remove_file(&pending);
+                }
+            })?;
             client.acquire_license(&license)?;
             t.complete(&mut client, content)?;
             save(&device.device, &client)?;
+            fs::remove_file(&pending)?;
             println!("bought {content}");
         }
         ClientCommand::Play {
@@ -298,23 +311,47 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             let (mut source, t) = load(&from)?;
             let (mut destination, _) = load(&to)?;
             let content = ContentId(content);
-            let Some(license) = source.license_id(content) else {
-                bail!("{} holds no license for {content}", from.display());
+            // The signed move request is kept in the source until the destination has stored
+            // the license: a retry sends the same bytes, the service answers the same
+            // certificate, and the source gives the same package again (`Device::move_out`).
+            let pending = from.join(format!("pending-move-{}", content.0));
+            let request = if pending.exists() {
+                fs::read(&pending).with_context(|| format!("cannot read {}", pending.display()))?
+            } else {
+                let Some(license) = source.license_id(content) else {
+                    bail!("{} holds no license for {content}", from.display());
+                };
+                let request = source.move_request(license, destination.id(), SystemClock.now());
+                save(&from, &source)?;
+                write_secret(&pending, request.as_bytes())?;
+                request.as_bytes().to_vec()
             };
-            let request = source.move_request(license, destination.id(), SystemClock.now());
-            save(&from, &source)?;
-            let certificate = t.certificate(request.as_bytes())?;
+            let certificate = t.certificate(&request).inspect_err(|e| {
+                if matches!(e, Error::RequestStale) {
+                    let _ = fs::remove_file(&pending);
+                }
+            })?;
             let package = source.move_out(&certificate)?;
             // The source's deletion is saved before the destination moves in.
             save(&from, &source)?;
-            if package.content.is_none() {
+            if package.content.is_none() && !destination.holds(content) {
                 let container = t.download(destination.user(), &credential, content)?;
                 destination.store_content(container)?;
             }
             destination.store_ekb(&t.current_ekb()?.1)?;
-            destination.move_in(&package, SystemClock.now())?;
+            match destination.move_in(&package, SystemClock.now()) {
+                // Moved in by an earlier run that stopped before it forgot the request.
+                Ok(()) | Err(Error::CertificateReplayed(_)) => {}
+                Err(Error::NotForThisClient) => bail!(
+                    "a move of {content} to another device is pending in {}: run the same move \
+                     with that device as --to",
+                    from.display()
+                ),
+                Err(e) => return Err(e.into()),
+            }
             t.complete(&mut destination, content)?;
             save(&to, &destination)?;
+            fs::remove_file(&pending)?;
             println!(
                 "moved {content} from client {} to client {}",
                 source.id().0,
@@ -343,6 +380,55 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A new directory beside `device` to build it in: `.NAME.partial-RANDOM`, mode 0700.
+fn partial_dir(device: &Path) -> anyhow::Result<PathBuf> {
+    let name = device
+        .file_name()
+        .with_context(|| format!("{}: not a directory name", device.display()))?;
+    let mut suffix = [0u8; 6];
+    getrandom::fill(&mut suffix).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
+    let partial = device.with_file_name(format!(
+        ".{}.partial-{}",
+        name.to_string_lossy(),
+        hex::encode(suffix)
+    ));
+    fs::create_dir(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&partial, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(partial)
+}
+
+/// Registers a new device into the directory `dir`: its key, registration, server, state.
+fn register(
+    dir: &Path,
+    (server, user, credential, license_server): (&str, UserId, &UserCredential, ServerId),
+    ca_file: Option<&Path>,
+    insecure_http: bool,
+) -> anyhow::Result<u64> {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    getrandom::fill(seed.as_mut_slice())
+        .map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
+    let key = SigningKey::from_bytes(&seed);
+    let t = transport(server, ca_file, insecure_http)?;
+    let registration = t.register(user, credential, license_server, &key)?;
+    write_secret(&dir.join("registration"), &registration.to_bytes())?;
+    write_secret(&dir.join("key"), hex::encode(seed.as_slice()).as_bytes())?;
+    fs::write(dir.join("server"), server.as_bytes())?;
+    if let Some(ca) = ca_file {
+        fs::copy(ca, dir.join("ca.pem"))?;
+    }
+    if insecure_http {
+        fs::write(dir.join("insecure-http"), b"")?;
+    }
+    let mut client = Client::new(key, registration)?;
+    client.store_ekb(&t.current_ekb()?.1)?;
+    save(dir, &client)?;
+    Ok(client.id().0)
 }
 
 /// A device from its directory, with the transport to its service (and the current EKB).

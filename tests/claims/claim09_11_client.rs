@@ -2,7 +2,7 @@
 //! certificate, moves out (deleting its copy) and moves in.
 
 use treecast::keytree::Scheme;
-use treecast::license::{Error, LicenseIn};
+use treecast::license::{Clock, Error, LicenseIn};
 
 
 #[test]
@@ -104,4 +104,46 @@ fn a_replayed_license_request_gets_the_same_license_and_is_billed_once() {
     let again = w.distributor.supply_license(request.as_bytes()).unwrap();
     assert_eq!(again.as_bytes(), first.as_bytes());
     assert_eq!(w.snapshot(), before, "a replayed request changed the registry");
+}
+
+/// Issue 24, item 9: a source that moved out but lost the package (a crash before the
+/// destination stored it, a lost answer) gets it again from the same certificate, with the
+/// same release and nothing changed, and the move finishes; the license is still in one place.
+#[test]
+fn a_lost_move_package_is_given_again_and_the_move_finishes() {
+    let Some(mut w) = super::world(Scheme::COMPLETE_SUBTREE) else {
+        return;
+    };
+    let user = w.user();
+    let mut a = w.client(user, 1);
+    let mut b = w.client(user, 2);
+    let content = w.publish(3000);
+    w.buy(&mut a, content);
+    let certificate = w.certificate(&mut a, content, b.id()).unwrap();
+    let first = a.move_out(&certificate).unwrap();
+    let saved = a.save();
+    let again = a.move_out(&certificate).unwrap();
+    assert_eq!(
+        again.release.secret_bytes(),
+        first.release.secret_bytes()
+    );
+    assert!(again.content.is_none());
+    assert_eq!(*a.save(), *saved, "giving the package again changed the source");
+    assert_eq!(a.play(content, Vec::new()), Err(Error::NoLicense(content)));
+    b.store_content(w.container(content)).unwrap();
+    b.move_in(&again, w.clock.now()).unwrap();
+    w.play(&b, content).unwrap();
+    // The first package is the same move: refused as replayed, not a second copy.
+    assert!(matches!(
+        b.move_in(&first, w.clock.now()),
+        Err(Error::CertificateReplayed(_))
+    ));
+    // A certificate for a license the source never held is still refused.
+    let mut c = w.client(user, 1);
+    w.buy(&mut c, content);
+    let other = w.certificate(&mut c, content, b.id()).unwrap();
+    assert_eq!(
+        a.move_out(&other).map(|_| ()),
+        Err(Error::NotForThisClient)
+    );
 }

@@ -297,6 +297,11 @@ impl Device {
     /// no license server of this distributor signed; [`Error::NotForThisClient`] for one that
     /// moves another client's license; [`Error::NoLicense`] when this client does not hold the
     /// license it names.
+    ///
+    /// A certificate this client already moved out with gives its package again (the same
+    /// release, without the container) and changes nothing: the license is gone already, so a
+    /// device that lost the package before the destination stored it (a crash, a lost
+    /// answer) sends the same move request again and finishes the move (issue 24).
     pub fn move_out(&mut self, certificate: &[u8]) -> Result<MovePackage, Error> {
         let cert = CopyCertificateIn::from_bytes(certificate)?;
         let server = cert.unverified().server_id;
@@ -309,7 +314,8 @@ impl Device {
         if t.source != self.state.id || t.user_id != self.state.user {
             return Err(Error::NotForThisClient);
         }
-        if self.license_id(t.content_id) != Some(t.source_license) {
+        let again = self.license_id(t.content_id) != Some(t.source_license);
+        if again && !self.state.moves().moved_out.contains_key(&t.source_license) {
             return Err(Error::NoLicense(t.content_id));
         }
         let release = ReleaseKey::derive(
@@ -322,6 +328,13 @@ impl Device {
             // Signed by our distributor for this license, yet not releasable by this device:
             // refuse before deleting anything.
             return Err(Error::NotForThisClient);
+        }
+        if again {
+            return Ok(MovePackage {
+                certificate: certificate.to_vec(),
+                content: None,
+                release,
+            });
         }
         let stores = self.state.stores_mut();
         stores.licenses.remove(&t.content_id);
