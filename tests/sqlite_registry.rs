@@ -107,7 +107,7 @@ pub(crate) fn flow<R: Registry>(w: &mut World<R>) -> Vec<String> {
     snapshots.push(w.snapshot());
     assert_eq!(
         w.certificate(&mut a, x, c.id()).unwrap_err(),
-        Error::DifferentUsers
+        Error::ClientNotFound(c.id())
     );
     w.move_content(&mut a, &mut b, x).unwrap();
     snapshots.push(w.snapshot());

@@ -4,13 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 use rand_core::CryptoRng;
-use treecast_keytree::{
-    Authority, DeviceKeys, LeafIndex, RevocationSet, SignedEkb, VerifiedEkbBuf,
-};
+use treecast_keytree::{Authority, DeviceKeys, LeafIndex};
 
 use crate::Error;
 use crate::billing::Tariff;
@@ -25,7 +23,10 @@ use crate::sign::Signable;
 use crate::time::{Clock, UnixTime};
 use crate::vault::Vault;
 
+mod ekbs;
 mod supply;
+
+pub use ekbs::EkbStats;
 
 /// Operating limits.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -45,6 +46,11 @@ pub struct DistributorConfig {
     /// The storage key that new content keys are enveloped under; rows name theirs, so raising
     /// it leaves earlier contents readable (`docs/design.md`).
     pub storage_key_id: u32,
+    /// The most epochs whose EKB a process keeps in memory (at least one: the current
+    /// epoch's always stays); older ones are read back from the registry when asked for.
+    pub ekb_cache_epochs: usize,
+    /// The most bytes of EKBs a process keeps in memory, beyond the current epoch's.
+    pub ekb_cache_bytes: usize,
 }
 
 impl DistributorConfig {
@@ -84,11 +90,21 @@ impl DistributorConfig {
         self.storage_key_id = key_id;
         self
     }
+
+    /// The defaults with another bound on the EKB cache: at most `epochs` epochs (at least the
+    /// current one) and `bytes` bytes (the current epoch's EKB stays whatever its size).
+    #[must_use]
+    pub const fn with_ekb_cache(mut self, epochs: usize, bytes: usize) -> Self {
+        self.ekb_cache_epochs = epochs;
+        self.ekb_cache_bytes = bytes;
+        self
+    }
 }
 
 impl Default for DistributorConfig {
     /// Five clients a user, certificates valid for an hour, 64 KiB chunks, requests accepted for
-    /// five minutes after they are made and up to a minute before, storage key 1.
+    /// five minutes after they are made and up to a minute before, storage key 1, the EKBs of
+    /// up to 8 epochs and 256 MiB cached.
     fn default() -> Self {
         Self {
             max_clients_per_user: 5,
@@ -97,6 +113,8 @@ impl Default for DistributorConfig {
             request_max_age: 300,
             clock_skew: 60,
             storage_key_id: 1,
+            ekb_cache_epochs: 8,
+            ekb_cache_bytes: 256 << 20,
         }
     }
 }
@@ -207,7 +225,7 @@ pub struct Distributor<R> {
     tariff: Tariff,
     clock: Arc<dyn Clock>,
     config: DistributorConfig,
-    ekbs: RwLock<BTreeMap<u64, Arc<SignedEkb>>>,
+    ekbs: ekbs::EkbCache,
 }
 
 impl<R: Registry> Distributor<R> {
@@ -248,7 +266,7 @@ impl<R: Registry> Distributor<R> {
             tariff,
             clock,
             config,
-            ekbs: RwLock::new(BTreeMap::new()),
+            ekbs: ekbs::EkbCache::default(),
         })
     }
 
@@ -313,86 +331,6 @@ impl<R: Registry> Distributor<R> {
     /// [`Error::Storage`].
     pub fn epoch(&self) -> Result<u64, Error> {
         self.registry.epoch()
-    }
-
-    /// The EKB of the current epoch: from this process's cache, or the registry, or built
-    /// (and stored in the registry, so that every process serves the same one).
-    ///
-    /// # Errors
-    /// [`Error::Storage`], [`Error::Tampered`] for a stored EKB the authority did not sign, or
-    /// a key-tree error.
-    pub fn current_ekb(&self) -> Result<(u64, Arc<SignedEkb>), Error> {
-        self.ekb_of(self.registry.epoch()?)
-    }
-
-    /// The EKB of `epoch`, read as the current one: from the cache, from the registry, or
-    /// built and stored (then the epoch is read again, and the newest one's EKB is returned).
-    pub(crate) fn ekb_of(&self, epoch: u64) -> Result<(u64, Arc<SignedEkb>), Error> {
-        if let Some(ekb) = self.read_ekbs()?.get(&epoch) {
-            return Ok((epoch, Arc::clone(ekb)));
-        }
-        if let Some(ekb) = self.stored_ekb(epoch)? {
-            return Ok((epoch, ekb));
-        }
-        // The revoked leaves of exactly this epoch: a revocation commits its leaf and the new
-        // epoch together, so an epoch unchanged across the read means the set is its own.
-        let (epoch, revoked) = loop {
-            let epoch = self.registry.epoch()?;
-            let revoked = self.registry.revoked_leaves()?;
-            if self.registry.epoch()? == epoch {
-                break (epoch, revoked);
-            }
-        };
-        let revoked = RevocationSet::from_leaves(self.authority.config().height, revoked)?;
-        let built = self
-            .authority
-            .build_ekb(&self.authority.epoch_key(epoch), &revoked, epoch)?;
-        let stored = self.registry.keep_ekb(epoch, built.as_bytes())?;
-        let ekb = self.cache_ekb(epoch, stored)?;
-        Ok((epoch, ekb))
-    }
-
-    /// The EKB of an epoch: the current one, or an earlier one from this process's cache or
-    /// the registry (every epoch a license was issued in is there).
-    ///
-    /// # Errors
-    /// [`Error::StaleEpoch`] for an epoch whose EKB was never built (a future epoch, say).
-    pub fn ekb(&self, epoch: u64) -> Result<Arc<SignedEkb>, Error> {
-        let current = self.registry.epoch()?;
-        if epoch == current {
-            return self.ekb_of(current).map(|(_, e)| e);
-        }
-        if let Some(ekb) = self.read_ekbs()?.get(&epoch) {
-            return Ok(Arc::clone(ekb));
-        }
-        self.stored_ekb(epoch)?.ok_or(Error::StaleEpoch {
-            got: epoch,
-            current,
-        })
-    }
-
-    /// An EKB stored in the registry, verified (a stored EKB is outside bytes) and cached.
-    fn stored_ekb(&self, epoch: u64) -> Result<Option<Arc<SignedEkb>>, Error> {
-        self.registry
-            .stored_ekb(epoch)?
-            .map(|bytes| self.cache_ekb(epoch, bytes))
-            .transpose()
-    }
-
-    /// Verifies an EKB read back from the registry and caches it.
-    fn cache_ekb(&self, epoch: u64, bytes: Vec<u8>) -> Result<Arc<SignedEkb>, Error> {
-        let verified = VerifiedEkbBuf::verify(bytes, &self.authority.verifying_key())
-            .map_err(|_| Error::Tampered("stored EKB"))?;
-        if verified.header().epoch != epoch || verified.header().config != *self.authority.config()
-        {
-            return Err(Error::Tampered("stored EKB"));
-        }
-        let ekb = Arc::new(SignedEkb::from(verified));
-        self.ekbs
-            .write()
-            .map_err(|_| Error::Internal("EKB cache poisoned"))?
-            .insert(epoch, Arc::clone(&ekb));
-        Ok(ekb)
     }
 
     /// Registers a user.
@@ -780,14 +718,6 @@ impl<R: Registry> Distributor<R> {
 
     fn server(&self, id: ServerId) -> Result<&LicenseServer, Error> {
         self.servers.get(&id).ok_or(Error::UnknownServer(id))
-    }
-
-    fn read_ekbs(
-        &self,
-    ) -> Result<std::sync::RwLockReadGuard<'_, BTreeMap<u64, Arc<SignedEkb>>>, Error> {
-        self.ekbs
-            .read()
-            .map_err(|_| Error::Internal("EKB cache poisoned"))
     }
 }
 

@@ -31,7 +31,9 @@ pub enum Error {
     ContentNotFound(ContentId),
     /// Bytes from outside are not a well-formed encoding.
     Decode(DecodeError),
-    /// The source and destination of a move belong to different users.
+    /// The source and destination of a move belong to different users. The distributor no
+    /// longer answers it (another user's client is [`Error::ClientNotFound`], as a missing one
+    /// is); an older service may.
     DifferentUsers,
     /// A state the library should never reach; please report it.
     Internal(&'static str),

@@ -40,7 +40,9 @@ pub use certificate::{
     ClientCertificate, CopyCertificate, CopyCertificateIn, LicenseRequest, MoveRequest, ReleaseKey,
 };
 pub use client::{Client, ClientState, Device, MovePackage};
-pub use distributor::{Distributor, DistributorConfig, LicenseStatus, NewClient, Registration};
+pub use distributor::{
+    Distributor, DistributorConfig, EkbStats, LicenseStatus, NewClient, Registration,
+};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::Error;
 pub use ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};

@@ -351,7 +351,9 @@ pub struct MoveContext {
 /// a registered, non-revoked client of the same user.
 ///
 /// # Errors
-/// The first rule broken, as its own error.
+/// The first rule broken, as its own error; but another user's license is
+/// [`Error::LicenseNotFound`] and another user's client [`Error::ClientNotFound`], as missing
+/// ones are (so a signed request learns nothing of other users' rows).
 pub fn check_move(
     intent: &MoveIntent,
     source: Option<ClientRecord>,
@@ -363,8 +365,12 @@ pub fn check_move(
     if source.revoked {
         return Err(Error::ClientRevoked(source.id));
     }
-    // Claim 4 (ii): the source holds a license for the content, still usable.
-    let license = license.ok_or(Error::LicenseNotFound(intent.license))?;
+    // Claim 4 (ii): the source holds a license for the content, still usable. Another user's
+    // license is answered as a missing one: the request proves who sends it, and tells them
+    // nothing of what others own (`docs/threat-model.md`).
+    let license = license
+        .filter(|l| l.user == source.user)
+        .ok_or(Error::LicenseNotFound(intent.license))?;
     if license.client != source.id {
         return Err(Error::LicenseNotHeld(license.id));
     }
@@ -374,17 +380,17 @@ pub fn check_move(
     if !license.rights.allows(Rights::MOVE) {
         return Err(Error::RightsDenied(license.id));
     }
-    // The destination is a registered, non-revoked client, and not the source itself.
-    let destination = destination.ok_or(Error::ClientNotFound(intent.destination))?;
+    // Claim 4 (iii) and the destination: a registered, non-revoked client of the same user,
+    // and not the source itself. Another user's client is answered as a missing one, revoked
+    // or not.
+    let destination = destination
+        .filter(|d| d.user == source.user)
+        .ok_or(Error::ClientNotFound(intent.destination))?;
     if destination.id == source.id {
         return Err(Error::SameClient);
     }
     if destination.revoked {
         return Err(Error::ClientRevoked(destination.id));
-    }
-    // Claim 4 (iii): the same user owns source and destination.
-    if destination.user != source.user || license.user != source.user {
-        return Err(Error::DifferentUsers);
     }
     Ok(MoveContext {
         source,

@@ -94,6 +94,10 @@ impl From<Error> for ApiError {
         // answer says only what happened.
         let message = match &e {
             Error::Storage(_) => "the registry is unavailable; try again".to_owned(),
+            // No ID: the caller named it, and an answer that echoes nothing is the same for a
+            // missing row and another user's (`docs/threat-model.md`, issue 24).
+            Error::ClientNotFound(_) => "no such client".to_owned(),
+            Error::LicenseNotFound(_) => "no such license".to_owned(),
             Error::Internal(_) | Error::Tampered(_) | Error::Io(_) => {
                 eprintln!("treecast-server: {e}");
                 "the service failed; the operator's log has the details".to_owned()

@@ -1,6 +1,7 @@
 //! Claims 4 and 13: before a certificate is issued the server checks that the source client is
 //! legal, that it holds the license, and that the same user owns source and destination. Every
-//! refusal leaves the registry and the ledger unchanged.
+//! refusal leaves the registry and the ledger unchanged. Another user's client or license is
+//! refused as a missing one, and a client that does not exist as a bad signature (issue 24).
 
 use std::sync::Barrier;
 
@@ -30,10 +31,85 @@ fn a_move_to_another_users_client_is_refused() {
     let b = w.client(bob, 1);
     let content = w.publish(2000);
     w.buy(&mut a, content);
+    // Refused as a destination that does not exist is: Bob's devices are none of Alice's
+    // business.
     assert_eq!(
         refused(&w, || w.certificate(&mut a, content, b.id())),
-        Error::DifferentUsers
+        Error::ClientNotFound(b.id())
     );
+}
+
+/// Existence is no oracle (issue 24): a signed move request naming another user's client as
+/// its destination (revoked or not) is refused as one naming a client that does not exist, and
+/// another user's license as a license that does not exist: the same error, naming only what
+/// the request named, at the same point of the supply.
+#[test]
+fn another_users_client_or_license_is_refused_as_a_missing_one() {
+    let Some(mut w) = super::world(Scheme::COMPLETE_SUBTREE) else {
+        return;
+    };
+    let (alice, bob) = (w.user(), w.user());
+    let mut a = w.client(alice, 1);
+    let a2 = w.client(alice, 1);
+    let mut b = w.client(bob, 1);
+    let b2 = w.client(bob, 2);
+    w.distributor.revoke_client(b2.id()).unwrap();
+    let content = w.publish(2000);
+    w.buy(&mut a, content);
+    w.buy(&mut b, content);
+    for destination in [b.id(), b2.id(), treecast::license::ClientId(1 << 40)] {
+        let err = refused(&w, || w.certificate(&mut a, content, destination));
+        assert_eq!(err, Error::ClientNotFound(destination));
+    }
+    let bobs = b.license_id(content).unwrap();
+    for license in [bobs, LicenseId(1 << 40)] {
+        let request = a.move_request(license, a2.id(), crate::support::START);
+        let err = refused(&w, || {
+            Ok(w.distributor
+                .supply_certificate(request.as_bytes())?
+                .as_bytes()
+                .to_vec())
+        });
+        assert_eq!(err, Error::LicenseNotFound(license));
+    }
+}
+
+/// Before a request is authenticated, a client that does not exist and a known client's
+/// request under another key are one answer, `BadSignature`, for licenses and moves alike.
+#[test]
+fn an_unknown_client_is_refused_as_a_bad_signature() {
+    use treecast::license::certificate::{LicenseRequestTbs, MoveRequestTbs};
+    use treecast::license::sign::Signable;
+    let Some(mut w) = super::world(Scheme::COMPLETE_SUBTREE) else {
+        return;
+    };
+    let user = w.user();
+    let mut a = w.client(user, 1);
+    let b = w.client(user, 1);
+    let content = w.publish(2000);
+    w.buy(&mut a, content);
+    let license = a.license_id(content).unwrap();
+    let stranger = treecast::license::SigningKey::from_bytes(&[9; 32]);
+    let nobody = treecast::license::ClientId(1 << 40);
+    let now = crate::support::START;
+    for source in [nobody, a.id()] {
+        let request = LicenseRequestTbs::new(source, content, 7, now).sign(&stranger);
+        let err = refused(&w, || {
+            Ok(w.distributor
+                .supply_license(request.as_bytes())?
+                .as_bytes()
+                .to_vec())
+        });
+        assert_eq!(err, Error::BadSignature, "a license request from {source}");
+        let request = MoveRequestTbs::new(license, source, b.id(), 8, now).sign(&stranger);
+        let err = refused(&w, || {
+            Ok(w.distributor
+                .supply_certificate(request.as_bytes())?
+                .as_bytes()
+                .to_vec())
+        });
+        assert_eq!(err, Error::BadSignature, "a move request from {source}");
+    }
 }
 
 #[test]
@@ -106,7 +182,8 @@ fn moves_from_or_to_revoked_or_unregistered_clients_are_refused() {
         )),
         Error::ClientNotFound(treecast::license::ClientId(77))
     );
-    // From an unregistered client (its request is signed, but by nobody the registry knows).
+    // From an unregistered client (its request is signed, but by nobody the registry knows):
+    // refused as a bad signature, which tells no one whether the client exists.
     let ghost = treecast::license::sign::Signable::sign(
         treecast::license::certificate::MoveRequestTbs::new(
             a.license_id(content).unwrap(),
@@ -123,7 +200,7 @@ fn moves_from_or_to_revoked_or_unregistered_clients_are_refused() {
             .supply_certificate(ghost.as_bytes())?
             .as_bytes()
             .to_vec())),
-        Error::ClientNotFound(treecast::license::ClientId(78))
+        Error::BadSignature
     );
     // To a revoked client.
     let c = w.client(user, 2);

@@ -5,6 +5,9 @@
 //! deterministic), so a retried request (the same bytes: the same [`RequestTag`]) gets the very
 //! bytes the first answer had, and a different request that reuses a nonce is refused.
 
+use std::sync::LazyLock;
+
+use ed25519_dalek::SigningKey;
 use treecast_keytree::LeafIndex;
 
 use super::{Distributor, client_key};
@@ -20,7 +23,16 @@ use crate::registry::{
     CertificateRecord, ClientRecord, LicenseRecord, LicenseState, MoveIntent, MoveRows, Registry,
     RequestTag,
 };
-use crate::sign::{Signable, Unverified};
+use crate::sign::{Signable, Signed, Unverified};
+
+/// The public key a request of a client that does not exist is verified under, as the bytes a
+/// client row keeps (decoded per request, as a row's key is). Any valid key would do: the
+/// answer is [`Error::BadSignature`] whatever the verification gives.
+static UNKNOWN_CLIENT_KEY: LazyLock<[u8; 32]> = LazyLock::new(|| {
+    SigningKey::from_bytes(&[0x5a; 32])
+        .verifying_key()
+        .to_bytes()
+});
 
 impl<R: Registry> Distributor<R> {
     /// Answers a signed license request (claim 1, license supply) with a license that allows
@@ -42,7 +54,7 @@ impl<R: Registry> Distributor<R> {
     /// with the same license and billed once; another request with a used nonce is refused.
     ///
     /// # Errors
-    /// [`Error::Decode`], [`Error::ClientNotFound`], [`Error::BadSignature`],
+    /// [`Error::Decode`], [`Error::BadSignature`] (for a client that does not exist too),
     /// [`Error::Tampered`], [`Error::RequestStale`], [`Error::ClientRevoked`],
     /// [`Error::ContentNotFound`], [`Error::RequestReplayed`].
     pub fn supply_license_with_rights(
@@ -59,8 +71,7 @@ impl<R: Registry> Distributor<R> {
         // One read of the store for the three (one round trip on PostgreSQL); the checks come
         // in the order of the other requests.
         let (client, content, epoch) = self.registry.supply_reads(client_id, content_id)?;
-        let client = self.trusted(client_id, client)?;
-        let request = request.verify(&client_key(&client.public_key)?)?;
+        let (client, request) = self.authenticate(client, request)?;
         let t = request.tbs();
         let tag = self.fresh_tag(t.nonce, t.created_at, bytes)?;
         let content = content.ok_or(Error::ContentNotFound(t.content_id))?;
@@ -135,22 +146,26 @@ impl<R: Registry> Distributor<R> {
     /// certificate and billed once, so the move can still complete.
     ///
     /// # Errors
-    /// [`Error::Decode`], [`Error::BadSignature`], [`Error::RequestStale`],
-    /// [`Error::RequestReplayed`], [`Error::Tampered`], and every refusal of
-    /// [`check_move`](crate::registry::check_move).
+    /// [`Error::Decode`], [`Error::BadSignature`] (for a source that does not exist too),
+    /// [`Error::RequestStale`], [`Error::RequestReplayed`], [`Error::Tampered`], and every
+    /// refusal of [`check_move`](crate::registry::check_move): another user's license or
+    /// destination is refused as a missing one.
     pub fn supply_certificate(&self, request: &[u8]) -> Result<CopyCertificate, Error> {
         let bytes = request;
         let request = Unverified::<MoveRequestTbs>::from_bytes(bytes)?;
-        let source = self.trusted_client(request.unverified().source)?;
-        let request = request.verify(&client_key(&source.public_key)?)?;
+        let source = self.registry.client(request.unverified().source)?;
+        let (source, request) = self.authenticate(source, request)?;
         let t = request.tbs();
         let tag = self.fresh_tag(t.nonce, t.created_at, bytes)?;
         if t.source == t.destination {
             return Err(Error::SameClient);
         }
+        // Another user's license is answered as a missing one (`check_move` does the same
+        // inside the change): the request proves who sends it, not what others own.
         let license = self
             .registry
             .license(t.license_id)?
+            .filter(|l| l.user == source.user)
             .ok_or(Error::LicenseNotFound(t.license_id))?;
         let content = self
             .registry
@@ -261,6 +276,26 @@ impl<R: Registry> Distributor<R> {
             return Err(Error::LicenseMoved(license.id));
         }
         self.sign_certificate(&history, source.leaf, &dest, &license, content_key)
+    }
+
+    /// The request's client, with the request verified under its key. Every failure before the
+    /// signature is verified is [`Error::BadSignature`], and costs one verification: for a
+    /// client that does not exist, the request is verified under a fixed key, so that neither
+    /// the answer nor its time tells who is registered (`docs/threat-model.md`). A revoked
+    /// client is told so only after its signature verified ([`Error::ClientRevoked`]).
+    fn authenticate<T: Signable>(
+        &self,
+        row: Option<ClientRecord>,
+        request: Unverified<T>,
+    ) -> Result<(ClientRecord, Signed<T>), Error> {
+        let Some(row) = row else {
+            // The result is ignored: the answer is the same either way.
+            let _ = request.verify(&client_key(&UNKNOWN_CLIENT_KEY)?);
+            return Err(Error::BadSignature);
+        };
+        let client = self.vault.check_client(row)?;
+        let request = request.verify(&client_key(&client.public_key)?)?;
+        Ok((client, request))
     }
 
     /// The license of `record`, held by `holder`, signed by its server; bound to `release` when

@@ -7,11 +7,22 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::{State, blocking, body, misdirected, octets, path};
+use crate::Service;
 use crate::error::ApiError;
 
-/// The current EKB, with its epoch in the `treecast-epoch` header.
+/// The current EKB, with its epoch in the `treecast-epoch` header. A cached EKB is answered
+/// on the request's task when the service runs registry calls inline; reading an EKB from the
+/// registry or building one (0.2 s at 1.7 M subsets) always runs on the blocking pool.
 pub(super) async fn current_ekb(axum::extract::State(s): State) -> Result<Response, ApiError> {
-    let (epoch, ekb) = blocking(s.inline, move || Ok(s.distributor.current_ekb()?)).await?;
+    let cached = if s.inline {
+        s.distributor.cached_current_ekb()?
+    } else {
+        None
+    };
+    let (epoch, ekb) = match cached {
+        Some(hit) => hit,
+        None => blocking(false, move || Ok(s.distributor.current_ekb()?)).await?,
+    };
     let mut response = octets(StatusCode::OK, ekb.as_bytes().to_vec());
     response
         .headers_mut()
@@ -19,20 +30,39 @@ pub(super) async fn current_ekb(axum::extract::State(s): State) -> Result<Respon
     Ok(response)
 }
 
-/// The EKB of an epoch this process built (the current one, or one it served before).
+/// The EKB of an epoch this process built (the current one, or one it served before). As for
+/// the current EKB, only a cache hit is answered inline.
 pub(super) async fn ekb(
     axum::extract::State(s): State,
     epoch: Result<Path<u64>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let epoch = path(epoch)?;
-    let ekb = blocking(s.inline, move || match s.distributor.ekb(epoch) {
-        Err(treecast_license::Error::StaleEpoch { got, current }) => Err(ApiError::not_found(
-            format!("this process has no EKB of epoch {got} (the current epoch is {current})"),
-        )),
-        other => Ok(other?),
-    })
-    .await?;
+    let cached = if s.inline {
+        s.distributor.cached_ekb(epoch)?
+    } else {
+        None
+    };
+    let ekb =
+        match cached {
+            Some(hit) => hit,
+            None => blocking(false, move || match s.distributor.ekb(epoch) {
+                Err(treecast_license::Error::StaleEpoch { got, current }) => {
+                    Err(ApiError::not_found(format!(
+                        "this process has no EKB of epoch {got} (the current epoch is {current})"
+                    )))
+                }
+                other => Ok(other?),
+            })
+            .await?,
+        };
     Ok(octets(StatusCode::OK, ekb.as_bytes().to_vec()))
+}
+
+/// Whether a supply may run on the request's task: the service runs registry calls inline and
+/// the current epoch's EKB is cached, so that the supply builds none (the first supply after a
+/// revocation builds it, on the blocking pool).
+fn supply_inline(s: &Service) -> Result<bool, ApiError> {
+    Ok(s.inline && s.distributor.cached_current_ekb()?.is_some())
 }
 
 /// A signed license request in, the signed license out (claim 1, license supply).
@@ -41,7 +71,7 @@ pub(super) async fn license(
     request: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
-    let license = blocking(s.inline, move || {
+    let license = blocking(supply_inline(&s)?, move || {
         s.distributor
             .supply_license(&request)
             .map_err(|e| misdirected(&s, e))
@@ -57,7 +87,7 @@ pub(super) async fn certificate(
     request: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
-    let certificate = blocking(s.inline, move || {
+    let certificate = blocking(supply_inline(&s)?, move || {
         s.distributor
             .supply_certificate(&request)
             .map_err(|e| misdirected(&s, e))
