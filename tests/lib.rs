@@ -13,6 +13,7 @@ mod binding;
 mod boundary;
 mod claims;
 mod cli;
+mod cli_retry;
 mod cover_vectors;
 mod crash;
 mod pg;
