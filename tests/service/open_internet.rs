@@ -185,8 +185,8 @@ fn a_publish_is_streamed_and_an_oversized_one_refused_before_its_body() {
 
 /// Item 3: 200 connections that never finish their headers and 200 that trickle a body, on a
 /// service of 16 request slots: the health check still answers at once; a slow-header
-/// connection is closed after the header timeout; a slow body is answered 408 after the body
-/// timeout.
+/// connection, and an idle keep-alive one, are closed after the header timeout; a slow body is
+/// answered 408 after the body timeout.
 #[test]
 fn slow_headers_and_slow_bodies_do_not_starve_the_service() {
     let dir = keyed_dir();
@@ -207,6 +207,16 @@ fn slow_headers_and_slow_bodies_do_not_starve_the_service() {
     );
     let to = address(&served);
     let started = Instant::now();
+    // A keep-alive connection that asks once and then idles.
+    let mut idle = TcpStream::connect(to).unwrap();
+    idle.write_all(b"GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"}") {
+        let mut byte = [0u8; 1];
+        idle.read_exact(&mut byte).unwrap();
+        answer.push(byte[0]);
+    }
     let slow_headers: Vec<TcpStream> = (0..200)
         .map(|_| {
             let mut s = TcpStream::connect(to).unwrap();
@@ -242,7 +252,7 @@ fn slow_headers_and_slow_bodies_do_not_starve_the_service() {
     eprintln!("health under 200 slow-header and 200 slow-body connections: slowest {slowest:?}");
     assert!(slowest < Duration::from_secs(1), "{slowest:?}");
 
-    // The server closes a slow-header connection (header timeout 2 s) without an answer...
+    // The server closes a slow-header connection (header timeout 2 s) without an answer.
     let mut first = slow_headers.into_iter().next().unwrap();
     first
         .set_read_timeout(Some(Duration::from_secs(6)))
@@ -260,7 +270,13 @@ fn slow_headers_and_slow_bodies_do_not_starve_the_service() {
         "a slow-header connection stayed open for {:?}",
         started.elapsed()
     );
-    // ... and answers a trickled body 408 (body timeout 2 s).
+    // So is the idle keep-alive connection (the same timer).
+    idle.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+    assert!(
+        idle.read_to_end(&mut answer).is_ok() && started.elapsed() < Duration::from_secs(7),
+        "an idle keep-alive connection stayed open"
+    );
+    // It answers a trickled body 408 (body timeout 2 s).
     let mut body = slow_bodies.into_iter().next().unwrap();
     body.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
     let mut head = [0u8; 12];
