@@ -7,10 +7,10 @@ use axum::body::{Body, Bytes};
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use treecast_license::Error;
@@ -20,13 +20,20 @@ use crate::{Limits, Service};
 
 mod admin;
 mod device;
+mod gate;
 mod user;
 
-/// The service's routes, with its limits and layers, over `service`.
+use gate::Gate;
+
+/// The service's routes, with its limits and layers, over `service`. Every route but the
+/// health check and the OpenAPI document passes the gate (`gate.rs`): authorisation and sizes
+/// before the body, the body within its deadline, then a concurrency slot.
 pub fn router(service: Arc<Service>, limits: &Limits) -> Router {
-    let small = Router::new()
+    let gate = Arc::new(Gate::new(Arc::clone(&service), limits));
+    let open = Router::new()
         .route("/v1/health", get(health))
-        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/openapi.json", get(openapi));
+    let small = Router::new()
         .route("/v1/ekb", get(device::current_ekb))
         .route("/v1/ekb/{epoch}", get(device::ekb))
         .route("/v1/licenses", post(device::license))
@@ -44,11 +51,15 @@ pub fn router(service: Arc<Service>, limits: &Limits) -> Router {
         .route("/v1/admin/users/{user}", get(admin::user))
         .route("/v1/admin/clients/{client}/revoke", post(admin::revoke))
         .route("/v1/admin/clients/{client}", delete(admin::deregister))
-        .layer(DefaultBodyLimit::max(limits.body));
+        .layer(DefaultBodyLimit::max(limits.body))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&gate),
+            gate::small,
+        ));
     let large = Router::new()
         .route("/v1/admin/contents", post(admin::publish))
-        .layer(DefaultBodyLimit::max(limits.content));
-    small
+        .route_layer(middleware::from_fn_with_state(gate, gate::publish));
+    open.merge(small)
         .merge(large)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .with_state(service)
@@ -60,8 +71,7 @@ pub fn router(service: Arc<Service>, limits: &Limits) -> Router {
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     limits.timeout,
-                ))
-                .layer(GlobalConcurrencyLimitLayer::new(limits.concurrency)),
+                )),
         )
 }
 

@@ -5,7 +5,7 @@
 //! share the registry.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use rand_core::CryptoRng;
@@ -35,7 +35,19 @@ impl ContentDir {
         self.dir.join(format!("{}.tcc", content.0))
     }
 
-    /// Publishes `plain` as a new content: its container is written to a temporary file,
+    /// A new temporary file in the directory for an upload's body, deleted when dropped (on
+    /// the same file system as the containers, and never read by anything but its publish).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be created.
+    pub fn upload(&self) -> Result<tempfile::NamedTempFile, Error> {
+        tempfile::Builder::new()
+            .prefix(".upload-")
+            .tempfile_in(&self.dir)
+            .map_err(|e| Error::Io(format!("{}: {e}", self.dir.display())))
+    }
+
+    /// Publishes `plain` (read to its end, a chunk at a time) as a new content: its container is written to a temporary file,
     /// synced, and renamed to its final name once the registry holds the content, so that a
     /// container file is never seen half-written.
     ///
@@ -44,7 +56,7 @@ impl ContentDir {
     pub fn publish<R: Registry>(
         &self,
         distributor: &Distributor<R>,
-        plain: &[u8],
+        plain: impl Read,
         rng: &mut impl CryptoRng,
     ) -> Result<ContentRecord, Error> {
         let mut suffix = [0u8; 8];

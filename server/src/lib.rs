@@ -10,8 +10,9 @@
 //! - A user's credential (the bearer token of `/v1/users/{user}/…`) registers devices and reads
 //!   the user's own rows: no endpoint lets one user act for another.
 //! - The admin token (`--admin-token FILE`) guards users, publishing and revocations.
-//! - Every registry call runs on the blocking pool; body sizes, time and concurrency are bounded
-//!   ([`Limits`]); SIGTERM drains in-flight requests before the process exits.
+//! - Every registry call runs on the blocking pool; connections, body sizes, time, concurrency
+//!   and failed authentications are bounded ([`Limits`]); tokens, credentials and sizes are
+//!   checked before a body is read; SIGTERM drains in-flight requests before the process exits.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,7 +21,7 @@
 //! # let service: Service = todo!();
 //! let app = treecast_server::router(Arc::new(service), &Limits::default());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! treecast_server::serve(listener, app, treecast_server::shutdown_signal()).await?;
+//! treecast_server::serve(listener, app, &Limits::default(), treecast_server::shutdown_signal()).await?;
 //! # Ok(()) }
 //! ```
 
@@ -35,11 +36,14 @@ mod api;
 pub mod auth;
 pub mod contents;
 pub mod error;
+mod net;
+mod throttle;
 
 pub use api::router;
 pub use auth::AdminToken;
 pub use contents::ContentDir;
 pub use error::ApiError;
+pub use net::{serve, serve_tls};
 
 /// The OpenAPI document of the service (`docs/openapi.json`).
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -103,7 +107,7 @@ impl Service {
     }
 }
 
-/// The bounds the service puts on requests.
+/// The bounds the service puts on connections and requests (`docs/service.md`, "Limits").
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct Limits {
@@ -114,8 +118,30 @@ pub struct Limits {
     pub content: usize,
     /// How long a request may take before it is answered 408.
     pub timeout: Duration,
-    /// How many requests are served at once; more wait for a slot (within the timeout).
+    /// How many requests are served at once; more wait for a slot (within the timeout). A
+    /// request takes its slot only once its body is read; the health check takes none.
     pub concurrency: usize,
+    /// How long a device or user request's body may take to arrive before it is answered 408
+    /// (a publish's body may pause this long between two reads).
+    pub body_timeout: Duration,
+    /// How long a client may take to send a request's headers, and how long a keep-alive
+    /// connection may stay idle, before it is closed (one hyper timer does both).
+    pub header_timeout: Duration,
+    /// How long a TLS handshake may take.
+    pub handshake_timeout: Duration,
+    /// How many connections are open at once; more are closed as they are accepted.
+    pub connections: usize,
+    /// How many connections one address (an IPv6 /64) may have open at once.
+    pub connections_per_address: usize,
+    /// How many publishes run at once; more are answered 503 with `Retry-After`.
+    pub publishes: usize,
+    /// Failed authentications allowed per minute from one address (0: no limit); beyond it,
+    /// 429.
+    pub auth_failures_per_address: u32,
+    /// Failed authentications allowed per minute for one user (0: no limit).
+    pub auth_failures_per_user: u32,
+    /// How many addresses and users the failure throttle remembers (its memory bound).
+    pub throttle_entries: usize,
 }
 
 impl Default for Limits {
@@ -125,58 +151,17 @@ impl Default for Limits {
             content: 256 << 20,
             timeout: Duration::from_secs(30),
             concurrency: 256,
+            body_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            connections: 1024,
+            connections_per_address: 64,
+            publishes: 2,
+            auth_failures_per_address: 10,
+            auth_failures_per_user: 10,
+            throttle_entries: 100_000,
         }
     }
-}
-
-/// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.
-///
-/// # Errors
-/// An I/O error of the listener.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Without TCP_NODELAY a streamed answer waits for the client's delayed ACK (40 ms).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-/// Serves `app` over TLS (rustls, with the `ring` provider) on `listener` until `shutdown`
-/// completes, then finishes the requests in flight (at most 30 seconds more).
-///
-/// # Errors
-/// An I/O error of the listener, or a certificate or key file that cannot be read or used.
-pub async fn serve_tls(
-    listener: std::net::TcpListener,
-    app: axum::Router,
-    certificate: &std::path::Path,
-    key: &std::path::Path,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    // One process-wide provider; a second installation (a second server) is not an error.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(certificate, key).await?;
-    let handle = axum_server::Handle::new();
-    let stop = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        stop.graceful_shutdown(Some(Duration::from_secs(30)));
-    });
-    listener.set_nonblocking(true)?;
-    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
-        .acceptor(axum_server::accept::NoDelayAcceptor::new());
-    axum_server::from_tcp(listener)?
-        .acceptor(acceptor)
-        .handle(handle)
-        .serve(app.into_make_service())
-        .await
 }
 
 /// Completes on SIGTERM or Ctrl-C.

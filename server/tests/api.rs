@@ -29,6 +29,12 @@ use treecast_server::{AdminToken, ContentDir, Limits, OPENAPI, Service};
 const ADMIN: &str = "0123456789abcdef0123456789abcdef-admin";
 
 fn app(dir: &std::path::Path) -> Router {
+    let mut limits = Limits::default();
+    limits.content = 1 << 20;
+    app_with(dir, &limits)
+}
+
+fn app_with(dir: &std::path::Path, limits: &Limits) -> Router {
     let mut rng = ChaCha20Rng::seed_from_u64(7);
     let height = TreeHeight::new(16).unwrap();
     let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));
@@ -51,9 +57,7 @@ fn app(dir: &std::path::Path) -> Router {
         AdminToken::new(ADMIN).unwrap(),
         rng,
     );
-    let mut limits = Limits::default();
-    limits.content = 1 << 20;
-    treecast_server::router(Arc::new(service), &limits)
+    treecast_server::router(Arc::new(service), limits)
 }
 
 /// Every (method, path template, documented statuses) of the OpenAPI document.
@@ -161,6 +165,44 @@ async fn a_body_beyond_the_limit_is_413() {
     )
     .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// A body whose next part never comes.
+struct Stalled;
+
+impl http_body::Body for Stalled {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
+}
+
+/// Beyond `Limits::publishes` publishes at once, a publish is answered 503 with `Retry-After`
+/// (before its body is read), and health still answers.
+#[tokio::test]
+async fn publishes_beyond_the_limit_are_answered_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut limits = Limits::default();
+    limits.publishes = 1;
+    let app = app_with(dir.path(), &limits);
+    let publish = || {
+        Request::post("/v1/admin/contents")
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(Body::new(Stalled))
+            .unwrap()
+    };
+    let first = tokio::spawn(app.clone().oneshot(publish()));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let second = app.clone().oneshot(publish()).await.unwrap();
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(second.headers()["retry-after"], "5");
+    let (health, _) = call(&app, Method::GET, "/v1/health", None, Vec::new()).await;
+    assert_eq!(health, StatusCode::OK);
+    first.abort();
 }
 
 fn segment() -> impl Strategy<Value = String> {

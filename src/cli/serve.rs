@@ -51,9 +51,37 @@ pub(crate) struct ServeArgs {
     /// How many seconds a request may take before it is answered 408.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
-    /// How many requests are served at once.
+    /// How many requests are served at once (a request takes its slot once its body is read).
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
+    /// How many seconds a request's body may take to arrive before it is answered 408 (for a
+    /// publish: the longest pause between two parts of its body).
+    #[arg(long, default_value_t = 10)]
+    body_timeout: u64,
+    /// How many seconds a client may take to send its headers, and a keep-alive connection
+    /// may stay idle, before the connection is closed.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+    /// How many seconds a TLS handshake may take.
+    #[arg(long, default_value_t = 10)]
+    handshake_timeout: u64,
+    /// How many connections may be open at once; more are closed as they are accepted.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// How many connections one client address (an IPv6 /64) may have open at once. Behind a
+    /// reverse proxy every connection comes from the proxy: raise it there.
+    #[arg(long, default_value_t = 64)]
+    max_connections_per_address: usize,
+    /// How many publishes run at once; more are answered 503 with Retry-After.
+    #[arg(long, default_value_t = 2)]
+    max_publishes: usize,
+    /// Failed authentications (admin token, user credential) allowed per minute from one
+    /// address before it is answered 429; 0: no limit.
+    #[arg(long, default_value_t = 10)]
+    auth_failures_per_address: u32,
+    /// Failed authentications allowed per minute for one user; 0: no limit.
+    #[arg(long, default_value_t = 10)]
+    auth_failures_per_user: u32,
     /// Serve HTTPS (rustls) with this PEM certificate chain (with `--tls-key`).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -120,6 +148,14 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
     limits.content = args.max_content_size;
     limits.timeout = Duration::from_secs(args.timeout);
     limits.concurrency = args.concurrency.max(1);
+    limits.body_timeout = Duration::from_secs(args.body_timeout);
+    limits.header_timeout = Duration::from_secs(args.header_timeout);
+    limits.handshake_timeout = Duration::from_secs(args.handshake_timeout);
+    limits.connections = args.max_connections.max(1);
+    limits.connections_per_address = args.max_connections_per_address.max(1);
+    limits.publishes = args.max_publishes.max(1);
+    limits.auth_failures_per_address = args.auth_failures_per_address;
+    limits.auth_failures_per_user = args.auth_failures_per_user;
     let app = treecast_server::router(Arc::clone(&service), &limits);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -142,6 +178,7 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 treecast_server::serve_tls(
                     listener,
                     app,
+                    &limits,
                     cert,
                     key,
                     treecast_server::shutdown_signal(),
@@ -152,7 +189,8 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
             _ => {
                 listener.set_nonblocking(true)?;
                 let listener = tokio::net::TcpListener::from_std(listener)?;
-                treecast_server::serve(listener, app, treecast_server::shutdown_signal()).await?;
+                treecast_server::serve(listener, app, &limits, treecast_server::shutdown_signal())
+                    .await?;
             }
         }
         anyhow::Ok(())

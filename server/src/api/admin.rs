@@ -1,16 +1,22 @@
 //! What the distributor's operator calls with the admin token: users, publishing, revocations.
 
-use axum::body::Bytes;
-use axum::extract::Path;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Extension, Path};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
 use treecast_license::ClientId;
 use treecast_license::registry::Registry;
 
-use super::{State, blocking, body, path};
+use super::gate::{Upload, too_large, too_slow};
+use super::{State, blocking, path};
 use crate::error::ApiError;
+
+/// The buffer between an upload's body and its file, and between the file and the container.
+const UPLOAD_BUFFER: usize = 1 << 20;
 
 /// Creates a user; answers its ID and credential (hand the credential to the user: it is
 /// derived from the distributor secret, so this process does not store it).
@@ -45,20 +51,47 @@ pub(super) async fn user(
     Ok(axum::Json(json!({"user": user.0, "total": total, "clients": clients})).into_response())
 }
 
-/// Publishes the body as a new content; answers its ID and the container's size.
+/// Publishes the body as a new content; answers its ID and the container's size. The gate
+/// checked the admin token and the announced size before any of the body was read; the body is
+/// streamed to a temporary file (never held in memory), then packaged from it.
 pub(super) async fn publish(
     axum::extract::State(s): State,
+    Extension(upload): Extension<Upload>,
     headers: HeaderMap,
-    plain: Result<Bytes, BytesRejection>,
+    mut plain: Body,
 ) -> Result<Response, ApiError> {
     s.admin.check(&headers)?;
-    let plain = body(plain)?;
-    if plain.is_empty() {
+    let file = s.contents.upload()?;
+    let io = |e: std::io::Error| ApiError::internal(format!("the upload's file: {e}"));
+    let mut out = tokio::io::BufWriter::with_capacity(
+        UPLOAD_BUFFER,
+        tokio::fs::File::from_std(file.reopen().map_err(io)?),
+    );
+    let mut size = 0usize;
+    loop {
+        let frame = tokio::time::timeout(upload.idle, plain.frame())
+            .await
+            .map_err(|_| too_slow())?;
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|e| ApiError::malformed(format!("the body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            size = size.saturating_add(data.len());
+            if size > upload.max {
+                return Err(too_large(upload.max));
+            }
+            out.write_all(&data).await.map_err(io)?;
+        }
+    }
+    out.flush().await.map_err(io)?;
+    drop(out);
+    if size == 0 {
         return Err(ApiError::malformed("a content cannot be empty"));
     }
     let (content, size) = blocking(s.inline, move || {
+        let plain = std::io::BufReader::with_capacity(UPLOAD_BUFFER, file.reopen().map_err(io)?);
         let mut rng = s.rng()?;
-        let record = s.contents.publish(&s.distributor, &plain, &mut *rng)?;
+        let record = s.contents.publish(&s.distributor, plain, &mut *rng)?;
+        drop(file);
         let size = std::fs::metadata(s.contents.path(record.id))
             .map(|m| m.len())
             .map_err(|e| ApiError::internal(format!("the container: {e}")))?;

@@ -18,7 +18,7 @@ use crate::auth::credential;
 use crate::error::ApiError;
 
 /// Checks the request's credential against `user`.
-fn authorize(s: &Service, headers: &HeaderMap, user: UserId) -> Result<(), ApiError> {
+pub(super) fn authorize(s: &Service, headers: &HeaderMap, user: UserId) -> Result<(), ApiError> {
     let presented = credential(headers)?;
     s.distributor
         .check_user_credential(user, &presented)

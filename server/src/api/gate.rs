@@ -1,0 +1,190 @@
+//! What a routed request passes before its handler runs, in this order: the failed
+//! authentication throttle (429), the admin token or the user's credential (401), the
+//! announced body size (413), then the body itself within its deadline (408), and only then
+//! a concurrency slot. So no body is read for a caller that is not authorised, and a body
+//! that trickles in holds no slot. A publish instead takes one of a few publish places (503
+//! beyond them) and streams its body itself (`admin::publish`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::sync::Semaphore;
+use treecast_license::UserId;
+
+use super::user::authorize;
+use crate::error::ApiError;
+use crate::throttle::{AuthThrottle, Subject};
+use crate::{Limits, Service};
+
+/// How long a caller turned away for lack of a publish place is asked to wait.
+const PUBLISH_RETRY: Duration = Duration::from_secs(5);
+
+/// The shared state of the gate.
+#[derive(Debug)]
+pub(super) struct Gate {
+    service: Arc<Service>,
+    slots: Arc<Semaphore>,
+    publishes: Arc<Semaphore>,
+    throttle: AuthThrottle,
+    body: usize,
+    content: usize,
+    body_timeout: Duration,
+}
+
+/// The bounds of a publish's body, for its handler.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Upload {
+    /// The largest content.
+    pub(super) max: usize,
+    /// The longest pause between two parts of the body.
+    pub(super) idle: Duration,
+}
+
+impl Gate {
+    pub(super) fn new(service: Arc<Service>, limits: &Limits) -> Self {
+        Self {
+            service,
+            slots: Arc::new(Semaphore::new(limits.concurrency.max(1))),
+            publishes: Arc::new(Semaphore::new(limits.publishes.max(1))),
+            throttle: AuthThrottle::new(
+                limits.auth_failures_per_address,
+                limits.auth_failures_per_user,
+                limits.throttle_entries,
+            ),
+            body: limits.body,
+            content: limits.content,
+            body_timeout: limits.body_timeout,
+        }
+    }
+}
+
+/// A device, user or admin request other than a publish: authorised, its body read within
+/// the body deadline, then served in a concurrency slot.
+pub(super) async fn small(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
+    if let Err(e) = authenticate(&gate, &request) {
+        return e.into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match read(body, gate.body, gate.body_timeout).await {
+        Ok(bytes) => bytes,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(_slot) = Arc::clone(&gate.slots).acquire_owned().await else {
+        return ApiError::internal("the request slots are closed").into_response();
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// A publish: the admin token and the announced size are checked before any of the body is
+/// read, and it runs only in one of the publish places; its handler streams the body to a
+/// file ([`Upload`]).
+pub(super) async fn publish(
+    State(gate): State<Arc<Gate>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if let Err(e) = authenticate(&gate, &request) {
+        return e.into_response();
+    }
+    if let Err(e) = announced(request.body(), gate.content) {
+        return e.into_response();
+    }
+    let Ok(_place) = Arc::clone(&gate.publishes).try_acquire_owned() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "as many publishes as the service runs at once are running; retry later",
+        )
+        .retry_after(PUBLISH_RETRY)
+        .into_response();
+    };
+    request.extensions_mut().insert(Upload {
+        max: gate.content,
+        idle: gate.body_timeout,
+    });
+    next.run(request).await
+}
+
+/// Checks the request's admin token or user credential, as its path asks, unless the caller
+/// failed too often; records a failure.
+fn authenticate(gate: &Gate, request: &Request) -> Result<(), ApiError> {
+    let path = request.uri().path();
+    let subject = if path.starts_with("/v1/admin/") {
+        Subject::Admin
+    } else if let Some(rest) = path.strip_prefix("/v1/users/") {
+        let user = rest
+            .split('/')
+            .next()
+            .and_then(|u| u.parse::<u64>().ok())
+            .ok_or_else(|| ApiError::malformed("a user ID is a decimal number"))?;
+        Subject::User(user)
+    } else {
+        return Ok(());
+    };
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip());
+    if let Some(wait) = gate.throttle.wait(address, subject) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            "too many failed authentications; retry later",
+        )
+        .retry_after(wait));
+    }
+    let headers = request.headers();
+    let checked = match subject {
+        Subject::Admin => gate.service.admin.check(headers),
+        Subject::User(user) => authorize(&gate.service, headers, UserId(user)),
+    };
+    if checked.is_err() {
+        gate.throttle.fail(address, subject);
+    }
+    checked
+}
+
+/// 413 when the body announces (`Content-Length`) more than `limit` bytes.
+fn announced(body: &Body, limit: usize) -> Result<(), ApiError> {
+    if body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
+        return Err(too_large(limit));
+    }
+    Ok(())
+}
+
+/// 413: a body beyond `limit`.
+pub(super) fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("the body is larger than {limit} bytes"),
+    )
+}
+
+/// 408: a body that did not arrive in time.
+pub(super) fn too_slow() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "timeout",
+        "the request's body did not arrive in time",
+    )
+}
+
+/// The whole body, at most `limit` bytes, within `deadline`.
+async fn read(body: Body, limit: usize, deadline: Duration) -> Result<Bytes, ApiError> {
+    announced(&body, limit)?;
+    match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(too_slow()),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
+        Ok(Err(e)) => Err(ApiError::malformed(format!("the body: {e}"))),
+    }
+}
