@@ -21,7 +21,7 @@ use treecast::license::content::{self, ContentKey};
 use treecast::license::registry::{Durability, PostgresRegistry, SqliteRegistry};
 use treecast::license::{
     Client, ContentId, Distributor, DistributorConfig, LicenseServer, ManualClock, MemoryRegistry,
-    ServerId, SigningKey, Tariff, UnixTime,
+    Registration, ServerId, SigningKey, Tariff, UnixTime,
 };
 
 struct Setup<R = MemoryRegistry> {
@@ -61,7 +61,7 @@ fn setup_on<R: Registry>(content_len: usize, registry: R) -> Setup<R> {
         Arc::new(ManualClock::new(NOW)),
         DistributorConfig::default(),
     )
-    .unwrap();
+    .expect("distributor");
     let mut container = Vec::new();
     let plain = vec![0x42u8; content_len];
     let record = distributor
@@ -104,6 +104,56 @@ fn issue(c: &mut Criterion) {
     });
     group.finish();
     let _ = &mut s.rng;
+}
+
+/// A registration as the service answers it (issue 24): in the clear as before (`register`), and
+/// sealed to the device with HPKE and opened by it (`register_sealed`), so that the difference
+/// is what HPKE adds; `hpke_seal_open` is that difference alone, on one registration.
+fn registration(c: &mut Criterion) {
+    use treecast::license::registration::{RegistrationKey, RegistrationRequest};
+    let mut s = setup(16);
+    let mut group = c.benchmark_group("registration");
+    let key = SigningKey::generate(&mut s.rng);
+    let request = RegistrationRequest::new(ServerId(1), &key).expect("request");
+    let opener = RegistrationKey::derive(&key).expect("registration key");
+    group.bench_function("register", |b| {
+        b.iter(|| {
+            let user = s.distributor.register_user().expect("user");
+            let registration = s
+                .distributor
+                .register_client(user, ServerId(1), &key.verifying_key())
+                .expect("register");
+            Client::new(key.clone(), black_box(registration)).expect("client")
+        })
+    });
+    group.bench_function("register_sealed", |b| {
+        b.iter(|| {
+            let user = s.distributor.register_user().expect("user");
+            let request = RegistrationRequest::new(ServerId(1), &key).expect("request");
+            let sealed = s
+                .distributor
+                .register_client(user, request.server, &request.public_key)
+                .expect("register")
+                .seal(&request.seal_to, &mut s.rng)
+                .expect("seal");
+            let opener = RegistrationKey::derive(&key).expect("registration key");
+            let registration =
+                Registration::open_sealed(black_box(&sealed), &opener).expect("open");
+            Client::new(key.clone(), registration).expect("client")
+        })
+    });
+    let user = s.distributor.register_user().expect("user");
+    let one = s
+        .distributor
+        .register_client(user, ServerId(1), &key.verifying_key())
+        .expect("register");
+    group.bench_function("hpke_seal_open", |b| {
+        b.iter(|| {
+            let sealed = one.seal(&request.seal_to, &mut s.rng).expect("seal");
+            Registration::open_sealed(black_box(&sealed), &opener).expect("open")
+        })
+    });
+    group.finish();
 }
 
 /// One whole move per iteration, bouncing the license between the two clients, beside the
@@ -361,5 +411,5 @@ fn move_once<R: Registry>(d: &Distributor<R>, a: &mut Client, b: &mut Client, co
     std::mem::swap(a, b);
 }
 
-criterion_group!(benches, issue, moves, play, stores);
+criterion_group!(benches, issue, registration, moves, play, stores);
 criterion_main!(benches);

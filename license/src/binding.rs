@@ -79,6 +79,22 @@ impl RegistryId {
         Ok(Self(bytes))
     }
 
+    /// A fresh ID from the system's randomness, or, where the system has none (it always
+    /// has), from the time and the process: distinct from any other registry's in practice.
+    pub(crate) fn random_or_fallback() -> Self {
+        Self::random().unwrap_or_else(|_| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let mut h = blake3::Hasher::new();
+            h.update(&nanos.to_be_bytes());
+            h.update(&std::process::id().to_be_bytes());
+            let mut bytes = [0u8; REGISTRY_ID_LEN];
+            h.finalize_xof().fill(&mut bytes);
+            Self(bytes)
+        })
+    }
+
     /// The ID's bytes.
     pub const fn as_bytes(&self) -> &[u8; REGISTRY_ID_LEN] {
         &self.0

@@ -181,7 +181,7 @@ impl Sampler {
 
     /// Samples the unit costs if `user` is due for it.
     pub(crate) fn sample_if_due(&self, phase: Phase, user: u64) {
-        if user % Self::EVERY != 0 {
+        if !user.is_multiple_of(Self::EVERY) {
             return;
         }
         let t = Instant::now();
