@@ -105,12 +105,19 @@ impl<R: Registry> Engine<'_, R> {
                 }
                 _ => {
                     // The same request again: refused, or answered with the very certificate
-                    // already used (a retry is safe), which moves nothing a second time.
+                    // already used (a retry is safe), which moves nothing a second time: the
+                    // source gives the same package again at most (a lost package's retry),
+                    // still holds nothing to play, and the destination takes neither package.
                     let harmless = match self.distributor.supply_certificate(request.as_bytes()) {
                         Err(_) => true,
                         Ok(again) => {
+                            let given = src.move_out(again.as_bytes());
                             again.as_bytes() == certificate.as_bytes()
-                                && src.move_out(again.as_bytes()).is_err()
+                                && given.as_ref().is_ok_and(|p| {
+                                    p.content.is_none() && dst.move_in(p, now).is_err()
+                                })
+                                && src.license_id(content.id).is_none()
+                                && src.play(content.id, std::io::sink()).is_err()
                                 && dst.move_in(&package, now).is_err()
                         }
                     };

@@ -241,11 +241,19 @@ fn move_purchase(s: &Shared<'_>, sim: &mut SimUser, to: usize) -> Result<(), Sim
     }
     let moved = sim.license;
     if chance(rng, s.cfg.attack_share) {
-        // The same request again: the same certificate, which moves nothing a second time.
+        // The same request again: the same certificate, which moves nothing a second time
+        // (the source gives the same package again at most, and still plays nothing).
         let again = t.certificate(request.as_bytes());
         let harmless = match &again {
             Err(e) => refused(e),
-            Ok(bytes) => *bytes == certificate && source.move_out(bytes).is_err(),
+            Ok(bytes) => {
+                *bytes == certificate
+                    && source.move_out(bytes).is_ok_and(|p| {
+                        p.content.is_none()
+                            && p.release.secret_bytes() == package.release.secret_bytes()
+                    })
+                    && !plays(source, content_id, plain)
+            }
         };
         s.attack("retried_move_request", harmless);
         // A fresh request to move the moved license again.
