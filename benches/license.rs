@@ -107,14 +107,14 @@ fn issue(c: &mut Criterion) {
 }
 
 /// A registration as the service answers it (issue 24): in the clear as before (`register`), and
-/// sealed to the device with HPKE and opened by it (`register_sealed`), so that the difference
-/// is what HPKE adds; `hpke_seal_open` is that difference alone, on one registration.
+/// with the device's signed request verified, the answer sealed to the device with HPKE and
+/// opened by it (`register_sealed`), so that the difference is what issue 24 adds;
+/// `hpke_seal_open` is HPKE alone, on one registration.
 fn registration(c: &mut Criterion) {
     use treecast::license::registration::{RegistrationKey, RegistrationRequest};
     let mut s = setup(16);
     let mut group = c.benchmark_group("registration");
     let key = SigningKey::generate(&mut s.rng);
-    let request = RegistrationRequest::new(ServerId(1), &key).expect("request");
     let opener = RegistrationKey::derive(&key).expect("registration key");
     group.bench_function("register", |b| {
         b.iter(|| {
@@ -129,28 +129,32 @@ fn registration(c: &mut Criterion) {
     group.bench_function("register_sealed", |b| {
         b.iter(|| {
             let user = s.distributor.register_user().expect("user");
-            let request = RegistrationRequest::new(ServerId(1), &key).expect("request");
+            // The device signs its request; the service verifies it, registers and seals.
+            let sent = RegistrationRequest::new(user, ServerId(1), &key).expect("request");
+            let request =
+                RegistrationRequest::verify_bytes(&sent.to_bytes(), user).expect("verify");
             let sealed = s
                 .distributor
                 .register_client(user, request.server, &request.public_key)
                 .expect("register")
-                .seal(&request.seal_to, &mut s.rng)
+                .seal(&request, &mut s.rng)
                 .expect("seal");
             let opener = RegistrationKey::derive(&key).expect("registration key");
             let registration =
-                Registration::open_sealed(black_box(&sealed), &opener).expect("open");
+                Registration::open_sealed(black_box(&sealed), &opener, &sent).expect("open");
             Client::new(key.clone(), registration).expect("client")
         })
     });
     let user = s.distributor.register_user().expect("user");
+    let request = RegistrationRequest::new(user, ServerId(1), &key).expect("request");
     let one = s
         .distributor
         .register_client(user, ServerId(1), &key.verifying_key())
         .expect("register");
     group.bench_function("hpke_seal_open", |b| {
         b.iter(|| {
-            let sealed = one.seal(&request.seal_to, &mut s.rng).expect("seal");
-            Registration::open_sealed(black_box(&sealed), &opener).expect("open")
+            let sealed = one.seal(&request, &mut s.rng).expect("seal");
+            Registration::open_sealed(black_box(&sealed), &opener, &request).expect("open")
         })
     });
     group.finish();

@@ -50,7 +50,7 @@ fn an_observer_of_plain_http_learns_no_key_set() {
 
     // What crosses the wire: the request and the sealed answer.
     let device = SigningKey::from_bytes(&[41; 32]);
-    let request = RegistrationRequest::new(ServerId(1), &device).unwrap();
+    let request = RegistrationRequest::new(alice, ServerId(1), &device).unwrap();
     let (status, sealed) = observed_post(
         &served.base,
         &route,
@@ -63,8 +63,8 @@ fn an_observer_of_plain_http_learns_no_key_set() {
         Err(Error::Decode(_))
     ));
     // The device opens it; the key set it holds is nowhere in the bytes observed.
-    let registration =
-        Registration::open_sealed(&sealed, &RegistrationKey::derive(&device).unwrap()).unwrap();
+    let opener = RegistrationKey::derive(&device).unwrap();
+    let registration = Registration::open_sealed(&sealed, &opener, &request).unwrap();
     let key_set = registration.device_keys.to_bytes();
     assert!(key_set.len() > 100);
     for window in key_set.chunks(16) {
@@ -76,13 +76,13 @@ fn an_observer_of_plain_http_learns_no_key_set() {
     // Another key (the observer's, or a proxy's) does not open it, nor does a changed byte.
     let observer = RegistrationKey::derive(&SigningKey::from_bytes(&[42; 32])).unwrap();
     assert_eq!(
-        Registration::open_sealed(&sealed, &observer).map(|_| ()),
+        Registration::open_sealed(&sealed, &observer, &request).map(|_| ()),
         Err(Error::UnwrapFailed)
     );
     let mut altered = sealed.clone();
     *altered.last_mut().unwrap() ^= 1;
     assert_eq!(
-        Registration::open_sealed(&altered, &RegistrationKey::derive(&device).unwrap()).map(|_| ()),
+        Registration::open_sealed(&altered, &opener, &request).map(|_| ()),
         Err(Error::UnwrapFailed)
     );
 
@@ -95,6 +95,29 @@ fn an_observer_of_plain_http_learns_no_key_set() {
         &request.to_bytes()[..36],
     );
     assert_eq!(status, 400);
+
+    // A proxy (or anyone on the path) swapping in its own X25519 key: the device's signature
+    // no longer verifies, so the service seals nothing to the proxy's key. Nor does the request
+    // of one user verify for another.
+    let proxy = SigningKey::from_bytes(&[44; 32]);
+    let mut swapped = request.to_bytes();
+    swapped[36..68].copy_from_slice(&RegistrationKey::derive(&proxy).unwrap().public_bytes());
+    let (status, answer) = observed_post(&served.base, &route, &credential.to_hex(), &swapped);
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&answer));
+    let (bob, bob_credential) = t.create_user(&served.admin).unwrap();
+    let (status, _) = observed_post(
+        &served.base,
+        &format!("/v1/users/{}/clients", bob.0),
+        &bob_credential.to_hex(),
+        &request.to_bytes(),
+    );
+    assert_eq!(status, 403);
+    // And an answer to one request does not open as the answer to another.
+    let other_request = RegistrationRequest::new(alice, ServerId(2), &device).unwrap();
+    assert_eq!(
+        Registration::open_sealed(&sealed, &opener, &other_request).map(|_| ()),
+        Err(Error::UnwrapFailed)
+    );
 
     // The transport does all of this for a device.
     let other = SigningKey::from_bytes(&[43; 32]);

@@ -13,7 +13,7 @@ use treecast_license::registry::MemoryRegistry;
 use treecast_license::registration::{RegistrationKey, RegistrationRequest};
 use treecast_license::{
     Client, Distributor, DistributorConfig, LicenseServer, ManualClock, ServerId, SigningKey,
-    Tariff, UnixTime,
+    Tariff, UnixTime, UserId,
 };
 
 /// A valid registration's bytes and the device's key, made once.
@@ -42,12 +42,14 @@ fn device() -> &'static (Vec<u8>, [u8; 32]) {
 
 fuzz_target!(|data: &[u8]| {
     let _ = treecast_license::Registration::from_bytes(data);
-    let _ = RegistrationRequest::from_bytes(data);
+    let _ = RegistrationRequest::verify_bytes(data, UserId(1));
     let (registration, key) = device();
     let signing = SigningKey::from_bytes(key);
+    let request = RegistrationRequest::new(UserId(1), ServerId(1), &signing).unwrap();
     let _ = treecast_license::Registration::open_sealed(
         data,
         &RegistrationKey::derive(&signing).unwrap(),
+        &request,
     );
     let registration = treecast_license::Registration::from_bytes(registration).unwrap();
     let client = Client::new(signing.clone(), registration).unwrap();

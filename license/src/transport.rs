@@ -189,16 +189,14 @@ impl<R: Registry> Transport for LocalTransport<R> {
         server: ServerId,
         signing_key: &SigningKey,
     ) -> Result<Registration, Error> {
-        let request = RegistrationRequest::new(server, signing_key)?;
+        let request = RegistrationRequest::new(user, server, signing_key)?;
         self.distributor.check_user_credential(user, credential)?;
+        let request = RegistrationRequest::verify_bytes(&request.to_bytes(), user)?;
         let sealed = self
             .distributor
             .register_client(user, request.server, &request.public_key)?
-            .seal(
-                &request.seal_to,
-                &mut rand_core::UnwrapErr(getrandom::SysRng),
-            )?;
-        Registration::open_sealed(&sealed, &RegistrationKey::derive(signing_key)?)
+            .seal(&request, &mut rand_core::UnwrapErr(getrandom::SysRng))?;
+        Registration::open_sealed(&sealed, &RegistrationKey::derive(signing_key)?, &request)
     }
 
     fn download(

@@ -301,14 +301,14 @@ impl Transport for HttpTransport {
         server: ServerId,
         signing_key: &SigningKey,
     ) -> Result<Registration, Error> {
-        let body = RegistrationRequest::new(server, signing_key)?.to_bytes();
+        let request = RegistrationRequest::new(user, server, signing_key)?;
         let token = credential.to_hex();
         let sealed = self.post(
             &format!("/v1/users/{}/clients", user.0),
-            &body,
+            &request.to_bytes(),
             Some(&token),
         )?;
-        Registration::open_sealed(&sealed, &RegistrationKey::derive(signing_key)?)
+        Registration::open_sealed(&sealed, &RegistrationKey::derive(signing_key)?, &request)
     }
 
     fn download(

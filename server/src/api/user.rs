@@ -26,10 +26,11 @@ pub(super) fn authorize(s: &Service, headers: &HeaderMap, user: UserId) -> Resul
 }
 
 /// Registers a device of the user with a license server: a [`RegistrationRequest`] in (the
-/// server's ID, the device's Ed25519 and X25519 public keys), the registration (the signed
-/// client certificate, the device's key set and the servers' public keys) sealed to the
-/// device's X25519 key out (`docs/formats.md`, "Sealed registration"): the key set crosses the
-/// network, and any TLS-terminating proxy, encrypted to the device.
+/// server's ID, the device's Ed25519 and X25519 public keys, signed by the device over the
+/// user), the registration (the signed client certificate, the device's key set and the
+/// servers' public keys) sealed to the device's X25519 key out (`docs/formats.md`, "Sealed
+/// registration"): the key set crosses the network, and any TLS-terminating proxy, encrypted to
+/// the device, and no one but the device can name the key it is sealed to.
 pub(super) async fn register(
     axum::extract::State(s): State,
     user: Result<Path<u64>, PathRejection>,
@@ -39,12 +40,13 @@ pub(super) async fn register(
     let user = UserId(path(user)?);
     authorize(&s, &headers, user)?;
     let request = body(request)?;
-    let request = RegistrationRequest::from_bytes(&request).map_err(|_| {
-        ApiError::malformed(format!(
-            "a registration is {} bytes: a server ID, an Ed25519 public key and an X25519 \
-             public key",
+    let request = RegistrationRequest::verify_bytes(&request, user).map_err(|e| match e {
+        treecast_license::Error::BadSignature => ApiError::from(e),
+        _ => ApiError::malformed(format!(
+            "a registration is {} bytes: a server ID, an Ed25519 public key, an X25519 public \
+             key and the device's signature",
             RegistrationRequest::LEN
-        ))
+        )),
     })?;
     let sealed = blocking(s.inline, move || {
         let registration = s
@@ -52,7 +54,7 @@ pub(super) async fn register(
             .register_client(user, request.server, &request.public_key)
             .map_err(|e| misdirected(&s, e))?;
         let mut rng = s.rng()?;
-        Ok(registration.seal(&request.seal_to, &mut *rng)?)
+        Ok(registration.seal(&request, &mut *rng)?)
     })
     .await?;
     Ok(octets(StatusCode::CREATED, sealed))
