@@ -601,3 +601,40 @@ proptest! {
         }
     }
 }
+
+/// Issue 24 (review): a device that lost an answer and retries after the freshness window,
+/// while the store still keeps the request's record, gets the same license or certificate
+/// again and is billed once; the registry does not change. Before, the retry was stale, and a
+/// move's license stayed moved on the server and usable nowhere.
+#[test]
+fn a_recorded_request_is_answered_again_after_the_window() {
+    let mut w = World::new(Scheme::COMPLETE_SUBTREE);
+    let user = w.user();
+    let mut a = w.client(user, 1);
+    let b = w.client(user, 2);
+    let content = w.publish(100);
+    a.store_content(w.container(content)).unwrap();
+    let request = a.license_request(content, w.clock.now());
+    let first = w.distributor.supply_license(request.as_bytes()).unwrap();
+    w.clock.advance(301);
+    let snapshot = w.snapshot();
+    let again = w.distributor.supply_license(request.as_bytes()).unwrap();
+    assert_eq!(first.as_bytes(), again.as_bytes());
+    assert_eq!(w.snapshot(), snapshot, "a late retry changed the registry");
+    a.acquire_license(again.as_bytes()).unwrap();
+
+    let license = a.license_id(content).unwrap();
+    let moving = a.move_request(license, b.id(), w.clock.now());
+    let certificate = w.distributor.supply_certificate(moving.as_bytes()).unwrap();
+    w.clock.advance(301);
+    let snapshot = w.snapshot();
+    let again = w.distributor.supply_certificate(moving.as_bytes()).unwrap();
+    assert_eq!(certificate.as_bytes(), again.as_bytes());
+    assert_eq!(w.snapshot(), snapshot);
+    // A stale request that was never recorded is still refused.
+    let unseen = a.license_request(content, UnixTime(w.clock.now().0 - 301));
+    assert_eq!(
+        w.distributor.supply_license(unseen.as_bytes()).unwrap_err(),
+        Error::RequestStale
+    );
+}

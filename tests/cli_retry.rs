@@ -261,7 +261,33 @@ fn a_withheld_license_or_certificate_is_retried_with_the_same_request() {
     );
     assert_eq!(proxy.withheld.load(Ordering::Relaxed), 2);
     assert!(d.join("phone").join("pending-move-1").exists());
+    // The pending move names the laptop: towards another device it is refused, unsent.
+    ok(&register("tablet", "alice.credential"));
+    std::fs::write(d.join("tablet").join("server"), &proxy.url).unwrap();
+    let elsewhere = treecast_in(
+        d,
+        &[
+            &[
+                "client",
+                "move",
+                "--from",
+                "phone",
+                "--to",
+                "tablet",
+                "--content",
+                "1",
+            ][..],
+            &cred,
+        ]
+        .concat(),
+    );
+    assert!(!elsewhere.status.success());
+    assert!(
+        String::from_utf8_lossy(&elsewhere.stderr).contains("pending"),
+        "{elsewhere:?}"
+    );
     ok(&treecast_in(d, &mv));
+    assert!(!d.join("phone").join("pending-move-1.certificate").exists());
     assert!(!d.join("phone").join("pending-move-1").exists());
     assert_eq!(ok(&play("laptop")), "A song that is bought once.\n");
     assert!(!play("phone").status.success());

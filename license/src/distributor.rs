@@ -716,6 +716,36 @@ impl<R: Registry> Distributor<R> {
         Ok(RequestTag::of(nonce, bytes).with_window(now, forget_after))
     }
 
+    /// The tag of an authenticated request of `client`: fresh ([`Distributor::fresh_tag`]),
+    /// or stale yet recorded with these very bytes, `(tag, true)`: a device retrying after a
+    /// lost answer, later than the window. Such a request changes nothing; the caller answers
+    /// it again from the rows it produced (the same object, billed once). A request whose
+    /// record the store has forgotten is stale.
+    fn tag_or_recorded(
+        &self,
+        client: ClientId,
+        nonce: u64,
+        created_at: UnixTime,
+        bytes: &[u8],
+    ) -> Result<(RequestTag, bool), Error> {
+        match self.fresh_tag(nonce, created_at, bytes) {
+            Ok(tag) => Ok((tag, false)),
+            Err(Error::RequestStale) => {
+                let tag = RequestTag::of(nonce, bytes);
+                let recorded = self
+                    .registry
+                    .used_request(client, nonce)?
+                    .is_some_and(|u| u.digest == tag.digest);
+                if recorded {
+                    Ok((tag, true))
+                } else {
+                    Err(Error::RequestStale)
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn server(&self, id: ServerId) -> Result<&LicenseServer, Error> {
         self.servers.get(&id).ok_or(Error::UnknownServer(id))
     }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use treecast_license::certificate::MoveRequestTbs;
 use treecast_license::credential::UserCredential;
 use treecast_license::transport::{HttpTransport, Transport};
 use treecast_license::{
@@ -255,7 +256,8 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             let content = ContentId(content);
             // The signed request is kept until its answer is stored: a retry after a lost
             // answer sends the same bytes, which the service answers again (billed once).
-            let pending = device.device.join(format!("pending-license-{}", content.0));
+            let pending_name = format!("pending-license-{}", content.0);
+            let pending = device.device.join(&pending_name);
             let request = if pending.exists() {
                 fs::read(&pending).with_context(|| format!("cannot read {}", pending.display()))?
             } else {
@@ -264,7 +266,7 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 let request = client.license_request(content, SystemClock.now());
                 // The request's nonce is saved as used before the request is kept or sent.
                 save(&device.device, &client)?;
-                write_secret(&pending, request.as_bytes())?;
+                write_atomically(&device.device, &pending_name, request.as_bytes())?;
                 request.as_bytes().to_vec()
             };
             if !client.holds(content) {
@@ -312,25 +314,49 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             let (mut destination, _) = load(&to)?;
             let content = ContentId(content);
             // The signed move request is kept in the source until the destination has stored
-            // the license: a retry sends the same bytes, the service answers the same
-            // certificate, and the source gives the same package again (`Device::move_out`).
-            let pending = from.join(format!("pending-move-{}", content.0));
-            let request = if pending.exists() {
-                fs::read(&pending).with_context(|| format!("cannot read {}", pending.display()))?
+            // the license, and the certificate once it arrives: a retry sends the same bytes
+            // (the service answers the same certificate, even after the freshness window), or
+            // needs no service at all, and the source gives the same package again
+            // (`Device::move_out`).
+            let pending = format!("pending-move-{}", content.0);
+            let kept = format!("{pending}.certificate");
+            let certificate = if from.join(&kept).exists() {
+                fs::read(from.join(&kept))
+                    .with_context(|| format!("cannot read {}", from.join(&kept).display()))?
             } else {
-                let Some(license) = source.license_id(content) else {
-                    bail!("{} holds no license for {content}", from.display());
+                let request = if from.join(&pending).exists() {
+                    let request = fs::read(from.join(&pending)).with_context(|| {
+                        format!("cannot read {}", from.join(&pending).display())
+                    })?;
+                    let to_client =
+                        treecast_license::Unverified::<MoveRequestTbs>::from_bytes(&request)
+                            .map(|r| r.unverified().destination)
+                            .context("the pending move request is not one")?;
+                    if to_client != destination.id() {
+                        bail!(
+                            "a move of {content} to {to_client} is pending in {}: run the same \
+                             move with that device as --to",
+                            from.display()
+                        );
+                    }
+                    request
+                } else {
+                    let Some(license) = source.license_id(content) else {
+                        bail!("{} holds no license for {content}", from.display());
+                    };
+                    let request = source.move_request(license, destination.id(), SystemClock.now());
+                    save(&from, &source)?;
+                    write_atomically(&from, &pending, request.as_bytes())?;
+                    request.as_bytes().to_vec()
                 };
-                let request = source.move_request(license, destination.id(), SystemClock.now());
-                save(&from, &source)?;
-                write_secret(&pending, request.as_bytes())?;
-                request.as_bytes().to_vec()
+                let certificate = t.certificate(&request).inspect_err(|e| {
+                    if matches!(e, Error::RequestStale) {
+                        let _ = fs::remove_file(from.join(&pending));
+                    }
+                })?;
+                write_atomically(&from, &kept, &certificate)?;
+                certificate
             };
-            let certificate = t.certificate(&request).inspect_err(|e| {
-                if matches!(e, Error::RequestStale) {
-                    let _ = fs::remove_file(&pending);
-                }
-            })?;
             let package = source.move_out(&certificate)?;
             // The source's deletion is saved before the destination moves in.
             save(&from, &source)?;
@@ -342,16 +368,12 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             match destination.move_in(&package, SystemClock.now()) {
                 // Moved in by an earlier run that stopped before it forgot the request.
                 Ok(()) | Err(Error::CertificateReplayed(_)) => {}
-                Err(Error::NotForThisClient) => bail!(
-                    "a move of {content} to another device is pending in {}: run the same move \
-                     with that device as --to",
-                    from.display()
-                ),
                 Err(e) => return Err(e.into()),
             }
             t.complete(&mut destination, content)?;
             save(&to, &destination)?;
-            fs::remove_file(&pending)?;
+            fs::remove_file(from.join(&kept))?;
+            let _ = fs::remove_file(from.join(&pending));
             println!(
                 "moved {content} from client {} to client {}",
                 source.id().0,
@@ -458,10 +480,16 @@ fn load(dir: &Path) -> anyhow::Result<(Client, HttpTransport)> {
 
 /// Saves a device's state (written to a new file, synced, then renamed over the old one).
 fn save(dir: &Path, client: &Client) -> anyhow::Result<()> {
-    let temporary = dir.join("state.new");
+    write_atomically(dir, "state", &client.save())
+}
+
+/// Writes `name` in `dir` (mode 0600) as a whole or not at all: a new file, synced, renamed
+/// over the old one, so that a crash leaves the old file or the new one, never a cut one.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let temporary = dir.join(format!("{name}.new"));
     let _ = fs::remove_file(&temporary);
-    write_secret(&temporary, &client.save())?;
-    fs::rename(&temporary, dir.join("state"))?;
+    write_secret(&temporary, bytes)?;
+    fs::rename(&temporary, dir.join(name))?;
     Ok(())
 }
 

@@ -50,8 +50,9 @@ impl<R: Registry> Distributor<R> {
     /// bills it. A license without [`Rights::MOVE`] cannot be moved, one without
     /// [`Rights::PLAY`] does not play.
     ///
-    /// The same request sent again (the same bytes, within the freshness window) is answered
-    /// with the same license and billed once; another request with a used nonce is refused.
+    /// The same request sent again (the same bytes) is answered with the same license and
+    /// billed once, even after the freshness window while the store keeps its record (a device
+    /// that lost the answer); another request with a used nonce is refused.
     ///
     /// # Errors
     /// [`Error::Decode`], [`Error::BadSignature`] (for a client that does not exist too),
@@ -73,12 +74,15 @@ impl<R: Registry> Distributor<R> {
         let (client, content, epoch) = self.registry.supply_reads(client_id, content_id)?;
         let (client, request) = self.authenticate(client, request)?;
         let t = request.tbs();
-        let tag = self.fresh_tag(t.nonce, t.created_at, bytes)?;
+        let (tag, recorded) = self.tag_or_recorded(client.id, t.nonce, t.created_at, bytes)?;
         let content = content.ok_or(Error::ContentNotFound(t.content_id))?;
         self.server(client.server)?;
         // The epoch whose EKB is built and stored: a device can always fetch its license's.
         let (epoch, _) = self.ekb_of(epoch)?;
         let content_key = self.vault.open(&content)?;
+        if recorded {
+            return self.license_again(&client, tag, &content_key);
+        }
         let now = self.clock.now();
         let charge = Charge::new(
             ChargeKind::License,
@@ -143,7 +147,8 @@ impl<R: Registry> Distributor<R> {
     /// so a certificate diverted straight to the destination is useless to it.
     ///
     /// The same request sent again (a source that lost the answer) is answered with the same
-    /// certificate and billed once, so the move can still complete.
+    /// certificate and billed once, so the move can still complete, even after the freshness
+    /// window while the store keeps the request's record.
     ///
     /// # Errors
     /// [`Error::Decode`], [`Error::BadSignature`] (for a source that does not exist too),
@@ -156,7 +161,7 @@ impl<R: Registry> Distributor<R> {
         let source = self.registry.client(request.unverified().source)?;
         let (source, request) = self.authenticate(source, request)?;
         let t = request.tbs();
-        let tag = self.fresh_tag(t.nonce, t.created_at, bytes)?;
+        let (tag, recorded) = self.tag_or_recorded(source.id, t.nonce, t.created_at, bytes)?;
         if t.source == t.destination {
             return Err(Error::SameClient);
         }
@@ -172,6 +177,9 @@ impl<R: Registry> Distributor<R> {
             .content(license.content)?
             .ok_or(Error::ContentNotFound(license.content))?;
         let content_key = self.vault.open(&content)?;
+        if recorded {
+            return self.certificate_again(&source, tag, &content_key);
+        }
         let (epoch, _) = self.current_ekb()?;
         let now = self.clock.now();
         let expires = now.plus(self.config.certificate_validity);

@@ -75,7 +75,10 @@ impl HttpTransport {
         base: &str,
         config: ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
     ) -> Self {
+        // The service never redirects: following one could take a bearer token to another
+        // host, or from https to plain http.
         let agent = config
+            .max_redirects(0)
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
@@ -152,10 +155,18 @@ impl HttpTransport {
     }
 }
 
-/// Whether `base` is plain `http://` to a host other than the loopback.
+/// Whether requests to `base` are refused: plain `http://` to a host other than the loopback,
+/// or a scheme that is neither `http` nor `https`.
 fn is_plain_remote(base: &str) -> bool {
-    let Some(rest) = base.strip_prefix("http://") else {
-        return false;
+    // Schemes are case-insensitive (RFC 3986 §3.1): `HTTP://` is plain HTTP too.
+    let Some(rest) = base
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
+        .and_then(|_| base.get(7..))
+    else {
+        return !base
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let authority = authority.rsplit('@').next().unwrap_or_default();
@@ -348,6 +359,8 @@ mod tests {
             "http://localhost:1",
             "http://LOCALHOST",
             "https://example.com",
+            "HTTPS://example.com",
+            "HTTP://127.0.0.1:1",
         ] {
             assert!(!is_plain_remote(local), "{local}");
         }
@@ -357,6 +370,10 @@ mod tests {
             "http://127.0.0.1.example.com",
             "http://localhost.example.com:80",
             "http://user@evil.example:80",
+            "HTTP://example.com",
+            "Http://10.0.0.1",
+            "ftp://example.com",
+            "example.com:80",
             "http://[fe80::1]:80",
             "http://0.0.0.0:80",
         ] {
