@@ -109,42 +109,32 @@ fn check(
     limit: usize,
 ) -> anyhow::Result<()> {
     let mut violations = Vec::new();
-    match store {
-        StoreSpec::Sqlite(path) => {
-            let registry = SqliteRegistry::open_read_only(path)?;
-            violations.extend(
-                registry
-                    .foreign_schema_objects()?
-                    .into_iter()
-                    .map(|o| format!("the file has a {o}, which no treecast registry has")),
-            );
-            let height = registry.height();
-            check_registry(
-                registry,
-                (scheme, height),
-                keys,
-                journal,
-                limit,
-                &mut violations,
-            )
-        }
-        StoreSpec::Postgres(url) => {
-            let registry = PostgresRegistry::open_existing(url)?;
-            let height = registry.height();
-            check_registry(
-                registry,
-                (scheme, height),
-                keys,
-                journal,
-                limit,
-                &mut violations,
-            )
-        }
-        _ => {
-            bail!("only a stored registry can be checked: use --store sqlite:PATH or postgres://…")
-        }
-    }
-    .with_context(|| store.name())
+    let mut checked = || -> anyhow::Result<()> {
+        let (registry, height): (Box<dyn Registry>, TreeHeight) = match store {
+            StoreSpec::Sqlite(path) => {
+                let registry = SqliteRegistry::open_read_only(path)?;
+                violations.extend(
+                    registry
+                        .foreign_schema_objects()?
+                        .into_iter()
+                        .map(|o| format!("the file has a {o}, which no treecast registry has")),
+                );
+                let height = registry.height();
+                (Box::new(registry), height)
+            }
+            StoreSpec::Postgres(url) => {
+                let registry = PostgresRegistry::open_existing(url)?;
+                let height = registry.height();
+                (Box::new(registry), height)
+            }
+            _ => bail!(
+                "only a stored registry can be checked: use --store sqlite:PATH or postgres://…"
+            ),
+        };
+        let tree = (scheme, height);
+        check_registry(registry, tree, keys, journal, limit, &mut violations)
+    };
+    checked().with_context(|| store.name())
 }
 
 /// The checks of `store check` on an opened registry; prints the counts or the violations.
