@@ -129,6 +129,9 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// How long a TLS handshake may take.
     pub handshake_timeout: Duration,
+    /// How long a write to a client may make no progress (a client that stopped reading, or
+    /// advertises a zero TCP window) before its connection is closed.
+    pub write_timeout: Duration,
     /// How many connections are open at once; more are closed as they are accepted.
     pub connections: usize,
     /// How many connections one address (an IPv6 /64) may have open at once.
@@ -154,6 +157,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             connections: 1024,
             connections_per_address: 64,
             publishes: 2,

@@ -65,6 +65,10 @@ pub(crate) struct ServeArgs {
     /// How many seconds a TLS handshake may take.
     #[arg(long, default_value_t = 10)]
     handshake_timeout: u64,
+    /// How many seconds a write to a client may make no progress (a client that stopped
+    /// reading) before its connection is closed.
+    #[arg(long, default_value_t = 30)]
+    write_timeout: u64,
     /// How many connections may be open at once; more are closed as they are accepted.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
@@ -151,6 +155,7 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
     limits.body_timeout = Duration::from_secs(args.body_timeout);
     limits.header_timeout = Duration::from_secs(args.header_timeout);
     limits.handshake_timeout = Duration::from_secs(args.handshake_timeout);
+    limits.write_timeout = Duration::from_secs(args.write_timeout.max(1));
     limits.connections = args.max_connections.max(1);
     limits.connections_per_address = args.max_connections_per_address.max(1);
     limits.publishes = args.max_publishes.max(1);
