@@ -1,10 +1,13 @@
 //! What devices call with signed requests: the EKB, licenses and copy certificates.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use treecast_license::keytree::SignedEkb;
 
 use super::{State, blocking, body, misdirected, octets, path};
 use crate::Service;
@@ -23,7 +26,7 @@ pub(super) async fn current_ekb(axum::extract::State(s): State) -> Result<Respon
         Some(hit) => hit,
         None => blocking(false, move || Ok(s.distributor.current_ekb()?)).await?,
     };
-    let mut response = octets(StatusCode::OK, ekb.as_bytes().to_vec());
+    let mut response = octets(StatusCode::OK, ekb_body(ekb));
     response
         .headers_mut()
         .insert("treecast-epoch", epoch.into());
@@ -55,7 +58,22 @@ pub(super) async fn ekb(
             })
             .await?,
         };
-    Ok(octets(StatusCode::OK, ekb.as_bytes().to_vec()))
+    Ok(octets(StatusCode::OK, ekb_body(ekb)))
+}
+
+/// An EKB's encoding, held by the answer's body through the cached EKB's `Arc`.
+struct SharedEkb(Arc<SignedEkb>);
+
+impl AsRef<[u8]> for SharedEkb {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// An answer's body of `ekb`'s bytes, shared with the cache rather than copied: an EKB is up
+/// to 40 MB, and anyone may ask for one without a login.
+fn ekb_body(ekb: Arc<SignedEkb>) -> Bytes {
+    Bytes::from_owner(SharedEkb(ekb))
 }
 
 /// Whether a supply may run on the request's task: the service runs registry calls inline and
@@ -94,4 +112,37 @@ pub(super) async fn certificate(
     })
     .await?;
     Ok(octets(StatusCode::OK, certificate.as_bytes().to_vec()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use std::sync::Arc;
+
+    use treecast_license::keytree::{
+        Authority, MasterSecret, RevocationSet, Scheme, TreeConfig, TreeHeight, TreeId,
+    };
+
+    use super::ekb_body;
+
+    /// Review of issue 24, item 2: an EKB's answer is its very bytes, not a copy of them.
+    #[test]
+    fn an_ekb_answer_shares_the_cached_ekbs_bytes() {
+        let height = TreeHeight::new(8).unwrap();
+        let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));
+        let authority = Authority::new(&MasterSecret::from_bytes([7; 32]), config).unwrap();
+        let revoked = RevocationSet::from_leaves(height, [3, 200]).unwrap();
+        let ekb = Arc::new(
+            authority
+                .build_ekb(&authority.epoch_key(1), &revoked, 1)
+                .unwrap(),
+        );
+        let body = ekb_body(Arc::clone(&ekb));
+        assert_eq!(&body[..], ekb.as_bytes());
+        assert_eq!(body.as_ptr(), ekb.as_bytes().as_ptr(), "no copy");
+        assert_eq!(Arc::strong_count(&ekb), 2, "the body holds the EKB");
+        drop(body);
+        assert_eq!(Arc::strong_count(&ekb), 1);
+    }
 }
