@@ -28,10 +28,16 @@ pub struct EkbStats {
     pub cached_bytes: usize,
 }
 
+/// One cached EKB, with when it was last asked for (a tick of [`EkbCache::clock`]).
+struct Entry {
+    ekb: Arc<SignedEkb>,
+    used: AtomicU64,
+}
+
 /// The cache of EKBs by epoch, with its byte count.
 #[derive(Default)]
 struct Cached {
-    ekbs: BTreeMap<u64, Arc<SignedEkb>>,
+    ekbs: BTreeMap<u64, Entry>,
     bytes: usize,
 }
 
@@ -43,23 +49,35 @@ type Slot = Arc<Mutex<Option<Arc<SignedEkb>>>>;
 pub(super) struct EkbCache {
     cached: RwLock<Cached>,
     flights: Mutex<BTreeMap<u64, Slot>>,
+    /// Held while an earlier epoch's EKB is read back from the registry and verified, so that
+    /// requests for many old epochs at once hold one such EKB in flight, not one each.
+    old_reads: Mutex<()>,
+    /// Counts cache lookups and inserts: the recency of an entry.
+    clock: AtomicU64,
     builds: AtomicU64,
     stored_reads: AtomicU64,
 }
 
 impl EkbCache {
-    fn get(&self, epoch: u64) -> Result<Option<Arc<SignedEkb>>, Error> {
-        Ok(self
-            .cached
-            .read()
-            .map_err(|_| Error::Internal("EKB cache poisoned"))?
-            .ekbs
-            .get(&epoch)
-            .map(Arc::clone))
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
     }
 
-    /// Caches `ekb`, then drops the oldest epochs until at most `max_epochs` (at least one)
-    /// and `max_bytes` remain; the newest epoch, the current one, always stays.
+    fn get(&self, epoch: u64) -> Result<Option<Arc<SignedEkb>>, Error> {
+        let cached = self
+            .cached
+            .read()
+            .map_err(|_| Error::Internal("EKB cache poisoned"))?;
+        Ok(cached.ekbs.get(&epoch).map(|entry| {
+            entry.used.store(self.tick(), Ordering::Relaxed);
+            Arc::clone(&entry.ekb)
+        }))
+    }
+
+    /// Caches `ekb`, then drops the least recently asked-for epochs until at most
+    /// `max_epochs` (at least one) and `max_bytes` remain; the newest epoch, the current one,
+    /// always stays. So an earlier epoch asked for again and again stays cached too, rather
+    /// than being evicted as soon as it is read back (it was the oldest).
     fn insert(
         &self,
         epoch: u64,
@@ -71,14 +89,26 @@ impl EkbCache {
             .cached
             .write()
             .map_err(|_| Error::Internal("EKB cache poisoned"))?;
-        if let Some(old) = c.ekbs.insert(epoch, Arc::clone(ekb)) {
-            c.bytes = c.bytes.saturating_sub(old.as_bytes().len());
+        let entry = Entry {
+            ekb: Arc::clone(ekb),
+            used: AtomicU64::new(self.tick()),
+        };
+        if let Some(old) = c.ekbs.insert(epoch, entry) {
+            c.bytes = c.bytes.saturating_sub(old.ekb.as_bytes().len());
         }
         c.bytes = c.bytes.saturating_add(ekb.as_bytes().len());
         while c.ekbs.len() > max_epochs.max(1) || (c.bytes > max_bytes && c.ekbs.len() > 1) {
-            if let Some((_, evicted)) = c.ekbs.pop_first() {
-                c.bytes = c.bytes.saturating_sub(evicted.as_bytes().len());
-            }
+            let newest = c.ekbs.last_key_value().map(|(e, _)| *e);
+            let victim = c
+                .ekbs
+                .iter()
+                .filter(|(e, _)| Some(**e) != newest)
+                .min_by_key(|(_, entry)| entry.used.load(Ordering::Relaxed))
+                .map(|(e, _)| *e);
+            let Some(evicted) = victim.and_then(|e| c.ekbs.remove(&e)) else {
+                break;
+            };
+            c.bytes = c.bytes.saturating_sub(evicted.ekb.as_bytes().len());
         }
         Ok(())
     }
@@ -169,7 +199,10 @@ impl<R: Registry> Distributor<R> {
     }
 
     /// The EKB of an epoch: the current one, or an earlier one from this process's cache or
-    /// the registry (every epoch a license was issued in is there).
+    /// the registry (every epoch a license was issued in is there). Callers of one epoch wait
+    /// for one read; earlier epochs are read back one at a time, so that requests for many of
+    /// them hold one EKB in flight (up to 40 MB), and an epoch read back stays cached while it
+    /// is asked for.
     ///
     /// # Errors
     /// [`Error::StaleEpoch`] for an epoch whose EKB was never built (a future epoch, say).
@@ -189,6 +222,11 @@ impl<R: Registry> Distributor<R> {
             current,
         };
         let fetched = self.one_fetch(epoch, || {
+            let _one = self
+                .ekbs
+                .old_reads
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             self.stored_ekb(epoch)?.map(Fetched::Ekb).ok_or(stale)
         })?;
         match fetched {
