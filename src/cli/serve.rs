@@ -72,7 +72,7 @@ pub(crate) struct ServeArgs {
     /// How many connections may be open at once; more are closed as they are accepted.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
-    /// How many connections one client address (an IPv6 /64) may have open at once. Behind a
+    /// How many connections one client address (an IPv6 /56) may have open at once. Behind a
     /// reverse proxy every connection comes from the proxy: raise it there.
     #[arg(long, default_value_t = 64)]
     max_connections_per_address: usize,
@@ -83,8 +83,9 @@ pub(crate) struct ServeArgs {
     /// address before it is answered 429; 0: no limit.
     #[arg(long, default_value_t = 10)]
     auth_failures_per_address: u32,
-    /// Failed authentications allowed per minute for one user; 0: no limit.
-    #[arg(long, default_value_t = 10)]
+    /// Failed authentications allowed per minute for one user; 0: no limit. Above the
+    /// per-address limit, so that one address alone cannot lock a user out.
+    #[arg(long, default_value_t = 100)]
     auth_failures_per_user: u32,
     /// Serve HTTPS (rustls) with this PEM certificate chain (with `--tls-key`).
     #[arg(long, requires = "tls_key")]
