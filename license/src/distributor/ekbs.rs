@@ -3,6 +3,7 @@
 //! the cache no longer holds them (`docs/design.md`, "EKB builds: single flight, bounded
 //! cache").
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -26,6 +27,29 @@ pub struct EkbStats {
     pub cached_epochs: usize,
     /// The bytes of those EKBs.
     pub cached_bytes: usize,
+}
+
+/// Whether EKB fetches are forbidden on this thread ([`Distributor::with_cached_ekbs_only`]),
+/// and whether one was refused.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+enum Fetches {
+    #[default]
+    Allowed,
+    Forbidden,
+    Refused,
+}
+
+thread_local! {
+    static FETCHES: Cell<Fetches> = const { Cell::new(Fetches::Allowed) };
+}
+
+/// Puts back the thread's previous [`Fetches`] when dropped (a panic included).
+struct Restore(Fetches);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        FETCHES.with(|f| f.set(self.0));
+    }
 }
 
 /// One cached EKB, with when it was last asked for (a tick of [`EkbCache::clock`]).
@@ -166,6 +190,18 @@ impl<R: Registry> Distributor<R> {
         self.ekbs.get(epoch)
     }
 
+    /// Runs `f` with this thread barred from reading an EKB from the registry or building one:
+    /// `None` when `f` needed an EKB this process's cache does not hold (the refused fetch
+    /// failed `f` with [`Error::Internal`] before anything was written; run `f` again where
+    /// blocking is fine). For a server that runs a supply on its reactor when the current
+    /// epoch's EKB is cached: a revocation between that check and the supply would otherwise
+    /// build the new EKB (0.2 s at 1.7 M subsets) on the reactor.
+    pub fn with_cached_ekbs_only<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
+        let _restore = Restore(FETCHES.with(|fetches| fetches.replace(Fetches::Forbidden)));
+        let done = f();
+        (FETCHES.with(Cell::get) != Fetches::Refused).then_some(done)
+    }
+
     /// What the EKB cache holds and did.
     pub fn ekb_stats(&self) -> EkbStats {
         let (cached_epochs, cached_bytes) = self
@@ -190,6 +226,12 @@ impl<R: Registry> Distributor<R> {
         loop {
             if let Some(ekb) = self.ekbs.get(epoch)? {
                 return Ok((epoch, ekb));
+            }
+            if FETCHES.with(Cell::get) != Fetches::Allowed {
+                FETCHES.with(|f| f.set(Fetches::Refused));
+                return Err(Error::Internal(
+                    "an EKB fetch where only cached EKBs may be used",
+                ));
             }
             match self.one_fetch(epoch, || self.stored_or_built(epoch))? {
                 Fetched::Ekb(ekb) => return Ok((epoch, ekb)),

@@ -7,7 +7,9 @@ use axum::extract::Path;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use treecast_license::Distributor;
 use treecast_license::keytree::SignedEkb;
+use treecast_license::registry::Registry;
 
 use super::{State, blocking, body, misdirected, octets, path};
 use crate::Service;
@@ -76,11 +78,30 @@ fn ekb_body(ekb: Arc<SignedEkb>) -> Bytes {
     Bytes::from_owner(SharedEkb(ekb))
 }
 
-/// Whether a supply may run on the request's task: the service runs registry calls inline and
-/// the current epoch's EKB is cached, so that the supply builds none (the first supply after a
-/// revocation builds it, on the blocking pool).
-fn supply_inline(s: &Service) -> Result<bool, ApiError> {
-    Ok(s.inline && s.distributor.cached_current_ekb()?.is_some())
+/// A distributor's supply of one signed request.
+type Supply<T> = fn(&Distributor<Box<dyn Registry>>, &[u8]) -> Result<T, treecast_license::Error>;
+
+/// Runs a supply: on the request's task when the service runs registry calls inline and the
+/// current epoch's EKB is cached, with EKB fetches barred there (a revocation between the
+/// check and the supply would otherwise build the new EKB on the reactor); otherwise, or when
+/// the supply needed an EKB after all, on the blocking pool.
+async fn supply<T: Send + 'static>(
+    s: Arc<Service>,
+    request: Bytes,
+    f: Supply<T>,
+) -> Result<T, ApiError> {
+    if s.inline && s.distributor.cached_current_ekb()?.is_some() {
+        let inline = s
+            .distributor
+            .with_cached_ekbs_only(|| f(&s.distributor, &request));
+        if let Some(done) = inline {
+            return done.map_err(|e| misdirected(&s, e));
+        }
+    }
+    blocking(false, move || {
+        f(&s.distributor, &request).map_err(|e| misdirected(&s, e))
+    })
+    .await
 }
 
 /// A signed license request in, the signed license out (claim 1, license supply).
@@ -89,12 +110,7 @@ pub(super) async fn license(
     request: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
-    let license = blocking(supply_inline(&s)?, move || {
-        s.distributor
-            .supply_license(&request)
-            .map_err(|e| misdirected(&s, e))
-    })
-    .await?;
+    let license = supply(s, request, |d, r| d.supply_license(r)).await?;
     Ok(octets(StatusCode::OK, license.as_bytes().to_vec()))
 }
 
@@ -105,12 +121,7 @@ pub(super) async fn certificate(
     request: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
-    let certificate = blocking(supply_inline(&s)?, move || {
-        s.distributor
-            .supply_certificate(&request)
-            .map_err(|e| misdirected(&s, e))
-    })
-    .await?;
+    let certificate = supply(s, request, |d, r| d.supply_certificate(r)).await?;
     Ok(octets(StatusCode::OK, certificate.as_bytes().to_vec()).into_response())
 }
 

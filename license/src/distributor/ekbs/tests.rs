@@ -176,3 +176,23 @@ fn an_earlier_epoch_asked_for_twice_is_read_from_the_registry_once() {
         "one read for each epoch, none again for the oldest"
     );
 }
+
+/// Review of issue 24, item 5: where only cached EKBs may be used (a supply on a server's
+/// reactor), a call that needs an uncached EKB is refused (`None`) without building it; the
+/// same call with the EKB cached runs.
+#[test]
+fn a_cached_only_call_builds_no_ekb() {
+    let (shop, clients) = shop(DistributorConfig::default(), 2);
+    shop.current_ekb().unwrap();
+    shop.revoke_client(clients[0]).unwrap();
+    let builds = shop.ekb_stats().builds;
+    assert!(shop.with_cached_ekbs_only(|| shop.current_ekb()).is_none());
+    assert_eq!(shop.ekb_stats().builds, builds, "nothing built");
+    let (epoch, _) = shop.current_ekb().unwrap();
+    let cached = shop.with_cached_ekbs_only(|| shop.current_ekb()).unwrap();
+    assert_eq!(cached.unwrap().0, epoch);
+    // The bar is lifted afterwards.
+    shop.revoke_client(clients[1]).unwrap();
+    shop.current_ekb().unwrap();
+    assert_eq!(shop.ekb_stats().builds, builds + 2);
+}
