@@ -10,7 +10,6 @@ use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use treecast_license::Error;
@@ -56,23 +55,22 @@ pub fn router(service: Arc<Service>, limits: &Limits) -> Router {
             Arc::clone(&gate),
             gate::small,
         ));
+    // A publish bounds its upload by the request timeout itself, and its packaging not at all
+    // (`admin::publish`): a 408 during the packaging answered a publish that went on.
     let large = Router::new()
         .route("/v1/admin/contents", post(admin::publish))
         .route_layer(middleware::from_fn_with_state(gate, gate::publish));
     open.merge(small)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.timeout,
+        ))
         .merge(large)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .with_state(service)
-        .layer(
-            ServiceBuilder::new()
-                .layer(CatchPanicLayer::custom(|_| {
-                    ApiError::internal("the service failed on this request").into_response()
-                }))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    limits.timeout,
-                )),
-        )
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("the service failed on this request").into_response()
+        }))
 }
 
 /// The shared state of every handler.

@@ -129,18 +129,23 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// How long a TLS handshake may take.
     pub handshake_timeout: Duration,
+    /// How long a write to a client may make no progress (a client that stopped reading, or
+    /// advertises a zero TCP window) before its connection is closed.
+    pub write_timeout: Duration,
     /// How many connections are open at once; more are closed as they are accepted.
     pub connections: usize,
-    /// How many connections one address (an IPv6 /64) may have open at once.
+    /// How many connections one address (an IPv6 /56) may have open at once.
     pub connections_per_address: usize,
     /// How many publishes run at once; more are answered 503 with `Retry-After`.
     pub publishes: usize,
     /// Failed authentications allowed per minute from one address (0: no limit); beyond it,
     /// 429.
     pub auth_failures_per_address: u32,
-    /// Failed authentications allowed per minute for one user (0: no limit).
+    /// Failed authentications allowed per minute for one user (0: no limit). Ten times the
+    /// per-address default, so that one address alone cannot lock a user out.
     pub auth_failures_per_user: u32,
-    /// How many addresses and users the failure throttle remembers (its memory bound).
+    /// How many addresses and users the failure throttle remembers (its memory bound); once
+    /// it is full, an address or user it does not remember is not throttled.
     pub throttle_entries: usize,
 }
 
@@ -154,11 +159,12 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             connections: 1024,
             connections_per_address: 64,
             publishes: 2,
             auth_failures_per_address: 10,
-            auth_failures_per_user: 10,
+            auth_failures_per_user: 100,
             throttle_entries: 100_000,
         }
     }

@@ -1,8 +1,9 @@
 //! Accepting connections: hyper's HTTP/1.1 server on tokio, in plain TCP or TLS, with the
 //! bounds a service on the open internet needs ([`Limits`]): at most `connections` accepted
 //! connections and `connections_per_address` from one address (more are closed at once), a
-//! TLS handshake timeout, and a header timeout that also closes an idle keep-alive
-//! connection. SIGTERM stops accepting and drains the requests in flight.
+//! TLS handshake timeout, a header timeout that also closes an idle keep-alive connection, and
+//! a write timeout that closes a connection whose client stopped reading (no write progress
+//! for `write_timeout`). SIGTERM stops accepting and drains the requests in flight.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -17,6 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -102,6 +104,7 @@ async fn run(
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     let handshake = limits.handshake_timeout;
+    let write_timeout = limits.write_timeout;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -121,6 +124,13 @@ async fn run(
         };
         // Without TCP_NODELAY a streamed answer waits for the client's delayed ACK (40 ms).
         let _ = stream.set_nodelay(true);
+        // A client that stops reading (a zero TCP window, or pipelined requests whose answers
+        // it never reads) stalls the writes: after `write_timeout` without progress the write
+        // fails, and hyper closes the connection, giving back its place under the caps. Below
+        // TLS, so that a stalled handshake or TLS record counts too.
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(write_timeout));
+        let stream = Box::pin(stream);
         let app = app.clone();
         let http = http.clone();
         let tls = tls.clone();

@@ -5,6 +5,12 @@
 //! bucket is empty the request is answered 429 (with `Retry-After`) and its credential is not
 //! looked at. Only failures take a token; a success takes none and resets nothing, so that one
 //! caller's success does not lift another's throttle.
+//!
+//! The throttle is a second line: tokens and credentials are 256-bit secrets, which no rate of
+//! guessing finds. So when its map is full, a key it does not remember is not throttled at all
+//! (fail open), rather than throttled with every other new key in a shared bucket: a shared
+//! bucket let anyone with many addresses keep it empty and lock out every new address, the
+//! operator's included (`docs/design.md`).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -22,9 +28,9 @@ struct Bucket {
     updated: Instant,
 }
 
-/// Buckets keyed by `K`, with at most `entries` of them. Beyond that, keys that find no room
-/// share one overflow bucket, so that a flood of new keys is throttled as one caller (and the
-/// memory stays bounded) rather than forgotten.
+/// Buckets keyed by `K`, with at most `entries` of them. Beyond that, a key that finds no room
+/// (once refilled buckets were swept) is not remembered, and not throttled: the memory stays
+/// bounded, and no caller can make another key share its empty bucket.
 #[derive(Debug)]
 struct Buckets<K> {
     /// Failures allowed at once, and per minute (the refill).
@@ -36,7 +42,6 @@ struct Buckets<K> {
 #[derive(Debug)]
 struct State<K> {
     map: HashMap<K, Bucket>,
-    overflow: Option<Bucket>,
     swept: Option<Instant>,
 }
 
@@ -47,7 +52,6 @@ impl<K: Hash + Eq + Copy> Buckets<K> {
             entries: entries.max(1),
             state: Mutex::new(State {
                 map: HashMap::new(),
-                overflow: None,
                 swept: None,
             }),
         }
@@ -73,13 +77,7 @@ impl<K: Hash + Eq + Copy> Buckets<K> {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let state = &mut *state;
-        let full = state.map.len() >= self.entries;
-        let bucket = match state.map.get_mut(&key) {
-            Some(b) => b,
-            None if full => state.overflow.as_mut()?,
-            None => return None,
-        };
+        let bucket = state.map.get_mut(&key)?;
         self.refill(bucket, now);
         if bucket.tokens >= 1.0 {
             return None;
@@ -88,7 +86,8 @@ impl<K: Hash + Eq + Copy> Buckets<K> {
         Some(Duration::from_secs_f64(seconds))
     }
 
-    /// Takes a token from `key`'s bucket (a failure).
+    /// Takes a token from `key`'s bucket (a failure); a new key finds a bucket only if the map
+    /// has room, once refilled buckets were swept.
     fn fail(&self, key: K, now: Instant) {
         if self.per_minute == 0 {
             return;
@@ -101,15 +100,13 @@ impl<K: Hash + Eq + Copy> Buckets<K> {
         if !state.map.contains_key(&key) && state.map.len() >= self.entries {
             self.sweep(state, now);
         }
-        let fresh = Bucket {
+        if !state.map.contains_key(&key) && state.map.len() >= self.entries {
+            return;
+        }
+        let bucket = state.map.entry(key).or_insert(Bucket {
             tokens: self.burst(),
             updated: now,
-        };
-        let bucket = if state.map.len() < self.entries || state.map.contains_key(&key) {
-            state.map.entry(key).or_insert(fresh)
-        } else {
-            state.overflow.get_or_insert(fresh)
-        };
+        });
         self.refill(bucket, now);
         bucket.tokens = (bucket.tokens - 1.0).max(0.0);
     }
@@ -129,10 +126,6 @@ impl<K: Hash + Eq + Copy> Buckets<K> {
             let elapsed = now.saturating_duration_since(b.updated).as_secs_f64();
             b.tokens + elapsed * minute < full
         });
-        if let Some(mut b) = state.overflow {
-            self.refill(&mut b, now);
-            state.overflow = (b.tokens < full).then_some(b);
-        }
     }
 
     #[cfg(test)]
@@ -145,14 +138,18 @@ impl<K: Hash + Eq + Copy> Buckets<K> {
     }
 }
 
-/// The address a client is throttled by: an IPv4 address, or an IPv6 address's /64 (one
-/// subscriber's usual allocation, so that a host cannot rotate through its own addresses).
+/// The address a client is throttled and its connections capped by: an IPv4 address, or an
+/// IPv6 address's /56. A subscriber is usually delegated a /56 (RFC 6177 suggests it for
+/// homes; many ISPs do), or a /64 out of one: by /64 one subscriber counted as up to 256
+/// addresses, and 16 of its /64s filled the 1024 connections. A /48 still holds 256 of them:
+/// beyond that, a distributed flood is the reverse proxy's to stop (`docs/service.md`).
 pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
+    const PREFIX: u32 = 56;
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+            None => IpAddr::V6((u128::from(v6) & (u128::MAX << (128 - PREFIX))).into()),
         },
     }
 }
@@ -228,34 +225,58 @@ mod tests {
         assert!(b.wait(1, t + Duration::from_secs(6)).is_none());
     }
 
+    /// Review of issue 24, item 4: a full map used to put every new key in one shared bucket,
+    /// which a flood of new keys kept empty. Now a new key is not throttled once the map is
+    /// full, and the map stays bounded.
     #[test]
-    fn the_map_stays_bounded_and_overflow_keys_share_a_bucket() {
+    fn the_map_stays_bounded_and_a_full_map_throttles_no_new_key() {
         let b = Buckets::new(3, 50);
         let t = Instant::now();
         for k in 0..10_000u32 {
-            b.fail(k, t);
+            for _ in 0..3 {
+                b.fail(k, t);
+            }
         }
         assert_eq!(b.len(), 50);
-        // The 9 950 keys without room shared one bucket, which is empty.
-        assert!(b.wait(99_999, t).is_some());
         assert!(
-            b.wait(1, t).is_none(),
+            b.wait(0, t).is_some(),
             "a remembered key keeps its own bucket"
         );
+        assert!(b.wait(99_999, t).is_none(), "a new key is not throttled");
+        assert!(b.wait(9_999, t).is_none(), "nor is one that found no room");
         // A minute later everything refilled, and a sweep frees the map.
         let later = t + Duration::from_secs(61);
         b.fail(123_456, later);
         assert_eq!(b.len(), 1);
-        assert!(b.wait(99_999, later).is_none());
+    }
+
+    /// Review of issue 24, item 4: an attacker with more addresses than the throttle
+    /// remembers, each failing, does not lock the operator out of a new address.
+    #[test]
+    fn a_full_map_does_not_throttle_a_new_addresss_admin() {
+        let t = AuthThrottle::new(2, 2, 100);
+        for i in 0..10_000u32 {
+            let attacker = Some(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)));
+            t.fail(attacker, Subject::Admin);
+            t.fail(attacker, Subject::Admin);
+        }
+        let first = Some("10.0.0.0".parse().unwrap());
+        assert!(
+            t.wait(first, Subject::Admin).is_some(),
+            "a remembered attacker"
+        );
+        let admin = Some("192.0.2.1".parse().unwrap());
+        assert!(t.wait(admin, Subject::Admin).is_none());
     }
 
     #[test]
-    fn ipv6_addresses_are_throttled_by_their_64_prefix() {
+    fn ipv6_addresses_are_grouped_by_their_56_prefix() {
         let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
-        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:bb:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:300::1".parse().unwrap();
         assert_eq!(address_key(a), address_key(b));
         assert_ne!(address_key(a), address_key(c));
+        assert_eq!(address_key(a), "2001:db8:1::".parse::<IpAddr>().unwrap());
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         assert_eq!(address_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
     }

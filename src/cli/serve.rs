@@ -65,10 +65,14 @@ pub(crate) struct ServeArgs {
     /// How many seconds a TLS handshake may take.
     #[arg(long, default_value_t = 10)]
     handshake_timeout: u64,
+    /// How many seconds a write to a client may make no progress (a client that stopped
+    /// reading) before its connection is closed.
+    #[arg(long, default_value_t = 30)]
+    write_timeout: u64,
     /// How many connections may be open at once; more are closed as they are accepted.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
-    /// How many connections one client address (an IPv6 /64) may have open at once. Behind a
+    /// How many connections one client address (an IPv6 /56) may have open at once. Behind a
     /// reverse proxy every connection comes from the proxy: raise it there.
     #[arg(long, default_value_t = 64)]
     max_connections_per_address: usize,
@@ -79,8 +83,9 @@ pub(crate) struct ServeArgs {
     /// address before it is answered 429; 0: no limit.
     #[arg(long, default_value_t = 10)]
     auth_failures_per_address: u32,
-    /// Failed authentications allowed per minute for one user; 0: no limit.
-    #[arg(long, default_value_t = 10)]
+    /// Failed authentications allowed per minute for one user; 0: no limit. Above the
+    /// per-address limit, so that one address alone cannot lock a user out.
+    #[arg(long, default_value_t = 100)]
     auth_failures_per_user: u32,
     /// Serve HTTPS (rustls) with this PEM certificate chain (with `--tls-key`).
     #[arg(long, requires = "tls_key")]
@@ -151,6 +156,7 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
     limits.body_timeout = Duration::from_secs(args.body_timeout);
     limits.header_timeout = Duration::from_secs(args.header_timeout);
     limits.handshake_timeout = Duration::from_secs(args.handshake_timeout);
+    limits.write_timeout = Duration::from_secs(args.write_timeout.max(1));
     limits.connections = args.max_connections.max(1);
     limits.connections_per_address = args.max_connections_per_address.max(1);
     limits.publishes = args.max_publishes.max(1);

@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 use treecast_license::ClientId;
 use treecast_license::registry::Registry;
 
-use super::gate::{Upload, too_large, too_slow};
+use super::gate::{Place, Upload, too_large, too_slow};
 use super::{State, blocking, path};
 use crate::error::ApiError;
 
@@ -53,10 +53,14 @@ pub(super) async fn user(
 
 /// Publishes the body as a new content; answers its ID and the container's size. The gate
 /// checked the admin token and the announced size before any of the body was read; the body is
-/// streamed to a temporary file (never held in memory), then packaged from it.
+/// streamed to a temporary file (never held in memory) within the request timeout, then
+/// packaged from it on the blocking pool. The packaging has no deadline (it is bounded by the
+/// content's size), so that a publish is never answered 408 once it can no longer be stopped;
+/// it keeps its publish place until it ends, even if the client went away.
 pub(super) async fn publish(
     axum::extract::State(s): State,
     Extension(upload): Extension<Upload>,
+    Extension(place): Extension<Place>,
     headers: HeaderMap,
     mut plain: Body,
 ) -> Result<Response, ApiError> {
@@ -68,8 +72,10 @@ pub(super) async fn publish(
         tokio::fs::File::from_std(file.reopen().map_err(io)?),
     );
     let mut size = 0usize;
+    let deadline = tokio::time::Instant::now() + upload.deadline;
     loop {
-        let frame = tokio::time::timeout(upload.idle, plain.frame())
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let frame = tokio::time::timeout(upload.idle.min(left), plain.frame())
             .await
             .map_err(|_| too_slow())?;
         let Some(frame) = frame else { break };
@@ -87,7 +93,10 @@ pub(super) async fn publish(
     if size == 0 {
         return Err(ApiError::malformed("a content cannot be empty"));
     }
-    let (content, size) = blocking(s.inline, move || {
+    // Always on the blocking pool: packaging encrypts the whole content, which would hold a
+    // reactor thread for seconds.
+    let (content, size) = blocking(false, move || {
+        let _place = place;
         let plain = std::io::BufReader::with_capacity(UPLOAD_BUFFER, file.reopen().map_err(io)?);
         let mut rng = s.rng()?;
         let record = s.contents.publish(&s.distributor, plain, &mut *rng)?;

@@ -1,10 +1,15 @@
 //! What devices call with signed requests: the EKB, licenses and copy certificates.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use treecast_license::Distributor;
+use treecast_license::keytree::SignedEkb;
+use treecast_license::registry::Registry;
 
 use super::{State, blocking, body, misdirected, octets, path};
 use crate::Service;
@@ -23,7 +28,7 @@ pub(super) async fn current_ekb(axum::extract::State(s): State) -> Result<Respon
         Some(hit) => hit,
         None => blocking(false, move || Ok(s.distributor.current_ekb()?)).await?,
     };
-    let mut response = octets(StatusCode::OK, ekb.as_bytes().to_vec());
+    let mut response = octets(StatusCode::OK, ekb_body(ekb));
     response
         .headers_mut()
         .insert("treecast-epoch", epoch.into());
@@ -55,14 +60,48 @@ pub(super) async fn ekb(
             })
             .await?,
         };
-    Ok(octets(StatusCode::OK, ekb.as_bytes().to_vec()))
+    Ok(octets(StatusCode::OK, ekb_body(ekb)))
 }
 
-/// Whether a supply may run on the request's task: the service runs registry calls inline and
-/// the current epoch's EKB is cached, so that the supply builds none (the first supply after a
-/// revocation builds it, on the blocking pool).
-fn supply_inline(s: &Service) -> Result<bool, ApiError> {
-    Ok(s.inline && s.distributor.cached_current_ekb()?.is_some())
+/// An EKB's encoding, held by the answer's body through the cached EKB's `Arc`.
+struct SharedEkb(Arc<SignedEkb>);
+
+impl AsRef<[u8]> for SharedEkb {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// An answer's body of `ekb`'s bytes, shared with the cache rather than copied: an EKB is up
+/// to 40 MB, and anyone may ask for one without a login.
+fn ekb_body(ekb: Arc<SignedEkb>) -> Bytes {
+    Bytes::from_owner(SharedEkb(ekb))
+}
+
+/// A distributor's supply of one signed request.
+type Supply<T> = fn(&Distributor<Box<dyn Registry>>, &[u8]) -> Result<T, treecast_license::Error>;
+
+/// Runs a supply: on the request's task when the service runs registry calls inline and the
+/// current epoch's EKB is cached, with EKB fetches barred there (a revocation between the
+/// check and the supply would otherwise build the new EKB on the reactor); otherwise, or when
+/// the supply needed an EKB after all, on the blocking pool.
+async fn supply<T: Send + 'static>(
+    s: Arc<Service>,
+    request: Bytes,
+    f: Supply<T>,
+) -> Result<T, ApiError> {
+    if s.inline && s.distributor.cached_current_ekb()?.is_some() {
+        let inline = s
+            .distributor
+            .with_cached_ekbs_only(|| f(&s.distributor, &request));
+        if let Some(done) = inline {
+            return done.map_err(|e| misdirected(&s, e));
+        }
+    }
+    blocking(false, move || {
+        f(&s.distributor, &request).map_err(|e| misdirected(&s, e))
+    })
+    .await
 }
 
 /// A signed license request in, the signed license out (claim 1, license supply).
@@ -71,12 +110,7 @@ pub(super) async fn license(
     request: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
-    let license = blocking(supply_inline(&s)?, move || {
-        s.distributor
-            .supply_license(&request)
-            .map_err(|e| misdirected(&s, e))
-    })
-    .await?;
+    let license = supply(s, request, |d, r| d.supply_license(r)).await?;
     Ok(octets(StatusCode::OK, license.as_bytes().to_vec()))
 }
 
@@ -87,11 +121,39 @@ pub(super) async fn certificate(
     request: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
-    let certificate = blocking(supply_inline(&s)?, move || {
-        s.distributor
-            .supply_certificate(&request)
-            .map_err(|e| misdirected(&s, e))
-    })
-    .await?;
+    let certificate = supply(s, request, |d, r| d.supply_certificate(r)).await?;
     Ok(octets(StatusCode::OK, certificate.as_bytes().to_vec()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use std::sync::Arc;
+
+    use treecast_license::keytree::{
+        Authority, MasterSecret, RevocationSet, Scheme, TreeConfig, TreeHeight, TreeId,
+    };
+
+    use super::ekb_body;
+
+    /// Review of issue 24, item 2: an EKB's answer is its very bytes, not a copy of them.
+    #[test]
+    fn an_ekb_answer_shares_the_cached_ekbs_bytes() {
+        let height = TreeHeight::new(8).unwrap();
+        let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));
+        let authority = Authority::new(&MasterSecret::from_bytes([7; 32]), config).unwrap();
+        let revoked = RevocationSet::from_leaves(height, [3, 200]).unwrap();
+        let ekb = Arc::new(
+            authority
+                .build_ekb(&authority.epoch_key(1), &revoked, 1)
+                .unwrap(),
+        );
+        let body = ekb_body(Arc::clone(&ekb));
+        assert_eq!(&body[..], ekb.as_bytes());
+        assert_eq!(body.as_ptr(), ekb.as_bytes().as_ptr(), "no copy");
+        assert_eq!(Arc::strong_count(&ekb), 2, "the body holds the EKB");
+        drop(body);
+        assert_eq!(Arc::strong_count(&ekb), 1);
+    }
 }

@@ -3,7 +3,8 @@
 //! announced body size (413), then the body itself within its deadline (408), and only then
 //! a concurrency slot. So no body is read for a caller that is not authorised, and a body
 //! that trickles in holds no slot. A publish instead takes one of a few publish places (503
-//! beyond them) and streams its body itself (`admin::publish`).
+//! beyond them), held until its packaging ends, and streams its body itself
+//! (`admin::publish`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use treecast_license::UserId;
 
 use super::user::authorize;
@@ -36,6 +37,7 @@ pub(super) struct Gate {
     body: usize,
     content: usize,
     body_timeout: Duration,
+    timeout: Duration,
 }
 
 /// The bounds of a publish's body, for its handler.
@@ -45,6 +47,16 @@ pub(super) struct Upload {
     pub(super) max: usize,
     /// The longest pause between two parts of the body.
     pub(super) idle: Duration,
+    /// How long the whole body may take.
+    pub(super) deadline: Duration,
+}
+
+/// A publish's place among the `Limits::publishes` that run at once. Its handler moves it into
+/// the packaging task, so that the place stays taken until the packaging ends, even when the
+/// client went away before it.
+#[derive(Clone, Debug)]
+pub(super) struct Place {
+    _permit: Arc<OwnedSemaphorePermit>,
 }
 
 impl Gate {
@@ -61,6 +73,7 @@ impl Gate {
             body: limits.body,
             content: limits.content,
             body_timeout: limits.body_timeout,
+            timeout: limits.timeout,
         }
     }
 }
@@ -97,7 +110,7 @@ pub(super) async fn publish(
     if let Err(e) = announced(request.body(), gate.content) {
         return e.into_response();
     }
-    let Ok(_place) = Arc::clone(&gate.publishes).try_acquire_owned() else {
+    let Ok(place) = Arc::clone(&gate.publishes).try_acquire_owned() else {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
@@ -109,6 +122,10 @@ pub(super) async fn publish(
     request.extensions_mut().insert(Upload {
         max: gate.content,
         idle: gate.body_timeout,
+        deadline: gate.timeout,
+    });
+    request.extensions_mut().insert(Place {
+        _permit: Arc::new(place),
     });
     next.run(request).await
 }

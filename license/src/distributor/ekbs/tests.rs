@@ -130,3 +130,69 @@ fn a_byte_bound_keeps_the_current_epochs_ekb_whatever_its_size() {
         assert!(shop.cached_ekb(epoch).unwrap().is_some());
     }
 }
+
+/// Review of issue 24, item 3: an earlier epoch's EKB read back from the registry used to be
+/// evicted at once (the cache dropped the lowest epoch, the very one just read), so every
+/// unauthenticated request for it read and verified a whole EKB again. Now it stays cached
+/// while it is asked for: two requests cost one registry read. The current epoch always stays,
+/// and the bound holds.
+#[test]
+fn an_earlier_epoch_asked_for_twice_is_read_from_the_registry_once() {
+    let (shop, clients) = shop(
+        DistributorConfig::default().with_ekb_cache(3, usize::MAX),
+        12,
+    );
+    let mut epochs = Vec::new();
+    for &c in &clients[..8] {
+        shop.revoke_client(c).unwrap();
+        epochs.push(shop.current_ekb().unwrap().0);
+    }
+    let current = shop.current_ekb().unwrap().0;
+    let oldest = epochs[0];
+    let reads = shop.ekb_stats().stored_reads;
+    let first = shop.ekb(oldest).unwrap();
+    let again = shop.ekb(oldest).unwrap();
+    assert!(Arc::ptr_eq(&first, &again));
+    assert_eq!(
+        shop.ekb_stats().stored_reads,
+        reads + 1,
+        "one registry read"
+    );
+    // Other earlier epochs come and go; the current one stays, and so does the one asked for
+    // most recently.
+    for &epoch in &epochs[1..5] {
+        shop.ekb(epoch).unwrap();
+        shop.ekb(oldest).unwrap();
+        let stats = shop.ekb_stats();
+        assert!(stats.cached_epochs <= 3, "{stats:?}");
+        assert!(
+            shop.cached_ekb(current).unwrap().is_some(),
+            "the current epoch stays"
+        );
+    }
+    assert_eq!(
+        shop.ekb_stats().stored_reads,
+        reads + 5,
+        "one read for each epoch, none again for the oldest"
+    );
+}
+
+/// Review of issue 24, item 5: where only cached EKBs may be used (a supply on a server's
+/// reactor), a call that needs an uncached EKB is refused (`None`) without building it; the
+/// same call with the EKB cached runs.
+#[test]
+fn a_cached_only_call_builds_no_ekb() {
+    let (shop, clients) = shop(DistributorConfig::default(), 2);
+    shop.current_ekb().unwrap();
+    shop.revoke_client(clients[0]).unwrap();
+    let builds = shop.ekb_stats().builds;
+    assert!(shop.with_cached_ekbs_only(|| shop.current_ekb()).is_none());
+    assert_eq!(shop.ekb_stats().builds, builds, "nothing built");
+    let (epoch, _) = shop.current_ekb().unwrap();
+    let cached = shop.with_cached_ekbs_only(|| shop.current_ekb()).unwrap();
+    assert_eq!(cached.unwrap().0, epoch);
+    // The bar is lifted afterwards.
+    shop.revoke_client(clients[1]).unwrap();
+    shop.current_ekb().unwrap();
+    assert_eq!(shop.ekb_stats().builds, builds + 2);
+}
