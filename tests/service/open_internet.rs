@@ -378,6 +378,9 @@ fn failed_authentication_is_throttled() {
     let alice_key = alice_key.as_str();
     let (status, _) = request(Ipv4Addr::LOCALHOST, to, "GET", &alice_path, Some(alice_key));
     assert_eq!(status, 429);
+    // No credential at all is no guess: 401 at once, throttled or not (and not counted).
+    let (status, _) = request(Ipv4Addr::LOCALHOST, to, "GET", &alice_path, None);
+    assert_eq!(status, 401);
     let other = Ipv4Addr::new(127, 0, 0, 2);
     let (status, _) = request(other, to, "GET", &alice_path, Some(alice_key));
     assert_eq!(status, 200, "one address does not lock alice out");

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -146,6 +146,13 @@ fn authenticate(gate: &Gate, request: &Request) -> Result<(), ApiError> {
     } else {
         return Ok(());
     };
+    let headers = request.headers();
+    if !headers.contains_key(header::AUTHORIZATION) {
+        // Nothing presented, nothing guessed: 401 at once, neither throttled nor counted.
+        return Err(ApiError::unauthorized(
+            "an `Authorization: Bearer …` header is required",
+        ));
+    }
     let address = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -158,7 +165,6 @@ fn authenticate(gate: &Gate, request: &Request) -> Result<(), ApiError> {
         )
         .retry_after(wait));
     }
-    let headers = request.headers();
     let checked = match subject {
         Subject::Admin => gate.service.admin.check(headers),
         Subject::User(user) => authorize(&gate.service, headers, UserId(user)),
