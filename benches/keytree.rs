@@ -261,10 +261,54 @@ fn trace(c: &mut Criterion) {
     group.finish();
 }
 
+/// Tracing a randomised box with the defaults (issue 26): `t` random traitors among leaves of
+/// `h = 24` with 50 random leaves revoked, the box picking one of its subsets at random at every
+/// query, traced until it is disabled; every named leaf a traitor.
+fn trace_random(c: &mut Criterion) {
+    use treecast::keytree::traitors::{self, PirateBox, Strategy, TraceParams};
+    let mut group = c.benchmark_group("trace_random");
+    group.sample_size(10);
+    let height = TreeHeight::new(24).expect("valid height");
+    for scheme in SCHEMES {
+        let authority = authority(scheme, 24);
+        for t in [2usize, 4, 16] {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(73 + t as u64);
+            let mut leaves: Vec<u32> = (0..t + 50).map(|_| rng.next_u32() >> 8).collect();
+            leaves.sort_unstable();
+            leaves.dedup();
+            let (traitor_leaves, revoked) = leaves.split_at(t.min(leaves.len()));
+            let traitors: Vec<LeafIndex> = traitor_leaves
+                .iter()
+                .map(|&l| LeafIndex::new(l, height).expect("leaf"))
+                .collect();
+            let revoked = RevocationSet::from_leaves(height, revoked.to_vec()).expect("revoked");
+            group.bench_function(BenchmarkId::new(scheme.name(), t), |b| {
+                b.iter(|| {
+                    let mut pirate =
+                        PirateBox::new(&authority, &traitors, Strategy::Random, 1.0, 1);
+                    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+                    let out = traitors::trace(
+                        &authority,
+                        &revoked,
+                        &mut pirate,
+                        &TraceParams::default(),
+                        &mut rng,
+                    )
+                    .expect("trace");
+                    assert!(out.disabled && out.traitors.iter().all(|l| traitors.contains(l)));
+                    black_box(out.queries)
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     aacs,
     trace,
+    trace_random,
     cover,
     cover_and_keys,
     ekb_from_revoked,

@@ -1,22 +1,32 @@
-//! Tracing traitors: subset tracing (Naor, Naor and Lotspiech, "Revocation and Tracing Schemes
-//! for Stateless Receivers", 2001, §5.2) against a pirate decoder, for Complete Subtree and
-//! Subset Difference. (Named `traitors`, not `tracing`, so that no reader takes it for the
-//! logging crate.)
+//! Tracing traitors against a pirate decoder, for Complete Subtree and Subset Difference:
+//! the subset tracing of Naor, Naor and Lotspiech ("Revocation and Tracing Schemes for
+//! Stateless Receivers", 2001, §5.2), made proof-carrying. (Named `traitors`, not `tracing`, so
+//! that no reader takes it for the logging crate.)
 //!
 //! A pirate decoder is a black box built from the keys of some compromised devices (the
-//! traitors). Tracing asks it to decrypt *queries*: the cover's header in which the first `j`
-//! subsets carry a random key instead of the real one. Let `p_j` be the probability that the box
-//! decrypts query `j`. `p_0` is the box's success rate on a real header, and `p_m` is zero (no
-//! subset carries the key). So some step `j` loses at least `p_0 / m`, and the subset `S_j` then
-//! holds a traitor: without its key the box does worse. A binary search finds such a `j` in
-//! `⌈log2 m⌉` estimates. If `S_j` is one leaf, that leaf is a traitor and leaves the cover;
-//! otherwise `S_j` is split in two (both schemes have this *bifurcation property*) and the
-//! search starts again. The loop ends when the box decrypts the cover's real header with
-//! probability below the threshold: the distributor then broadcasts with that cover.
+//! traitors). Tracing puts *queries* to it: the cover's header with a fresh key wrapped under
+//! some subsets (the *real* ones) and random bytes under the others. The box must return the
+//! key, and the tracer checks it; a box that answers without the key of a real subset is caught
+//! by the check, except with probability `2^-128` per query. So one decrypted query proves that
+//! its real subsets hold a traitor, whatever the box does.
 //!
-//! Each query is real: a fresh payload key wrapped under each subset's key (the authority's
-//! derivation), random bytes for the disabled subsets, and the payload's verification value.
-//! [`PirateBox`] is a box that really holds the traitors' device keys and opens what they open.
+//! 1. The real header (every subset real) is put to the box until it decrypts one, or until
+//!    `n` misses in a row: then the box decrypts it with a probability below the threshold,
+//!    except with probability `(1 − threshold)^n`, and counts as disabled.
+//! 2. Otherwise the real half of the subsets is halved: the two halves race, one query each in
+//!    turn, until the box decrypts one. The winner holds a traitor (proved) and is halved again,
+//!    down to one subset.
+//! 3. One subset of one leaf: that leaf is a traitor, and the decrypted query, in which only its
+//!    subset was real, is the evidence ([`Evidence`], signed by the authority). The leaf leaves
+//!    the cover, and tracing starts again at 1.
+//! 4. One subset of more leaves: it is split in two (the *bifurcation property* of both
+//!    schemes) and the halves race as in 2.
+//!
+//! The only statistics is the test in 1, and it decides only when to stop: with the default
+//! failure probability of `2^-40`, split over the tests by a union bound, the final cover
+//! disables the box except with that probability. No innocent leaf is named or left out of the
+//! cover, whatever the box does, for nothing but a decrypted query moves the search. The
+//! strategy of [`PirateBox`] models a box for tests; the tracer does not know it.
 //!
 //! ```
 //! use rand_chacha::ChaCha20Rng;
@@ -30,7 +40,7 @@
 //!     TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1)),
 //! )?;
 //! let traitors = [LeafIndex::new(5, height)?, LeafIndex::new(40_000, height)?];
-//! let mut pirate = PirateBox::new(&authority, &traitors, Strategy::First, 1.0, 9);
+//! let mut pirate = PirateBox::new(&authority, &traitors, Strategy::Random, 0.7, 9);
 //! let mut rng = ChaCha20Rng::seed_from_u64(2);
 //! let outcome = traitors::trace(
 //!     &authority,
@@ -40,25 +50,35 @@
 //!     &mut rng,
 //! )?;
 //! assert!(outcome.disabled);
-//! assert_eq!(outcome.traitors, traitors);
+//! assert_eq!(outcome.traitors.len(), 2);
 //! assert_eq!(outcome.innocent_excluded, 0);
+//! for evidence in &outcome.evidence {
+//!     evidence.verify(&authority.verifying_key())?;
+//! }
 //! # Ok(()) }
 //! ```
 
-use rand_core::{CryptoRng, Rng};
+use core::ops::Range;
+
+use rand_core::CryptoRng;
 
 use crate::authority::Authority;
 use crate::cover::{Cover, Scheme, Subset};
 use crate::crypto;
-use crate::device::DeviceKeys;
-use crate::ekb;
+use crate::ekb::{self, EkbHeader, Profile, VerifiedEkbBuf};
 use crate::error::Error;
 use crate::revocation::RevocationSet;
 use crate::secret::{NodeKey, PayloadKey};
 use crate::treemath::{LeafIndex, NodeIndex, TreeHeight};
 
-/// One tracing query: the subsets of the current cover, each with its wrapped key (a random one
-/// for the disabled subsets), and the real payload's verification value.
+mod evidence;
+mod pirate;
+
+pub use evidence::Evidence;
+pub use pirate::{PirateBox, Strategy};
+
+/// One tracing query: the subsets of the current cover, each with its wrapped key (random bytes
+/// for the subsets that are not real), and the real payload's verification value.
 #[derive(Debug)]
 pub struct Query {
     epoch: u64,
@@ -73,116 +93,32 @@ impl Query {
     }
 
     /// Whether `payload` is the query's key (what a decoder that unwrapped something checks,
-    /// as a device checks an EKB's verification value).
+    /// as a device checks an EKB's verification value, and what the tracer checks of the
+    /// box's answer).
     pub fn accepts(&self, payload: &PayloadKey) -> bool {
         crypto::verifies(payload, self.epoch, &self.verification)
     }
-}
 
-/// A pirate decoder, as tracing sees it: a black box that decrypts a query or does not.
-pub trait Decoder {
-    /// Whether the box decrypts `query`.
-    fn decrypts(&mut self, query: &Query) -> bool;
-}
-
-/// How a [`PirateBox`] picks the subset it uses among those its traitors belong to.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-#[non_exhaustive]
-pub enum Strategy {
-    /// The first such subset in the header.
-    First,
-    /// One of them at random, at every query.
-    Random,
-    /// Every one, until one gives the key: the strongest box of the model (it notices a random
-    /// key through the verification value and tries the next subset).
-    Every,
-}
-
-/// A pirate decoder built from the key sets of a coalition of devices (the traitors). It opens
-/// a query's subsets with their real keys; when `success < 1` it fails at random even when it
-/// could decrypt (a noisy box).
-pub struct PirateBox {
-    keys: Vec<DeviceKeys>,
-    strategy: Strategy,
-    success: f64,
-    rng: rand_chacha::ChaCha20Rng,
-}
-
-impl core::fmt::Debug for PirateBox {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("PirateBox")
-            .field("traitors", &self.keys.len())
-            .field("strategy", &self.strategy)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PirateBox {
-    /// A box holding the key sets of the devices at `traitors` (the authority provisions them,
-    /// as it provisioned the devices), using `strategy`, decrypting with probability `success`
-    /// when it can; its own random choices come from `seed`.
-    pub fn new(
-        authority: &Authority,
-        traitors: &[LeafIndex],
-        strategy: Strategy,
-        success: f64,
-        seed: u64,
-    ) -> Self {
-        use rand_core::SeedableRng;
-        Self {
-            keys: traitors.iter().map(|&l| authority.device_keys(l)).collect(),
-            strategy,
-            success,
-            rng: rand_chacha::ChaCha20Rng::seed_from_u64(seed),
-        }
-    }
-
-    /// Whether one traitor opens entry `(subset, wrapped)` to the query's key.
-    fn opens(&self, query: &Query, subset: &Subset, wrapped: &[u8; 16]) -> bool {
-        let height = self.keys.first().map(|k| k.config().height);
-        self.keys.iter().any(|k| {
-            height.is_some_and(|h| subset.contains(k.leaf().node(h)))
-                && k.subset_key(subset).is_ok_and(|key| {
-                    query.accepts(&crypto::unwrap(&key, ekb::subset_tweak(subset), wrapped))
-                })
+    /// The query an evidence header carries.
+    fn from_ekb(verified: &VerifiedEkbBuf) -> Result<Self, Error> {
+        let ekb = verified.get();
+        let body = ekb.body();
+        let entries = (0..body.len())
+            .map(|i| body.entry(i).map_err(Error::from))
+            .collect::<Result<_, Error>>()?;
+        Ok(Self {
+            epoch: verified.header().epoch,
+            entries,
+            verification: *ekb.verification(),
         })
     }
 }
 
-impl Decoder for PirateBox {
-    fn decrypts(&mut self, query: &Query) -> bool {
-        if self.success < 1.0 && unit(&mut self.rng) >= self.success {
-            return false;
-        }
-        let Some(height) = self.keys.first().map(|k| k.config().height) else {
-            return false;
-        };
-        let usable: Vec<&(Subset, [u8; 16])> = query
-            .entries
-            .iter()
-            .filter(|(s, _)| self.keys.iter().any(|k| s.contains(k.leaf().node(height))))
-            .collect();
-        let chosen = match self.strategy {
-            Strategy::First => usable.first().copied(),
-            Strategy::Random => {
-                let n = usable.len() as u64;
-                if n == 0 {
-                    None
-                } else {
-                    usable.get((self.rng.next_u64() % n) as usize).copied()
-                }
-            }
-            Strategy::Every => {
-                return usable.iter().any(|(s, w)| self.opens(query, s, w));
-            }
-        };
-        chosen.is_some_and(|(s, w)| self.opens(query, s, w))
-    }
-}
-
-/// A uniform number in `[0, 1)`.
-fn unit(rng: &mut impl Rng) -> f64 {
-    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+/// A pirate decoder, as tracing sees it: a black box that is given a header and answers with
+/// a key, or nothing. The tracer checks the key; a wrong one counts as nothing.
+pub trait Decoder {
+    /// The key the box recovers from `query`, if any.
+    fn decrypt(&mut self, query: &Query) -> Option<PayloadKey>;
 }
 
 /// The parameters of a trace.
@@ -192,34 +128,43 @@ pub struct TraceParams {
     /// The box counts as disabled once it decrypts the cover's real header with a probability
     /// below this (the `p` of the paper).
     pub threshold: f64,
-    /// Queries per probability estimate. One suffices for a deterministic box; for a noisy or
-    /// randomised one, [`TraceParams::samples_for`] gives the Hoeffding count for a confidence.
-    pub samples: u32,
+    /// The probability, for the whole trace, that the box is declared disabled while it still
+    /// decrypts with probability `threshold` or more. Split over the tests by a union bound:
+    /// the `i`-th test gets `failure / (i (i + 1))`. No other outcome depends on chance.
+    pub failure: f64,
+    /// Expert override: misses in a row that make the box count as disabled, instead of the
+    /// count `failure` gives. The outcome's `failure` then reports what the count achieves.
+    pub samples: Option<u32>,
     /// The most queries a trace may make before it gives up (the outcome then says it did not
     /// disable the box).
     pub max_queries: u64,
 }
 
 impl Default for TraceParams {
-    /// A threshold of 0.5, one query per estimate, at most 10 million queries.
+    /// A threshold of 0.5, a failure probability of `2^-40`, at most 10 million queries.
     fn default() -> Self {
         Self {
             threshold: 0.5,
-            samples: 1,
+            failure: DEFAULT_FAILURE,
+            samples: None,
             max_queries: 10_000_000,
         }
     }
 }
 
 impl TraceParams {
-    /// The queries per estimate for which, by Hoeffding's inequality, each estimate is within
-    /// `accuracy` of the true probability with probability at least `1 - failure`:
-    /// `⌈ln(2 / failure) / (2 · accuracy²)⌉`. Tracing needs an accuracy near
-    /// `threshold / (4 m)` for a cover of `m` subsets.
-    pub fn samples_for(accuracy: f64, failure: f64) -> u32 {
-        let n = (2.0 / failure).ln() / (2.0 * accuracy * accuracy);
+    /// The misses in a row after which the `test`-th disabled test (from 1) declares the box
+    /// disabled: the least `n` with `(1 − threshold)^n ≤ failure / (test (test + 1))`, or the
+    /// override.
+    pub fn misses_for(&self, test: u64) -> u64 {
+        if let Some(n) = self.samples {
+            return u64::from(n.max(1));
+        }
+        let t = test.max(1) as f64;
+        let share = self.failure / (t * (t + 1.0));
+        let n = share.ln() / (1.0 - self.threshold).ln();
         if n.is_finite() && n >= 1.0 {
-            n.ceil().min(f64::from(u32::MAX)) as u32
+            n.ceil().min(1e12) as u64
         } else {
             1
         }
@@ -227,14 +172,16 @@ impl TraceParams {
 }
 
 /// What a trace found and left.
-#[derive(Clone, Debug, Eq, PartialEq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct TraceOutcome {
-    /// Whether the box decrypts the final cover's header with probability below the threshold.
+    /// Whether the last test found the box below the threshold on the final cover (wrong with
+    /// probability at most `failure`).
     pub disabled: bool,
-    /// The traitor leaves identified (each was a one-leaf subset the box needed), in the order
-    /// found.
+    /// The traitor leaves named, in the order found; each has its [`Evidence`].
     pub traitors: Vec<LeafIndex>,
+    /// The evidence for each named leaf, in the same order.
+    pub evidence: Vec<Evidence>,
     /// The final cover: the initial one with the traitors' subsets split and the traitors left
     /// out. Broadcast with it ([`Authority::build_ekb_for_cover`]).
     pub cover: Cover,
@@ -244,8 +191,12 @@ pub struct TraceOutcome {
     pub queries: u64,
     /// Subsets split.
     pub splits: u64,
-    /// Leaves neither revoked before nor found to be traitors that the final cover leaves out.
+    /// Leaves neither revoked before nor named that the final cover leaves out (0 unless the
+    /// trace gave up).
     pub innocent_excluded: u64,
+    /// A bound on the probability that `disabled` is wrong: the sum of `(1 − threshold)^n` over
+    /// the tests that declared it (at most `params.failure` without an override).
+    pub failure: f64,
 }
 
 /// Traces `decoder` on the tree of `authority` whose revoked leaves are `revoked`: see the
@@ -268,61 +219,80 @@ pub fn trace(
     let initial = Cover::compute(config.scheme, revoked)?;
     let mut tracer = Tracer {
         decoder,
-        params,
+        max_queries: params.max_queries,
         queries: 0,
-        epoch: 0,
+        epoch: EVIDENCE_EPOCH,
     };
-    // Each subset with its key, derived once: a query wraps a fresh payload under every key,
-    // and only a split changes them.
+    // Each subset with its key, derived once: a query wraps a fresh payload under every real
+    // key, and only a split changes them.
     let mut cover: Vec<(Subset, NodeKey)> = initial
         .subsets()
         .iter()
         .map(|s| Ok((*s, authority.subset_key(s)?)))
         .collect::<Result<_, Error>>()?;
+    // In the order the splits keep, so that a split's halves take its place.
+    sort_preorder(&mut cover, height);
     let mut traitors = Vec::new();
-    let mut splits = 0;
-    let disabled = loop {
+    let mut evidence = Vec::new();
+    let (mut splits, mut tests, mut failure) = (0, 0, 0.0);
+    let disabled = 'trace: loop {
         if cover.is_empty() {
             break true;
         }
-        let top = tracer.estimate(&cover, 0, rng)?;
-        if top < params.threshold {
-            break true;
-        }
-        if tracer.queries >= params.max_queries {
-            break false;
-        }
-        // p_lo − p_hi ≥ (hi − lo) · step holds at every step of the search.
-        let m = cover.len();
-        let step = top / m as f64;
-        let (mut lo, mut hi, mut p_lo) = (0usize, m, top);
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            let p_mid = tracer.estimate(&cover, mid, rng)?;
-            if p_lo - p_mid >= (mid - lo) as f64 * step {
-                hi = mid;
-            } else {
-                lo = mid;
-                p_lo = p_mid;
+        // 1) Is the box still above the threshold?
+        tests += 1;
+        let misses = params.misses_for(tests);
+        let Some(mut hit) = tracer.test(&cover, misses, rng)? else {
+            if tracer.out_of_budget() {
+                break false;
             }
-        }
-        // S_hi (1-based) holds a traitor.
-        let at = hi - 1;
-        let Some(&(found, _)) = cover.get(at) else {
-            return Err(Error::Internal("tracing lost its subset"));
+            failure += (1.0 - params.threshold).powf(misses as f64);
+            break true;
         };
-        if found.leaf_count(height) == 1 {
-            traitors.push(only_leaf(&found, height)?);
-            cover.remove(at);
-        } else {
-            let (a, b) = split(&found, config.scheme, height)?;
-            let keyed = [
-                (a, authority.subset_key(&a)?),
-                (b, authority.subset_key(&b)?),
-            ];
-            cover.splice(at..=at, keyed);
-            sort_preorder(&mut cover, height);
-            splits += 1;
+        // 2) Halve the real range until one subset is left; 3) and 4).
+        let mut real = 0..cover.len();
+        loop {
+            let arms = if real.len() > 1 {
+                let mid = real.start + real.len() / 2;
+                [real.start..mid, mid..real.end]
+            } else {
+                let at = real.start;
+                let Some(&(found, _)) = cover.get(at) else {
+                    return Err(Error::Internal("tracing lost its subset"));
+                };
+                if found.leaf_count(height) == 1 {
+                    let leaf = only_leaf(&found, height)?;
+                    evidence.push(Evidence::new(
+                        leaf,
+                        hit.sign(authority)?,
+                        authority.signing_key(),
+                        hit.recovered,
+                        hit.trials,
+                    ));
+                    traitors.push(leaf);
+                    cover.remove(at);
+                    continue 'trace;
+                }
+                let (a, b) = split(&found, config.scheme, height)?;
+                let keyed = [
+                    (a, authority.subset_key(&a)?),
+                    (b, authority.subset_key(&b)?),
+                ];
+                cover.splice(at..=at, keyed);
+                sort_preorder(&mut cover, height);
+                splits += 1;
+                let (Some(i), Some(j)) = (position(&cover, &a), position(&cover, &b)) else {
+                    return Err(Error::Internal("tracing lost a half"));
+                };
+                [i..i + 1, j..j + 1]
+            };
+            match tracer.race(&cover, arms, rng)? {
+                Race::Won(winner, won) => (real, hit) = (winner, won),
+                // Neither arm won in `STALL` rounds (a box that needs more than one real
+                // subset, or bad luck): start again from the test; nothing proved is lost.
+                Race::Stalled => continue 'trace,
+                Race::OutOfBudget => break 'trace false,
+            }
         }
     };
     let covered: u64 = cover.iter().map(|(s, _)| s.leaf_count(height)).sum();
@@ -334,6 +304,7 @@ pub fn trace(
     Ok(TraceOutcome {
         disabled,
         traitors,
+        evidence,
         cover: Cover::from_subsets(
             config.scheme,
             height,
@@ -343,53 +314,152 @@ pub fn trace(
         queries: tracer.queries,
         splits,
         innocent_excluded,
+        failure,
     })
+}
+
+/// A query the box decrypted, with the key it gave and the queries its arm took.
+struct Hit {
+    query: Query,
+    recovered: PayloadKey,
+    trials: u64,
+}
+
+impl Hit {
+    /// The query as an EKB signed by the authority: the evidence header.
+    fn sign(&self, authority: &Authority) -> Result<ekb::SignedEkb, Error> {
+        let config = *authority.config();
+        let subset_count = u32::try_from(self.query.entries.len())
+            .ok()
+            .filter(|&n| n <= ekb::MAX_SUBSETS)
+            .ok_or(Error::TooLarge("subset count"))?;
+        let header = EkbHeader {
+            config,
+            profile: Profile::NATIVE,
+            epoch: self.query.epoch,
+            subset_count,
+        };
+        ekb::assemble(
+            header,
+            self.query.verification,
+            authority.signing_key(),
+            |out| {
+                for (subset, wrapped) in &self.query.entries {
+                    ekb::encode_entry(out, config.scheme, subset, wrapped);
+                }
+                Ok(())
+            },
+        )
+    }
+}
+
+/// How a race ended.
+enum Race {
+    /// The box decrypted a query with only this arm real.
+    Won(Range<usize>, Hit),
+    /// Neither arm in [`STALL`] rounds.
+    Stalled,
+    /// The trace's query budget ran out.
+    OutOfBudget,
 }
 
 struct Tracer<'a> {
     decoder: &'a mut dyn Decoder,
-    params: &'a TraceParams,
+    max_queries: u64,
     queries: u64,
     epoch: u64,
 }
 
 impl Tracer<'_> {
-    /// The box's success rate on queries whose first `disabled` subsets carry random keys.
-    fn estimate(
+    fn out_of_budget(&self) -> bool {
+        self.queries >= self.max_queries
+    }
+
+    /// The real header, until the box decrypts it or misses `misses` times in a row (or the
+    /// budget ends).
+    fn test(
         &mut self,
         cover: &[(Subset, NodeKey)],
-        disabled: usize,
+        misses: u64,
         rng: &mut impl CryptoRng,
-    ) -> Result<f64, Error> {
-        let samples = self.params.samples.max(1);
-        let mut hits = 0u32;
-        for _ in 0..samples {
-            let query = self.query(cover, disabled, rng)?;
-            self.queries += 1;
-            hits += u32::from(self.decoder.decrypts(&query));
+    ) -> Result<Option<Hit>, Error> {
+        for trial in 1..=misses {
+            if self.out_of_budget() {
+                return Ok(None);
+            }
+            if let Some((query, recovered)) = self.ask(cover, 0..cover.len(), rng)? {
+                return Ok(Some(Hit {
+                    query,
+                    recovered,
+                    trials: trial,
+                }));
+            }
         }
-        Ok(f64::from(hits) / f64::from(samples))
+        Ok(None)
+    }
+
+    /// Queries with `arms[0]` real, then `arms[1]`, in turn, until the box decrypts one: that
+    /// arm and its query.
+    fn race(
+        &mut self,
+        cover: &[(Subset, NodeKey)],
+        arms: [Range<usize>; 2],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Race, Error> {
+        for trials in 1..=STALL {
+            if self.out_of_budget() {
+                return Ok(Race::OutOfBudget);
+            }
+            for arm in &arms {
+                if let Some((query, recovered)) = self.ask(cover, arm.clone(), rng)? {
+                    let hit = Hit {
+                        query,
+                        recovered,
+                        trials,
+                    };
+                    return Ok(Race::Won(arm.clone(), hit));
+                }
+            }
+        }
+        Ok(Race::Stalled)
+    }
+
+    /// One query with the subsets at `real` real and the others random; the query and the key
+    /// when the box returns the right one.
+    fn ask(
+        &mut self,
+        cover: &[(Subset, NodeKey)],
+        real: Range<usize>,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Option<(Query, PayloadKey)>, Error> {
+        let query = self.query(cover, &real, rng)?;
+        self.queries += 1;
+        let answer = self.decoder.decrypt(&query);
+        Ok(answer.filter(|k| query.accepts(k)).map(|k| (query, k)))
     }
 
     /// A query with a fresh payload key.
     fn query(
         &mut self,
         cover: &[(Subset, NodeKey)],
-        disabled: usize,
+        real: &Range<usize>,
         rng: &mut impl CryptoRng,
     ) -> Result<Query, Error> {
         let mut bytes = [0u8; 16];
         rng.fill_bytes(&mut bytes);
         let payload = PayloadKey::from_bytes(bytes);
-        self.epoch += 1;
+        self.epoch = self
+            .epoch
+            .checked_add(1)
+            .ok_or(Error::Internal("tracing ran out of epochs"))?;
         let mut entries = Vec::with_capacity(cover.len());
         for (i, (subset, key)) in cover.iter().enumerate() {
-            let wrapped = if i < disabled {
+            let wrapped = if real.contains(&i) {
+                crypto::wrap(key, ekb::subset_tweak(subset), &payload)
+            } else {
                 let mut random = [0u8; 16];
                 rng.fill_bytes(&mut random);
                 random
-            } else {
-                crypto::wrap(key, ekb::subset_tweak(subset), &payload)
             };
             entries.push((*subset, wrapped));
         }
@@ -399,6 +469,11 @@ impl Tracer<'_> {
             entries,
         })
     }
+}
+
+/// Where `subset` sits in the cover.
+fn position(cover: &[(Subset, NodeKey)], subset: &Subset) -> Option<usize> {
+    cover.iter().position(|(s, _)| s == subset)
 }
 
 /// The leaf of a one-leaf subset.
@@ -469,6 +544,19 @@ fn sort_preorder(cover: &mut [(Subset, NodeKey)], height: TreeHeight) {
         (s.top().preorder_key(height), v)
     });
 }
+
+/// `2^-40`: the default failure probability of a trace.
+const DEFAULT_FAILURE: f64 = 1.0 / 1_099_511_627_776.0;
+
+/// Rounds of a race (a query per arm each) before the tracer starts again from the test. A box
+/// of the model decrypts a query whose real half holds its subset with probability at least
+/// `success / t`, so at `success = 0.6` and `t = 16` a race stalls with probability below
+/// `(1 − 0.0375)^256 < 10^-4`; a stall costs queries, never a wrong name.
+const STALL: u64 = 256;
+
+/// The first query epoch: the top bit set, so no query or evidence header has the epoch of a
+/// broadcast EKB.
+const EVIDENCE_EPOCH: u64 = 1 << 63;
 
 #[cfg(test)]
 mod tests;
