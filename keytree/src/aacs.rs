@@ -50,14 +50,14 @@ use aes::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use ed25519_dalek::{Signer, VerifyingKey};
 use subtle::ConstantTimeEq;
 
-use crate::authority::{Authority, low_bits};
+use crate::authority::Authority;
 use crate::cover::{Cover, Scheme, Subset};
 use crate::crypto::{self, G3};
 use crate::ekb::{TreeConfig, TreeId};
 use crate::error::Error;
 use crate::revocation::RevocationSet;
 use crate::secret::{MasterSecret, PayloadKey};
-use crate::treemath::{LeafIndex, NodeIndex, TreeHeight};
+use crate::treemath::{LeafIndex, NodeIndex, TreeHeight, low_bits};
 
 mod keydb;
 pub mod mkb;

@@ -265,6 +265,16 @@ pub(crate) const fn common_ancestor_depth(a: u32, b: u32, height: TreeHeight) ->
     height.0 - 1 - k
 }
 
+/// The number of labels of an SD device: h(h+1)/2.
+pub(crate) const fn sd_label_count(h: u8) -> usize {
+    (h as usize) * (h as usize + 1) / 2
+}
+
+/// A mask of the `n` low bits.
+pub(crate) const fn low_bits(n: u8) -> u64 {
+    if n >= 64 { u64::MAX } else { (1 << n) - 1 }
+}
+
 /// The largest supported tree height: 2^32 leaves.
 pub const MAX_HEIGHT: u8 = 32;
 
