@@ -3,13 +3,14 @@
 
 use ed25519_dalek::VerifyingKey;
 use treecast_keytree::codec::Reader;
-use treecast_keytree::{DecodeError, DeviceKey, LeafIndex, TreeId};
+use treecast_keytree::{DecodeError, LeafIndex, TreeId};
 
-use crate::Error;
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
 use crate::license::{self, LicenseIn};
 use crate::sign::{self, Signable, Signed, Unverified};
 use crate::time::UnixTime;
+
+pub use crate::release::ReleaseKey;
 
 /// A client's public-key certificate (claim 5, second table): its key, leaf and owner, signed by
 /// the license server it registered with.
@@ -267,7 +268,7 @@ impl CopyCertificateTbs {
             server_id: t.server_id,
             issued_at,
             expires_at,
-            release_check: release_check(release),
+            release_check: release.check_value(),
             license: license.as_bytes().to_vec(),
         }
     }
@@ -335,53 +336,12 @@ impl Signable for CopyCertificateTbs {
 /// The copy-certificate format version: 2 added the release check (issue 12).
 pub const COPY_CERTIFICATE_VERSION: u8 = 2;
 
-treecast_keytree::secret_type!(
-    /// What the source of a move gives the destination once it has deleted its copy: the key
-    /// that, with the destination's device key, opens the license carried by the certificate.
-    /// Derived from the source's device key, so that only the source device (and the authority)
-    /// can compute it.
-    ReleaseKey,
-    16
-);
-
 impl ReleaseKey {
-    /// The release of the move certified as `certificate`, from the source's device key:
-    /// `HKDF-SHA-256(salt "treecast/v1/move-release", ikm = device key, info = certificate ID ‖
-    /// source license ID ‖ destination client ID)`.
-    ///
-    /// # Errors
-    /// [`Error::Internal`] if HKDF fails (it cannot for 16 bytes).
-    pub fn derive(
-        source_device_key: &DeviceKey,
-        certificate: CertificateId,
-        source_license: LicenseId,
-        destination: ClientId,
-    ) -> Result<Self, Error> {
-        let key = crate::kdf::expand(
-            b"treecast/v1/move-release",
-            source_device_key.secret_bytes(),
-            &[
-                &certificate.0.to_be_bytes(),
-                &source_license.0.to_be_bytes(),
-                &destination.0.to_be_bytes(),
-            ],
-        )?;
-        Ok(Self::from_bytes(*key))
-    }
-
     /// Whether this release is the one `certificate` was issued for (constant time).
     pub fn opens(&self, certificate: &CopyCertificateTbs) -> bool {
         use subtle::ConstantTimeEq;
-        bool::from(release_check(self).ct_eq(&certificate.release_check))
+        bool::from(self.check_value().ct_eq(&certificate.release_check))
     }
-}
-
-fn release_check(release: &ReleaseKey) -> [u8; 32] {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    h.update(b"treecast/v1/release-check\0");
-    h.update(release.secret_bytes());
-    h.finalize().into()
 }
 
 /// A client's public-key certificate, signed.

@@ -28,6 +28,7 @@ pub mod keyfile;
 pub mod license;
 pub mod registration;
 pub mod registry;
+pub mod release;
 pub mod server;
 pub mod sign;
 pub mod time;

@@ -17,10 +17,10 @@ use treecast_keytree::{DecodeError, DeviceKey, PayloadKey};
 use zeroize::Zeroizing;
 
 use crate::Error;
-use crate::certificate::ReleaseKey;
 use crate::content::ContentKey;
 use crate::ids::{ClientId, ContentId, LicenseId, ServerId, UserId};
 use crate::kdf;
+use crate::release::ReleaseKey;
 use crate::sign::{self, Signable, Signed, Unverified};
 use crate::time::UnixTime;
 

@@ -13,11 +13,11 @@ use zeroize::Zeroizing;
 
 use super::Client;
 use crate::Error;
-use crate::certificate::ReleaseKey;
 use crate::distributor::Registration;
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId};
 use crate::kdf;
 use crate::license::LicenseTbs;
+use crate::release::ReleaseKey;
 use crate::sign::Signable;
 
 const MAGIC: [u8; 4] = *b"TCCS";

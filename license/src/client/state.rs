@@ -8,10 +8,10 @@ use litemap::LiteMap;
 use treecast_keytree::VerifiedEkbBuf;
 
 use crate::Error;
-use crate::certificate::ReleaseKey;
 use crate::distributor::Registration;
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
 use crate::license::{LicenseTbs, Rights, WRAPPED_LEN};
+use crate::release::ReleaseKey;
 use crate::time::UnixTime;
 
 use super::inline::Inline;
