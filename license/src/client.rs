@@ -10,8 +10,8 @@ use crate::Error;
 use crate::certificate::{
     LicenseRequest, LicenseRequestTbs, MoveRequest, MoveRequestTbs, ReleaseKey,
 };
-use crate::distributor::Registration;
 use crate::ids::{ClientId, ContentId, LicenseId};
+use crate::registration::Registration;
 use crate::server::ServerKeys;
 use crate::sign::Signable;
 use crate::time::UnixTime;

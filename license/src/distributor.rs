@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 use rand_core::CryptoRng;
-use treecast_keytree::{Authority, DeviceKeys, LeafIndex};
+use treecast_keytree::{Authority, LeafIndex};
 
 use crate::Error;
 use crate::billing::Tariff;
@@ -17,6 +17,7 @@ use crate::certificate::{ClientCertificate, ClientCertificateTbs};
 use crate::content::{self, ContentKey};
 use crate::credential::UserCredential;
 use crate::ids::{ClientId, ContentId, ServerId, UserId};
+use crate::registration::Registration;
 use crate::registry::{ClientRecord, ContentRecord, Registry, RequestTag};
 use crate::server::{LicenseServer, ServerKeys};
 use crate::sign::Signable;
@@ -140,28 +141,6 @@ impl LicenseStatus {
             Self::Revoked => "revoked",
         }
     }
-}
-
-/// What a newly registered client receives (claims 3, 10, 12).
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Registration {
-    /// The client's ID.
-    pub client_id: ClientId,
-    /// Its owner.
-    pub user_id: UserId,
-    /// Its license server.
-    pub server_id: ServerId,
-    /// Its key-tree key set (secret).
-    pub device_keys: DeviceKeys,
-    /// Its public-key certificate, signed by its server.
-    pub certificate: ClientCertificate,
-    /// The license servers' public keys: its own server's verifies its licenses and the
-    /// certificates that move content to it; the others verify certificates that move content
-    /// away from it.
-    pub servers: Arc<ServerKeys>,
-    /// The authority's public key, to verify EKBs.
-    pub authority_key: VerifyingKey,
 }
 
 /// A client to register with [`Distributor::register_clients`].

@@ -41,13 +41,12 @@ pub use certificate::{
     ClientCertificate, CopyCertificate, CopyCertificateIn, LicenseRequest, MoveRequest, ReleaseKey,
 };
 pub use client::{Client, ClientState, Device, MovePackage};
-pub use distributor::{
-    Distributor, DistributorConfig, EkbStats, LicenseStatus, NewClient, Registration,
-};
+pub use distributor::{Distributor, DistributorConfig, EkbStats, LicenseStatus, NewClient};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::Error;
 pub use ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
 pub use license::{License, LicenseIn, Rights};
+pub use registration::Registration;
 pub use registry::{MemoryRegistry, Registry};
 pub use server::{LicenseServer, ServerKeys};
 pub use sign::{Signed, Unverified};

@@ -6,19 +6,40 @@
 use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
-use treecast_keytree::DecodeError;
 use treecast_keytree::codec::Reader;
+use treecast_keytree::{DecodeError, DeviceKeys};
 use zeroize::Zeroizing;
 
 use crate::Error;
-use crate::certificate::ClientCertificateIn;
-use crate::distributor::Registration;
+use crate::certificate::{ClientCertificate, ClientCertificateIn};
 use crate::ids::{ClientId, ServerId, UserId};
 use crate::server::ServerKeys;
 
 mod sealed;
 
 pub use sealed::{HPKE_PUBLIC_KEY_LEN, MAX_SEALED_LEN, RegistrationKey, RegistrationRequest};
+
+/// What a newly registered client receives (claims 3, 10, 12).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Registration {
+    /// The client's ID.
+    pub client_id: ClientId,
+    /// Its owner.
+    pub user_id: UserId,
+    /// Its license server.
+    pub server_id: ServerId,
+    /// Its key-tree key set (secret).
+    pub device_keys: DeviceKeys,
+    /// Its public-key certificate, signed by its server.
+    pub certificate: ClientCertificate,
+    /// The license servers' public keys: its own server's verifies its licenses and the
+    /// certificates that move content to it; the others verify certificates that move content
+    /// away from it.
+    pub servers: Arc<ServerKeys>,
+    /// The authority's public key, to verify EKBs.
+    pub authority_key: VerifyingKey,
+}
 
 const MAGIC: [u8; 4] = *b"TCRS";
 const VERSION: u8 = 1;

@@ -59,9 +59,9 @@ use ed25519_dalek::SigningKey;
 use crate::Error;
 use crate::client::Client;
 use crate::credential::UserCredential;
-use crate::distributor::{Distributor, Registration};
+use crate::distributor::Distributor;
 use crate::ids::{ContentId, ServerId, UserId};
-use crate::registration::{RegistrationKey, RegistrationRequest};
+use crate::registration::{Registration, RegistrationKey, RegistrationRequest};
 use crate::registry::Registry;
 
 #[cfg(feature = "http")]

@@ -13,10 +13,10 @@ use zeroize::Zeroizing;
 
 use super::Client;
 use crate::Error;
-use crate::distributor::Registration;
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId};
 use crate::kdf;
 use crate::license::LicenseTbs;
+use crate::registration::Registration;
 use crate::release::ReleaseKey;
 use crate::sign::Signable;
 

@@ -8,9 +8,9 @@ use litemap::LiteMap;
 use treecast_keytree::VerifiedEkbBuf;
 
 use crate::Error;
-use crate::distributor::Registration;
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
 use crate::license::{LicenseTbs, Rights, WRAPPED_LEN};
+use crate::registration::Registration;
 use crate::release::ReleaseKey;
 use crate::time::UnixTime;
 

@@ -15,8 +15,8 @@ use treecast_keytree::DecodeError;
 use treecast_keytree::codec::Reader;
 use zeroize::Zeroizing;
 
+use super::Registration;
 use crate::Error;
-use crate::distributor::Registration;
 use crate::ids::{ServerId, UserId};
 
 type Kem = hpke::kem::X25519HkdfSha256;

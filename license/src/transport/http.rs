@@ -7,8 +7,8 @@ use ed25519_dalek::SigningKey;
 use super::Transport;
 use crate::Error;
 use crate::credential::UserCredential;
-use crate::distributor::Registration;
 use crate::ids::{ClientId, ContentId, LicenseId, ServerId, UserId};
+use crate::registration::Registration;
 use crate::registration::{RegistrationKey, RegistrationRequest};
 
 /// The largest answer read: a container of the service's default publishing limit, with room.
