@@ -6,15 +6,15 @@ use std::sync::Arc;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use treecast_keytree::DeviceKeys;
 
-use crate::Error;
-use crate::certificate::{
+use treecast_protocol::Error;
+use treecast_protocol::certificate::{
     LicenseRequest, LicenseRequestTbs, MoveRequest, MoveRequestTbs, ReleaseKey,
 };
-use crate::ids::{ClientId, ContentId, LicenseId};
-use crate::registration::Registration;
-use crate::server::ServerKeys;
-use crate::sign::Signable;
-use crate::time::UnixTime;
+use treecast_protocol::ids::{ClientId, ContentId, LicenseId};
+use treecast_protocol::registration::Registration;
+use treecast_protocol::server::ServerKeys;
+use treecast_protocol::sign::Signable;
+use treecast_protocol::time::UnixTime;
 
 mod device;
 mod inline;
@@ -57,8 +57,8 @@ impl MovePackage {
 /// A client is a [`Device`] with its signing key, which requests need; it dereferences to its
 /// device for everything else (storing, playing, moving out and in).
 ///
-/// [`Distributor`](crate::Distributor) shows a client buying and playing; the README adds a
-/// move and a revocation.
+/// The [`transport`](crate::transport) module shows a client registering, buying and playing;
+/// the README of `treecast` adds a move and a revocation.
 pub struct Client {
     signing_key: SigningKey,
     device: Device,
@@ -90,7 +90,7 @@ impl Client {
     /// [`Error::NotForThisClient`] when the registration's certificate is for another key,
     /// client, leaf or server; [`Error::Decode`] when it does not decode.
     pub fn new(signing_key: SigningKey, registration: Registration) -> Result<Self, Error> {
-        let certificate = crate::certificate::ClientCertificateIn::from_bytes(
+        let certificate = treecast_protocol::certificate::ClientCertificateIn::from_bytes(
             registration.certificate.as_bytes(),
         )?;
         let c = certificate.unverified();

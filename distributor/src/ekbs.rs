@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use treecast_keytree::{RevocationSet, SignedEkb, VerifiedEkbBuf};
 
 use super::Distributor;
-use crate::Error;
-use crate::registry::Registry;
+use treecast_protocol::Error;
+use treecast_registry::Registry;
 
 /// What a process's EKB cache holds and did, for operators' metrics.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]

@@ -11,9 +11,9 @@
 //! ```
 //!
 //! ```
-//! use treecast_license::keyfile::DistributorKeys;
-//! # fn main() -> Result<(), treecast_license::Error> {
-//! let dir = tempfile::tempdir().map_err(|e| treecast_license::Error::Io(e.to_string()))?;
+//! use treecast_distributor::keyfile::DistributorKeys;
+//! # fn main() -> Result<(), treecast_protocol::Error> {
+//! let dir = tempfile::tempdir().map_err(|e| treecast_protocol::Error::Io(e.to_string()))?;
 //! let path = dir.path().join("distributor.keys");
 //! let keys = DistributorKeys::generate(&mut rand_chacha::ChaCha20Rng::from_seed([1; 32]), 2);
 //! keys.write_new(&path)?;
@@ -32,9 +32,9 @@ use rand_core::CryptoRng;
 use treecast_keytree::MasterSecret;
 use zeroize::Zeroizing;
 
-use crate::Error;
-use crate::ids::ServerId;
 use crate::server::LicenseServer;
+use treecast_protocol::Error;
+use treecast_protocol::ids::ServerId;
 
 /// The secrets of a distributor.
 pub struct DistributorKeys {

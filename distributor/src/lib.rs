@@ -1,6 +1,12 @@
-//! The distributor: registration, content supply, license supply and copy-certificate supply
-//! (claim 1), on one key tree, several license servers (claim 3), a registry (claims 5, 6) and a
-//! tariff (claims 7, 8). The supplies of licenses and certificates are in `supply`.
+//! treecast-distributor: what runs on the distributor's servers. [`Distributor`] does
+//! registration, content supply, license supply and copy-certificate supply (claim 1), on one
+//! key tree, several license servers ([`LicenseServer`], claim 3), a registry
+//! (`treecast-registry`, claims 5, 6) and a [`Tariff`] (claims 7, 8). The supplies of licenses
+//! and certificates are in `supply`; the key file in [`keyfile`]; a device in the same process
+//! reaches it through [`LocalTransport`].
+#![forbid(unsafe_code)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![doc(test(attr(deny(warnings))))]
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -10,24 +16,31 @@ use ed25519_dalek::VerifyingKey;
 use rand_core::CryptoRng;
 use treecast_keytree::{Authority, LeafIndex};
 
-use crate::Error;
-use crate::billing::Tariff;
-use crate::binding::KeyFingerprint;
-use crate::certificate::{ClientCertificate, ClientCertificateTbs};
-use crate::content::{self, ContentKey};
-use crate::credential::UserCredential;
-use crate::ids::{ClientId, ContentId, ServerId, UserId};
-use crate::registration::Registration;
-use crate::registry::{ClientRecord, ContentRecord, Registry, RequestTag};
-use crate::server::{LicenseServer, ServerKeys};
-use crate::sign::Signable;
-use crate::time::{Clock, UnixTime};
 use crate::vault::Vault;
+use treecast_protocol::Error;
+use treecast_protocol::binding::KeyFingerprint;
+use treecast_protocol::certificate::{ClientCertificate, ClientCertificateTbs};
+use treecast_protocol::content::{self, ContentKey};
+use treecast_protocol::credential::UserCredential;
+use treecast_protocol::ids::{ClientId, ContentId, ServerId, UserId};
+use treecast_protocol::registration::Registration;
+use treecast_protocol::server::ServerKeys;
+use treecast_protocol::sign::Signable;
+use treecast_protocol::time::{Clock, UnixTime};
+use treecast_registry::{ClientRecord, ContentRecord, Registry, RequestTag};
 
+pub mod billing;
 mod ekbs;
+pub mod keyfile;
+mod local;
+pub mod server;
 mod supply;
+mod vault;
 
+pub use billing::Tariff;
 pub use ekbs::EkbStats;
+pub use local::LocalTransport;
+pub use server::LicenseServer;
 
 /// Operating limits.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -157,18 +170,21 @@ pub struct NewClient {
 /// The contents distribution system of one distributor.
 ///
 /// A user buys a content on one client and moves it to another; the README has the whole flow
-/// with plays and a revocation, and `examples/distributor.rs` narrates it.
+/// with plays and a revocation, and `examples/distributor.rs` narrates it. Here is the
+/// distributor's side of a purchase, the device's signed request made from its protocol type
+/// (a device makes it with `treecast-device`'s `Client::license_request`):
 ///
 /// ```
 /// use std::sync::Arc;
 /// use rand_chacha::ChaCha20Rng;
 /// use rand_core::SeedableRng;
-/// use treecast_license::keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
-/// use treecast_license::{
-///     Client, Clock, Distributor, DistributorConfig, LicenseServer, ManualClock, ServerId,
-///     SigningKey, Tariff, UnixTime, registry::MemoryRegistry,
-/// };
-/// # fn main() -> Result<(), treecast_license::Error> {
+/// use treecast_distributor::{Distributor, DistributorConfig, LicenseServer, Tariff};
+/// use treecast_keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
+/// use treecast_protocol::certificate::LicenseRequestTbs;
+/// use treecast_protocol::sign::Signable;
+/// use treecast_protocol::{Clock, ManualClock, ServerId, SigningKey, UnixTime};
+/// use treecast_registry::{MemoryRegistry, Registry};
+/// # fn main() -> Result<(), treecast_protocol::Error> {
 /// let mut rng = ChaCha20Rng::seed_from_u64(1);
 /// let height = TreeHeight::new(16)?;
 /// let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));
@@ -183,16 +199,13 @@ pub struct NewClient {
 /// )?;
 /// let user = shop.register_user()?;
 /// let key = SigningKey::generate(&mut rng);
-/// let mut client = Client::new(key.clone(), shop.register_client(user, ServerId(1), &key.verifying_key())?)?;
+/// let client = shop.register_client(user, ServerId(1), &key.verifying_key())?.client_id;
 /// let mut container = Vec::new();
 /// let content = shop.publish(&b"hello"[..], &mut container, &mut rng)?.id;
-/// client.store_ekb(shop.current_ekb()?.1.as_bytes())?;
-/// client.store_content(container)?;
-/// let license = shop.supply_license(client.license_request(content, clock.now()).as_bytes())?;
-/// client.acquire_license(license.as_bytes())?;
-/// let mut out = Vec::new();
-/// client.play(content, &mut out)?;
-/// assert_eq!(out, b"hello");
+/// let request = LicenseRequestTbs::new(client, content, 1, clock.now()).sign(&key);
+/// let license = shop.supply_license(request.as_bytes())?;
+/// assert_eq!((license.tbs().client_id, license.tbs().content_id), (client, content));
+/// assert_eq!(shop.registry().user_total(user)?, 499); // one license at the default tariff
 /// # Ok(()) }
 /// ```
 pub struct Distributor<R> {
@@ -357,8 +370,8 @@ impl<R: Registry> Distributor<R> {
     pub fn license_state(
         &self,
         user: UserId,
-        license: crate::ids::LicenseId,
-    ) -> Result<(crate::registry::LicenseRecord, LicenseStatus), Error> {
+        license: treecast_protocol::ids::LicenseId,
+    ) -> Result<(treecast_registry::LicenseRecord, LicenseStatus), Error> {
         let record = self
             .registry
             .license(license)?
@@ -370,7 +383,7 @@ impl<R: Registry> Distributor<R> {
             .client(record.client)?
             .is_none_or(|c| c.revoked);
         let status = match record.state {
-            crate::registry::LicenseState::Moved => LicenseStatus::Moved,
+            treecast_registry::LicenseState::Moved => LicenseStatus::Moved,
             _ if revoked => LicenseStatus::Revoked,
             _ => LicenseStatus::Active,
         };
@@ -458,10 +471,11 @@ impl<R: Registry> Distributor<R> {
     /// # use std::sync::Arc;
     /// # use rand_chacha::ChaCha20Rng;
     /// # use rand_core::SeedableRng;
-    /// # use treecast_license::keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
-    /// # use treecast_license::{Distributor, DistributorConfig, LicenseServer, ManualClock, NewClient,
-    /// #     ServerId, SigningKey, Tariff, UnixTime, registry::MemoryRegistry};
-    /// # fn main() -> Result<(), treecast_license::Error> {
+    /// # use treecast_keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
+    /// # use treecast_distributor::{Distributor, DistributorConfig, LicenseServer, NewClient, Tariff};
+    /// # use treecast_protocol::{ManualClock, ServerId, SigningKey, UnixTime};
+    /// # use treecast_registry::MemoryRegistry;
+    /// # fn main() -> Result<(), treecast_protocol::Error> {
     /// # let height = TreeHeight::new(16)?;
     /// # let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));
     /// # let shop = Distributor::new(
@@ -620,7 +634,7 @@ impl<R: Registry> Distributor<R> {
 
     /// Checks what only this distributor can check in its registry: every client and license row
     /// carries its tag, and every content key opens. Returns the rows that fail, at most `limit`
-    /// of them; [`registry::audit`](crate::registry::audit) checks the invariants between rows.
+    /// of them; [`registry::audit`](treecast_registry::audit) checks the invariants between rows.
     ///
     /// # Errors
     /// [`Error::Storage`] when the store fails.

@@ -11,19 +11,19 @@ use ed25519_dalek::SigningKey;
 use treecast_keytree::LeafIndex;
 
 use super::{Distributor, client_key};
-use crate::Error;
-use crate::billing::{Charge, ChargeKind};
-use crate::certificate::{
+use treecast_protocol::Error;
+use treecast_protocol::certificate::{
     CopyCertificate, CopyCertificateTbs, LicenseRequestTbs, MoveRequestTbs, ReleaseKey,
 };
-use crate::content::ContentKey;
-use crate::ids::{CertificateId, LicenseId};
-use crate::license::{License, LicenseTbs, Rights};
-use crate::registry::{
+use treecast_protocol::content::ContentKey;
+use treecast_protocol::ids::{CertificateId, LicenseId};
+use treecast_protocol::license::{License, LicenseTbs, Rights};
+use treecast_protocol::sign::{Signable, Signed, Unverified};
+use treecast_registry::billing::{Charge, ChargeKind};
+use treecast_registry::{
     CertificateRecord, ClientRecord, LicenseRecord, LicenseState, MoveIntent, MoveRows, Registry,
     RequestTag,
 };
-use crate::sign::{Signable, Signed, Unverified};
 
 /// The public key a request of a client that does not exist is verified under, as the bytes a
 /// client row keeps (decoded per request, as a row's key is). Any valid key would do: the
@@ -142,8 +142,8 @@ impl<R: Registry> Distributor<R> {
     ///
     /// The certificate is signed by the destination's license server and carries the
     /// destination's license (claim 2), whose content key is also bound to a release that only
-    /// the source device can compute ([`ReleaseKey`]). The source's
-    /// [`move_out`](crate::Device::move_out) deletes its copy before it returns that release,
+    /// the source device can compute ([`ReleaseKey`]). The source's `Device::move_out`
+    /// (`treecast-device`) deletes its copy before it returns that release,
     /// so a certificate diverted straight to the destination is useless to it.
     ///
     /// The same request sent again (a source that lost the answer) is answered with the same
@@ -153,7 +153,7 @@ impl<R: Registry> Distributor<R> {
     /// # Errors
     /// [`Error::Decode`], [`Error::BadSignature`] (for a source that does not exist too),
     /// [`Error::RequestStale`], [`Error::RequestReplayed`], [`Error::Tampered`], and every
-    /// refusal of [`check_move`](crate::registry::check_move): another user's license or
+    /// refusal of [`check_move`](treecast_registry::check_move): another user's license or
     /// destination is refused as a missing one.
     pub fn supply_certificate(&self, request: &[u8]) -> Result<CopyCertificate, Error> {
         let bytes = request;

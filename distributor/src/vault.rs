@@ -22,13 +22,13 @@ use subtle::ConstantTimeEq;
 use treecast_keytree::DistributorSecret;
 use zeroize::Zeroizing;
 
-use crate::Error;
-use crate::binding::RegistryId;
-use crate::content::ContentKey;
-use crate::credential::UserCredential;
-use crate::ids::{ContentId, UserId};
-use crate::kdf;
-use crate::registry::{ClientRecord, ContentRecord, LicenseRecord, LicenseState};
+use treecast_protocol::Error;
+use treecast_protocol::content::ContentKey;
+use treecast_protocol::credential::UserCredential;
+use treecast_protocol::ids::{ContentId, UserId};
+use treecast_protocol::kdf;
+use treecast_registry::RegistryId;
+use treecast_registry::{ClientRecord, ContentRecord, LicenseRecord, LicenseState};
 
 /// The length of a row tag.
 pub(crate) const TAG_LEN: usize = 32;
@@ -37,7 +37,7 @@ pub(crate) const TAG_LEN: usize = 32;
 pub(crate) struct Vault {
     secret: DistributorSecret,
     /// Whether rows are tagged and checked: only where someone but this process can write
-    /// them ([`Registry::has_outside_writers`](crate::registry::Registry::has_outside_writers)).
+    /// them ([`Registry::has_outside_writers`](treecast_registry::Registry::has_outside_writers)).
     tagged: bool,
     rows: Zeroizing<[u8; 32]>,
     credentials: Zeroizing<[u8; 32]>,
@@ -68,7 +68,7 @@ impl Vault {
     pub(crate) fn user_credential(&self, user: UserId) -> UserCredential {
         let mut h = blake3::Hasher::new_keyed(&self.credentials);
         h.update(&user.0.to_be_bytes());
-        UserCredential::from_array(*h.finalize().as_bytes())
+        UserCredential::from_bytes(*h.finalize().as_bytes())
     }
 
     fn envelope_key(&self, key_id: u32, content: ContentId) -> Result<Zeroizing<[u8; 16]>, Error> {

@@ -15,7 +15,6 @@ pub use crate::release::ReleaseKey;
 /// A client's public-key certificate (claim 5, second table): its key, leaf and owner, signed by
 /// the license server it registered with.
 #[derive(Clone, Debug, Eq, PartialEq)]
-#[non_exhaustive]
 pub struct ClientCertificateTbs {
     /// The server that issued it.
     pub server_id: ServerId,
@@ -235,7 +234,7 @@ pub struct CopyCertificateTbs {
     pub expires_at: UnixTime,
     /// `SHA-256("treecast/v1/release-check\0" ‖ R)` of the release `R` that only the source's
     /// device key yields: the destination stores the license only with the `R` that the
-    /// source's [`move_out`](crate::Device::move_out) returns after it deleted its copy.
+    /// source's `Device::move_out` (`treecast-device`) returns after it deleted its copy.
     pub release_check: [u8; 32],
     license: Vec<u8>,
 }

@@ -10,9 +10,9 @@
 //! `docs/formats.md`; why BLAKE3 rather than HMAC-SHA-256 is in `docs/design.md`.
 //!
 //! ```
-//! use treecast_license::content::{self, ContentKey};
-//! use treecast_license::ContentId;
-//! # fn main() -> Result<(), treecast_license::Error> {
+//! use treecast_protocol::content::{self, ContentKey};
+//! use treecast_protocol::ContentId;
+//! # fn main() -> Result<(), treecast_protocol::Error> {
 //! // Seeded here for a reproducible example; a distributor seeds from the OS.
 //! let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
 //! let key = ContentKey::generate(&mut rng);

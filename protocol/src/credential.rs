@@ -5,7 +5,7 @@
 //! `K = BLAKE3-keyed(BLAKE3-derive_key("treecast/v1 user credentials", distributor secret),
 //! registry ID)`. Every process holding the distributor's key file checks it without a table,
 //! and a registry backup reveals none. The registry's random ID
-//! ([`RegistryId`](crate::RegistryId), made with the store) binds it to one registry: a fresh
+//! (`treecast-registry`'s `RegistryId`, made with the store) binds it to one registry: a fresh
 //! registry started with the same key file gives its user 1 another credential than the old
 //! one's user 1 (issue 24).
 
@@ -25,7 +25,9 @@ pub const CREDENTIAL_LEN: usize = 32;
 pub struct UserCredential(Zeroizing<[u8; CREDENTIAL_LEN]>);
 
 impl UserCredential {
-    pub(crate) fn from_array(bytes: [u8; CREDENTIAL_LEN]) -> Self {
+    /// A credential from its bytes (the distributor derives them: `treecast-distributor`'s
+    /// vault).
+    pub fn from_bytes(bytes: [u8; CREDENTIAL_LEN]) -> Self {
         Self(Zeroizing::new(bytes))
     }
 

@@ -1,4 +1,5 @@
-//! HKDF-SHA-256, the one key-derivation function of this crate.
+//! HKDF-SHA-256, the one key-derivation function of the protocol. The device (its saved
+//! state's seal) and the distributor (its vault) derive their own keys with it too.
 
 use hkdf::Hkdf;
 use sha2::Sha256;
@@ -10,7 +11,7 @@ use crate::Error;
 ///
 /// # Errors
 /// [`Error::Internal`] if HKDF refuses the length, which it never does for `N ≤ 8160`.
-pub(crate) fn expand<const N: usize>(
+pub fn expand<const N: usize>(
     salt: &[u8],
     ikm: &[u8],
     info: &[&[u8]],

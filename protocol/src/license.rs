@@ -42,9 +42,9 @@ impl Rights {
     }
 }
 
-/// The fields of a license, before it is signed.
+/// The fields of a license, before it is signed. The device, another crate, rebuilds it field by
+/// field from the compact state it keeps.
 #[derive(Clone, Debug, Eq, PartialEq)]
-#[non_exhaustive]
 pub struct LicenseTbs {
     /// The license.
     pub license_id: LicenseId,

@@ -19,9 +19,9 @@ mod sealed;
 
 pub use sealed::{HPKE_PUBLIC_KEY_LEN, MAX_SEALED_LEN, RegistrationKey, RegistrationRequest};
 
-/// What a newly registered client receives (claims 3, 10, 12).
+/// What a newly registered client receives (claims 3, 10, 12). The distributor, another crate,
+/// builds it field by field.
 #[derive(Debug)]
-#[non_exhaustive]
 pub struct Registration {
     /// The client's ID.
     pub client_id: ClientId,
@@ -83,7 +83,7 @@ impl Registration {
     }
 
     /// Reads a registration, checking that its certificate verifies under its own server's key
-    /// among those it lists. [`Client::new`](crate::Client::new) then checks that it is the
+    /// among those it lists. The device's `Client::new` then checks that it is the
     /// device's own.
     ///
     /// # Errors

@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 
 use super::{LicenseRecord, LicenseState, Registry, UserRows};
-use crate::Error;
 use crate::billing::ChargeKind;
-use crate::ids::{ClientId, LicenseId};
+use treecast_protocol::Error;
+use treecast_protocol::ids::{ClientId, LicenseId};
 
 /// What an audit counted, beside the violations it found.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
@@ -64,9 +64,9 @@ pub fn audit(registry: &dyn Registry, limit: usize) -> Result<Vec<String>, Error
 /// user's rows, or the leaves in order, so memory stays that of a page of users.
 ///
 /// ```
-/// use treecast_license::keytree::TreeHeight;
-/// use treecast_license::registry::{MemoryRegistry, Registry, audit_report};
-/// # fn main() -> Result<(), treecast_license::Error> {
+/// use treecast_keytree::TreeHeight;
+/// use treecast_registry::{MemoryRegistry, Registry, audit_report};
+/// # fn main() -> Result<(), treecast_protocol::Error> {
 /// let registry = MemoryRegistry::new(TreeHeight::new(16)?);
 /// registry.add_user()?;
 /// let report = audit_report(&registry, 10)?;
@@ -114,7 +114,7 @@ struct Auditor {
     audit: Audit,
     /// Licenses whose client is not among their user's clients: (license, user, client), at
     /// most `limit` of them, looked up after the scan.
-    strangers: Vec<(LicenseId, crate::ids::UserId, ClientId)>,
+    strangers: Vec<(LicenseId, treecast_protocol::ids::UserId, ClientId)>,
 }
 
 impl Auditor {

@@ -7,10 +7,11 @@ use super::{
     ContentRecord, LicenseBuilder, LicenseRecord, MoveBuilder, MoveIntent, Registry, RequestTag,
     Revoker, UsedRequest, UserRows,
 };
-use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
-use crate::binding::{KeyFingerprint, StoreBinding};
-use crate::ids::{ClientId, ContentId, LicenseId, UserId};
+use crate::binding::StoreBinding;
+use treecast_protocol::Error;
+use treecast_protocol::binding::KeyFingerprint;
+use treecast_protocol::ids::{ClientId, ContentId, LicenseId, UserId};
 
 /// A boxed registry is a registry, so callers can choose the store at run time.
 impl<R: Registry + ?Sized> Registry for Box<R> {

@@ -1,4 +1,7 @@
-//! The registry: the customer-related tables of claim 5, behind a storage-neutral trait.
+//! treecast-registry: the distributor's registry, the customer-related tables of claim 5,
+//! behind a storage-neutral trait ([`Registry`]): in memory ([`MemoryRegistry`]), in a SQLite
+//! file (feature `sqlite`, default) or on PostgreSQL (feature `postgres`), with audits and
+//! scans, the billing ledger ([`billing`]) and what a store is bound to ([`binding`]).
 //!
 //! The seven tables are: leaf ID ↔ client ID, client ID ↔ client public-key certificate,
 //! client ID ↔ user ID, content ID ↔ license IDs, user ID ↔ downloaded content IDs, user ID ↔
@@ -10,17 +13,24 @@
 //! inside the change with the new row's IDs, so that signing a certificate and storing it are one
 //! step. The claim-4 checks of a move run inside the change too, through [`check_move`], shared by
 //! every implementation.
+#![forbid(unsafe_code)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![doc(test(attr(deny(warnings))))]
 
 use treecast_keytree::LeafIndex;
 
-use crate::Error;
-use crate::billing::{Charge, LedgerEntry};
-use crate::binding::{KeyFingerprint, StoreBinding};
-use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
-use crate::license::Rights;
-use crate::time::UnixTime;
+use crate::billing::Charge;
+pub use crate::billing::LedgerEntry;
+pub use crate::binding::StoreBinding;
+use treecast_protocol::Error;
+use treecast_protocol::binding::KeyFingerprint;
+use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
+use treecast_protocol::license::Rights;
+use treecast_protocol::time::UnixTime;
 
 mod audit;
+pub mod billing;
+pub mod binding;
 mod boxed;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -33,6 +43,8 @@ pub(crate) mod sql;
 mod sqlite;
 
 pub use audit::{Audit, AuditCounts, audit, audit_report};
+pub use billing::ChargeKind;
+pub use binding::RegistryId;
 pub use scan::UserRows;
 pub use spec::StoreSpec;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -141,8 +153,11 @@ impl ContentRecord {
 }
 
 /// Whether a license can still be used.
+#[allow(
+    clippy::exhaustive_enums,
+    reason = "the distributor's vault, another crate, tags every state: a new one must be tagged"
+)]
 #[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
-#[non_exhaustive]
 pub enum LicenseState {
     /// Usable by its client.
     Active,
@@ -210,9 +225,9 @@ impl LicenseRecord {
     }
 }
 
-/// One entry of the history of certificate issues.
+/// One entry of the history of certificate issues. The distributor, another crate, builds it
+/// field by field.
 #[derive(Clone, Debug, Eq, PartialEq)]
-#[non_exhaustive]
 pub struct CertificateRecord {
     /// The certificate.
     pub id: CertificateId,
@@ -490,7 +505,7 @@ pub trait Registry: Send + Sync {
 
     /// Binds the store to the distributor keys of fingerprint `keys` if it is bound to none yet
     /// (a new store), and returns what it is bound to: its random ID, made with it, and the
-    /// fingerprint of its keys. [`Distributor::new`](crate::Distributor::new) refuses a store
+    /// fingerprint of its keys. `Distributor::new` (`treecast-distributor`) refuses a store
     /// bound to other keys before it writes anything (`binding.rs`).
     ///
     /// # Errors

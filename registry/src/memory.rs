@@ -26,11 +26,12 @@ use super::{
     ContentRecord, LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows,
     Registry, RequestTag, Revoker, UsedRequest, UserRows, check_move, scan,
 };
-use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
-use crate::binding::{KeyFingerprint, RegistryId, StoreBinding};
-use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
-use crate::time::UnixTime;
+use crate::binding::{RegistryId, StoreBinding};
+use treecast_protocol::Error;
+use treecast_protocol::binding::KeyFingerprint;
+use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
+use treecast_protocol::time::UnixTime;
 
 /// License and certificate IDs of a memory registry: the range of generation 1, as a SQLite
 /// registry opened for the first time hands out (`IdRange`), so that both stores issue the same
@@ -41,9 +42,9 @@ const LAST_ID: u64 = (2 << 40) - 1;
 /// A registry in memory, safe to share between threads (`Arc<MemoryRegistry>` or `&`).
 ///
 /// ```
-/// use treecast_license::keytree::TreeHeight;
-/// use treecast_license::registry::{MemoryRegistry, Registry, audit};
-/// # fn main() -> Result<(), treecast_license::Error> {
+/// use treecast_keytree::TreeHeight;
+/// use treecast_registry::{MemoryRegistry, Registry, audit};
+/// # fn main() -> Result<(), treecast_protocol::Error> {
 /// let registry = MemoryRegistry::new(TreeHeight::new(16)?);
 /// let user = registry.add_user()?;
 /// assert!(registry.has_user(user)?);

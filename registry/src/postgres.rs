@@ -31,8 +31,8 @@ use postgres::{GenericClient, NoTls};
 use r2d2_postgres::PostgresConnectionManager;
 use treecast_keytree::TreeHeight;
 
-use super::sql::{Cell, Driver, Kind, Lock, NewId, Row, SqlRegistry, Tx, Value, un};
-use crate::Error;
+use super::sql::{Cell, Driver, Kind, Lock, NewId, Row, SqlRegistry, StorageError, Tx, Value, un};
+use treecast_protocol::Error;
 
 mod cache;
 mod ids;
@@ -49,9 +49,9 @@ type Pool = r2d2::Pool<Manager>;
 /// A registry in a PostgreSQL database, shared by any number of processes.
 ///
 /// ```no_run
-/// use treecast_license::keytree::TreeHeight;
-/// use treecast_license::registry::{PostgresRegistry, Registry};
-/// # fn main() -> Result<(), treecast_license::Error> {
+/// use treecast_keytree::TreeHeight;
+/// use treecast_registry::{PostgresRegistry, Registry};
+/// # fn main() -> Result<(), treecast_protocol::Error> {
 /// let registry = PostgresRegistry::open("postgres://treecast@localhost/registry", TreeHeight::new(32)?)?;
 /// let user = registry.add_user()?;
 /// assert!(registry.has_user(user)?);
@@ -73,9 +73,9 @@ impl core::fmt::Debug for PostgresDriver {
     }
 }
 
-impl From<postgres::Error> for Error {
-    fn from(e: postgres::Error) -> Self {
-        Self::Storage(describe(&e))
+impl<T> StorageError<T> for Result<T, postgres::Error> {
+    fn storage(self) -> Result<T, Error> {
+        self.map_err(|e| Error::Storage(describe(&e)))
     }
 }
 
@@ -157,7 +157,7 @@ fn attempt<T>(
     };
     let mut transaction = match started {
         Ok(t) => t,
-        Err(e) => return (Err(e.into()), false),
+        Err(e) => return (Err(Error::Storage(describe(&e))), false),
     };
     let mut tx = PgTx::new(Db::new(&mut transaction, statements));
     let out = f(&mut tx);
@@ -169,7 +169,7 @@ fn attempt<T>(
             Ok(()) => (Ok(v), false),
             Err(e) => {
                 let retry = retryable(&e);
-                (Err(e.into()), retry)
+                (Err(Error::Storage(describe(&e))), retry)
             }
         },
     }

@@ -10,8 +10,8 @@ use treecast_keytree::LeafIndex;
 
 use crate::billing::LedgerEntry;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-use crate::ids::ClientId;
-use crate::ids::UserId;
+use treecast_protocol::ids::ClientId;
+use treecast_protocol::ids::UserId;
 
 use super::{CertificateRecord, ClientRecord, LicenseRecord};
 
@@ -116,9 +116,9 @@ pub(crate) fn upper(users: &[(UserId, u64)], page: usize) -> i64 {
 /// The first error of `fetch` or `visit`.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn by_pages(
-    mut fetch: impl FnMut(i64, usize) -> Result<Page, crate::Error>,
-    visit: &mut dyn FnMut(UserRows) -> Result<(), crate::Error>,
-) -> Result<(), crate::Error> {
+    mut fetch: impl FnMut(i64, usize) -> Result<Page, treecast_protocol::Error>,
+    visit: &mut dyn FnMut(UserRows) -> Result<(), treecast_protocol::Error>,
+) -> Result<(), treecast_protocol::Error> {
     let mut after = i64::MIN;
     loop {
         let page = fetch(after, PAGE_USERS)?;
@@ -180,9 +180,9 @@ pub(crate) fn before(user: UserId) -> i64 {
 /// The first error of `fetch` or `visit`.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn leaves_by_pages(
-    mut fetch: impl FnMut(i64) -> Result<Vec<(LeafIndex, ClientId)>, crate::Error>,
-    visit: &mut dyn FnMut(LeafIndex, ClientId) -> Result<(), crate::Error>,
-) -> Result<(), crate::Error> {
+    mut fetch: impl FnMut(i64) -> Result<Vec<(LeafIndex, ClientId)>, treecast_protocol::Error>,
+    visit: &mut dyn FnMut(LeafIndex, ClientId) -> Result<(), treecast_protocol::Error>,
+) -> Result<(), treecast_protocol::Error> {
     let mut after = -1;
     loop {
         let page = fetch(after)?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use treecast_keytree::TreeHeight;
 
 use super::{MemoryRegistry, Registry};
-use crate::Error;
+use treecast_protocol::Error;
 
 /// Where the registry lives: `memory`, `sqlite:PATH` or a PostgreSQL URL.
 #[derive(Clone, Eq, PartialEq)]

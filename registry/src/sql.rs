@@ -12,11 +12,18 @@ pub(crate) use driver::{Cell, Driver, Kind, Lock, NewId, Row, Tx, Value};
 pub use store::SqlRegistry;
 
 use super::{CertificateRecord, ClientRecord, LicenseRecord, LicenseState};
-use crate::Error;
 use crate::billing::{Charge, ChargeKind, LedgerEntry};
-use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
-use crate::license::Rights;
-use crate::time::UnixTime;
+use treecast_protocol::Error;
+use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
+use treecast_protocol::license::Rights;
+use treecast_protocol::time::UnixTime;
+
+/// A driver's result, its error as [`Error::Storage`] in the registry's words (what failed,
+/// never the connection string).
+pub(crate) trait StorageError<T> {
+    /// The result, a driver's error described.
+    fn storage(self) -> Result<T, Error>;
+}
 
 /// An ID from outside, as a lookup key: an ID beyond the store's integers names no row, like any
 /// other unknown ID (`-1` is never a stored ID).

@@ -25,8 +25,8 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, TransactionBehavior};
 use treecast_keytree::TreeHeight;
 
-use super::sql::{Cell, Driver, Kind, Lock, NewId, Row, SqlRegistry, Tx, Value};
-use crate::Error;
+use super::sql::{Cell, Driver, Kind, Lock, NewId, Row, SqlRegistry, StorageError, Tx, Value};
+use treecast_protocol::Error;
 
 mod open;
 mod rows;
@@ -47,9 +47,9 @@ pub enum Durability {
 /// A registry in a SQLite file.
 ///
 /// ```
-/// use treecast_license::keytree::TreeHeight;
-/// use treecast_license::registry::{Registry, SqliteRegistry};
-/// # fn main() -> Result<(), treecast_license::Error> {
+/// use treecast_keytree::TreeHeight;
+/// use treecast_registry::{Registry, SqliteRegistry};
+/// # fn main() -> Result<(), treecast_protocol::Error> {
 /// let path = std::env::temp_dir().join(format!("treecast-doc-{}.sqlite", std::process::id()));
 /// # let _ = std::fs::remove_file(&path);
 /// let user = SqliteRegistry::open(&path, TreeHeight::new(16)?)?.add_user()?;
@@ -168,13 +168,15 @@ impl SqliteDriver {
             return Ok(());
         }
         durably(conn, |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .storage()?;
             set_meta(
                 &tx,
                 "leaf_reserve",
                 next.saturating_add(leaf_block(self.height)),
             )?;
-            tx.commit()?;
+            tx.commit().storage()?;
             Ok(())
         })
     }
@@ -186,9 +188,9 @@ fn transaction<T>(
     behavior: TransactionBehavior,
     f: &mut dyn FnMut(&mut dyn Tx) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    let tx = conn.transaction_with_behavior(behavior)?;
+    let tx = conn.transaction_with_behavior(behavior).storage()?;
     let out = f(&mut SqliteTx(&tx))?;
-    tx.commit()?;
+    tx.commit().storage()?;
     Ok(out)
 }
 
@@ -244,7 +246,7 @@ struct SqliteTx<'a>(&'a Connection);
 impl SqliteTx<'_> {
     fn statement(&self, sql: &str) -> Result<rusqlite::CachedStatement<'_>, Error> {
         // The shared queries number their parameters `$n`; SQLite's positional form is `?n`.
-        Ok(self.0.prepare_cached(&sql.replace('$', "?"))?)
+        self.0.prepare_cached(&sql.replace('$', "?")).storage()
     }
 }
 
@@ -252,12 +254,12 @@ impl Tx for SqliteTx<'_> {
     fn query(&mut self, sql: &str, params: &[Value<'_>]) -> Result<Vec<Row>, Error> {
         let mut stmt = self.statement(sql)?;
         let columns = stmt.column_count();
-        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params)).storage()?;
         let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
+        while let Some(r) = rows.next().storage()? {
             let cells = (0..columns)
                 .map(|i| {
-                    Ok(match r.get_ref(i)? {
+                    Ok(match r.get_ref(i).storage()? {
                         ValueRef::Null => Cell::Null,
                         ValueRef::Integer(v) => Cell::Int(v),
                         ValueRef::Blob(b) | ValueRef::Text(b) => Cell::Bytes(b.to_vec()),
@@ -275,7 +277,8 @@ impl Tx for SqliteTx<'_> {
     fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> Result<u64, Error> {
         let changed = self
             .statement(sql)?
-            .execute(rusqlite::params_from_iter(params))?;
+            .execute(rusqlite::params_from_iter(params))
+            .storage()?;
         Ok(changed as u64)
     }
 }
@@ -291,9 +294,9 @@ impl rusqlite::ToSql for Value<'_> {
     }
 }
 
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Storage(describe(&e))
+impl<T> StorageError<T> for Result<T, rusqlite::Error> {
+    fn storage(self) -> Result<T, Error> {
+        self.map_err(|e| Error::Storage(describe(&e)))
     }
 }
 
@@ -326,9 +329,12 @@ fn durably<T>(
     conn: &mut Connection,
     f: impl FnOnce(&mut Connection) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    let before: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
-    conn.execute_batch("PRAGMA synchronous = FULL")?;
+    let before: i64 = conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .storage()?;
+    conn.execute_batch("PRAGMA synchronous = FULL").storage()?;
     let out = f(conn);
-    conn.execute_batch(&format!("PRAGMA synchronous = {before}"))?;
+    conn.execute_batch(&format!("PRAGMA synchronous = {before}"))
+        .storage()?;
     out
 }

@@ -10,13 +10,13 @@ use treecast_keytree::{DeviceKeys, VerifiedEkbBuf};
 
 use super::MovePackage;
 use super::state::{ClientState, Held};
-use crate::Error;
-use crate::certificate::{CopyCertificateIn, ReleaseKey};
-use crate::content::{self, ContentHeader};
-use crate::ids::{ClientId, ContentId, LicenseId, ServerId, UserId};
-use crate::license::{LicenseIn, LicenseTbs, Rights};
-use crate::server::ServerKeys;
-use crate::time::UnixTime;
+use treecast_protocol::Error;
+use treecast_protocol::certificate::{CopyCertificateIn, ReleaseKey};
+use treecast_protocol::content::{self, ContentHeader};
+use treecast_protocol::ids::{ClientId, ContentId, LicenseId, ServerId, UserId};
+use treecast_protocol::license::{LicenseIn, LicenseTbs, Rights};
+use treecast_protocol::server::ServerKeys;
+use treecast_protocol::time::UnixTime;
 
 /// A client device without its signing key: everything a [`Client`](super::Client) does but
 /// sign requests. Playing, storing, and receiving or releasing a move need no signature; a
@@ -28,12 +28,12 @@ use crate::time::UnixTime;
 /// use std::sync::Arc;
 /// use rand_chacha::ChaCha20Rng;
 /// use rand_core::SeedableRng;
-/// use treecast_license::keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
-/// use treecast_license::{
-///     Client, Clock, Device, Distributor, DistributorConfig, Error, LicenseServer, ManualClock,
-///     ServerId, SigningKey, Tariff, UnixTime, registry::MemoryRegistry,
-/// };
-/// # fn main() -> Result<(), treecast_license::Error> {
+/// use treecast_keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
+/// use treecast_device::{Client, Device};
+/// use treecast_distributor::{Distributor, DistributorConfig, LicenseServer, Tariff};
+/// use treecast_protocol::{Clock, Error, ManualClock, ServerId, SigningKey, UnixTime};
+/// use treecast_registry::MemoryRegistry;
+/// # fn main() -> Result<(), treecast_protocol::Error> {
 /// let mut rng = ChaCha20Rng::seed_from_u64(1);
 /// let height = TreeHeight::new(16)?;
 /// let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));

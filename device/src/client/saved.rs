@@ -12,13 +12,13 @@ use treecast_keytree::{DecodeError, DeviceKey};
 use zeroize::Zeroizing;
 
 use super::Client;
-use crate::Error;
-use crate::ids::{CertificateId, ClientId, ContentId, LicenseId};
-use crate::kdf;
-use crate::license::LicenseTbs;
-use crate::registration::Registration;
-use crate::release::ReleaseKey;
-use crate::sign::Signable;
+use treecast_protocol::Error;
+use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId};
+use treecast_protocol::kdf;
+use treecast_protocol::license::LicenseTbs;
+use treecast_protocol::registration::Registration;
+use treecast_protocol::release::ReleaseKey;
+use treecast_protocol::sign::Signable;
 
 const MAGIC: [u8; 4] = *b"TCCS";
 /// The version [`Client::save`] writes and [`Client::load`] reads: licenses without their
@@ -40,11 +40,11 @@ impl Client {
     /// use std::sync::Arc;
     /// use rand_chacha::ChaCha20Rng;
     /// use rand_core::SeedableRng;
-    /// use treecast_license::keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
-    /// use treecast_license::{
-    ///     Client, Clock, Distributor, DistributorConfig, Error, LicenseServer, ManualClock,
-    ///     Registration, ServerId, SigningKey, Tariff, UnixTime, registry::MemoryRegistry,
-    /// };
+    /// use treecast_keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
+    /// use treecast_device::Client;
+    /// use treecast_distributor::{Distributor, DistributorConfig, LicenseServer, Tariff};
+    /// use treecast_protocol::{Clock, Error, ManualClock, Registration, ServerId, SigningKey, UnixTime};
+    /// use treecast_registry::MemoryRegistry;
     /// # fn main() -> Result<(), Error> {
     /// let mut rng = ChaCha20Rng::seed_from_u64(1);
     /// let height = TreeHeight::new(16)?;

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use litemap::LiteMap;
 use treecast_keytree::VerifiedEkbBuf;
 
-use crate::Error;
-use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
-use crate::license::{LicenseTbs, Rights, WRAPPED_LEN};
-use crate::registration::Registration;
-use crate::release::ReleaseKey;
-use crate::time::UnixTime;
+use treecast_protocol::Error;
+use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
+use treecast_protocol::license::{LicenseTbs, Rights, WRAPPED_LEN};
+use treecast_protocol::registration::Registration;
+use treecast_protocol::release::ReleaseKey;
+use treecast_protocol::time::UnixTime;
 
 use super::inline::Inline;
 

@@ -6,11 +6,11 @@ use rand_core::SeedableRng;
 use treecast_keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
 
 use crate::billing::Tariff;
-use crate::distributor::{Distributor, DistributorConfig};
-use crate::ids::{ClientId, ServerId};
-use crate::registry::MemoryRegistry;
 use crate::server::LicenseServer;
-use crate::time::{ManualClock, UnixTime};
+use crate::{Distributor, DistributorConfig};
+use treecast_protocol::ids::{ClientId, ServerId};
+use treecast_protocol::time::{ManualClock, UnixTime};
+use treecast_registry::MemoryRegistry;
 
 /// A distributor on a memory registry, with `clients` clients of one user.
 fn shop(config: DistributorConfig, clients: u8) -> (Distributor<MemoryRegistry>, Vec<ClientId>) {

@@ -10,12 +10,12 @@
 
 use treecast_keytree::{LeafIndex, TreeId};
 
-use crate::Error;
-use crate::certificate::{ClientCertificateIn, ClientCertificateTbs};
-use crate::ids::{ClientId, ServerId, UserId};
-use crate::registry::{ClientRecord, ClientSummary};
-use crate::sign::{SIGNATURE_LEN, Signable};
-use crate::time::UnixTime;
+use crate::{ClientRecord, ClientSummary};
+use treecast_protocol::Error;
+use treecast_protocol::certificate::{ClientCertificateIn, ClientCertificateTbs};
+use treecast_protocol::ids::{ClientId, ServerId, UserId};
+use treecast_protocol::sign::{SIGNATURE_LEN, Signable};
+use treecast_protocol::time::UnixTime;
 
 /// A certificate as stored.
 #[derive(Debug)]

@@ -3,16 +3,16 @@
 //! License IDs come from one counter, in order; a few are taken and never used (a supply that
 //! lost a race, a builder that failed), and those places stay empty. A row keeps the fields of a
 //! [`LicenseRecord`] without its ID (its place) and its tag (the memory store keeps none,
-//! [`Registry::has_outside_writers`](crate::registry::Registry::has_outside_writers)), without its
+//! [`Registry::has_outside_writers`](crate::Registry::has_outside_writers)), without its
 //! user (its client's, read from the clients), with the origin folded into a word: 48 bytes in
 //! the vector, against 112 in a hash table that is half to seven-eighths full.
 
 use super::clients::Clients;
-use crate::Error;
-use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
-use crate::license::Rights;
-use crate::registry::{LicenseRecord, LicenseState};
-use crate::time::UnixTime;
+use crate::{LicenseRecord, LicenseState};
+use treecast_protocol::Error;
+use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
+use treecast_protocol::license::Rights;
+use treecast_protocol::time::UnixTime;
 
 /// How far past the end a new license may land: the IDs a few failed supplies took. Anything
 /// further is a bug, refused rather than allocated for.
@@ -165,8 +165,8 @@ mod tests {
     use treecast_keytree::{LeafIndex, TreeHeight};
 
     use super::*;
-    use crate::ids::ServerId;
-    use crate::registry::ClientRecord;
+    use crate::ClientRecord;
+    use treecast_protocol::ids::ServerId;
 
     /// Clients 1 to 3, of users 1, 1 and 2.
     fn clients() -> Clients {

@@ -3,7 +3,7 @@
 use treecast_keytree::TreeHeight;
 
 use super::*;
-use crate::ids::ServerId;
+use treecast_protocol::ids::ServerId;
 
 fn registry_with_users(n: usize) -> (MemoryRegistry, Vec<UserId>) {
     let registry = MemoryRegistry::new(TreeHeight::new(8).unwrap());

@@ -5,7 +5,7 @@
 //! slices of exactly their length: a user has a few clients and licenses, and a vector would
 //! keep room for four of each from its first entry, and 8 bytes more for its capacity.
 
-use crate::ids::{ClientId, ContentId, LicenseId, UserId};
+use treecast_protocol::ids::{ClientId, ContentId, LicenseId, UserId};
 
 /// A user's row: the IDs of what the user owns, and the total billed.
 #[derive(Debug, Default)]

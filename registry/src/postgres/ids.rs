@@ -7,8 +7,8 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use crate::Error;
-use crate::registry::sql::{Tx, Value, un};
+use crate::sql::{Tx, Value, un};
+use treecast_protocol::Error;
 
 /// IDs taken from a sequence in one round trip.
 const BLOCK: i64 = 64;

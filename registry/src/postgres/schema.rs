@@ -7,7 +7,9 @@
 use postgres::Client;
 use treecast_keytree::TreeHeight;
 
-use crate::Error;
+use treecast_protocol::Error;
+
+use crate::sql::StorageError;
 
 /// Marks the database as a treecast registry ("TCRG"), in `meta`.
 const APPLICATION_ID: i64 = 0x5443_5247;
@@ -91,31 +93,35 @@ pub(super) const MIGRATIONS: &[&str] = &[
 
 /// Creates or migrates the schema, and fixes or checks the tree height.
 pub(super) fn migrate(conn: &mut Client, height: TreeHeight) -> Result<(), Error> {
-    let mut tx = conn.transaction()?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    let mut tx = conn.transaction().storage()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .storage()?;
     let version = check_application(&mut tx)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        tx.batch_execute(sql)?;
+        tx.batch_execute(sql).storage()?;
         let v = i64::try_from(i + 1).map_err(|_| Error::Internal("schema version"))?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('application', $1), ('schema_version', $2)
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             &[&APPLICATION_ID, &v],
-        )?;
+        )
+        .storage()?;
     }
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ('height', $1) ON CONFLICT DO NOTHING",
         &[&i64::from(height.get())],
-    )?;
+    )
+    .storage()?;
     let stored: i64 = tx
-        .query_one("SELECT value FROM meta WHERE key = 'height'", &[])?
+        .query_one("SELECT value FROM meta WHERE key = 'height'", &[])
+        .storage()?
         .get(0);
     if stored != i64::from(height.get()) {
         return Err(Error::Storage(format!(
             "the registry is for a height-{stored} tree, not height {height}"
         )));
     }
-    tx.commit()?;
+    tx.commit().storage()?;
     Ok(())
 }
 
@@ -126,14 +132,15 @@ fn check_application(tx: &mut impl postgres::GenericClient) -> Result<usize, Err
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'meta')",
             &[],
-        )?
+        ).storage()?
         .get(0);
     if !has_meta {
         let tables: i64 = tx
             .query_one(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()",
                 &[],
-            )?
+            )
+            .storage()?
             .get(0);
         if tables > 0 {
             return Err(Error::Storage(
@@ -147,8 +154,8 @@ fn check_application(tx: &mut impl postgres::GenericClient) -> Result<usize, Err
             .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?
             .map(|r| r.get(0)))
     };
-    let app = get("application")?;
-    let version = get("schema_version")?;
+    let app = get("application").storage()?;
+    let version = get("schema_version").storage()?;
     if app != Some(APPLICATION_ID) {
         return Err(Error::Storage(
             "a PostgreSQL database of something else, not a treecast registry".into(),
@@ -166,14 +173,15 @@ fn check_application(tx: &mut impl postgres::GenericClient) -> Result<usize, Err
 
 /// The tree height of an existing registry.
 pub(super) fn stored_height(conn: &mut Client) -> Result<TreeHeight, Error> {
-    let mut tx = conn.transaction()?;
+    let mut tx = conn.transaction().storage()?;
     if check_application(&mut tx)? == 0 {
         return Err(Error::Storage(
             "no treecast registry in this database".into(),
         ));
     }
     let h: i64 = tx
-        .query_one("SELECT value FROM meta WHERE key = 'height'", &[])?
+        .query_one("SELECT value FROM meta WHERE key = 'height'", &[])
+        .storage()?
         .get(0);
     u8::try_from(h)
         .ok()

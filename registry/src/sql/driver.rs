@@ -5,7 +5,7 @@
 //! Queries are written once, with `$n` parameters numbered in the order they first appear:
 //! PostgreSQL reads them as they are, the SQLite driver rewrites `$n` as `?n`.
 
-use crate::Error;
+use treecast_protocol::Error;
 
 /// A value bound to a statement.
 #[derive(Clone, Copy, Debug)]

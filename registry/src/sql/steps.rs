@@ -8,10 +8,10 @@ use super::{
     ClientRow, LEDGER_COLUMNS, LICENSE_COLUMNS, RECORD_REQUEST, key_id_of, ledger_values,
     license_record, license_values, lookup, nonce_bits, sql, un,
 };
-use crate::Error;
 use crate::billing::LedgerEntry;
-use crate::ids::{ClientId, ContentId, LicenseId, UserId};
-use crate::registry::{ClientRecord, ContentRecord, LicenseRecord, RequestTag};
+use crate::{ClientRecord, ContentRecord, LicenseRecord, RequestTag};
+use treecast_protocol::Error;
+use treecast_protocol::ids::{ClientId, ContentId, LicenseId, UserId};
 
 pub(super) fn int(v: u64) -> Result<Value<'static>, Error> {
     Ok(Value::Int(sql(v)?))

@@ -14,19 +14,20 @@ use super::{
     USED_REQUEST, history_record, history_values, ledger_entry, nonce_bits, state_code,
     stored_leaf, un, used_request,
 };
-use crate::Error;
 use crate::billing::{Charge, LedgerEntry};
-use crate::binding::{KeyFingerprint, RegistryId, StoreBinding};
-use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
-use crate::registry::scan::{self, Page, queries};
-use crate::registry::{
+use crate::binding::{RegistryId, StoreBinding};
+use crate::scan::{self, Page, queries};
+use crate::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
     LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows, Registry,
     RequestTag, Revoker, UsedRequest, UserRows, check_move, check_revoked,
 };
+use treecast_protocol::Error;
+use treecast_protocol::binding::KeyFingerprint;
+use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
 
-/// A registry in a SQL database: [`SqliteRegistry`](crate::registry::SqliteRegistry) and
-/// [`PostgresRegistry`](crate::registry::PostgresRegistry) are its two drivers' registries.
+/// A registry in a SQL database: [`SqliteRegistry`](crate::SqliteRegistry) and
+/// [`PostgresRegistry`](crate::PostgresRegistry) are its two drivers' registries.
 pub struct SqlRegistry<D> {
     pub(crate) driver: D,
     pub(crate) height: TreeHeight,

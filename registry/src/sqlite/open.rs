@@ -14,7 +14,9 @@ use super::{
     BUSY_TIMEOUT, Durability, IdRange, STATEMENT_CACHE, SqlRegistry, SqliteDriver, SqliteRegistry,
     describe, durably,
 };
-use crate::Error;
+use treecast_protocol::Error;
+
+use crate::sql::StorageError;
 
 impl SqliteRegistry {
     /// Opens (or creates) the registry at `path` for a tree of height `height`, applying any
@@ -72,7 +74,9 @@ impl SqliteRegistry {
         })?;
         let mut conn = conn;
         let generation = durably(&mut conn, |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .storage()?;
             let generation = meta(&tx, "generation")?
                 .checked_add(1)
                 .ok_or(Error::Internal("generation overflow"))?;
@@ -82,12 +86,13 @@ impl SqliteRegistry {
             tx.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('leaf_reserve', 0)",
                 [],
-            )?;
+            )
+            .storage()?;
             let reserve = meta(&tx, "leaf_reserve")?;
             if meta(&tx, "next_leaf")? < reserve {
                 set_meta(&tx, "next_leaf", reserve)?;
             }
-            tx.commit()?;
+            tx.commit().storage()?;
             Ok(generation)
         })
         .map_err(|e| match e {

@@ -4,17 +4,23 @@
 use rusqlite::{Transaction, params};
 
 use super::super::sql::{sql, un};
-use crate::Error;
+use treecast_protocol::Error;
+
+use crate::sql::StorageError;
 
 pub(super) fn meta(tx: &rusqlite::Connection, key: &str) -> Result<u64, Error> {
     let v: i64 = tx
-        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
-        .query_row([key], |r| r.get(0))?;
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")
+        .storage()?
+        .query_row([key], |r| r.get(0))
+        .storage()?;
     un(v)
 }
 
 pub(super) fn set_meta(tx: &Transaction<'_>, key: &str, value: u64) -> Result<(), Error> {
-    tx.prepare_cached("UPDATE meta SET value = ?2 WHERE key = ?1")?
-        .execute(params![key, sql(value)?])?;
+    tx.prepare_cached("UPDATE meta SET value = ?2 WHERE key = ?1")
+        .storage()?
+        .execute(params![key, sql(value)?])
+        .storage()?;
     Ok(())
 }

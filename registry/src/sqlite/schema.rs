@@ -5,7 +5,9 @@ use rusqlite::{Connection, OptionalExtension};
 use treecast_keytree::TreeHeight;
 
 use super::describe;
-use crate::Error;
+use treecast_protocol::Error;
+
+use crate::sql::StorageError;
 
 /// Marks the file as a treecast registry ("TCRG").
 pub(super) const APPLICATION_ID: i64 = 0x5443_5247;
@@ -86,10 +88,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
 ];
 
 pub(super) fn check_application(conn: &Connection) -> Result<(), Error> {
-    let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let app: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .storage()?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .storage()?;
     if version == 0 && app == 0 {
-        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .storage()?;
         if tables > 0 {
             return Err(Error::Storage(
                 "a SQLite database of something else, not a treecast registry".into(),
@@ -113,13 +121,17 @@ pub(super) fn check_application(conn: &Connection) -> Result<(), Error> {
 
 pub(super) fn migrate(conn: &Connection, height: TreeHeight) -> Result<(), Error> {
     check_application(conn)?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .storage()?;
     if version == 1 {
-        let rows: i64 = conn.query_row(
-            "SELECT (SELECT count(*) FROM clients) + (SELECT count(*) FROM contents)",
-            [],
-            |r| r.get(0),
-        )?;
+        let rows: i64 = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM clients) + (SELECT count(*) FROM contents)",
+                [],
+                |r| r.get(0),
+            )
+            .storage()?;
         if rows > 0 {
             return Err(Error::Storage(
                 "schema version 1 keeps content keys under broadcast keys and untagged rows; \
@@ -139,16 +151,18 @@ pub(super) fn migrate(conn: &Connection, height: TreeHeight) -> Result<(), Error
         ))
         .inspect_err(|_| {
             let _ = conn.execute_batch("ROLLBACK");
-        })?;
+        }).storage()?;
     }
     // Fix the tree height on first use; refuse another one later.
     conn.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('height', ?1), ('epoch', 1), ('next_leaf', 0)",
         [i64::from(height.get())],
-    )?;
-    let stored: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'height'", [], |r| {
-        r.get(0)
-    })?;
+    ).storage()?;
+    let stored: i64 = conn
+        .query_row("SELECT value FROM meta WHERE key = 'height'", [], |r| {
+            r.get(0)
+        })
+        .storage()?;
     if stored != i64::from(height.get()) {
         return Err(Error::Storage(format!(
             "the registry is for a height-{stored} tree, not height {height}"
