@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use treecast_keytree::DeviceKeys;
-
 use treecast_protocol::Error;
 use treecast_protocol::certificate::{
     LicenseRequest, LicenseRequestTbs, MoveRequest, MoveRequestTbs, ReleaseKey,

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use treecast_keytree::{RevocationSet, SignedEkb, VerifiedEkbBuf};
-
-use super::Distributor;
 use treecast_protocol::Error;
 use treecast_registry::Registry;
+
+use super::Distributor;
 
 /// What a process's EKB cache holds and did, for operators' metrics.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]

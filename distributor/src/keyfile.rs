@@ -30,11 +30,11 @@ use std::path::Path;
 use ed25519_dalek::SigningKey;
 use rand_core::CryptoRng;
 use treecast_keytree::MasterSecret;
+use treecast_protocol::Error;
+use treecast_protocol::ids::ServerId;
 use zeroize::Zeroizing;
 
 use crate::server::LicenseServer;
-use treecast_protocol::Error;
-use treecast_protocol::ids::ServerId;
 
 /// The secrets of a distributor.
 pub struct DistributorKeys {

@@ -15,8 +15,6 @@ use std::sync::Arc;
 use ed25519_dalek::VerifyingKey;
 use rand_core::CryptoRng;
 use treecast_keytree::{Authority, LeafIndex};
-
-use crate::vault::Vault;
 use treecast_protocol::Error;
 use treecast_protocol::binding::KeyFingerprint;
 use treecast_protocol::certificate::{ClientCertificate, ClientCertificateTbs};
@@ -28,6 +26,8 @@ use treecast_protocol::server::ServerKeys;
 use treecast_protocol::sign::Signable;
 use treecast_protocol::time::{Clock, UnixTime};
 use treecast_registry::{ClientRecord, ContentRecord, Registry, RequestTag};
+
+use crate::vault::Vault;
 
 pub mod billing;
 mod ekbs;

@@ -9,8 +9,6 @@ use std::sync::LazyLock;
 
 use ed25519_dalek::SigningKey;
 use treecast_keytree::LeafIndex;
-
-use super::{Distributor, client_key};
 use treecast_protocol::Error;
 use treecast_protocol::certificate::{
     CopyCertificate, CopyCertificateTbs, LicenseRequestTbs, MoveRequestTbs, ReleaseKey,
@@ -24,6 +22,8 @@ use treecast_registry::{
     CertificateRecord, ClientRecord, LicenseRecord, LicenseState, MoveIntent, MoveRows, Registry,
     RequestTag,
 };
+
+use super::{Distributor, client_key};
 
 /// The public key a request of a client that does not exist is verified under, as the bytes a
 /// client row keeps (decoded per request, as a row's key is). Any valid key would do: the

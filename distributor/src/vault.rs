@@ -20,8 +20,6 @@ use aes::cipher::KeyInit;
 use aes_kw::AesKw;
 use subtle::ConstantTimeEq;
 use treecast_keytree::DistributorSecret;
-use zeroize::Zeroizing;
-
 use treecast_protocol::Error;
 use treecast_protocol::content::ContentKey;
 use treecast_protocol::credential::UserCredential;
@@ -29,6 +27,7 @@ use treecast_protocol::ids::{ContentId, UserId};
 use treecast_protocol::kdf;
 use treecast_registry::RegistryId;
 use treecast_registry::{ClientRecord, ContentRecord, LicenseRecord, LicenseState};
+use zeroize::Zeroizing;
 
 /// The length of a row tag.
 pub(crate) const TAG_LEN: usize = 32;

@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 
-use super::{LicenseRecord, LicenseState, Registry, UserRows};
-use crate::billing::ChargeKind;
 use treecast_protocol::Error;
 use treecast_protocol::ids::{ClientId, LicenseId};
+
+use super::{LicenseRecord, LicenseState, Registry, UserRows};
+use crate::billing::ChargeKind;
 
 /// What an audit counted, beside the violations it found.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]

@@ -1,6 +1,9 @@
 //! `Box<dyn Registry>` is a registry, so callers can choose the store at run time.
 
 use treecast_keytree::LeafIndex;
+use treecast_protocol::Error;
+use treecast_protocol::binding::KeyFingerprint;
+use treecast_protocol::ids::{ClientId, ContentId, LicenseId, UserId};
 
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ClientsBuilder, ContentBuilder,
@@ -9,9 +12,6 @@ use super::{
 };
 use crate::billing::{Charge, LedgerEntry};
 use crate::binding::StoreBinding;
-use treecast_protocol::Error;
-use treecast_protocol::binding::KeyFingerprint;
-use treecast_protocol::ids::{ClientId, ContentId, LicenseId, UserId};
 
 /// A boxed registry is a registry, so callers can choose the store at run time.
 impl<R: Registry + ?Sized> Registry for Box<R> {

@@ -30,9 +30,9 @@ use postgres::types::{ToSql, Type};
 use postgres::{GenericClient, NoTls};
 use r2d2_postgres::PostgresConnectionManager;
 use treecast_keytree::TreeHeight;
+use treecast_protocol::Error;
 
 use super::sql::{Cell, Driver, Kind, Lock, NewId, Row, SqlRegistry, StorageError, Tx, Value, un};
-use treecast_protocol::Error;
 
 mod cache;
 mod ids;

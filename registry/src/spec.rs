@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use treecast_keytree::TreeHeight;
+use treecast_protocol::Error;
 
 use super::{MemoryRegistry, Registry};
-use treecast_protocol::Error;
 
 /// Where the registry lives: `memory`, `sqlite:PATH` or a PostgreSQL URL.
 #[derive(Clone, Eq, PartialEq)]

@@ -24,9 +24,9 @@ use std::time::Duration;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, TransactionBehavior};
 use treecast_keytree::TreeHeight;
+use treecast_protocol::Error;
 
 use super::sql::{Cell, Driver, Kind, Lock, NewId, Row, SqlRegistry, StorageError, Tx, Value};
-use treecast_protocol::Error;
 
 mod open;
 mod rows;

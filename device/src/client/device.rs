@@ -7,9 +7,6 @@ use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 use treecast_keytree::{DeviceKeys, VerifiedEkbBuf};
-
-use super::MovePackage;
-use super::state::{ClientState, Held};
 use treecast_protocol::Error;
 use treecast_protocol::certificate::{CopyCertificateIn, ReleaseKey};
 use treecast_protocol::content::{self, ContentHeader};
@@ -17,6 +14,9 @@ use treecast_protocol::ids::{ClientId, ContentId, LicenseId, ServerId, UserId};
 use treecast_protocol::license::{LicenseIn, LicenseTbs, Rights};
 use treecast_protocol::server::ServerKeys;
 use treecast_protocol::time::UnixTime;
+
+use super::MovePackage;
+use super::state::{ClientState, Held};
 
 /// A client device without its signing key: everything a [`Client`](super::Client) does but
 /// sign requests. Playing, storing, and receiving or releasing a move need no signature; a

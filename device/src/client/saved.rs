@@ -9,9 +9,6 @@ use ed25519_dalek::SigningKey;
 use subtle::ConstantTimeEq;
 use treecast_keytree::codec::Reader;
 use treecast_keytree::{DecodeError, DeviceKey};
-use zeroize::Zeroizing;
-
-use super::Client;
 use treecast_protocol::Error;
 use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId};
 use treecast_protocol::kdf;
@@ -19,6 +16,9 @@ use treecast_protocol::license::LicenseTbs;
 use treecast_protocol::registration::Registration;
 use treecast_protocol::release::ReleaseKey;
 use treecast_protocol::sign::Signable;
+use zeroize::Zeroizing;
+
+use super::Client;
 
 const MAGIC: [u8; 4] = *b"TCCS";
 /// The version [`Client::save`] writes and [`Client::load`] reads: licenses without their

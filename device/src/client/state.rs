@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use litemap::LiteMap;
 use treecast_keytree::VerifiedEkbBuf;
-
 use treecast_protocol::Error;
 use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
 use treecast_protocol::license::{LicenseTbs, Rights, WRAPPED_LEN};

@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-
-use super::Transport;
 use treecast_protocol::Error;
 use treecast_protocol::credential::UserCredential;
 use treecast_protocol::ids::{ClientId, ContentId, LicenseId, ServerId, UserId};
 use treecast_protocol::registration::Registration;
 use treecast_protocol::registration::{RegistrationKey, RegistrationRequest};
+
+use super::Transport;
 
 /// The largest answer read: a container of the service's default publishing limit, with room.
 const MAX_ANSWER: u64 = 512 << 20;

@@ -4,13 +4,13 @@ use ed25519_dalek::SigningKey;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use treecast_keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
+use treecast_protocol::ids::{ClientId, ServerId};
+use treecast_protocol::time::{ManualClock, UnixTime};
+use treecast_registry::MemoryRegistry;
 
 use crate::billing::Tariff;
 use crate::server::LicenseServer;
 use crate::{Distributor, DistributorConfig};
-use treecast_protocol::ids::{ClientId, ServerId};
-use treecast_protocol::time::{ManualClock, UnixTime};
-use treecast_registry::MemoryRegistry;
 
 /// A distributor on a memory registry, with `clients` clients of one user.
 fn shop(config: DistributorConfig, clients: u8) -> (Distributor<MemoryRegistry>, Vec<ClientId>) {

@@ -9,13 +9,13 @@
 //! decode to this client's fields is kept as it came, so every row reads back as written.
 
 use treecast_keytree::{LeafIndex, TreeId};
-
-use crate::{ClientRecord, ClientSummary};
 use treecast_protocol::Error;
 use treecast_protocol::certificate::{ClientCertificateIn, ClientCertificateTbs};
 use treecast_protocol::ids::{ClientId, ServerId, UserId};
 use treecast_protocol::sign::{SIGNATURE_LEN, Signable};
 use treecast_protocol::time::UnixTime;
+
+use crate::{ClientRecord, ClientSummary};
 
 /// A certificate as stored.
 #[derive(Debug)]

@@ -7,12 +7,13 @@
 //! user (its client's, read from the clients), with the origin folded into a word: 48 bytes in
 //! the vector, against 112 in a hash table that is half to seven-eighths full.
 
-use super::clients::Clients;
-use crate::{LicenseRecord, LicenseState};
 use treecast_protocol::Error;
 use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
 use treecast_protocol::license::Rights;
 use treecast_protocol::time::UnixTime;
+
+use super::clients::Clients;
+use crate::{LicenseRecord, LicenseState};
 
 /// How far past the end a new license may land: the IDs a few failed supplies took. Anything
 /// further is a bug, refused rather than allocated for.

@@ -1,9 +1,9 @@
 //! The memory store's own tests.
 
 use treecast_keytree::TreeHeight;
+use treecast_protocol::ids::ServerId;
 
 use super::*;
-use treecast_protocol::ids::ServerId;
 
 fn registry_with_users(n: usize) -> (MemoryRegistry, Vec<UserId>) {
     let registry = MemoryRegistry::new(TreeHeight::new(8).unwrap());

@@ -7,8 +7,9 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use crate::sql::{Tx, Value, un};
 use treecast_protocol::Error;
+
+use crate::sql::{Tx, Value, un};
 
 /// IDs taken from a sequence in one round trip.
 const BLOCK: i64 = 64;

@@ -6,7 +6,6 @@
 
 use postgres::Client;
 use treecast_keytree::TreeHeight;
-
 use treecast_protocol::Error;
 
 use crate::sql::StorageError;

@@ -2,6 +2,8 @@
 //! binding a record's values, and the statements several changes share.
 
 use treecast_keytree::TreeHeight;
+use treecast_protocol::Error;
+use treecast_protocol::ids::{ClientId, ContentId, LicenseId, UserId};
 
 use super::driver::{Row, Tx, Value};
 use super::{
@@ -10,8 +12,6 @@ use super::{
 };
 use crate::billing::LedgerEntry;
 use crate::{ClientRecord, ContentRecord, LicenseRecord, RequestTag};
-use treecast_protocol::Error;
-use treecast_protocol::ids::{ClientId, ContentId, LicenseId, UserId};
 
 pub(super) fn int(v: u64) -> Result<Value<'static>, Error> {
     Ok(Value::Int(sql(v)?))

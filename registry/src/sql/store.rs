@@ -3,6 +3,9 @@
 //! out IDs; the dialects' differences are in the drivers, each a few lines (`docs/storage.md`).
 
 use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
+use treecast_protocol::Error;
+use treecast_protocol::binding::KeyFingerprint;
+use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
 
 use super::driver::{Driver, Kind, Lock, NewId, Tx, Value};
 use super::steps::{
@@ -22,9 +25,6 @@ use crate::{
     LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows, Registry,
     RequestTag, Revoker, UsedRequest, UserRows, check_move, check_revoked,
 };
-use treecast_protocol::Error;
-use treecast_protocol::binding::KeyFingerprint;
-use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
 
 /// A registry in a SQL database: [`SqliteRegistry`](crate::SqliteRegistry) and
 /// [`PostgresRegistry`](crate::PostgresRegistry) are its two drivers' registries.

@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicU64;
 
 use rusqlite::{Connection, TransactionBehavior};
 use treecast_keytree::TreeHeight;
+use treecast_protocol::Error;
 
 use super::rows::{meta, set_meta};
 use super::schema::{migrate, stored_height};
@@ -14,8 +15,6 @@ use super::{
     BUSY_TIMEOUT, Durability, IdRange, STATEMENT_CACHE, SqlRegistry, SqliteDriver, SqliteRegistry,
     describe, durably,
 };
-use treecast_protocol::Error;
-
 use crate::sql::StorageError;
 
 impl SqliteRegistry {

@@ -2,10 +2,9 @@
 //! the leaf reserve.
 
 use rusqlite::{Transaction, params};
-
-use super::super::sql::{sql, un};
 use treecast_protocol::Error;
 
+use super::super::sql::{sql, un};
 use crate::sql::StorageError;
 
 pub(super) fn meta(tx: &rusqlite::Connection, key: &str) -> Result<u64, Error> {

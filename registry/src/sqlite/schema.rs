@@ -3,10 +3,9 @@
 
 use rusqlite::{Connection, OptionalExtension};
 use treecast_keytree::TreeHeight;
-
-use super::describe;
 use treecast_protocol::Error;
 
+use super::describe;
 use crate::sql::StorageError;
 
 /// Marks the file as a treecast registry ("TCRG").
