@@ -13,7 +13,7 @@
 //! use rand_chacha::ChaCha20Rng;
 //! use rand_core::SeedableRng;
 //! use treecast_device::Client;
-//! use treecast_device::transport::{Transport, TransportExt as _};
+//! use treecast_device::transport::Transport;
 //! use treecast_distributor::{Distributor, DistributorConfig, LicenseServer, LocalTransport, Tariff};
 //! use treecast_keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
 //! use treecast_protocol::{Clock, ManualClock, ServerId, SigningKey, UnixTime};
