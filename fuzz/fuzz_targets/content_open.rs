@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::rand_core::SeedableRng;
-use treecast_license::ContentId;
-use treecast_license::content::{self, ContentKey};
+use treecast_protocol::ContentId;
+use treecast_protocol::content::{self, ContentKey};
 
 fuzz_target!(|data: &[u8]| {
     let key = ContentKey::from_bytes([4; 16]);

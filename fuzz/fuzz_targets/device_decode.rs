@@ -8,13 +8,12 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use treecast_license::keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
-use treecast_license::registry::MemoryRegistry;
-use treecast_license::registration::{RegistrationKey, RegistrationRequest};
-use treecast_license::{
-    Client, Distributor, DistributorConfig, LicenseServer, ManualClock, ServerId, SigningKey,
-    Tariff, UnixTime, UserId,
-};
+use treecast_keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
+use treecast_registry::MemoryRegistry;
+use treecast_protocol::registration::{RegistrationKey, RegistrationRequest};
+use treecast_device::Client;
+use treecast_distributor::{Distributor, DistributorConfig, LicenseServer, Tariff};
+use treecast_protocol::{ManualClock, ServerId, SigningKey, UnixTime, UserId};
 
 /// A valid registration's bytes and the device's key, made once.
 fn device() -> &'static (Vec<u8>, [u8; 32]) {
@@ -41,17 +40,17 @@ fn device() -> &'static (Vec<u8>, [u8; 32]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let _ = treecast_license::Registration::from_bytes(data);
+    let _ = treecast_protocol::Registration::from_bytes(data);
     let _ = RegistrationRequest::verify_bytes(data, UserId(1));
     let (registration, key) = device();
     let signing = SigningKey::from_bytes(key);
     let request = RegistrationRequest::new(UserId(1), ServerId(1), &signing).unwrap();
-    let _ = treecast_license::Registration::open_sealed(
+    let _ = treecast_protocol::Registration::open_sealed(
         data,
         &RegistrationKey::derive(&signing).unwrap(),
         &request,
     );
-    let registration = treecast_license::Registration::from_bytes(registration).unwrap();
+    let registration = treecast_protocol::Registration::from_bytes(registration).unwrap();
     let client = Client::new(signing.clone(), registration).unwrap();
     // The bytes as a state, and the bytes sealed as this device would seal them.
     let mut body = b"TCCS\x02".to_vec();
@@ -59,10 +58,10 @@ fuzz_target!(|data: &[u8]| {
     body.extend_from_slice(data);
     let sealed = client.hazmat_seal_state(&body);
     for state in [data, &sealed[..]] {
-        let registration = treecast_license::Registration::from_bytes(&device().0).unwrap();
+        let registration = treecast_protocol::Registration::from_bytes(&device().0).unwrap();
         if let Ok(loaded) = Client::load(signing.clone(), registration, state) {
             let saved = loaded.save();
-            let again = treecast_license::Registration::from_bytes(&device().0).unwrap();
+            let again = treecast_protocol::Registration::from_bytes(&device().0).unwrap();
             let reloaded = Client::load(signing.clone(), again, &saved).unwrap();
             assert_eq!(reloaded.save(), saved);
         }

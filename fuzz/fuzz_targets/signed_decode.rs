@@ -3,12 +3,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use treecast_license::certificate::{
+use treecast_protocol::certificate::{
     ClientCertificateTbs, CopyCertificateTbs, LicenseRequestTbs, MoveRequestTbs,
 };
-use treecast_license::license::LicenseTbs;
-use treecast_license::sign::Signable;
-use treecast_license::{SigningKey, Unverified};
+use treecast_protocol::license::LicenseTbs;
+use treecast_protocol::sign::Signable;
+use treecast_protocol::{SigningKey, Unverified};
 
 fn check<T: Signable + Clone + core::fmt::Debug>(data: &[u8]) {
     if let Ok(decoded) = Unverified::<T>::from_bytes(data) {

@@ -46,18 +46,28 @@
 use core::fmt;
 
 use aes::Aes128Dec;
-use aes::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
+#[cfg(feature = "authority")]
+use aes::cipher::BlockCipherEncrypt;
+use aes::cipher::{Array, BlockCipherDecrypt, KeyInit};
+#[cfg(feature = "authority")]
 use ed25519_dalek::{Signer, VerifyingKey};
 use subtle::ConstantTimeEq;
 
-use crate::authority::{Authority, low_bits};
-use crate::cover::{Cover, Scheme, Subset};
+#[cfg(feature = "authority")]
+use crate::authority::Authority;
+#[cfg(feature = "authority")]
+use crate::cover::Cover;
+use crate::cover::{Scheme, Subset};
 use crate::crypto::{self, G3};
+#[cfg(feature = "authority")]
 use crate::ekb::{TreeConfig, TreeId};
 use crate::error::Error;
+#[cfg(feature = "authority")]
 use crate::revocation::RevocationSet;
-use crate::secret::{MasterSecret, PayloadKey};
-use crate::treemath::{LeafIndex, NodeIndex, TreeHeight};
+#[cfg(feature = "authority")]
+use crate::secret::MasterSecret;
+use crate::secret::PayloadKey;
+use crate::treemath::{LeafIndex, NodeIndex, TreeHeight, low_bits};
 
 mod keydb;
 pub mod mkb;
@@ -224,6 +234,7 @@ impl ExplicitSubset {
 ///
 /// # Errors
 /// [`Error::WrongTree`] when `revoked` is not for the 31-level tree.
+#[cfg(feature = "authority")]
 pub fn cover(revoked: &RevocationSet) -> Result<Vec<Subset>, Error> {
     let h = height();
     if revoked.height() != h {
@@ -271,11 +282,13 @@ pub fn cover(revoked: &RevocationSet) -> Result<Vec<Subset>, Error> {
 
 /// The AACS key authority: treecast's Subset Difference [`Authority`] on the 31-level tree,
 /// writing MKBs and KEYDB.cfg device keys.
+#[cfg(feature = "authority")]
 #[derive(Clone, Debug)]
 pub struct AacsAuthority {
     inner: Authority,
 }
 
+#[cfg(feature = "authority")]
 impl AacsAuthority {
     /// The authority of the AACS-profile tree `tree_id`, keyed by `master`. Its keys are those of
     /// the SD tree of height 31 with the same id.
@@ -472,6 +485,7 @@ impl ProcessingKeys {
 }
 
 /// The Verify Media Key record: `AES-128-E(K_m, 0123456789ABCDEF ‖ nonce)`.
+#[cfg(feature = "authority")]
 fn verify_media_key_record(media_key: &PayloadKey, nonce: [u8; 8]) -> [u8; 16] {
     let cipher = aes::Aes128Enc::new(media_key.secret_bytes().into());
     let mut block = [0u8; 16];
@@ -497,5 +511,5 @@ fn verifies_media_key(media_key: &PayloadKey, record: &[u8; 16]) -> bool {
 /// The first half of a Verify Media Key record's plaintext.
 const VERIFY_SENTINEL: [u8; 8] = [0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF];
 
-#[cfg(test)]
+#[cfg(all(test, feature = "authority"))]
 mod tests;

@@ -10,7 +10,7 @@ use crate::ekb::{self, EkbHeader, Profile, SignedEkb, TreeConfig};
 use crate::error::Error;
 use crate::revocation::RevocationSet;
 use crate::secret::{DeviceKey, DistributorSecret, MasterSecret, NodeKey, PayloadKey};
-use crate::treemath::{LeafIndex, NodeIndex};
+use crate::treemath::{LeafIndex, NodeIndex, low_bits, sd_label_count};
 
 /// The key authority of one tree.
 ///
@@ -323,16 +323,6 @@ fn write_cs_entries(
         }
     }
     Ok(())
-}
-
-/// The number of labels of an SD device: h(h+1)/2.
-pub(crate) const fn sd_label_count(h: u8) -> usize {
-    (h as usize) * (h as usize + 1) / 2
-}
-
-/// A mask of the `n` low bits.
-pub(crate) const fn low_bits(n: u8) -> u64 {
-    if n >= 64 { u64::MAX } else { (1 << n) - 1 }
 }
 
 impl core::fmt::Debug for Authority {

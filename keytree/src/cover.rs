@@ -21,11 +21,15 @@
 
 use core::fmt;
 
+#[cfg(feature = "authority")]
 use crate::Error;
+#[cfg(feature = "authority")]
 use crate::revocation::RevocationSet;
 use crate::treemath::{NodeIndex, TreeHeight};
 
+#[cfg(feature = "authority")]
 mod cs;
+#[cfg(feature = "authority")]
 mod sd;
 
 /// A broadcast-encryption scheme, as carried on the wire.
@@ -104,6 +108,7 @@ impl Subset {
 }
 
 /// A cover of the non-revoked leaves of a tree, in the order an EKB lists its subsets.
+#[cfg(feature = "authority")]
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Cover {
     scheme: Scheme,
@@ -111,6 +116,7 @@ pub struct Cover {
     subsets: Vec<Subset>,
 }
 
+#[cfg(feature = "authority")]
 impl Cover {
     /// The minimal cover of the leaves not in `revoked` under `scheme`.
     ///

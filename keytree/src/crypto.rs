@@ -12,17 +12,24 @@
 
 use aes::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use aes::{Aes128Dec, Aes128Enc};
+#[cfg(feature = "authority")]
 use hkdf::Hkdf;
+#[cfg(feature = "authority")]
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+#[cfg(feature = "authority")]
 use crate::Error;
-use crate::secret::{MasterSecret, NodeKey, PayloadKey};
+#[cfg(feature = "authority")]
+use crate::secret::MasterSecret;
+use crate::secret::{NodeKey, PayloadKey};
 
 /// AES-128 keyed for one purpose; evaluates the PRF on 128-bit blocks.
+#[cfg(feature = "authority")]
 #[derive(Clone)]
 pub(crate) struct Prf(Aes128Enc);
 
+#[cfg(feature = "authority")]
 impl Prf {
     /// Derives the purpose key with HKDF-SHA-256 (salt `HKDF_SALT`, info = `info`).
     pub(crate) fn derive(master: &MasterSecret, info: &[u8]) -> Result<Self, Error> {
@@ -48,12 +55,14 @@ impl Prf {
 ///
 /// Output lengths here are at most 32 bytes, far below HKDF's 255 · 32 limit, so the error is an
 /// internal one.
+#[cfg(feature = "authority")]
 pub(crate) fn expand(master: &MasterSecret, info: &[u8], out: &mut [u8]) -> Result<(), Error> {
     Hkdf::<Sha256>::new(Some(HKDF_SALT), master.secret_bytes())
         .expand(info, out)
         .map_err(|_| Error::Internal("HKDF output length"))
 }
 
+#[cfg(feature = "authority")]
 pub(crate) fn wrap(key: &NodeKey, tweak: u128, payload: &PayloadKey) -> [u8; 16] {
     let cipher = Aes128Enc::new(key.secret_bytes().into());
     let mut block = Array::from(xor(payload.secret_bytes(), tweak));
@@ -135,5 +144,6 @@ fn xor(a: &[u8; 16], tweak: u128) -> [u8; 16] {
 const G3_SEED: [u8; 16] = [
     0x7B, 0x10, 0x3C, 0x5D, 0xCB, 0x08, 0xC4, 0xE5, 0x1A, 0x27, 0xB0, 0x17, 0x99, 0x05, 0x3B, 0xD9,
 ];
+#[cfg(feature = "authority")]
 const HKDF_SALT: &[u8] = b"treecast/v1";
 const VERIFY_LABEL: &[u8; 8] = b"TCVERIFY";

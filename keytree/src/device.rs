@@ -4,14 +4,13 @@ use core::fmt;
 
 use zeroize::Zeroizing;
 
-use crate::authority::{low_bits, sd_label_count};
 use crate::codec::Reader;
 use crate::cover::{Scheme, Subset};
 use crate::crypto::{self, G3};
 use crate::ekb::{self, TreeConfig, TreeId, VerifiedEkb};
 use crate::error::{DecodeError, Error};
 use crate::secret::{DeviceKey, NodeKey, PayloadKey};
-use crate::treemath::{LeafIndex, NodeIndex, TreeHeight};
+use crate::treemath::{LeafIndex, NodeIndex, TreeHeight, low_bits, sd_label_count};
 
 /// Everything a device holds to open EKBs of its tree: its leaf, the keys of its scheme and its
 /// own device key. Zeroized on drop; `Debug` shows only the public part; `PartialEq` compares

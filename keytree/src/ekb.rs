@@ -27,7 +27,9 @@
 
 use core::fmt;
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
+#[cfg(feature = "authority")]
+use ed25519_dalek::{Signer, SigningKey};
 use sha2::{Digest, Sha256};
 
 use crate::codec::Reader;
@@ -98,6 +100,7 @@ impl EkbHeader {
         encoded_len(self.config.scheme, self.subset_count as usize)
     }
 
+    #[cfg(feature = "authority")]
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
@@ -408,6 +411,7 @@ impl Body<'_> {
 }
 
 /// Encodes and signs an EKB whose entries `write_entries` appends.
+#[cfg(feature = "authority")]
 pub(crate) fn assemble(
     header: EkbHeader,
     verification: [u8; 16],
@@ -428,6 +432,7 @@ pub(crate) fn assemble(
 
 /// Appends the encoding of one entry. In an SD EKB the all-leaves subset is written `u = 1,
 /// v = 0`.
+#[cfg(feature = "authority")]
 pub(crate) fn encode_entry(out: &mut Vec<u8>, scheme: Scheme, subset: &Subset, wrapped: &[u8; 16]) {
     let (u, v) = match *subset {
         Subset::Complete(n) => (n.get(), None),

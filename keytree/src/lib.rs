@@ -7,6 +7,7 @@ pub mod treemath;
 
 pub mod aacs;
 
+#[cfg(feature = "authority")]
 mod authority;
 pub mod codec;
 mod cover;
@@ -14,20 +15,28 @@ mod crypto;
 mod device;
 pub mod ekb;
 mod error;
+#[cfg(feature = "authority")]
 mod leaves;
+#[cfg(feature = "authority")]
 mod revocation;
 #[macro_use]
 mod secret;
+#[cfg(feature = "authority")]
 pub mod traitors;
 
+#[cfg(feature = "authority")]
 pub use authority::Authority;
-pub use cover::{Cover, Scheme, Subset};
+#[cfg(feature = "authority")]
+pub use cover::Cover;
+pub use cover::{Scheme, Subset};
 pub use device::DeviceKeys;
 pub use ekb::{
     EkbHeader, EkbIn, Profile, SignedEkb, TreeConfig, TreeId, VerifiedEkb, VerifiedEkbBuf,
 };
 pub use error::{DecodeError, Error};
+#[cfg(feature = "authority")]
 pub use leaves::LeafAllocator;
+#[cfg(feature = "authority")]
 pub use revocation::RevocationSet;
 pub use secret::{DeviceKey, DistributorSecret, MasterSecret, NodeKey, PayloadKey};
 pub use treemath::{LeafIndex, NodeIndex, TreeHeight};
@@ -42,5 +51,5 @@ pub mod __private {
     pub use zeroize;
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "authority"))]
 mod tests;

@@ -8,7 +8,6 @@
 
 use proptest::prelude::*;
 
-use crate::authority;
 use crate::crypto;
 use crate::device::KeySet;
 use crate::ekb::{self, EkbIn};
@@ -142,7 +141,7 @@ fn keys_derivable_by(device: &DeviceKeys, ekb: &VerifiedEkb<'_>) -> Vec<(Option<
                             let steps = v.depth() - w.depth();
                             let l = crypto::g3_descend(
                                 label.clone(),
-                                v.get() & authority::low_bits(steps),
+                                v.get() & treemath::low_bits(steps),
                                 steps,
                             );
                             out.push((Some(i), crypto::g3(&l, crypto::G3::Key)));

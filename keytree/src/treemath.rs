@@ -95,6 +95,7 @@ impl LeafIndex {
     }
 
     /// Wraps `leaf` without a check; the caller knows it is below `2^height` of its tree.
+    #[cfg(feature = "authority")]
     pub(crate) const fn new_unchecked(leaf: u32) -> Self {
         Self(leaf)
     }
@@ -137,6 +138,7 @@ impl NodeIndex {
     }
 
     /// Wraps `node` without a check; the caller knows it is a node of its tree.
+    #[cfg(feature = "authority")]
     pub(crate) const fn new_unchecked(node: u64) -> Self {
         Self(node)
     }
@@ -246,6 +248,7 @@ impl NodeIndex {
     }
 
     /// The node of leaf `leaf`'s ancestor at depth `depth`, for a tree of height `height`.
+    #[cfg(feature = "authority")]
     pub(crate) const fn leaf_ancestor(leaf: LeafIndex, height: TreeHeight, depth: u8) -> Self {
         Self(leaf.node(height).0 >> (height.0 - depth))
     }
@@ -258,11 +261,22 @@ impl fmt::Display for NodeIndex {
 }
 
 /// The depth of the deepest common ancestor of two distinct leaves of a tree of height `height`.
+#[cfg(feature = "authority")]
 pub(crate) const fn common_ancestor_depth(a: u32, b: u32, height: TreeHeight) -> u8 {
     // The highest differing bit k (0-based from the leaf level) splits the paths just below
     // depth height - 1 - k.
     let k = 31 - (a ^ b).leading_zeros() as u8;
     height.0 - 1 - k
+}
+
+/// The number of labels of an SD device: h(h+1)/2.
+pub(crate) const fn sd_label_count(h: u8) -> usize {
+    (h as usize) * (h as usize + 1) / 2
+}
+
+/// A mask of the `n` low bits.
+pub(crate) const fn low_bits(n: u8) -> u64 {
+    if n >= 64 { u64::MAX } else { (1 << n) - 1 }
 }
 
 /// The largest supported tree height: 2^32 leaves.

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
-use treecast_license::Error;
+use treecast_protocol::Error;
 
 use crate::error::ApiError;
 use crate::{Limits, Service};

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
-use treecast_license::credential::UserCredential;
+use treecast_protocol::credential::UserCredential;
 use zeroize::Zeroizing;
 
 use crate::error::ApiError;

@@ -9,8 +9,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use rand_core::CryptoRng;
-use treecast_license::registry::{ContentRecord, Registry};
-use treecast_license::{ContentId, Distributor, Error};
+use treecast_distributor::Distributor;
+use treecast_protocol::{ContentId, Error};
+use treecast_registry::{ContentRecord, Registry};
 
 /// The content directory.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use treecast_license::Error;
+use treecast_protocol::Error;
 
 /// An error answer: its status, a stable code and a message for people.
 #[derive(Debug)]

@@ -29,8 +29,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rand_chacha::ChaCha20Rng;
-use treecast_license::registry::Registry;
-use treecast_license::{Distributor, Error};
+use treecast_distributor::Distributor;
+use treecast_protocol::Error;
+use treecast_registry::Registry;
 
 mod api;
 pub mod auth;

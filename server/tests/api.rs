@@ -19,11 +19,10 @@ use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tower::ServiceExt;
-use treecast_license::keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
-use treecast_license::registry::{MemoryRegistry, Registry};
-use treecast_license::{
-    Distributor, DistributorConfig, LicenseServer, ManualClock, ServerId, Tariff, UnixTime,
-};
+use treecast_distributor::{Distributor, DistributorConfig, LicenseServer, Tariff};
+use treecast_keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
+use treecast_protocol::{ManualClock, ServerId, UnixTime};
+use treecast_registry::{MemoryRegistry, Registry};
 use treecast_server::{AdminToken, ContentDir, Limits, OPENAPI, Service};
 
 const ADMIN: &str = "0123456789abcdef0123456789abcdef-admin";

@@ -18,14 +18,14 @@ use axum::http::{Request, StatusCode};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tower::ServiceExt;
-use treecast_license::certificate::{LicenseRequestTbs, MoveRequestTbs};
-use treecast_license::keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
-use treecast_license::registry::{MemoryRegistry, Registry};
-use treecast_license::sign::Signable;
-use treecast_license::{
-    ClientId, ContentId, Distributor, DistributorConfig, LicenseId, LicenseServer, ManualClock,
-    ServerId, SigningKey, Tariff, UnixTime,
+use treecast_distributor::{Distributor, DistributorConfig, LicenseServer, Tariff};
+use treecast_keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
+use treecast_protocol::certificate::{LicenseRequestTbs, MoveRequestTbs};
+use treecast_protocol::sign::Signable;
+use treecast_protocol::{
+    ClientId, ContentId, LicenseId, ManualClock, ServerId, SigningKey, UnixTime,
 };
+use treecast_registry::{MemoryRegistry, Registry};
 use treecast_server::{AdminToken, ContentDir, Limits, Service};
 
 const NOW: UnixTime = UnixTime(1_800_000_000);

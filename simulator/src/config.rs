@@ -1,10 +1,10 @@
 //! What a simulation runs: the population, the workload, the tree, the store and the seed.
 
-use treecast_license::keytree::{Scheme, TreeHeight};
+use treecast_keytree::{Scheme, TreeHeight};
 
 use crate::SimError;
 
-pub use treecast_license::registry::StoreSpec;
+pub use treecast_registry::StoreSpec;
 
 /// A simulation's parameters. [`SimConfig::default`] is the README's main job: about a million
 /// users and 2.5 million clients.

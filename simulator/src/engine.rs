@@ -9,15 +9,16 @@ use ed25519_dalek::SigningKey;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand_core::Rng;
 use rayon::prelude::*;
-use treecast_license::keytree::{
+use treecast_device::{Client, ClientState, Device, MovePackage};
+use treecast_distributor::{Distributor, DistributorConfig, LicenseServer, Tariff};
+use treecast_keytree::{
     Authority, LeafIndex, MasterSecret, TreeConfig, TreeHeight, TreeId, VerifiedEkbBuf,
 };
-use treecast_license::registry::{Registry, audit_report};
-use treecast_license::{
-    Client, ClientId, ClientState, ContentId, Device, Distributor, DistributorConfig, Error,
-    LicenseId, LicenseServer, ManualClock, MovePackage, ReleaseKey, ServerId, ServerKeys, Tariff,
-    UnixTime, UserId,
+use treecast_protocol::{
+    ClientId, ContentId, Error, LicenseId, ManualClock, ReleaseKey, ServerId, ServerKeys, UnixTime,
+    UserId,
 };
+use treecast_registry::{Registry, audit_report};
 
 use crate::SimError;
 use crate::bound::{Phase, PhaseSamples, Sampler};
@@ -382,7 +383,7 @@ impl<'c, R: Registry> Engine<'c, R> {
     }
 
     pub(super) fn clock_now(&self) -> UnixTime {
-        use treecast_license::Clock;
+        use treecast_protocol::Clock;
         self.clock.now()
     }
 }

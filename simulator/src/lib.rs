@@ -7,7 +7,7 @@
 //!   license and the real EKB of its epoch and compares it with the original bytes; every move
 //!   signs and verifies a request, a license and a copy certificate.
 //! - **Compact clients.** Between actions a client is its signing key and its saved
-//!   [`ClientState`](treecast_license::ClientState). Its device key set is re-provisioned by the
+//!   [`ClientState`](treecast_device::ClientState). Its device key set is re-provisioned by the
 //!   authority when it acts (an SD key set is kilobytes). Each epoch's EKB is verified once and
 //!   shared by all clients.
 //! - **Deterministic.** Every choice comes from a random stream named by the seed, a purpose and
@@ -40,15 +40,14 @@ use core::fmt;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use treecast_license::Registry;
-use treecast_license::registry::MemoryRegistry;
+use treecast_registry::MemoryRegistry;
+use treecast_registry::Registry;
 
 pub use bound::{CryptoBound, PhaseBound, PhaseSamples, UnitCosts};
 pub use config::{SimConfig, StoreSpec};
 pub use invariants::{AttackCount, InvariantCount};
 pub use report::EkbEpoch;
 pub use report::{ConfigReport, Counts, Report};
-pub use treecast_license as license;
 
 /// Why a simulation could not run. Violations of invariants are not errors: they are in the
 /// report.
@@ -58,9 +57,9 @@ pub enum SimError {
     /// A parameter is out of range.
     Config(String),
     /// The library refused an operation the workload expected to succeed.
-    Library(treecast_license::Error),
+    Library(treecast_protocol::Error),
     /// The key tree refused an operation.
-    KeyTree(treecast_license::keytree::Error),
+    KeyTree(treecast_keytree::Error),
     /// A file could not be written.
     Io(String),
     /// A state the simulator should never reach; please report it.
@@ -81,20 +80,20 @@ impl fmt::Display for SimError {
 
 impl std::error::Error for SimError {}
 
-impl From<treecast_license::Error> for SimError {
-    fn from(e: treecast_license::Error) -> Self {
+impl From<treecast_protocol::Error> for SimError {
+    fn from(e: treecast_protocol::Error) -> Self {
         Self::Library(e)
     }
 }
 
-impl From<treecast_license::keytree::Error> for SimError {
-    fn from(e: treecast_license::keytree::Error) -> Self {
+impl From<treecast_keytree::Error> for SimError {
+    fn from(e: treecast_keytree::Error) -> Self {
         Self::KeyTree(e)
     }
 }
 
-impl From<treecast_license::keytree::DecodeError> for SimError {
-    fn from(e: treecast_license::keytree::DecodeError) -> Self {
+impl From<treecast_keytree::DecodeError> for SimError {
+    fn from(e: treecast_keytree::DecodeError) -> Self {
         Self::KeyTree(e.into())
     }
 }
@@ -121,7 +120,7 @@ pub fn run(config: &SimConfig) -> Result<Outcome, SimError> {
             let mut id = [0u8; 16];
             id[..8].copy_from_slice(&config.seed.to_be_bytes());
             id[8..].copy_from_slice(b"sim-reg\0");
-            let id = treecast_license::RegistryId::from_bytes(id);
+            let id = treecast_registry::RegistryId::from_bytes(id);
             run_with(config, MemoryRegistry::with_registry_id(config.height, id))
         }
         store => {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
-use treecast_license::keytree::{Cover, RevocationSet, Scheme, TreeHeight, ekb};
+use treecast_keytree::{Cover, RevocationSet, Scheme, TreeHeight, ekb};
 
 use crate::SimError;
 use crate::report::Report;

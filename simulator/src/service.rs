@@ -190,7 +190,7 @@ impl core::fmt::Display for ServiceReport {
 pub(crate) struct Shared<'a> {
     pub(crate) op: &'a dyn Operator,
     pub(crate) cfg: &'a ServiceConfig,
-    pub(crate) contents: Vec<(treecast_license::ContentId, Vec<u8>)>,
+    pub(crate) contents: Vec<(treecast_protocol::ContentId, Vec<u8>)>,
     pub(crate) timings: Mutex<Vec<(&'static str, u32)>>,
     pub(crate) attacks: Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
     pub(crate) checks: std::sync::atomic::AtomicU64,
@@ -205,8 +205,8 @@ impl Shared<'_> {
     pub(crate) fn timed<T>(
         &self,
         name: &'static str,
-        f: impl FnOnce() -> Result<T, treecast_license::Error>,
-    ) -> Result<T, treecast_license::Error> {
+        f: impl FnOnce() -> Result<T, treecast_protocol::Error>,
+    ) -> Result<T, treecast_protocol::Error> {
         let start = Instant::now();
         let out = f();
         let us = u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX);

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use treecast_license::certificate::MoveRequestTbs;
-use treecast_license::credential::UserCredential;
-use treecast_license::transport::{HttpTransport, Transport};
-use treecast_license::{
+use treecast::license::certificate::MoveRequestTbs;
+use treecast::license::credential::UserCredential;
+use treecast::license::transport::{HttpTransport, Transport, TransportExt as _};
+use treecast::license::{
     Client, Clock, ContentId, Error, Registration, ServerId, SigningKey, SystemClock, UserId,
 };
 use zeroize::Zeroizing;
@@ -205,7 +205,7 @@ pub(crate) fn run_admin(cmd: AdminCommand) -> anyhow::Result<()> {
         }
         AdminCommand::Revoke { admin, client } => {
             let t = admin.transport()?;
-            let epoch = t.revoke(&token(&admin)?, treecast_license::ClientId(client))?;
+            let epoch = t.revoke(&token(&admin)?, treecast::license::ClientId(client))?;
             println!("client {client} revoked; epoch {epoch}");
         }
     }
@@ -329,7 +329,7 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                         format!("cannot read {}", from.join(&pending).display())
                     })?;
                     let to_client =
-                        treecast_license::Unverified::<MoveRequestTbs>::from_bytes(&request)
+                        treecast::license::Unverified::<MoveRequestTbs>::from_bytes(&request)
                             .map(|r| r.unverified().destination)
                             .context("the pending move request is not one")?;
                     if to_client != destination.id() {

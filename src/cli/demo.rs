@@ -150,13 +150,13 @@ pub(crate) mod licensing {
 
     use anyhow::ensure;
     use rand_core::{Rng, SeedableRng};
-    use treecast_keytree::{Authority, Scheme, TreeConfig, TreeHeight, TreeId};
-    use treecast_license::keyfile::DistributorKeys;
-    use treecast_license::registry::audit;
-    use treecast_license::{
+    use treecast::license::keyfile::DistributorKeys;
+    use treecast::license::registry::audit;
+    use treecast::license::{
         Client, Clock, Distributor, DistributorConfig, ManualClock, Registry, SigningKey, Tariff,
         UnixTime,
     };
+    use treecast_keytree::{Authority, Scheme, TreeConfig, TreeHeight, TreeId};
 
     use crate::cli::store::StoreSpec;
 
@@ -213,8 +213,8 @@ pub(crate) mod licensing {
                 c.store_ekb(ekb.as_bytes())?;
                 Ok(c)
             };
-            let mut first = client(treecast_license::ServerId(1 + i % 2))?;
-            let mut second = client(treecast_license::ServerId(2 - i % 2))?;
+            let mut first = client(treecast::license::ServerId(1 + i % 2))?;
+            let mut second = client(treecast::license::ServerId(2 - i % 2))?;
             // Buy and play on the first client.
             d.supply_content(user, content)?;
             first.store_content(container.clone())?;

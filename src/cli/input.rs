@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use rand_core::SeedableRng;
+use treecast::license::keyfile::DistributorKeys;
 use treecast_keytree::{RevocationSet, TreeHeight};
-use treecast_license::keyfile::DistributorKeys;
 use zeroize::Zeroizing;
 
 /// Reads a revoked-leaf file: one decimal leaf index a line; blank lines and `#` comments are

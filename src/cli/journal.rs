@@ -8,8 +8,8 @@ use std::io::BufRead;
 use std::path::Path;
 
 use anyhow::Context;
-use treecast_license::registry::LicenseState;
-use treecast_license::{
+use treecast::license::registry::LicenseState;
+use treecast::license::{
     CertificateId, ChargeKind, ClientId, ContentId, LicenseId, Registry, UserId,
 };
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use rand_core::SeedableRng;
+use treecast::license::registry::StoreSpec;
+use treecast::license::{Distributor, DistributorConfig, ServerId, SystemClock, Tariff};
 use treecast_keytree::{Authority, TreeConfig, TreeHeight, TreeId};
-use treecast_license::registry::StoreSpec;
-use treecast_license::{Distributor, DistributorConfig, ServerId, SystemClock, Tariff};
 use treecast_server::{AdminToken, ContentDir, Limits, Service};
 use zeroize::Zeroizing;
 

@@ -229,8 +229,8 @@ fn through_service(args: &SimulateArgs, server: &str) -> anyhow::Result<()> {
                 .to_owned(),
         );
         let http = match &args.ca_file {
-            None => treecast_license::transport::HttpTransport::new(server),
-            Some(ca) => treecast_license::transport::HttpTransport::with_root_certificates(
+            None => treecast::license::transport::HttpTransport::new(server),
+            Some(ca) => treecast::license::transport::HttpTransport::with_root_certificates(
                 server,
                 &std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?,
             )?,
@@ -253,9 +253,9 @@ fn through_service(args: &SimulateArgs, server: &str) -> anyhow::Result<()> {
 fn in_process_distributor(
     args: &SimulateArgs,
     store: &StoreSpec,
-) -> anyhow::Result<treecast_license::Distributor<Box<dyn treecast_license::Registry>>> {
+) -> anyhow::Result<treecast::license::Distributor<Box<dyn treecast::license::Registry>>> {
+    use treecast::license::{DistributorConfig, LicenseServer, ServerId, SystemClock, Tariff};
     use treecast_keytree::{Authority, MasterSecret, TreeConfig, TreeId};
-    use treecast_license::{DistributorConfig, LicenseServer, ServerId, SystemClock, Tariff};
 
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(args.seed ^ 0xD157);
     let config = TreeConfig::new(args.scheme.into(), args.height, TreeId(1));
@@ -263,7 +263,7 @@ fn in_process_distributor(
     let servers: Vec<_> = (1..=args.servers)
         .map(|id| LicenseServer::generate(ServerId(id), &mut rng))
         .collect();
-    Ok(treecast_license::Distributor::new(
+    Ok(treecast::license::Distributor::new(
         authority,
         servers,
         store.open(args.height)?,

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use rand_core::{Rng, SeedableRng};
-use treecast_keytree::{Authority, Scheme, TreeConfig, TreeHeight, TreeId};
-use treecast_license::registry::{AuditCounts, PostgresRegistry, SqliteRegistry, audit_report};
-use treecast_license::{
+use treecast::license::registry::{AuditCounts, PostgresRegistry, SqliteRegistry, audit_report};
+use treecast::license::{
     Client, Clock, ContentId, Distributor, DistributorConfig, ManualClock, Registry, SigningKey,
     Tariff, UnixTime,
 };
+use treecast_keytree::{Authority, Scheme, TreeConfig, TreeHeight, TreeId};
 
 use super::input::read_key_file;
 
@@ -224,7 +224,7 @@ fn workload<R: Registry>(args: &WorkloadArgs, registry: R) -> anyhow::Result<()>
         (args.scheme.into(), args.height),
         clock.clone(),
     )?;
-    let servers: Vec<treecast_license::ServerId> =
+    let servers: Vec<treecast::license::ServerId> =
         d.server_keys().iter().map(|(id, _)| id).collect();
     let seed = match args.seed {
         Some(seed) => seed,
@@ -237,7 +237,7 @@ fn workload<R: Registry>(args: &WorkloadArgs, registry: R) -> anyhow::Result<()>
     };
     eprintln!("workload seed {seed}");
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
-    let mut users: Vec<(treecast_license::UserId, Vec<Client>)> = Vec::new();
+    let mut users: Vec<(treecast::license::UserId, Vec<Client>)> = Vec::new();
     let mut contents: Vec<ContentId> = Vec::new();
     let mut containers: std::collections::HashMap<ContentId, Vec<u8>> =
         std::collections::HashMap::new();
@@ -284,7 +284,7 @@ fn workload<R: Registry>(args: &WorkloadArgs, registry: R) -> anyhow::Result<()>
                         clients.push(client);
                         line
                     }
-                    Err(treecast_license::Error::ClientLimit(_)) => continue,
+                    Err(treecast::license::Error::ClientLimit(_)) => continue,
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -307,7 +307,7 @@ fn workload<R: Registry>(args: &WorkloadArgs, registry: R) -> anyhow::Result<()>
                     client.acquire_license(license.as_bytes())?;
                     format!("license {}", license.tbs().license_id.0)
                 }
-                Err(treecast_license::Error::ClientRevoked(_)) => continue,
+                Err(treecast::license::Error::ClientRevoked(_)) => continue,
                 Err(e) => return Err(e.into()),
             }
         } else if roll < 98 {
@@ -328,7 +328,7 @@ fn workload<R: Registry>(args: &WorkloadArgs, registry: R) -> anyhow::Result<()>
             let request = source.move_request(license, destination, clock.now());
             let cert = match d.supply_certificate(request.as_bytes()) {
                 Ok(cert) => cert,
-                Err(treecast_license::Error::ClientRevoked(_)) => continue,
+                Err(treecast::license::Error::ClientRevoked(_)) => continue,
                 Err(e) => return Err(e.into()),
             };
             let package = source.move_out(cert.as_bytes())?;
@@ -350,7 +350,7 @@ fn workload<R: Registry>(args: &WorkloadArgs, registry: R) -> anyhow::Result<()>
             };
             match d.revoke_client(client) {
                 Ok(epoch) => format!("revoke {} {epoch}", client.0),
-                Err(treecast_license::Error::ClientRevoked(_)) => continue,
+                Err(treecast::license::Error::ClientRevoked(_)) => continue,
                 Err(e) => return Err(e.into()),
             }
         };

@@ -30,6 +30,7 @@ use crate::secret::NodeKey;
 
 /// The number of keys of a full device: `L(u, v)` for the 30 ancestors `u` below the root and
 /// the nodes `v` hanging off the path below each, 30 + 29 + … + 1.
+#[cfg(feature = "authority")]
 pub(crate) const KEY_COUNT: usize = (HEIGHT as usize - 1) * HEIGHT as usize / 2;
 
 /// The most `DK` lines the reader takes.

@@ -35,6 +35,7 @@ const END_OF_MKB: u8 = 0x02;
 pub const MKB_TYPE_3: u32 = 0x0003_1003;
 
 /// The largest record the 3-byte length can describe.
+#[cfg(feature = "authority")]
 const MAX_RECORD_LEN: usize = 0x00FF_FFFF;
 
 /// A parsed MKB, borrowing its bytes.
@@ -249,6 +250,7 @@ pub(crate) fn signing_message(signed: &[u8]) -> Vec<u8> {
 
 /// Writes an MKB: Type and Version, Verify Media Key, Explicit Subset-Difference, Media Key
 /// Data, then End of MKB with the signature `sign` makes over everything before it.
+#[cfg(feature = "authority")]
 pub(crate) fn write(
     version: u32,
     verify: &[u8; 16],
@@ -282,6 +284,7 @@ pub(crate) fn write(
 }
 
 /// Appends one record: header, the parts, zero padding to a multiple of 4.
+#[cfg(feature = "authority")]
 fn record(out: &mut Vec<u8>, record_type: u8, parts: &[&[u8]]) -> Result<(), Error> {
     let payload: usize = parts.iter().map(|p| p.len()).sum();
     let len = (4 + payload).next_multiple_of(4);

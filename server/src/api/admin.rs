@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
-use treecast_license::ClientId;
-use treecast_license::registry::Registry;
+use treecast_protocol::ClientId;
+use treecast_registry::Registry;
 
 use super::gate::{Place, Upload, too_large, too_slow};
 use super::{State, blocking, path};
@@ -41,7 +41,7 @@ pub(super) async fn user(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     s.admin.check(&headers)?;
-    let user = treecast_license::UserId(path(user)?);
+    let user = treecast_protocol::UserId(path(user)?);
     let (total, clients) = blocking(s.inline, move || {
         let registry = s.distributor.registry();
         Ok((registry.user_total(user)?, registry.clients_of(user)?))

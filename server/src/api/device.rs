@@ -7,9 +7,9 @@ use axum::extract::Path;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use treecast_license::Distributor;
-use treecast_license::keytree::SignedEkb;
-use treecast_license::registry::Registry;
+use treecast_distributor::Distributor;
+use treecast_keytree::SignedEkb;
+use treecast_registry::Registry;
 
 use super::{State, blocking, body, misdirected, octets, path};
 use crate::Service;
@@ -51,7 +51,7 @@ pub(super) async fn ekb(
         match cached {
             Some(hit) => hit,
             None => blocking(false, move || match s.distributor.ekb(epoch) {
-                Err(treecast_license::Error::StaleEpoch { got, current }) => {
+                Err(treecast_protocol::Error::StaleEpoch { got, current }) => {
                     Err(ApiError::not_found(format!(
                         "this process has no EKB of epoch {got} (the current epoch is {current})"
                     )))
@@ -79,7 +79,7 @@ fn ekb_body(ekb: Arc<SignedEkb>) -> Bytes {
 }
 
 /// A distributor's supply of one signed request.
-type Supply<T> = fn(&Distributor<Box<dyn Registry>>, &[u8]) -> Result<T, treecast_license::Error>;
+type Supply<T> = fn(&Distributor<Box<dyn Registry>>, &[u8]) -> Result<T, treecast_protocol::Error>;
 
 /// Runs a supply: on the request's task when the service runs registry calls inline and the
 /// current epoch's EKB is cached, with EKB fetches barred there (a revocation between the
@@ -131,7 +131,7 @@ mod tests {
 
     use std::sync::Arc;
 
-    use treecast_license::keytree::{
+    use treecast_keytree::{
         Authority, MasterSecret, RevocationSet, Scheme, TreeConfig, TreeHeight, TreeId,
     };
 

@@ -17,7 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use treecast_license::UserId;
+use treecast_protocol::UserId;
 
 use super::user::authorize;
 use crate::error::ApiError;

@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tower::ServiceExt;
-use treecast_license::registration::RegistrationRequest;
-use treecast_license::{ContentId, LicenseId, UserId};
+use treecast_protocol::registration::RegistrationRequest;
+use treecast_protocol::{ContentId, LicenseId, UserId};
 
 use super::{State, blocking, body, misdirected, octets, path};
 use crate::Service;
@@ -41,7 +41,7 @@ pub(super) async fn register(
     authorize(&s, &headers, user)?;
     let request = body(request)?;
     let request = RegistrationRequest::verify_bytes(&request, user).map_err(|e| match e {
-        treecast_license::Error::BadSignature => ApiError::from(e),
+        treecast_protocol::Error::BadSignature => ApiError::from(e),
         _ => ApiError::malformed(format!(
             "a registration is {} bytes: a server ID, an Ed25519 public key, an X25519 public \
              key and the device's signature",

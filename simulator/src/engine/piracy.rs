@@ -21,7 +21,7 @@ impl<R: Registry> Engine<'_, R> {
         ekbs: &mut Vec<EkbEpoch>,
         revoked_leaves: &mut Vec<u32>,
     ) -> Result<Piracy, SimError> {
-        use treecast_license::keytree::traitors::{self, PirateBox, Strategy, TraceParams};
+        use treecast_keytree::traitors::{self, PirateBox, Strategy, TraceParams};
 
         let mut piracy = Piracy::default();
         let height = self.cfg.height;
@@ -55,10 +55,8 @@ impl<R: Registry> Engine<'_, R> {
                 1.0,
                 rng.next_u64(),
             );
-            let revoked = treecast_license::keytree::RevocationSet::from_leaves(
-                height,
-                revoked_leaves.clone(),
-            )?;
+            let revoked =
+                treecast_keytree::RevocationSet::from_leaves(height, revoked_leaves.clone())?;
             let out = traitors::trace(
                 &self.authority,
                 &revoked,

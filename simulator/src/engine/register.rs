@@ -1,7 +1,8 @@
 //! Registration: users and their clients, in user order, a chunk at a time: a chunk's
 //! certificates are signed in one batch on every thread while the next chunk's keys are made.
 
-use treecast_license::{NewClient, Registration};
+use treecast_distributor::NewClient;
+use treecast_protocol::Registration;
 
 use super::*;
 

@@ -68,18 +68,18 @@ impl<R: Registry> Engine<'_, R> {
         let mut sorted = revoked_leaves.to_vec();
         sorted.sort_unstable();
         let height = self.cfg.height;
-        let body = treecast_license::keytree::EkbIn::from_bytes(ekb.as_bytes())?;
+        let body = treecast_keytree::EkbIn::from_bytes(ekb.as_bytes())?;
         let mut holding_revoked = 0u64;
         let mut subsets = 0u64;
         for subset in body.subsets() {
             let subset = subset?;
             subsets += 1;
             let (u, v) = match subset {
-                treecast_license::keytree::Subset::Complete(n) => (n, None),
-                treecast_license::keytree::Subset::Difference { u, v } => (u, Some(v)),
+                treecast_keytree::Subset::Complete(n) => (n, None),
+                treecast_keytree::Subset::Difference { u, v } => (u, Some(v)),
                 _ => return Err(SimError::Internal("unknown subset kind")),
             };
-            let inside = |n: treecast_license::keytree::NodeIndex| {
+            let inside = |n: treecast_keytree::NodeIndex| {
                 n.leaf_range(height).map_or(0, |r| {
                     let lo = sorted.partition_point(|&l| u64::from(l) < r.start);
                     let hi = sorted.partition_point(|&l| u64::from(l) < r.end);
@@ -105,7 +105,7 @@ impl<R: Registry> Engine<'_, R> {
                     .authority
                     .device_keys(sim.leaf(self.cfg.height)?)
                     .open(&verified);
-                let refused = matches!(opened, Err(treecast_license::keytree::Error::Revoked));
+                let refused = matches!(opened, Err(treecast_keytree::Error::Revoked));
                 self.tally
                     .attack(Attack::RevokedOpensEkb, refused, u as u64);
                 self.tally

@@ -4,12 +4,14 @@ use std::sync::atomic::Ordering;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
-use treecast_license::certificate::CopyCertificateIn;
-use treecast_license::credential::UserCredential;
-use treecast_license::{
-    ChargeKind, Client, ClientId, Clock, ContentId, Error, LicenseId, ServerId, SigningKey,
-    SystemClock, UserId,
+use treecast_device::Client;
+use treecast_device::transport::TransportExt as _;
+use treecast_protocol::certificate::CopyCertificateIn;
+use treecast_protocol::credential::UserCredential;
+use treecast_protocol::{
+    ClientId, Clock, ContentId, Error, LicenseId, ServerId, SigningKey, SystemClock, UserId,
 };
+use treecast_registry::ChargeKind;
 
 use super::Shared;
 use crate::SimError;
@@ -286,7 +288,7 @@ fn move_purchase(s: &Shared<'_>, sim: &mut SimUser, to: usize) -> Result<(), Sim
         let mut diverted = package.clone();
         let mut wrong = [0u8; 16];
         rng.fill_bytes(&mut wrong);
-        diverted.release = treecast_license::certificate::ReleaseKey::from_bytes(wrong);
+        diverted.release = treecast_protocol::certificate::ReleaseKey::from_bytes(wrong);
         let refused_in = destination.move_in(&diverted, SystemClock.now()).is_err();
         let carried = CopyCertificateIn::from_bytes(&package.certificate)
             .map_err(Error::from)?
@@ -350,12 +352,10 @@ pub(crate) fn finish(s: &Shared<'_>, mut users: Vec<SimUser>) -> Result<(), SimE
         let Some(holder) = user.clients.get_mut(user.holder) else {
             continue;
         };
-        let opened = treecast_license::keytree::VerifiedEkbBuf::verify(
-            current.clone(),
-            holder.authority_key(),
-        )
-        .map_err(Error::from)
-        .and_then(|ekb| Ok(holder.device_keys().open(&ekb.get())?));
+        let opened =
+            treecast_keytree::VerifiedEkbBuf::verify(current.clone(), holder.authority_key())
+                .map_err(Error::from)
+                .and_then(|ekb| Ok(holder.device_keys().open(&ekb.get())?));
         s.attack("revoked_opens_ekb", opened.is_err());
         let request = holder.license_request(content_id, SystemClock.now());
         let r = t.license(request.as_bytes());
@@ -404,7 +404,7 @@ pub(crate) fn finish(s: &Shared<'_>, mut users: Vec<SimUser>) -> Result<(), SimE
         }
         // Invariant 5: one license and each move billed, at the service's tariff (the default
         // one: `treecast serve` has no other).
-        let tariff = treecast_license::Tariff::default();
+        let tariff = treecast_distributor::Tariff::default();
         let expected = tariff.price(ChargeKind::License, *content_id)
             + u64::from(user.moved_from.is_some())
                 * tariff.price(ChargeKind::Certificate, *content_id);

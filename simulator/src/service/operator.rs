@@ -5,10 +5,12 @@
 use std::sync::{Arc, Mutex};
 
 use rand_chacha::ChaCha20Rng;
-use treecast_license::credential::UserCredential;
-use treecast_license::registry::Registry;
-use treecast_license::transport::{HttpTransport, LocalTransport, Transport};
-use treecast_license::{ClientId, ContentId, Distributor, Error, LicenseId, UserId};
+use treecast_device::{transport::HttpTransport, transport::Transport};
+use treecast_distributor::Distributor;
+use treecast_distributor::LocalTransport;
+use treecast_protocol::credential::UserCredential;
+use treecast_protocol::{ClientId, ContentId, Error, LicenseId, UserId};
+use treecast_registry::Registry;
 use zeroize::Zeroizing;
 
 /// A distributor's service as a simulation drives it.

@@ -1,0 +1,383 @@
+//! The HTTP transport: a `treecast serve` at a base URL, through `ureq` (rustls for `https`).
+
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use treecast_protocol::Error;
+use treecast_protocol::credential::UserCredential;
+use treecast_protocol::ids::{ClientId, ContentId, LicenseId, ServerId, UserId};
+use treecast_protocol::registration::Registration;
+use treecast_protocol::registration::{RegistrationKey, RegistrationRequest};
+
+use super::Transport;
+
+/// The largest answer read: a container of the service's default publishing limit, with room.
+const MAX_ANSWER: u64 = 512 << 20;
+
+/// A transport to a `treecast serve` at a base URL (`http://host:port` or `https://…`).
+#[derive(Clone)]
+pub struct HttpTransport {
+    base: String,
+    agent: ureq::Agent,
+    /// Plain `http://` to a host that is not this machine's loopback: refused unless allowed.
+    plain_remote: bool,
+    allow_plain_http: bool,
+}
+
+impl core::fmt::Debug for HttpTransport {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HttpTransport")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpTransport {
+    /// A transport to the service at `base`, with a 60-second limit per request; an `https`
+    /// service's certificate is checked against the web's roots (`webpki-roots`).
+    ///
+    /// A plain `http://` base is used only for a loopback host (`127.0.0.0/8`, `[::1]`,
+    /// `localhost`): every request to another host is refused with [`Error::Io`] unless
+    /// [`HttpTransport::danger_allow_plain_http`] says otherwise, since a user's credential and
+    /// the admin token travel as bearer tokens.
+    pub fn new(base: &str) -> Self {
+        Self::with_config(base, ureq::Agent::config_builder())
+    }
+
+    /// A transport to an `https` service whose certificate chains to one of the PEM
+    /// certificates in `roots` only (a private certificate authority, or a self-signed
+    /// certificate).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when `roots` holds no PEM certificate.
+    pub fn with_root_certificates(base: &str, roots: &[u8]) -> Result<Self, Error> {
+        let certificates: Vec<_> = ureq::tls::parse_pem(roots)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if certificates.is_empty() {
+            return Err(Error::Io("no PEM certificate among the roots given".into()));
+        }
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(
+                certificates,
+            )))
+            .build();
+        Ok(Self::with_config(
+            base,
+            ureq::Agent::config_builder().tls_config(tls),
+        ))
+    }
+
+    fn with_config(
+        base: &str,
+        config: ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
+    ) -> Self {
+        // The service never redirects: following one could take a bearer token to another
+        // host, or from https to plain http.
+        let agent = config
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let base = base.trim_end_matches('/').to_owned();
+        Self {
+            plain_remote: is_plain_remote(&base),
+            base,
+            agent,
+            allow_plain_http: false,
+        }
+    }
+
+    /// **Dangerous**: lets this transport send requests over plain `http://` to a host other
+    /// than the loopback, where anyone on the path reads the bearer tokens (credentials, the
+    /// admin token) and who buys what. Registrations stay sealed to their device.
+    #[must_use]
+    pub fn danger_allow_plain_http(mut self) -> Self {
+        self.allow_plain_http = true;
+        self
+    }
+
+    fn url(&self, path: &str) -> Result<String, Error> {
+        if self.plain_remote && !self.allow_plain_http {
+            return Err(Error::Io(format!(
+                "{}: refusing plain http to a host that is not this machine (bearer tokens \
+                 would cross the network in the clear); use https, or allow it explicitly",
+                self.base
+            )));
+        }
+        Ok(format!("{}{path}", self.base))
+    }
+
+    /// Sends a request and reads the answer: the body of a 2xx, or the service's error.
+    fn answer(
+        &self,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<(ureq::http::HeaderMap, Vec<u8>), Error> {
+        let mut response = response.map_err(|e| Error::Io(format!("{}: {e}", self.base)))?;
+        let status = response.status();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER)
+            .read_to_vec()
+            .map_err(|e| Error::Io(format!("{}: {e}", self.base)))?;
+        if status.is_success() {
+            return Ok((response.headers().clone(), body));
+        }
+        Err(service_error(status.as_u16(), &body))
+    }
+
+    fn post(&self, path: &str, body: &[u8], bearer: Option<&str>) -> Result<Vec<u8>, Error> {
+        let mut request = self
+            .agent
+            .post(self.url(path)?)
+            .header("content-type", "application/octet-stream");
+        if let Some(token) = bearer {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        Ok(self.answer(request.send(body))?.1)
+    }
+
+    fn get(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+    ) -> Result<(ureq::http::HeaderMap, Vec<u8>), Error> {
+        let mut request = self.agent.get(self.url(path)?);
+        if let Some(token) = bearer {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        self.answer(request.call())
+    }
+}
+
+/// Whether requests to `base` are refused: plain `http://` to a host other than the loopback,
+/// or a scheme that is neither `http` nor `https`.
+fn is_plain_remote(base: &str) -> bool {
+    // Schemes are case-insensitive (RFC 3986 §3.1): `HTTP://` is plain HTTP too.
+    let Some(rest) = base
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
+        .and_then(|_| base.get(7..))
+    else {
+        return !base
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return false;
+    }
+    !host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The library error of a service's error answer: the same variant where the code names one
+/// without fields, [`Error::Service`] otherwise.
+fn service_error(status: u16, body: &[u8]) -> Error {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let field = |name: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.get(name))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    let code = field("error").unwrap_or_else(|| "http".into());
+    let message = field("message").unwrap_or_else(|| format!("HTTP {status}"));
+    match code.as_str() {
+        "bad_signature" => Error::BadSignature,
+        "bad_credential" => Error::BadCredential,
+        "request_replayed" => Error::RequestReplayed,
+        "request_stale" => Error::RequestStale,
+        "certificate_expired" => Error::CertificateExpired,
+        "same_client" => Error::SameClient,
+        "different_users" => Error::DifferentUsers,
+        "not_for_this_client" => Error::NotForThisClient,
+        _ => Error::Service {
+            status,
+            code,
+            message,
+        },
+    }
+}
+
+/// A JSON answer's field as an integer.
+fn number(answer: &serde_json::Value, name: &str) -> Result<u64, Error> {
+    answer
+        .get(name)
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| Error::Io(format!("the service's answer has no `{name}`")))
+}
+
+fn json(body: &[u8]) -> Result<serde_json::Value, Error> {
+    serde_json::from_slice(body).map_err(|e| Error::Io(format!("the service's answer: {e}")))
+}
+
+/// The admin and user calls of the service, beside the device's ([`Transport`]).
+impl HttpTransport {
+    /// Creates a user (admin): its ID and credential.
+    ///
+    /// # Errors
+    /// The service's refusal (`unauthorized` without the right token), or a transport failure.
+    pub fn create_user(&self, admin_token: &str) -> Result<(UserId, UserCredential), Error> {
+        let answer = json(&self.post("/v1/admin/users", &[], Some(admin_token))?)?;
+        let credential = answer
+            .get("credential")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| Error::Io("the service's answer has no `credential`".into()))?;
+        Ok((
+            UserId(number(&answer, "user")?),
+            UserCredential::from_hex(credential)?,
+        ))
+    }
+
+    /// Publishes `plain` as a new content (admin): its ID.
+    ///
+    /// # Errors
+    /// As [`HttpTransport::create_user`].
+    pub fn publish(&self, admin_token: &str, plain: &[u8]) -> Result<ContentId, Error> {
+        let answer = json(&self.post("/v1/admin/contents", plain, Some(admin_token))?)?;
+        Ok(ContentId(number(&answer, "content")?))
+    }
+
+    /// Revokes a client (admin): the new epoch.
+    ///
+    /// # Errors
+    /// As [`HttpTransport::create_user`].
+    pub fn revoke(&self, admin_token: &str, client: ClientId) -> Result<u64, Error> {
+        let path = format!("/v1/admin/clients/{}/revoke", client.0);
+        number(&json(&self.post(&path, &[], Some(admin_token))?)?, "epoch")
+    }
+
+    /// The total billed to a user (admin).
+    ///
+    /// # Errors
+    /// As [`HttpTransport::create_user`].
+    pub fn user_total(&self, admin_token: &str, user: UserId) -> Result<u64, Error> {
+        let path = format!("/v1/admin/users/{}", user.0);
+        number(&json(&self.get(&path, Some(admin_token))?.1)?, "total")
+    }
+
+    /// A license's state as the service reports it: `active`, `moved` or `revoked`.
+    ///
+    /// # Errors
+    /// The service's refusal, or a transport failure.
+    pub fn license_state(
+        &self,
+        user: UserId,
+        credential: &UserCredential,
+        license: LicenseId,
+    ) -> Result<String, Error> {
+        let token = credential.to_hex();
+        let path = format!("/v1/users/{}/licenses/{}", user.0, license.0);
+        let answer = json(&self.get(&path, Some(&token))?.1)?;
+        answer
+            .get("state")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Io("the service's answer has no `state`".into()))
+    }
+}
+
+impl Transport for HttpTransport {
+    fn current_ekb(&self) -> Result<(u64, Vec<u8>), Error> {
+        let (headers, body) = self.get("/v1/ekb", None)?;
+        let epoch = headers
+            .get("treecast-epoch")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::Io(format!("{}: the EKB answer has no epoch", self.base)))?;
+        Ok((epoch, body))
+    }
+
+    fn ekb(&self, epoch: u64) -> Result<Vec<u8>, Error> {
+        Ok(self.get(&format!("/v1/ekb/{epoch}"), None)?.1)
+    }
+
+    fn register(
+        &self,
+        user: UserId,
+        credential: &UserCredential,
+        server: ServerId,
+        signing_key: &SigningKey,
+    ) -> Result<Registration, Error> {
+        let request = RegistrationRequest::new(user, server, signing_key)?;
+        let token = credential.to_hex();
+        let sealed = self.post(
+            &format!("/v1/users/{}/clients", user.0),
+            &request.to_bytes(),
+            Some(&token),
+        )?;
+        Registration::open_sealed(&sealed, &RegistrationKey::derive(signing_key)?, &request)
+    }
+
+    fn download(
+        &self,
+        user: UserId,
+        credential: &UserCredential,
+        content: ContentId,
+    ) -> Result<Vec<u8>, Error> {
+        let token = credential.to_hex();
+        Ok(self
+            .get(
+                &format!("/v1/users/{}/contents/{}", user.0, content.0),
+                Some(&token),
+            )?
+            .1)
+    }
+
+    fn license(&self, request: &[u8]) -> Result<Vec<u8>, Error> {
+        self.post("/v1/licenses", request, None)
+    }
+
+    fn certificate(&self, request: &[u8]) -> Result<Vec<u8>, Error> {
+        self.post("/v1/certificates", request, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_plain_remote;
+
+    #[test]
+    fn plain_http_is_allowed_to_the_loopback_only() {
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://127.3.2.1",
+            "http://[::1]:80/x",
+            "http://localhost:1",
+            "http://LOCALHOST",
+            "https://example.com",
+            "HTTPS://example.com",
+            "HTTP://127.0.0.1:1",
+        ] {
+            assert!(!is_plain_remote(local), "{local}");
+        }
+        for remote in [
+            "http://10.0.0.1:8080",
+            "http://example.com",
+            "http://127.0.0.1.example.com",
+            "http://localhost.example.com:80",
+            "http://user@evil.example:80",
+            "HTTP://example.com",
+            "Http://10.0.0.1",
+            "ftp://example.com",
+            "example.com:80",
+            "http://[fe80::1]:80",
+            "http://0.0.0.0:80",
+        ] {
+            assert!(is_plain_remote(remote), "{remote}");
+        }
+    }
+}

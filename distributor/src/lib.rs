@@ -1,0 +1,749 @@
+//! treecast-distributor: what runs on the distributor's servers. [`Distributor`] does
+//! registration, content supply, license supply and copy-certificate supply (claim 1), on one
+//! key tree, several license servers ([`LicenseServer`], claim 3), a registry
+//! (`treecast-registry`, claims 5, 6) and a [`Tariff`] (claims 7, 8). The supplies of licenses
+//! and certificates are in `supply`; the key file in [`keyfile`]; a device in the same process
+//! reaches it through [`LocalTransport`].
+#![forbid(unsafe_code)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![doc(test(attr(deny(warnings))))]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use ed25519_dalek::VerifyingKey;
+use rand_core::CryptoRng;
+use treecast_keytree::{Authority, LeafIndex};
+use treecast_protocol::Error;
+use treecast_protocol::binding::KeyFingerprint;
+use treecast_protocol::certificate::{ClientCertificate, ClientCertificateTbs};
+use treecast_protocol::content::{self, ContentKey};
+use treecast_protocol::credential::UserCredential;
+use treecast_protocol::ids::{ClientId, ContentId, ServerId, UserId};
+use treecast_protocol::registration::Registration;
+use treecast_protocol::server::ServerKeys;
+use treecast_protocol::sign::Signable;
+use treecast_protocol::time::{Clock, UnixTime};
+use treecast_registry::{ClientRecord, ContentRecord, Registry, RequestTag};
+
+use crate::vault::Vault;
+
+pub mod billing;
+mod ekbs;
+pub mod keyfile;
+mod local;
+pub mod server;
+mod supply;
+mod vault;
+
+pub use billing::Tariff;
+pub use ekbs::EkbStats;
+pub use local::LocalTransport;
+pub use server::LicenseServer;
+
+/// Operating limits.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct DistributorConfig {
+    /// The most non-revoked clients a user may have.
+    pub max_clients_per_user: usize,
+    /// How long a copy certificate stays valid, in seconds.
+    pub certificate_validity: u64,
+    /// The chunk size of packaged content.
+    pub chunk_size: u32,
+    /// The oldest signed request the server accepts, in seconds before now.
+    pub request_max_age: u64,
+    /// How far in the future a request may be dated (the clocks of client and server differ),
+    /// in seconds.
+    pub clock_skew: u64,
+    /// The storage key that new content keys are enveloped under; rows name theirs, so raising
+    /// it leaves earlier contents readable (`docs/design.md`).
+    pub storage_key_id: u32,
+    /// The most epochs whose EKB a process keeps in memory (at least one: the current
+    /// epoch's always stays); older ones are read back from the registry when asked for.
+    pub ekb_cache_epochs: usize,
+    /// The most bytes of EKBs a process keeps in memory, beyond the current epoch's.
+    pub ekb_cache_bytes: usize,
+}
+
+impl DistributorConfig {
+    /// The defaults with another client limit.
+    #[must_use]
+    pub const fn with_max_clients_per_user(mut self, max: usize) -> Self {
+        self.max_clients_per_user = max;
+        self
+    }
+
+    /// The defaults with another certificate validity, in seconds.
+    #[must_use]
+    pub const fn with_certificate_validity(mut self, seconds: u64) -> Self {
+        self.certificate_validity = seconds;
+        self
+    }
+
+    /// The defaults with another content chunk size (a power of two, 1 KiB to 16 MiB).
+    #[must_use]
+    pub const fn with_chunk_size(mut self, chunk_size: u32) -> Self {
+        self.chunk_size = chunk_size;
+        self
+    }
+
+    /// The defaults with another freshness window for signed requests: the oldest age accepted
+    /// and how far in the future a request may be dated, in seconds.
+    #[must_use]
+    pub const fn with_request_window(mut self, max_age: u64, clock_skew: u64) -> Self {
+        self.request_max_age = max_age;
+        self.clock_skew = clock_skew;
+        self
+    }
+
+    /// The defaults with another storage key for new contents.
+    #[must_use]
+    pub const fn with_storage_key_id(mut self, key_id: u32) -> Self {
+        self.storage_key_id = key_id;
+        self
+    }
+
+    /// The defaults with another bound on the EKB cache: at most `epochs` epochs (at least the
+    /// current one) and `bytes` bytes (the current epoch's EKB stays whatever its size).
+    #[must_use]
+    pub const fn with_ekb_cache(mut self, epochs: usize, bytes: usize) -> Self {
+        self.ekb_cache_epochs = epochs;
+        self.ekb_cache_bytes = bytes;
+        self
+    }
+}
+
+impl Default for DistributorConfig {
+    /// Five clients a user, certificates valid for an hour, 64 KiB chunks, requests accepted for
+    /// five minutes after they are made and up to a minute before, storage key 1, the EKBs of
+    /// up to 8 epochs and 256 MiB cached.
+    fn default() -> Self {
+        Self {
+            max_clients_per_user: 5,
+            certificate_validity: 3600,
+            chunk_size: content::DEFAULT_CHUNK,
+            request_max_age: 300,
+            clock_skew: 60,
+            storage_key_id: 1,
+            ekb_cache_epochs: 8,
+            ekb_cache_bytes: 256 << 20,
+        }
+    }
+}
+
+/// A license's state as the service reports it.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum LicenseStatus {
+    /// Usable by its client.
+    Active,
+    /// Moved to another of the user's clients.
+    Moved,
+    /// Its client is revoked (it still plays what it held, in the epochs it held).
+    Revoked,
+}
+
+impl LicenseStatus {
+    /// `active`, `moved` or `revoked`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Moved => "moved",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+/// A client to register with [`Distributor::register_clients`].
+#[derive(Clone, Debug)]
+pub struct NewClient {
+    /// Its owner.
+    pub user: UserId,
+    /// The license server it registers with.
+    pub server: ServerId,
+    /// Its public key.
+    pub public_key: VerifyingKey,
+}
+
+/// The contents distribution system of one distributor.
+///
+/// A user buys a content on one client and moves it to another; the README has the whole flow
+/// with plays and a revocation, and `examples/distributor.rs` narrates it. Here is the
+/// distributor's side of a purchase, the device's signed request made from its protocol type
+/// (a device makes it with `treecast-device`'s `Client::license_request`):
+///
+/// ```
+/// use std::sync::Arc;
+/// use rand_chacha::ChaCha20Rng;
+/// use rand_core::SeedableRng;
+/// use treecast_distributor::{Distributor, DistributorConfig, LicenseServer, Tariff};
+/// use treecast_keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
+/// use treecast_protocol::certificate::LicenseRequestTbs;
+/// use treecast_protocol::sign::Signable;
+/// use treecast_protocol::{Clock, ManualClock, ServerId, SigningKey, UnixTime};
+/// use treecast_registry::{MemoryRegistry, Registry};
+/// # fn main() -> Result<(), treecast_protocol::Error> {
+/// let mut rng = ChaCha20Rng::seed_from_u64(1);
+/// let height = TreeHeight::new(16)?;
+/// let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));
+/// let clock = Arc::new(ManualClock::new(UnixTime(1_800_000_000)));
+/// let shop = Distributor::new(
+///     Authority::new(&MasterSecret::from_bytes([3; 32]), config)?,
+///     [LicenseServer::generate(ServerId(1), &mut rng)],
+///     MemoryRegistry::new(height),
+///     Tariff::default(),
+///     clock.clone(),
+///     DistributorConfig::default(),
+/// )?;
+/// let user = shop.register_user()?;
+/// let key = SigningKey::generate(&mut rng);
+/// let client = shop.register_client(user, ServerId(1), &key.verifying_key())?.client_id;
+/// let mut container = Vec::new();
+/// let content = shop.publish(&b"hello"[..], &mut container, &mut rng)?.id;
+/// let request = LicenseRequestTbs::new(client, content, 1, clock.now()).sign(&key);
+/// let license = shop.supply_license(request.as_bytes())?;
+/// assert_eq!((license.tbs().client_id, license.tbs().content_id), (client, content));
+/// assert_eq!(shop.registry().user_total(user)?, 499); // one license at the default tariff
+/// # Ok(()) }
+/// ```
+pub struct Distributor<R> {
+    authority: Authority,
+    vault: Vault,
+    servers: BTreeMap<ServerId, LicenseServer>,
+    server_keys: Arc<ServerKeys>,
+    registry: R,
+    tariff: Tariff,
+    clock: Arc<dyn Clock>,
+    config: DistributorConfig,
+    ekbs: ekbs::EkbCache,
+}
+
+impl<R: Registry> Distributor<R> {
+    /// A distributor over `registry`, with its key authority, license servers, tariff and clock.
+    ///
+    /// The registry is bound to the authority's keys and tree first ([`Registry::bind`]): a new
+    /// store records their fingerprint, and a store bound to other keys (another key file,
+    /// scheme, height or tree ID) is refused before anything is written to it. User credentials
+    /// are derived with the store's random ID ([`UserCredential`]).
+    ///
+    /// # Errors
+    /// [`Error::KeysMismatch`], naming both fingerprints; [`Error::Storage`].
+    pub fn new(
+        authority: Authority,
+        servers: impl IntoIterator<Item = LicenseServer>,
+        registry: R,
+        tariff: Tariff,
+        clock: Arc<dyn Clock>,
+        config: DistributorConfig,
+    ) -> Result<Self, Error> {
+        let keys = KeyFingerprint::of(&authority);
+        let registry_id = registry.bind(&keys)?.check(&keys)?;
+        let servers: BTreeMap<ServerId, LicenseServer> =
+            servers.into_iter().map(|s| (s.id(), s)).collect();
+        let server_keys = Arc::new(ServerKeys::new(
+            servers.values().map(|s| (s.id(), s.verifying_key())),
+        ));
+        Ok(Self {
+            vault: Vault::new(
+                authority.distributor_secret(),
+                registry.has_outside_writers(),
+                &registry_id,
+            ),
+            authority,
+            servers,
+            server_keys,
+            registry,
+            tariff,
+            clock,
+            config,
+            ekbs: ekbs::EkbCache::default(),
+        })
+    }
+
+    /// Adds the public keys of license servers this distributor does not hold the keys of (the
+    /// other servers of a deployment whose processes each hold one): registration hands them
+    /// to clients, which verify with them certificates that move content away.
+    #[must_use]
+    pub fn with_peer_servers(
+        mut self,
+        peers: impl IntoIterator<Item = (ServerId, VerifyingKey)>,
+    ) -> Self {
+        let own = self.servers.values().map(|s| (s.id(), s.verifying_key()));
+        let peers: Vec<_> = peers
+            .into_iter()
+            .filter(|(id, _)| !self.servers.contains_key(id))
+            .collect();
+        self.server_keys = Arc::new(ServerKeys::new(peers.into_iter().chain(own)));
+        self
+    }
+
+    /// Whether this distributor holds the signing key of server `id`.
+    pub fn holds_server(&self, id: ServerId) -> bool {
+        self.servers.contains_key(&id)
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &R {
+        &self.registry
+    }
+
+    /// The registry, giving up the distributor.
+    pub fn into_registry(self) -> R {
+        self.registry
+    }
+
+    /// The tariff.
+    pub fn tariff(&self) -> &Tariff {
+        &self.tariff
+    }
+
+    /// The key authority.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// The public keys of every license server, as registration hands them to clients.
+    pub fn server_keys(&self) -> Arc<ServerKeys> {
+        Arc::clone(&self.server_keys)
+    }
+
+    /// The public key of a license server.
+    ///
+    /// # Errors
+    /// [`Error::UnknownServer`].
+    pub fn server_key(&self, id: ServerId) -> Result<VerifyingKey, Error> {
+        Ok(self.server(id)?.verifying_key())
+    }
+
+    /// The current key epoch.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub fn epoch(&self) -> Result<u64, Error> {
+        self.registry.epoch()
+    }
+
+    /// Registers a user.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub fn register_user(&self) -> Result<UserId, Error> {
+        self.registry.add_user()
+    }
+
+    /// The credential of `user`, which they show to register devices and read their rows over
+    /// the network service (derived from the distributor secret; see [`UserCredential`]).
+    ///
+    /// # Errors
+    /// [`Error::UserNotFound`], [`Error::Storage`].
+    pub fn user_credential(&self, user: UserId) -> Result<UserCredential, Error> {
+        if !self.registry.has_user(user)? {
+            return Err(Error::UserNotFound(user));
+        }
+        Ok(self.vault.user_credential(user))
+    }
+
+    /// Checks that `credential` is `user`'s (in constant time).
+    ///
+    /// # Errors
+    /// [`Error::BadCredential`] when it is not.
+    pub fn check_user_credential(
+        &self,
+        user: UserId,
+        credential: &UserCredential,
+    ) -> Result<(), Error> {
+        if self.vault.user_credential(user) == *credential {
+            Ok(())
+        } else {
+            Err(Error::BadCredential)
+        }
+    }
+
+    /// The state of `user`'s license `license`: active, moved away, or revoked (its client
+    /// is). Another user's license is [`Error::LicenseNotFound`], as a missing one is.
+    ///
+    /// # Errors
+    /// [`Error::LicenseNotFound`], [`Error::Tampered`] for a row this distributor did not
+    /// write, [`Error::Storage`].
+    pub fn license_state(
+        &self,
+        user: UserId,
+        license: treecast_protocol::ids::LicenseId,
+    ) -> Result<(treecast_registry::LicenseRecord, LicenseStatus), Error> {
+        let record = self
+            .registry
+            .license(license)?
+            .filter(|l| l.user == user)
+            .ok_or(Error::LicenseNotFound(license))?;
+        let record = self.vault.check_license(record)?;
+        let revoked = self
+            .registry
+            .client(record.client)?
+            .is_none_or(|c| c.revoked);
+        let status = match record.state {
+            treecast_registry::LicenseState::Moved => LicenseStatus::Moved,
+            _ if revoked => LicenseStatus::Revoked,
+            _ => LicenseStatus::Active,
+        };
+        Ok((record, status))
+    }
+
+    /// Registers a client of `user` with license server `server` (claim 1, registration): a
+    /// leaf, a public-key certificate signed by that server, the device key set, and the keys
+    /// to verify the server and the authority with.
+    ///
+    /// # Errors
+    /// [`Error::UnknownServer`], [`Error::UserNotFound`], [`Error::ClientLimit`], or the tree is
+    /// full.
+    pub fn register_client(
+        &self,
+        user: UserId,
+        server: ServerId,
+        public_key: &VerifyingKey,
+    ) -> Result<Registration, Error> {
+        self.server(server)?;
+        let request = NewClient {
+            user,
+            server,
+            public_key: *public_key,
+        };
+        let now = self.clock.now();
+        let mut certificate = None;
+        let record =
+            self.registry
+                .add_client(user, self.config.max_clients_per_user, &mut |id, leaf| {
+                    let (record, signed) = self.client_row(&request, id, leaf, now)?;
+                    certificate = Some(signed);
+                    Ok(record)
+                })?;
+        self.registration(&record, certificate)
+    }
+
+    /// A new client's row, tagged, and its certificate, signed by its server.
+    fn client_row(
+        &self,
+        c: &NewClient,
+        id: ClientId,
+        leaf: LeafIndex,
+        now: UnixTime,
+    ) -> Result<(ClientRecord, ClientCertificate), Error> {
+        let tree_id = self.authority.config().tree_id;
+        let signed =
+            ClientCertificateTbs::new(c.server, id, c.user, leaf, tree_id, &c.public_key, now)
+                .sign(self.server(c.server)?.signing_key());
+        let record = self.vault.tag_client(ClientRecord::new(
+            id,
+            c.user,
+            leaf,
+            c.server,
+            signed.as_bytes().to_vec(),
+            c.public_key.to_bytes(),
+        ));
+        Ok((record, signed))
+    }
+
+    /// What a client registered as `record` receives, with its certificate.
+    fn registration(
+        &self,
+        record: &ClientRecord,
+        certificate: Option<ClientCertificate>,
+    ) -> Result<Registration, Error> {
+        Ok(Registration {
+            client_id: record.id,
+            user_id: record.user,
+            server_id: record.server,
+            device_keys: self.authority.device_keys(record.leaf),
+            certificate: certificate.ok_or(Error::Internal("certificate not built"))?,
+            servers: self.server_keys(),
+            authority_key: self.authority.verifying_key(),
+        })
+    }
+
+    /// Registers several clients, in order, each as [`Distributor::register_client`] would: the
+    /// `i`-th gets the `i`-th ID and leaf handed out and its own result. The certificates are
+    /// signed on rayon's threads where the store builds rows in parallel (the memory store), so
+    /// a batch is not held up behind one signature at a time; the device key sets are derived in
+    /// parallel too.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use rand_chacha::ChaCha20Rng;
+    /// # use rand_core::SeedableRng;
+    /// # use treecast_keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
+    /// # use treecast_distributor::{Distributor, DistributorConfig, LicenseServer, NewClient, Tariff};
+    /// # use treecast_protocol::{ManualClock, ServerId, SigningKey, UnixTime};
+    /// # use treecast_registry::MemoryRegistry;
+    /// # fn main() -> Result<(), treecast_protocol::Error> {
+    /// # let height = TreeHeight::new(16)?;
+    /// # let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));
+    /// # let shop = Distributor::new(
+    /// #     Authority::new(&MasterSecret::from_bytes([3; 32]), config)?,
+    /// #     [LicenseServer::generate(ServerId(1), &mut ChaCha20Rng::seed_from_u64(1))],
+    /// #     MemoryRegistry::new(height),
+    /// #     Tariff::default(),
+    /// #     Arc::new(ManualClock::new(UnixTime(1_800_000_000))),
+    /// #     DistributorConfig::default(),
+    /// # )?;
+    /// let user = shop.register_user()?;
+    /// let keys: Vec<SigningKey> = (0..3u8).map(|i| SigningKey::from_bytes(&[10 + i; 32])).collect();
+    /// let mut batch: Vec<NewClient> = keys
+    ///     .iter()
+    ///     .map(|k| NewClient { user, server: ServerId(1), public_key: k.verifying_key() })
+    ///     .collect();
+    /// batch[1].server = ServerId(9); // no such server: refused, and takes no leaf
+    /// let registered = shop.register_clients(&batch);
+    /// assert_eq!(registered[0].as_ref().unwrap().client_id.0, 1);
+    /// assert!(registered[1].is_err());
+    /// assert_eq!(registered[2].as_ref().unwrap().client_id.0, 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn register_clients(&self, clients: &[NewClient]) -> Vec<Result<Registration, Error>>
+    where
+        R: Sync,
+    {
+        use rayon::prelude::*;
+        let now = self.clock.now();
+        let certificates: Vec<std::sync::Mutex<Option<ClientCertificate>>> = clients
+            .iter()
+            .map(|_| std::sync::Mutex::new(None))
+            .collect();
+        // An unknown server is refused before the registry, as `register_client` refuses it.
+        let mut results: Vec<Option<Result<Registration, Error>>> = clients
+            .iter()
+            .map(|c| self.server(c.server).err().map(Err))
+            .collect();
+        let known: Vec<usize> = (0..clients.len())
+            .filter(|&i| results.get(i).is_some_and(Option::is_none))
+            .collect();
+        let users: Vec<UserId> = known
+            .iter()
+            .filter_map(|&i| clients.get(i).map(|c| c.user))
+            .collect();
+        let build = |k: usize, id: ClientId, leaf| -> Result<ClientRecord, Error> {
+            let i = *known.get(k).ok_or(Error::Internal("batch index"))?;
+            let c = clients.get(i).ok_or(Error::Internal("batch index"))?;
+            let (record, signed) = self.client_row(c, id, leaf, now)?;
+            *certificates
+                .get(i)
+                .ok_or(Error::Internal("batch index"))?
+                .lock()
+                .map_err(|_| Error::Internal("certificate slot poisoned"))? = Some(signed);
+            Ok(record)
+        };
+        let added = self
+            .registry
+            .add_clients(&users, self.config.max_clients_per_user, &build);
+        let registered: Vec<(usize, Result<Registration, Error>)> = known
+            .par_iter()
+            .zip(added)
+            .map(|(&i, record)| {
+                let registration = record.and_then(|record| {
+                    let certificate = certificates
+                        .get(i)
+                        .and_then(|slot| slot.lock().ok()?.take());
+                    self.registration(&record, certificate)
+                });
+                (i, registration)
+            })
+            .collect();
+        for (i, registration) in registered {
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Some(registration);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(Error::Internal("a client of the batch has no result"))))
+            .collect()
+    }
+
+    /// Revokes a client (or deregisters it: the same thing for the key tree). A new epoch starts
+    /// and its EKB excludes the client. Content keys are stored under the distributor's storage
+    /// key, which no device holds, so nothing is re-enveloped. Returns the new epoch.
+    ///
+    /// The new epoch's EKB is built when it is first asked for (a download, a license), not
+    /// here: a batch of revocations builds and stores one EKB, not one per revoked client, and
+    /// an epoch nobody was served is never built (`docs/design.md`, "EKBs built when asked").
+    ///
+    /// # Errors
+    /// [`Error::ClientNotFound`], [`Error::ClientRevoked`], [`Error::Tampered`] for a client
+    /// row this distributor did not write, or a storage error.
+    pub fn revoke_client(&self, client: ClientId) -> Result<u64, Error> {
+        let (_, epoch) = self.registry.revoke_client(client, &mut |stored| {
+            let mut row = self.vault.check_client(stored.clone())?;
+            row.revoked = true;
+            Ok(self.vault.tag_client(row))
+        })?;
+        Ok(epoch)
+    }
+
+    /// Deregisters a client. For the key tree this is a revocation: the leaf's keys are known to
+    /// the device, so the leaf is revoked (and never reused) and a new epoch starts.
+    ///
+    /// # Errors
+    /// As [`Distributor::revoke_client`].
+    pub fn deregister_client(&self, client: ClientId) -> Result<u64, Error> {
+        self.revoke_client(client)
+    }
+
+    /// Packages `input` as a new content under a fresh content key and writes the container to
+    /// `output` (claim 1, content supply). The key is kept only enveloped under the
+    /// distributor's storage key (`DistributorConfig::storage_key_id`).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when reading or writing fails.
+    pub fn publish(
+        &self,
+        input: impl Read,
+        mut output: impl Write,
+        rng: &mut impl CryptoRng,
+    ) -> Result<ContentRecord, Error> {
+        let epoch = self.registry.epoch()?;
+        let key = ContentKey::generate(rng);
+        let nonce = content::Nonce::generate(rng);
+        let key_id = self.config.storage_key_id;
+        let mut input = Some(input);
+        let mut nonce = Some(nonce);
+        self.registry.add_content(&mut |id| {
+            let (Some(input), Some(nonce)) = (input.take(), nonce.take()) else {
+                return Err(Error::Internal("content builder called twice"));
+            };
+            content::package(
+                id,
+                epoch,
+                self.config.chunk_size,
+                &key,
+                nonce,
+                input,
+                &mut output,
+            )?;
+            let envelope = self.vault.seal(key_id, id, &key)?;
+            Ok(ContentRecord::new(id, key_id, envelope))
+        })
+    }
+
+    /// Records that `user` downloaded `content` (claim 6). The container itself is public.
+    ///
+    /// # Errors
+    /// [`Error::UserNotFound`], [`Error::ContentNotFound`].
+    pub fn supply_content(&self, user: UserId, content: ContentId) -> Result<(), Error> {
+        self.registry.record_download(user, content)
+    }
+
+    /// Checks what only this distributor can check in its registry: every client and license row
+    /// carries its tag, and every content key opens. Returns the rows that fail, at most `limit`
+    /// of them; [`registry::audit`](treecast_registry::audit) checks the invariants between rows.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    pub fn check_stored_rows(&self, limit: usize) -> Result<Vec<String>, Error> {
+        let mut found = Vec::new();
+        let mut report = |v: String| {
+            if found.len() < limit {
+                found.push(v);
+            }
+        };
+        let forged = |id: &dyn core::fmt::Display| {
+            format!("{id}: its row is not authenticated (forged or altered)")
+        };
+        // Streamed user by user: a registry of millions of clients is checked a page at a time.
+        self.registry.scan_users(&mut |rows| {
+            for c in rows.clients {
+                let id = c.id;
+                if self.vault.check_client(c).is_err() {
+                    report(forged(&id));
+                }
+            }
+            for l in rows.licenses {
+                let id = l.id;
+                if self.vault.check_license(l).is_err() {
+                    report(forged(&id));
+                }
+            }
+            Ok(())
+        })?;
+        for c in self.registry.contents()? {
+            if self.vault.open(&c).is_err() {
+                report(format!("{}: its content key does not open", c.id));
+            }
+        }
+        Ok(found)
+    }
+
+    /// A client row, after checking this distributor's tag on it.
+    fn trusted_client(&self, id: ClientId) -> Result<ClientRecord, Error> {
+        self.trusted(id, self.registry.client(id)?)
+    }
+
+    /// Client `id`'s row as read, checked against this distributor's tag.
+    pub(crate) fn trusted(
+        &self,
+        id: ClientId,
+        row: Option<ClientRecord>,
+    ) -> Result<ClientRecord, Error> {
+        self.vault
+            .check_client(row.ok_or(Error::ClientNotFound(id))?)
+    }
+
+    /// Refuses a request made longer ago than the window, or dated beyond the clock skew; tags
+    /// a fresh one for the registry. A replay is stale once `created_at + request_max_age` has
+    /// passed; the tag is kept one window more, so that a server clock stepping back by up to a
+    /// window lets no replay through.
+    fn fresh_tag(
+        &self,
+        nonce: u64,
+        created_at: UnixTime,
+        bytes: &[u8],
+    ) -> Result<RequestTag, Error> {
+        let now = self.clock.now();
+        let oldest = now.0.saturating_sub(self.config.request_max_age);
+        let newest = now.plus(self.config.clock_skew);
+        if created_at.0 < oldest || created_at > newest {
+            return Err(Error::RequestStale);
+        }
+        let forget_after = created_at
+            .plus(self.config.request_max_age)
+            .plus(self.config.request_max_age);
+        Ok(RequestTag::of(nonce, bytes).with_window(now, forget_after))
+    }
+
+    /// The tag of an authenticated request of `client`: fresh ([`Distributor::fresh_tag`]),
+    /// or stale yet recorded with these very bytes, `(tag, true)`: a device retrying after a
+    /// lost answer, later than the window. Such a request changes nothing; the caller answers
+    /// it again from the rows it produced (the same object, billed once). A request whose
+    /// record the store has forgotten is stale.
+    fn tag_or_recorded(
+        &self,
+        client: ClientId,
+        nonce: u64,
+        created_at: UnixTime,
+        bytes: &[u8],
+    ) -> Result<(RequestTag, bool), Error> {
+        match self.fresh_tag(nonce, created_at, bytes) {
+            Ok(tag) => Ok((tag, false)),
+            Err(Error::RequestStale) => {
+                let tag = RequestTag::of(nonce, bytes);
+                let recorded = self
+                    .registry
+                    .used_request(client, nonce)?
+                    .is_some_and(|u| u.digest == tag.digest);
+                if recorded {
+                    Ok((tag, true))
+                } else {
+                    Err(Error::RequestStale)
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn server(&self, id: ServerId) -> Result<&LicenseServer, Error> {
+        self.servers.get(&id).ok_or(Error::UnknownServer(id))
+    }
+}
+
+fn client_key(bytes: &[u8; 32]) -> Result<VerifyingKey, Error> {
+    VerifyingKey::from_bytes(bytes).map_err(|_| Error::BadSignature)
+}

@@ -1,0 +1,143 @@
+//! A registration on the wire: what a license server sends a newly registered device
+//! (`docs/formats.md`, "Registration"). It carries the device's key set, a secret: over a
+//! network it travels only sealed to the device ([`Registration::seal`], `sealed.rs`), whatever
+//! the channel.
+
+use std::sync::Arc;
+
+use ed25519_dalek::VerifyingKey;
+use treecast_keytree::codec::Reader;
+use treecast_keytree::{DecodeError, DeviceKeys};
+use zeroize::Zeroizing;
+
+use crate::Error;
+use crate::certificate::{ClientCertificate, ClientCertificateIn};
+use crate::ids::{ClientId, ServerId, UserId};
+use crate::server::ServerKeys;
+
+mod sealed;
+
+pub use sealed::{HPKE_PUBLIC_KEY_LEN, MAX_SEALED_LEN, RegistrationKey, RegistrationRequest};
+
+/// What a newly registered client receives (claims 3, 10, 12). The distributor, another crate,
+/// builds it field by field.
+#[derive(Debug)]
+pub struct Registration {
+    /// The client's ID.
+    pub client_id: ClientId,
+    /// Its owner.
+    pub user_id: UserId,
+    /// Its license server.
+    pub server_id: ServerId,
+    /// Its key-tree key set (secret).
+    pub device_keys: DeviceKeys,
+    /// Its public-key certificate, signed by its server.
+    pub certificate: ClientCertificate,
+    /// The license servers' public keys: its own server's verifies its licenses and the
+    /// certificates that move content to it; the others verify certificates that move content
+    /// away from it.
+    pub servers: Arc<ServerKeys>,
+    /// The authority's public key, to verify EKBs.
+    pub authority_key: VerifyingKey,
+}
+
+const MAGIC: [u8; 4] = *b"TCRS";
+const VERSION: u8 = 1;
+
+/// The most license servers a registration lists.
+pub const MAX_SERVERS: usize = 1024;
+
+/// The largest encoded registration read: a height-32 Subset Difference key set (529 keys),
+/// the most servers, and a client certificate.
+pub const MAX_LEN: usize = 64 * 1024;
+
+impl Registration {
+    /// The encoding a server sends the device: see `docs/formats.md`. Zeroized on drop (it
+    /// holds the device keys).
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let keys = self.device_keys.to_bytes();
+        let certificate = self.certificate.as_bytes();
+        let servers: Vec<_> = self.servers.iter().take(MAX_SERVERS).collect();
+        // Reserved up front: a buffer that grew would leave copies of the keys behind.
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            64 + keys.len() + certificate.len() + 36 * servers.len(),
+        ));
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION);
+        out.extend_from_slice(&self.client_id.0.to_be_bytes());
+        out.extend_from_slice(&self.user_id.0.to_be_bytes());
+        out.extend_from_slice(&self.server_id.0.to_be_bytes());
+        out.extend_from_slice(self.authority_key.as_bytes());
+        // At most MAX_SERVERS (1024) fits a u16.
+        out.extend_from_slice(&(servers.len() as u16).to_be_bytes());
+        for (id, key) in servers {
+            out.extend_from_slice(&id.0.to_be_bytes());
+            out.extend_from_slice(key.as_bytes());
+        }
+        // A client certificate is a few hundred bytes; a key set at most 8.5 KiB.
+        out.extend_from_slice(&(certificate.len() as u16).to_be_bytes());
+        out.extend_from_slice(certificate);
+        out.extend_from_slice(&(keys.len() as u32).to_be_bytes());
+        out.extend_from_slice(&keys);
+        out
+    }
+
+    /// Reads a registration, checking that its certificate verifies under its own server's key
+    /// among those it lists. The device's `Client::new` then checks that it is the
+    /// device's own.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] for anything but an exact, well-formed encoding of at most
+    /// [`MAX_LEN`] bytes; [`Error::UnknownServer`] when its server is not listed;
+    /// [`Error::BadSignature`] when the certificate does not verify.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.len() > MAX_LEN {
+            return Err(DecodeError::TooLarge("registration").into());
+        }
+        let mut r = Reader::new(bytes);
+        if r.array::<4>("magic")? != MAGIC {
+            return Err(DecodeError::BadMagic.into());
+        }
+        let version = r.u8("version")?;
+        if version != VERSION {
+            return Err(DecodeError::UnsupportedVersion(version).into());
+        }
+        let client_id = ClientId(r.u64("client id")?);
+        let user_id = UserId(r.u64("user id")?);
+        let server_id = ServerId(r.u32("server id")?);
+        let authority_key = verifying_key(r.array::<32>("authority key")?)?;
+        let count = usize::from(r.u16("server count")?);
+        if count > MAX_SERVERS {
+            return Err(DecodeError::TooLarge("server count").into());
+        }
+        let mut servers = Vec::with_capacity(count);
+        for _ in 0..count {
+            let id = ServerId(r.u32("server id")?);
+            servers.push((id, verifying_key(r.array::<32>("server key")?)?));
+        }
+        let servers = ServerKeys::new(servers);
+        let len = usize::from(r.u16("certificate length")?);
+        let certificate = ClientCertificateIn::from_bytes(r.take(len, "certificate")?)?;
+        let len = usize::try_from(r.u32("key set length")?)
+            .map_err(|_| DecodeError::TooLarge("key set"))?;
+        let device_keys = treecast_keytree::DeviceKeys::from_bytes(r.take(len, "key set")?)?;
+        r.finish()?;
+        let key = servers
+            .get(server_id)
+            .ok_or(Error::UnknownServer(server_id))?;
+        let certificate = certificate.verify(key)?;
+        Ok(Self {
+            client_id,
+            user_id,
+            server_id,
+            device_keys,
+            certificate,
+            servers: Arc::new(servers),
+            authority_key,
+        })
+    }
+}
+
+fn verifying_key(bytes: [u8; 32]) -> Result<VerifyingKey, DecodeError> {
+    VerifyingKey::from_bytes(&bytes).map_err(|_| DecodeError::InvalidValue("public key"))
+}

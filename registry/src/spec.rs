@@ -1,0 +1,102 @@
+//! Where a registry lives, as named on a command line: `memory`, `sqlite:PATH` or a PostgreSQL
+//! URL; and opening it as a boxed registry, the store chosen at run time.
+
+use std::path::PathBuf;
+
+use treecast_keytree::TreeHeight;
+use treecast_protocol::Error;
+
+use super::{MemoryRegistry, Registry};
+
+/// Where the registry lives: `memory`, `sqlite:PATH` or a PostgreSQL URL.
+#[derive(Clone, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum StoreSpec {
+    /// In memory (the default).
+    Memory,
+    /// A SQLite file, created if missing.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database: `postgres://…` or `postgresql://…` (the schema is created if
+    /// missing).
+    Postgres(String),
+}
+
+impl StoreSpec {
+    /// `memory`, `sqlite:PATH`, or the PostgreSQL URL with any password replaced by `***`.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Memory => "memory".into(),
+            Self::Sqlite(p) => format!("sqlite:{}", p.display()),
+            Self::Postgres(url) => redact(url),
+        }
+    }
+}
+
+/// A URL with the password of its user part (`user:password@`) replaced by `***`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.into();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}{tail}")
+        }
+        _ => url.into(),
+    }
+}
+
+impl core::fmt::Debug for StoreSpec {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl core::str::FromStr for StoreSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "memory" {
+            return Ok(Self::Memory);
+        }
+        if let Some(path) = s.strip_prefix("sqlite:")
+            && !path.is_empty()
+        {
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(Self::Postgres(s.into()));
+        }
+        Err(format!(
+            "`{}` is not a store: use `memory`, `sqlite:PATH` or `postgres://…`",
+            redact(s)
+        ))
+    }
+}
+
+impl StoreSpec {
+    /// Opens (creating if missing) the registry for a tree of height `height`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store cannot be opened, holds something else, is for another
+    /// height, or its store was not compiled in (the `sqlite` and `postgres` features).
+    pub fn open(&self, height: TreeHeight) -> Result<Box<dyn Registry>, Error> {
+        match self {
+            Self::Memory => Ok(Box::new(MemoryRegistry::new(height))),
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(path) => Ok(Box::new(super::SqliteRegistry::open(path, height)?)),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(url) => Ok(Box::new(super::PostgresRegistry::open(url, height)?)),
+            #[allow(
+                unreachable_patterns,
+                reason = "reached when a store is not compiled in"
+            )]
+            _ => Err(Error::Storage(format!(
+                "{}: this treecast was built without that store",
+                self.name()
+            ))),
+        }
+    }
+}
