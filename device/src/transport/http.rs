@@ -77,7 +77,12 @@ impl HttpTransport {
     ) -> Self {
         // The service never redirects: following one could take a bearer token to another
         // host, or from https to plain http.
+        // A pooled connection is reused only within 5 s: the service closes an idle keep-alive
+        // connection after its header timeout (10 s by default), and a request written into a
+        // connection the service just closed fails with a broken pipe (seen in CI with ureq's
+        // default of 15 s).
         let agent = config
+            .max_idle_age(Duration::from_secs(5))
             .max_redirects(0)
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))

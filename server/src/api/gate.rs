@@ -82,6 +82,15 @@ impl Gate {
 /// the body deadline, then served in a concurrency slot.
 pub(super) async fn small(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
     if let Err(e) = authenticate(&gate, &request) {
+        // A refused request's body is read and dropped when it announces no more than a small
+        // body's limit (within the body deadline): a connection closed with unread bytes is
+        // reset, and the reset can destroy the refusal before the client reads it (seen as
+        // "broken pipe" or "peer disconnected" in CI). A larger or unannounced body is not read.
+        let body = request.into_body();
+        let announced = body.size_hint().upper();
+        if announced.is_some_and(|n| n > 0 && n <= u64::try_from(gate.body).unwrap_or(0)) {
+            let _ = read(body, gate.body, gate.body_timeout).await;
+        }
         return e.into_response();
     }
     let (parts, body) = request.into_parts();
