@@ -21,7 +21,7 @@ use treecast_protocol::certificate::{ClientCertificate, ClientCertificateTbs};
 use treecast_protocol::content::{self, ContentKey};
 use treecast_protocol::credential::UserCredential;
 use treecast_protocol::ids::{ClientId, ContentId, ServerId, UserId};
-use treecast_protocol::registration::Registration;
+use treecast_protocol::registration::{Registration, RegistrationRequest};
 use treecast_protocol::server::ServerKeys;
 use treecast_protocol::sign::Signable;
 use treecast_protocol::time::{Clock, UnixTime};
@@ -388,6 +388,26 @@ impl<R: Registry> Distributor<R> {
             _ => LicenseStatus::Active,
         };
         Ok((record, status))
+    }
+
+    /// Answers a device's registration over a network (issue 24): reads and verifies its
+    /// signed [`RegistrationRequest`] for `user`, registers the client
+    /// ([`Distributor::register_client`]) and seals the registration to the request's key with
+    /// fresh randomness from `rng` ([`Registration::seal`]). What the service and
+    /// [`LocalTransport`](crate::LocalTransport) answer.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] for a malformed request; [`Error::BadSignature`] when it is not the
+    /// device's for this user; then as [`Distributor::register_client`].
+    pub fn register_sealed(
+        &self,
+        user: UserId,
+        request: &[u8],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<u8>, Error> {
+        let request = RegistrationRequest::verify_bytes(request, user)?;
+        self.register_client(user, request.server, &request.public_key)?
+            .seal(&request, rng)
     }
 
     /// Registers a client of `user` with license server `server` (claim 1, registration): a

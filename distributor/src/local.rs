@@ -70,11 +70,11 @@ impl<R: Registry> Transport for LocalTransport<R> {
     ) -> Result<Registration, Error> {
         let request = RegistrationRequest::new(user, server, signing_key)?;
         self.distributor.check_user_credential(user, credential)?;
-        let request = RegistrationRequest::verify_bytes(&request.to_bytes(), user)?;
-        let sealed = self
-            .distributor
-            .register_client(user, request.server, &request.public_key)?
-            .seal(&request, &mut rand_core::UnwrapErr(getrandom::SysRng))?;
+        let sealed = self.distributor.register_sealed(
+            user,
+            &request.to_bytes(),
+            &mut rand_core::UnwrapErr(getrandom::SysRng),
+        )?;
         Registration::open_sealed(&sealed, &RegistrationKey::derive(signing_key)?, &request)
     }
 

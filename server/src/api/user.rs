@@ -40,21 +40,24 @@ pub(super) async fn register(
     let user = UserId(path(user)?);
     authorize(&s, &headers, user)?;
     let request = body(request)?;
-    let request = RegistrationRequest::verify_bytes(&request, user).map_err(|e| match e {
-        treecast_protocol::Error::BadSignature => ApiError::from(e),
-        _ => ApiError::malformed(format!(
-            "a registration is {} bytes: a server ID, an Ed25519 public key, an X25519 public \
-             key and the device's signature",
-            RegistrationRequest::LEN
-        )),
-    })?;
     let sealed = blocking(s.inline, move || {
-        let registration = s
-            .distributor
-            .register_client(user, request.server, &request.public_key)
-            .map_err(|e| misdirected(&s, e))?;
-        let mut rng = s.rng()?;
-        Ok(registration.seal(&request, &mut *rng)?)
+        // A generator of its own, seeded from the service's: the service's lock is not held
+        // across the registry write.
+        let mut rng = {
+            let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+            rand_core::Rng::fill_bytes(&mut *s.rng()?, seed.as_mut_slice());
+            <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(*seed)
+        };
+        s.distributor
+            .register_sealed(user, &request, &mut rng)
+            .map_err(|e| match e {
+                treecast_protocol::Error::Decode(_) => ApiError::malformed(format!(
+                    "a registration is {} bytes: a server ID, an Ed25519 public key, an X25519 \
+                     public key and the device's signature",
+                    RegistrationRequest::LEN
+                )),
+                e => misdirected(&s, e),
+            })
     })
     .await?;
     Ok(octets(StatusCode::CREATED, sealed))
