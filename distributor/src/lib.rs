@@ -394,7 +394,7 @@ impl<R: Registry> Distributor<R> {
     /// signed [`RegistrationRequest`] for `user`, registers the client
     /// ([`Distributor::register_client`]) and seals the registration to the request's key with
     /// fresh randomness from `rng` ([`Registration::seal`]). What the service and
-    /// [`LocalTransport`](crate::LocalTransport) answer.
+    /// [`LocalTransport`] answer.
     ///
     /// # Errors
     /// [`Error::Decode`] for a malformed request; [`Error::BadSignature`] when it is not the
