@@ -79,6 +79,43 @@ fn one_thread_and_two_give_the_same_report() {
     assert_ne!(run(&other).unwrap().report.fingerprint, one.fingerprint);
 }
 
+/// The pirate-evolution experiment: the same report on one thread and two, every coalition
+/// defeated without naming an innocent, the undefended generations exactly as predicted (the
+/// Steiner-tree count under Complete Subtree), and the deepening defence needing fewer.
+#[test]
+fn pirate_evolution_is_counted_the_same_on_any_threads() {
+    let config = treecast::sim::EvolutionConfig {
+        height: TreeHeight::new(11).unwrap(),
+        max_traitors: 4,
+        revoked: 6,
+        max_depth: 4,
+    };
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| treecast::sim::evolution::run(&config, 5).unwrap());
+    let two = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap()
+        .install(|| treecast::sim::evolution::run(&config, 5).unwrap());
+    assert_eq!(one, two);
+    assert!(one.passed());
+    for pair in one.rows.chunks(2) {
+        let (plain, deep) = (&pair[0], &pair[1]);
+        assert_eq!((plain.defence, deep.defence), ("none", "deepening"));
+        assert_eq!(plain.generations, plain.predicted);
+        assert_eq!(plain.named, plain.traitors as usize);
+        assert!(deep.generations < plain.generations, "{plain:?} {deep:?}");
+        assert!(deep.final_bytes >= plain.final_bytes);
+    }
+    // A bad parameter is refused before anything runs.
+    let mut bad = config;
+    bad.max_depth = 1;
+    assert!(treecast::sim::evolution::run(&bad, 5).is_err());
+}
+
 #[test]
 fn a_registry_that_lets_a_second_move_through_is_caught() {
     let mut config = small(1_000, 2);
@@ -143,8 +180,19 @@ fn cli_simulate_writes_the_report_and_the_charts() {
         "--plot",
         path(&plots),
         "--check-determinism",
+        "--evolution-height",
+        "10",
+        "--evolution-traitors",
+        "3",
+        "--evolution-revoked",
+        "4",
     ]);
     assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout(&out).contains("pirate evolution"),
+        "{}",
+        stdout(&out)
+    );
     assert!(stdout(&out).contains("PASSED"), "{}", stdout(&out));
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
@@ -172,7 +220,14 @@ fn cli_simulate_writes_the_report_and_the_charts() {
     assert!(ekb[0].get("revoked").is_some() && ekb[0].get("subsets").is_some());
     assert!(ekb[0].get("bytes").is_some());
     assert!(json["peak_rss_bytes"].as_u64().is_some());
-    for chart in ["ekb_size.svg", "throughput.svg"] {
+    // Both schemes, coalitions of 1 to 3, each with and without the defence.
+    let rows = json["evolution"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2 * 3 * 2);
+    for row in rows {
+        assert_eq!(row["defeated"].as_bool(), Some(true), "{row}");
+        assert_eq!(row["innocents_named"].as_u64(), Some(0), "{row}");
+    }
+    for chart in ["ekb_size.svg", "throughput.svg", "evolution.svg"] {
         let svg = std::fs::read_to_string(plots.join(chart)).unwrap();
         assert!(svg.starts_with("<svg"), "{chart}");
     }

@@ -72,6 +72,7 @@ use crate::secret::{NodeKey, PayloadKey};
 use crate::treemath::{LeafIndex, NodeIndex, TreeHeight};
 
 mod evidence;
+pub mod evolution;
 mod pirate;
 
 pub use evidence::Evidence;
@@ -191,7 +192,13 @@ pub struct TraceOutcome {
     pub queries: u64,
     /// Subsets split.
     pub splits: u64,
-    /// Leaves neither revoked before nor named that the final cover leaves out (0 unless the
+    /// The subsets of more than one leaf that the box decrypted alone (each is proved to hold
+    /// a traitor) and that the trace therefore split, in order. A box disabled by a split
+    /// rather than by naming its traitor (a query on the halves found nothing) leaves such a
+    /// subset's traitor in the cover: the mark of pirate evolution
+    /// ([`evolution`]).
+    pub proved: Vec<Subset>,
+    /// Leaves of the initial cover, not named, that the final cover leaves out (0 unless the
     /// trace gave up).
     pub innocent_excluded: u64,
     /// A bound on the probability that `disabled` is wrong: the sum of `(1 − threshold)^n` over
@@ -215,8 +222,29 @@ pub fn trace(
     if revoked.height() != config.height {
         return Err(Error::WrongTree);
     }
-    let height = config.height;
     let initial = Cover::compute(config.scheme, revoked)?;
+    trace_cover(authority, &initial, decoder, params, rng)
+}
+
+/// Traces `decoder` starting from `initial`, the cover the distributor broadcasts with now (the
+/// final cover of an earlier trace, for instance: a box released after that trace is traced on
+/// the cover that disabled its predecessor). [`trace`] starts from the minimal cover of the
+/// revoked leaves.
+///
+/// # Errors
+/// [`Error::WrongTree`] when `initial` is for another scheme or height; a key-derivation error.
+pub fn trace_cover(
+    authority: &Authority,
+    initial: &Cover,
+    decoder: &mut dyn Decoder,
+    params: &TraceParams,
+    rng: &mut impl CryptoRng,
+) -> Result<TraceOutcome, Error> {
+    let config = authority.config();
+    if initial.height() != config.height || initial.scheme() != config.scheme {
+        return Err(Error::WrongTree);
+    }
+    let height = config.height;
     let mut tracer = Tracer {
         decoder,
         max_queries: params.max_queries,
@@ -234,6 +262,7 @@ pub fn trace(
     sort_preorder(&mut cover, height);
     let mut traitors = Vec::new();
     let mut evidence = Vec::new();
+    let mut proved = Vec::new();
     let (mut splits, mut tests, mut failure) = (0, 0, 0.0);
     let disabled = 'trace: loop {
         if cover.is_empty() {
@@ -274,6 +303,7 @@ pub fn trace(
                     continue 'trace;
                 }
                 let (a, b) = split(&found, config.scheme, height)?;
+                proved.push(found);
                 let keyed = [
                     (a, authority.subset_key(&a)?),
                     (b, authority.subset_key(&b)?),
@@ -295,12 +325,12 @@ pub fn trace(
             }
         }
     };
-    let covered: u64 = cover.iter().map(|(s, _)| s.leaf_count(height)).sum();
-    let innocent_excluded = height
-        .leaf_count()
-        .saturating_sub(revoked.len() as u64)
+    let leaves = |subsets: &mut dyn Iterator<Item = &Subset>| -> u64 {
+        subsets.map(|s| s.leaf_count(height)).sum()
+    };
+    let innocent_excluded = leaves(&mut initial.subsets().iter())
         .saturating_sub(traitors.len() as u64)
-        .saturating_sub(covered);
+        .saturating_sub(leaves(&mut cover.iter().map(|(s, _)| s)));
     Ok(TraceOutcome {
         disabled,
         traitors,
@@ -313,6 +343,7 @@ pub fn trace(
         initial_subsets: initial.len(),
         queries: tracer.queries,
         splits,
+        proved,
         innocent_excluded,
         failure,
     })
@@ -533,16 +564,19 @@ fn split(subset: &Subset, scheme: Scheme, height: TreeHeight) -> Result<(Subset,
     }
 }
 
-/// Sorts subsets as an EKB lists them: by their top node in preorder, and two subsets with the
-/// same top (the halves of a split subtree) by their `v` in preorder.
+/// Sorts subsets as an EKB lists them ([`preorder_key`]).
 fn sort_preorder(cover: &mut [(Subset, NodeKey)], height: TreeHeight) {
-    cover.sort_by_key(|(s, _)| {
-        let v = match *s {
-            Subset::Difference { v, .. } => v.preorder_key(height),
-            Subset::Complete(_) => 0,
-        };
-        (s.top().preorder_key(height), v)
-    });
+    cover.sort_by_key(|(s, _)| preorder_key(s, height));
+}
+
+/// Where an EKB lists a subset: by its top node in preorder, and two subsets with the same top
+/// (the halves of a split subtree) by their `v` in preorder.
+fn preorder_key(subset: &Subset, height: TreeHeight) -> (u64, u64) {
+    let v = match *subset {
+        Subset::Difference { v, .. } => v.preorder_key(height),
+        Subset::Complete(_) => 0,
+    };
+    (subset.top().preorder_key(height), v)
 }
 
 /// `2^-40`: the default failure probability of a trace.

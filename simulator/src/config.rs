@@ -50,6 +50,8 @@ pub struct SimConfig {
     pub pirate_boxes: u32,
     /// Show progress bars on stderr.
     pub progress: bool,
+    /// The pirate-evolution experiment to run after the workload (issue 26), if any.
+    pub evolution: Option<crate::EvolutionConfig>,
 }
 
 impl Default for SimConfig {
@@ -74,6 +76,7 @@ impl Default for SimConfig {
             pirate_boxes: 1,
             servers: 2,
             progress: false,
+            evolution: None,
         }
     }
 }
@@ -137,6 +140,9 @@ impl SimConfig {
             Scheme::COMPLETE_SUBTREE | Scheme::SUBSET_DIFFERENCE
         ) {
             return bad("the scheme must be cs or sd");
+        }
+        if let Some(evolution) = &self.evolution {
+            evolution.validate()?;
         }
         Ok(())
     }

@@ -30,6 +30,7 @@
 mod bound;
 mod config;
 mod engine;
+pub mod evolution;
 mod invariants;
 pub mod plot;
 mod report;
@@ -45,6 +46,7 @@ use treecast_registry::Registry;
 
 pub use bound::{CryptoBound, PhaseBound, PhaseSamples, UnitCosts};
 pub use config::{SimConfig, StoreSpec};
+pub use evolution::{EvolutionConfig, EvolutionReport};
 pub use invariants::{AttackCount, InvariantCount};
 pub use report::EkbEpoch;
 pub use report::{ConfigReport, Counts, Report};
@@ -156,9 +158,24 @@ pub fn run_with<R: Registry>(config: &SimConfig, registry: R) -> Result<Outcome,
         let before = UnitCosts::measure_best(5, 200, config.content_size);
         let engine = engine::Engine::new(config, registry)?;
         let outcome = engine.run()?;
+        let evolved = Instant::now();
+        let evolution = config
+            .evolution
+            .as_ref()
+            .map(|e| evolution::run(e, config.seed))
+            .transpose()?;
+        let evolution_seconds = evolved.elapsed().as_secs_f64();
         let total = started.elapsed().as_secs_f64();
         let unit = before.fastest(UnitCosts::measure_best(5, 200, config.content_size));
-        Ok(build_report(config, threads, unit, outcome, total))
+        let mut out = build_report(config, threads, unit, outcome, total);
+        if let Some(evolution) = evolution {
+            out.report.evolution = Some(evolution);
+            out.report
+                .seconds
+                .insert("evolution".into(), evolution_seconds);
+            out.report.fingerprint = Report::fingerprint_of(&out.report.deterministic());
+        }
+        Ok(out)
     })
 }
 
@@ -259,6 +276,7 @@ fn build_report(
             .map(|(k, v)| ((*k).to_owned(), *v))
             .collect(),
         fingerprint: String::new(),
+        evolution: None,
     };
     report.fingerprint = Report::fingerprint_of(&report.deterministic());
     Outcome {

@@ -1,5 +1,6 @@
 //! SVG charts of a run (plotters): EKB header size against revoked clients for both schemes,
-//! and throughput by operation.
+//! throughput by operation, and, when the experiment ran, pirate evolution's generations
+//! against the coalition's size.
 
 use std::path::{Path, PathBuf};
 
@@ -7,9 +8,11 @@ use plotters::prelude::*;
 use treecast_keytree::{Cover, RevocationSet, Scheme, TreeHeight, ekb};
 
 use crate::SimError;
+use crate::evolution::EvolutionReport;
 use crate::report::Report;
 
-/// Writes `ekb_size.svg` and `throughput.svg` into `dir` (created if missing) and returns their
+/// Writes `ekb_size.svg`, `throughput.svg` and (when the experiment ran) `evolution.svg` into
+/// `dir` (created if missing) and returns their
 /// paths. The header sizes are computed for both schemes on the run's revoked clients, in the
 /// order they were revoked.
 ///
@@ -26,7 +29,13 @@ pub fn write(
     ekb_chart(&ekb, height, revoked_in_order)?;
     let throughput = dir.join("throughput.svg");
     throughput_chart(&throughput, report)?;
-    Ok(vec![ekb, throughput])
+    let mut written = vec![ekb, throughput];
+    if let Some(evolution) = &report.evolution {
+        let path = dir.join("evolution.svg");
+        evolution_chart(&path, evolution)?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 /// Header sizes in bytes for the first `n` revoked leaves, at about 50 points.
@@ -147,6 +156,95 @@ fn throughput_chart(path: &Path, report: &Report) -> Result<(), SimError> {
                 .margin(25)
                 .data(data.iter().enumerate().map(|(i, (_, v))| (i, *v))),
         )
+        .map_err(|e| draw(&e))?;
+    root.present().map_err(|e| draw(&e))?;
+    Ok(())
+}
+
+/// Generations until the coalition is powerless against its size: measured for both schemes
+/// with and without the defence, and the published orders of growth.
+fn evolution_chart(path: &Path, evolution: &EvolutionReport) -> Result<(), SimError> {
+    let rows = &evolution.rows;
+    let max_x = rows.iter().map(|r| r.traitors).max().unwrap_or(1);
+    let max_y = rows
+        .iter()
+        .map(|r| (r.generations as f64).max(r.published))
+        .fold(1.0, f64::max);
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    let draw = |e: &dyn std::fmt::Display| SimError::Io(format!("{}: {e}", path.display()));
+    root.fill(&WHITE).map_err(|e| draw(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "Pirate evolution: boxes until the coalition is powerless (h = {})",
+                evolution.height
+            ),
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(1u32..max_x.max(2), 0f64..max_y * 1.05)
+        .map_err(|e| draw(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("traitors in the coalition")
+        .y_desc("generations")
+        .draw()
+        .map_err(|e| draw(&e))?;
+    let series = |scheme: &str, defence: &str| -> Vec<(u32, f64)> {
+        rows.iter()
+            .filter(|r| r.scheme == scheme && r.defence == defence)
+            .map(|r| (r.traitors, r.generations as f64))
+            .collect()
+    };
+    let published = |scheme: &str| -> Vec<(u32, f64)> {
+        rows.iter()
+            .filter(|r| r.scheme == scheme && r.defence == "none")
+            .map(|r| (r.traitors, r.published))
+            .collect()
+    };
+    let lines = [
+        (series("cs", "none"), "CS, NNL tracer", RED.to_rgba(), 2),
+        (
+            series("cs", "deepening"),
+            "CS, deepening tracer",
+            RED.mix(0.5).to_rgba(),
+            2,
+        ),
+        (
+            published("cs"),
+            "CS published: t log2(N/t)",
+            RED.mix(0.3).to_rgba(),
+            1,
+        ),
+        (series("sd", "none"), "SD, NNL tracer", BLUE.to_rgba(), 2),
+        (
+            series("sd", "deepening"),
+            "SD, deepening tracer",
+            BLUE.mix(0.5).to_rgba(),
+            2,
+        ),
+        (
+            published("sd"),
+            "SD published: t log2 N",
+            BLUE.mix(0.3).to_rgba(),
+            1,
+        ),
+    ];
+    for (data, name, color, width) in lines {
+        chart
+            .draw_series(LineSeries::new(data, color.stroke_width(width)))
+            .map_err(|e| draw(&e))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
         .map_err(|e| draw(&e))?;
     root.present().map_err(|e| draw(&e))?;
     Ok(())

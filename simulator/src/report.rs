@@ -129,6 +129,9 @@ pub struct Report {
     /// SHA-256 of the deterministic part of the report (everything but timings, memory and
     /// threads): equal for equal seeds and parameters on any number of threads.
     pub fingerprint: String,
+    /// The pirate-evolution experiment, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evolution: Option<crate::EvolutionReport>,
 }
 
 impl Report {
@@ -136,14 +139,19 @@ impl Report {
     pub fn deterministic(&self) -> serde_json::Value {
         let mut config = self.config.clone();
         config.threads = 0;
-        serde_json::json!({
+        let mut value = serde_json::json!({
             "config": config,
             "counts": self.counts,
             "invariants": self.invariants,
             "attacks": self.attacks,
             "first_violations": self.first_violations,
             "ekb": self.ekb,
-        })
+        });
+        // Only when it ran, so that a run without it keeps its fingerprint.
+        if let (Some(evolution), Some(map)) = (&self.evolution, value.as_object_mut()) {
+            map.insert("evolution".into(), serde_json::json!(evolution));
+        }
+        value
     }
 
     pub(crate) fn fingerprint_of(value: &serde_json::Value) -> String {
@@ -154,6 +162,10 @@ impl Report {
     pub fn passed(&self) -> bool {
         self.invariants.values().all(|i| i.violations == 0)
             && self.counts.attacks_tried == self.counts.attacks_refused
+            && self
+                .evolution
+                .as_ref()
+                .is_none_or(crate::EvolutionReport::passed)
     }
 }
 
@@ -259,6 +271,16 @@ impl fmt::Display for Report {
             self.peak_rss_bytes_per_client,
             self.peak_rss_bytes_per_client_beyond_licenses
         )?;
+        if let Some(evolution) = &self.evolution {
+            writeln!(f)?;
+            write!(f, "{evolution}")?;
+            writeln!(
+                f,
+                "({:.1} s; predicted: the undefended count without tracing, under CS \
+                 Kiayias-Pehlivanoglu's Steiner-tree nodes; published: t·log2(N/t) CS, t·log2 N SD)",
+                self.seconds.get("evolution").copied().unwrap_or(0.0)
+            )?;
+        }
         if !self.first_violations.is_empty() {
             writeln!(f)?;
             writeln!(f, "first violations:")?;

@@ -68,6 +68,24 @@ pub(crate) struct SimulateArgs {
     /// traitors revoked.
     #[arg(long, default_value_t = 1)]
     pirate_boxes: u32,
+    /// Skip the pirate-evolution experiment. By default, after the workload, coalitions of 1 to
+    /// `--evolution-traitors` traitors release box after box, each traced, against the tracer
+    /// with and without the deepening defence, under both schemes (issue 26; about 6 s); the
+    /// report compares the generations with the published figures, `--plot` draws them.
+    #[arg(long)]
+    no_evolution: bool,
+    /// The evolution experiment's tree height.
+    #[arg(long, value_parser = parse_height, default_value = "16")]
+    evolution_height: TreeHeight,
+    /// The evolution experiment's largest coalition.
+    #[arg(long, default_value_t = 16)]
+    evolution_traitors: u32,
+    /// Leaves revoked before the first box of the evolution experiment.
+    #[arg(long, default_value_t = 16)]
+    evolution_revoked: u32,
+    /// The most levels the deepening defence descends in one generation.
+    #[arg(long, default_value_t = 4)]
+    evolution_depth: u32,
     /// Write the report as JSON to this file.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -119,6 +137,12 @@ impl SimulateArgs {
         c.servers = self.servers;
         c.pirate_boxes = self.pirate_boxes;
         c.progress = std::io::stderr().is_terminal();
+        c.evolution = (!self.no_evolution).then_some(treecast_sim::EvolutionConfig {
+            height: self.evolution_height,
+            max_traitors: self.evolution_traitors,
+            revoked: self.evolution_revoked,
+            max_depth: self.evolution_depth,
+        });
         c.validate()?;
         Ok(c)
     }
