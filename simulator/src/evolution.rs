@@ -59,12 +59,15 @@ impl EvolutionConfig {
         if !(1..=64).contains(&self.max_traitors) {
             return bad("evolution traitors must be 1 to 64");
         }
+        if self.revoked > 4_096 {
+            return bad("evolution revoked leaves must be at most 4 096");
+        }
         let drawn = u64::from(self.max_traitors) + u64::from(self.revoked);
         if drawn * 2 > self.height.leaf_count() {
             return bad("the evolution tree is too small for its traitors and revoked leaves");
         }
         if !(2..=evolution::MAX_DEPTH).contains(&self.max_depth) {
-            return bad("the deepening depth must be 2 to 12");
+            return bad("the deepening depth must be 2 to 8");
         }
         Ok(())
     }
@@ -84,9 +87,10 @@ pub struct EvolutionRow {
     /// The boxes the bifurcation allows without a defence, counted without tracing (under
     /// Complete Subtree, Kiayias and Pehlivanoglu's Steiner-tree count).
     pub predicted: u64,
-    /// The published order of growth: `t · log2(N / t)` (Complete Subtree) or `t · log2 N`
-    /// (Subset Difference).
-    pub published: f64,
+    /// The published order of growth, without its constants: `t · log2(N / t)` (Complete
+    /// Subtree) or `t · log2 N` (Subset Difference), to two decimals (so that the platform's
+    /// `log2` cannot change the fingerprint).
+    pub published_order: f64,
     /// Traitors named.
     pub named: usize,
     /// Leaves named that were not traitors (an invariant: 0).
@@ -165,6 +169,20 @@ pub fn run(config: &EvolutionConfig, seed: u64) -> Result<EvolutionReport, SimEr
     })
 }
 
+/// The random stream of one coalition size for one purpose, from the run's seed.
+fn stream(seed: u64, traitors: u32, purpose: &[u8]) -> ChaCha20Rng {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"treecast-sim/evolution/")
+        .chain_update(purpose)
+        .chain_update(seed.to_be_bytes())
+        .chain_update(traitors.to_be_bytes())
+        .finalize();
+    let mut bytes = [0u8; 32];
+    bytes.copy_from_slice(&digest);
+    ChaCha20Rng::from_seed(bytes)
+}
+
 fn case(
     config: &EvolutionConfig,
     seed: u64,
@@ -182,11 +200,12 @@ fn case(
     )?;
     // The same traitors and revoked leaves for both defences and both schemes: the rows of a
     // coalition differ only by what is compared.
-    let mut draw = ChaCha20Rng::seed_from_u64(seed ^ (u64::from(t) << 32) ^ 0x0065_766f_6c76);
+    let mut draw = stream(seed, t, b"draw");
     let mut leaves: Vec<u32> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     while leaves.len() < (t + config.revoked) as usize {
         let leaf = (draw.next_u64() % height.leaf_count()) as u32;
-        if !leaves.contains(&leaf) {
+        if seen.insert(leaf) {
             leaves.push(leaf);
         }
     }
@@ -197,7 +216,7 @@ fn case(
         .collect::<Result<Vec<_>, _>>()?;
     let revoked = RevocationSet::from_leaves(height, revoked_leaves.iter().copied())?;
     let predicted = evolution::generations_without_defence(&authority, &revoked, &traitors)?;
-    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ u64::from(t) ^ 0x0074_7261_6365);
+    let mut rng = stream(seed, t, b"trace");
     let limit = predicted.saturating_mul(4).max(64);
     let out = evolution::evolve(
         &authority,
@@ -219,7 +238,7 @@ fn case(
     let rebuilt_bytes = ekb::encoded_len(scheme, Cover::compute(scheme, &rebuilt)?.len());
     let n = height.leaf_count() as f64;
     let tf = f64::from(t);
-    let published = if scheme == Scheme::COMPLETE_SUBTREE {
+    let order = if scheme == Scheme::COMPLETE_SUBTREE {
         tf * (n / tf).log2()
     } else {
         tf * n.log2()
@@ -233,7 +252,7 @@ fn case(
         },
         generations: out.generations,
         predicted,
-        published,
+        published_order: (order * 100.0).round() / 100.0,
         named: out.named.len(),
         innocents_named,
         defeated: out.powerless && out.every_box_disabled,
@@ -258,7 +277,7 @@ impl fmt::Display for EvolutionReport {
             "{:<4} {:>3} | {:>9} {:>9} {:>8} {:>9} | {:>9} {:>10} | {:>13} {:>8} | {:>7}",
             "",
             "t",
-            "published",
+            "order",
             "predicted",
             "NNL gens",
             "NNL bytes",
@@ -279,7 +298,7 @@ impl fmt::Display for EvolutionReport {
                 "{:<4} {:>3} | {:>9.1} {:>9} {:>8} {:>9} | {:>9} {:>10} | {:>13} {:>8} | {:>7}",
                 plain.scheme,
                 plain.traitors,
-                plain.published,
+                plain.published_order,
                 plain.predicted,
                 plain.generations,
                 plain.final_bytes,

@@ -158,6 +158,9 @@ pub fn run_with<R: Registry>(config: &SimConfig, registry: R) -> Result<Outcome,
         let before = UnitCosts::measure_best(5, 200, config.content_size);
         let engine = engine::Engine::new(config, registry)?;
         let outcome = engine.run()?;
+        let total = started.elapsed().as_secs_f64();
+        let unit = before.fastest(UnitCosts::measure_best(5, 200, config.content_size));
+        // After the workload's clock stops: the experiment is timed on its own.
         let evolved = Instant::now();
         let evolution = config
             .evolution
@@ -165,8 +168,6 @@ pub fn run_with<R: Registry>(config: &SimConfig, registry: R) -> Result<Outcome,
             .map(|e| evolution::run(e, config.seed))
             .transpose()?;
         let evolution_seconds = evolved.elapsed().as_secs_f64();
-        let total = started.elapsed().as_secs_f64();
-        let unit = before.fastest(UnitCosts::measure_best(5, 200, config.content_size));
         let mut out = build_report(config, threads, unit, outcome, total);
         if let Some(evolution) = evolution {
             out.report.evolution = Some(evolution);

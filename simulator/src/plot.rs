@@ -168,7 +168,7 @@ fn evolution_chart(path: &Path, evolution: &EvolutionReport) -> Result<(), SimEr
     let max_x = rows.iter().map(|r| r.traitors).max().unwrap_or(1);
     let max_y = rows
         .iter()
-        .map(|r| (r.generations as f64).max(r.published))
+        .map(|r| (r.generations as f64).max(r.published_order))
         .fold(1.0, f64::max);
     let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
     let draw = |e: &dyn std::fmt::Display| SimError::Io(format!("{}: {e}", path.display()));
@@ -201,7 +201,7 @@ fn evolution_chart(path: &Path, evolution: &EvolutionReport) -> Result<(), SimEr
     let published = |scheme: &str| -> Vec<(u32, f64)> {
         rows.iter()
             .filter(|r| r.scheme == scheme && r.defence == "none")
-            .map(|r| (r.traitors, r.published))
+            .map(|r| (r.traitors, r.published_order))
             .collect()
     };
     let lines = [
@@ -214,7 +214,7 @@ fn evolution_chart(path: &Path, evolution: &EvolutionReport) -> Result<(), SimEr
         ),
         (
             published("cs"),
-            "CS published: t log2(N/t)",
+            "CS published order: t log2(N/t)",
             RED.mix(0.3).to_rgba(),
             1,
         ),
@@ -227,7 +227,7 @@ fn evolution_chart(path: &Path, evolution: &EvolutionReport) -> Result<(), SimEr
         ),
         (
             published("sd"),
-            "SD published: t log2 N",
+            "SD published order: t log2 N",
             BLUE.mix(0.3).to_rgba(),
             1,
         ),

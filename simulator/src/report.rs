@@ -147,7 +147,8 @@ impl Report {
             "first_violations": self.first_violations,
             "ekb": self.ekb,
         });
-        // Only when it ran, so that a run without it keeps its fingerprint.
+        // Only when it ran, so that a run without it (the library's default; `--no-evolution`)
+        // keeps the fingerprint it had before the experiment existed.
         if let (Some(evolution), Some(map)) = (&self.evolution, value.as_object_mut()) {
             map.insert("evolution".into(), serde_json::json!(evolution));
         }
@@ -277,7 +278,7 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "({:.1} s; predicted: the undefended count without tracing, under CS \
-                 Kiayias-Pehlivanoglu's Steiner-tree nodes; published: t·log2(N/t) CS, t·log2 N SD)",
+                 Kiayias-Pehlivanoglu's Steiner-tree nodes; order: the published orders of growth without constants, t·log2(N/t) CS, t·log2 N SD)",
                 self.seconds.get("evolution").copied().unwrap_or(0.0)
             )?;
         }

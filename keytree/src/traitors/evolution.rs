@@ -49,7 +49,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rand_core::CryptoRng;
 
@@ -59,6 +59,7 @@ use crate::cover::{Cover, Scheme, Subset};
 use crate::crypto;
 use crate::device::DeviceKeys;
 use crate::ekb;
+use crate::ekb::TreeConfig;
 use crate::error::Error;
 use crate::revocation::RevocationSet;
 use crate::secret::{NodeKey, PayloadKey};
@@ -98,7 +99,7 @@ impl Decoder for SubsetBox {
 /// time (Kiayias and Pehlivanoglu's master box).
 pub struct Coalition {
     keys: Vec<DeviceKeys>,
-    height: TreeHeight,
+    config: TreeConfig,
 }
 
 impl core::fmt::Debug for Coalition {
@@ -112,11 +113,16 @@ impl core::fmt::Debug for Coalition {
 impl Coalition {
     /// The coalition of the devices at `traitors` (the authority provisions their key sets, as
     /// it provisioned the devices).
-    pub fn new(authority: &Authority, traitors: &[LeafIndex]) -> Self {
-        Self {
-            keys: traitors.iter().map(|&l| authority.device_keys(l)).collect(),
-            height: authority.config().height,
-        }
+    ///
+    /// # Errors
+    /// [`Error::InvalidLeaf`] for a leaf beyond the authority's tree.
+    pub fn new(authority: &Authority, traitors: &[LeafIndex]) -> Result<Self, Error> {
+        let config = *authority.config();
+        let keys = traitors
+            .iter()
+            .map(|l| Ok(authority.device_keys(LeafIndex::new(l.get(), config.height)?)))
+            .collect::<Result<_, Error>>()?;
+        Ok(Self { keys, config })
     }
 
     /// The next box against `cover`: the key of the largest subset of `cover` that holds a
@@ -124,9 +130,11 @@ impl Coalition {
     /// when no subset holds a traitor: the coalition is powerless.
     ///
     /// # Errors
-    /// [`Error::WrongTree`] when `cover` is for another height; a key-derivation error.
+    /// [`Error::WrongTree`] when `cover` is for another scheme or height; a key-derivation
+    /// error.
     pub fn next_box(&self, cover: &Cover) -> Result<Option<SubsetBox>, Error> {
-        if cover.height() != self.height {
+        let height = self.config.height;
+        if cover.height() != height || cover.scheme() != self.config.scheme {
             return Err(Error::WrongTree);
         }
         let mut best: Option<(&Subset, &DeviceKeys)> = None;
@@ -134,11 +142,10 @@ impl Coalition {
             let holder = self
                 .keys
                 .iter()
-                .find(|k| subset.contains(k.leaf().node(self.height)));
+                .find(|k| subset.contains(k.leaf().node(height)));
             if let Some(keys) = holder {
-                let larger = best.is_none_or(|(b, _)| {
-                    subset.leaf_count(self.height) > b.leaf_count(self.height)
-                });
+                let larger =
+                    best.is_none_or(|(b, _)| subset.leaf_count(height) > b.leaf_count(height));
                 if larger {
                     best = Some((subset, keys));
                 }
@@ -165,10 +172,12 @@ pub enum Defence {
     /// A tracer that revokes more aggressively when it sees evolution. Each subset a box was
     /// traced into is split in two, as always; when that subset is itself a piece of a subset
     /// that an earlier box was traced into (the `g`-th box of one lineage), each half is split
-    /// again until the pieces lie `min(g, max_depth)` levels below the subset. Generations per
-    /// traitor fall from about `log2 N` to about `sqrt(2 log2 N)` (while `g` grows) and
-    /// `log2 N / max_depth` (after), for up to `2^max_depth − 2` more subsets in the header per
-    /// generation.
+    /// again until the pieces lie `min(g, max_depth)` levels below the subset, for up to
+    /// `2^min(g, max_depth) − 2` more subsets in the header. A traitor whose subset lies `L`
+    /// levels above its leaf then costs about `k + 1` boxes instead of `L + 1`, where `k` is
+    /// the least with `k (k + 1) / 2 ≥ L` while `k ≤ max_depth`, and
+    /// `max_depth + ⌈(L − max_depth (max_depth + 1) / 2) / max_depth⌉ + 1` beyond (7 instead of
+    /// 17 for `L = 16`, `max_depth = 4`).
     Deepening {
         /// The most levels one generation descends (at least 1; 1 is no defence).
         max_depth: u32,
@@ -185,17 +194,21 @@ impl Defence {
     }
 }
 
-/// The most levels [`Defence::Deepening`] descends in one generation (a limit on header growth:
-/// `2^12` pieces per split).
-pub const MAX_DEPTH: u32 = 12;
+/// The most levels [`Defence::Deepening`] descends in one generation. A lineage reaches its
+/// `g`-th box only `g (g − 1) / 2` levels down, so on a tree of height 32 no lineage gets
+/// beyond 8 (at most `2^8` pieces per split); a larger `max_depth` changes nothing.
+pub const MAX_DEPTH: u32 = 8;
 
 /// A distributor tracing box after box, each on the cover the last trace left.
 #[derive(Debug)]
 pub struct Campaign {
     cover: Cover,
-    /// For each piece of a split subset still in the cover: how many boxes its lineage has seen.
+    /// For pieces of split subsets in the cover: how many boxes their lineage has seen.
     lineage: HashMap<Subset, u32>,
     defence: Defence,
+    /// The authority the campaign traces for: its tree and its public key.
+    config: TreeConfig,
+    authority: [u8; 32],
 }
 
 impl Campaign {
@@ -217,6 +230,8 @@ impl Campaign {
             cover: Cover::compute(config.scheme, revoked)?,
             lineage: HashMap::new(),
             defence,
+            config: *config,
+            authority: authority.verifying_key().to_bytes(),
         })
     }
 
@@ -230,8 +245,8 @@ impl Campaign {
     /// [`cover`](Self::cover) after.
     ///
     /// # Errors
-    /// [`Error::WrongTree`] when `authority` is not the campaign's; as
-    /// [`trace_cover`](super::trace_cover).
+    /// [`Error::WrongTree`] when `authority` is not the campaign's (another tree or another
+    /// key); as [`trace_cover`](super::trace_cover).
     pub fn trace(
         &mut self,
         authority: &Authority,
@@ -239,16 +254,30 @@ impl Campaign {
         params: &TraceParams,
         rng: &mut impl CryptoRng,
     ) -> Result<TraceOutcome, Error> {
+        if *authority.config() != self.config
+            || authority.verifying_key().to_bytes() != self.authority
+        {
+            return Err(Error::WrongTree);
+        }
         let outcome = trace_cover(authority, &self.cover, decoder, params, rng)?;
         let (scheme, height) = (self.cover.scheme(), self.cover.height());
         let mut subsets = outcome.cover.subsets().to_vec();
+        // A half that the same trace proved too (a box with keys on both levels) is a later
+        // entry of `proved`; it inherits its parent's generation here, so that a box holding a
+        // chain of keys does not restart its lineage.
+        let mut inherited: HashMap<Subset, u32> = HashMap::new();
         for proved in &outcome.proved {
-            let generation = self.lineage.remove(proved).unwrap_or(0).saturating_add(1);
+            let generation = self
+                .lineage
+                .remove(proved)
+                .or_else(|| inherited.get(proved).copied())
+                .unwrap_or(0)
+                .saturating_add(1);
             let deeper = self.defence.depth(generation) - 1;
             let (a, b) = split(proved, scheme, height)?;
             for half in [a, b] {
-                // A half the same trace split again has its own entry in `proved`.
                 let Some(at) = subsets.iter().position(|s| *s == half) else {
+                    inherited.insert(half, generation);
                     continue;
                 };
                 let pieces = split_deep(half, deeper, scheme, height)?;
@@ -259,6 +288,9 @@ impl Campaign {
             }
         }
         subsets.sort_by_key(|s| preorder_key(s, height));
+        // Named leaves' pieces are gone from the cover; so are their lineages.
+        let kept: HashSet<&Subset> = subsets.iter().collect();
+        self.lineage.retain(|s, _| kept.contains(s));
         self.cover = Cover::from_subsets(scheme, height, subsets);
         Ok(outcome)
     }
@@ -315,7 +347,7 @@ pub struct Evolution {
 /// powerless or `max_generations` boxes have been traced.
 ///
 /// # Errors
-/// As [`Campaign::new`] and [`Campaign::trace`].
+/// As [`Coalition::new`], [`Campaign::new`] and [`Campaign::trace`].
 pub fn evolve(
     authority: &Authority,
     revoked: &RevocationSet,
@@ -325,7 +357,7 @@ pub fn evolve(
     max_generations: u64,
     rng: &mut impl CryptoRng,
 ) -> Result<Evolution, Error> {
-    let coalition = Coalition::new(authority, traitors);
+    let coalition = Coalition::new(authority, traitors)?;
     let mut campaign = Campaign::new(authority, revoked, defence)?;
     let initial_subsets = campaign.cover().len();
     let mut out = Evolution {
@@ -347,8 +379,13 @@ pub fn evolve(
         out.generations += 1;
         out.queries += traced.queries;
         out.every_box_disabled &= traced.disabled;
-        out.named.extend(traced.traitors);
         out.peak_subsets = out.peak_subsets.max(campaign.cover().len());
+        if traced.traitors.is_empty() && traced.proved.is_empty() {
+            // A box the tracer could not move: the next would be the same. (A box of this
+            // model always decrypts its own subset, so this is a box the trace gave up on.)
+            break;
+        }
+        out.named.extend(traced.traitors);
     }
     if !out.powerless {
         out.powerless = coalition.next_box(campaign.cover())?.is_none();
@@ -364,7 +401,8 @@ pub fn evolve(
 /// revoked count for nothing.
 ///
 /// # Errors
-/// [`Error::WrongTree`] when `revoked` is for another height; a cover error.
+/// [`Error::WrongTree`] when `revoked` is for another height; [`Error::InvalidLeaf`] for a
+/// traitor beyond the tree; a cover error.
 pub fn generations_without_defence(
     authority: &Authority,
     revoked: &RevocationSet,
@@ -375,7 +413,10 @@ pub fn generations_without_defence(
         return Err(Error::WrongTree);
     }
     let height = config.height;
-    let nodes: Vec<_> = traitors.iter().map(|l| l.node(height)).collect();
+    let nodes = traitors
+        .iter()
+        .map(|l| Ok(LeafIndex::new(l.get(), height)?.node(height)))
+        .collect::<Result<Vec<_>, Error>>()?;
     let mut pending = Cover::compute(config.scheme, revoked)?.subsets().to_vec();
     let mut count = 0u64;
     while let Some(subset) = pending.pop() {
@@ -519,7 +560,7 @@ mod tests {
                 .unwrap();
                 let defence = Defence::Deepening { max_depth: 4 };
                 let mut campaign = Campaign::new(&authority, &revoked, defence).unwrap();
-                let coalition = Coalition::new(&authority, &traitors);
+                let coalition = Coalition::new(&authority, &traitors).unwrap();
                 let mut named = Vec::new();
                 let mut generations = 0u64;
                 while let Some(mut pirate) = coalition.next_box(campaign.cover()).unwrap() {
@@ -562,6 +603,7 @@ mod tests {
         let revoked = RevocationSet::from_leaves(height, [3, 90]).unwrap();
         let cover = Cover::compute(Scheme::SUBSET_DIFFERENCE, &revoked).unwrap();
         let mut pirate = Coalition::new(&authority, &[traitor])
+            .unwrap()
             .next_box(&cover)
             .unwrap()
             .unwrap();
@@ -578,8 +620,94 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            Coalition::new(&authority, &[traitor]).next_box(&other),
+            Coalition::new(&authority, &[traitor])
+                .unwrap()
+                .next_box(&other),
             Err(Error::WrongTree)
         ));
+    }
+
+    /// A box holding several subset keys decrypts through any of them.
+    struct ChainBox(Vec<SubsetBox>);
+
+    impl Decoder for ChainBox {
+        fn decrypt(&mut self, query: &Query) -> Option<PayloadKey> {
+            self.0.iter_mut().find_map(|b| b.decrypt(query))
+        }
+    }
+
+    /// A box with two keys on one path (a subset and the half of it that holds the traitor)
+    /// makes one trace prove both; the half's generation follows its parent's, so the deepening
+    /// does not start over.
+    #[test]
+    fn a_chain_of_keys_does_not_restart_the_lineage() {
+        let authority = authority(Scheme::COMPLETE_SUBTREE, 12);
+        let height = authority.config().height;
+        let traitor = LeafIndex::new(1_234, height).unwrap();
+        let keys = authority.device_keys(traitor);
+        let defence = Defence::Deepening { max_depth: 4 };
+        let mut campaign = Campaign::new(&authority, &RevocationSet::new(height), defence).unwrap();
+        let params = TraceParams::default();
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let coalition = Coalition::new(&authority, &[traitor]).unwrap();
+        let first = coalition.next_box(campaign.cover()).unwrap().unwrap();
+        let top = first.subset();
+        let (a, b) = split(&top, Scheme::COMPLETE_SUBTREE, height).unwrap();
+        let half = if a.contains(traitor.node(height)) {
+            a
+        } else {
+            b
+        };
+        let second = SubsetBox {
+            subset: half,
+            key: keys.subset_key(&half).unwrap(),
+        };
+        let out = campaign
+            .trace(
+                &authority,
+                &mut ChainBox(vec![first, second]),
+                &params,
+                &mut rng,
+            )
+            .unwrap();
+        assert_eq!(out.proved, vec![top, half]);
+        // The half is the lineage's second box: its halves go one level further.
+        for piece in split_deep(half, 2, Scheme::COMPLETE_SUBTREE, height).unwrap() {
+            assert!(campaign.cover().subsets().contains(&piece), "{piece:?}");
+        }
+    }
+
+    /// A campaign traces only for its own authority, and a coalition only holds leaves of its
+    /// tree.
+    #[test]
+    fn a_campaign_and_a_coalition_refuse_what_is_not_theirs() {
+        let authority = authority(Scheme::COMPLETE_SUBTREE, 10);
+        let height = authority.config().height;
+        let other =
+            Authority::new(&MasterSecret::from_bytes([10; 32]), *authority.config()).unwrap();
+        let traitor = LeafIndex::new(5, height).unwrap();
+        let mut campaign =
+            Campaign::new(&authority, &RevocationSet::new(height), Defence::None).unwrap();
+        let mut pirate = Coalition::new(&authority, &[traitor])
+            .unwrap()
+            .next_box(campaign.cover())
+            .unwrap()
+            .unwrap();
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let params = TraceParams::default();
+        assert!(matches!(
+            campaign.trace(&other, &mut pirate, &params, &mut rng),
+            Err(Error::WrongTree)
+        ));
+        let beyond = LeafIndex::new(5_000, TreeHeight::new(16).unwrap()).unwrap();
+        assert!(matches!(
+            Coalition::new(&authority, &[beyond]),
+            Err(Error::InvalidLeaf { .. })
+        ));
+        let none = RevocationSet::new(height);
+        assert!(generations_without_defence(&authority, &none, &[beyond]).is_err());
+        // An empty coalition is powerless from the start.
+        let out = evolve(&authority, &none, &[], Defence::None, &params, 10, &mut rng).unwrap();
+        assert!(out.powerless && out.generations == 0);
     }
 }
