@@ -13,7 +13,7 @@
 //! - [`Coalition`] is the evolving pirate: [`Coalition::next_box`] builds the next box, a
 //!   [`SubsetBox`] holding one subset key derived from a traitor's own key set.
 //! - [`Campaign`] is the distributor tracing box after box, each on the cover the last trace
-//!   left ([`trace_cover`](super::trace_cover)), with a [`Defence`].
+//!   left ([`trace_cover`]), with a [`Defence`].
 //! - [`evolve`] runs a coalition against a campaign until the coalition is powerless.
 //!
 //! The defence, [`Defence::Deepening`], is a tracer that revokes more aggressively when it sees
@@ -246,7 +246,7 @@ impl Campaign {
     ///
     /// # Errors
     /// [`Error::WrongTree`] when `authority` is not the campaign's (another tree or another
-    /// key); as [`trace_cover`](super::trace_cover).
+    /// key); as [`trace_cover`].
     pub fn trace(
         &mut self,
         authority: &Authority,
