@@ -5,19 +5,20 @@
 
 pub use treecast_keytree as keytree;
 pub use treecast_protocol::{
-    certificate, content, credential, ids, license, registration, sign, time,
+    certificate, content, credential, ids, license, registration, sign, terms, time,
 };
 pub use treecast_registry as registry;
 
 pub use treecast_device::{Client, ClientState, Device, MovePackage};
 pub use treecast_distributor::{
-    Distributor, DistributorConfig, EkbStats, LicenseServer, LicenseStatus, NewClient, Tariff,
+    Distributor, DistributorConfig, EkbStats, LicenseServer, LicenseStatus, NewClient, OfferTerms,
+    Tariff,
 };
 pub use treecast_protocol::{
     CertificateId, ClientCertificate, ClientId, Clock, ContentId, CopyCertificate,
     CopyCertificateIn, Error, KeyFingerprint, License, LicenseId, LicenseIn, LicenseRequest,
-    ManualClock, MoveRequest, Registration, ReleaseKey, Rights, ServerId, ServerKeys, Signed,
-    SigningKey, SystemClock, UnixTime, Unverified, UserId, VerifyingKey,
+    ManualClock, MoveRequest, Offer, Registration, ReleaseKey, Rights, ServerId, ServerKeys,
+    Signed, SigningKey, SystemClock, Terms, UnixTime, Unverified, UserId, VerifyingKey,
 };
 pub use treecast_registry::{
     ChargeKind, LedgerEntry, MemoryRegistry, Registry, RegistryId, StoreBinding,

@@ -24,3 +24,4 @@ mod service;
 mod simulator;
 mod sqlite_registry;
 mod support;
+mod timed_licenses;

@@ -35,6 +35,15 @@ impl World {
 impl<R: Registry> World<R> {
     /// A world on `registry`, which must be for a height-16 tree.
     pub(crate) fn with_registry(scheme: Scheme, registry: R) -> Self {
+        Self::with_tariff(
+            scheme,
+            registry,
+            Tariff::new(LICENSE_PRICE, CERTIFICATE_PRICE),
+        )
+    }
+
+    /// As [`World::with_registry`], selling at `tariff`.
+    pub(crate) fn with_tariff(scheme: Scheme, registry: R, tariff: Tariff) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(7);
         let height = TreeHeight::new(16).unwrap();
         let authority = Authority::new(
@@ -48,15 +57,8 @@ impl<R: Registry> World<R> {
         ];
         let clock = Arc::new(ManualClock::new(START));
         let config = DistributorConfig::default().with_max_clients_per_user(3);
-        let distributor = Distributor::new(
-            authority,
-            servers,
-            registry,
-            Tariff::new(LICENSE_PRICE, CERTIFICATE_PRICE),
-            clock.clone(),
-            config,
-        )
-        .unwrap();
+        let distributor =
+            Distributor::new(authority, servers, registry, tariff, clock.clone(), config).unwrap();
         Self {
             distributor,
             clock,

@@ -13,12 +13,14 @@ use treecast_protocol::ids::{ClientId, ContentId, LicenseId};
 use treecast_protocol::registration::Registration;
 use treecast_protocol::server::ServerKeys;
 use treecast_protocol::sign::Signable;
+use treecast_protocol::terms::Offer;
 use treecast_protocol::time::UnixTime;
 
 mod device;
 mod inline;
 mod saved;
 mod state;
+mod time;
 
 pub use device::Device;
 pub use state::ClientState;
@@ -170,6 +172,20 @@ impl Client {
     pub fn license_request(&mut self, content: ContentId, now: UnixTime) -> LicenseRequest {
         let nonce = self.device.state.take_nonce();
         LicenseRequestTbs::new(self.id(), content, nonce, now).sign(&self.signing_key)
+    }
+
+    /// A signed request for a license to `content` under `offer` (a rental, a subscription, a
+    /// loan; issue 27): the distributor answers with a license whose terms its tariff gives.
+    pub fn license_request_for(
+        &mut self,
+        content: ContentId,
+        offer: Offer,
+        now: UnixTime,
+    ) -> LicenseRequest {
+        let nonce = self.device.state.take_nonce();
+        LicenseRequestTbs::new(self.id(), content, nonce, now)
+            .with_offer(offer)
+            .sign(&self.signing_key)
     }
 
     /// A signed request to move the content of `license` to `destination` (claim 11). The

@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 
+use treecast_protocol::Error;
 use treecast_protocol::ids::ContentId;
+use treecast_protocol::terms::{Offer, Terms};
+use treecast_protocol::time::UnixTime;
 use treecast_registry::billing::ChargeKind;
 
 /// Prices in the smallest currency unit: a default for each kind, and overrides per content.
@@ -22,6 +25,33 @@ pub struct Tariff {
     license: u64,
     certificate: u64,
     per_content: HashMap<ContentId, (u64, u64)>,
+    offers: HashMap<Offer, (u64, OfferTerms)>,
+}
+
+/// What a license sold under an offer other than a purchase gets (issue 27): how long it plays
+/// from its sale, how long once first played, and how far renewals may take it.
+///
+/// ```
+/// use treecast_distributor::{OfferTerms, Tariff};
+/// use treecast_protocol::{ContentId, Offer, UnixTime};
+/// // Rentals at 3.99: 30 days to start, 48 hours once started, renewable by 7 days in all.
+/// let rental = OfferTerms { duration: 30 * 86_400, play_window: 48 * 3_600, renewable_for: 7 * 86_400 };
+/// let tariff = Tariff::default().with_offer(Offer::Rental, 399, rental)?;
+/// let (price, terms) = tariff.sale(Offer::Rental, ContentId(1), UnixTime(1_000))?;
+/// assert_eq!(price, 399);
+/// let terms = terms.unwrap();
+/// assert_eq!(terms.not_after(), UnixTime(1_000 + 30 * 86_400));
+/// assert!(tariff.sale(Offer::Loan, ContentId(1), UnixTime(1_000)).is_err());
+/// # Ok::<(), treecast_protocol::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct OfferTerms {
+    /// Seconds the license plays after its sale (at least 1).
+    pub duration: u64,
+    /// Seconds it plays once first played; 0 for no such window.
+    pub play_window: u32,
+    /// Seconds renewals may add beyond the first end, in all; 0 for none.
+    pub renewable_for: u64,
 }
 
 impl Tariff {
@@ -31,7 +61,62 @@ impl Tariff {
             license,
             certificate,
             per_content: HashMap::new(),
+            offers: HashMap::new(),
         }
+    }
+
+    /// Sells `offer` (not a purchase, which is the license price and perpetual) at `price`
+    /// with `terms`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTerms`] for [`Offer::Purchase`] or a zero duration.
+    pub fn with_offer(
+        mut self,
+        offer: Offer,
+        price: u64,
+        terms: OfferTerms,
+    ) -> Result<Self, Error> {
+        if offer == Offer::Purchase {
+            return Err(Error::InvalidTerms(
+                "a purchase is priced by the license price",
+            ));
+        }
+        if terms.duration == 0 {
+            return Err(Error::InvalidTerms(
+                "an offer's duration must be at least 1 s",
+            ));
+        }
+        self.offers.insert(offer, (price, terms));
+        Ok(self)
+    }
+
+    /// The offers on sale besides a purchase, with their prices and terms.
+    pub fn offers(&self) -> impl Iterator<Item = (Offer, u64, OfferTerms)> + '_ {
+        Offer::ALL
+            .into_iter()
+            .filter_map(|o| self.offers.get(&o).map(|&(p, t)| (o, p, t)))
+    }
+
+    /// The price of `offer` for `content` sold at `now`, and the license's terms (`None` for a
+    /// purchase).
+    ///
+    /// # Errors
+    /// [`Error::InvalidTerms`] for an offer this tariff does not sell.
+    pub fn sale(
+        &self,
+        offer: Offer,
+        content: ContentId,
+        now: UnixTime,
+    ) -> Result<(u64, Option<Terms>), Error> {
+        if offer == Offer::Purchase {
+            return Ok((self.price(ChargeKind::License, content), None));
+        }
+        let &(price, t) = self.offers.get(&offer).ok_or(Error::InvalidTerms(
+            "the distributor does not sell this offer",
+        ))?;
+        let end = now.plus(t.duration);
+        let terms = Terms::new(offer, now, end, t.play_window, end.plus(t.renewable_for))?;
+        Ok((price, Some(terms)))
     }
 
     /// Overrides both prices for one content.

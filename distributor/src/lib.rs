@@ -37,7 +37,7 @@ pub mod server;
 mod supply;
 mod vault;
 
-pub use billing::Tariff;
+pub use billing::{OfferTerms, Tariff};
 pub use ekbs::EkbStats;
 pub use local::LocalTransport;
 pub use server::LicenseServer;

@@ -84,18 +84,23 @@ impl<R: Registry> Distributor<R> {
             return self.license_again(&client, tag, &content_key);
         }
         let now = self.clock.now();
-        let charge = Charge::new(
-            ChargeKind::License,
-            self.tariff.price(ChargeKind::License, content.id),
-            now,
-        );
+        // The offer the client signed for: its price and its terms (issue 27).
+        let (price, terms) = self.tariff.sale(t.offer, content.id, now)?;
+        // A playback window starts on the device, where the server cannot see it; a license
+        // with one is not movable, so that a move cannot start its window again (issue 27).
+        let rights = match terms {
+            Some(t) if t.play_window() > 0 => Rights(rights.0 & !Rights::MOVE.0),
+            _ => rights,
+        };
+        let charge = Charge::new(ChargeKind::License, price, now);
         let mut license = None;
         let issued = self
             .registry
             .add_license(client.id, content.id, tag, charge, &mut |id| {
                 let record = self.vault.tag_license(
                     LicenseRecord::new(id, content.id, client.id, client.user, epoch, None, now)
-                        .with_rights(rights),
+                        .with_rights(rights)
+                        .with_terms(terms),
                 );
                 license = Some(self.sign_license(&record, &client, None, &content_key)?);
                 Ok(record)
@@ -210,7 +215,9 @@ impl<R: Registry> Distributor<R> {
                             Some(certificate_id),
                             now,
                         )
-                        .with_rights(moved.rights),
+                        .with_rights(moved.rights)
+                        // A move never extends the license's time (issue 27).
+                        .with_terms(moved.terms),
                     );
                     let history = CertificateRecord {
                         id: certificate_id,
@@ -324,8 +331,7 @@ impl<R: Registry> Distributor<R> {
             holder.user,
             holder.server,
             (record.epoch, &epoch_key),
-            record.rights,
-            record.issued_at,
+            (record.rights, record.issued_at, record.terms),
             (&self.authority.device_key(holder.leaf), release),
             content_key,
         )?

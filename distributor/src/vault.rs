@@ -147,6 +147,11 @@ impl Vault {
             None => f.push(0),
         }
         f.extend_from_slice(&l.issued_at.0.to_be_bytes());
+        // Terms only when there are some (a fixed length, after the fixed-length fields): a
+        // perpetual license keeps the tag it had before issue 27.
+        if let Some(terms) = &l.terms {
+            terms.encode(&mut f);
+        }
         self.tag(b"treecast/v1/row/license\0", &f)
     }
 

@@ -8,6 +8,7 @@ use treecast_keytree::{DecodeError, LeafIndex, TreeId};
 use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
 use crate::license::{self, LicenseIn};
 use crate::sign::{self, Signable, Signed, Unverified};
+use crate::terms::Offer;
 use crate::time::UnixTime;
 
 pub use crate::release::ReleaseKey;
@@ -99,10 +100,12 @@ pub struct LicenseRequestTbs {
     pub nonce: u64,
     /// When it was made.
     pub created_at: UnixTime,
+    /// The offer the client buys under (issue 27); a purchase keeps the first format.
+    pub offer: Offer,
 }
 
 impl LicenseRequestTbs {
-    /// A request by `client_id` for `content_id`.
+    /// A request by `client_id` for `content_id`, to buy it.
     pub const fn new(
         client_id: ClientId,
         content_id: ContentId,
@@ -114,7 +117,15 @@ impl LicenseRequestTbs {
             content_id,
             nonce,
             created_at,
+            offer: Offer::Purchase,
         }
+    }
+
+    /// The same request under `offer` (a rental, a subscription, a loan).
+    #[must_use]
+    pub const fn with_offer(mut self, offer: Offer) -> Self {
+        self.offer = offer;
+        self
     }
 }
 
@@ -122,25 +133,45 @@ impl sign::sealed::Sealed for LicenseRequestTbs {}
 
 impl Signable for LicenseRequestTbs {
     const LABEL: &'static [u8] = b"treecast/v1/license-request\0";
-    const MAX_LEN: usize = 5 + 8 * 4 + sign::SIGNATURE_LEN;
+    const MAX_LEN: usize = 5 + 8 * 4 + 1 + sign::SIGNATURE_LEN;
 
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"TCLR");
-        out.push(1);
+        // A purchase keeps the first version, byte for byte; another offer is the second, with
+        // the offer's byte at the end.
+        let offered = self.offer != Offer::Purchase;
+        out.push(if offered { 2 } else { 1 });
         out.extend_from_slice(&self.client_id.0.to_be_bytes());
         out.extend_from_slice(&self.content_id.0.to_be_bytes());
         out.extend_from_slice(&self.nonce.to_be_bytes());
         out.extend_from_slice(&self.created_at.0.to_be_bytes());
+        if offered {
+            out.push(self.offer.code());
+        }
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        sign::read_start(r, *b"TCLR", 1)?;
-        Ok(Self {
+        if r.array::<4>("magic")? != *b"TCLR" {
+            return Err(DecodeError::BadMagic);
+        }
+        let offered = match r.u8("version")? {
+            1 => false,
+            2 => true,
+            other => return Err(DecodeError::UnsupportedVersion(other)),
+        };
+        let mut t = Self {
             client_id: ClientId(r.u64("client id")?),
             content_id: ContentId(r.u64("content id")?),
             nonce: r.u64("nonce")?,
             created_at: UnixTime(r.u64("created at")?),
-        })
+            offer: Offer::Purchase,
+        };
+        if offered {
+            t.offer = Offer::from_code(r.u8("offer")?)
+                .filter(|&o| o != Offer::Purchase)
+                .ok_or(DecodeError::InvalidValue("offer"))?;
+        }
+        Ok(t)
     }
 }
 
@@ -286,11 +317,18 @@ impl sign::sealed::Sealed for CopyCertificateTbs {}
 
 impl Signable for CopyCertificateTbs {
     const LABEL: &'static [u8] = b"treecast/v1/copy-certificate\0";
-    const MAX_LEN: usize = 5 + 8 * 8 + 4 + 32 + 2 + license::ENCODED_LEN + sign::SIGNATURE_LEN;
+    const MAX_LEN: usize =
+        5 + 8 * 8 + 4 + 32 + 2 + license::ENCODED_LEN_TIMED + sign::SIGNATURE_LEN;
 
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"TCCC");
-        out.push(COPY_CERTIFICATE_VERSION);
+        // A certificate carrying a license with terms has the version after this one, so that
+        // a device of before issue 27 refuses it instead of dropping the terms.
+        out.push(if self.license.len() == license::ENCODED_LEN {
+            COPY_CERTIFICATE_VERSION
+        } else {
+            COPY_CERTIFICATE_VERSION_TIMED
+        });
         out.extend_from_slice(&self.certificate_id.0.to_be_bytes());
         out.extend_from_slice(&self.user_id.0.to_be_bytes());
         out.extend_from_slice(&self.content_id.0.to_be_bytes());
@@ -307,7 +345,14 @@ impl Signable for CopyCertificateTbs {
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        sign::read_start(r, *b"TCCC", COPY_CERTIFICATE_VERSION)?;
+        if r.array::<4>("magic")? != *b"TCCC" {
+            return Err(DecodeError::BadMagic);
+        }
+        let license_len = match r.u8("version")? {
+            COPY_CERTIFICATE_VERSION => license::ENCODED_LEN,
+            COPY_CERTIFICATE_VERSION_TIMED => license::ENCODED_LEN_TIMED,
+            other => return Err(DecodeError::UnsupportedVersion(other)),
+        };
         let tbs = Self {
             certificate_id: CertificateId(r.u64("certificate id")?),
             user_id: UserId(r.u64("user id")?),
@@ -321,7 +366,7 @@ impl Signable for CopyCertificateTbs {
             release_check: r.array("release check")?,
             license: {
                 let len = usize::from(r.u16("license length")?);
-                if len != license::ENCODED_LEN {
+                if len != license_len {
                     return Err(DecodeError::InvalidValue("license length"));
                 }
                 r.take(len, "license")?.to_vec()
@@ -334,6 +379,9 @@ impl Signable for CopyCertificateTbs {
 
 /// The copy-certificate format version: 2 added the release check (issue 12).
 pub const COPY_CERTIFICATE_VERSION: u8 = 2;
+/// The version of a copy certificate that carries a license with terms (issue 27): the same
+/// fields, the embedded license in its second version.
+pub const COPY_CERTIFICATE_VERSION_TIMED: u8 = 3;
 
 impl ReleaseKey {
     /// Whether this release is the one `certificate` was issued for (constant time).

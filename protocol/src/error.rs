@@ -91,6 +91,20 @@ pub enum Error {
     UserNotFound(UserId),
     /// A wrapped key did not unwrap.
     UnwrapFailed,
+    /// License terms that do not hold together (dates out of order, a renewal beyond its
+    /// limit, an offer the content does not have).
+    InvalidTerms(&'static str),
+    /// The license's time has ended (or its playback window has).
+    LicenseExpired(LicenseId),
+    /// The license does not play yet.
+    LicenseNotYetValid(LicenseId),
+    /// The device's clock reads earlier than a time its license server signed: it was set back.
+    ClockSetBack {
+        /// The device's clock.
+        clock: crate::time::UnixTime,
+        /// The latest server-signed time the device has seen.
+        trusted: crate::time::UnixTime,
+    },
     /// The network service refused a request with an error that has no variant of its own
     /// here (see `docs/service.md` for the codes).
     Service {
@@ -153,6 +167,15 @@ impl fmt::Display for Error {
             Self::UnknownServer(id) => write!(f, "{id} is not a known license server"),
             Self::UserNotFound(id) => write!(f, "{id} does not exist"),
             Self::UnwrapFailed => f.write_str("a key did not unwrap"),
+            Self::InvalidTerms(what) => write!(f, "invalid license terms: {what}"),
+            Self::LicenseExpired(id) => write!(f, "{id} has expired"),
+            Self::LicenseNotYetValid(id) => write!(f, "{id} does not play yet"),
+            Self::ClockSetBack { clock, trusted } => write!(
+                f,
+                "the device clock ({}) is earlier than a time its server signed ({}): it was set \
+                 back",
+                clock.0, trusted.0
+            ),
             Self::Service {
                 status,
                 code,
@@ -199,6 +222,10 @@ impl Error {
             Self::UnknownServer(_) => "unknown_server",
             Self::UserNotFound(_) => "user_not_found",
             Self::UnwrapFailed => "unwrap_failed",
+            Self::InvalidTerms(_) => "invalid_terms",
+            Self::LicenseExpired(_) => "license_expired",
+            Self::LicenseNotYetValid(_) => "license_not_yet_valid",
+            Self::ClockSetBack { .. } => "clock_set_back",
             Self::Service { .. } => "service",
         }
     }

@@ -28,6 +28,7 @@ pub mod registration;
 pub mod release;
 pub mod server;
 pub mod sign;
+pub mod terms;
 pub mod time;
 pub mod transport;
 
@@ -42,5 +43,6 @@ pub use license::{License, LicenseIn, Rights};
 pub use registration::Registration;
 pub use server::ServerKeys;
 pub use sign::{Signed, Unverified};
+pub use terms::{Offer, Terms};
 pub use time::{Clock, ManualClock, SystemClock, UnixTime};
 pub use treecast_keytree as keytree;

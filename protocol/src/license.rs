@@ -22,6 +22,7 @@ use crate::ids::{ClientId, ContentId, LicenseId, ServerId, UserId};
 use crate::kdf;
 use crate::release::ReleaseKey;
 use crate::sign::{self, Signable, Signed, Unverified};
+use crate::terms::Terms;
 use crate::time::UnixTime;
 
 /// What a license allows, as bit flags on the wire.
@@ -62,6 +63,9 @@ pub struct LicenseTbs {
     pub rights: Rights,
     /// When it was issued.
     pub issued_at: UnixTime,
+    /// Its time-bounded rights; `None` for a perpetual purchase (issue 27). A license with
+    /// terms is encoded in the second format version.
+    pub terms: Option<Terms>,
     /// The content key, wrapped under the binding key.
     pub wrapped_key: [u8; WRAPPED_LEN],
 }
@@ -81,8 +85,7 @@ impl LicenseTbs {
         user_id: UserId,
         server_id: ServerId,
         epoch: (u64, &PayloadKey),
-        rights: Rights,
-        issued_at: UnixTime,
+        (rights, issued_at, terms): (Rights, UnixTime, Option<Terms>),
         binding: (&DeviceKey, Option<&ReleaseKey>),
         content_key: &ContentKey,
     ) -> Result<Self, Error> {
@@ -100,6 +103,7 @@ impl LicenseTbs {
             epoch: epoch.0,
             rights,
             issued_at,
+            terms,
             wrapped_key,
         })
     }
@@ -109,11 +113,15 @@ impl sign::sealed::Sealed for LicenseTbs {}
 
 impl Signable for LicenseTbs {
     const LABEL: &'static [u8] = b"treecast/v1/license\0";
-    const MAX_LEN: usize = ENCODED_LEN;
+    const MAX_LEN: usize = ENCODED_LEN_TIMED;
 
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
+        out.push(if self.terms.is_some() {
+            VERSION_TIMED
+        } else {
+            VERSION
+        });
         out.extend_from_slice(&self.license_id.0.to_be_bytes());
         out.extend_from_slice(&self.content_id.0.to_be_bytes());
         out.extend_from_slice(&self.client_id.0.to_be_bytes());
@@ -122,11 +130,21 @@ impl Signable for LicenseTbs {
         out.extend_from_slice(&self.epoch.to_be_bytes());
         out.push(self.rights.0);
         out.extend_from_slice(&self.issued_at.0.to_be_bytes());
+        if let Some(terms) = &self.terms {
+            terms.encode(out);
+        }
         out.extend_from_slice(&self.wrapped_key);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        sign::read_start(r, MAGIC, VERSION)?;
+        if r.array::<4>("magic")? != MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        let timed = match r.u8("version")? {
+            VERSION => false,
+            VERSION_TIMED => true,
+            other => return Err(DecodeError::UnsupportedVersion(other)),
+        };
         Ok(Self {
             license_id: LicenseId(r.u64("license id")?),
             content_id: ContentId(r.u64("content id")?),
@@ -136,6 +154,7 @@ impl Signable for LicenseTbs {
             epoch: r.u64("epoch")?,
             rights: Rights(r.u8("rights")?),
             issued_at: UnixTime(r.u64("issued at")?),
+            terms: if timed { Some(Terms::read(r)?) } else { None },
             wrapped_key: r.array("wrapped key")?,
         })
     }
@@ -232,9 +251,14 @@ fn binding_key(
 
 /// The magic label of a license.
 pub const MAGIC: [u8; 4] = *b"TCLI";
-/// The license format version.
+/// The license format version of a perpetual license (no terms).
 pub const VERSION: u8 = 1;
+/// The license format version of a license with [`Terms`] (issue 27): the first version's
+/// fields with the terms between the issue time and the wrapped key.
+pub const VERSION_TIMED: u8 = 2;
 /// The length of the wrapped content key.
 pub const WRAPPED_LEN: usize = 24;
 /// The encoded length of a signed license.
 pub const ENCODED_LEN: usize = 4 + 1 + 8 * 4 + 4 + 8 + 1 + 8 + WRAPPED_LEN + sign::SIGNATURE_LEN;
+/// The encoded length of a signed license with terms.
+pub const ENCODED_LEN_TIMED: usize = ENCODED_LEN + Terms::ENCODED_LEN;

@@ -26,6 +26,7 @@ use treecast_protocol::Error;
 use treecast_protocol::binding::KeyFingerprint;
 use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
 use treecast_protocol::license::Rights;
+pub use treecast_protocol::terms::{Offer, Terms};
 use treecast_protocol::time::UnixTime;
 
 mod audit;
@@ -187,6 +188,9 @@ pub struct LicenseRecord {
     pub origin: Option<CertificateId>,
     /// When it was issued.
     pub issued_at: UnixTime,
+    /// Its time-bounded rights, `None` for a perpetual purchase (issue 27). A license that
+    /// arrived by a move has the terms of the one it came from: a move never extends them.
+    pub terms: Option<Terms>,
     /// The distributor's tag over the fields above; zero until the distributor sets it, and
     /// always zero in a store that keeps no tags ([`Registry::has_outside_writers`]).
     pub tag: [u8; 32],
@@ -213,8 +217,16 @@ impl LicenseRecord {
             state: LicenseState::Active,
             origin,
             issued_at,
+            terms: None,
             tag: [0; 32],
         }
+    }
+
+    /// The same license with terms (`None`: perpetual).
+    #[must_use]
+    pub const fn with_terms(mut self, terms: Option<Terms>) -> Self {
+        self.terms = terms;
+        self
     }
 
     /// The same license with other rights.

@@ -248,8 +248,10 @@ impl<'a, C: GenericClient> PgTx<'a, C> {
     }
 }
 
-/// The `NULL` a [`Value::Null`] binds (every nullable column is an integer).
+/// The `NULL` a [`Value::Null`] binds (an integer column's).
 static NULL: Option<i64> = None;
+/// The `NULL` a [`Value::NullBytes`] binds (a bytes column's).
+static NULL_BYTES: Option<&'static [u8]> = None;
 
 fn bound<'v>(params: &'v [Value<'_>]) -> Vec<&'v (dyn ToSql + Sync)> {
     params
@@ -258,6 +260,7 @@ fn bound<'v>(params: &'v [Value<'_>]) -> Vec<&'v (dyn ToSql + Sync)> {
             match v {
                 Value::Int(i) => i,
                 Value::Null => &NULL,
+                Value::NullBytes => &NULL_BYTES,
                 Value::Bytes(b) => b,
                 Value::Text(t) => t,
             }
@@ -333,9 +336,9 @@ fn unreachable_db(e: &r2d2::Error) -> Error {
 /// license's user's and not be revoked (its row locked `FOR SHARE` until the end, so that a
 /// revocation waits), the content must exist, and the request must be new; then the request,
 /// the license, the ledger entry and the user's total are written. Any check failing writes
-/// nothing and changes no row (the `UPDATE` reports 0). Parameters: the license's ten columns
-/// in `LICENSE_COLUMNS` order, then the request's nonce and digest, the charge's kind, amount
-/// and time.
+/// nothing and changes no row (the `UPDATE` reports 0). Parameters: the license's ten first
+/// columns in `LICENSE_COLUMNS` order, then the request's nonce and digest, the charge's kind,
+/// amount and time, then the license's terms.
 const SUPPLY: &str = "WITH holder AS (
         SELECT c.id, c.user_id FROM clients c
         WHERE c.id = $3 AND c.user_id = $4 AND NOT c.revoked
@@ -346,9 +349,9 @@ const SUPPLY: &str = "WITH holder AS (
         SELECT id, $11::bigint, user_id, $12::bytea, $1::bigint FROM holder
         ON CONFLICT DO NOTHING RETURNING user_id),
     license AS (
-        INSERT INTO licenses (id, content_id, client_id, user_id, epoch, state, origin, issued_at, rights, tag)
+        INSERT INTO licenses (id, content_id, client_id, user_id, epoch, state, origin, issued_at, rights, tag, terms)
         SELECT $1::bigint, $2::bigint, $3::bigint, user_id, $5::bigint, $6::bigint, $7::bigint,
-               $8::bigint, $9::bigint, $10::bytea
+               $8::bigint, $9::bigint, $10::bytea, $16::bytea
         FROM request RETURNING user_id),
     entry AS (
         INSERT INTO ledger (user_id, kind, content_id, reference, amount, at)

@@ -16,6 +16,7 @@ use crate::billing::{Charge, ChargeKind, LedgerEntry};
 use treecast_protocol::Error;
 use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
 use treecast_protocol::license::Rights;
+use treecast_protocol::terms::Terms;
 use treecast_protocol::time::UnixTime;
 
 /// A driver's result, its error as [`Error::Storage`] in the registry's words (what failed,
@@ -132,10 +133,10 @@ impl ClientRow {
 }
 
 pub(crate) const LICENSE_COLUMNS: &str =
-    "id, content_id, client_id, user_id, epoch, state, origin, issued_at, rights, tag";
+    "id, content_id, client_id, user_id, epoch, state, origin, issued_at, rights, tag, terms";
 
 pub(crate) fn license_record(
-    (v, tag): ([Option<i64>; 9], Vec<u8>),
+    (v, tag, terms): ([Option<i64>; 9], Vec<u8>, Option<Vec<u8>>),
 ) -> Result<LicenseRecord, Error> {
     let need = |x: Option<i64>| {
         x.ok_or_else(|| Error::Storage("missing license field".into()))
@@ -169,6 +170,23 @@ pub(crate) fn license_record(
         },
         origin: origin.map(un).transpose()?.map(CertificateId),
         issued_at: UnixTime(need(issued)?),
+        terms: terms.as_deref().map(stored_terms).transpose()?,
+    })
+}
+
+/// A license's terms as stored: their encoding (`docs/formats.md`), exactly.
+fn stored_terms(bytes: &[u8]) -> Result<Terms, Error> {
+    let mut r = treecast_keytree::codec::Reader::new(bytes);
+    let terms = Terms::read(&mut r).and_then(|t| r.finish().map(|()| t));
+    terms.map_err(|e| Error::Storage(format!("bad license terms: {e}")))
+}
+
+/// The encoding of a license's terms, as stored.
+pub(crate) fn terms_bytes(terms: Option<&Terms>) -> Option<Vec<u8>> {
+    terms.map(|t| {
+        let mut out = Vec::with_capacity(Terms::ENCODED_LEN);
+        t.encode(&mut out);
+        out
     })
 }
 
@@ -238,8 +256,8 @@ pub(crate) fn ledger_entry(v: [i64; 6]) -> Result<LedgerEntry, Error> {
     ))
 }
 
-/// A license's ten columns as bound for an insert, in [`LICENSE_COLUMNS`] order (integers; the
-/// tag apart).
+/// A license's integer columns as bound for an insert, in [`LICENSE_COLUMNS`] order (the tag
+/// and the terms, which follow them, apart: [`terms_bytes`]).
 pub(crate) fn license_values(l: &LicenseRecord) -> Result<([Option<i64>; 9], &[u8]), Error> {
     Ok((
         [

@@ -287,7 +287,7 @@ impl rusqlite::ToSql for Value<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(ToSqlOutput::Borrowed(match *self {
             Self::Int(v) => ValueRef::Integer(v),
-            Self::Null => ValueRef::Null,
+            Self::Null | Self::NullBytes => ValueRef::Null,
             Self::Bytes(b) => ValueRef::Blob(b),
             Self::Text(t) => ValueRef::Text(t.as_bytes()),
         }))

@@ -75,6 +75,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::UnwrapFailed
         | Error::ContentCorrupt
         | Error::CertificateReplayed(_)
+        | Error::InvalidTerms(_)
         | Error::UnknownServer(_) => StatusCode::BAD_REQUEST,
         Error::BadCredential => StatusCode::UNAUTHORIZED,
         Error::BadSignature
@@ -89,9 +90,11 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::ClientLimit(_) | Error::LicenseMoved(_) | Error::RequestReplayed => {
             StatusCode::CONFLICT
         }
-        Error::RequestStale | Error::StaleEpoch { .. } | Error::CertificateExpired => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
+        Error::RequestStale
+        | Error::StaleEpoch { .. }
+        | Error::CertificateExpired
+        | Error::LicenseExpired(_)
+        | Error::LicenseNotYetValid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         Error::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }

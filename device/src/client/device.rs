@@ -16,7 +16,7 @@ use treecast_protocol::server::ServerKeys;
 use treecast_protocol::time::UnixTime;
 
 use super::MovePackage;
-use super::state::{ClientState, Held};
+use super::state::{ClientState, Held, Timed};
 
 /// A client device without its signing key: everything a [`Client`](super::Client) does but
 /// sign requests. Playing, storing, and receiving or releasing a move need no signature; a
@@ -245,8 +245,23 @@ impl Device {
     /// [`Error::NoLicense`], [`Error::RightsDenied`] for a license without the play right,
     /// [`Error::ContentNotFound`], [`Error::StaleEpoch`] when the EKB of the license's epoch is
     /// missing, [`Error::KeyTree`] (`Revoked`) for a revoked client, [`Error::UnwrapFailed`],
-    /// [`Error::ContentCorrupt`].
+    /// [`Error::ContentCorrupt`]; [`Error::InvalidTerms`] for a license with terms (a rental,
+    /// a loan, a subscription), which plays only with the time: [`Device::play_at`].
     pub fn play(&self, content: ContentId, output: impl Write) -> Result<ContentHeader, Error> {
+        if self.state.timed(content).is_some() {
+            return Err(Error::InvalidTerms(
+                "this license has terms: it plays only with the time (play_at)",
+            ));
+        }
+        self.decrypt(content, output)
+    }
+
+    /// Decrypts `content` through its license, whatever its terms.
+    pub(super) fn decrypt(
+        &self,
+        content: ContentId,
+        output: impl Write,
+    ) -> Result<ContentHeader, Error> {
         let held = self
             .state
             .stores()
@@ -273,7 +288,7 @@ impl Device {
                 current: self.state.stores().ekbs.last().map_or(0, |(e, _)| *e),
             })?;
         let epoch_key = self.device_keys.open(&ekb.get())?;
-        let content_key = held.tbs(content, self.state.owner()).content_key(
+        let content_key = held.tbs(content, self.state.owner(), None).content_key(
             &epoch_key,
             self.device_keys.device_key(),
             self.state.moves().releases.get(&content),
@@ -336,12 +351,18 @@ impl Device {
                 release,
             });
         }
+        // The license's issue time and the certificate's stay trusted after the license goes.
+        self.state.keep_time_of(t.content_id);
+        if self.state.moves().timed.contains_key(&t.content_id) {
+            self.state.moves_mut().timed.remove(&t.content_id);
+        }
         let stores = self.state.stores_mut();
         stores.licenses.remove(&t.content_id);
         let content = stores.contents.remove(&t.content_id);
         let moves = self.state.moves_mut();
         moves.releases.remove(&t.content_id);
         moves.moved_out.insert(t.source_license, ());
+        self.state.trust(t.issued_at);
         Ok(MovePackage {
             certificate: certificate.to_vec(),
             content,
@@ -391,6 +412,7 @@ impl Device {
             return Err(Error::ContentCorrupt);
         }
         self.accept_license(license.tbs(), Some(package.release.clone()))?;
+        self.state.trust(t.issued_at);
         self.state
             .moves_mut()
             .used_certificates
@@ -419,7 +441,23 @@ impl Device {
         }
         let content = t.content_id;
         let held = Held::new(t, self.state.owner())?;
+        // A license it replaces keeps counting for the trusted time.
+        self.state.keep_time_of(content);
         self.state.stores_mut().licenses.insert(content, held);
+        match t.terms {
+            Some(terms) => {
+                let timed = Timed {
+                    terms,
+                    first_play: None,
+                };
+                self.state.moves_mut().timed.insert(content, timed);
+            }
+            None => {
+                if self.state.moves().timed.contains_key(&content) {
+                    self.state.moves_mut().timed.remove(&content);
+                }
+            }
+        }
         match release {
             Some(release) => {
                 self.state.moves_mut().releases.insert(content, release);

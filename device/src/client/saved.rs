@@ -16,17 +16,21 @@ use treecast_protocol::license::LicenseTbs;
 use treecast_protocol::registration::Registration;
 use treecast_protocol::release::ReleaseKey;
 use treecast_protocol::sign::Signable;
+use treecast_protocol::time::UnixTime;
 use zeroize::Zeroizing;
 
 use super::Client;
 
 const MAGIC: [u8; 4] = *b"TCCS";
-/// The version [`Client::save`] writes and [`Client::load`] reads: licenses without their
-/// signatures, the whole state sealed under the device key. The first version (no seal) is
-/// refused: its lists of used certificates and moved-away licenses could be left out by
-/// hand, so a state built from a purchase answer and a move package would play a license
-/// twice (issue 24).
-const VERSION: u8 = 2;
+/// The version [`Client::save`] writes: licenses without their signatures (with their terms,
+/// and each one's first play), the trusted time, the whole state sealed under the device key
+/// (issue 27). [`Client::load`] reads it and the second version (no time: its licenses are
+/// perpetual). The first version (no seal) is refused: its lists of used certificates and
+/// moved-away licenses could be left out by hand, so a state built from a purchase answer and
+/// a move package would play a license twice (issue 24).
+const VERSION: u8 = 3;
+/// The version before time (issue 27), still read.
+const VERSION_UNTIMED: u8 = 2;
 /// The length of the seal that ends a version 2 state.
 const SEAL_LEN: usize = 32;
 
@@ -88,13 +92,13 @@ impl Client {
         let (s, moves) = (state.stores(), state.moves());
         let mut len = 64 + SEAL_LEN;
         len += s.contents.values().map(|c| 12 + c.len()).sum::<usize>();
-        len += s.licenses.len() * (21 + LicenseTbs::MAX_LEN);
+        len += s.licenses.len() * (30 + LicenseTbs::MAX_LEN);
         len += s
             .ekbs
             .values()
             .map(|e| 12 + e.as_bytes().len())
             .sum::<usize>();
-        len += 8 * (moves.used_certificates.len() + moves.moved_out.len());
+        len += 8 * (moves.used_certificates.len() + moves.moved_out.len()) + 8;
         // Reserved up front: a buffer that grew would leave copies of the releases behind.
         let mut out = Zeroizing::new(Vec::with_capacity(len));
         out.extend_from_slice(&MAGIC);
@@ -110,12 +114,21 @@ impl Client {
         let mut fields = Vec::with_capacity(LicenseTbs::MAX_LEN);
         for (content, held) in s.licenses.iter() {
             fields.clear();
-            held.tbs(*content, state.owner()).encode(&mut fields);
+            let timed = moves.timed.get(content);
+            held.tbs(*content, state.owner(), timed.map(|t| t.terms))
+                .encode(&mut fields);
             put_bytes(&mut out, &fields);
             match moves.releases.get(content) {
                 Some(r) => {
                     out.push(1);
                     out.extend_from_slice(r.secret_bytes());
+                }
+                None => out.push(0),
+            }
+            match timed.and_then(|t| t.first_play) {
+                Some(at) => {
+                    out.push(1);
+                    out.extend_from_slice(&at.0.to_be_bytes());
                 }
                 None => out.push(0),
             }
@@ -132,6 +145,7 @@ impl Client {
         for id in moves.moved_out.keys() {
             out.extend_from_slice(&id.0.to_be_bytes());
         }
+        out.extend_from_slice(&moves.trusted.0.to_be_bytes());
         // The key is derived from the device key and the client ID, and never fails to be.
         if let Ok(seal) = seal(self.device_keys().device_key(), state.id, &out) {
             out.extend_from_slice(&seal);
@@ -162,9 +176,10 @@ impl Client {
             return Err(DecodeError::BadMagic.into());
         }
         let version = r.u8("version")?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_UNTIMED {
             return Err(DecodeError::UnsupportedVersion(version).into());
         }
+        let timed = version == VERSION;
         if ClientId(r.u64("client id")?) != client.device.state.id {
             return Err(Error::NotForThisClient);
         }
@@ -201,7 +216,26 @@ impl Client {
                 1 => Some(ReleaseKey::from_bytes(r.array::<16>("release")?)),
                 _ => return Err(DecodeError::InvalidValue("release flag").into()),
             };
+            let first_play = if timed {
+                match r.u8("first play flag")? {
+                    0 => None,
+                    1 => Some(UnixTime(r.u64("first play")?)),
+                    _ => return Err(DecodeError::InvalidValue("first play flag").into()),
+                }
+            } else {
+                None
+            };
+            if (!timed && fields.terms.is_some())
+                || (first_play.is_some() && fields.terms.is_none())
+            {
+                return Err(DecodeError::InvalidValue("license terms").into());
+            }
             client.accept_license(&fields, release)?;
+            if let Some(at) = first_play
+                && let Some(t) = client.state.moves_mut().timed.get_mut(&fields.content_id)
+            {
+                t.first_play = Some(at);
+            }
         }
         for _ in 0..r.u32("EKB count")? {
             client.store_ekb(take_bytes(&mut r, "EKB")?)?;
@@ -213,6 +247,9 @@ impl Client {
         for _ in 0..r.u32("moved license count")? {
             let id = LicenseId(r.u64("license id")?);
             client.state.moves_mut().moved_out.insert(id, ());
+        }
+        if timed {
+            client.state.trust(UnixTime(r.u64("trusted time")?));
         }
         r.finish()?;
         Ok(client)

@@ -11,6 +11,7 @@ use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, Serv
 use treecast_protocol::license::{LicenseTbs, Rights, WRAPPED_LEN};
 use treecast_protocol::registration::Registration;
 use treecast_protocol::release::ReleaseKey;
+use treecast_protocol::terms::Terms;
 use treecast_protocol::time::UnixTime;
 
 use super::inline::Inline;
@@ -58,7 +59,8 @@ pub(super) struct Stores {
     pub(super) ekbs: Map<u64, Arc<VerifiedEkbBuf>>,
 }
 
-/// What a client remembers of its moves.
+/// What a client remembers of its moves, and of time (issue 27): both are rare among
+/// millions of clients, so they share one box that most clients never allocate.
 #[derive(Clone, Default)]
 pub(super) struct Moves {
     pub(super) used_certificates: Map<CertificateId, ()>,
@@ -66,6 +68,18 @@ pub(super) struct Moves {
     /// The releases of the licenses that arrived by a move, by content: kept here, not with
     /// each license, because most licenses were bought and have none.
     pub(super) releases: Map<ContentId, ReleaseKey>,
+    /// The terms of the licenses that have some, by content, with their first play.
+    pub(super) timed: Map<ContentId, Timed>,
+    /// The latest server-signed time seen beyond the licenses held (each held license's issue
+    /// time counts too: [`ClientState::trusted_time`]): of licenses gone, and of certificates.
+    pub(super) trusted: UnixTime,
+}
+
+/// A license's terms and, once it has played, when it first did.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Timed {
+    pub(super) terms: Terms,
+    pub(super) first_play: Option<UnixTime>,
 }
 
 /// The moves of a client that took part in none.
@@ -73,11 +87,17 @@ static NO_MOVES: Moves = Moves {
     used_certificates: LiteMap::new(),
     moved_out: LiteMap::new(),
     releases: LiteMap::new(),
+    timed: LiteMap::new(),
+    trusted: UnixTime(0),
 };
 
 impl Moves {
     fn is_empty(&self) -> bool {
-        self.used_certificates.is_empty() && self.moved_out.is_empty() && self.releases.is_empty()
+        self.used_certificates.is_empty()
+            && self.moved_out.is_empty()
+            && self.releases.is_empty()
+            && self.timed.is_empty()
+            && self.trusted == UnixTime(0)
     }
 }
 
@@ -129,8 +149,8 @@ impl Held {
         })
     }
 
-    /// The license's fields, for `content` held by `owner`.
-    pub(super) fn tbs(&self, content: ContentId, owner: Owner) -> LicenseTbs {
+    /// The license's fields, for `content` held by `owner`, with its `terms`.
+    pub(super) fn tbs(&self, content: ContentId, owner: Owner, terms: Option<Terms>) -> LicenseTbs {
         LicenseTbs {
             license_id: self.license_id,
             content_id: content,
@@ -140,6 +160,7 @@ impl Held {
             epoch: self.epoch,
             rights: self.rights,
             issued_at: self.issued_at,
+            terms,
             wrapped_key: self.wrapped_key,
         }
     }
@@ -225,6 +246,7 @@ impl ClientState {
             shrink(&mut moves.used_certificates);
             shrink(&mut moves.moved_out);
             shrink(&mut moves.releases);
+            shrink(&mut moves.timed);
         }
         if self.moves.as_deref().is_some_and(Moves::is_empty) {
             self.moves = None;
@@ -246,6 +268,43 @@ impl ClientState {
         if s.is_empty() {
             self.stores = None;
         }
+    }
+
+    /// The latest time a server signed that this client has seen: the issue times of the
+    /// licenses it holds, and what it kept of licenses gone and of certificates.
+    pub(super) fn trusted_time(&self) -> UnixTime {
+        let held = self.stores().licenses.values().map(|h| h.issued_at).max();
+        held.map_or(self.moves().trusted, |t| t.max(self.moves().trusted))
+    }
+
+    /// Raises the trusted time to `at` if it is later (a certificate's or a gone license's
+    /// time; a held license's counts by itself).
+    pub(super) fn trust(&mut self, at: UnixTime) {
+        if at > self.trusted_time() {
+            self.moves_mut().trusted = at;
+        }
+    }
+
+    /// Keeps the issue time of `content`'s license, which is about to go, where no other held
+    /// license's issue time or kept time covers it.
+    pub(super) fn keep_time_of(&mut self, content: ContentId) {
+        let licenses = &self.stores().licenses;
+        let Some(at) = licenses.get(&content).map(|h| h.issued_at) else {
+            return;
+        };
+        let others = licenses
+            .iter()
+            .filter(|(c, _)| **c != content)
+            .map(|(_, h)| h.issued_at)
+            .max();
+        if others.is_none_or(|o| at > o) && at > self.moves().trusted {
+            self.moves_mut().trusted = at;
+        }
+    }
+
+    /// The terms of `content`'s license and its first play, if it has terms.
+    pub(super) fn timed(&self, content: ContentId) -> Option<Timed> {
+        self.moves().timed.get(&content).copied()
     }
 
     pub(super) fn moves(&self) -> &Moves {
@@ -294,6 +353,7 @@ mod tests {
             epoch: 2,
             rights: Rights::PLAY,
             issued_at: UnixTime(9),
+            terms: None,
             wrapped_key: [4; WRAPPED_LEN],
         }
     }
@@ -315,7 +375,7 @@ mod tests {
             server: ServerId(1),
         };
         let held = Held::new(&license(6, 1), owner).unwrap();
-        assert_eq!(held.tbs(ContentId(3), owner), license(6, 1));
+        assert_eq!(held.tbs(ContentId(3), owner, None), license(6, 1));
         for other in [license(8, 1), license(6, 2)] {
             assert!(matches!(
                 Held::new(&other, owner),

@@ -206,6 +206,7 @@ fn service_error(status: u16, body: &[u8]) -> Error {
         "request_replayed" => Error::RequestReplayed,
         "request_stale" => Error::RequestStale,
         "certificate_expired" => Error::CertificateExpired,
+        "invalid_terms" => Error::InvalidTerms("refused by the service"),
         "same_client" => Error::SameClient,
         "different_users" => Error::DifferentUsers,
         "not_for_this_client" => Error::NotForThisClient,

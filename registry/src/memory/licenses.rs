@@ -7,9 +7,12 @@
 //! user (its client's, read from the clients), with the origin folded into a word: 48 bytes in
 //! the vector, against 112 in a hash table that is half to seven-eighths full.
 
+use std::collections::BTreeMap;
+
 use treecast_protocol::Error;
 use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
 use treecast_protocol::license::Rights;
+use treecast_protocol::terms::Terms;
 use treecast_protocol::time::UnixTime;
 
 use super::clients::Clients;
@@ -86,16 +89,19 @@ impl Row {
             state,
             origin: self.has_origin.then_some(CertificateId(self.origin)),
             issued_at: UnixTime(self.issued_at),
+            terms: None,
             tag: [0; 32],
         })
     }
 }
 
-/// The licenses, by ID.
+/// The licenses, by ID; the terms of the licenses that have some apart (most licenses are
+/// perpetual purchases, and a row stays 48 bytes).
 #[derive(Debug)]
 pub(super) struct Licenses {
     first: u64,
     rows: Vec<Row>,
+    terms: BTreeMap<u64, Terms>,
 }
 
 impl Licenses {
@@ -104,6 +110,7 @@ impl Licenses {
         Self {
             first,
             rows: Vec::new(),
+            terms: BTreeMap::new(),
         }
     }
 
@@ -114,7 +121,8 @@ impl Licenses {
     /// License `id`, its user read from `clients`.
     pub(super) fn get(&self, id: LicenseId, clients: &Clients) -> Option<LicenseRecord> {
         let row = self.rows.get(self.index(id)?)?;
-        row.record(id, clients.user_of(ClientId(row.client))?)
+        let record = row.record(id, clients.user_of(ClientId(row.client))?)?;
+        Some(record.with_terms(self.terms.get(&id.0).copied()))
     }
 
     /// Stores `record`, in place of the license with its ID if there is one.
@@ -138,6 +146,10 @@ impl Licenses {
         if let Some(row) = self.rows.get_mut(at) {
             *row = Row::of(record);
         }
+        match record.terms {
+            Some(terms) => self.terms.insert(record.id.0, terms),
+            None => self.terms.remove(&record.id.0),
+        };
         Ok(())
     }
 
@@ -156,7 +168,8 @@ impl Licenses {
         clients: &'a Clients,
     ) -> impl Iterator<Item = LicenseRecord> + 'a {
         self.rows.iter().zip(self.first..).filter_map(|(row, id)| {
-            row.record(LicenseId(id), clients.user_of(ClientId(row.client))?)
+            let record = row.record(LicenseId(id), clients.user_of(ClientId(row.client))?)?;
+            Some(record.with_terms(self.terms.get(&id).copied()))
         })
     }
 }

@@ -88,6 +88,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "CREATE TABLE ekbs (epoch BIGINT PRIMARY KEY, bytes BYTEA NOT NULL)",
     // Version 5: the store's random ID and the fingerprint of its keys (issue 24).
     "CREATE TABLE binding (name TEXT PRIMARY KEY, value BYTEA NOT NULL)",
+    // Version 6: a license's terms (issue 27), NULL for a perpetual one.
+    "ALTER TABLE licenses ADD COLUMN terms BYTEA",
 ];
 
 /// Creates or migrates the schema, and fixes or checks the tree height.

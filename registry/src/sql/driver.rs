@@ -11,7 +11,10 @@ use treecast_protocol::Error;
 #[derive(Clone, Copy, Debug)]
 pub enum Value<'a> {
     Int(i64),
+    /// An integer column's `NULL`.
     Null,
+    /// A bytes column's `NULL` (PostgreSQL types its parameters).
+    NullBytes,
     Bytes(&'a [u8]),
     Text(&'a str),
 }

@@ -8,7 +8,7 @@ use treecast_protocol::ids::{ClientId, ContentId, LicenseId, UserId};
 use super::driver::{Row, Tx, Value};
 use super::{
     ClientRow, LEDGER_COLUMNS, LICENSE_COLUMNS, RECORD_REQUEST, key_id_of, ledger_values,
-    license_record, license_values, lookup, nonce_bits, sql, un,
+    license_record, license_values, lookup, nonce_bits, sql, terms_bytes, un,
 };
 use crate::billing::LedgerEntry;
 use crate::{ClientRecord, ContentRecord, LicenseRecord, RequestTag};
@@ -40,7 +40,7 @@ pub(super) fn license_of(mut r: Row) -> Result<LicenseRecord, Error> {
     for (i, slot) in v.iter_mut().enumerate() {
         *slot = r.opt_int(i)?;
     }
-    license_record((v, r.bytes(9)?))
+    license_record((v, r.bytes(9)?, r.opt_bytes(10)?))
 }
 
 pub(super) fn ints<const N: usize>(r: &Row) -> Result<[i64; N], Error> {
@@ -116,11 +116,14 @@ pub(super) fn license_in(
 
 pub(super) fn insert_license(tx: &mut dyn Tx, l: &LicenseRecord) -> Result<(), Error> {
     let (v, tag) = license_values(l)?;
+    let terms = terms_bytes(l.terms.as_ref());
     let mut params: Vec<Value<'_>> = v.iter().map(|x| Value::from(*x)).collect();
     params.push(Value::Bytes(tag));
+    params.push(terms.as_deref().map_or(Value::NullBytes, Value::Bytes));
     tx.execute(
         &format!(
-            "INSERT INTO licenses ({LICENSE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            "INSERT INTO licenses ({LICENSE_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ),
         &params,
     )?;
@@ -169,12 +172,14 @@ pub(super) fn record_request(
 }
 
 /// The parameters of a driver's one-statement supply ([`Driver::supply_statement`]): the
-/// license's ten columns in [`LICENSE_COLUMNS`] order, then the request's nonce and digest,
-/// the charge's kind, amount and time.
+/// license's ten first columns in [`LICENSE_COLUMNS`] order, then the request's nonce and
+/// digest, the charge's kind, amount and time, then the license's terms (`terms`, from
+/// [`terms_bytes`]).
 pub(super) fn supply_params<'a>(
     license: &'a LicenseRecord,
     request: &'a RequestTag,
     entry: &LedgerEntry,
+    terms: Option<&'a [u8]>,
 ) -> Result<Vec<Value<'a>>, Error> {
     let (v, tag) = license_values(license)?;
     let [_, kind, _, _, amount, at] = ledger_values(entry)?;
@@ -186,6 +191,7 @@ pub(super) fn supply_params<'a>(
         Value::Int(kind),
         Value::Int(amount),
         Value::Int(at),
+        terms.map_or(Value::NullBytes, Value::Bytes),
     ]);
     Ok(params)
 }

@@ -410,7 +410,8 @@ impl<D: Driver> Registry for SqlRegistry<D> {
         let entry = LedgerEntry::new(license.user, content, id.0, charge);
         if let Some(statement) = self.driver.supply_statement() {
             // Every check and every row in one statement, or nothing.
-            let params = supply_params(&license, &request, &entry)?;
+            let terms = super::terms_bytes(license.terms.as_ref());
+            let params = supply_params(&license, &request, &entry, terms.as_deref())?;
             let supplied = self
                 .driver
                 .run(Kind::Alone, &mut |tx| tx.execute(statement, &params))?;

@@ -84,6 +84,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "CREATE TABLE ekbs (epoch INTEGER PRIMARY KEY, bytes BLOB NOT NULL)",
     // Version 6: the store's random ID and the fingerprint of its keys (issue 24).
     "CREATE TABLE binding (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+    // Version 7: a license's terms (issue 27), NULL for a perpetual one.
+    "ALTER TABLE licenses ADD COLUMN terms BLOB",
 ];
 
 pub(super) fn check_application(conn: &Connection) -> Result<(), Error> {
