@@ -323,3 +323,42 @@ fn a_second_version_state_loads_and_cannot_carry_terms() {
         Err(Error::Decode(_))
     ));
 }
+
+/// A rental's license acquired again (the same bytes, or after another rental of the same
+/// content replaced it) does not start its window again.
+#[test]
+fn acquiring_a_license_again_does_not_restart_its_window() {
+    let mut w = World::with_tariff(
+        Scheme::COMPLETE_SUBTREE,
+        MemoryRegistry::new(TreeHeight::new(16).unwrap()),
+        tariff(),
+    );
+    let user = w.user();
+    let mut a = w.client(user, 1);
+    let content = w.publish(800);
+    w.distributor.supply_content(user, content).unwrap();
+    a.store_content(w.container(content)).unwrap();
+    let mut rent = |w: &World, a: &mut Client| {
+        let request = a.license_request_for(content, Offer::Rental, w.clock.now());
+        let license = w.distributor.supply_license(request.as_bytes()).unwrap();
+        a.acquire_license(license.as_bytes()).unwrap();
+        license.as_bytes().to_vec()
+    };
+    let first = rent(&w, &mut a);
+    let id = a.license_id(content).unwrap();
+    play_at(&w, &mut a, content, START.plus(DAY)).unwrap();
+    a.acquire_license(&first).unwrap();
+    assert_eq!(
+        play_at(&w, &mut a, content, START.plus(3 * DAY + 1)),
+        Err(Error::LicenseExpired(id))
+    );
+    // Rented again on day 4; the first license acquired over it is still spent.
+    w.clock.advance(4 * DAY);
+    rent(&w, &mut a);
+    play_at(&w, &mut a, content, START.plus(4 * DAY)).unwrap();
+    a.acquire_license(&first).unwrap();
+    assert_eq!(
+        play_at(&w, &mut a, content, START.plus(4 * DAY + 1)),
+        Err(Error::LicenseExpired(id))
+    );
+}

@@ -16,7 +16,7 @@ use treecast_protocol::server::ServerKeys;
 use treecast_protocol::time::UnixTime;
 
 use super::MovePackage;
-use super::state::{ClientState, Held, Timed};
+use super::state::{ClientState, Held};
 
 /// A client device without its signing key: everything a [`Client`](super::Client) does but
 /// sign requests. Playing, storing, and receiving or releasing a move need no signature; a
@@ -446,11 +446,8 @@ impl Device {
         self.state.stores_mut().licenses.insert(content, held);
         match t.terms {
             Some(terms) => {
-                let timed = Timed {
-                    terms,
-                    first_play: None,
-                };
-                self.state.moves_mut().timed.insert(content, timed);
+                // A window it started before, if it is the same license, stays started.
+                self.state.moves_mut().timed.insert(content, terms);
             }
             None => {
                 if self.state.moves().timed.contains_key(&content) {

@@ -20,6 +20,7 @@ use treecast_protocol::time::UnixTime;
 use zeroize::Zeroizing;
 
 use super::Client;
+use super::state::Window;
 
 const MAGIC: [u8; 4] = *b"TCCS";
 /// The version [`Client::save`] writes: licenses without their signatures (with their terms,
@@ -99,6 +100,7 @@ impl Client {
             .map(|e| 12 + e.as_bytes().len())
             .sum::<usize>();
         len += 8 * (moves.used_certificates.len() + moves.moved_out.len()) + 8;
+        len += 4 + 24 * moves.windows.len();
         // Reserved up front: a buffer that grew would leave copies of the releases behind.
         let mut out = Zeroizing::new(Vec::with_capacity(len));
         out.extend_from_slice(&MAGIC);
@@ -114,21 +116,13 @@ impl Client {
         let mut fields = Vec::with_capacity(LicenseTbs::MAX_LEN);
         for (content, held) in s.licenses.iter() {
             fields.clear();
-            let timed = moves.timed.get(content);
-            held.tbs(*content, state.owner(), timed.map(|t| t.terms))
-                .encode(&mut fields);
+            let terms = moves.timed.get(content).copied();
+            held.tbs(*content, state.owner(), terms).encode(&mut fields);
             put_bytes(&mut out, &fields);
             match moves.releases.get(content) {
                 Some(r) => {
                     out.push(1);
                     out.extend_from_slice(r.secret_bytes());
-                }
-                None => out.push(0),
-            }
-            match timed.and_then(|t| t.first_play) {
-                Some(at) => {
-                    out.push(1);
-                    out.extend_from_slice(&at.0.to_be_bytes());
                 }
                 None => out.push(0),
             }
@@ -144,6 +138,12 @@ impl Client {
         put_count(&mut out, moves.moved_out.len());
         for id in moves.moved_out.keys() {
             out.extend_from_slice(&id.0.to_be_bytes());
+        }
+        put_count(&mut out, moves.windows.len());
+        for (id, w) in moves.windows.iter() {
+            out.extend_from_slice(&id.0.to_be_bytes());
+            out.extend_from_slice(&w.first_play.0.to_be_bytes());
+            out.extend_from_slice(&w.until.0.to_be_bytes());
         }
         out.extend_from_slice(&moves.trusted.0.to_be_bytes());
         // The key is derived from the device key and the client ID, and never fails to be.
@@ -216,26 +216,10 @@ impl Client {
                 1 => Some(ReleaseKey::from_bytes(r.array::<16>("release")?)),
                 _ => return Err(DecodeError::InvalidValue("release flag").into()),
             };
-            let first_play = if timed {
-                match r.u8("first play flag")? {
-                    0 => None,
-                    1 => Some(UnixTime(r.u64("first play")?)),
-                    _ => return Err(DecodeError::InvalidValue("first play flag").into()),
-                }
-            } else {
-                None
-            };
-            if (!timed && fields.terms.is_some())
-                || (first_play.is_some() && fields.terms.is_none())
-            {
+            if !timed && fields.terms.is_some() {
                 return Err(DecodeError::InvalidValue("license terms").into());
             }
             client.accept_license(&fields, release)?;
-            if let Some(at) = first_play
-                && let Some(t) = client.state.moves_mut().timed.get_mut(&fields.content_id)
-            {
-                t.first_play = Some(at);
-            }
         }
         for _ in 0..r.u32("EKB count")? {
             client.store_ekb(take_bytes(&mut r, "EKB")?)?;
@@ -249,6 +233,14 @@ impl Client {
             client.state.moves_mut().moved_out.insert(id, ());
         }
         if timed {
+            for _ in 0..r.u32("window count")? {
+                let id = LicenseId(r.u64("license id")?);
+                let window = Window {
+                    first_play: UnixTime(r.u64("first play")?),
+                    until: UnixTime(r.u64("window until")?),
+                };
+                client.state.moves_mut().windows.insert(id, window);
+            }
             client.state.trust(UnixTime(r.u64("trusted time")?));
         }
         r.finish()?;

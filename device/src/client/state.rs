@@ -68,8 +68,11 @@ pub(super) struct Moves {
     /// The releases of the licenses that arrived by a move, by content: kept here, not with
     /// each license, because most licenses were bought and have none.
     pub(super) releases: Map<ContentId, ReleaseKey>,
-    /// The terms of the licenses that have some, by content, with their first play.
-    pub(super) timed: Map<ContentId, Timed>,
+    /// The terms of the licenses that have some, by content.
+    pub(super) timed: Map<ContentId, Terms>,
+    /// The playback windows started, by license, kept after the license goes (so that the
+    /// same license acquired again does not start its window again) until its end has passed.
+    pub(super) windows: Map<LicenseId, Window>,
     /// The latest server-signed time seen beyond the licenses held (each held license's issue
     /// time counts too: [`ClientState::trusted_time`]): of licenses gone, and of certificates.
     pub(super) trusted: UnixTime,
@@ -78,8 +81,16 @@ pub(super) struct Moves {
 /// A license's terms and, once it has played, when it first did.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Timed {
+    pub(super) license: LicenseId,
     pub(super) terms: Terms,
     pub(super) first_play: Option<UnixTime>,
+}
+
+/// A playback window started: when, and the end of its license (after which it is forgotten).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Window {
+    pub(super) first_play: UnixTime,
+    pub(super) until: UnixTime,
 }
 
 /// The moves of a client that took part in none.
@@ -88,6 +99,7 @@ static NO_MOVES: Moves = Moves {
     moved_out: LiteMap::new(),
     releases: LiteMap::new(),
     timed: LiteMap::new(),
+    windows: LiteMap::new(),
     trusted: UnixTime(0),
 };
 
@@ -97,6 +109,7 @@ impl Moves {
             && self.moved_out.is_empty()
             && self.releases.is_empty()
             && self.timed.is_empty()
+            && self.windows.is_empty()
             && self.trusted == UnixTime(0)
     }
 }
@@ -247,6 +260,7 @@ impl ClientState {
             shrink(&mut moves.moved_out);
             shrink(&mut moves.releases);
             shrink(&mut moves.timed);
+            shrink(&mut moves.windows);
         }
         if self.moves.as_deref().is_some_and(Moves::is_empty) {
             self.moves = None;
@@ -304,7 +318,29 @@ impl ClientState {
 
     /// The terms of `content`'s license and its first play, if it has terms.
     pub(super) fn timed(&self, content: ContentId) -> Option<Timed> {
-        self.moves().timed.get(&content).copied()
+        let terms = *self.moves().timed.get(&content)?;
+        let license = self.stores().licenses.get(&content)?.license_id;
+        let first_play = self.moves().windows.get(&license).map(|w| w.first_play);
+        Some(Timed {
+            license,
+            terms,
+            first_play,
+        })
+    }
+
+    /// Records that `license`'s window started at `at`, until `until`; forgets the windows of
+    /// licenses whose end the trusted time has passed (they can never play again).
+    pub(super) fn start_window(&mut self, license: LicenseId, at: UnixTime, until: UnixTime) {
+        let trusted = self.trusted_time();
+        let windows = &mut self.moves_mut().windows;
+        windows.retain(|_, w| w.until > trusted);
+        windows.insert(
+            license,
+            Window {
+                first_play: at,
+                until,
+            },
+        );
     }
 
     pub(super) fn moves(&self) -> &Moves {

@@ -56,9 +56,8 @@ impl Device {
         }
         let header = self.decrypt(content, output)?;
         if timed.first_play.is_none() && terms.play_window() > 0 {
-            if let Some(t) = self.state.moves_mut().timed.get_mut(&content) {
-                t.first_play = Some(now);
-            }
+            self.state
+                .start_window(timed.license, now, terms.not_after());
         }
         Ok(header)
     }
