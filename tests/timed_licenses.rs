@@ -338,7 +338,7 @@ fn acquiring_a_license_again_does_not_restart_its_window() {
     let content = w.publish(800);
     w.distributor.supply_content(user, content).unwrap();
     a.store_content(w.container(content)).unwrap();
-    let mut rent = |w: &World, a: &mut Client| {
+    let rent = |w: &World, a: &mut Client| {
         let request = a.license_request_for(content, Offer::Rental, w.clock.now());
         let license = w.distributor.supply_license(request.as_bytes()).unwrap();
         a.acquire_license(license.as_bytes()).unwrap();
