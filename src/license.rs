@@ -5,7 +5,7 @@
 
 pub use treecast_keytree as keytree;
 pub use treecast_protocol::{
-    certificate, content, credential, ids, license, registration, sign, terms, time,
+    certificate, content, credential, ids, license, registration, renewal, sign, terms, time,
 };
 pub use treecast_registry as registry;
 
@@ -17,8 +17,8 @@ pub use treecast_distributor::{
 pub use treecast_protocol::{
     CertificateId, ClientCertificate, ClientId, Clock, ContentId, CopyCertificate,
     CopyCertificateIn, Error, KeyFingerprint, License, LicenseId, LicenseIn, LicenseRequest,
-    ManualClock, MoveRequest, Offer, Registration, ReleaseKey, Rights, ServerId, ServerKeys,
-    Signed, SigningKey, SystemClock, Terms, UnixTime, Unverified, UserId, VerifyingKey,
+    ManualClock, MoveRequest, Offer, Registration, ReleaseKey, RenewFrom, Rights, ServerId,
+    ServerKeys, Signed, SigningKey, SystemClock, Terms, UnixTime, Unverified, UserId, VerifyingKey,
 };
 pub use treecast_registry::{
     ChargeKind, LedgerEntry, MemoryRegistry, Registry, RegistryId, StoreBinding,

@@ -11,6 +11,7 @@ use treecast_protocol::certificate::{
 };
 use treecast_protocol::ids::{ClientId, ContentId, LicenseId};
 use treecast_protocol::registration::Registration;
+use treecast_protocol::renewal::{RenewFrom, RenewalRequest, RenewalRequestTbs};
 use treecast_protocol::server::ServerKeys;
 use treecast_protocol::sign::Signable;
 use treecast_protocol::terms::Offer;
@@ -186,6 +187,23 @@ impl Client {
         LicenseRequestTbs::new(self.id(), content, nonce, now)
             .with_offer(offer)
             .sign(&self.signing_key)
+    }
+
+    /// A signed request to renew `content`'s license (issue 27), its extension starting from
+    /// the license's end or from now; the distributor answers with the license renewed, which
+    /// [`Device::acquire_license`] stores.
+    ///
+    /// # Errors
+    /// [`Error::NoLicense`] when this client holds no license for `content`.
+    pub fn renewal_request(
+        &mut self,
+        content: ContentId,
+        from: RenewFrom,
+        now: UnixTime,
+    ) -> Result<RenewalRequest, Error> {
+        let license = self.license_id(content).ok_or(Error::NoLicense(content))?;
+        let nonce = self.device.state.take_nonce();
+        Ok(RenewalRequestTbs::new(license, self.id(), nonce, now, from).sign(&self.signing_key))
     }
 
     /// A signed request to move the content of `license` to `destination` (claim 11). The

@@ -35,7 +35,13 @@ pub struct Tariff {
 /// use treecast_distributor::{OfferTerms, Tariff};
 /// use treecast_protocol::{ContentId, Offer, UnixTime};
 /// // Rentals at 3.99: 30 days to start, 48 hours once started, renewable by 7 days in all.
-/// let rental = OfferTerms { duration: 30 * 86_400, play_window: 48 * 3_600, renewable_for: 7 * 86_400 };
+/// let rental = OfferTerms {
+///     duration: 30 * 86_400,
+///     play_window: 48 * 3_600,
+///     renewable_for: 7 * 86_400,
+///     renewal_price: 99,
+///     renew_expired: false,
+/// };
 /// let tariff = Tariff::default().with_offer(Offer::Rental, 399, rental)?;
 /// let (price, terms) = tariff.sale(Offer::Rental, ContentId(1), UnixTime(1_000))?;
 /// assert_eq!(price, 399);
@@ -50,8 +56,13 @@ pub struct OfferTerms {
     pub duration: u64,
     /// Seconds it plays once first played; 0 for no such window.
     pub play_window: u32,
-    /// Seconds renewals may add beyond the first end, in all; 0 for none.
+    /// Seconds renewals may add beyond the first end, in all; 0 for none. Each renewal adds
+    /// up to `duration`.
     pub renewable_for: u64,
+    /// The price of a renewal.
+    pub renewal_price: u64,
+    /// Whether a license that has ended may still be renewed (up to its renewal limit).
+    pub renew_expired: bool,
 }
 
 impl Tariff {
@@ -97,6 +108,11 @@ impl Tariff {
             .filter_map(|o| self.offers.get(&o).map(|&(p, t)| (o, p, t)))
     }
 
+    /// What `offer` is sold with, if this tariff sells it (never for a purchase).
+    pub fn offer(&self, offer: Offer) -> Option<(u64, OfferTerms)> {
+        self.offers.get(&offer).copied()
+    }
+
     /// The price of `offer` for `content` sold at `now`, and the license's terms (`None` for a
     /// purchase).
     ///
@@ -131,7 +147,8 @@ impl Tariff {
         self
     }
 
-    /// The price of `kind` for `content`.
+    /// The price of `kind` for `content`: a purchase's license, or a move's certificate. A
+    /// renewal is priced by its offer ([`OfferTerms::renewal_price`]); 0 here.
     pub fn price(&self, kind: ChargeKind, content: ContentId) -> u64 {
         let (license, certificate) = self
             .per_content
@@ -141,6 +158,7 @@ impl Tariff {
         match kind {
             ChargeKind::License => license,
             ChargeKind::Certificate => certificate,
+            ChargeKind::Renewal => 0,
         }
     }
 }

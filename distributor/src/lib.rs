@@ -33,6 +33,7 @@ pub mod billing;
 mod ekbs;
 pub mod keyfile;
 mod local;
+mod renew;
 pub mod server;
 mod supply;
 mod vault;
@@ -693,7 +694,7 @@ impl<R: Registry> Distributor<R> {
     }
 
     /// A client row, after checking this distributor's tag on it.
-    fn trusted_client(&self, id: ClientId) -> Result<ClientRecord, Error> {
+    pub(crate) fn trusted_client(&self, id: ClientId) -> Result<ClientRecord, Error> {
         self.trusted(id, self.registry.client(id)?)
     }
 
@@ -734,7 +735,7 @@ impl<R: Registry> Distributor<R> {
     /// lost answer, later than the window. Such a request changes nothing; the caller answers
     /// it again from the rows it produced (the same object, billed once). A request whose
     /// record the store has forgotten is stale.
-    fn tag_or_recorded(
+    pub(crate) fn tag_or_recorded(
         &self,
         client: ClientId,
         nonce: u64,

@@ -298,7 +298,7 @@ impl<R: Registry> Distributor<R> {
     /// client that does not exist, the request is verified under a fixed key, so that neither
     /// the answer nor its time tells who is registered (`docs/threat-model.md`). A revoked
     /// client is told so only after its signature verified ([`Error::ClientRevoked`]).
-    fn authenticate<T: Signable>(
+    pub(crate) fn authenticate<T: Signable>(
         &self,
         row: Option<ClientRecord>,
         request: Unverified<T>,
@@ -315,7 +315,7 @@ impl<R: Registry> Distributor<R> {
 
     /// The license of `record`, held by `holder`, signed by its server; bound to `release` when
     /// it arrives by a move.
-    fn sign_license(
+    pub(crate) fn sign_license(
         &self,
         record: &LicenseRecord,
         holder: &ClientRecord,

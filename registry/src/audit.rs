@@ -236,6 +236,19 @@ impl Auditor {
                 rows.history.len()
             ));
         }
+        // A renewal bills a license of this user that has terms (issue 27).
+        for e in rows.ledger.iter().filter(|e| e.kind == ChargeKind::Renewal) {
+            let renewed = rows
+                .licenses
+                .iter()
+                .any(|l| l.id.0 == e.reference && l.terms.is_some());
+            if !renewed {
+                self.report(format!(
+                    "{user} was billed a renewal of license-{} that has no terms",
+                    e.reference
+                ));
+            }
+        }
         let billed = rows
             .ledger
             .iter()

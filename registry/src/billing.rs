@@ -13,8 +13,10 @@ use treecast_protocol::time::UnixTime;
 pub enum ChargeKind {
     /// A contents copy certificate (a move).
     Certificate,
-    /// A license (a purchase).
+    /// A license (a purchase, a rental, a subscription or a loan).
     License,
+    /// A license's renewal (issue 27); its reference is the license.
+    Renewal,
 }
 
 /// A charge to record with the operation that incurs it.

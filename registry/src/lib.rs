@@ -450,6 +450,9 @@ pub type ClientsBuilder<'a> =
 pub type ContentBuilder<'a> = &'a mut dyn FnMut(ContentId) -> Result<ContentRecord, Error>;
 /// Builds a license record given its new ID.
 pub type LicenseBuilder<'a> = &'a mut dyn FnMut(LicenseId) -> Result<LicenseRecord, Error>;
+/// Given a license row as stored (checked by [`check_renewal`]), returns it renewed (new terms,
+/// issue time and tag), or refuses.
+pub type RenewBuilder<'a> = &'a mut dyn FnMut(&LicenseRecord) -> Result<LicenseRecord, Error>;
 /// Builds the rows of a checked move, given the new certificate and license IDs.
 pub type MoveBuilder<'a> =
     &'a mut dyn FnMut(&MoveContext, CertificateId, LicenseId) -> Result<MoveRows, Error>;
@@ -658,6 +661,23 @@ pub trait Registry: Send + Sync {
         build: LicenseBuilder<'_>,
     ) -> Result<(LicenseRecord, LedgerEntry), Error>;
 
+    /// Renews `license` for `client` and bills it (issue 27): in one change, records `request`
+    /// (a second use is [`Error::RequestReplayed`]), reads the license, checks it with
+    /// [`check_renewal`], writes what `build` makes of it and bills `charge` (the ledger entry's
+    /// reference is the license). A failure changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::ClientNotFound`], [`Error::ClientRevoked`], [`Error::RequestReplayed`], every
+    /// refusal of [`check_renewal`], or the builder's error.
+    fn renew_license(
+        &self,
+        license: LicenseId,
+        client: ClientId,
+        request: RequestTag,
+        charge: Charge,
+        build: RenewBuilder<'_>,
+    ) -> Result<(LicenseRecord, LedgerEntry), Error>;
+
     /// The request `client` signed with `nonce`, if one was recorded.
     ///
     /// # Errors
@@ -803,4 +823,42 @@ pub(crate) fn add_clients_one_by_one<R: Registry + ?Sized>(
         .enumerate()
         .map(|(i, &user)| registry.add_client(user, limit, &mut |id, leaf| build(i, id, leaf)))
         .collect()
+}
+
+/// The checks of a renewal (issue 27) on the license row `license` as stored, for `client` of
+/// `user`: the license must be this client's and active. Another user's license is answered as
+/// missing (no oracle, as for the other requests); another device of the same user, or the
+/// device the license moved away from, is refused.
+///
+/// # Errors
+/// [`Error::LicenseNotFound`] for a missing license or another user's; [`Error::LicenseNotHeld`]
+/// for a license another client of the user holds; [`Error::LicenseMoved`] for one moved away.
+pub fn check_renewal(
+    id: LicenseId,
+    license: Option<&LicenseRecord>,
+    client: ClientId,
+    user: UserId,
+) -> Result<(), Error> {
+    let license = license
+        .filter(|l| l.user == user)
+        .ok_or(Error::LicenseNotFound(id))?;
+    if license.client != client {
+        return Err(Error::LicenseNotHeld(id));
+    }
+    if license.state != LicenseState::Active {
+        return Err(Error::LicenseMoved(id));
+    }
+    Ok(())
+}
+
+/// Whether `renewed` is `current` with only its terms, issue time and tag changed (what a
+/// renewal may change).
+pub(crate) fn renews(current: &LicenseRecord, renewed: &LicenseRecord) -> bool {
+    LicenseRecord {
+        terms: current.terms,
+        issued_at: current.issued_at,
+        tag: current.tag,
+        ..renewed.clone()
+    } == *current
+        && renewed.terms.is_some()
 }

@@ -201,6 +201,7 @@ pub(crate) fn kind_code(k: ChargeKind) -> i64 {
     match k {
         ChargeKind::License => 0,
         ChargeKind::Certificate => 1,
+        ChargeKind::Renewal => 2,
     }
 }
 
@@ -245,6 +246,7 @@ pub(crate) fn ledger_entry(v: [i64; 6]) -> Result<LedgerEntry, Error> {
     let kind = match kind {
         0 => ChargeKind::License,
         1 => ChargeKind::Certificate,
+        2 => ChargeKind::Renewal,
         k => return Err(Error::Storage(format!("bad charge kind {k}"))),
     };
     let charge = Charge::new(kind, un(amount)?, UnixTime(un(at)?));

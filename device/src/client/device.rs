@@ -441,6 +441,8 @@ impl Device {
         }
         let content = t.content_id;
         let held = Held::new(t, self.state.owner())?;
+        // The same license again (renewed, or acquired twice) keeps its move's release.
+        let same = self.license_id(content) == Some(t.license_id);
         // A license it replaces keeps counting for the trusted time.
         self.state.keep_time_of(content);
         self.state.stores_mut().licenses.insert(content, held);
@@ -462,7 +464,7 @@ impl Device {
             None => {
                 // A bought license replaces a moved-in one's release, if any; looked up first so
                 // that a client that never moved gets no move records for it.
-                if self.state.moves().releases.contains_key(&content) {
+                if !same && self.state.moves().releases.contains_key(&content) {
                     self.state.moves_mut().releases.remove(&content);
                 }
             }

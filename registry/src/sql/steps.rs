@@ -130,6 +130,24 @@ pub(super) fn insert_license(tx: &mut dyn Tx, l: &LicenseRecord) -> Result<(), E
     Ok(())
 }
 
+/// Writes a renewed license's terms, issue time and tag (the only fields a renewal changes).
+pub(super) fn update_renewed(tx: &mut dyn Tx, l: &LicenseRecord) -> Result<(), Error> {
+    let terms = terms_bytes(l.terms.as_ref());
+    let updated = tx.execute(
+        "UPDATE licenses SET terms = $2, issued_at = $3, tag = $4 WHERE id = $1",
+        &[
+            key(l.id.0),
+            terms.as_deref().map_or(Value::NullBytes, Value::Bytes),
+            Value::Int(sql(l.issued_at.0)?),
+            Value::Bytes(&l.tag),
+        ],
+    )?;
+    if updated != 1 {
+        return Err(Error::Internal("a renewed license vanished"));
+    }
+    Ok(())
+}
+
 pub(super) fn bill(tx: &mut dyn Tx, e: &LedgerEntry) -> Result<(), Error> {
     let v = ledger_values(e)?;
     let params = v.map(Value::Int);

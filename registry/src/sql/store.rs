@@ -10,7 +10,7 @@ use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, User
 use super::driver::{Driver, Kind, Lock, NewId, Tx, Value};
 use super::steps::{
     bill, client_record, content_exists, content_of, ids, insert_license, int, ints, key,
-    license_in, license_of, meta, record_request, supply_params, user_exists,
+    license_in, license_of, meta, record_request, supply_params, update_renewed, user_exists,
 };
 use super::{
     CLIENT_COLUMNS, HISTORY_COLUMNS, KEEP_EKB, LEDGER_COLUMNS, LICENSE_COLUMNS, STORED_EKB,
@@ -23,7 +23,8 @@ use crate::scan::{self, Page, queries};
 use crate::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
     LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows, Registry,
-    RequestTag, Revoker, UsedRequest, UserRows, check_move, check_revoked,
+    RenewBuilder, RequestTag, Revoker, UsedRequest, UserRows, check_move, check_renewal,
+    check_revoked,
 };
 
 /// A registry in a SQL database: [`SqliteRegistry`](crate::SqliteRegistry) and
@@ -443,6 +444,39 @@ impl<D: Driver> Registry for SqlRegistry<D> {
 
     fn license(&self, id: LicenseId) -> Result<Option<LicenseRecord>, Error> {
         self.read(|tx| license_in(tx, id, ""))
+    }
+
+    fn renew_license(
+        &self,
+        license: LicenseId,
+        client: ClientId,
+        request: RequestTag,
+        charge: Charge,
+        build: RenewBuilder<'_>,
+    ) -> Result<(LicenseRecord, LedgerEntry), Error> {
+        self.driver.run(Kind::Write, &mut |tx| {
+            // The license first, then the client: the lock order of a move.
+            let current = license_in(tx, license, self.driver.lock(Lock::Update))?;
+            let holder = self
+                .client_in(tx, client, Lock::Share)?
+                .ok_or(Error::ClientNotFound(client))?;
+            if holder.revoked {
+                return Err(Error::ClientRevoked(client));
+            }
+            check_renewal(license, current.as_ref(), client, holder.user)?;
+            let current = current.ok_or(Error::LicenseNotFound(license))?;
+            let record = build(&current)?;
+            if !crate::renews(&current, &record) {
+                return Err(Error::Internal(
+                    "renewal builder changed more than the terms",
+                ));
+            }
+            let entry = LedgerEntry::new(holder.user, current.content, license.0, charge);
+            record_request(tx, client, holder.user, request, license.0)?;
+            update_renewed(tx, &record)?;
+            bill(tx, &entry)?;
+            Ok((record, entry))
+        })
     }
 
     fn used_request(&self, client: ClientId, nonce: u64) -> Result<Option<UsedRequest>, Error> {
