@@ -551,3 +551,160 @@ fn renewals_extend_and_only_for_the_holder_on_postgres() {
         PostgresRegistry::open(&conninfo, TreeHeight::new(16).unwrap()).unwrap(),
     );
 }
+
+/// The attack of the review: after a rental's window, the clock set back inside it. Every
+/// reading of the clock when asked to play is a floor, so it is refused.
+#[test]
+fn a_clock_set_back_into_a_spent_window_is_refused() {
+    let mut w = World::with_tariff(
+        Scheme::COMPLETE_SUBTREE,
+        MemoryRegistry::new(TreeHeight::new(16).unwrap()),
+        tariff(),
+    );
+    let user = w.user();
+    let mut a = w.client(user, 1);
+    let film = w.publish(600);
+    take(&mut w, &mut a, film, Offer::Rental).unwrap();
+    let id = a.license_id(film).unwrap();
+    play_at(&w, &mut a, film, START.plus(3 * DAY)).unwrap();
+    assert_eq!(
+        play_at(&w, &mut a, film, START.plus(6 * DAY)),
+        Err(Error::LicenseExpired(id))
+    );
+    for back in [START.plus(3 * DAY + 3_600), START.plus(1)] {
+        assert_eq!(
+            play_at(&w, &mut a, film, back),
+            Err(Error::ClockSetBack {
+                clock: back,
+                trusted: START.plus(6 * DAY)
+            })
+        );
+    }
+}
+
+/// Returns (item 4): the device deletes the loan first and proves it with a receipt only its
+/// key yields; the store marks it returned, bills nothing; the license never comes back on the
+/// device and cannot be renewed; the same request is answered again; a receipt that is not the
+/// device's, a purchase, another device's request are refused and change nothing.
+fn returns_delete_first_and_prove_it<R: Registry>(registry: R) {
+    use treecast::license::giveback::{ReturnReceipt, ReturnRequestTbs};
+    use treecast::license::sign::Signable;
+    use treecast::license::{LicenseStatus, RenewFrom};
+
+    let mut w = World::with_tariff(Scheme::COMPLETE_SUBTREE, registry, tariff());
+    let user = w.user();
+    let (mut a, a_key) = w.client_with_key(user, 1);
+    let (b, b_key) = w.client_with_key(user, 1);
+    let (book, film) = (w.publish(700), w.publish(500));
+    w.distributor.supply_content(user, book).unwrap();
+    a.store_content(w.container(book)).unwrap();
+    let request = a.license_request_for(book, Offer::Loan, w.clock.now());
+    let loan_bytes = w
+        .distributor
+        .supply_license(request.as_bytes())
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    a.acquire_license(&loan_bytes).unwrap();
+    let loan = a.license_id(book).unwrap();
+    w.buy(&mut a, film);
+    let ledger = w.distributor.registry().ledger().unwrap().len();
+
+    // A purchase is not returned.
+    assert!(matches!(
+        a.return_license(film),
+        Err(Error::InvalidTerms(_))
+    ));
+    // Another device of the user cannot return a's loan, even with a receipt of its own.
+    let receipt = ReturnReceipt::derive(
+        &w.distributor.authority().device_key(b.device_keys().leaf()),
+        loan,
+        b.id(),
+    )
+    .unwrap();
+    let request = ReturnRequestTbs::new(loan, b.id(), 5_000, w.clock.now(), receipt).sign(&b_key);
+    let before = w.snapshot();
+    assert_eq!(
+        w.distributor.return_license(request.as_bytes()),
+        Err(Error::LicenseNotHeld(loan))
+    );
+    assert_eq!(w.snapshot(), before);
+
+    // a returns it: deleted first.
+    w.clock.advance(DAY);
+    let (id, receipt) = a.return_license(book).unwrap();
+    assert_eq!(id, loan);
+    assert!(matches!(
+        a.play_at(book, w.clock.now(), &mut Vec::new()),
+        Err(Error::NoLicense(_))
+    ));
+    // A receipt that is not a's device key's is refused.
+    let forged = ReturnReceipt::derive(
+        &treecast::keytree::DeviceKey::from_bytes([1; 16]),
+        loan,
+        a.id(),
+    )
+    .unwrap();
+    let request = a.return_request(loan, forged, w.clock.now());
+    assert_eq!(
+        w.distributor.return_license(request.as_bytes()),
+        Err(Error::NotReleased)
+    );
+    assert_eq!(w.snapshot(), before);
+    let request = a.return_request(loan, receipt.clone(), w.clock.now());
+    w.distributor.return_license(request.as_bytes()).unwrap();
+    // Answered again, nothing billed.
+    w.distributor.return_license(request.as_bytes()).unwrap();
+    assert_eq!(w.distributor.registry().ledger().unwrap().len(), ledger);
+    let (_, status) = w.distributor.license_state(user, loan).unwrap();
+    assert_eq!(status, LicenseStatus::Returned);
+    assert_eq!(a.return_receipt(loan), Some(receipt));
+
+    // The license never comes back: not on the device, not by renewal.
+    assert_eq!(
+        a.acquire_license(&loan_bytes),
+        Err(Error::LicenseMoved(loan))
+    );
+    assert!(
+        a.renewal_request(book, RenewFrom::Now, w.clock.now())
+            .is_err()
+    );
+    let request = treecast::license::renewal::RenewalRequestTbs::new(
+        loan,
+        a.id(),
+        6_000,
+        w.clock.now(),
+        RenewFrom::Now,
+    )
+    .sign(&a_key);
+    assert_eq!(
+        w.distributor.renew_license(request.as_bytes()).map(|_| ()),
+        Err(Error::LicenseMoved(loan))
+    );
+    // The audit passes.
+    assert!(w.distributor.check_stored_rows(10).unwrap().is_empty());
+}
+
+#[test]
+fn returns_delete_first_and_prove_it_on_memory() {
+    returns_delete_first_and_prove_it(MemoryRegistry::new(TreeHeight::new(16).unwrap()));
+}
+
+#[test]
+fn returns_delete_first_and_prove_it_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("registry.sqlite");
+    returns_delete_first_and_prove_it(
+        SqliteRegistry::open(&file, TreeHeight::new(16).unwrap()).unwrap(),
+    );
+}
+
+#[test]
+fn returns_delete_first_and_prove_it_on_postgres() {
+    let Some((conninfo, _)) = crate::pg::database() else {
+        return;
+    };
+    returns_delete_first_and_prove_it(
+        PostgresRegistry::open(&conninfo, TreeHeight::new(16).unwrap()).unwrap(),
+    );
+}

@@ -9,6 +9,7 @@ use treecast_protocol::Error;
 use treecast_protocol::certificate::{
     LicenseRequest, LicenseRequestTbs, MoveRequest, MoveRequestTbs, ReleaseKey,
 };
+use treecast_protocol::giveback::{ReturnReceipt, ReturnRequest, ReturnRequestTbs};
 use treecast_protocol::ids::{ClientId, ContentId, LicenseId};
 use treecast_protocol::registration::Registration;
 use treecast_protocol::renewal::{RenewFrom, RenewalRequest, RenewalRequestTbs};
@@ -204,6 +205,18 @@ impl Client {
         let license = self.license_id(content).ok_or(Error::NoLicense(content))?;
         let nonce = self.device.state.take_nonce();
         Ok(RenewalRequestTbs::new(license, self.id(), nonce, now, from).sign(&self.signing_key))
+    }
+
+    /// A signed request to return `license` with the `receipt`
+    /// [`Device::return_license`] gave when it deleted it (issue 27).
+    pub fn return_request(
+        &mut self,
+        license: LicenseId,
+        receipt: ReturnReceipt,
+        now: UnixTime,
+    ) -> ReturnRequest {
+        let nonce = self.device.state.take_nonce();
+        ReturnRequestTbs::new(license, self.id(), nonce, now, receipt).sign(&self.signing_key)
     }
 
     /// A signed request to move the content of `license` to `destination` (claim 11). The

@@ -31,6 +31,7 @@ use crate::vault::Vault;
 
 pub mod billing;
 mod ekbs;
+mod giveback;
 pub mod keyfile;
 mod local;
 mod renew;
@@ -144,15 +145,18 @@ pub enum LicenseStatus {
     Moved,
     /// Its client is revoked (it still plays what it held, in the epochs it held).
     Revoked,
+    /// Returned early by its client (issue 27).
+    Returned,
 }
 
 impl LicenseStatus {
-    /// `active`, `moved` or `revoked`.
+    /// `active`, `moved`, `revoked` or `returned`.
     pub const fn name(self) -> &'static str {
         match self {
             Self::Active => "active",
             Self::Moved => "moved",
             Self::Revoked => "revoked",
+            Self::Returned => "returned",
         }
     }
 }
@@ -385,6 +389,7 @@ impl<R: Registry> Distributor<R> {
             .is_none_or(|c| c.revoked);
         let status = match record.state {
             treecast_registry::LicenseState::Moved => LicenseStatus::Moved,
+            treecast_registry::LicenseState::Returned => LicenseStatus::Returned,
             _ if revoked => LicenseStatus::Revoked,
             _ => LicenseStatus::Active,
         };

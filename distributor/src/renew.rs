@@ -9,7 +9,7 @@ use treecast_protocol::renewal::{RenewFrom, RenewalRequestIn};
 use treecast_protocol::terms::Terms;
 use treecast_protocol::time::UnixTime;
 use treecast_registry::billing::{Charge, ChargeKind};
-use treecast_registry::{ClientRecord, LicenseRecord, Registry, RequestTag, check_renewal};
+use treecast_registry::{ClientRecord, LicenseRecord, Registry, RequestTag, check_held};
 
 use super::Distributor;
 use crate::billing::OfferTerms;
@@ -17,7 +17,7 @@ use crate::billing::OfferTerms;
 impl<R: Registry> Distributor<R> {
     /// Answers a signed renewal request: checks the device's signature and the request's
     /// freshness, then, in one registry change, checks that the device holds the license
-    /// ([`check_renewal`]), extends its terms by the offer's duration from its end or from now
+    /// ([`check_held`]), extends its terms by the offer's duration from its end or from now
     /// (the request says which), never beyond its renewal limit, and bills the offer's renewal
     /// price. The answer is the license signed again with its new end, issued now; the device
     /// acquires it as any license, and a window it started stays started.
@@ -44,7 +44,7 @@ impl<R: Registry> Distributor<R> {
         }
         // Checked before the change for the price; checked again inside it.
         let stored = self.registry.license(t.license_id)?;
-        check_renewal(t.license_id, stored.as_ref(), client.id, client.user)?;
+        check_held(t.license_id, stored.as_ref(), client.id, client.user)?;
         let stored = self
             .vault
             .check_license(stored.ok_or(Error::LicenseNotFound(t.license_id))?)?;
@@ -59,24 +59,31 @@ impl<R: Registry> Distributor<R> {
         ))?;
         let now = self.clock.now();
         let charge = Charge::new(ChargeKind::Renewal, sold.renewal_price, now);
-        let renewed =
-            self.registry
-                .renew_license(t.license_id, client.id, tag, charge, &mut |current| {
-                    let current = self.vault.check_license(current.clone())?;
-                    let terms = current.terms.ok_or(Error::InvalidTerms(
-                        "a perpetual license has nothing to renew",
-                    ))?;
-                    let terms = extended(current.id, terms, t.from, now, &sold)?;
-                    let mut renewed = current;
-                    renewed.terms = Some(terms);
-                    renewed.issued_at = now;
-                    Ok(self.vault.tag_license(renewed))
-                });
+        let renewed = self.registry.change_license(
+            t.license_id,
+            client.id,
+            tag,
+            Some(charge),
+            &mut |current| {
+                let current = self.vault.check_license(current.clone())?;
+                let terms = current.terms.ok_or(Error::InvalidTerms(
+                    "a perpetual license has nothing to renew",
+                ))?;
+                let terms = extended(current.id, terms, t.from, now, &sold)?;
+                let mut renewed = current;
+                renewed.terms = Some(terms);
+                renewed.issued_at = now;
+                Ok(self.vault.tag_license(renewed))
+            },
+        );
         match renewed {
             Ok((record, _)) => self.sign_renewed(&record, &client),
-            // The same request within the window (a device that lost the answer).
-            Err(Error::RequestReplayed) => self.renewal_again(&client, tag, t.license_id),
-            Err(e) => Err(e),
+            // The same request again within the window (a device that lost the answer): a
+            // store may refuse the extension (at its limit now) before it finds the request
+            // used.
+            Err(e) => self
+                .renewal_again(&client, tag, t.license_id)
+                .map_err(|_| e),
         }
     }
 
@@ -93,7 +100,7 @@ impl<R: Registry> Distributor<R> {
             .filter(|u| u.digest == tag.digest && u.answer == license.0)
             .ok_or(Error::RequestReplayed)?;
         let stored = self.registry.license(license)?;
-        check_renewal(license, stored.as_ref(), client.id, client.user)?;
+        check_held(license, stored.as_ref(), client.id, client.user)?;
         let record = self
             .vault
             .check_license(stored.ok_or(Error::LicenseNotFound(license))?)?;

@@ -85,7 +85,16 @@ impl<R: Registry> Distributor<R> {
         }
         let now = self.clock.now();
         // The offer the client signed for: its price and its terms (issue 27).
-        let (price, terms) = self.tariff.sale(t.offer, content.id, now)?;
+        let (price, terms) = match self.tariff.sale(t.offer, content.id, now) {
+            Ok(sale) => sale,
+            // A request recorded before the tariff stopped selling the offer is still answered
+            // from what it produced.
+            Err(e) => {
+                return self
+                    .license_again(&client, tag, &content_key)
+                    .map_err(|_| e);
+            }
+        };
         // A playback window starts on the device, where the server cannot see it; a license
         // with one is not movable, so that a move cannot start its window again (issue 27).
         let rights = match terms {

@@ -138,6 +138,7 @@ impl Vault {
         f.push(match l.state {
             LicenseState::Active => 0,
             LicenseState::Moved => 1,
+            LicenseState::Returned => 2,
         });
         match l.origin {
             Some(c) => {

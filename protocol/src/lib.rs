@@ -21,6 +21,7 @@ pub mod certificate;
 pub mod content;
 pub mod credential;
 mod error;
+pub mod giveback;
 pub mod ids;
 pub mod kdf;
 pub mod license;
@@ -39,6 +40,7 @@ pub use certificate::{
 };
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::Error;
+pub use giveback::{ReturnReceipt, ReturnRequest, ReturnRequestIn};
 pub use ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
 pub use license::{License, LicenseIn, Rights};
 pub use registration::Registration;

@@ -150,7 +150,8 @@ impl Auditor {
                 self.strangers.push((l.id, user, l.client));
             }
         }
-        // 2. One usable license per purchase: follow each license back to the purchase.
+        // 2. One usable (or returned) license per purchase: follow each license back to the
+        // purchase.
         let by_certificate: HashMap<_, _> = rows.history.iter().map(|h| (h.id, h)).collect();
         let mut usable_per_purchase: HashMap<LicenseId, usize> = HashMap::new();
         for l in &rows.licenses {
@@ -176,8 +177,9 @@ impl Auditor {
                     break;
                 }
             }
+            // Active, or returned (issue 27): the one license of the purchase not moved away.
             *usable_per_purchase.entry(root).or_default() +=
-                usize::from(l.state == LicenseState::Active);
+                usize::from(l.state != LicenseState::Moved);
         }
         let mut purchases: Vec<_> = usable_per_purchase.iter().collect();
         purchases.sort();
@@ -194,6 +196,16 @@ impl Auditor {
             *certificates_per_license
                 .entry(h.source_license)
                 .or_default() += 1;
+            // A move never changes a license's time, and a license with a playback window
+            // never moves (issue 27).
+            if let (Some(s), Some(d)) = (license(h.source_license), license(h.destination_license))
+                && (s.terms != d.terms || s.terms.is_some_and(|t| t.play_window() > 0))
+            {
+                self.report(format!(
+                    "{} moved {} with its terms changed or its window started",
+                    h.id, h.source_license
+                ));
+            }
             match license(h.destination_license) {
                 Some(d) if d.origin == Some(h.id) && d.client == h.destination => {}
                 _ => self.report(format!(

@@ -7,8 +7,8 @@ use treecast_protocol::ids::{ClientId, ContentId, LicenseId, UserId};
 
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ClientsBuilder, ContentBuilder,
-    ContentRecord, LicenseBuilder, LicenseRecord, MoveBuilder, MoveIntent, Registry, RenewBuilder,
-    RequestTag, Revoker, UsedRequest, UserRows,
+    ContentRecord, LicenseBuilder, LicenseChanger, LicenseRecord, MoveBuilder, MoveIntent,
+    Registry, RequestTag, Revoker, UsedRequest, UserRows,
 };
 use crate::billing::{Charge, LedgerEntry};
 use crate::binding::StoreBinding;
@@ -106,15 +106,15 @@ impl<R: Registry + ?Sized> Registry for Box<R> {
     fn license(&self, id: LicenseId) -> Result<Option<LicenseRecord>, Error> {
         (**self).license(id)
     }
-    fn renew_license(
+    fn change_license(
         &self,
         license: LicenseId,
         client: ClientId,
         request: RequestTag,
-        charge: Charge,
-        build: RenewBuilder<'_>,
-    ) -> Result<(LicenseRecord, LedgerEntry), Error> {
-        (**self).renew_license(license, client, request, charge, build)
+        charge: Option<Charge>,
+        build: LicenseChanger<'_>,
+    ) -> Result<(LicenseRecord, Option<LedgerEntry>), Error> {
+        (**self).change_license(license, client, request, charge, build)
     }
     fn commit_move(
         &self,

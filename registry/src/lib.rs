@@ -164,6 +164,8 @@ pub enum LicenseState {
     Active,
     /// Moved to another client by a copy certificate; no longer usable.
     Moved,
+    /// Returned early by its client (a loan or a rental, issue 27); no longer usable.
+    Returned,
 }
 
 /// An issued license.
@@ -450,9 +452,10 @@ pub type ClientsBuilder<'a> =
 pub type ContentBuilder<'a> = &'a mut dyn FnMut(ContentId) -> Result<ContentRecord, Error>;
 /// Builds a license record given its new ID.
 pub type LicenseBuilder<'a> = &'a mut dyn FnMut(LicenseId) -> Result<LicenseRecord, Error>;
-/// Given a license row as stored (checked by [`check_renewal`]), returns it renewed (new terms,
-/// issue time and tag), or refuses.
-pub type RenewBuilder<'a> = &'a mut dyn FnMut(&LicenseRecord) -> Result<LicenseRecord, Error>;
+/// Given a license row as stored (checked by [`check_held`]), returns it changed, or refuses:
+/// renewed (new terms, issue time and tag) or returned (state [`LicenseState::Returned`] and
+/// tag).
+pub type LicenseChanger<'a> = &'a mut dyn FnMut(&LicenseRecord) -> Result<LicenseRecord, Error>;
 /// Builds the rows of a checked move, given the new certificate and license IDs.
 pub type MoveBuilder<'a> =
     &'a mut dyn FnMut(&MoveContext, CertificateId, LicenseId) -> Result<MoveRows, Error>;
@@ -502,6 +505,10 @@ impl MoveRows {
             || moved.state != LicenseState::Moved
         {
             return Err(Error::Internal("move builder changed the IDs"));
+        }
+        // A move never changes a license's time (issue 27).
+        if moved.terms != ctx.license.terms || self.license.terms != ctx.license.terms {
+            return Err(Error::Internal("move builder changed the terms"));
         }
         Ok(())
     }
@@ -661,22 +668,23 @@ pub trait Registry: Send + Sync {
         build: LicenseBuilder<'_>,
     ) -> Result<(LicenseRecord, LedgerEntry), Error>;
 
-    /// Renews `license` for `client` and bills it (issue 27): in one change, records `request`
+    /// Renews or returns `license` for `client` (issue 27): in one change, records `request`
     /// (a second use is [`Error::RequestReplayed`]), reads the license, checks it with
-    /// [`check_renewal`], writes what `build` makes of it and bills `charge` (the ledger entry's
-    /// reference is the license). A failure changes nothing.
+    /// [`check_held`], writes what `build` makes of it (only a renewal's or a return's changes
+    /// are accepted) and bills `charge` if any (the ledger entry's reference is the license).
+    /// A failure changes nothing.
     ///
     /// # Errors
     /// [`Error::ClientNotFound`], [`Error::ClientRevoked`], [`Error::RequestReplayed`], every
-    /// refusal of [`check_renewal`], or the builder's error.
-    fn renew_license(
+    /// refusal of [`check_held`], or the builder's error.
+    fn change_license(
         &self,
         license: LicenseId,
         client: ClientId,
         request: RequestTag,
-        charge: Charge,
-        build: RenewBuilder<'_>,
-    ) -> Result<(LicenseRecord, LedgerEntry), Error>;
+        charge: Option<Charge>,
+        build: LicenseChanger<'_>,
+    ) -> Result<(LicenseRecord, Option<LedgerEntry>), Error>;
 
     /// The request `client` signed with `nonce`, if one was recorded.
     ///
@@ -825,15 +833,15 @@ pub(crate) fn add_clients_one_by_one<R: Registry + ?Sized>(
         .collect()
 }
 
-/// The checks of a renewal (issue 27) on the license row `license` as stored, for `client` of
-/// `user`: the license must be this client's and active. Another user's license is answered as
+/// The checks of a renewal or a return (issue 27) on the license row `license` as stored, for
+/// `client` of `user`: the license must be this client's and active. Another user's license is answered as
 /// missing (no oracle, as for the other requests); another device of the same user, or the
 /// device the license moved away from, is refused.
 ///
 /// # Errors
 /// [`Error::LicenseNotFound`] for a missing license or another user's; [`Error::LicenseNotHeld`]
 /// for a license another client of the user holds; [`Error::LicenseMoved`] for one moved away.
-pub fn check_renewal(
+pub fn check_held(
     id: LicenseId,
     license: Option<&LicenseRecord>,
     client: ClientId,
@@ -851,14 +859,21 @@ pub fn check_renewal(
     Ok(())
 }
 
-/// Whether `renewed` is `current` with only its terms, issue time and tag changed (what a
-/// renewal may change).
-pub(crate) fn renews(current: &LicenseRecord, renewed: &LicenseRecord) -> bool {
-    LicenseRecord {
+/// Whether `changed` is `current` renewed (only its terms, issue time and tag changed, and it
+/// has terms) or returned (only its state, to returned, and tag changed).
+pub(crate) fn allowed_change(current: &LicenseRecord, changed: &LicenseRecord) -> bool {
+    let renewed = LicenseRecord {
         terms: current.terms,
         issued_at: current.issued_at,
         tag: current.tag,
-        ..renewed.clone()
+        ..changed.clone()
     } == *current
-        && renewed.terms.is_some()
+        && changed.terms.is_some();
+    let returned = LicenseRecord {
+        state: current.state,
+        tag: current.tag,
+        ..changed.clone()
+    } == *current
+        && changed.state == LicenseState::Returned;
+    renewed || returned
 }

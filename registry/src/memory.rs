@@ -23,9 +23,9 @@ use users::{UserRow, Users};
 
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ClientsBuilder, ContentBuilder,
-    ContentRecord, LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows,
-    Registry, RenewBuilder, RequestTag, Revoker, UsedRequest, UserRows, check_move, check_renewal,
-    scan,
+    ContentRecord, LicenseBuilder, LicenseChanger, LicenseRecord, LicenseState, MoveBuilder,
+    MoveIntent, MoveRows, Registry, RequestTag, Revoker, UsedRequest, UserRows, check_held,
+    check_move, scan,
 };
 use crate::billing::{Charge, LedgerEntry};
 use crate::binding::{RegistryId, StoreBinding};
@@ -537,35 +537,37 @@ impl Registry for MemoryRegistry {
         Ok((record, entry))
     }
 
-    fn renew_license(
+    fn change_license(
         &self,
         license: LicenseId,
         client: ClientId,
         request: RequestTag,
-        charge: Charge,
-        build: RenewBuilder<'_>,
-    ) -> Result<(LicenseRecord, LedgerEntry), Error> {
+        charge: Option<Charge>,
+        build: LicenseChanger<'_>,
+    ) -> Result<(LicenseRecord, Option<LedgerEntry>), Error> {
         let mut t = self.lock()?;
         let user = t.active_client(client)?;
         if t.used_requests.contains_key(&(client, request.nonce)) {
             return Err(Error::RequestReplayed);
         }
         let current = t.licenses.get(license, &t.clients);
-        check_renewal(license, current.as_ref(), client, user)?;
+        check_held(license, current.as_ref(), client, user)?;
         let current = current.ok_or(Error::LicenseNotFound(license))?;
         let record = build(&current)?;
-        if !crate::renews(&current, &record) {
+        if !crate::allowed_change(&current, &record) {
             return Err(Error::Internal(
-                "renewal builder changed more than the terms",
+                "a license change beyond a renewal or a return",
             ));
         }
-        let entry = LedgerEntry::new(user, current.content, license.0, charge);
+        let entry = charge.map(|c| LedgerEntry::new(user, current.content, license.0, c));
         // The one step that can fail comes first, so a failure changes nothing.
         t.put_license(&record)?;
         t.record_request(client, request, license.0);
-        let row = t.user_mut(user)?;
-        row.total = row.total.saturating_add(charge.amount);
-        t.ledger.push(entry);
+        if let Some(entry) = entry {
+            let row = t.user_mut(user)?;
+            row.total = row.total.saturating_add(entry.amount);
+            t.ledger.push(entry);
+        }
         Ok((record, entry))
     }
 

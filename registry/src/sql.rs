@@ -166,6 +166,7 @@ pub(crate) fn license_record(
         state: match need(state)? {
             0 => LicenseState::Active,
             1 => LicenseState::Moved,
+            2 => LicenseState::Returned,
             s => return Err(Error::Storage(format!("bad license state {s}"))),
         },
         origin: origin.map(un).transpose()?.map(CertificateId),
@@ -194,6 +195,7 @@ pub(crate) fn state_code(s: LicenseState) -> i64 {
     match s {
         LicenseState::Active => 0,
         LicenseState::Moved => 1,
+        LicenseState::Returned => 2,
     }
 }
 

@@ -388,6 +388,13 @@ impl Device {
         if t.destination != self.state.id || t.user_id != self.state.user {
             return Err(Error::NotForThisClient);
         }
+        let trusted = self.state.trusted_time();
+        if now < trusted {
+            return Err(Error::ClockSetBack {
+                clock: now,
+                trusted,
+            });
+        }
         if now > t.expires_at {
             return Err(Error::CertificateExpired);
         }

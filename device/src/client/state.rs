@@ -71,10 +71,12 @@ pub(super) struct Moves {
     /// The terms of the licenses that have some, by content.
     pub(super) timed: Map<ContentId, Terms>,
     /// The playback windows started, by license, kept after the license goes (so that the
-    /// same license acquired again does not start its window again) until its end has passed.
+    /// same license acquired again does not start its window again) until its renewal limit
+    /// has passed.
     pub(super) windows: Map<LicenseId, Window>,
-    /// The latest server-signed time seen beyond the licenses held (each held license's issue
-    /// time counts too: [`ClientState::trusted_time`]): of licenses gone, and of certificates.
+    /// The floor on time beyond the licenses held (each held license's issue time counts too:
+    /// [`ClientState::trusted_time`]): the times of licenses gone and of certificates, and the
+    /// clock's readings when it played a license with terms.
     pub(super) trusted: UnixTime,
 }
 

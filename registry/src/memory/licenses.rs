@@ -42,6 +42,7 @@ enum State {
     Empty,
     Active,
     Moved,
+    Returned,
 }
 
 impl Row {
@@ -67,6 +68,7 @@ impl Row {
             state: match record.state {
                 LicenseState::Active => State::Active,
                 LicenseState::Moved => State::Moved,
+                LicenseState::Returned => State::Returned,
             },
             has_origin: record.origin.is_some(),
         }
@@ -78,6 +80,7 @@ impl Row {
             State::Empty => return None,
             State::Active => LicenseState::Active,
             State::Moved => LicenseState::Moved,
+            State::Returned => LicenseState::Returned,
         };
         Some(LicenseRecord {
             id,

@@ -8,7 +8,7 @@ use treecast_protocol::ids::{ClientId, ContentId, LicenseId, UserId};
 use super::driver::{Row, Tx, Value};
 use super::{
     ClientRow, LEDGER_COLUMNS, LICENSE_COLUMNS, RECORD_REQUEST, key_id_of, ledger_values,
-    license_record, license_values, lookup, nonce_bits, sql, terms_bytes, un,
+    license_record, license_values, lookup, nonce_bits, sql, state_code, terms_bytes, un,
 };
 use crate::billing::LedgerEntry;
 use crate::{ClientRecord, ContentRecord, LicenseRecord, RequestTag};
@@ -130,20 +130,22 @@ pub(super) fn insert_license(tx: &mut dyn Tx, l: &LicenseRecord) -> Result<(), E
     Ok(())
 }
 
-/// Writes a renewed license's terms, issue time and tag (the only fields a renewal changes).
-pub(super) fn update_renewed(tx: &mut dyn Tx, l: &LicenseRecord) -> Result<(), Error> {
+/// Writes a renewed or returned license's terms, issue time, state and tag (the only fields
+/// those change).
+pub(super) fn update_changed(tx: &mut dyn Tx, l: &LicenseRecord) -> Result<(), Error> {
     let terms = terms_bytes(l.terms.as_ref());
     let updated = tx.execute(
-        "UPDATE licenses SET terms = $2, issued_at = $3, tag = $4 WHERE id = $1",
+        "UPDATE licenses SET terms = $2, issued_at = $3, state = $4, tag = $5 WHERE id = $1",
         &[
             key(l.id.0),
             terms.as_deref().map_or(Value::NullBytes, Value::Bytes),
             Value::Int(sql(l.issued_at.0)?),
+            Value::Int(state_code(l.state)),
             Value::Bytes(&l.tag),
         ],
     )?;
     if updated != 1 {
-        return Err(Error::Internal("a renewed license vanished"));
+        return Err(Error::Internal("a changed license vanished"));
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, User
 use super::driver::{Driver, Kind, Lock, NewId, Tx, Value};
 use super::steps::{
     bill, client_record, content_exists, content_of, ids, insert_license, int, ints, key,
-    license_in, license_of, meta, record_request, supply_params, update_renewed, user_exists,
+    license_in, license_of, meta, record_request, supply_params, update_changed, user_exists,
 };
 use super::{
     CLIENT_COLUMNS, HISTORY_COLUMNS, KEEP_EKB, LEDGER_COLUMNS, LICENSE_COLUMNS, STORED_EKB,
@@ -22,9 +22,8 @@ use crate::binding::{RegistryId, StoreBinding};
 use crate::scan::{self, Page, queries};
 use crate::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
-    LicenseBuilder, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows, Registry,
-    RenewBuilder, RequestTag, Revoker, UsedRequest, UserRows, check_move, check_renewal,
-    check_revoked,
+    LicenseBuilder, LicenseChanger, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows,
+    Registry, RequestTag, Revoker, UsedRequest, UserRows, check_held, check_move, check_revoked,
 };
 
 /// A registry in a SQL database: [`SqliteRegistry`](crate::SqliteRegistry) and
@@ -446,14 +445,14 @@ impl<D: Driver> Registry for SqlRegistry<D> {
         self.read(|tx| license_in(tx, id, ""))
     }
 
-    fn renew_license(
+    fn change_license(
         &self,
         license: LicenseId,
         client: ClientId,
         request: RequestTag,
-        charge: Charge,
-        build: RenewBuilder<'_>,
-    ) -> Result<(LicenseRecord, LedgerEntry), Error> {
+        charge: Option<Charge>,
+        build: LicenseChanger<'_>,
+    ) -> Result<(LicenseRecord, Option<LedgerEntry>), Error> {
         self.driver.run(Kind::Write, &mut |tx| {
             // The license first, then the client: the lock order of a move.
             let current = license_in(tx, license, self.driver.lock(Lock::Update))?;
@@ -463,18 +462,21 @@ impl<D: Driver> Registry for SqlRegistry<D> {
             if holder.revoked {
                 return Err(Error::ClientRevoked(client));
             }
-            check_renewal(license, current.as_ref(), client, holder.user)?;
+            check_held(license, current.as_ref(), client, holder.user)?;
             let current = current.ok_or(Error::LicenseNotFound(license))?;
             let record = build(&current)?;
-            if !crate::renews(&current, &record) {
+            if !crate::allowed_change(&current, &record) {
                 return Err(Error::Internal(
-                    "renewal builder changed more than the terms",
+                    "a license change beyond a renewal or a return",
                 ));
             }
-            let entry = LedgerEntry::new(holder.user, current.content, license.0, charge);
+            let entry =
+                charge.map(|c| LedgerEntry::new(holder.user, current.content, license.0, c));
             record_request(tx, client, holder.user, request, license.0)?;
-            update_renewed(tx, &record)?;
-            bill(tx, &entry)?;
+            update_changed(tx, &record)?;
+            if let Some(entry) = &entry {
+                bill(tx, entry)?;
+            }
             Ok((record, entry))
         })
     }
