@@ -26,6 +26,8 @@ pub struct Tariff {
     certificate: u64,
     per_content: HashMap<ContentId, (u64, u64)>,
     offers: HashMap<Offer, (u64, OfferTerms)>,
+    loan_copies: Option<u32>,
+    content_loan_copies: HashMap<ContentId, u32>,
 }
 
 /// What a license sold under an offer other than a purchase gets (issue 27): how long it plays
@@ -73,7 +75,32 @@ impl Tariff {
             certificate,
             per_content: HashMap::new(),
             offers: HashMap::new(),
+            loan_copies: None,
+            content_loan_copies: HashMap::new(),
         }
+    }
+
+    /// Lends every content to at most `copies` devices at once (a library's copies; issue
+    /// 27). Without it loans are unlimited.
+    #[must_use]
+    pub fn with_loan_copies(mut self, copies: u32) -> Self {
+        self.loan_copies = Some(copies);
+        self
+    }
+
+    /// Lends `content` to at most `copies` devices at once, whatever the default.
+    #[must_use]
+    pub fn with_content_loan_copies(mut self, content: ContentId, copies: u32) -> Self {
+        self.content_loan_copies.insert(content, copies);
+        self
+    }
+
+    /// How many devices may borrow `content` at once; `None` for no limit.
+    pub fn loan_copies(&self, content: ContentId) -> Option<u32> {
+        self.content_loan_copies
+            .get(&content)
+            .copied()
+            .or(self.loan_copies)
     }
 
     /// Sells `offer` (not a purchase, which is the license price and perpetual) at `price`

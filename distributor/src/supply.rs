@@ -17,10 +17,11 @@ use treecast_protocol::content::ContentKey;
 use treecast_protocol::ids::{CertificateId, LicenseId};
 use treecast_protocol::license::{License, LicenseTbs, Rights};
 use treecast_protocol::sign::{Signable, Signed, Unverified};
+use treecast_protocol::terms::Offer;
 use treecast_registry::billing::{Charge, ChargeKind};
 use treecast_registry::{
-    CertificateRecord, ClientRecord, LicenseRecord, LicenseState, MoveIntent, MoveRows, Registry,
-    RequestTag,
+    CertificateRecord, ClientRecord, LicenseRecord, LicenseState, LoanLimit, MoveIntent, MoveRows,
+    Registry, RequestTag,
 };
 
 use super::{Distributor, client_key};
@@ -103,17 +104,30 @@ impl<R: Registry> Distributor<R> {
         };
         let charge = Charge::new(ChargeKind::License, price, now);
         let mut license = None;
-        let issued = self
-            .registry
-            .add_license(client.id, content.id, tag, charge, &mut |id| {
-                let record = self.vault.tag_license(
-                    LicenseRecord::new(id, content.id, client.id, client.user, epoch, None, now)
+        // A loan counts against the content's copies, inside the registry's change.
+        let loans = terms
+            .filter(|t| t.offer() == Offer::Loan)
+            .and_then(|_| self.tariff.loan_copies(content.id))
+            .map(|copies| LoanLimit::new(copies, now));
+        let issued =
+            self.registry
+                .add_license(client.id, content.id, tag, charge, loans, &mut |id| {
+                    let record = self.vault.tag_license(
+                        LicenseRecord::new(
+                            id,
+                            content.id,
+                            client.id,
+                            client.user,
+                            epoch,
+                            None,
+                            now,
+                        )
                         .with_rights(rights)
                         .with_terms(terms),
-                );
-                license = Some(self.sign_license(&record, &client, None, &content_key)?);
-                Ok(record)
-            });
+                    );
+                    license = Some(self.sign_license(&record, &client, None, &content_key)?);
+                    Ok(record)
+                });
         match issued {
             Ok(_) => license.ok_or(Error::Internal("license not built")),
             Err(Error::RequestReplayed) => self.license_again(&client, tag, &content_key),

@@ -98,6 +98,8 @@ pub enum Error {
     LicenseExpired(LicenseId),
     /// The license does not play yet.
     LicenseNotYetValid(LicenseId),
+    /// Every copy of the content is on loan (issue 27).
+    NoCopyAvailable(ContentId),
     /// The device's clock reads earlier than a time its license server signed: it was set back.
     ClockSetBack {
         /// The device's clock.
@@ -170,6 +172,7 @@ impl fmt::Display for Error {
             Self::InvalidTerms(what) => write!(f, "invalid license terms: {what}"),
             Self::LicenseExpired(id) => write!(f, "{id} has expired"),
             Self::LicenseNotYetValid(id) => write!(f, "{id} does not play yet"),
+            Self::NoCopyAvailable(id) => write!(f, "every copy of {id} is on loan"),
             Self::ClockSetBack { clock, trusted } => write!(
                 f,
                 "the device clock ({}) is earlier than a time its server signed ({}): it was set \
@@ -225,6 +228,7 @@ impl Error {
             Self::InvalidTerms(_) => "invalid_terms",
             Self::LicenseExpired(_) => "license_expired",
             Self::LicenseNotYetValid(_) => "license_not_yet_valid",
+            Self::NoCopyAvailable(_) => "no_copy_available",
             Self::ClockSetBack { .. } => "clock_set_back",
             Self::Service { .. } => "service",
         }

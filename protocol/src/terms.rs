@@ -37,7 +37,8 @@ pub enum Offer {
     Rental,
     /// Part of a subscription, extended period by period.
     Subscription,
-    /// Lent, counted against the content's loan limit until it ends or is returned.
+    /// Lent, counted against the content's copies (the tariff's loan limit) until it ends or
+    /// is returned.
     Loan,
 }
 

@@ -7,8 +7,8 @@ use treecast_protocol::ids::{ClientId, ContentId, LicenseId, UserId};
 
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ClientsBuilder, ContentBuilder,
-    ContentRecord, LicenseBuilder, LicenseChanger, LicenseRecord, MoveBuilder, MoveIntent,
-    Registry, RequestTag, Revoker, UsedRequest, UserRows,
+    ContentRecord, LicenseBuilder, LicenseChanger, LicenseRecord, LoanLimit, MoveBuilder,
+    MoveIntent, Registry, RequestTag, Revoker, UsedRequest, UserRows,
 };
 use crate::billing::{Charge, LedgerEntry};
 use crate::binding::StoreBinding;
@@ -96,9 +96,10 @@ impl<R: Registry + ?Sized> Registry for Box<R> {
         content: ContentId,
         request: RequestTag,
         charge: Charge,
+        loans: Option<LoanLimit>,
         build: LicenseBuilder<'_>,
     ) -> Result<(LicenseRecord, LedgerEntry), Error> {
-        (**self).add_license(client, content, request, charge, build)
+        (**self).add_license(client, content, request, charge, loans, build)
     }
     fn used_request(&self, client: ClientId, nonce: u64) -> Result<Option<UsedRequest>, Error> {
         (**self).used_request(client, nonce)

@@ -450,6 +450,30 @@ pub type ClientsBuilder<'a> =
     &'a (dyn Fn(usize, ClientId, LeafIndex) -> Result<ClientRecord, Error> + Sync);
 /// Builds a content record given its new ID.
 pub type ContentBuilder<'a> = &'a mut dyn FnMut(ContentId) -> Result<ContentRecord, Error>;
+/// A content's limit of concurrent loans (issue 27), checked inside the change that issues a
+/// loan: the loans of the content that are active (not moved away, not returned) and not
+/// ended at `now` must be fewer than `copies`.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct LoanLimit {
+    /// The content's copies.
+    pub copies: u32,
+    /// The time of the loan.
+    pub now: UnixTime,
+}
+
+impl LoanLimit {
+    /// At most `copies` concurrent loans, counted at `now`.
+    pub const fn new(copies: u32, now: UnixTime) -> Self {
+        Self { copies, now }
+    }
+
+    /// Whether `terms` are a loan that still counts at the limit's time.
+    pub fn counts(&self, terms: &Terms) -> bool {
+        terms.offer() == Offer::Loan && terms.not_after() > self.now
+    }
+}
+
 /// Builds a license record given its new ID.
 pub type LicenseBuilder<'a> = &'a mut dyn FnMut(LicenseId) -> Result<LicenseRecord, Error>;
 /// Given a license row as stored (checked by [`check_held`]), returns it changed, or refuses:
@@ -654,17 +678,20 @@ pub trait Registry: Send + Sync {
 
     /// Issues a license to `client` and bills it (claim 6, license supply): the license, its
     /// content and user tables, and the ledger, in one change. `request` (client, nonce) must
-    /// not have been used before.
+    /// not have been used before. A loan under a `loans` limit is issued only while fewer
+    /// loans of the content count ([`LoanLimit`]), checked inside the change so that
+    /// concurrent loans, in any process, never pass it.
     ///
     /// # Errors
     /// [`Error::ClientNotFound`], [`Error::ClientRevoked`], [`Error::ContentNotFound`],
-    /// [`Error::RequestReplayed`], or the builder's error.
+    /// [`Error::RequestReplayed`], [`Error::NoCopyAvailable`], or the builder's error.
     fn add_license(
         &self,
         client: ClientId,
         content: ContentId,
         request: RequestTag,
         charge: Charge,
+        loans: Option<LoanLimit>,
         build: LicenseBuilder<'_>,
     ) -> Result<(LicenseRecord, LedgerEntry), Error>;
 

@@ -23,9 +23,9 @@ use users::{UserRow, Users};
 
 use super::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ClientsBuilder, ContentBuilder,
-    ContentRecord, LicenseBuilder, LicenseChanger, LicenseRecord, LicenseState, MoveBuilder,
-    MoveIntent, MoveRows, Registry, RequestTag, Revoker, UsedRequest, UserRows, check_held,
-    check_move, scan,
+    ContentRecord, LicenseBuilder, LicenseChanger, LicenseRecord, LicenseState, LoanLimit,
+    MoveBuilder, MoveIntent, MoveRows, Registry, RequestTag, Revoker, UsedRequest, UserRows,
+    check_held, check_move, scan,
 };
 use crate::billing::{Charge, LedgerEntry};
 use crate::binding::{RegistryId, StoreBinding};
@@ -496,12 +496,18 @@ impl Registry for MemoryRegistry {
         content: ContentId,
         request: RequestTag,
         charge: Charge,
+        loans: Option<LoanLimit>,
         build: LicenseBuilder<'_>,
     ) -> Result<(LicenseRecord, LedgerEntry), Error> {
         let check = |t: &Tables| -> Result<UserId, Error> {
             let user = t.active_client(client)?;
             if !t.contents.contains_key(&content) {
                 return Err(Error::ContentNotFound(content));
+            }
+            if let Some(limit) = loans
+                && t.licenses.active_loans(content, &limit) >= limit.copies as usize
+            {
+                return Err(Error::NoCopyAvailable(content));
             }
             if t.used_requests.contains_key(&(client, request.nonce)) {
                 return Err(Error::RequestReplayed);

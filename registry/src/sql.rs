@@ -176,7 +176,7 @@ pub(crate) fn license_record(
 }
 
 /// A license's terms as stored: their encoding (`docs/formats.md`), exactly.
-fn stored_terms(bytes: &[u8]) -> Result<Terms, Error> {
+pub(crate) fn stored_terms(bytes: &[u8]) -> Result<Terms, Error> {
     let mut r = treecast_keytree::codec::Reader::new(bytes);
     let terms = Terms::read(&mut r).and_then(|t| r.finish().map(|()| t));
     terms.map_err(|e| Error::Storage(format!("bad license terms: {e}")))

@@ -87,9 +87,10 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::ContentNotFound(_)
         | Error::LicenseNotFound(_)
         | Error::UserNotFound(_) => StatusCode::NOT_FOUND,
-        Error::ClientLimit(_) | Error::LicenseMoved(_) | Error::RequestReplayed => {
-            StatusCode::CONFLICT
-        }
+        Error::ClientLimit(_)
+        | Error::LicenseMoved(_)
+        | Error::RequestReplayed
+        | Error::NoCopyAvailable(_) => StatusCode::CONFLICT,
         Error::RequestStale
         | Error::StaleEpoch { .. }
         | Error::CertificateExpired

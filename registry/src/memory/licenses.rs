@@ -16,7 +16,7 @@ use treecast_protocol::terms::Terms;
 use treecast_protocol::time::UnixTime;
 
 use super::clients::Clients;
-use crate::{LicenseRecord, LicenseState};
+use crate::{LicenseRecord, LicenseState, LoanLimit};
 
 /// How far past the end a new license may land: the IDs a few failed supplies took. Anything
 /// further is a bug, refused rather than allocated for.
@@ -154,6 +154,17 @@ impl Licenses {
             None => self.terms.remove(&record.id.0),
         };
         Ok(())
+    }
+
+    /// How many active licenses of `content` count against `limit` (a scan of the licenses
+    /// with terms only).
+    pub(super) fn active_loans(&self, content: ContentId, limit: &LoanLimit) -> usize {
+        self.terms
+            .iter()
+            .filter(|(_, terms)| limit.counts(terms))
+            .filter_map(|(&id, _)| self.rows.get(self.index(LicenseId(id))?))
+            .filter(|row| row.content == content.0 && row.state == State::Active)
+            .count()
     }
 
     /// The IDs of `content`'s licenses, in ID order: a scan of every row.

@@ -11,7 +11,7 @@ use super::{
     license_record, license_values, lookup, nonce_bits, sql, state_code, terms_bytes, un,
 };
 use crate::billing::LedgerEntry;
-use crate::{ClientRecord, ContentRecord, LicenseRecord, RequestTag};
+use crate::{ClientRecord, ContentRecord, LicenseRecord, LoanLimit, RequestTag};
 
 pub(super) fn int(v: u64) -> Result<Value<'static>, Error> {
     Ok(Value::Int(sql(v)?))
@@ -128,6 +128,28 @@ pub(super) fn insert_license(tx: &mut dyn Tx, l: &LicenseRecord) -> Result<(), E
         &params,
     )?;
     Ok(())
+}
+
+/// How many active licenses of `content` count against `limit`: the active licenses with
+/// terms, read and decoded (terms are stored as their encoding).
+pub(super) fn active_loans(
+    tx: &mut dyn Tx,
+    content: ContentId,
+    limit: &LoanLimit,
+) -> Result<usize, Error> {
+    let rows = tx.query(
+        "SELECT terms FROM licenses WHERE content_id = $1 AND state = 0 AND terms IS NOT NULL",
+        &[key(content.0)],
+    )?;
+    let mut count = 0;
+    for mut row in rows {
+        if let Some(bytes) = row.opt_bytes(0)?
+            && limit.counts(&super::stored_terms(&bytes)?)
+        {
+            count += 1;
+        }
+    }
+    Ok(count)
 }
 
 /// Writes a renewed or returned license's terms, issue time, state and tag (the only fields

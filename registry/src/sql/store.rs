@@ -9,8 +9,8 @@ use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, User
 
 use super::driver::{Driver, Kind, Lock, NewId, Tx, Value};
 use super::steps::{
-    bill, client_record, content_exists, content_of, ids, insert_license, int, ints, key,
-    license_in, license_of, meta, record_request, supply_params, update_changed, user_exists,
+    active_loans, bill, client_record, content_exists, content_of, ids, insert_license, int, ints,
+    key, license_in, license_of, meta, record_request, supply_params, update_changed, user_exists,
 };
 use super::{
     CLIENT_COLUMNS, HISTORY_COLUMNS, KEEP_EKB, LEDGER_COLUMNS, LICENSE_COLUMNS, STORED_EKB,
@@ -22,8 +22,9 @@ use crate::binding::{RegistryId, StoreBinding};
 use crate::scan::{self, Page, queries};
 use crate::{
     CertificateRecord, ClientBuilder, ClientRecord, ClientSummary, ContentBuilder, ContentRecord,
-    LicenseBuilder, LicenseChanger, LicenseRecord, LicenseState, MoveBuilder, MoveIntent, MoveRows,
-    Registry, RequestTag, Revoker, UsedRequest, UserRows, check_held, check_move, check_revoked,
+    LicenseBuilder, LicenseChanger, LicenseRecord, LicenseState, LoanLimit, MoveBuilder,
+    MoveIntent, MoveRows, Registry, RequestTag, Revoker, UsedRequest, UserRows, check_held,
+    check_move, check_revoked,
 };
 
 /// A registry in a SQL database: [`SqliteRegistry`](crate::SqliteRegistry) and
@@ -398,6 +399,7 @@ impl<D: Driver> Registry for SqlRegistry<D> {
         content: ContentId,
         request: RequestTag,
         charge: Charge,
+        loans: Option<LoanLimit>,
         build: LicenseBuilder<'_>,
     ) -> Result<(LicenseRecord, LedgerEntry), Error> {
         // Built (and signed) before the change, so that threads sign in parallel; the checks
@@ -408,8 +410,11 @@ impl<D: Driver> Registry for SqlRegistry<D> {
             return Err(Error::Internal("license builder changed the IDs"));
         }
         let entry = LedgerEntry::new(license.user, content, id.0, charge);
-        if let Some(statement) = self.driver.supply_statement() {
-            // Every check and every row in one statement, or nothing.
+        if let Some(statement) = self.driver.supply_statement()
+            && loans.is_none()
+        {
+            // Every check and every row in one statement, or nothing. (A loan under a limit
+            // takes the path below, which locks the content's row to count.)
             let terms = super::terms_bytes(license.terms.as_ref());
             let params = supply_params(&license, &request, &entry, terms.as_deref())?;
             let supplied = self
@@ -433,6 +438,20 @@ impl<D: Driver> Registry for SqlRegistry<D> {
             }
             if !content_exists(tx, content)? {
                 return Err(Error::ContentNotFound(content));
+            }
+            if let Some(limit) = &loans {
+                // The content's row locked until the commit: loans of one content, from any
+                // process, are counted one at a time.
+                tx.row(
+                    &format!(
+                        "SELECT id FROM contents WHERE id = $1{}",
+                        self.driver.lock(Lock::Update)
+                    ),
+                    &[key(content.0)],
+                )?;
+                if active_loans(tx, content, limit)? >= limit.copies as usize {
+                    return Err(Error::NoCopyAvailable(content));
+                }
             }
             record_request(tx, client, record.user, request, id.0)?;
             insert_license(tx, &license)?;
