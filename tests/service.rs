@@ -707,3 +707,138 @@ fn two_simulators_drive_two_services_on_one_postgres_registry() {
         assert!(text.contains("ok: 300 users"), "{text}");
     }
 }
+
+/// Licenses with time from the command line (issue 27): `serve --offer` sells a loan with one
+/// copy; `client buy --offer loan` borrows it, `client play` plays it with the time,
+/// `client renew` extends it, `client status --documents` shows its status document,
+/// `client return` gives it back, after which it no longer plays and the copy is free.
+#[test]
+fn a_loan_from_the_command_line() {
+    let dir = keyed_dir();
+    let d = dir.path();
+    let store = format!("sqlite:{}", d.join("registry.sqlite").display());
+    let served = Served::start(
+        d,
+        &store,
+        &[
+            "--offer",
+            "loan:0:1209600:0:1209600:0",
+            "--loan-copies",
+            "1",
+        ],
+    );
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_treecast"))
+            .current_dir(d)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "treecast {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let url = served.base.as_str();
+    let token = d.join("admin.token");
+    let token = token.to_str().unwrap();
+    ok(&[
+        "admin",
+        "create-user",
+        "--server",
+        url,
+        "--admin-token",
+        token,
+        "--credential-out",
+        "reader.credential",
+    ]);
+    std::fs::write(d.join("book.txt"), b"A book, lent for two weeks.\n").unwrap();
+    ok(&[
+        "admin",
+        "publish",
+        "--server",
+        url,
+        "--admin-token",
+        token,
+        "--file",
+        "book.txt",
+    ]);
+    let cred = ["--credential-file", "reader.credential"];
+    for device in ["reader", "tablet"] {
+        ok(&[
+            &[
+                "client", "register", "--server", url, "--user", "1", "--device", device,
+            ][..],
+            &cred,
+        ]
+        .concat());
+    }
+    let on = |device: &'static str| [&["--device", device][..], &cred[..]].concat();
+    ok(&[
+        &["client", "buy", "--content", "1", "--offer", "loan"][..],
+        &on("reader"),
+    ]
+    .concat());
+    // One copy: the tablet waits.
+    let refused = run(&[
+        &["client", "buy", "--content", "1", "--offer", "loan"][..],
+        &on("tablet"),
+    ]
+    .concat());
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no_copy_available"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    ok(&[
+        "client",
+        "play",
+        "--device",
+        "reader",
+        "--content",
+        "1",
+        "--out",
+        "read.txt",
+    ]);
+    assert_eq!(
+        std::fs::read(d.join("read.txt")).unwrap(),
+        b"A book, lent for two weeks.\n"
+    );
+    let renewed = ok(&[
+        &["client", "renew", "--content", "1", "--from", "end"][..],
+        &on("reader"),
+    ]
+    .concat());
+    assert!(renewed.starts_with("renewed content-1 until "), "{renewed}");
+    let status = ok(&[&["client", "status", "--documents"][..], &on("reader")].concat());
+    assert!(status.contains("loan until"), "{status}");
+    assert!(
+        status.contains("\"renew\"") && status.contains("\"offer\":\"loan\""),
+        "{status}"
+    );
+    ok(&[&["client", "return", "--content", "1"][..], &on("reader")].concat());
+    assert!(
+        !run(&[
+            "client",
+            "play",
+            "--device",
+            "reader",
+            "--content",
+            "1",
+            "--out",
+            "-"
+        ])
+        .status
+        .success()
+    );
+    ok(&[
+        &["client", "buy", "--content", "1", "--offer", "loan"][..],
+        &on("tablet"),
+    ]
+    .concat());
+}

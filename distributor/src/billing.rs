@@ -185,7 +185,7 @@ impl Tariff {
         match kind {
             ChargeKind::License => license,
             ChargeKind::Certificate => certificate,
-            ChargeKind::Renewal => 0,
+            ChargeKind::Renewal | ChargeKind::Return => 0,
         }
     }
 }

@@ -5,6 +5,7 @@ use treecast_protocol::Error;
 use treecast_protocol::giveback::{ReturnReceipt, ReturnRequestIn};
 use treecast_protocol::ids::LicenseId;
 use treecast_protocol::terms::Offer;
+use treecast_registry::billing::{Charge, ChargeKind};
 use treecast_registry::{ClientRecord, LicenseState, Registry, RequestTag};
 
 use super::Distributor;
@@ -15,8 +16,9 @@ impl<R: Registry> Distributor<R> {
     /// ([`check_held`](treecast_registry::check_held)), that it is a loan or a
     /// rental, and that the request carries the receipt only the device's key yields (the
     /// device deleted the license before making it: `Device::return_license` in
-    /// `treecast-device`); then marks the license returned, in one registry change. Nothing is
-    /// billed or refunded. The same request sent again is answered again.
+    /// `treecast-device`); then marks the license returned and records the return in the
+    /// ledger (at 0: nothing is refunded), in one registry change. The same request sent again
+    /// is answered again.
     ///
     /// # Errors
     /// [`Error::Decode`], [`Error::BadSignature`] (for a client that does not exist too),
@@ -43,20 +45,26 @@ impl<R: Registry> Distributor<R> {
         if !t.receipt.matches(&expected) {
             return Err(Error::NotReleased);
         }
-        let returned =
-            self.registry
-                .change_license(t.license_id, client.id, tag, None, &mut |current| {
-                    let current = self.vault.check_license(current.clone())?;
-                    let returnable = current
-                        .terms
-                        .is_some_and(|terms| matches!(terms.offer(), Offer::Loan | Offer::Rental));
-                    if !returnable {
-                        return Err(Error::InvalidTerms("only a loan or a rental is returned"));
-                    }
-                    let mut returned = current;
-                    returned.state = LicenseState::Returned;
-                    Ok(self.vault.tag_license(returned))
-                });
+        // The return is an event of the ledger, at 0: nothing is refunded.
+        let event = Charge::new(ChargeKind::Return, 0, self.clock.now());
+        let returned = self.registry.change_license(
+            t.license_id,
+            client.id,
+            tag,
+            Some(event),
+            &mut |current| {
+                let current = self.vault.check_license(current.clone())?;
+                let returnable = current
+                    .terms
+                    .is_some_and(|terms| matches!(terms.offer(), Offer::Loan | Offer::Rental));
+                if !returnable {
+                    return Err(Error::InvalidTerms("only a loan or a rental is returned"));
+                }
+                let mut returned = current;
+                returned.state = LicenseState::Returned;
+                Ok(self.vault.tag_license(returned))
+            },
+        );
         match returned {
             Ok(_) => Ok(()),
             // The same request again within the window (a device that lost the answer): a

@@ -36,6 +36,7 @@ pub mod keyfile;
 mod local;
 mod renew;
 pub mod server;
+mod status;
 mod supply;
 mod vault;
 
@@ -43,6 +44,7 @@ pub use billing::{OfferTerms, Tariff};
 pub use ekbs::EkbStats;
 pub use local::LocalTransport;
 pub use server::LicenseServer;
+pub use status::{StatusDocument, StatusEvent};
 
 /// Operating limits.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -147,16 +149,19 @@ pub enum LicenseStatus {
     Revoked,
     /// Returned early by its client (issue 27).
     Returned,
+    /// Its time has ended (a license with terms past its end, issue 27).
+    Expired,
 }
 
 impl LicenseStatus {
-    /// `active`, `moved`, `revoked` or `returned`.
+    /// `active`, `moved`, `revoked`, `returned` or `expired`.
     pub const fn name(self) -> &'static str {
         match self {
             Self::Active => "active",
             Self::Moved => "moved",
             Self::Revoked => "revoked",
             Self::Returned => "returned",
+            Self::Expired => "expired",
         }
     }
 }
@@ -391,6 +396,12 @@ impl<R: Registry> Distributor<R> {
             treecast_registry::LicenseState::Moved => LicenseStatus::Moved,
             treecast_registry::LicenseState::Returned => LicenseStatus::Returned,
             _ if revoked => LicenseStatus::Revoked,
+            _ if record
+                .terms
+                .is_some_and(|t| self.clock.now() >= t.not_after()) =>
+            {
+                LicenseStatus::Expired
+            }
             _ => LicenseStatus::Active,
         };
         Ok((record, status))

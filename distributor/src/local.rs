@@ -109,4 +109,12 @@ impl<R: Registry> Transport for LocalTransport<R> {
             .as_bytes()
             .to_vec())
     }
+
+    fn renew(&self, request: &[u8]) -> Result<Vec<u8>, Error> {
+        Ok(self.distributor.renew_license(request)?.as_bytes().to_vec())
+    }
+
+    fn give_back(&self, request: &[u8]) -> Result<(), Error> {
+        self.distributor.return_license(request)
+    }
 }

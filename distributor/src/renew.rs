@@ -163,7 +163,7 @@ fn extended(
     let end = base.plus(sold.duration).min(terms.renew_until());
     if end <= terms.not_after() {
         return Err(Error::InvalidTerms(
-            "the license is at its renewal limit: nothing to extend",
+            "nothing to extend: the renewal limit is reached, or a renewal from now ends no later",
         ));
     }
     if end <= now {

@@ -68,4 +68,16 @@ pub trait Transport {
     /// # Errors
     /// As the distributor's `supply_certificate`.
     fn certificate(&self, request: &[u8]) -> Result<Vec<u8>, Error>;
+
+    /// A signed renewal request in, the renewed license out (issue 27).
+    ///
+    /// # Errors
+    /// As the distributor's `renew_license`.
+    fn renew(&self, request: &[u8]) -> Result<Vec<u8>, Error>;
+
+    /// A signed return request in (issue 27); nothing out once the license is returned.
+    ///
+    /// # Errors
+    /// As the distributor's `return_license`.
+    fn give_back(&self, request: &[u8]) -> Result<(), Error>;
 }

@@ -248,7 +248,8 @@ impl Auditor {
                 rows.history.len()
             ));
         }
-        // A renewal bills a license of this user that has terms (issue 27).
+        // A renewal bills a license of this user that has terms, and a return is the event of
+        // a license returned, once (issue 27).
         for e in rows.ledger.iter().filter(|e| e.kind == ChargeKind::Renewal) {
             let renewed = rows
                 .licenses
@@ -258,6 +259,19 @@ impl Auditor {
                 self.report(format!(
                     "{user} was billed a renewal of license-{} that has no terms",
                     e.reference
+                ));
+            }
+        }
+        for l in &rows.licenses {
+            let returns = rows
+                .ledger
+                .iter()
+                .filter(|e| e.kind == ChargeKind::Return && e.reference == l.id.0)
+                .count();
+            if returns != usize::from(l.state == LicenseState::Returned) {
+                self.report(format!(
+                    "{} ({:?}) has {returns} return events in the ledger",
+                    l.id, l.state
                 ));
             }
         }

@@ -17,6 +17,9 @@ pub enum ChargeKind {
     License,
     /// A license's renewal (issue 27); its reference is the license.
     Renewal,
+    /// A license's return (issue 27), at the price the tariff refunds nothing: 0; its
+    /// reference is the license.
+    Return,
 }
 
 /// A charge to record with the operation that incurs it.

@@ -204,6 +204,7 @@ pub(crate) fn kind_code(k: ChargeKind) -> i64 {
         ChargeKind::License => 0,
         ChargeKind::Certificate => 1,
         ChargeKind::Renewal => 2,
+        ChargeKind::Return => 3,
     }
 }
 
@@ -249,6 +250,7 @@ pub(crate) fn ledger_entry(v: [i64; 6]) -> Result<LedgerEntry, Error> {
         0 => ChargeKind::License,
         1 => ChargeKind::Certificate,
         2 => ChargeKind::Renewal,
+        3 => ChargeKind::Return,
         k => return Err(Error::Storage(format!("bad charge kind {k}"))),
     };
     let charge = Charge::new(kind, un(amount)?, UnixTime(un(at)?));

@@ -37,6 +37,8 @@ pub fn router(service: Arc<Service>, limits: &Limits) -> Router {
         .route("/v1/ekb/{epoch}", get(device::ekb))
         .route("/v1/licenses", post(device::license))
         .route("/v1/certificates", post(device::certificate))
+        .route("/v1/renewals", post(device::renewal))
+        .route("/v1/returns", post(device::giveback))
         .route(
             "/v1/users/{user}/clients",
             post(user::register).get(user::clients),
@@ -44,6 +46,10 @@ pub fn router(service: Arc<Service>, limits: &Limits) -> Router {
         .route(
             "/v1/users/{user}/licenses/{license}",
             get(user::license_status),
+        )
+        .route(
+            "/v1/users/{user}/licenses/{license}/status",
+            get(user::status_document),
         )
         .route("/v1/users/{user}/contents/{content}", get(user::download))
         .route("/v1/admin/users", post(admin::create_user))

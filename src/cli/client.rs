@@ -16,7 +16,8 @@ use treecast::license::certificate::MoveRequestTbs;
 use treecast::license::credential::UserCredential;
 use treecast::license::transport::{HttpTransport, Transport, TransportExt as _};
 use treecast::license::{
-    Client, Clock, ContentId, Error, Registration, ServerId, SigningKey, SystemClock, UserId,
+    Client, Clock, ContentId, Error, Offer, Registration, RenewFrom, ServerId, SigningKey,
+    SystemClock, UserId,
 };
 use zeroize::Zeroizing;
 
@@ -51,8 +52,31 @@ pub(crate) enum ClientCommand {
         #[arg(long)]
         insecure_http: bool,
     },
-    /// Buy a content on a device: download its container and acquire a license.
+    /// Buy a content on a device: download its container and acquire a license (a purchase,
+    /// or a rental, subscription or loan where the distributor sells one).
     Buy {
+        #[command(flatten)]
+        device: DeviceArgs,
+        /// The content.
+        #[arg(long)]
+        content: u64,
+        /// The offer to buy under.
+        #[arg(long, value_enum, default_value = "purchase")]
+        offer: OfferArg,
+    },
+    /// Renew a content's license (a rental, subscription or loan), from its end or from now.
+    Renew {
+        #[command(flatten)]
+        device: DeviceArgs,
+        /// The content.
+        #[arg(long)]
+        content: u64,
+        /// Where the extension starts.
+        #[arg(long, value_enum, default_value = "end")]
+        from: RenewFromArg,
+    },
+    /// Return a loan or a rental early: the device deletes it, then tells the service.
+    Return {
         #[command(flatten)]
         device: DeviceArgs,
         /// The content.
@@ -90,7 +114,37 @@ pub(crate) enum ClientCommand {
     Status {
         #[command(flatten)]
         device: DeviceArgs,
+        /// Print each license's status document (JSON) too.
+        #[arg(long)]
+        documents: bool,
     },
+}
+
+/// An offer, on the command line.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum OfferArg {
+    Purchase,
+    Rental,
+    Subscription,
+    Loan,
+}
+
+impl From<OfferArg> for Offer {
+    fn from(o: OfferArg) -> Self {
+        match o {
+            OfferArg::Purchase => Self::Purchase,
+            OfferArg::Rental => Self::Rental,
+            OfferArg::Subscription => Self::Subscription,
+            OfferArg::Loan => Self::Loan,
+        }
+    }
+}
+
+/// Where a renewal's extension starts, on the command line.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum RenewFromArg {
+    End,
+    Now,
 }
 
 /// A device and its user's credential.
@@ -250,7 +304,11 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             })?;
             println!("client {id} of user {user}, registered with server {license_server}");
         }
-        ClientCommand::Buy { device, content } => {
+        ClientCommand::Buy {
+            device,
+            content,
+            offer,
+        } => {
             let credential = read_credential(&device.credential_file)?;
             let (mut client, t) = load(&device.device)?;
             let content = ContentId(content);
@@ -263,7 +321,7 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             } else {
                 let container = t.download(client.user(), &credential, content)?;
                 client.store_content(container)?;
-                let request = client.license_request(content, SystemClock.now());
+                let request = client.license_request_for(content, offer.into(), SystemClock.now());
                 // The request's nonce is saved as used before the request is kept or sent.
                 save(&device.device, &client)?;
                 write_atomically(&device.device, &pending_name, request.as_bytes())?;
@@ -290,17 +348,23 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             content,
             out,
         } => {
-            let (client, _) = load(&device)?;
+            let (mut client, _) = load(&device)?;
             let content = ContentId(content);
+            // With the time: a license with terms plays only inside them (issue 27).
+            let now = SystemClock.now();
             let header = if out == Path::new("-") {
-                client.play(content, std::io::stdout().lock())?
+                client.play_at(content, now, std::io::stdout().lock())?
             } else {
                 let mut file = fs::File::create(&out)
                     .with_context(|| format!("cannot create {}", out.display()))?;
-                let header = client.play(content, &mut file)?;
+                let header = client.play_at(content, now, &mut file)?;
                 file.flush()?;
                 header
             };
+            // A window started and the clock's reading are the device's to keep.
+            if client.license_terms(content).is_some() {
+                save(&device, &client)?;
+            }
             eprintln!("played {} (epoch {})", content, header.epoch);
         }
         ClientCommand::Move {
@@ -380,7 +444,47 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 destination.id().0
             );
         }
-        ClientCommand::Status { device } => {
+        ClientCommand::Renew {
+            device,
+            content,
+            from,
+        } => {
+            let (mut client, t) = load(&device.device)?;
+            let content = ContentId(content);
+            let from = match from {
+                RenewFromArg::End => RenewFrom::End,
+                RenewFromArg::Now => RenewFrom::Now,
+            };
+            let request = client.renewal_request(content, from, SystemClock.now())?;
+            // The request's nonce is saved as used before the request is sent.
+            save(&device.device, &client)?;
+            let license = t.renew(request.as_bytes())?;
+            client.acquire_license(&license)?;
+            save(&device.device, &client)?;
+            let end = client.license_terms(content).map(|(t, _)| t.not_after().0);
+            println!("renewed {content} until {}", end.unwrap_or_default());
+        }
+        ClientCommand::Return { device, content } => {
+            let (mut client, t) = load(&device.device)?;
+            let content = ContentId(content);
+            // The signed request is kept until the service answers: the license is deleted
+            // (and saved deleted) before the request exists, and a retry sends the same bytes.
+            let pending_name = format!("pending-return-{}", content.0);
+            let pending = device.device.join(&pending_name);
+            let request = if pending.exists() {
+                fs::read(&pending).with_context(|| format!("cannot read {}", pending.display()))?
+            } else {
+                let (license, receipt) = client.return_license(content)?;
+                let request = client.return_request(license, receipt, SystemClock.now());
+                save(&device.device, &client)?;
+                write_atomically(&device.device, &pending_name, request.as_bytes())?;
+                request.as_bytes().to_vec()
+            };
+            t.give_back(&request)?;
+            fs::remove_file(&pending)?;
+            println!("returned {content}");
+        }
+        ClientCommand::Status { device, documents } => {
             let credential = read_credential(&device.credential_file)?;
             let (client, t) = load(&device.device)?;
             println!(
@@ -396,7 +500,22 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             for content in held {
                 if let Some(license) = client.license_id(content) {
                     let state = t.license_state(client.user(), &credential, license)?;
-                    println!("{content}: {license} ({state})");
+                    match client.license_terms(content) {
+                        Some((terms, first_play)) => println!(
+                            "{content}: {license} ({state}, {} until {}{})",
+                            terms.offer(),
+                            terms.not_after().0,
+                            first_play
+                                .map_or(String::new(), |at| format!(", first played {}", at.0))
+                        ),
+                        None => println!("{content}: {license} ({state})"),
+                    }
+                    if documents {
+                        println!(
+                            "{}",
+                            t.status_document(client.user(), &credential, license)?
+                        );
+                    }
                 }
             }
         }

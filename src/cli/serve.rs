@@ -9,7 +9,9 @@ use anyhow::Context;
 use clap::Args;
 use rand_core::SeedableRng;
 use treecast::license::registry::StoreSpec;
-use treecast::license::{Distributor, DistributorConfig, ServerId, SystemClock, Tariff};
+use treecast::license::{
+    Distributor, DistributorConfig, Offer, OfferTerms, ServerId, SystemClock, Tariff,
+};
 use treecast_keytree::{Authority, TreeConfig, TreeHeight, TreeId};
 use treecast_server::{AdminToken, ContentDir, Limits, Service};
 use zeroize::Zeroizing;
@@ -23,6 +25,15 @@ pub(crate) struct ServeArgs {
     /// The distributor key file (see `treecast keygen`).
     #[arg(long)]
     keys: PathBuf,
+    /// Sell an offer besides purchases (issue 27), repeatable:
+    /// `OFFER:PRICE:DURATION:WINDOW:RENEWABLE_FOR:RENEWAL_PRICE[:renew-expired]`, OFFER one
+    /// of `rental`, `subscription`, `loan`, durations in seconds (WINDOW 0 for none), for
+    /// example `rental:299:864000:172800:0:0`.
+    #[arg(long = "offer", value_parser = parse_offer)]
+    offers: Vec<(Offer, u64, OfferTerms)>,
+    /// Lend each content to at most this many devices at once (a library's copies).
+    #[arg(long)]
+    loan_copies: Option<u32>,
     /// The registry: `sqlite:PATH` or `postgres://…` (`memory` keeps nothing after exit).
     #[arg(long, default_value = "sqlite:treecast-registry.sqlite")]
     store: StoreSpec,
@@ -128,7 +139,7 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
         authority,
         held,
         registry,
-        Tariff::default(),
+        tariff(&args.offers, args.loan_copies)?,
         Arc::new(SystemClock),
         DistributorConfig::default(),
     )?
@@ -207,4 +218,47 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
     drop(service);
     eprintln!("treecast serve: stopped");
     served
+}
+
+/// The tariff `serve` sells at: the default prices, the offers given, the loan copies.
+fn tariff(offers: &[(Offer, u64, OfferTerms)], loan_copies: Option<u32>) -> anyhow::Result<Tariff> {
+    let mut tariff = Tariff::default();
+    for &(offer, price, terms) in offers {
+        tariff = tariff.with_offer(offer, price, terms)?;
+    }
+    Ok(match loan_copies {
+        Some(copies) => tariff.with_loan_copies(copies),
+        None => tariff,
+    })
+}
+
+/// An `--offer` argument: `OFFER:PRICE:DURATION:WINDOW:RENEWABLE_FOR:RENEWAL_PRICE[:renew-expired]`.
+fn parse_offer(text: &str) -> Result<(Offer, u64, OfferTerms), String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let usage = || {
+        format!(
+            "`{text}`: expected OFFER:PRICE:DURATION:WINDOW:RENEWABLE_FOR:RENEWAL_PRICE\
+             [:renew-expired] (durations in seconds)"
+        )
+    };
+    let (fields, renew_expired) = match parts.as_slice() {
+        [fields @ .., "renew-expired"] if fields.len() == 6 => (fields, true),
+        fields if fields.len() == 6 => (fields, false),
+        _ => return Err(usage()),
+    };
+    let [offer, price, duration, window, renewable_for, renewal_price] = fields else {
+        return Err(usage());
+    };
+    let offer: Offer = offer
+        .parse()
+        .map_err(|e: treecast::license::Error| e.to_string())?;
+    let number = |s: &str| s.parse::<u64>().map_err(|_| usage());
+    let terms = OfferTerms {
+        duration: number(duration)?,
+        play_window: u32::try_from(number(window)?).map_err(|_| usage())?,
+        renewable_for: number(renewable_for)?,
+        renewal_price: number(renewal_price)?,
+        renew_expired,
+    };
+    Ok((offer, number(price)?, terms))
 }

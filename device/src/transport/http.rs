@@ -206,7 +206,7 @@ fn service_error(status: u16, body: &[u8]) -> Error {
         "request_replayed" => Error::RequestReplayed,
         "request_stale" => Error::RequestStale,
         "certificate_expired" => Error::CertificateExpired,
-        "invalid_terms" => Error::InvalidTerms("refused by the service"),
+        "not_released" => Error::NotReleased,
         "same_client" => Error::SameClient,
         "different_users" => Error::DifferentUsers,
         "not_for_this_client" => Error::NotForThisClient,
@@ -294,6 +294,23 @@ impl HttpTransport {
             .map(str::to_owned)
             .ok_or_else(|| Error::Io("the service's answer has no `state`".into()))
     }
+
+    /// A license's status document (issue 27), as the service's JSON text: its state, dates,
+    /// offer and rights, the events of its history and where to renew and return it.
+    ///
+    /// # Errors
+    /// The service's refusal, or a transport failure.
+    pub fn status_document(
+        &self,
+        user: UserId,
+        credential: &UserCredential,
+        license: LicenseId,
+    ) -> Result<String, Error> {
+        let token = credential.to_hex();
+        let path = format!("/v1/users/{}/licenses/{}/status", user.0, license.0);
+        let (_, body) = self.get(&path, Some(&token))?;
+        String::from_utf8(body).map_err(|_| Error::Io("the status document is not UTF-8".into()))
+    }
 }
 
 impl Transport for HttpTransport {
@@ -349,6 +366,14 @@ impl Transport for HttpTransport {
 
     fn certificate(&self, request: &[u8]) -> Result<Vec<u8>, Error> {
         self.post("/v1/certificates", request, None)
+    }
+
+    fn renew(&self, request: &[u8]) -> Result<Vec<u8>, Error> {
+        self.post("/v1/renewals", request, None)
+    }
+
+    fn give_back(&self, request: &[u8]) -> Result<(), Error> {
+        self.post("/v1/returns", request, None).map(|_| ())
     }
 }
 

@@ -125,6 +125,27 @@ pub(super) async fn certificate(
     Ok(octets(StatusCode::OK, certificate.as_bytes().to_vec()).into_response())
 }
 
+/// A signed renewal request in, the renewed license out (issue 27).
+pub(super) async fn renewal(
+    axum::extract::State(s): State,
+    request: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request = body(request)?;
+    let license = supply(s, request, |d, r| d.renew_license(r)).await?;
+    Ok(octets(StatusCode::OK, license.as_bytes().to_vec()))
+}
+
+/// A signed return request (with the device's receipt) in; 204 once the license is returned
+/// (issue 27).
+pub(super) async fn giveback(
+    axum::extract::State(s): State,
+    request: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request = body(request)?;
+    supply(s, request, |d, r| d.return_license(r)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests fail loudly")]

@@ -116,6 +116,57 @@ pub(super) async fn license_status(
     Ok(axum::Json(status).into_response())
 }
 
+/// A license's status document (issue 27), after Readium LCP's: its state, dates, the events
+/// of its history with their devices, and where to renew and return it.
+pub(super) async fn status_document(
+    axum::extract::State(s): State,
+    ids: Result<Path<(u64, u64)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (user, license) = path(ids)?;
+    let (user, license) = (UserId(user), LicenseId(license));
+    let document = blocking(s.inline, move || {
+        authorize(&s, &headers, user)?;
+        let d = s.distributor.status_document(user, license)?;
+        let updated = d.events.last().map_or(d.issued_at, |e| e.at);
+        let events: Vec<_> = d
+            .events
+            .iter()
+            .map(|e| json!({"type": e.kind, "time": e.at.0, "device": e.device.0}))
+            .collect();
+        let mut document = json!({
+            "id": d.license.0,
+            "content": d.content.0,
+            "device": d.client.0,
+            "status": d.status.name(),
+            "updated": {"license": d.issued_at.0, "status": updated.0},
+            "events": events,
+        });
+        if let (Some(t), Some(map)) = (d.terms, document.as_object_mut()) {
+            map.insert("offer".into(), json!(t.offer().name()));
+            map.insert(
+                "rights".into(),
+                json!({
+                    "start": t.not_before().0,
+                    "end": t.not_after().0,
+                    "play_window": t.play_window(),
+                }),
+            );
+            map.insert("potential_rights".into(), json!({"end": t.renew_until().0}));
+            map.insert(
+                "links".into(),
+                json!([
+                    {"rel": "renew", "href": "/v1/renewals", "method": "POST"},
+                    {"rel": "return", "href": "/v1/returns", "method": "POST"},
+                ]),
+            );
+        }
+        Ok(document)
+    })
+    .await?;
+    Ok(axum::Json(document).into_response())
+}
+
 /// A content's container, streamed, with range requests; the download is recorded (claim 6).
 pub(super) async fn download(
     axum::extract::State(s): State,
