@@ -279,6 +279,8 @@ fn the_cli_runs_on_a_postgres_url() {
         "--users",
         "1500",
         "--no-evolution",
+        "--lifecycle-users",
+        "0",
         "--store",
         &sim,
     ]);

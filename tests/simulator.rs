@@ -186,6 +186,10 @@ fn cli_simulate_writes_the_report_and_the_charts() {
         "3",
         "--evolution-revoked",
         "4",
+        "--lifecycle-users",
+        "120",
+        "--lifecycle-days",
+        "30",
     ]);
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -220,6 +224,30 @@ fn cli_simulate_writes_the_report_and_the_charts() {
     assert!(ekb[0].get("revoked").is_some() && ekb[0].get("subsets").is_some());
     assert!(ekb[0].get("bytes").is_some());
     assert!(json["peak_rss_bytes"].as_u64().is_some());
+    // Licenses with time: every kind happened, every attack was refused, every invariant held.
+    let lifecycle = &json["lifecycle"];
+    for key in [
+        "rentals",
+        "subscriptions",
+        "loans",
+        "renewals",
+        "returns",
+        "expiries",
+        "plays",
+    ] {
+        assert!(
+            lifecycle[key].as_u64().unwrap() > 0,
+            "lifecycle.{key}: {lifecycle}"
+        );
+    }
+    for (name, a) in lifecycle["attacks"].as_object().unwrap() {
+        assert!(a["tried"].as_u64().unwrap() > 0, "{name}");
+        assert_eq!(a["tried"], a["refused"], "{name}");
+    }
+    for (name, i) in lifecycle["invariants"].as_object().unwrap() {
+        assert!(i["checked"].as_u64().unwrap() > 0, "{name}");
+        assert_eq!(i["violations"].as_u64(), Some(0), "{name}");
+    }
     // Both schemes, coalitions of 1 to 3, each with and without the defence.
     let rows = json["evolution"]["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2 * 3 * 2);

@@ -52,6 +52,8 @@ pub struct SimConfig {
     pub progress: bool,
     /// The pirate-evolution experiment to run after the workload (issue 26), if any.
     pub evolution: Option<crate::EvolutionConfig>,
+    /// Licenses with time on a population of their own (issue 27), if any.
+    pub lifecycle: Option<crate::LifecycleConfig>,
 }
 
 impl Default for SimConfig {
@@ -77,6 +79,7 @@ impl Default for SimConfig {
             servers: 2,
             progress: false,
             evolution: None,
+            lifecycle: None,
         }
     }
 }
@@ -143,6 +146,9 @@ impl SimConfig {
         }
         if let Some(evolution) = &self.evolution {
             evolution.validate()?;
+        }
+        if let Some(lifecycle) = &self.lifecycle {
+            lifecycle.validate()?;
         }
         Ok(())
     }

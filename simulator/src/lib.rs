@@ -32,6 +32,7 @@ mod config;
 mod engine;
 pub mod evolution;
 mod invariants;
+pub mod lifecycle;
 pub mod plot;
 mod report;
 pub mod service;
@@ -48,6 +49,7 @@ pub use bound::{CryptoBound, PhaseBound, PhaseSamples, UnitCosts};
 pub use config::{SimConfig, StoreSpec};
 pub use evolution::{EvolutionConfig, EvolutionReport};
 pub use invariants::{AttackCount, InvariantCount};
+pub use lifecycle::{LifecycleConfig, LifecycleReport};
 pub use report::EkbEpoch;
 pub use report::{ConfigReport, Counts, Report};
 
@@ -168,14 +170,27 @@ pub fn run_with<R: Registry>(config: &SimConfig, registry: R) -> Result<Outcome,
             .map(|e| evolution::run(e, config.seed))
             .transpose()?;
         let evolution_seconds = evolved.elapsed().as_secs_f64();
+        let lived = Instant::now();
+        let lifecycle = config
+            .lifecycle
+            .as_ref()
+            .map(|l| lifecycle::run(l, config.seed))
+            .transpose()?;
+        let lifecycle_seconds = lived.elapsed().as_secs_f64();
         let mut out = build_report(config, threads, unit, outcome, total);
         if let Some(evolution) = evolution {
             out.report.evolution = Some(evolution);
             out.report
                 .seconds
                 .insert("evolution".into(), evolution_seconds);
-            out.report.fingerprint = Report::fingerprint_of(&out.report.deterministic());
         }
+        if let Some(lifecycle) = lifecycle {
+            out.report.lifecycle = Some(lifecycle);
+            out.report
+                .seconds
+                .insert("lifecycle".into(), lifecycle_seconds);
+        }
+        out.report.fingerprint = Report::fingerprint_of(&out.report.deterministic());
         Ok(out)
     })
 }
@@ -278,6 +293,7 @@ fn build_report(
             .collect(),
         fingerprint: String::new(),
         evolution: None,
+        lifecycle: None,
     };
     report.fingerprint = Report::fingerprint_of(&report.deterministic());
     Outcome {

@@ -132,6 +132,9 @@ pub struct Report {
     /// The pirate-evolution experiment, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evolution: Option<crate::EvolutionReport>,
+    /// Licenses with time, when they ran (issue 27).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<crate::LifecycleReport>,
 }
 
 impl Report {
@@ -152,6 +155,9 @@ impl Report {
         if let (Some(evolution), Some(map)) = (&self.evolution, value.as_object_mut()) {
             map.insert("evolution".into(), serde_json::json!(evolution));
         }
+        if let (Some(lifecycle), Some(map)) = (&self.lifecycle, value.as_object_mut()) {
+            map.insert("lifecycle".into(), serde_json::json!(lifecycle));
+        }
         value
     }
 
@@ -167,6 +173,10 @@ impl Report {
                 .evolution
                 .as_ref()
                 .is_none_or(crate::EvolutionReport::passed)
+            && self
+                .lifecycle
+                .as_ref()
+                .is_none_or(crate::LifecycleReport::passed)
     }
 }
 
@@ -281,6 +291,37 @@ impl fmt::Display for Report {
                  Kiayias-Pehlivanoglu's Steiner-tree nodes; order: the published orders of growth without constants, t·log2(N/t) CS, t·log2 N SD)",
                 self.seconds.get("evolution").copied().unwrap_or(0.0)
             )?;
+        }
+        if let Some(l) = &self.lifecycle {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "licenses with time ({:.1} s): {} rentals, {} subscriptions, {} loans, {} renewals, \
+                 {} returns, {} expiries, {} plays, billed {}",
+                self.seconds.get("lifecycle").copied().unwrap_or(0.0),
+                l.rentals,
+                l.subscriptions,
+                l.loans,
+                l.renewals,
+                l.returns,
+                l.expiries,
+                l.plays,
+                l.billed
+            )?;
+            for (name, a) in &l.attacks {
+                writeln!(
+                    f,
+                    "  attack {name:<28} {:>8} tried {:>8} refused",
+                    a.tried, a.refused
+                )?;
+            }
+            for (name, i) in &l.invariants {
+                writeln!(
+                    f,
+                    "  invariant {name:<25} {:>8} checked {:>5} violations",
+                    i.checked, i.violations
+                )?;
+            }
         }
         if !self.first_violations.is_empty() {
             writeln!(f)?;

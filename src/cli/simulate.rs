@@ -83,6 +83,14 @@ pub(crate) struct SimulateArgs {
     /// Leaves revoked before the first box of the evolution experiment.
     #[arg(long, default_value_t = 16)]
     evolution_revoked: u32,
+    /// Users of the licenses-with-time part (issue 27: rentals, subscriptions, loans, renewals,
+    /// returns and expiries over `--lifecycle-days` simulated days, attacked and checked);
+    /// 0 skips it.
+    #[arg(long, default_value_t = 2_000)]
+    lifecycle_users: u32,
+    /// Simulated days of the licenses-with-time part.
+    #[arg(long, default_value_t = 60)]
+    lifecycle_days: u32,
     /// The most levels the deepening defence descends in one generation.
     #[arg(long, default_value_t = 4)]
     evolution_depth: u32,
@@ -137,6 +145,11 @@ impl SimulateArgs {
         c.servers = self.servers;
         c.pirate_boxes = self.pirate_boxes;
         c.progress = std::io::stderr().is_terminal();
+        c.lifecycle = (self.lifecycle_users > 0).then(|| treecast_sim::LifecycleConfig {
+            users: self.lifecycle_users,
+            days: self.lifecycle_days,
+            ..treecast_sim::LifecycleConfig::default()
+        });
         c.evolution = (!self.no_evolution).then_some(treecast_sim::EvolutionConfig {
             height: self.evolution_height,
             max_traitors: self.evolution_traitors,
