@@ -235,7 +235,7 @@ pub fn run(config: &LifecycleConfig, seed: u64) -> Result<LifecycleReport, SimEr
     for u in 0..config.users {
         let user = distributor.register_user()?;
         let mut member_rng = ChaCha20Rng::seed_from_u64(seed ^ (u64::from(u) << 20) ^ 0x6d65_6d62);
-        let count = if member_rng.next_u32() % 10 == 0 {
+        let count = if member_rng.next_u32().is_multiple_of(10) {
             2
         } else {
             1
@@ -489,7 +489,7 @@ fn act(
                 tally.add(PLAYS);
                 tally.check(NO_PLAY_OUTSIDE, playable);
                 // The clock set back a day below what it just read.
-                if m.rng.next_u32() % 20 == 0 {
+                if m.rng.next_u32().is_multiple_of(20) {
                     let back = UnixTime(now.0.saturating_sub(DAY));
                     let refused = matches!(
                         client.play_at(content, back, &mut Vec::new()),
@@ -506,7 +506,7 @@ fn act(
                 let refused = client.play_at(content, now, &mut Vec::new()).is_err();
                 tally.attack(PLAY_AFTER_EXPIRY, refused);
                 // An ended subscription is renewed (its offer allows), others let go.
-                if terms.offer() == Offer::Subscription && m.rng.next_u32() % 2 == 0 {
+                if terms.offer() == Offer::Subscription && m.rng.next_u32().is_multiple_of(2) {
                     renew(client, d, content, RenewFrom::Now, now, tally, billed)?;
                 }
             }
@@ -515,17 +515,18 @@ fn act(
         let ends_soon =
             terms.not_after().0.saturating_sub(now.0) < 3 * DAY && now < terms.not_after();
         match terms.offer() {
-            Offer::Subscription if ends_soon && m.rng.next_u32() % 3 != 0 => {
+            Offer::Subscription if ends_soon && !m.rng.next_u32().is_multiple_of(3) => {
                 renew(client, d, content, RenewFrom::End, now, tally, billed)?;
             }
             Offer::Loan
-                if ends_soon && terms.renewable() && terms.not_after() < terms.renew_until() =>
+                if ends_soon
+                    && terms.renewable()
+                    && terms.not_after() < terms.renew_until()
+                    && m.rng.next_u32().is_multiple_of(2) =>
             {
-                if m.rng.next_u32() % 2 == 0 {
-                    renew(client, d, content, RenewFrom::Now, now, tally, billed)?;
-                }
+                renew(client, d, content, RenewFrom::Now, now, tally, billed)?;
             }
-            Offer::Loan if now < terms.not_after() && m.rng.next_u32() % 10 == 0 => {
+            Offer::Loan if now < terms.not_after() && m.rng.next_u32().is_multiple_of(10) => {
                 // Saved before the return, for the restore attack once the loan has ended.
                 if m.saved_before_return.is_none() {
                     m.saved_before_return =
@@ -541,10 +542,10 @@ fn act(
     }
     // One in twenty users with two devices moves a subscription to the second, then asks the
     // first to renew it.
-    if m.devices.len() == 2 && m.moved_away.is_none() && m.rng.next_u32() % 20 == 0 {
+    if m.devices.len() == 2 && m.moved_away.is_none() && m.rng.next_u32().is_multiple_of(20) {
         move_and_attack(m, d, now, tally, billed)?;
     } else if let Some(moved) = m.moved_away
-        && m.rng.next_u32() % 10 == 0
+        && m.rng.next_u32().is_multiple_of(10)
         && let Some((client, key, _)) = m.devices.first()
     {
         let request =
