@@ -595,6 +595,7 @@ fn returns_delete_first_and_prove_it<R: Registry>(registry: R) {
     let user = w.user();
     let (mut a, a_key) = w.client_with_key(user, 1);
     let (b, b_key) = w.client_with_key(user, 1);
+    let other_user = w.user();
     let (book, film) = (w.publish(700), w.publish(500));
     w.distributor.supply_content(user, book).unwrap();
     a.store_content(w.container(book)).unwrap();
@@ -664,6 +665,16 @@ fn returns_delete_first_and_prove_it<R: Registry>(registry: R) {
     );
     let (_, status) = w.distributor.license_state(user, loan).unwrap();
     assert_eq!(status, LicenseStatus::Returned);
+    // Its status document (item 6), from this store's rows: returned, issued then returned.
+    let document = w.distributor.status_document(user, loan).unwrap();
+    assert_eq!(document.status, LicenseStatus::Returned);
+    let kinds: Vec<_> = document.events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["register", "return"]);
+    assert!(document.events.iter().all(|e| e.device == a.id()));
+    assert_eq!(
+        w.distributor.status_document(other_user, loan).map(|_| ()),
+        Err(Error::LicenseNotFound(loan))
+    );
     assert_eq!(a.return_receipt(loan), Some(receipt));
 
     // The license never comes back: not on the device, not by renewal.
