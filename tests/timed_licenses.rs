@@ -850,7 +850,7 @@ fn renewals_returns_and_the_status_document_over_http() {
     );
     let user = w.user();
     let credential: UserCredential = w.distributor.user_credential(user).unwrap();
-    let (mut a, _) = w.client_with_key(user, 1);
+    let (mut a, a_key) = w.client_with_key(user, 1);
     let (mut b, b_key) = w.client_with_key(user, 1);
     let book = w.publish(900);
     w.distributor.supply_content(user, book).unwrap();
@@ -949,6 +949,12 @@ fn renewals_returns_and_the_status_document_over_http() {
         serde_json::from_str(&http.status_document(user, &credential, id).unwrap()).unwrap();
     assert_eq!(document["status"], "returned");
     assert_eq!(document["events"][2]["type"], "return");
+    // The device that gave the license up cannot renew it: 409 license_moved.
+    let request = RenewalRequestTbs::new(id, a.id(), 78, clock.now(), RenewFrom::End).sign(&a_key);
+    assert!(matches!(
+        http.renew(request.as_bytes()),
+        Err(Error::Service { status: 409, ref code, .. }) if code == "license_moved"
+    ));
     // The copy is free: b borrows it.
     let request = b.license_request_for(book, Offer::Loan, clock.now());
     b.acquire_license(&http.license(request.as_bytes()).unwrap())
