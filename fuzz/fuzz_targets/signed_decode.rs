@@ -1,12 +1,15 @@
-//! Decoders of every signed object a party receives: licenses, copy certificates, client
-//! certificates and requests. Nothing may panic, and what decodes re-encodes to the same bytes.
+//! Decoders of every signed object a party receives: licenses (with terms too), copy
+//! certificates, client certificates and requests (renewals and returns too). Nothing may
+//! panic, and what decodes re-encodes to the same bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use treecast_protocol::certificate::{
     ClientCertificateTbs, CopyCertificateTbs, LicenseRequestTbs, MoveRequestTbs,
 };
+use treecast_protocol::giveback::ReturnRequestTbs;
 use treecast_protocol::license::LicenseTbs;
+use treecast_protocol::renewal::RenewalRequestTbs;
 use treecast_protocol::sign::Signable;
 use treecast_protocol::{SigningKey, Unverified};
 
@@ -27,6 +30,8 @@ fuzz_target!(|data: &[u8]| {
     check::<ClientCertificateTbs>(data);
     check::<LicenseRequestTbs>(data);
     check::<MoveRequestTbs>(data);
+    check::<RenewalRequestTbs>(data);
+    check::<ReturnRequestTbs>(data);
     if let Ok(cert) = Unverified::<CopyCertificateTbs>::from_bytes(data) {
         assert!(cert.unverified().license().is_ok());
     }
