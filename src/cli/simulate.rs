@@ -49,7 +49,7 @@ pub(crate) struct SimulateArgs {
     /// The tree height.
     #[arg(long, value_parser = parse_height, default_value = "32")]
     height: TreeHeight,
-    /// The registry: `memory` or `sqlite:PATH`.
+    /// The registry: `memory`, `sqlite:PATH` or `postgres://…` (an empty database).
     #[arg(long, default_value = "memory")]
     store: String,
     /// The seed.
