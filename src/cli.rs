@@ -18,9 +18,24 @@ mod simulate;
 pub(crate) mod store;
 mod trace;
 
+/// `--version`: the release, the commit it was built from (`unknown` outside a git checkout)
+/// and the registry schema versions it writes and reads (issue 28).
+fn long_version() -> &'static str {
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "{} (commit {})\nregistry schema: SQLite {}, PostgreSQL {}",
+            env!("CARGO_PKG_VERSION"),
+            env!("TREECAST_COMMIT"),
+            treecast::license::registry::SQLITE_SCHEMA_VERSION,
+            treecast::license::registry::POSTGRES_SCHEMA_VERSION,
+        )
+    });
+    TEXT.as_str()
+}
+
 /// Broadcast-encryption key management and content licensing.
 #[derive(Debug, Parser)]
-#[command(name = "treecast", version, about)]
+#[command(name = "treecast", version, long_version = long_version(), about)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -708,3 +708,35 @@ fn trace_finds_the_coalition_and_disables_the_box() {
     let out = treecast(&["trace", "--height", "16", "--traitors", path(&traitors)]);
     assert_clean_failure(&out, "outside a height-16 tree");
 }
+
+/// `--version` names the commit the binary was built from and the registry schema versions it
+/// reads (issue 28); `-V` stays the short version.
+#[test]
+fn version_names_the_commit_and_the_schema_versions() {
+    use treecast::license::registry::{POSTGRES_SCHEMA_VERSION, SQLITE_SCHEMA_VERSION};
+    let out = treecast(&["--version"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let commit = text
+        .split("(commit ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap();
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "registry schema: SQLite {SQLITE_SCHEMA_VERSION}, PostgreSQL {POSTGRES_SCHEMA_VERSION}"
+        )),
+        "{text}"
+    );
+    assert_eq!((SQLITE_SCHEMA_VERSION, POSTGRES_SCHEMA_VERSION), (7, 6));
+    let short = stdout(&treecast(&["-V"]));
+    assert_eq!(
+        short.trim(),
+        format!("treecast {}", env!("CARGO_PKG_VERSION"))
+    );
+}

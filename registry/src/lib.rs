@@ -53,9 +53,11 @@ pub use sql::SqlRegistry;
 
 pub use memory::MemoryRegistry;
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresDriver, PostgresRegistry};
+pub use postgres::{PostgresDriver, PostgresRegistry, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION};
 #[cfg(feature = "sqlite")]
-pub use sqlite::{Durability, SqliteDriver, SqliteRegistry};
+pub use sqlite::{
+    Durability, SCHEMA_VERSION as SQLITE_SCHEMA_VERSION, SqliteDriver, SqliteRegistry,
+};
 
 /// A registered client.
 #[derive(Clone, Debug, Eq, PartialEq)]

@@ -38,6 +38,9 @@ mod cache;
 mod ids;
 mod schema;
 
+/// The schema version this build writes and reads (older databases are migrated on opening).
+pub const SCHEMA_VERSION: usize = schema::MIGRATIONS.len();
+
 use cache::{Conn, Db, Manager};
 use ids::{IdBlocks, Sequence};
 

@@ -32,6 +32,9 @@ mod open;
 mod rows;
 mod schema;
 
+/// The schema version this build writes and reads (older files are migrated on opening).
+pub const SCHEMA_VERSION: usize = schema::MIGRATIONS.len();
+
 use rows::{meta, set_meta};
 
 /// How hard a commit is pushed to disk.
