@@ -42,6 +42,7 @@ mod spec;
 pub(crate) mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod timed;
 
 pub use audit::{Audit, AuditCounts, audit, audit_report};
 pub use billing::ChargeKind;
@@ -50,6 +51,8 @@ pub use scan::UserRows;
 pub use spec::StoreSpec;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::SqlRegistry;
+pub(crate) use timed::allowed_change;
+pub use timed::{LoanLimit, check_held};
 
 pub use memory::MemoryRegistry;
 #[cfg(feature = "postgres")]
@@ -452,30 +455,6 @@ pub type ClientsBuilder<'a> =
     &'a (dyn Fn(usize, ClientId, LeafIndex) -> Result<ClientRecord, Error> + Sync);
 /// Builds a content record given its new ID.
 pub type ContentBuilder<'a> = &'a mut dyn FnMut(ContentId) -> Result<ContentRecord, Error>;
-/// A content's limit of concurrent loans (issue 27), checked inside the change that issues a
-/// loan: the loans of the content that are active (not moved away, not returned) and not
-/// ended at `now` must be fewer than `copies`.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-#[non_exhaustive]
-pub struct LoanLimit {
-    /// The content's copies.
-    pub copies: u32,
-    /// The time of the loan.
-    pub now: UnixTime,
-}
-
-impl LoanLimit {
-    /// At most `copies` concurrent loans, counted at `now`.
-    pub const fn new(copies: u32, now: UnixTime) -> Self {
-        Self { copies, now }
-    }
-
-    /// Whether `terms` are a loan that still counts at the limit's time.
-    pub fn counts(&self, terms: &Terms) -> bool {
-        terms.offer() == Offer::Loan && terms.not_after() > self.now
-    }
-}
-
 /// Builds a license record given its new ID.
 pub type LicenseBuilder<'a> = &'a mut dyn FnMut(LicenseId) -> Result<LicenseRecord, Error>;
 /// Given a license row as stored (checked by [`check_held`]), returns it changed, or refuses:
@@ -860,49 +839,4 @@ pub(crate) fn add_clients_one_by_one<R: Registry + ?Sized>(
         .enumerate()
         .map(|(i, &user)| registry.add_client(user, limit, &mut |id, leaf| build(i, id, leaf)))
         .collect()
-}
-
-/// The checks of a renewal or a return (issue 27) on the license row `license` as stored, for
-/// `client` of `user`: the license must be this client's and active. Another user's license is answered as
-/// missing (no oracle, as for the other requests); another device of the same user, or the
-/// device the license moved away from, is refused.
-///
-/// # Errors
-/// [`Error::LicenseNotFound`] for a missing license or another user's; [`Error::LicenseNotHeld`]
-/// for a license another client of the user holds; [`Error::LicenseMoved`] for one moved away.
-pub fn check_held(
-    id: LicenseId,
-    license: Option<&LicenseRecord>,
-    client: ClientId,
-    user: UserId,
-) -> Result<(), Error> {
-    let license = license
-        .filter(|l| l.user == user)
-        .ok_or(Error::LicenseNotFound(id))?;
-    if license.client != client {
-        return Err(Error::LicenseNotHeld(id));
-    }
-    if license.state != LicenseState::Active {
-        return Err(Error::LicenseMoved(id));
-    }
-    Ok(())
-}
-
-/// Whether `changed` is `current` renewed (only its terms, issue time and tag changed, and it
-/// has terms) or returned (only its state, to returned, and tag changed).
-pub(crate) fn allowed_change(current: &LicenseRecord, changed: &LicenseRecord) -> bool {
-    let renewed = LicenseRecord {
-        terms: current.terms,
-        issued_at: current.issued_at,
-        tag: current.tag,
-        ..changed.clone()
-    } == *current
-        && changed.terms.is_some();
-    let returned = LicenseRecord {
-        state: current.state,
-        tag: current.tag,
-        ..changed.clone()
-    } == *current
-        && changed.state == LicenseState::Returned;
-    renewed || returned
 }
