@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use treecast_keytree::{Scheme, TreeHeight};
 
 mod aacs;
@@ -13,6 +13,8 @@ mod dot;
 mod ekb;
 mod input;
 mod journal;
+mod logs;
+mod packaging;
 mod serve;
 mod simulate;
 pub(crate) mod store;
@@ -80,6 +82,28 @@ enum Command {
     /// Check or exercise a stored registry.
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Write shell completions, the man pages or the systemd unit (for packagers).
+    #[command(subcommand)]
+    Package(packaging::PackageCommand),
+}
+
+/// The command line, with `serve`'s configuration file (`--config`) read in
+/// (`serve/config.rs`); exits with clap's message on an error.
+pub(crate) fn parse() -> Cli {
+    let matches = Cli::command().get_matches();
+    let parsed = match matches.subcommand() {
+        Some(("serve", sub)) => serve::with_config_file(sub),
+        _ => Ok(None),
+    };
+    let matches = match parsed {
+        Ok(Some(reparsed)) => reparsed,
+        Ok(None) => matches,
+        Err(e) => {
+            eprintln!("treecast: error: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
@@ -95,6 +119,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => simulate::run(&args),
         Command::Store(cmd) => store::run(cmd),
         Command::Trace(args) => trace::run(&args),
+        Command::Package(cmd) => packaging::run(&cmd),
     }
 }
 

@@ -21,6 +21,8 @@ pub struct EkbStats {
     /// EKBs this process built (each a cover computation, one wrap per subset and a signature:
     /// about 0.2 s and 40 MB at 1.7 M subsets).
     pub builds: u64,
+    /// The time those builds took, in all.
+    pub build_time: std::time::Duration,
     /// EKBs read back from the registry (built by another process, or evicted from the cache).
     pub stored_reads: u64,
     /// Epochs whose EKB the cache holds now.
@@ -79,6 +81,7 @@ pub(super) struct EkbCache {
     /// Counts cache lookups and inserts: the recency of an entry.
     clock: AtomicU64,
     builds: AtomicU64,
+    build_nanos: AtomicU64,
     stored_reads: AtomicU64,
 }
 
@@ -212,6 +215,9 @@ impl<R: Registry> Distributor<R> {
             .unwrap_or_default();
         EkbStats {
             builds: self.ekbs.builds.load(Ordering::Relaxed),
+            build_time: std::time::Duration::from_nanos(
+                self.ekbs.build_nanos.load(Ordering::Relaxed),
+            ),
             stored_reads: self.ekbs.stored_reads.load(Ordering::Relaxed),
             cached_epochs,
             cached_bytes,
@@ -321,9 +327,12 @@ impl<R: Registry> Distributor<R> {
         }
         let revoked = RevocationSet::from_leaves(self.authority.config().height, revoked)?;
         self.ekbs.builds.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let built = self
             .authority
             .build_ekb(&self.authority.epoch_key(epoch), &revoked, epoch)?;
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.ekbs.build_nanos.fetch_add(nanos, Ordering::Relaxed);
         let stored = self.registry.keep_ekb(epoch, built.as_bytes())?;
         if stored == built.as_bytes() {
             // Ours: built and signed here, not outside bytes.

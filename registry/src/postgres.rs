@@ -14,8 +14,12 @@
 //!   creating transaction, so they stay dense (a leaf is a finite resource); a client's ID is its
 //!   leaf plus one, as in the other stores.
 //! - A deadlock or serialization failure (`40P01`, `40001`) is retried, at most
-//!   [`RETRIES`] times; any other failure, a lost connection included, is a `Storage` error and
-//!   the server rolls the transaction back: never a half change.
+//!   [`RETRIES`] times; any other failure is a `Storage` error and the server rolls the
+//!   transaction back: never a half change.
+//! - A lost connection (a PostgreSQL restart, a failover): the pool checks each connection
+//!   before it hands it out (one empty query), so a restart costs no request an error; a read
+//!   that still meets a broken connection runs once more on a new one (a read is idempotent; a
+//!   change is not retried, since its commit may have happened before the connection broke).
 //! - Versioned migrations, each in one transaction under an advisory lock, so that processes
 //!   starting together do not race; a database holding tables of something else, a newer schema,
 //!   or a registry of another tree height is refused before anything is written.
@@ -32,10 +36,13 @@ use r2d2_postgres::PostgresConnectionManager;
 use treecast_keytree::TreeHeight;
 use treecast_protocol::Error;
 
-use super::sql::{Cell, Driver, Kind, Lock, NewId, Row, SqlRegistry, StorageError, Tx, Value, un};
+use super::sql::{
+    Cell, Driver, Kind, Lock, NewId, Row, SqlRegistry, StorageError, Tx, Value, timed, un,
+};
 
 mod cache;
 mod ids;
+mod passfile;
 mod schema;
 
 /// The schema version this build writes and reads (older databases are migrated on opening).
@@ -107,7 +114,22 @@ impl PostgresRegistry {
     /// [`Error::Storage`] when the database cannot be reached, holds something else, has a newer
     /// schema or a registry of another tree height.
     pub fn open(url: &str, height: TreeHeight) -> Result<Self, Error> {
-        let pool = pool(url)?;
+        Self::open_with_password(url, height, None)
+    }
+
+    /// As [`PostgresRegistry::open`], with the password given apart from the URL (so that it
+    /// is in no URL and no process argument). Without one, and without a password in the URL,
+    /// libpq's conventions apply: `PGPASSWORD`, then the passfile (`PGPASSFILE`, or
+    /// `~/.pgpass`; ignored when others can read it, as libpq does).
+    ///
+    /// # Errors
+    /// As [`PostgresRegistry::open`].
+    pub fn open_with_password(
+        url: &str,
+        height: TreeHeight,
+        password: Option<&str>,
+    ) -> Result<Self, Error> {
+        let pool = pool(url, password)?;
         schema::migrate(
             &mut pool.get().map_err(|e| unreachable_db(&e))?.client,
             height,
@@ -126,7 +148,7 @@ impl PostgresRegistry {
     /// # Errors
     /// As [`PostgresRegistry::open`]; also when the database holds no registry.
     pub fn open_existing(url: &str) -> Result<Self, Error> {
-        let pool = pool(url)?;
+        let pool = pool(url, None)?;
         let height = {
             let mut conn = pool.get().map_err(|e| unreachable_db(&e))?;
             schema::stored_height(&mut conn.client)?
@@ -135,19 +157,30 @@ impl PostgresRegistry {
     }
 }
 
+/// Why a failed attempt may pass when run again.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum Again {
+    /// It may not.
+    No,
+    /// A deadlock or serialization failure: run it again on the same connection.
+    Conflict,
+    /// The connection was lost: a read may run again on a new one.
+    Broken,
+}
+
 /// One attempt at a transaction of `kind`: its result, and whether a failure may pass when run
-/// again (a deadlock or serialization failure).
+/// again.
 fn attempt<T>(
     conn: &mut Conn,
     kind: Kind,
     f: &mut dyn FnMut(&mut dyn Tx) -> Result<T, Error>,
-) -> (Result<T, Error>, bool) {
+) -> (Result<T, Error>, Again) {
     let Conn { client, statements } = conn;
     // A statement is atomic and sees one snapshot on its own: no `BEGIN`/`COMMIT` round trips.
     if matches!(kind, Kind::Read | Kind::Alone) {
         let mut tx = PgTx::new(Db::new(client, statements));
         let out = f(&mut tx);
-        return (out, tx.retry);
+        return (out, tx.again);
     }
     let started = if kind == Kind::Snapshot {
         client
@@ -160,21 +193,33 @@ fn attempt<T>(
     };
     let mut transaction = match started {
         Ok(t) => t,
-        Err(e) => return (Err(Error::Storage(describe(&e))), false),
+        Err(e) => return (Err(Error::Storage(describe(&e))), again(&e)),
     };
     let mut tx = PgTx::new(Db::new(&mut transaction, statements));
     let out = f(&mut tx);
-    let retry = tx.retry;
+    let again = tx.again;
     match out {
         // Dropped, the transaction rolls back.
-        Err(e) => (Err(e), retry),
+        Err(e) => (Err(e), again),
         Ok(v) => match transaction.commit() {
-            Ok(()) => (Ok(v), false),
-            Err(e) => {
-                let retry = retryable(&e);
-                (Err(Error::Storage(describe(&e))), retry)
-            }
+            Ok(()) => (Ok(v), Again::No),
+            // A commit that failed on a lost connection may have happened: never run again.
+            Err(e) if retryable(&e) => (Err(Error::Storage(describe(&e))), Again::Conflict),
+            Err(e) => (Err(Error::Storage(describe(&e))), Again::No),
         },
+    }
+}
+
+/// Whether a statement's failure may pass when run again, and how.
+fn again(e: &postgres::Error) -> Again {
+    if retryable(e) {
+        Again::Conflict
+    } else if e.is_closed()
+        || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+    {
+        Again::Broken
+    } else {
+        Again::No
     }
 }
 
@@ -184,15 +229,26 @@ impl Driver for PostgresDriver {
         kind: Kind,
         f: &mut dyn FnMut(&mut dyn Tx) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut conn = self.pool.get().map_err(|e| unreachable_db(&e))?;
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match attempt(&mut conn, kind, f) {
-                (Err(_), true) if tries < RETRIES && kind != Kind::Read => {}
-                (out, _) => return out,
+        timed("postgres", kind, || {
+            let mut conn = self.pool.get().map_err(|e| unreachable_db(&e))?;
+            pool_use(&self.pool);
+            let mut tries = 0;
+            let mut reconnected = false;
+            loop {
+                tries += 1;
+                match attempt(&mut conn, kind, f) {
+                    (Err(_), Again::Conflict) if tries < RETRIES && kind != Kind::Read => {}
+                    (Err(_), Again::Broken)
+                        if !reconnected && matches!(kind, Kind::Read | Kind::Snapshot) =>
+                    {
+                        // The broken connection goes back to the pool, which drops it.
+                        reconnected = true;
+                        conn = self.pool.get().map_err(|e| unreachable_db(&e))?;
+                    }
+                    (out, _) => return out,
+                }
             }
-        }
+        })
     }
 
     fn new_id(&self, tx: &mut dyn Tx, id: NewId) -> Result<u64, Error> {
@@ -237,16 +293,21 @@ impl Driver for PostgresDriver {
 /// whether a failure may pass when run again.
 struct PgTx<'a, C> {
     db: Db<'a, C>,
-    retry: bool,
+    again: Again,
 }
 
 impl<'a, C: GenericClient> PgTx<'a, C> {
     const fn new(db: Db<'a, C>) -> Self {
-        Self { db, retry: false }
+        Self {
+            db,
+            again: Again::No,
+        }
     }
 
     fn failed(&mut self, e: &postgres::Error) -> Error {
-        self.retry |= retryable(e);
+        if self.again == Again::No {
+            self.again = again(e);
+        }
         Error::Storage(describe(e))
     }
 }
@@ -317,18 +378,35 @@ impl<C: GenericClient> Tx for PgTx<'_, C> {
 }
 
 /// A pool of connections to `url`.
-fn pool(url: &str) -> Result<Pool, Error> {
-    let config = postgres::Config::from_str(url)
+fn pool(url: &str, password: Option<&str>) -> Result<Pool, Error> {
+    let mut config = postgres::Config::from_str(url)
         .map_err(|_| Error::Storage("not a PostgreSQL connection string".into()))?;
+    if let Some(password) = password {
+        config.password(password);
+    } else if config.get_password().is_none()
+        && let Some(password) = passfile::password(&config)
+    {
+        config.password(password.as_bytes());
+    }
     r2d2::Pool::builder()
         .max_size(POOL_SIZE)
         .min_idle(Some(1))
-        // No validity query at every checkout (a round trip per operation): a connection found
-        // broken fails its operation with a `Storage` error and is dropped on return.
-        .test_on_check_out(false)
+        // A validity query (an empty one: one round trip) at every checkout, so that the
+        // connections a PostgreSQL restart broke are dropped and replaced before any request
+        // meets them (issue 28: a burst of 12 to 16 answers 503 after each restart without it).
+        .test_on_check_out(true)
         .connection_timeout(CONNECT_TIMEOUT)
         .build(Manager(PostgresConnectionManager::new(config, NoTls)))
         .map_err(|e| unreachable_db(&e))
+}
+
+/// The pool's connections by state, in the `treecast_registry_pool_connections` gauge.
+fn pool_use(pool: &Pool) {
+    let state = pool.state();
+    let idle = f64::from(state.idle_connections);
+    let in_use = f64::from(state.connections.saturating_sub(state.idle_connections));
+    metrics::gauge!("treecast_registry_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("treecast_registry_pool_connections", "state" => "in_use").set(in_use);
 }
 
 fn unreachable_db(e: &r2d2::Error) -> Error {

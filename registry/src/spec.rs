@@ -83,12 +83,30 @@ impl StoreSpec {
     /// [`Error::Storage`] when the store cannot be opened, holds something else, is for another
     /// height, or its store was not compiled in (the `sqlite` and `postgres` features).
     pub fn open(&self, height: TreeHeight) -> Result<Box<dyn Registry>, Error> {
+        self.open_with_password(height, None)
+    }
+
+    /// As [`StoreSpec::open`], with a PostgreSQL password given apart from the URL (read from a
+    /// file, say). Without one, and without a password in the URL, libpq's conventions apply
+    /// (`PGPASSWORD`, then the passfile: see [`super::PostgresRegistry::open_with_password`]).
+    /// The other stores ignore it.
+    ///
+    /// # Errors
+    /// As [`StoreSpec::open`].
+    pub fn open_with_password(
+        &self,
+        height: TreeHeight,
+        password: Option<&str>,
+    ) -> Result<Box<dyn Registry>, Error> {
+        let _ = password;
         match self {
             Self::Memory => Ok(Box::new(MemoryRegistry::new(height))),
             #[cfg(feature = "sqlite")]
             Self::Sqlite(path) => Ok(Box::new(super::SqliteRegistry::open(path, height)?)),
             #[cfg(feature = "postgres")]
-            Self::Postgres(url) => Ok(Box::new(super::PostgresRegistry::open(url, height)?)),
+            Self::Postgres(url) => Ok(Box::new(super::PostgresRegistry::open_with_password(
+                url, height, password,
+            )?)),
             #[allow(
                 unreachable_patterns,
                 reason = "reached when a store is not compiled in"

@@ -8,7 +8,7 @@ mod driver;
 mod steps;
 mod store;
 
-pub(crate) use driver::{Cell, Driver, Kind, Lock, NewId, Row, Tx, Value};
+pub(crate) use driver::{Cell, Driver, Kind, Lock, NewId, Row, Tx, Value, timed};
 pub use store::SqlRegistry;
 
 use super::{CertificateRecord, ClientRecord, LicenseRecord, LicenseState};

@@ -26,7 +26,9 @@ use rusqlite::{Connection, TransactionBehavior};
 use treecast_keytree::TreeHeight;
 use treecast_protocol::Error;
 
-use super::sql::{Cell, Driver, Kind, Lock, NewId, Row, SqlRegistry, StorageError, Tx, Value};
+use super::sql::{
+    Cell, Driver, Kind, Lock, NewId, Row, SqlRegistry, StorageError, Tx, Value, timed,
+};
 
 mod open;
 mod rows;
@@ -203,20 +205,26 @@ impl Driver for SqliteDriver {
         kind: Kind,
         f: &mut dyn FnMut(&mut dyn Tx) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut conn = self.lock()?;
-        match kind {
-            // Every change takes the write lock up front (`BEGIN IMMEDIATE`), so that a
-            // transaction never fails half-way on a lock upgrade.
-            Kind::Read | Kind::Snapshot => transaction(&mut conn, TransactionBehavior::Deferred, f),
-            Kind::Write | Kind::Alone => transaction(&mut conn, TransactionBehavior::Immediate, f),
-            Kind::Durable => durably(&mut conn, |conn| {
-                transaction(conn, TransactionBehavior::Immediate, f)
-            }),
-            Kind::Register => {
-                self.reserve_leaf(&mut conn)?;
-                transaction(&mut conn, TransactionBehavior::Immediate, f)
+        timed("sqlite", kind, || {
+            let mut conn = self.lock()?;
+            match kind {
+                // Every change takes the write lock up front (`BEGIN IMMEDIATE`), so that a
+                // transaction never fails half-way on a lock upgrade.
+                Kind::Read | Kind::Snapshot => {
+                    transaction(&mut conn, TransactionBehavior::Deferred, f)
+                }
+                Kind::Write | Kind::Alone => {
+                    transaction(&mut conn, TransactionBehavior::Immediate, f)
+                }
+                Kind::Durable => durably(&mut conn, |conn| {
+                    transaction(conn, TransactionBehavior::Immediate, f)
+                }),
+                Kind::Register => {
+                    self.reserve_leaf(&mut conn)?;
+                    transaction(&mut conn, TransactionBehavior::Immediate, f)
+                }
             }
-        }
+        })
     }
 
     fn new_id(&self, tx: &mut dyn Tx, id: NewId) -> Result<u64, Error> {

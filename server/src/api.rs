@@ -30,7 +30,9 @@ use gate::Gate;
 pub fn router(service: Arc<Service>, limits: &Limits) -> Router {
     let gate = Arc::new(Gate::new(Arc::clone(&service), limits));
     let open = Router::new()
-        .route("/v1/health", get(health))
+        .route("/v1/live", get(crate::ready::live))
+        .route("/v1/ready", get(ready))
+        .route("/v1/health", get(ready))
         .route("/v1/openapi.json", get(openapi));
     let small = Router::new()
         .route("/v1/ekb", get(device::current_ekb))
@@ -77,14 +79,15 @@ pub fn router(service: Arc<Service>, limits: &Limits) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("the service failed on this request").into_response()
         }))
+        .layer(middleware::from_fn(crate::observe::observe))
 }
 
 /// The shared state of every handler.
 type State = axum::extract::State<Arc<Service>>;
 
-/// 200 once the service is up (it listens only after its registry opened).
-async fn health() -> Response {
-    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+/// Readiness (`ready.rs`); `/v1/health` is its older name.
+async fn ready(axum::extract::State(s): State) -> Response {
+    crate::ready::ready(s).await
 }
 
 async fn openapi() -> Response {

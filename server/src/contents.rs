@@ -36,6 +36,20 @@ impl ContentDir {
         self.dir.join(format!("{}.tcc", content.0))
     }
 
+    /// Writes, syncs and deletes a small file in the directory: whether its disk accepts a
+    /// write (readiness).
+    ///
+    /// # Errors
+    /// The I/O error of the first step that failed (a full disk, a read-only mount).
+    pub fn probe_write(&self) -> std::io::Result<()> {
+        let mut probe = tempfile::Builder::new()
+            .prefix(".ready-")
+            .tempfile_in(&self.dir)?;
+        probe.write_all(&[0u8; 4096])?;
+        probe.as_file().sync_all()?;
+        probe.close()
+    }
+
     /// A new temporary file in the directory for an upload's body, deleted when dropped (on
     /// the same file system as the containers, and never read by anything but its publish).
     ///

@@ -113,13 +113,13 @@ impl From<Error> for ApiError {
             Error::ClientNotFound(_) => "no such client".to_owned(),
             Error::LicenseNotFound(_) => "no such license".to_owned(),
             Error::Internal(_) | Error::Tampered(_) | Error::Io(_) => {
-                eprintln!("treecast-server: {e}");
+                tracing::error!(error = %e, "the service failed");
                 "the service failed; the operator's log has the details".to_owned()
             }
             _ => e.to_string(),
         };
         if let Error::Storage(detail) = &e {
-            eprintln!("treecast-server: registry storage: {detail}");
+            tracing::error!(detail = %detail, "registry storage");
         }
         Self::new(status, e.code(), message)
     }
@@ -129,6 +129,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": self.code, "message": self.message});
         let mut response = (self.status, Json(body)).into_response();
+        response
+            .extensions_mut()
+            .insert(crate::observe::Refusal(self.code));
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

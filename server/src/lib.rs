@@ -37,14 +37,19 @@ mod api;
 pub mod auth;
 pub mod contents;
 pub mod error;
+pub mod metrics;
 mod net;
+mod observe;
+mod ready;
 mod throttle;
 
 pub use api::router;
 pub use auth::AdminToken;
 pub use contents::ContentDir;
 pub use error::ApiError;
+pub use metrics::Metrics;
 pub use net::{serve, serve_tls};
+pub use observe::REQUEST_ID;
 
 /// The OpenAPI document of the service (`docs/openapi.json`).
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -57,6 +62,7 @@ pub struct Service {
     admin: AdminToken,
     rng: Mutex<ChaCha20Rng>,
     inline: bool,
+    readiness: ready::Readiness,
 }
 
 impl core::fmt::Debug for Service {
@@ -82,6 +88,7 @@ impl Service {
             admin,
             rng: Mutex::new(rng),
             inline: false,
+            readiness: ready::Readiness::default(),
         }
     }
 
@@ -94,6 +101,13 @@ impl Service {
     pub fn inline(mut self, inline: bool) -> Self {
         self.inline = inline;
         self
+    }
+
+    /// From now on `/v1/ready` answers 503: the process drains (on SIGTERM, before it stops
+    /// accepting connections, so that a load balancer sends new requests elsewhere).
+    pub fn drain(&self) {
+        self.readiness.drain();
+        tracing::info!("draining: /v1/ready answers 503");
     }
 
     /// The distributor.

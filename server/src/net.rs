@@ -189,7 +189,7 @@ async fn accept_failed(e: &std::io::Error) {
     ) {
         return;
     }
-    eprintln!("treecast-server: accept: {e}");
+    tracing::error!(error = %e, "accept failed");
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 

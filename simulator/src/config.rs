@@ -48,8 +48,8 @@ pub struct SimConfig {
     /// Pirate boxes built from coalitions of 1 to 4 clients after the middle round, each
     /// traced and its traitors revoked (issue 16).
     pub pirate_boxes: u32,
-    /// Show progress bars on stderr.
-    pub progress: bool,
+    /// How to show progress on stderr.
+    pub progress: crate::Progress,
     /// The pirate-evolution experiment to run after the workload (issue 26), if any.
     pub evolution: Option<crate::EvolutionConfig>,
     /// Licenses with time on a population of their own (issue 27), if any.
@@ -77,7 +77,7 @@ impl Default for SimConfig {
             attack_share: 0.01,
             pirate_boxes: 1,
             servers: 2,
-            progress: false,
+            progress: crate::Progress::Off,
             evolution: None,
             lifecycle: None,
         }

@@ -6,7 +6,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand_core::Rng;
 use rayon::prelude::*;
 use treecast_device::{Client, ClientState, Device, MovePackage};
@@ -196,7 +195,7 @@ pub(crate) struct Engine<'c, R> {
     ops: OpStats,
     /// The first client ID of each user (client IDs are given out in user order).
     first_client: Vec<u64>,
-    progress: ProgressBar,
+    progress: crate::progress::Meter,
     /// Samples the crypto's unit costs as the run goes (`bound.rs`).
     sampler: Sampler,
 }
@@ -239,16 +238,7 @@ impl<'c, R: Registry> Engine<'c, R> {
             });
         }
         let ekb = verified_current(&distributor, &authority)?;
-        let progress = if cfg.progress {
-            ProgressBar::new(0)
-        } else {
-            ProgressBar::hidden()
-        };
-        progress.set_style(
-            ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
+        let progress = crate::progress::Meter::new(cfg.progress);
         Ok(Self {
             cfg,
             distributor,
@@ -304,7 +294,7 @@ impl<'c, R: Registry> Engine<'c, R> {
         let ledger_total = self.final_checks(&mut users)?;
         phases.push(("final_checks", t.elapsed().as_secs_f64()));
         rss.push(("final_checks", crate::report::rss_bytes()));
-        self.progress.finish_and_clear();
+        self.progress.finish();
         let Self {
             tally,
             ops,
@@ -327,9 +317,7 @@ impl<'c, R: Registry> Engine<'c, R> {
     }
 
     pub(super) fn bar(&self, message: &'static str, len: u64) {
-        self.progress.set_message(message);
-        self.progress.set_length(len);
-        self.progress.set_position(0);
+        self.progress.phase(message, len);
     }
 
     /// Takes a client out of storage: its saved state, its keys re-provisioned by the authority,

@@ -34,6 +34,7 @@ pub mod evolution;
 mod invariants;
 pub mod lifecycle;
 pub mod plot;
+pub mod progress;
 mod report;
 pub mod service;
 mod workload;
@@ -50,6 +51,7 @@ pub use config::{SimConfig, StoreSpec};
 pub use evolution::{EvolutionConfig, EvolutionReport};
 pub use invariants::{AttackCount, InvariantCount};
 pub use lifecycle::{LifecycleConfig, LifecycleReport};
+pub use progress::{Meter, Progress};
 pub use report::EkbEpoch;
 pub use report::{ConfigReport, Counts, Report};
 

@@ -1,6 +1,5 @@
 //! `treecast simulate`: the simulator, the README's main job.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -144,7 +143,7 @@ impl SimulateArgs {
         c.attack_share = self.attack_share;
         c.servers = self.servers;
         c.pirate_boxes = self.pirate_boxes;
-        c.progress = std::io::stderr().is_terminal();
+        c.progress = treecast_sim::Progress::for_stderr();
         c.lifecycle = (self.lifecycle_users > 0).then(|| treecast_sim::LifecycleConfig {
             users: self.lifecycle_users,
             days: self.lifecycle_days,
@@ -179,7 +178,7 @@ pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     if args.check_determinism {
         let mut again = config.clone();
         again.threads = if report.config.threads == 1 { 2 } else { 1 };
-        again.progress = false;
+        again.progress = treecast_sim::Progress::Off;
         if let StoreSpec::Sqlite(path) = &config.store {
             let mut p = path.clone().into_os_string();
             p.push(".determinism");

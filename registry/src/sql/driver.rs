@@ -123,6 +123,29 @@ impl dyn Tx + '_ {
     }
 }
 
+/// Runs `run`, a transaction of `kind` on `store`, and records its time in the
+/// `treecast_registry_transaction_duration_seconds` histogram (a no-op without a metrics
+/// recorder: the library on its own, the simulator).
+pub(crate) fn timed<T>(store: &'static str, kind: Kind, run: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let out = run();
+    let kind = match kind {
+        Kind::Read => "read",
+        Kind::Snapshot => "snapshot",
+        Kind::Write => "write",
+        Kind::Durable => "durable",
+        Kind::Register => "register",
+        Kind::Alone => "alone",
+    };
+    metrics::histogram!(
+        "treecast_registry_transaction_duration_seconds",
+        "store" => store,
+        "kind" => kind,
+    )
+    .record(started.elapsed().as_secs_f64());
+    out
+}
+
 /// What a transaction is for; each driver runs each kind its own way.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum Kind {

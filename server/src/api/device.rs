@@ -14,6 +14,7 @@ use treecast_registry::Registry;
 use super::{State, blocking, body, misdirected, octets, path};
 use crate::Service;
 use crate::error::ApiError;
+use crate::observe::Caller;
 
 /// The current EKB, with its epoch in the `treecast-epoch` header. A cached EKB is answered
 /// on the request's task when the service runs registry calls inline; reading an EKB from the
@@ -111,7 +112,19 @@ pub(super) async fn license(
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
     let license = supply(s, request, |d, r| d.supply_license(r)).await?;
-    Ok(octets(StatusCode::OK, license.as_bytes().to_vec()))
+    crate::metrics::supplied("license");
+    Ok(for_client(
+        octets(StatusCode::OK, license.as_bytes().to_vec()),
+        license.tbs().client_id,
+    ))
+}
+
+/// An answer that names its client for the access log.
+fn for_client(mut response: Response, client: treecast_protocol::ClientId) -> Response {
+    response.extensions_mut().insert(Caller {
+        client: Some(client.0),
+    });
+    response
 }
 
 /// A signed move request in, the copy certificate (signed by the destination's server, with
@@ -122,7 +135,11 @@ pub(super) async fn certificate(
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
     let certificate = supply(s, request, |d, r| d.supply_certificate(r)).await?;
-    Ok(octets(StatusCode::OK, certificate.as_bytes().to_vec()).into_response())
+    crate::metrics::moved();
+    Ok(for_client(
+        octets(StatusCode::OK, certificate.as_bytes().to_vec()),
+        certificate.tbs().source,
+    ))
 }
 
 /// A signed renewal request in, the renewed license out (issue 27).
@@ -132,7 +149,11 @@ pub(super) async fn renewal(
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
     let license = supply(s, request, |d, r| d.renew_license(r)).await?;
-    Ok(octets(StatusCode::OK, license.as_bytes().to_vec()))
+    crate::metrics::supplied("renewal");
+    Ok(for_client(
+        octets(StatusCode::OK, license.as_bytes().to_vec()),
+        license.tbs().client_id,
+    ))
 }
 
 /// A signed return request (with the device's receipt) in; 204 once the license is returned
@@ -143,6 +164,7 @@ pub(super) async fn giveback(
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
     supply(s, request, |d, r| d.return_license(r)).await?;
+    crate::metrics::supplied("return");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
