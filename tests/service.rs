@@ -14,37 +14,48 @@ use treecast::license::{
 };
 
 mod open_internet;
+mod operations;
 
 /// A running `treecast serve`, stopped with SIGTERM (and waited for) when dropped.
 pub(crate) struct Served {
     child: Child,
     pub(crate) base: String,
     pub(crate) admin: String,
+    /// The base URL of `--metrics-listen`, when given.
+    pub(crate) metrics: Option<String>,
 }
 
 impl Served {
     /// Starts `treecast serve` with `args` beside the key file, store and admin token given.
     pub(crate) fn start(dir: &Path, store: &str, extra: &[&str]) -> Self {
+        Self::start_with_stderr(dir, store, extra, Stdio::inherit())
+    }
+
+    /// As [`Served::start`], its standard error (the logs) sent to `stderr`.
+    pub(crate) fn start_with_stderr(
+        dir: &Path,
+        store: &str,
+        extra: &[&str],
+        stderr: Stdio,
+    ) -> Self {
         let token_file = dir.join("admin.token");
         let mut child = Command::new(env!("CARGO_BIN_EXE_treecast"))
             .arg("serve")
             .arg("--keys")
             .arg(dir.join("keys"))
-            .args([
-                "--store",
-                store,
-                "--listen",
-                "127.0.0.1:0",
-                "--height",
-                "16",
-            ])
+            .args(["--store", store, "--height", "16"])
+            .args(if extra.contains(&"--listen") {
+                &[][..]
+            } else {
+                &["--listen", "127.0.0.1:0"][..]
+            })
             .arg("--admin-token")
             .arg(&token_file)
             .arg("--content-dir")
             .arg(dir.join("contents"))
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -56,11 +67,44 @@ impl Served {
             .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("no address in `{line}`"))
             .to_owned();
+        let metrics = line
+            .split_whitespace()
+            .find_map(|w| w.strip_suffix("/metrics"))
+            .map(str::to_owned);
         let admin = std::fs::read_to_string(&token_file)
             .unwrap()
             .trim()
             .to_owned();
-        Self { child, base, admin }
+        Self {
+            child,
+            base,
+            admin,
+            metrics,
+        }
+    }
+
+    /// Sends the signal `name` (`HUP`, `TERM`) to the service.
+    pub(crate) fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `limit` for the service to exit; its status, if it did.
+    pub(crate) fn wait_exit(
+        &mut self,
+        limit: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
     }
 
     /// SIGTERM, then the exit status.
@@ -72,7 +116,7 @@ impl Served {
     }
 }
 
-fn terminate(child: &Child) {
+pub(crate) fn terminate(child: &Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -60,7 +60,7 @@ use crate::client::Client;
 #[cfg(feature = "http")]
 mod http;
 #[cfg(feature = "http")]
-pub use http::HttpTransport;
+pub use http::{HttpTransport, Retries};
 
 /// What a device does with a transport's answers; every [`Transport`] has it.
 pub trait TransportExt: Transport {

@@ -75,6 +75,9 @@ impl<R: Registry + ?Sized> Registry for Box<R> {
     fn keep_ekb(&self, epoch: u64, ekb: &[u8]) -> Result<Vec<u8>, Error> {
         (**self).keep_ekb(epoch, ekb)
     }
+    fn probe(&self, depth: crate::Probe) -> Result<(), Error> {
+        (**self).probe(depth)
+    }
     fn epoch(&self) -> Result<u64, Error> {
         (**self).epoch()
     }

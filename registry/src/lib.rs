@@ -519,6 +519,16 @@ impl MoveRows {
     }
 }
 
+/// How deep [`Registry::probe`] looks.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum Probe {
+    /// A readiness check: cheap, run every second or so.
+    Ready,
+    /// Before serving: may read the whole store.
+    Startup,
+}
+
 /// The registry's tables and the atomic changes to them.
 pub trait Registry: Send + Sync {
     /// Whether anyone but this process can write the store's rows (a database, a file). Only
@@ -632,6 +642,18 @@ pub trait Registry: Send + Sync {
     /// # Errors
     /// [`Error::Storage`] when the store fails.
     fn epoch(&self) -> Result<u64, Error>;
+
+    /// Checks that the store can serve (issue 28): [`Probe::Ready`] is cheap (a real query;
+    /// for a SQLite file also its header read from disk, which a served connection's cache
+    /// would not notice); [`Probe::Startup`] also reads every page of a SQLite file (`PRAGMA
+    /// quick_check`), so that a corrupted file is refused before it is served.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] saying what failed.
+    fn probe(&self, depth: Probe) -> Result<(), Error> {
+        let _ = depth;
+        self.epoch().map(|_| ())
+    }
 
     /// Adds a content item.
     ///

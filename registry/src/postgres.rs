@@ -388,6 +388,19 @@ fn pool(url: &str, password: Option<&str>) -> Result<Pool, Error> {
     {
         config.password(password.as_bytes());
     }
+    // One connection first, for its error: the pool's would say only that it timed out (after
+    // its 10 s), not that the password is missing or wrong.
+    if let Err(e) = config.connect(NoTls) {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        return Err(Error::Storage(format!(
+            "PostgreSQL: cannot connect: {message}"
+        )));
+    }
     r2d2::Pool::builder()
         .max_size(POOL_SIZE)
         .min_idle(Some(1))

@@ -10,9 +10,11 @@
 //!   a transaction never fails half-way on a lock upgrade. Another process holding the lock is
 //!   waited for (busy timeout), not reported as a failure.
 //! - One connection behind a mutex serves all threads of the process: SQLite admits one writer at
-//!   a time anyway, and this keeps every transaction simple and atomic. The file is opened in
-//!   exclusive locking mode: one process has a registry open at a time; another one waits up to
-//!   the busy timeout (5 s), then gets a clear `Storage` error.
+//!   a time anyway, and this keeps every transaction simple and atomic. One process writes a
+//!   registry at a time: it holds the lock file `PATH-lock`; another writer waits up to the busy
+//!   timeout (5 s), then gets a clear `Storage` error. Readers in other processes
+//!   ([`SqliteRegistry::open_read_only`], [`SqliteRegistry::backup`]) read while it writes
+//!   (WAL, normal locking: issue 28).
 //!
 //! The schema is in `docs/storage.md`.
 
@@ -80,6 +82,10 @@ pub struct SqliteDriver {
     next_certificate: AtomicU64,
     /// The last ID of this opening's range (see [`IdRange`]).
     last_id: u64,
+    /// The writer's lock file, held while the registry is open (`None` read-only).
+    _writer: Option<std::fs::File>,
+    /// The database file.
+    path: std::path::PathBuf,
 }
 
 /// License and certificate IDs are `generation · 2^40 + n`, `n` counting from 1 in memory. The
@@ -137,6 +143,67 @@ impl SqliteRegistry {
             .map_err(|e| {
                 Error::Storage(format!("backup to {}: {}", path.display(), describe(&e)))
             })?;
+        Ok(())
+    }
+}
+
+impl SqliteRegistry {
+    /// Copies the registry file at `source` to a new file at `out` with SQLite's online backup
+    /// API, while another process writes it (`treecast store backup`): the copy is one
+    /// consistent snapshot (one read transaction; the WAL lets the writer go on meanwhile),
+    /// holding every change committed before the backup began. It is written to `out.partial`,
+    /// synced, checked (`PRAGMA integrity_check`) and only then renamed to `out`, so that an
+    /// interrupted backup leaves no file that looks complete.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when `source` is no registry, `out` exists, or a step fails.
+    pub fn backup(source: &Path, out: &Path) -> Result<(), Error> {
+        let at = |what: &Path, e: &dyn core::fmt::Display| {
+            Error::Storage(format!(
+                "backup to {}: {}: {e}",
+                out.display(),
+                what.display()
+            ))
+        };
+        if out.exists() {
+            return Err(at(out, &"exists already"));
+        }
+        let mut partial_name = out.as_os_str().to_owned();
+        partial_name.push(".partial");
+        let partial = std::path::PathBuf::from(partial_name);
+        let _ = std::fs::remove_file(&partial);
+        let src = Self::open_read_only(source)?;
+        {
+            let from = src.driver.lock()?;
+            let mut to = Connection::open(&partial).map_err(|e| at(&partial, &describe(&e)))?;
+            // Every page in one step: one read transaction, so one snapshot.
+            let backup = rusqlite::backup::Backup::new(&from, &mut to)
+                .map_err(|e| at(source, &describe(&e)))?;
+            loop {
+                match backup.step(-1).map_err(|e| at(source, &describe(&e)))? {
+                    rusqlite::backup::StepResult::Done => break,
+                    rusqlite::backup::StepResult::More => {}
+                    _ => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+            drop(backup);
+            // The copy is complete on its own: its WAL folded in.
+            to.execute_batch("PRAGMA journal_mode = DELETE")
+                .map_err(|e| at(&partial, &describe(&e)))?;
+            let check: String = to
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .map_err(|e| at(&partial, &describe(&e)))?;
+            if check != "ok" {
+                return Err(at(&partial, &format!("integrity check: {check}")));
+            }
+        }
+        std::fs::File::open(&partial)
+            .and_then(|f| f.sync_all())
+            .and_then(|()| std::fs::rename(&partial, out))
+            .map_err(|e| at(&partial, &e))?;
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
         Ok(())
     }
 }
@@ -225,6 +292,42 @@ impl Driver for SqliteDriver {
                 }
             }
         })
+    }
+
+    fn probe(&self, depth: crate::Probe) -> Result<(), Error> {
+        use std::io::Read;
+        let shown = self.path.display();
+        // The header from the disk: the connection's cache would serve pages of a file
+        // overwritten since (issue 28: a corrupted file was served until a write failed). A
+        // passive checkpoint first, so that the file holds its first page (a new registry's
+        // pages may all be in the WAL still); it waits for no one.
+        self.lock()?
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(|e| Error::Storage(format!("{shown}: {}", describe(&e))))?;
+        let mut header = [0u8; 100];
+        std::fs::File::open(&self.path)
+            .and_then(|mut f| f.read_exact(&mut header))
+            .map_err(|e| Error::Storage(format!("{shown}: {e}")))?;
+        let application = header
+            .get(68..72)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|b| i64::from(u32::from_be_bytes(b)));
+        if !header.starts_with(b"SQLite format 3\0") || application != Some(schema::APPLICATION_ID)
+        {
+            return Err(Error::Storage(format!(
+                "{shown}: the file's header is no longer a treecast registry's (damaged?)"
+            )));
+        }
+        if depth == crate::Probe::Startup {
+            let check: String = self
+                .lock()?
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .map_err(|e| Error::Storage(format!("{shown}: {}", describe(&e))))?;
+            if check != "ok" {
+                return Err(Error::Storage(format!("{shown}: damaged: {check}")));
+            }
+        }
+        Ok(())
     }
 
     fn new_id(&self, tx: &mut dyn Tx, id: NewId) -> Result<u64, Error> {

@@ -64,6 +64,16 @@ impl AdminToken {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(format!("{shown}: {e}")),
         }
+        Ok((Self::load(path)?, false))
+    }
+
+    /// Reads the token file at `path` (SIGHUP reads it again); a file that others can read is
+    /// refused.
+    ///
+    /// # Errors
+    /// A message when the file cannot be read, is too permissive, or holds no token.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let shown = path.display();
         let file = std::fs::File::open(path).map_err(|e| format!("{shown}: {e}"))?;
         #[cfg(unix)]
         {
@@ -84,10 +94,7 @@ impl AdminToken {
         file.take(MAX_TOKEN_FILE)
             .read_to_string(&mut text)
             .map_err(|e| format!("{shown}: {e}"))?;
-        Ok((
-            Self::new(&text).map_err(|e| format!("{shown}: {e}"))?,
-            false,
-        ))
+        Self::new(&text).map_err(|e| format!("{shown}: {e}"))
     }
 
     /// Checks the request's `Authorization: Bearer` header against the token.

@@ -25,7 +25,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use rand_chacha::ChaCha20Rng;
@@ -48,7 +48,7 @@ pub use auth::AdminToken;
 pub use contents::ContentDir;
 pub use error::ApiError;
 pub use metrics::Metrics;
-pub use net::{serve, serve_tls};
+pub use net::{Tls, serve, serve_tls};
 pub use observe::REQUEST_ID;
 
 /// The OpenAPI document of the service (`docs/openapi.json`).
@@ -59,7 +59,7 @@ pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 pub struct Service {
     distributor: Distributor<Box<dyn Registry>>,
     contents: ContentDir,
-    admin: AdminToken,
+    admin: RwLock<AdminToken>,
     rng: Mutex<ChaCha20Rng>,
     inline: bool,
     readiness: ready::Readiness,
@@ -85,7 +85,7 @@ impl Service {
         Self {
             distributor,
             contents,
-            admin,
+            admin: RwLock::new(admin),
             rng: Mutex::new(rng),
             inline: false,
             readiness: ready::Readiness::default(),
@@ -108,6 +108,21 @@ impl Service {
     pub fn drain(&self) {
         self.readiness.drain();
         tracing::info!("draining: /v1/ready answers 503");
+    }
+
+    /// Replaces the admin token (`treecast serve` does on SIGHUP, after reading the token
+    /// file again): the next request is checked against the new one; requests in flight and
+    /// open connections are untouched.
+    pub fn replace_admin_token(&self, token: AdminToken) {
+        *self.admin.write().unwrap_or_else(PoisonError::into_inner) = token;
+    }
+
+    /// Checks a request's admin token.
+    pub(crate) fn check_admin(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+        self.admin
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .check(headers)
     }
 
     /// The distributor.

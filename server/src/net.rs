@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -44,23 +44,72 @@ pub async fn serve(
     Ok(())
 }
 
+/// A TLS certificate chain and key from PEM files, which [`Tls::reload`] reads again: each
+/// handshake after a reload uses the new ones; connections already open keep theirs.
+pub struct Tls {
+    certificate: PathBuf,
+    key: PathBuf,
+    acceptor: RwLock<TlsAcceptor>,
+}
+
+impl core::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Tls")
+            .field("certificate", &self.certificate)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    /// Reads the certificate chain and key.
+    ///
+    /// # Errors
+    /// A file that cannot be read, or holds no usable certificate or key.
+    pub fn load(certificate: &Path, key: &Path) -> std::io::Result<Self> {
+        Ok(Self {
+            certificate: certificate.to_owned(),
+            key: key.to_owned(),
+            acceptor: RwLock::new(TlsAcceptor::from(Arc::new(tls_config(certificate, key)?))),
+        })
+    }
+
+    /// Reads the files again; on an error the certificate in use stays.
+    ///
+    /// # Errors
+    /// As [`Tls::load`].
+    pub fn reload(&self) -> std::io::Result<()> {
+        let fresh = TlsAcceptor::from(Arc::new(tls_config(&self.certificate, &self.key)?));
+        *self
+            .acceptor
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+
+    fn acceptor(&self) -> TlsAcceptor {
+        self.acceptor
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// Serves `app` over TLS (rustls, with the `ring` provider) on `listener` until `shutdown`
 /// completes, then finishes the requests in flight, as [`serve`].
 ///
 /// # Errors
-/// An I/O error of the listener, or a certificate or key file that cannot be read or used.
+/// An I/O error of the listener.
 pub async fn serve_tls(
     listener: std::net::TcpListener,
     app: axum::Router,
     limits: &Limits,
-    certificate: &Path,
-    key: &Path,
+    tls: Arc<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let acceptor = TlsAcceptor::from(Arc::new(tls_config(certificate, key)?));
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
-    run(listener, app, limits, Some(acceptor), shutdown).await;
+    run(listener, app, limits, Some(tls), shutdown).await;
     Ok(())
 }
 
@@ -94,7 +143,7 @@ async fn run(
     listener: TcpListener,
     app: axum::Router,
     limits: &Limits,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let admission = Arc::new(Admission::new(limits));
@@ -133,7 +182,7 @@ async fn run(
         let stream = Box::pin(stream);
         let app = app.clone();
         let http = http.clone();
-        let tls = tls.clone();
+        let tls = tls.as_ref().map(|t| t.acceptor());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _admitted = admitted;

@@ -44,8 +44,7 @@ type Failed = (&'static str, String);
 /// Checks what a request needs: a registry query, a signing key, a write to the disk.
 fn check(service: &Service) -> Result<(), Failed> {
     let distributor = service.distributor();
-    distributor
-        .epoch()
+    treecast_registry::Registry::probe(distributor.registry(), treecast_registry::Probe::Ready)
         .map_err(|e| ("the registry does not answer", e.to_string()))?;
     let keys = distributor.server_keys();
     if !keys.iter().any(|(id, _)| distributor.holds_server(id)) {

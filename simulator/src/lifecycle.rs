@@ -443,34 +443,34 @@ fn act(
         .filter(|c| client.license_terms(*c).is_some())
         .collect();
     // Buy: a rental or a subscription; or wish for a loan (asked in order later).
-    if held.len() < 3 {
-        if let Some(content) = pick(&mut m.rng).filter(|c| client.license_id(*c).is_none()) {
-            // Downloaded again if a move took the container away.
-            if !client.holds(content)
-                && let Some((_, container)) = containers.iter().find(|(id, _)| *id == content)
-            {
-                client.store_content(container.clone())?;
+    if held.len() < 3
+        && let Some(content) = pick(&mut m.rng).filter(|c| client.license_id(*c).is_none())
+    {
+        // Downloaded again if a move took the container away.
+        if !client.holds(content)
+            && let Some((_, container)) = containers.iter().find(|(id, _)| *id == content)
+        {
+            client.store_content(container.clone())?;
+        }
+        let offer = match roll {
+            0..=14 => Some(Offer::Rental),
+            15..=24 => Some(Offer::Subscription),
+            25..=39 => {
+                m.wants_loan = Some(content);
+                None
             }
-            let offer = match roll {
-                0..=14 => Some(Offer::Rental),
-                15..=24 => Some(Offer::Subscription),
-                25..=39 => {
-                    m.wants_loan = Some(content);
-                    None
-                }
-                _ => None,
+            _ => None,
+        };
+        if let Some(offer) = offer {
+            let request = client.license_request_for(content, offer, now);
+            let license = d.supply_license(request.as_bytes())?;
+            client.acquire_license(license.as_bytes())?;
+            let (counter, price) = match offer {
+                Offer::Rental => (RENTALS, RENTAL_PRICE),
+                _ => (SUBSCRIPTIONS, SUBSCRIPTION_PRICE),
             };
-            if let Some(offer) = offer {
-                let request = client.license_request_for(content, offer, now);
-                let license = d.supply_license(request.as_bytes())?;
-                client.acquire_license(license.as_bytes())?;
-                let (counter, price) = match offer {
-                    Offer::Rental => (RENTALS, RENTAL_PRICE),
-                    _ => (SUBSCRIPTIONS, SUBSCRIPTION_PRICE),
-                };
-                tally.add(counter);
-                billed.fetch_add(price, Ordering::Relaxed);
-            }
+            tally.add(counter);
+            billed.fetch_add(price, Ordering::Relaxed);
         }
     }
     for content in held {

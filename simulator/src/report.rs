@@ -330,13 +330,30 @@ impl fmt::Display for Report {
                 writeln!(f, "  {v}")?;
             }
         }
+        // The verdict is correctness alone; the crypto-bound ratio is a measurement beside it,
+        // on a line of its own, so that a ratio below its target never reads as a failure
+        // (issue 28).
+        writeln!(f)?;
+        let b = &self.crypto_bound;
+        writeln!(
+            f,
+            "performance (a measurement, not part of the verdict): ratio {:.2} {} the target of \
+             {:.2}",
+            b.ratio,
+            if b.ratio >= CryptoBound::TARGET {
+                "meets"
+            } else {
+                "is below"
+            },
+            CryptoBound::TARGET
+        )?;
         write!(
             f,
             "{}",
             if self.passed() {
-                "PASSED: every invariant held, every attack was refused"
+                "verdict: PASSED: every invariant held, every attack was refused"
             } else {
-                "FAILED"
+                "verdict: FAILED: an invariant was violated or an attack succeeded (above)"
             }
         )
     }

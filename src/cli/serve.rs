@@ -26,8 +26,8 @@ mod config;
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// The distributor key file (see `treecast keygen`).
-    #[arg(long, env = "TREECAST_KEYS")]
-    keys: PathBuf,
+    #[arg(long, env = "TREECAST_KEYS", required_unless_present = "check_config")]
+    keys: Option<PathBuf>,
     /// Sell an offer besides purchases (issue 27), repeatable:
     /// `OFFER:PRICE:DURATION:WINDOW:RENEWABLE_FOR:RENEWAL_PRICE[:renew-expired]`, OFFER one
     /// of `rental`, `subscription`, `loan`, durations in seconds (WINDOW 0 for none), for
@@ -48,8 +48,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TREECAST_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// The admin bearer token's file; created (mode 0600, a random token) when missing.
-    #[arg(long, env = "TREECAST_ADMIN_TOKEN")]
-    admin_token: PathBuf,
+    #[arg(
+        long,
+        env = "TREECAST_ADMIN_TOKEN",
+        required_unless_present = "check_config"
+    )]
+    admin_token: Option<PathBuf>,
     /// Hold the signing key of this license server only (repeatable); the others' public keys
     /// are still handed to clients. By default the process holds every server of the key file.
     #[arg(long = "server-id", env = "TREECAST_SERVER_ID", value_delimiter = ',')]
@@ -211,7 +215,10 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
         })
         .transpose()?;
     let height = TreeHeight::new(args.height)?;
-    let keys = read_key_file(&args.keys)?;
+    let (Some(key_file), Some(admin_token)) = (&args.keys, &args.admin_token) else {
+        anyhow::bail!("--keys and --admin-token are required");
+    };
+    let keys = read_key_file(key_file)?;
     let config = TreeConfig::new(args.scheme.into(), height, TreeId(1));
     let authority = Authority::new(keys.master(), config)?;
     let all = keys.servers();
@@ -236,6 +243,15 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .open_with_password(height, password.as_ref().map(|p| p.as_str()))
         .with_context(|| args.store.name())?;
     drop(password);
+    // A damaged store is refused before it is served (a SQLite file is read whole).
+    let probed = std::time::Instant::now();
+    registry
+        .probe(treecast::license::registry::Probe::Startup)
+        .with_context(|| format!("{}: the startup check failed", args.store.name()))?;
+    tracing::info!(
+        seconds = probed.elapsed().as_secs_f64(),
+        "the store passed its startup check"
+    );
     let distributor = Distributor::new(
         authority,
         held,
@@ -246,12 +262,11 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
     )?
     .with_peer_servers(peers);
     drop(keys);
-    let (admin, created) =
-        AdminToken::load_or_create(&args.admin_token).map_err(anyhow::Error::msg)?;
+    let (admin, created) = AdminToken::load_or_create(admin_token).map_err(anyhow::Error::msg)?;
     if created {
         eprintln!(
             "wrote a new admin token to {} (mode 0600)",
-            args.admin_token.display()
+            admin_token.display()
         );
     }
     let contents = ContentDir::open(&args.content_dir)?;
@@ -329,11 +344,20 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
             draining.drain();
             tokio::time::sleep(drain).await;
         };
-        match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => {
-                treecast_server::serve_tls(listener, app, &limits, cert, key, shutdown)
-                    .await
-                    .context("TLS")?;
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(
+                treecast_server::Tls::load(cert, key).context("TLS")?,
+            )),
+            _ => None,
+        };
+        tokio::spawn(reload_on_hangup(
+            Arc::clone(&service),
+            admin_token.clone(),
+            tls.clone(),
+        ));
+        match tls {
+            Some(tls) => {
+                treecast_server::serve_tls(listener, app, &limits, tls, shutdown).await?;
             }
             _ => {
                 listener.set_nonblocking(true)?;
@@ -350,6 +374,40 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
     tracing::info!("stopped");
     eprintln!("treecast serve: stopped");
     served
+}
+
+/// On each SIGHUP: reads the admin token file and the TLS files again, without dropping a
+/// connection; a file that cannot be read leaves what is in use, and says so in the log.
+async fn reload_on_hangup(
+    service: Arc<Service>,
+    token: PathBuf,
+    tls: Option<Arc<treecast_server::Tls>>,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("SIGHUP cannot be caught: no reloads");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match AdminToken::load(&token) {
+                Ok(admin) => {
+                    service.replace_admin_token(admin);
+                    tracing::info!(file = %token.display(), "SIGHUP: admin token reloaded");
+                }
+                Err(e) => tracing::error!(error = %e, "SIGHUP: admin token kept"),
+            }
+            if let Some(tls) = &tls {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: TLS certificate kept"),
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (service, token, tls);
 }
 
 /// The service's limits, from the flags.

@@ -46,6 +46,17 @@ pub(crate) enum StoreCommand {
     /// Run a random workload of registrations, purchases, moves and revocations against a
     /// registry, printing one line per committed operation.
     Workload(WorkloadArgs),
+    /// Copy a SQLite registry to a new file while it is served (SQLite's online backup API): a
+    /// consistent snapshot of every change committed before the backup began. A PostgreSQL
+    /// registry is backed up with `pg_dump` (`docs/storage.md`).
+    Backup {
+        /// The registry: `sqlite:PATH`.
+        #[arg(long, default_value = DEFAULT_STORE)]
+        store: StoreSpec,
+        /// The copy's file; it must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -98,7 +109,29 @@ pub(crate) fn run(cmd: StoreCommand) -> anyhow::Result<()> {
             limit,
         ),
         StoreCommand::Workload(args) => workload(&args, args.store.open(args.height)?),
+        StoreCommand::Backup { store, out } => backup(&store, &out),
     }
+}
+
+/// `store backup`.
+fn backup(store: &StoreSpec, out: &std::path::Path) -> anyhow::Result<()> {
+    let StoreSpec::Sqlite(path) = store else {
+        bail!(
+            "{}: `store backup` copies a SQLite registry; back a PostgreSQL registry up with \
+             pg_dump (docs/storage.md, \"Backups\")",
+            store.name()
+        );
+    };
+    let started = std::time::Instant::now();
+    SqliteRegistry::backup(path, out)?;
+    let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "backed up {} to {} ({size} bytes, {:.2} s)",
+        path.display(),
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn check(

@@ -14,11 +14,79 @@ use super::Transport;
 /// The largest answer read: a container of the service's default publishing limit, with room.
 const MAX_ANSWER: u64 = 512 << 20;
 
+/// How a transport retries a request that met a service restarting or overloaded (issue 28):
+/// a refused or lost connection, or a `503` answer. Only a request that may be sent twice
+/// without effect is retried after it may have reached the service: a read (`GET`) and a
+/// device's signed request (license, certificate, renewal, return), which the service answers
+/// from its records when it sees it again. Any request is retried when its connection was
+/// refused (it never arrived). The wait doubles from `first` to at most `most`; a `Retry-After`
+/// of the service (capped at `most`) replaces it.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct Retries {
+    /// How many times a request is sent at most (1: never retried).
+    pub tries: u32,
+    /// The first wait.
+    pub first: Duration,
+    /// The longest wait.
+    pub most: Duration,
+}
+
+impl Retries {
+    /// No retry: every failure is answered at once.
+    pub const NONE: Self = Self {
+        tries: 1,
+        first: Duration::ZERO,
+        most: Duration::ZERO,
+    };
+
+    /// `tries` sends at most, waiting from `first` to `most` between them.
+    pub const fn new(tries: u32, first: Duration, most: Duration) -> Self {
+        Self { tries, first, most }
+    }
+}
+
+impl Default for Retries {
+    /// 9 sends, waiting 0.1 s, 0.2 s, … up to 4 s: about 15 s in all, long enough for a
+    /// service or a database to restart.
+    fn default() -> Self {
+        Self::new(9, Duration::from_millis(100), Duration::from_secs(4))
+    }
+}
+
+/// Whether a request was never sent: its connection was refused or could not be made.
+fn never_sent(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::ConnectionFailed => true,
+        ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
+        _ => false,
+    }
+}
+
+/// Whether a failure is the network's or a restart's, one that may pass.
+fn transient(e: &ureq::Error) -> bool {
+    use std::io::ErrorKind;
+    match e {
+        ureq::Error::ConnectionFailed | ureq::Error::Timeout(_) => true,
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            ErrorKind::ConnectionRefused
+                | ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::UnexpectedEof
+                | ErrorKind::NotConnected
+        ),
+        _ => false,
+    }
+}
+
 /// A transport to a `treecast serve` at a base URL (`http://host:port` or `https://…`).
 #[derive(Clone)]
 pub struct HttpTransport {
     base: String,
     agent: ureq::Agent,
+    retries: Retries,
     /// Plain `http://` to a host that is not this machine's loopback: refused unless allowed.
     plain_remote: bool,
     allow_plain_http: bool,
@@ -93,8 +161,17 @@ impl HttpTransport {
             plain_remote: is_plain_remote(&base),
             base,
             agent,
+            retries: Retries::default(),
             allow_plain_http: false,
         }
+    }
+
+    /// The same transport, retrying as `retries` says ([`Retries::default`] otherwise;
+    /// [`Retries::NONE`] to answer every failure at once).
+    #[must_use]
+    pub const fn with_retries(mut self, retries: Retries) -> Self {
+        self.retries = retries;
+        self
     }
 
     /// **Dangerous**: lets this transport send requests over plain `http://` to a host other
@@ -136,15 +213,57 @@ impl HttpTransport {
         Err(service_error(status.as_u16(), &body))
     }
 
-    fn post(&self, path: &str, body: &[u8], bearer: Option<&str>) -> Result<Vec<u8>, Error> {
-        let mut request = self
-            .agent
-            .post(self.url(path)?)
-            .header("content-type", "application/octet-stream");
-        if let Some(token) = bearer {
-            request = request.header("authorization", format!("Bearer {token}"));
+    /// Sends a request by `send` until it is answered, as [`Retries`] says; `replayable`: it
+    /// may be sent twice without effect.
+    fn retried(
+        &self,
+        replayable: bool,
+        send: impl Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<(ureq::http::HeaderMap, Vec<u8>), Error> {
+        let mut wait = self.retries.first;
+        let mut tries = 1;
+        loop {
+            let response = send();
+            let again = tries < self.retries.tries
+                && match &response {
+                    Err(e) => never_sent(e) || replayable && transient(e),
+                    Ok(r) => replayable && r.status() == 503,
+                };
+            if !again {
+                return self.answer(response);
+            }
+            let asked = response
+                .as_ref()
+                .ok()
+                .and_then(|r| r.headers().get("retry-after"))
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            std::thread::sleep(asked.unwrap_or(wait).min(self.retries.most));
+            wait = wait.saturating_mul(2).min(self.retries.most);
+            tries += 1;
         }
-        Ok(self.answer(request.send(body))?.1)
+    }
+
+    fn post(
+        &self,
+        path: &str,
+        body: &[u8],
+        bearer: Option<&str>,
+        replayable: bool,
+    ) -> Result<Vec<u8>, Error> {
+        let url = self.url(path)?;
+        let send = || {
+            let mut request = self
+                .agent
+                .post(&url)
+                .header("content-type", "application/octet-stream");
+            if let Some(token) = bearer {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            request.send(body)
+        };
+        Ok(self.retried(replayable, send)?.1)
     }
 
     fn get(
@@ -152,11 +271,14 @@ impl HttpTransport {
         path: &str,
         bearer: Option<&str>,
     ) -> Result<(ureq::http::HeaderMap, Vec<u8>), Error> {
-        let mut request = self.agent.get(self.url(path)?);
-        if let Some(token) = bearer {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        self.answer(request.call())
+        let url = self.url(path)?;
+        self.retried(true, || {
+            let mut request = self.agent.get(&url);
+            if let Some(token) = bearer {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            request.call()
+        })
     }
 }
 
@@ -237,7 +359,7 @@ impl HttpTransport {
     /// # Errors
     /// The service's refusal (`unauthorized` without the right token), or a transport failure.
     pub fn create_user(&self, admin_token: &str) -> Result<(UserId, UserCredential), Error> {
-        let answer = json(&self.post("/v1/admin/users", &[], Some(admin_token))?)?;
+        let answer = json(&self.post("/v1/admin/users", &[], Some(admin_token), false)?)?;
         let credential = answer
             .get("credential")
             .and_then(serde_json::Value::as_str)
@@ -253,7 +375,7 @@ impl HttpTransport {
     /// # Errors
     /// As [`HttpTransport::create_user`].
     pub fn publish(&self, admin_token: &str, plain: &[u8]) -> Result<ContentId, Error> {
-        let answer = json(&self.post("/v1/admin/contents", plain, Some(admin_token))?)?;
+        let answer = json(&self.post("/v1/admin/contents", plain, Some(admin_token), false)?)?;
         Ok(ContentId(number(&answer, "content")?))
     }
 
@@ -263,7 +385,10 @@ impl HttpTransport {
     /// As [`HttpTransport::create_user`].
     pub fn revoke(&self, admin_token: &str, client: ClientId) -> Result<u64, Error> {
         let path = format!("/v1/admin/clients/{}/revoke", client.0);
-        number(&json(&self.post(&path, &[], Some(admin_token))?)?, "epoch")
+        number(
+            &json(&self.post(&path, &[], Some(admin_token), false)?)?,
+            "epoch",
+        )
     }
 
     /// The total billed to a user (admin).
@@ -341,6 +466,7 @@ impl Transport for HttpTransport {
             &format!("/v1/users/{}/clients", user.0),
             &request.to_bytes(),
             Some(&token),
+            false,
         )?;
         Registration::open_sealed(&sealed, &RegistrationKey::derive(signing_key)?, &request)
     }
@@ -361,19 +487,19 @@ impl Transport for HttpTransport {
     }
 
     fn license(&self, request: &[u8]) -> Result<Vec<u8>, Error> {
-        self.post("/v1/licenses", request, None)
+        self.post("/v1/licenses", request, None, true)
     }
 
     fn certificate(&self, request: &[u8]) -> Result<Vec<u8>, Error> {
-        self.post("/v1/certificates", request, None)
+        self.post("/v1/certificates", request, None, true)
     }
 
     fn renew(&self, request: &[u8]) -> Result<Vec<u8>, Error> {
-        self.post("/v1/renewals", request, None)
+        self.post("/v1/renewals", request, None, true)
     }
 
     fn give_back(&self, request: &[u8]) -> Result<(), Error> {
-        self.post("/v1/returns", request, None).map(|_| ())
+        self.post("/v1/returns", request, None, true).map(|_| ())
     }
 }
 

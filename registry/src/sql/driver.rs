@@ -212,4 +212,11 @@ pub trait Driver: Send + Sync {
     /// `None`: the supply runs as a transaction of several statements.
     #[doc(hidden)]
     fn supply_statement(&self) -> Option<&'static str>;
+
+    /// The driver's own part of [`crate::Registry::probe`] (nothing by default).
+    #[doc(hidden)]
+    fn probe(&self, depth: crate::Probe) -> Result<(), Error> {
+        let _ = depth;
+        Ok(())
+    }
 }

@@ -334,6 +334,11 @@ impl<D: Driver> Registry for SqlRegistry<D> {
         })
     }
 
+    fn probe(&self, depth: crate::Probe) -> Result<(), Error> {
+        self.driver.probe(depth)?;
+        self.epoch().map(|_| ())
+    }
+
     fn epoch(&self) -> Result<u64, Error> {
         self.read(|tx| meta(tx, "epoch"))
     }

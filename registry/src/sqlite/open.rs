@@ -39,15 +39,17 @@ impl SqliteRegistry {
     ) -> Result<Self, Error> {
         let what =
             |e: rusqlite::Error| Error::Storage(format!("{}: {}", path.display(), describe(&e)));
+        // One writing process a file: its lock file, held until the registry is dropped.
+        let writer = writer_lock(path)?;
         let conn = Connection::open(path).map_err(what)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(what)?;
         // Every statement stays prepared (rusqlite keeps 16 by default; this registry has ~40).
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Small pages: each commit writes a few tail pages to the WAL, 1 KiB each rather than
-        // 4 KiB (takes effect only for a new file, before it turns WAL). Exclusive locking: one
-        // process has the registry open at a time, and WAL then needs no shared memory, which
-        // saves the lock system calls of every transaction (license supply: 203 -> 183 µs).
-        conn.execute_batch("PRAGMA page_size = 1024; PRAGMA locking_mode = EXCLUSIVE")
+        // 4 KiB (takes effect only for a new file, before it turns WAL). Normal locking, not
+        // exclusive: a reader in another process (`treecast store backup`, `store check`) reads
+        // while this one writes (issue 28); the lock file keeps other writers out.
+        conn.execute_batch("PRAGMA page_size = 1024")
             .map_err(what)?;
         // The first read of the file: a non-database fails here.
         let journal: String = conn
@@ -106,6 +108,8 @@ impl SqliteRegistry {
                 next_license: AtomicU64::new(first),
                 next_certificate: AtomicU64::new(first),
                 last_id: last,
+                _writer: Some(writer),
+                path: path.to_owned(),
             },
             height,
         })
@@ -175,8 +179,46 @@ impl SqliteRegistry {
                 next_license: AtomicU64::new(u64::MAX),
                 next_certificate: AtomicU64::new(u64::MAX),
                 last_id: 0,
+                _writer: None,
+                path: path.to_owned(),
             },
             height,
         })
+    }
+}
+
+/// The lock file of the registry at `path` (`PATH-lock`), locked for this opening: one process
+/// writes a registry at a time (its ID ranges and leaf reserve rely on it), while readers in
+/// other processes read the database itself. A lock held elsewhere is waited for up to the busy
+/// timeout. The operating system releases it when the process ends, however it ends.
+fn writer_lock(path: &Path) -> Result<std::fs::File, Error> {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-lock");
+    let lock_path = std::path::PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::Storage(format!("{}: {e}", lock_path.display())))?;
+    let started = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < BUSY_TIMEOUT => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Storage(format!(
+                    "{}: locked by another process for more than {} s (one process writes a \
+                     registry at a time)",
+                    path.display(),
+                    BUSY_TIMEOUT.as_secs()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::Storage(format!("{}: {e}", lock_path.display())));
+            }
+        }
     }
 }

@@ -24,7 +24,7 @@ pub(super) async fn create_user(
     axum::extract::State(s): State,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    s.admin.check(&headers)?;
+    s.check_admin(&headers)?;
     let (user, credential) = blocking(s.inline, move || {
         let user = s.distributor.register_user()?;
         Ok((user, s.distributor.user_credential(user)?))
@@ -40,7 +40,7 @@ pub(super) async fn user(
     user: Result<Path<u64>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    s.admin.check(&headers)?;
+    s.check_admin(&headers)?;
     let user = treecast_protocol::UserId(path(user)?);
     let (total, clients) = blocking(s.inline, move || {
         let registry = s.distributor.registry();
@@ -64,7 +64,7 @@ pub(super) async fn publish(
     headers: HeaderMap,
     mut plain: Body,
 ) -> Result<Response, ApiError> {
-    s.admin.check(&headers)?;
+    s.check_admin(&headers)?;
     let file = s.contents.upload()?;
     let io = |e: std::io::Error| ApiError::internal(format!("the upload's file: {e}"));
     let mut out = tokio::io::BufWriter::with_capacity(
@@ -136,7 +136,7 @@ async fn end_client(
     headers: HeaderMap,
     deregister: bool,
 ) -> Result<Response, ApiError> {
-    s.admin.check(&headers)?;
+    s.check_admin(&headers)?;
     let client = ClientId(path(client)?);
     let epoch = blocking(s.inline, move || {
         Ok(if deregister {

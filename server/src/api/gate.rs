@@ -175,7 +175,7 @@ fn authenticate(gate: &Gate, request: &Request) -> Result<(), ApiError> {
         .retry_after(wait));
     }
     let checked = match subject {
-        Subject::Admin => gate.service.admin.check(headers),
+        Subject::Admin => gate.service.check_admin(headers),
         Subject::User(user) => authorize(&gate.service, headers, UserId(user)),
     };
     if checked.is_err() {
