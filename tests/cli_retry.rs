@@ -109,10 +109,21 @@ impl Drop for Withholding {
     }
 }
 
+/// `treecast_in`, with a client that sends each request once (`TREECAST_CLIENT_TRIES=1`): a
+/// withheld answer is a failed command, and the pending request is left for the next one.
+fn treecast_once(dir: &Path, args: &[&str]) -> Output {
+    treecast_with(dir, args, &[("TREECAST_CLIENT_TRIES", "1")])
+}
+
 fn treecast_in(dir: &Path, args: &[&str]) -> Output {
+    treecast_with(dir, args, &[])
+}
+
+fn treecast_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_treecast"))
         .current_dir(dir)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -206,7 +217,7 @@ fn a_withheld_license_or_certificate_is_retried_with_the_same_request() {
     ]
     .concat();
     assert!(
-        !treecast_in(d, &buy).status.success(),
+        !treecast_once(d, &buy).status.success(),
         "the answer was withheld"
     );
     assert_eq!(proxy.withheld.load(Ordering::Relaxed), 1);
@@ -256,7 +267,7 @@ fn a_withheld_license_or_certificate_is_retried_with_the_same_request() {
     ]
     .concat();
     assert!(
-        !treecast_in(d, &mv).status.success(),
+        !treecast_once(d, &mv).status.success(),
         "the answer was withheld"
     );
     assert_eq!(proxy.withheld.load(Ordering::Relaxed), 2);
@@ -296,6 +307,30 @@ fn a_withheld_license_or_certificate_is_retried_with_the_same_request() {
         &[&["client", "status", "--device", "laptop"][..], &cred].concat(),
     ));
     assert!(status.contains("(active)"), "{status}");
+    drop(proxy);
+
+    // With the transport's own retries (issue 28), a withheld answer costs one command nothing:
+    // the same signed request is sent again and answered from the records, billed once.
+    let proxy = Withholding::start(url, &["/v1/licenses"]);
+    std::fs::write(d.join("tablet").join("server"), &proxy.url).unwrap();
+    let buy_again = [
+        &["client", "buy", "--device", "tablet", "--content", "1"][..],
+        &cred,
+    ]
+    .concat();
+    assert!(ok(&treecast_in(d, &buy_again)).starts_with("bought"));
+    assert_eq!(proxy.withheld.load(Ordering::Relaxed), 1);
+    assert!(!d.join("tablet").join("pending-license-1").exists());
+    let move_price = treecast::license::Tariff::default().price(
+        treecast::license::ChargeKind::Certificate,
+        treecast::license::ContentId(1),
+    );
+    assert_eq!(
+        t.user_total(&served.admin, treecast::license::UserId(1))
+            .unwrap(),
+        2 * price + move_price,
+        "the retried purchase was billed once"
+    );
     drop(proxy);
     assert!(served.stop().success());
 }

@@ -858,7 +858,7 @@ fn a_loan_from_the_command_line() {
         &on("reader"),
     ]
     .concat());
-    assert!(renewed.starts_with("renewed content-1 until "), "{renewed}");
+    assert!(renewed.starts_with("renewed content 1 until "), "{renewed}");
     let status = ok(&[&["client", "status", "--documents"][..], &on("reader")].concat());
     assert!(status.contains("loan until"), "{status}");
     assert!(

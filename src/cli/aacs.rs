@@ -26,7 +26,7 @@ pub(crate) enum AacsCommand {
 #[derive(Args, Debug)]
 struct AuthorityArgs {
     /// The authority's key file (see `treecast keygen`).
-    #[arg(long, default_value = "authority.key")]
+    #[arg(long = "keys", visible_alias = "key", default_value = "authority.key")]
     key: PathBuf,
     /// The tree identifier.
     #[arg(long, default_value_t = 1)]
@@ -97,7 +97,7 @@ pub(crate) struct ProcessArgs {
     #[arg(long)]
     pk: Option<PathBuf>,
     /// Also check treecast's End-of-MKB signature with this authority key file.
-    #[arg(long)]
+    #[arg(long = "keys", visible_alias = "key")]
     key: Option<PathBuf>,
     /// The tree identifier, for --key.
     #[arg(long, default_value_t = 1)]

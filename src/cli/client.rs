@@ -225,11 +225,27 @@ fn transport(
             HttpTransport::with_root_certificates(server, &pem)?
         }
     };
+    let t = t.with_retries(retries_from_env()?);
     Ok(if insecure_http {
         t.danger_allow_plain_http()
     } else {
         t
     })
+}
+
+/// How many times a request is sent at most: `TREECAST_CLIENT_TRIES` (1: no retry), or the
+/// transport's default (`Retries::default`: 9, about 15 s of waiting).
+fn retries_from_env() -> anyhow::Result<treecast::license::transport::Retries> {
+    use treecast::license::transport::Retries;
+    let Ok(text) = std::env::var("TREECAST_CLIENT_TRIES") else {
+        return Ok(Retries::default());
+    };
+    let tries: u32 =
+        text.parse().ok().filter(|&n| n >= 1).ok_or_else(|| {
+            anyhow::anyhow!("TREECAST_CLIENT_TRIES `{text}`: a whole number from 1")
+        })?;
+    let default = Retries::default();
+    Ok(Retries::new(tries, default.first, default.most))
 }
 
 pub(crate) fn run_admin(cmd: AdminCommand) -> anyhow::Result<()> {
@@ -341,7 +357,7 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             t.complete(&mut client, content)?;
             save(&device.device, &client)?;
             fs::remove_file(&pending)?;
-            println!("bought {content}");
+            println!("bought content {}", content.0);
         }
         ClientCommand::Play {
             device,
@@ -365,7 +381,7 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             if client.license_terms(content).is_some() {
                 save(&device, &client)?;
             }
-            eprintln!("played {} (epoch {})", content, header.epoch);
+            eprintln!("played content {} (epoch {})", content.0, header.epoch);
         }
         ClientCommand::Move {
             from,
@@ -439,7 +455,8 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             fs::remove_file(from.join(&kept))?;
             let _ = fs::remove_file(from.join(&pending));
             println!(
-                "moved {content} from client {} to client {}",
+                "moved content {} from client {} to client {}",
+                content.0,
                 source.id().0,
                 destination.id().0
             );
@@ -462,7 +479,11 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             client.acquire_license(&license)?;
             save(&device.device, &client)?;
             let end = client.license_terms(content).map(|(t, _)| t.not_after().0);
-            println!("renewed {content} until {}", end.unwrap_or_default());
+            println!(
+                "renewed content {} until {}",
+                content.0,
+                end.unwrap_or_default()
+            );
         }
         ClientCommand::Return { device, content } => {
             let (mut client, t) = load(&device.device)?;
@@ -482,7 +503,7 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             };
             t.give_back(&request)?;
             fs::remove_file(&pending)?;
-            println!("returned {content}");
+            println!("returned content {}", content.0);
         }
         ClientCommand::Status { device, documents } => {
             let credential = read_credential(&device.credential_file)?;
@@ -502,13 +523,14 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     let state = t.license_state(client.user(), &credential, license)?;
                     match client.license_terms(content) {
                         Some((terms, first_play)) => println!(
-                            "{content}: {license} ({state}, {} until {}{})",
+                            "content {}: {license} ({state}, {} until {}{})",
+                            content.0,
                             terms.offer(),
                             terms.not_after().0,
                             first_play
                                 .map_or(String::new(), |at| format!(", first played {}", at.0))
                         ),
-                        None => println!("{content}: {license} ({state})"),
+                        None => println!("content {}: {license} ({state})", content.0),
                     }
                     if documents {
                         println!(

@@ -27,7 +27,7 @@ pub(crate) struct BuildArgs {
     #[command(flatten)]
     tree: TreeArgs,
     /// The authority's key file (see `treecast keygen`).
-    #[arg(long)]
+    #[arg(long = "keys", visible_alias = "key")]
     key: PathBuf,
     /// The tree identifier.
     #[arg(long, default_value_t = 1)]
@@ -62,7 +62,7 @@ pub(crate) struct InspectArgs {
     #[arg(long)]
     list: bool,
     /// Verify the signature with this authority key file.
-    #[arg(long)]
+    #[arg(long = "keys", visible_alias = "key")]
     key: Option<PathBuf>,
 }
 
@@ -71,7 +71,7 @@ pub(crate) struct OpenArgs {
     /// The EKB file.
     file: PathBuf,
     /// The authority's key file.
-    #[arg(long)]
+    #[arg(long = "keys", visible_alias = "key")]
     key: PathBuf,
     /// The device's leaf.
     #[arg(long)]
@@ -192,10 +192,19 @@ fn open(args: &OpenArgs) -> anyhow::Result<()> {
     let authority = Authority::new(read_key_file(&args.key)?.master(), config)?;
     let leaf = LeafIndex::new(args.leaf, config.height)?;
     let ekb = ekb.verify(&authority.verifying_key())?;
-    let payload = authority
-        .device_keys(leaf)
-        .open(&ekb)
-        .with_context(|| format!("leaf {leaf} cannot open {}", args.file.display()))?;
+    let payload = match authority.device_keys(leaf).open(&ekb) {
+        Ok(payload) => payload,
+        // What the README promises: `revoked` on standard output (and a failure status), so
+        // that a script tells a revoked leaf from a broken file.
+        Err(treecast_keytree::Error::Revoked) => {
+            println!("revoked");
+            anyhow::bail!("leaf {leaf} is revoked in {}", args.file.display());
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("leaf {leaf} cannot open {}", args.file.display()));
+        }
+    };
     println!("{}", hex::encode(payload.secret_bytes()));
     Ok(())
 }

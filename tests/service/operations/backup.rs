@@ -158,3 +158,69 @@ fn a_served_registry_is_backed_up_and_the_copy_serves() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
 }
+
+#[test]
+fn a_postgresql_registry_is_backed_up_with_pg_dump_and_restored_with_pg_restore() {
+    let Some((bin, _)) = crate::pg::available() else {
+        return;
+    };
+    let Some(cluster) = crate::pg::Cluster::start() else {
+        return;
+    };
+    let (_, url) = cluster.database("live");
+    let dir = keyed_dir();
+    let keys = dir.path().join("keys");
+    let load = treecast(&[
+        "store",
+        "workload",
+        "--store",
+        &url,
+        "--ops",
+        "300",
+        "--seed",
+        "3",
+        "--keys",
+        keys.to_str().unwrap(),
+        "--journal",
+        dir.path().join("journal").to_str().unwrap(),
+    ]);
+    assert!(load.status.success(), "{load:?}");
+    // The procedure of docs/storage.md, "Backups": a custom-format dump, restored into a new
+    // database.
+    let socket = cluster.dir.display().to_string();
+    let dump = dir.path().join("registry.dump");
+    let run = |program: &str, args: &[&str]| {
+        let out = Command::new(bin.join(program))
+            .args(["-h", &socket, "-p", "5432", "-U", "postgres"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{program}: {out:?}");
+    };
+    run(
+        "pg_dump",
+        &["--format=custom", "--file", dump.to_str().unwrap(), "live"],
+    );
+    cluster.database("restored");
+    run(
+        "pg_restore",
+        &["--dbname", "restored", "--no-owner", dump.to_str().unwrap()],
+    );
+    let restored = url.replace("/live", "/restored");
+    let check = treecast(&[
+        "store",
+        "check",
+        "--store",
+        &restored,
+        "--keys",
+        keys.to_str().unwrap(),
+        "--journal",
+        dir.path().join("journal").to_str().unwrap(),
+    ]);
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
