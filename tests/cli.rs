@@ -740,3 +740,69 @@ fn version_names_the_commit_and_the_schema_versions() {
         format!("treecast {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// `treecast package` (issue 28, item 7): completions for each shell, a man page for the
+/// command and each subcommand, and the systemd unit as shipped (CI runs `systemd-analyze
+/// verify` on it).
+#[test]
+fn packaging_writes_completions_man_pages_and_the_unit() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = treecast(&["package", "completions", shell]);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let text = stdout(&out);
+        assert!(
+            text.contains("serve") && text.contains("check-config"),
+            "{shell}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = treecast(&["package", "man", "--out", path(dir.path())]);
+    assert!(out.status.success(), "{out:?}");
+    let page = std::fs::read_to_string(dir.path().join("treecast-serve.1")).unwrap();
+    assert!(
+        page.contains(".TH") && page.contains("check\\-config"),
+        "{page}"
+    );
+    assert!(dir.path().join("treecast.1").exists());
+    assert!(dir.path().join("treecast-client-buy.1").exists());
+    let unit = stdout(&treecast(&["package", "systemd"]));
+    assert_eq!(
+        unit,
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packaging/treecast.service"
+        ))
+        .unwrap()
+    );
+    for hardening in [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "CapabilityBoundingSet=",
+    ] {
+        assert!(unit.contains(hardening), "{hardening}");
+    }
+}
+
+/// The simulator's verdict is correctness alone; the performance ratio has its own line
+/// (issue 28, item 7).
+#[test]
+fn the_verdict_stands_apart_from_the_performance_ratio() {
+    let out = treecast(&[
+        "simulate",
+        "--users",
+        "300",
+        "--no-evolution",
+        "--lifecycle-users",
+        "0",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    let last = text.trim_end().lines().last().unwrap();
+    assert!(last.starts_with("verdict: PASSED"), "{text}");
+    let ratio = text
+        .lines()
+        .find(|l| l.starts_with("performance (a measurement, not part of the verdict): ratio"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(ratio.contains("the target of 0.85"), "{ratio}");
+    assert!(!ratio.contains("PASSED") && !ratio.contains("FAILED"));
+}

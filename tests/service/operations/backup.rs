@@ -190,11 +190,17 @@ fn a_postgresql_registry_is_backed_up_with_pg_dump_and_restored_with_pg_restore(
     let socket = cluster.dir.display().to_string();
     let dump = dir.path().join("registry.dump");
     let run = |program: &str, args: &[&str]| {
-        let out = Command::new(bin.join(program))
+        // Beside initdb, or (where initdb is a link of its own on the PATH) the PATH's.
+        let exe = if bin.join(program).is_file() {
+            bin.join(program)
+        } else {
+            std::path::PathBuf::from(program)
+        };
+        let out = Command::new(&exe)
             .args(["-h", &socket, "-p", "5432", "-U", "postgres"])
             .args(args)
             .output()
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
         assert!(out.status.success(), "{program}: {out:?}");
     };
     run(
