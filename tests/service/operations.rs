@@ -465,3 +465,58 @@ fn a_taken_port_creates_no_registry_token_or_directory() {
     assert!(!dir.path().join("admin.token").exists());
     assert!(!dir.path().join("contents").exists());
 }
+
+#[test]
+fn sighup_reloads_the_tls_certificate_for_new_handshakes() {
+    let dir = keyed_dir();
+    let d = dir.path();
+    let make = || {
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap()
+    };
+    let (first, second) = (make(), make());
+    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
+    std::fs::write(&cert, first.cert.pem()).unwrap();
+    std::fs::write(&key, first.key_pair.serialize_pem()).unwrap();
+    let served = Served::start(
+        d,
+        "memory",
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let trusting = |pem: &str| {
+        HttpTransport::with_root_certificates(&served.base, pem.as_bytes())
+            .unwrap()
+            .with_retries(treecast::license::transport::Retries::NONE)
+    };
+    trusting(&first.cert.pem()).current_ekb().unwrap();
+    assert!(trusting(&second.cert.pem()).current_ekb().is_err());
+
+    // A renewed certificate: written over the files, then SIGHUP.
+    std::fs::write(&cert, second.cert.pem()).unwrap();
+    std::fs::write(&key, second.key_pair.serialize_pem()).unwrap();
+    served.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while trusting(&second.cert.pem()).current_ekb().is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate was not loaded"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        trusting(&first.cert.pem()).current_ekb().is_err(),
+        "new handshakes use the new one"
+    );
+
+    // A broken file keeps the certificate in use.
+    std::fs::write(&key, "not a key").unwrap();
+    served.signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    trusting(&second.cert.pem()).current_ekb().unwrap();
+    assert!(served.stop().success());
+}
