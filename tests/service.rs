@@ -49,6 +49,12 @@ impl Served {
             } else {
                 &["--listen", "127.0.0.1:0"][..]
             })
+            // The tests' output keeps the service's warnings, not an access line per request.
+            .args(if extra.contains(&"--log-level") {
+                &[][..]
+            } else {
+                &["--log-level", "warn"][..]
+            })
             .arg("--admin-token")
             .arg(&token_file)
             .arg("--content-dir")

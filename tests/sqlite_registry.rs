@@ -216,7 +216,20 @@ fn a_registry_held_by_another_opener_is_a_clear_error_after_waiting() {
     let path = dir.path().join("held.sqlite");
     let held = SqliteRegistry::open(&path, height()).unwrap();
     held.add_user().unwrap();
+    // Another spelling of the same file (a link, a `..` path) finds the same writer's lock
+    // (review of issue 28), and a reader still reads beside the writer.
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&path, dir.path().join("link.sqlite")).unwrap();
+    let other_spelling = dir.path().join("sub").join("..").join("link.sqlite");
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let reader = SqliteRegistry::open_read_only(&path).unwrap();
+    assert_eq!(reader.users().unwrap().len(), 1);
     let started = std::time::Instant::now();
+    #[cfg(unix)]
+    match SqliteRegistry::open(&other_spelling, height()) {
+        Err(Error::Storage(m)) => assert!(m.contains("locked"), "{m}"),
+        other => panic!("expected a locked error through the link, got {other:?}"),
+    }
     match SqliteRegistry::open(&path, height()) {
         Err(Error::Storage(m)) => assert!(m.contains("locked"), "{m}"),
         other => panic!("expected a locked error, got {other:?}"),

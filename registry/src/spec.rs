@@ -32,20 +32,37 @@ impl StoreSpec {
     }
 }
 
-/// A URL with the password of its user part (`user:password@`) replaced by `***`.
+/// A URL with its passwords replaced by `***`: the user part's (`user:password@`) and a
+/// `password=` query parameter's (which `tokio-postgres` reads too).
 fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.into();
     };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((user, host)) if user.contains(':') => {
             let name = user.split(':').next().unwrap_or_default();
-            format!("{scheme}://{name}:***@{host}{tail}")
+            format!("{name}:***@{host}")
         }
-        _ => url.into(),
-    }
+        _ => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 impl core::fmt::Debug for StoreSpec {
@@ -116,5 +133,24 @@ impl StoreSpec {
                 self.name()
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod redaction {
+    use super::redact;
+
+    #[test]
+    fn every_password_of_a_url_is_redacted() {
+        assert_eq!(redact("postgres://u:s3cret@db/x"), "postgres://u:***@db/x");
+        assert_eq!(
+            redact("postgres://u@db/x?sslmode=disable&password=s3cret&application_name=a"),
+            "postgres://u@db/x?sslmode=disable&password=***&application_name=a"
+        );
+        assert_eq!(
+            redact("postgresql://u:a@b@db:5432/x?PASSWORD=c"),
+            "postgresql://u:***@db:5432/x?PASSWORD=***"
+        );
+        assert_eq!(redact("postgres://db/x"), "postgres://db/x");
     }
 }

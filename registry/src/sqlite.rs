@@ -158,20 +158,36 @@ impl SqliteRegistry {
     /// # Errors
     /// [`Error::Storage`] when `source` is no registry, `out` exists, or a step fails.
     pub fn backup(source: &Path, out: &Path) -> Result<(), Error> {
-        let at = |what: &Path, e: &dyn core::fmt::Display| {
-            Error::Storage(format!(
-                "backup to {}: {}: {e}",
-                out.display(),
-                what.display()
-            ))
-        };
+        let at = |what: &Path, e: &dyn core::fmt::Display| backup_error(out, what, e);
         if out.exists() {
             return Err(at(out, &"exists already"));
         }
         let mut partial_name = out.as_os_str().to_owned();
         partial_name.push(".partial");
         let partial = std::path::PathBuf::from(partial_name);
-        let _ = std::fs::remove_file(&partial);
+        // Made here, never taken over: a `.partial` left by a backup that was killed, or being
+        // written by one that runs, is the operator's to look at.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&partial)
+            .map_err(|e| {
+                at(
+                    &partial,
+                    &format!("{e} (an interrupted or running backup?)"),
+                )
+            })?;
+        let copied = Self::copy_into(source, &partial, out);
+        if copied.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        copied
+    }
+
+    /// The steps of [`SqliteRegistry::backup`] after `partial` was made.
+    fn copy_into(source: &Path, partial: &Path, out: &Path) -> Result<(), Error> {
+        let at = |what: &Path, e: &dyn core::fmt::Display| backup_error(out, what, e);
+        let partial = partial.to_owned();
         let src = Self::open_read_only(source)?;
         {
             let from = src.driver.lock()?;
@@ -179,10 +195,17 @@ impl SqliteRegistry {
             // Every page in one step: one read transaction, so one snapshot.
             let backup = rusqlite::backup::Backup::new(&from, &mut to)
                 .map_err(|e| at(source, &describe(&e)))?;
+            let deadline = std::time::Instant::now() + BACKUP_WAIT;
             loop {
                 match backup.step(-1).map_err(|e| at(source, &describe(&e)))? {
                     rusqlite::backup::StepResult::Done => break,
                     rusqlite::backup::StepResult::More => {}
+                    _ if std::time::Instant::now() > deadline => {
+                        return Err(at(
+                            source,
+                            &format!("busy for more than {} s", BACKUP_WAIT.as_secs()),
+                        ));
+                    }
                     _ => std::thread::sleep(Duration::from_millis(10)),
                 }
             }
@@ -197,9 +220,12 @@ impl SqliteRegistry {
                 return Err(at(&partial, &format!("integrity check: {check}")));
             }
         }
+        // A hard link, then the partial name removed: unlike a rename, the link never replaces
+        // a file that appeared at `out` meanwhile.
         std::fs::File::open(&partial)
             .and_then(|f| f.sync_all())
-            .and_then(|()| std::fs::rename(&partial, out))
+            .and_then(|()| std::fs::hard_link(&partial, out))
+            .and_then(|()| std::fs::remove_file(&partial))
             .map_err(|e| at(&partial, &e))?;
         if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
@@ -232,8 +258,8 @@ impl SqliteDriver {
     /// and a power loss can never hand its leaf out again: the next opening starts at the
     /// reserve. Each opening leaves the rest of a block unused (at most [`leaf_block`] leaves).
     fn reserve_leaf(&self, conn: &mut Connection) -> Result<(), Error> {
-        // The connection's lock is held and the file is this process's alone (exclusive
-        // locking): nothing changes between this look and the raise.
+        // The connection's lock is held and this process is the file's one writer (its lock
+        // file): nothing changes between this look and the raise.
         let next = meta(conn, "next_leaf")?;
         if next < meta(conn, "leaf_reserve")? {
             // Most registrations: the reserve is ahead, nothing to write or sync.
@@ -432,6 +458,18 @@ fn describe(e: &rusqlite::Error) -> String {
 }
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A backup's failure: the copy, the file it failed on, why.
+fn backup_error(out: &Path, what: &Path, e: &dyn core::fmt::Display) -> Error {
+    Error::Storage(format!(
+        "backup to {}: {}: {e}",
+        out.display(),
+        what.display()
+    ))
+}
+
+/// How long a backup waits for a source that stays busy or locked.
+const BACKUP_WAIT: Duration = Duration::from_secs(60);
 const STATEMENT_CACHE: usize = 64;
 /// Leaves reserved at a time: 1/4096 of the tree, between 1 and 1 024.
 fn leaf_block(height: TreeHeight) -> u64 {

@@ -28,12 +28,28 @@ use gate::Gate;
 /// health check and the OpenAPI document passes the gate (`gate.rs`): authorisation and sizes
 /// before the body, the body within its deadline, then a concurrency slot.
 pub fn router(service: Arc<Service>, limits: &Limits) -> Router {
+    router_with_metrics(service, limits, None)
+}
+
+/// [`router`], with `GET /metrics` among the open routes when `metrics` is given (behind the
+/// same timeout, panic catching and access log as the rest).
+pub fn router_with_metrics(
+    service: Arc<Service>,
+    limits: &Limits,
+    metrics: Option<crate::Metrics>,
+) -> Router {
     let gate = Arc::new(Gate::new(Arc::clone(&service), limits));
-    let open = Router::new()
+    let mut open = Router::new()
         .route("/v1/live", get(crate::ready::live))
         .route("/v1/ready", get(ready))
         .route("/v1/health", get(ready))
         .route("/v1/openapi.json", get(openapi));
+    if let Some(metrics) = metrics {
+        open = open.route(
+            "/metrics",
+            get(move |axum::extract::State(s): State| crate::metrics::scrape(metrics.clone(), s)),
+        );
+    }
     let small = Router::new()
         .route("/v1/ekb", get(device::current_ekb))
         .route("/v1/ekb/{epoch}", get(device::ekb))

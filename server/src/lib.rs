@@ -43,7 +43,7 @@ mod observe;
 mod ready;
 mod throttle;
 
-pub use api::router;
+pub use api::{router, router_with_metrics};
 pub use auth::AdminToken;
 pub use contents::ContentDir;
 pub use error::ApiError;

@@ -65,7 +65,7 @@ impl Metrics {
     }
 
     /// Drains the histograms' recent samples into their buckets; call it every few seconds
-    /// (the router's scrape does it too).
+    /// (a scrape does it too).
     pub fn upkeep(&self) {
         self.handle.run_upkeep();
     }
@@ -183,23 +183,34 @@ pub(crate) fn ready(ready: bool) {
     gauge!("treecast_ready").set(if ready { 1.0 } else { 0.0 });
 }
 
-/// The route of `GET /metrics`: on the service's own address, or on an address of its own
-/// (`treecast serve --metrics-listen`).
-pub fn router(service: Arc<Service>, metrics: Metrics) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move || async move { scrape(&metrics, &service) }),
-    )
+/// The route of `GET /metrics`, alone: for an address of its own (`treecast serve
+/// --metrics-listen`), with the request timeout and a panic caught; on the service's own address
+/// it is part of [`crate::router_with_metrics`], behind the same layers as every route.
+pub fn router(service: Arc<Service>, metrics: Metrics, limits: &crate::Limits) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || scrape(metrics.clone(), Arc::clone(&service))),
+        )
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            limits.timeout,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
 }
 
-/// A scrape's answer.
-fn scrape(metrics: &Metrics, service: &Service) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        metrics.render(service),
-    )
-        .into_response()
+/// A scrape's answer. Reading the service's state queries the registry (the epoch): on the
+/// blocking pool, since a PostgreSQL registry's client blocks on a runtime of its own.
+pub(crate) async fn scrape(metrics: Metrics, service: Arc<Service>) -> Response {
+    match tokio::task::spawn_blocking(move || metrics.render(&service)).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => crate::ApiError::internal("the metrics could not be read").into_response(),
+    }
 }

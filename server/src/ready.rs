@@ -4,7 +4,8 @@
 //! write, and 503 once the process drains (SIGTERM).
 //!
 //! A check queries the registry and writes a file, and anyone may ask for it: its result is
-//! kept for [`FRESH`], so that a flood of probes costs one check a second.
+//! kept for [`FRESH`], and one check runs at a time (a probe that comes meanwhile gets the last
+//! result), so that a flood of probes costs one check a second and one blocking thread.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -24,6 +25,10 @@ const FRESH: Duration = Duration::from_secs(1);
 pub(crate) struct Readiness {
     draining: AtomicBool,
     last: Mutex<Option<(Instant, Result<(), Failed>)>>,
+    /// Held by the one check that runs: a probe that finds it taken answers the last result
+    /// (or waits for the first), so a flood of probes never runs two checks at once, nor holds
+    /// more than one blocking thread (review of issue 28).
+    running: tokio::sync::Mutex<()>,
 }
 
 impl Readiness {
@@ -64,14 +69,26 @@ pub(crate) async fn ready(service: std::sync::Arc<Service>) -> Response {
         crate::metrics::ready(false);
         return unready("the process is draining (SIGTERM)");
     }
-    let cached = {
+    let last = |fresh_only: bool| {
         let last = readiness
             .last
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         last.as_ref()
-            .filter(|(at, _)| at.elapsed() < FRESH)
+            .filter(|(at, _)| !fresh_only || at.elapsed() < FRESH)
             .map(|(_, result)| result.clone())
+    };
+    let running = match readiness.running.try_lock() {
+        Ok(running) => Some(running),
+        // A check runs: its last result, or the first one once it is in.
+        Err(_) => match last(false) {
+            Some(_) => None,
+            None => Some(readiness.running.lock().await),
+        },
+    };
+    let cached = match &running {
+        None => last(false),
+        Some(_) => last(true),
     };
     let result = match cached {
         Some(result) => result,
@@ -90,6 +107,7 @@ pub(crate) async fn ready(service: std::sync::Arc<Service>) -> Response {
             result
         }
     };
+    drop(running);
     crate::metrics::ready(result.is_ok());
     match result {
         Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),

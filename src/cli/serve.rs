@@ -149,6 +149,15 @@ pub(crate) struct ServeArgs {
     /// Record no metrics and serve no `/metrics`.
     #[arg(long, env = "TREECAST_NO_METRICS")]
     no_metrics: bool,
+    /// Serve `/metrics` on the service's address even when it is not a loopback address (by
+    /// default it is served there only on the loopback; `--metrics-listen` puts it on an admin
+    /// network's address).
+    #[arg(
+        long,
+        env = "TREECAST_METRICS_PUBLIC",
+        conflicts_with_all = ["no_metrics", "metrics_listen"]
+    )]
+    metrics_public: bool,
     /// After SIGTERM, answer `/v1/ready` 503 and go on serving for this many seconds (so that a
     /// load balancer sends new requests elsewhere first), then stop accepting connections and
     /// finish the requests in flight.
@@ -203,6 +212,12 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
          --tls-cert and --tls-key, or --insecure-http behind a TLS-terminating proxy",
         args.listen
     );
+    // SIGHUP is caught from here on: its default action would end the process, and a reload
+    // may come while the store is still being checked (review of issue 28).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let hangups = runtime.block_on(async { hangup_signal() });
     // The addresses first: a port that is taken stops the process before it creates a
     // registry, a token file or a content directory (issue 28).
     let listener = std::net::TcpListener::bind(args.listen)
@@ -285,16 +300,22 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::msg)?,
         )
     };
-    let mut app = treecast_server::router(Arc::clone(&service), &limits);
-    if let (Some(m), None) = (&metrics, &metrics_listener) {
-        app = app.merge(treecast_server::metrics::router(
-            Arc::clone(&service),
-            m.clone(),
-        ));
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // `/metrics` on the service's own address only where that address is the loopback (a
+    // proxy or an agent on this host decides who reads it) or where the operator says so:
+    // elsewhere it would show anyone the build and the traffic (review of issue 28).
+    let on_service =
+        args.metrics_listen.is_none() && (args.listen.ip().is_loopback() || args.metrics_public);
+    let app = treecast_server::router_with_metrics(
+        Arc::clone(&service),
+        &limits,
+        metrics.clone().filter(|_| on_service),
+    );
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            treecast_server::Tls::load(cert, key).context("TLS")?,
+        )),
+        _ => None,
+    };
     let served = runtime.block_on(async {
         let address = listener.local_addr()?;
         let scheme = if args.tls_cert.is_some() {
@@ -317,7 +338,8 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 let address = l.local_addr()?;
                 l.set_nonblocking(true)?;
                 let l = tokio::net::TcpListener::from_std(l)?;
-                let app = treecast_server::metrics::router(Arc::clone(&service), m.clone());
+                let app =
+                    treecast_server::metrics::router(Arc::clone(&service), m.clone(), &limits);
                 tokio::spawn(async move {
                     let never = std::future::pending::<()>();
                     let _ = treecast_server::serve(l, app, &limits, never).await;
@@ -344,13 +366,8 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
             draining.drain();
             tokio::time::sleep(drain).await;
         };
-        let tls = match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => Some(Arc::new(
-                treecast_server::Tls::load(cert, key).context("TLS")?,
-            )),
-            _ => None,
-        };
         tokio::spawn(reload_on_hangup(
+            hangups,
             Arc::clone(&service),
             admin_token.clone(),
             tls.clone(),
@@ -379,14 +396,14 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
 /// On each SIGHUP: reads the admin token file and the TLS files again, without dropping a
 /// connection; a file that cannot be read leaves what is in use, and says so in the log.
 async fn reload_on_hangup(
+    hangups: Hangups,
     service: Arc<Service>,
     token: PathBuf,
     tls: Option<Arc<treecast_server::Tls>>,
 ) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        let Some(mut hangups) = hangups else {
             tracing::warn!("SIGHUP cannot be caught: no reloads");
             return;
         };
@@ -407,7 +424,21 @@ async fn reload_on_hangup(
         }
     }
     #[cfg(not(unix))]
-    let _ = (service, token, tls);
+    let _ = (hangups, service, token, tls);
+}
+
+/// SIGHUP, caught from the moment this is called (`None` where it cannot be).
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = ();
+
+/// Starts catching SIGHUP (within the runtime).
+fn hangup_signal() -> Hangups {
+    #[cfg(unix)]
+    {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    }
 }
 
 /// The service's limits, from the flags.
@@ -431,10 +462,23 @@ fn limits(args: &ServeArgs) -> Limits {
 /// The first line of a password file (at most 4 KiB read), zeroized when dropped.
 fn read_password(path: &std::path::Path) -> anyhow::Result<Zeroizing<String>> {
     use std::io::Read;
+    let shown = || format!("--store-password-file {}", path.display());
+    let file = std::fs::File::open(path).with_context(shown)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata().with_context(shown)?.permissions().mode();
+        anyhow::ensure!(
+            mode & 0o077 == 0,
+            "{}: readable by others (mode {:o}); chmod 600 it",
+            shown(),
+            mode & 0o777
+        );
+    }
     let mut text = Zeroizing::new(String::new());
-    std::fs::File::open(path)
-        .and_then(|f| f.take(4096).read_to_string(&mut text))
-        .with_context(|| format!("--store-password-file {}", path.display()))?;
+    file.take(4096)
+        .read_to_string(&mut text)
+        .with_context(shown)?;
     let line = text.lines().next().unwrap_or_default();
     anyhow::ensure!(
         !line.is_empty(),

@@ -263,6 +263,23 @@ fn metrics_on_an_admin_address_or_not_at_all() {
     let served = Served::start(dir.path(), "memory", &["--no-metrics"]);
     assert_eq!(http(&served.base, "GET", "/metrics", &[]).0, 404);
     assert_eq!(http(&served.base, "GET", "/v1/ready", &[]).0, 200);
+    drop(served);
+
+    // On a public address, not without `--metrics-public`: it names the build.
+    for (extra, expected) in [(&[][..], 404), (&["--metrics-public"][..], 200)] {
+        let dir = keyed_dir();
+        let mut args = vec!["--listen", "0.0.0.0:0", "--insecure-http"];
+        args.extend_from_slice(extra);
+        let served = Served::start(dir.path(), "memory", &args);
+        let port = served.base.rsplit(':').next().unwrap().to_owned();
+        let local = format!("http://127.0.0.1:{port}");
+        assert_eq!(
+            http(&local, "GET", "/metrics", &[]).0,
+            expected,
+            "{extra:?}"
+        );
+        assert_eq!(http(&local, "GET", "/v1/live", &[]).0, 200);
+    }
 }
 
 #[test]

@@ -86,6 +86,8 @@ fn transient(e: &ureq::Error) -> bool {
 pub struct HttpTransport {
     base: String,
     agent: ureq::Agent,
+    /// For requests that must not be sent twice: a new connection each.
+    unpooled: ureq::Agent,
     retries: Retries,
     /// Plain `http://` to a host that is not this machine's loopback: refused unless allowed.
     plain_remote: bool,
@@ -109,7 +111,7 @@ impl HttpTransport {
     /// [`HttpTransport::danger_allow_plain_http`] says otherwise, since a user's credential and
     /// the admin token travel as bearer tokens.
     pub fn new(base: &str) -> Self {
-        Self::with_config(base, ureq::Agent::config_builder())
+        Self::with_config(base, ureq::Agent::config_builder)
     }
 
     /// A transport to an `https` service whose certificate chains to one of the PEM
@@ -133,15 +135,16 @@ impl HttpTransport {
                 certificates,
             )))
             .build();
-        Ok(Self::with_config(
-            base,
-            ureq::Agent::config_builder().tls_config(tls),
-        ))
+        Ok(Self::with_config(base, || {
+            ureq::Agent::config_builder().tls_config(tls.clone())
+        }))
     }
 
+    /// `config` is called twice: for the pooled agent, and for the one that opens a connection
+    /// of its own for each request that must not be sent twice.
     fn with_config(
         base: &str,
-        config: ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
+        config: impl Fn() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
     ) -> Self {
         // The service never redirects: following one could take a bearer token to another
         // host, or from https to plain http.
@@ -149,18 +152,24 @@ impl HttpTransport {
         // connection after its header timeout (10 s by default), and a request written into a
         // connection the service just closed fails with a broken pipe (seen in CI with ureq's
         // default of 15 s).
-        let agent = config
-            .max_idle_age(Duration::from_secs(5))
-            .max_redirects(0)
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+        let common = || {
+            config()
+                .max_redirects(0)
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(60)))
+        };
+        let agent = common().max_idle_age(Duration::from_secs(5)).build().into();
+        // A request that must not be sent twice goes on a connection of its own: on a pooled
+        // one, the service may close it (idle, or draining on SIGTERM) as the request is
+        // written, and then nothing tells whether it was served; a new connection is either
+        // refused (retried: it never arrived) or accepted (issue 28).
+        let unpooled = common().max_idle_connections(0).build().into();
         let base = base.trim_end_matches('/').to_owned();
         Self {
             plain_remote: is_plain_remote(&base),
             base,
             agent,
+            unpooled,
             retries: Retries::default(),
             allow_plain_http: false,
         }
@@ -253,9 +262,13 @@ impl HttpTransport {
         replayable: bool,
     ) -> Result<Vec<u8>, Error> {
         let url = self.url(path)?;
+        let agent = if replayable {
+            &self.agent
+        } else {
+            &self.unpooled
+        };
         let send = || {
-            let mut request = self
-                .agent
+            let mut request = agent
                 .post(&url)
                 .header("content-type", "application/octet-stream");
             if let Some(token) = bearer {

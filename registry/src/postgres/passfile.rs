@@ -12,7 +12,8 @@ const MAX_PASSFILE: u64 = 1 << 20;
 
 /// The password for `config` from `PGPASSWORD` or the passfile, if either has one.
 pub(super) fn password(config: &postgres::Config) -> Option<Zeroizing<String>> {
-    if let Some(p) = std::env::var_os("PGPASSWORD") {
+    // An empty PGPASSWORD is no password, as for libpq: the passfile is read.
+    if let Some(p) = std::env::var_os("PGPASSWORD").filter(|p| !p.is_empty()) {
         return p.into_string().ok().map(Zeroizing::new);
     }
     let path = std::env::var_os("PGPASSFILE")
@@ -69,32 +70,57 @@ fn lookup(text: &str, wanted: [&str; 4]) -> Option<Zeroizing<String>> {
             let matched = [host, port, database, user]
                 .iter()
                 .zip(wanted)
-                .all(|(field, want)| field.as_str() == "*" || field.as_str() == want);
-            matched.then(|| Zeroizing::new(password.to_string()))
+                .all(|(field, want)| field.matches(want));
+            matched.then(|| Zeroizing::new(password.text.to_string()))
         })
 }
 
-/// A line's fields, split at unescaped `:`, with `\:` and `\\` unescaped. The password is the
-/// rest of the line (a `:` in it need not be escaped).
-fn fields(line: &str) -> Vec<Zeroizing<String>> {
-    let mut fields = vec![Zeroizing::new(String::new())];
+/// A field of a passfile line, unescaped.
+struct Field {
+    text: Zeroizing<String>,
+    /// The field is `*` as written (not `\*`): it matches anything.
+    wildcard: bool,
+}
+
+impl Field {
+    fn matches(&self, want: &str) -> bool {
+        self.wildcard || self.text.as_str() == want
+    }
+}
+
+/// A line's five fields, split at unescaped `:`, with `\:` and `\\` unescaped; as libpq
+/// does, the password ends at the first unescaped `:` after it (the rest is ignored). A line
+/// of fewer than five fields yields fewer.
+fn fields(line: &str) -> Vec<Field> {
+    let mut fields = Vec::new();
+    let mut text = Zeroizing::new(String::new());
+    let mut escaped_any = false;
     let mut chars = line.chars();
+    let mut finish = |text: &mut Zeroizing<String>, escaped: bool| {
+        let wildcard = !escaped && text.as_str() == "*";
+        fields.push(Field {
+            text: std::mem::replace(text, Zeroizing::new(String::new())),
+            wildcard,
+        });
+    };
     while let Some(c) = chars.next() {
-        let c = match c {
-            ':' if fields.len() < 5 => {
-                fields.push(Zeroizing::new(String::new()));
-                continue;
+        match c {
+            ':' => {
+                finish(&mut text, escaped_any);
+                escaped_any = false;
             }
             '\\' => match chars.next() {
-                Some(next) => next,
+                Some(next) => {
+                    text.push(next);
+                    escaped_any = true;
+                }
                 None => break,
             },
-            c => c,
-        };
-        if let Some(current) = fields.last_mut() {
-            current.push(c);
+            c => text.push(c),
         }
     }
+    finish(&mut text, escaped_any);
+    fields.truncate(5);
     fields
 }
 
@@ -109,9 +135,21 @@ mod tests {
                     db.example:5432:treecast:treecast:s3cr\\:et:x\n\
                     *:*:*:*:fallback\n";
         let found = |w| lookup(text, w).map(|p| p.to_string());
+        // The password ends at an unescaped `:`, as for libpq.
         assert_eq!(
             found(["db.example", "5432", "treecast", "treecast"]).as_deref(),
-            Some("s3cr:et:x")
+            Some("s3cr:et")
+        );
+        // `\*` is a star, not a wildcard.
+        assert_eq!(
+            lookup("\\*:5432:d:u:p\n", ["h", "5432", "d", "u"]).map(|p| p.to_string()),
+            None
+        );
+        assert_eq!(
+            lookup("\\*:5432:d:u:p\n", ["*", "5432", "d", "u"])
+                .map(|p| p.to_string())
+                .as_deref(),
+            Some("p")
         );
         assert_eq!(
             found(["other", "5432", "treecast", "treecast"]).as_deref(),

@@ -192,7 +192,20 @@ impl SqliteRegistry {
 /// other processes read the database itself. A lock held elsewhere is waited for up to the busy
 /// timeout. The operating system releases it when the process ends, however it ends.
 fn writer_lock(path: &Path) -> Result<std::fs::File, Error> {
-    let mut name = path.as_os_str().to_owned();
+    // The file's real path: a link to it, or another spelling of it, must find the same lock
+    // (review of issue 28). A new file's directory is resolved, its name kept.
+    let real = std::fs::canonicalize(path).or_else(|_| {
+        let directory = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = path
+            .file_name()
+            .ok_or_else(|| std::io::Error::other("no file name"))?;
+        std::fs::canonicalize(directory).map(|d| d.join(name))
+    });
+    let real = real.map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
+    let mut name = real.into_os_string();
     name.push("-lock");
     let lock_path = std::path::PathBuf::from(name);
     let file = std::fs::OpenOptions::new()

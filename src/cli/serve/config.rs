@@ -51,7 +51,10 @@ pub(crate) fn from_file(
     for (key, value) in &table {
         let arg = serve
             .get_arguments()
-            .find(|a| a.get_long() == Some(key.as_str()) && a.get_id() != "config")
+            .find(|a| {
+                a.get_long() == Some(key.as_str())
+                    && !matches!(a.get_id().as_str(), "config" | "check_config")
+            })
             .ok_or_else(|| {
                 anyhow::anyhow!("--config {shown}: `{key}` is not a setting of serve")
             })?;

@@ -148,6 +148,34 @@ fn the_postgresql_password_comes_from_a_file_pgpassword_or_a_passfile() {
     // From a file: serve starts and is ready.
     let password = dir.path().join("pg.password");
     std::fs::write(&password, "pw-in-a-file\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Readable by others, it is refused, as the token file is.
+        let out = serve(
+            &[
+                "--store",
+                &url,
+                "--store-password-file",
+                password.to_str().unwrap(),
+            ],
+            &[
+                ("TREECAST_KEYS", dir.path().join("keys").to_str().unwrap()),
+                (
+                    "TREECAST_ADMIN_TOKEN",
+                    dir.path().join("admin.token").to_str().unwrap(),
+                ),
+                ("TREECAST_LISTEN", "127.0.0.1:0"),
+                ("TREECAST_HEIGHT", "16"),
+            ],
+        );
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("readable by others"),
+            "{out:?}"
+        );
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let served = Served::start(
         dir.path(),
         &url,
