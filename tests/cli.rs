@@ -194,18 +194,19 @@ fn keygen_build_inspect_open() {
     ]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(stdout(&out).trim(), payload);
-    assert_clean_failure(
-        &treecast(&[
-            "ekb",
-            "open",
-            path(&ekb),
-            "--key",
-            path(&key),
-            "--leaf",
-            "77",
-        ]),
-        "revoked",
-    );
+    let revoked_leaf = treecast(&[
+        "ekb",
+        "open",
+        path(&ekb),
+        "--keys",
+        path(&key),
+        "--leaf",
+        "77",
+    ]);
+    assert_clean_failure(&revoked_leaf, "revoked");
+    // What the README promises (issue 28, item 8): `revoked` on standard output, and nothing
+    // else there.
+    assert_eq!(stdout(&revoked_leaf).trim(), "revoked");
 
     // Another authority's key: the signature does not verify.
     let other = dir.path().join("other.key");
