@@ -155,15 +155,21 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 
 /// A library error of a request that names a license server this process does not hold the
 /// key of: 421, so that the caller sends it to that server's process.
+/// The answer names that process's URL when the operator gave it (`serve --server-url N=URL`,
+/// issue 29), in `server_url`.
 fn misdirected(service: &Service, e: Error) -> ApiError {
     if let Error::UnknownServer(id) = e
         && service.distributor.server_keys().get(id).is_some()
     {
-        return ApiError::new(
+        let answer = ApiError::new(
             StatusCode::MISDIRECTED_REQUEST,
             "other_server",
             format!("{id} is served by another process of this distributor"),
         );
+        return match service.server_urls.get(&id.0) {
+            Some(url) => answer.server_url(url.clone()),
+            None => answer,
+        };
     }
     e.into()
 }

@@ -12,6 +12,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after: Option<std::time::Duration>,
+    server_url: Option<String>,
 }
 
 impl ApiError {
@@ -22,7 +23,16 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            server_url: None,
         }
+    }
+
+    /// The same answer, naming the URL of the process that serves the request
+    /// (`421 other_server`).
+    #[must_use]
+    pub fn server_url(mut self, url: String) -> Self {
+        self.server_url = Some(url);
+        self
     }
 
     /// The same answer, telling the caller to retry after `wait` (`Retry-After`, in whole
@@ -127,7 +137,14 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": self.code, "message": self.message});
+        let body = match &self.server_url {
+            None => serde_json::json!({"error": self.code, "message": self.message}),
+            Some(url) => serde_json::json!({
+                "error": self.code,
+                "message": self.message,
+                "server_url": url,
+            }),
+        };
         let mut response = (self.status, Json(body)).into_response();
         response
             .extensions_mut()

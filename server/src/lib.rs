@@ -63,6 +63,8 @@ pub struct Service {
     rng: Mutex<ChaCha20Rng>,
     inline: bool,
     readiness: ready::Readiness,
+    /// Where each license server of the deployment is served (`serve --server-url`).
+    server_urls: std::collections::BTreeMap<u32, String>,
 }
 
 impl core::fmt::Debug for Service {
@@ -89,6 +91,7 @@ impl Service {
             rng: Mutex::new(rng),
             inline: false,
             readiness: ready::Readiness::default(),
+            server_urls: std::collections::BTreeMap::new(),
         }
     }
 
@@ -100,6 +103,15 @@ impl Service {
     #[must_use]
     pub fn inline(mut self, inline: bool) -> Self {
         self.inline = inline;
+        self
+    }
+
+    /// Names the URL of each license server's process (issue 29): a request for a server this
+    /// process does not hold is answered `421 other_server` with that server's URL, so that
+    /// clients send it there.
+    #[must_use]
+    pub fn with_server_urls(mut self, urls: impl IntoIterator<Item = (u32, String)>) -> Self {
+        self.server_urls = urls.into_iter().collect();
         self
     }
 

@@ -8,7 +8,8 @@
 //! - The access line (target `treecast::access`) names the method, the route (the matched
 //!   pattern, never the raw path: bounded, and no ID of a row in a metric label), the status,
 //!   the latency, the user or client where known, and the error code of a refusal. It is at
-//!   `INFO` for an answer, `WARN` for a refusal (4xx) and `ERROR` for a failure (5xx).
+//!   `INFO` for an answer (and a `421` that sends the caller to another process), `WARN` for a
+//!   refusal (4xx) and `ERROR` for a failure (5xx).
 //! - Nothing a caller presents as a secret (a bearer token, a credential, a body) is logged:
 //!   the line holds only the fields above (`tests/service/operations.rs` greps a whole flow's
 //!   logs for every secret it used).
@@ -137,7 +138,8 @@ pub(crate) async fn observe(mut request: Request, next: Next) -> Response {
     }
     if status.is_server_error() {
         access!(tracing::Level::ERROR);
-    } else if status.is_client_error() {
+    } else if status.is_client_error() && status != axum::http::StatusCode::MISDIRECTED_REQUEST {
+        // A 421 is routing (the caller follows it to the right process), not a refusal.
         access!(tracing::Level::WARN);
     } else {
         access!(tracing::Level::INFO);

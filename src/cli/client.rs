@@ -390,8 +390,10 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             credential_file,
         } => {
             let credential = read_credential(&credential_file)?;
-            let (mut source, t) = load(&from)?;
-            let (mut destination, _) = load(&to)?;
+            let (mut source, _) = load(&from)?;
+            // The certificate is signed by the destination's license server: the request goes
+            // to the destination's process (issue 29), as does all the destination's traffic.
+            let (mut destination, t) = load(&to)?;
             let content = ContentId(content);
             // The signed move request is kept in the source until the destination has stored
             // the license, and the certificate once it arrives: a retry sends the same bytes

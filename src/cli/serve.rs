@@ -58,6 +58,11 @@ pub(crate) struct ServeArgs {
     /// are still handed to clients. By default the process holds every server of the key file.
     #[arg(long = "server-id", env = "TREECAST_SERVER_ID", value_delimiter = ',')]
     server_ids: Vec<u32>,
+    /// The URL of a license server's process, `N=URL` (repeatable): a request for server N
+    /// that reaches this process is answered `421 other_server` naming that URL, and clients
+    /// follow it (issue 29).
+    #[arg(long = "server-url", env = "TREECAST_SERVER_URL", value_delimiter = ',', value_parser = parse_server_url)]
+    server_urls: Vec<(u32, String)>,
     /// Where published containers are kept (shared by every process of a deployment).
     #[arg(
         long,
@@ -290,7 +295,11 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
     let rng = rand_chacha::ChaCha20Rng::from_seed(*seed);
     let inline = !matches!(args.store, StoreSpec::Postgres(_));
-    let service = Arc::new(Service::new(distributor, contents, admin, rng).inline(inline));
+    let service = Arc::new(
+        Service::new(distributor, contents, admin, rng)
+            .inline(inline)
+            .with_server_urls(args.server_urls.iter().cloned()),
+    );
     let limits = limits(args);
     let metrics = if args.no_metrics {
         None
@@ -529,4 +538,18 @@ fn parse_offer(text: &str) -> Result<(Offer, u64, OfferTerms), String> {
         renew_expired,
     };
     Ok((offer, number(price)?, terms))
+}
+
+/// A `--server-url` argument: `N=URL`, the URL `http://` or `https://`.
+fn parse_server_url(text: &str) -> Result<(u32, String), String> {
+    let usage = || format!("`{text}`: expected N=URL, for example 2=https://licenses-2.example");
+    let (id, url) = text.split_once('=').ok_or_else(usage)?;
+    let id: u32 = id.trim().parse().map_err(|_| usage())?;
+    let url = url.trim().trim_end_matches('/');
+    if !(url.starts_with("https://") || url.starts_with("http://"))
+        || url.contains(char::is_whitespace)
+    {
+        return Err(usage());
+    }
+    Ok((id, url.to_owned()))
 }

@@ -103,7 +103,9 @@ pub(crate) struct SimulateArgs {
     #[arg(long)]
     check_determinism: bool,
     /// Drive a `treecast serve` at this URL (the load test: devices here, every supply over
-    /// HTTP), or `in-process` for the same workload on a distributor in this process.
+    /// HTTP), or `in-process` for the same workload on a distributor in this process. A split
+    /// deployment (one process per license server): its URLs, comma-separated, the processes
+    /// started with `--server-url` so that each names the others.
     #[arg(long)]
     server: Option<String>,
     /// With `--server URL`: the admin token's file.
@@ -264,13 +266,22 @@ fn through_service(args: &SimulateArgs, server: &str) -> anyhow::Result<()> {
                 .trim()
                 .to_owned(),
         );
+        // Several URLs, comma-separated: a split deployment (one process per license server,
+        // issue 29); requests go to the first and follow `421 other_server` to the others.
+        let urls: Vec<String> = server
+            .split(',')
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        let first = urls.first().map_or(server, String::as_str);
         let http = match &args.ca_file {
-            None => treecast::license::transport::HttpTransport::new(server),
+            None => treecast::license::transport::HttpTransport::new(first),
             Some(ca) => treecast::license::transport::HttpTransport::with_root_certificates(
-                server,
+                first,
                 &std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?,
             )?,
-        };
+        }
+        .with_peers(urls.iter().cloned());
         service::run(&Remote::new(http, token), server, &cfg)?
     };
     println!("{report}");

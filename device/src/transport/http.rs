@@ -14,6 +14,9 @@ use super::Transport;
 /// The largest answer read: a container of the service's default publishing limit, with room.
 const MAX_ANSWER: u64 = 512 << 20;
 
+/// The largest `421` answer read to find where to send the request.
+const MAX_ERROR_ANSWER: u64 = 64 << 10;
+
 /// How a transport retries a request that met a service restarting or overloaded (issue 28):
 /// a refused or lost connection, or a `503` answer. Only a request that may be sent twice
 /// without effect is retried after it may have reached the service: a read (`GET`) and a
@@ -88,6 +91,9 @@ pub struct HttpTransport {
     agent: ureq::Agent,
     /// For requests that must not be sent twice: a new connection each.
     unpooled: ureq::Agent,
+    /// The URLs of the deployment's other processes, to which a request with a token may
+    /// follow a `421 other_server`.
+    peers: Vec<String>,
     retries: Retries,
     /// Plain `http://` to a host that is not this machine's loopback: refused unless allowed.
     plain_remote: bool,
@@ -170,9 +176,23 @@ impl HttpTransport {
             base,
             agent,
             unpooled,
+            peers: Vec::new(),
             retries: Retries::default(),
             allow_plain_http: false,
         }
+    }
+
+    /// The same transport, knowing the URLs of the deployment's other processes (one per
+    /// license server, issue 29): a request that carries a user's credential or the admin
+    /// token follows a `421 other_server` answer only to one of them. A device's signed
+    /// requests follow it anywhere allowed (they hold no secret).
+    #[must_use]
+    pub fn with_peers(mut self, urls: impl IntoIterator<Item = String>) -> Self {
+        self.peers = urls
+            .into_iter()
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .collect();
+        self
     }
 
     /// The same transport, retrying as `retries` says ([`Retries::default`] otherwise;
@@ -222,17 +242,45 @@ impl HttpTransport {
         Err(service_error(status.as_u16(), &body))
     }
 
-    /// Sends a request by `send` until it is answered, as [`Retries`] says; `replayable`: it
-    /// may be sent twice without effect.
+    /// Sends a request to `path` by `send` (given the URL) until it is answered, as [`Retries`]
+    /// says; `replayable`: it may be sent twice without effect; `bearer`: it carries a token.
+    /// A `421 other_server` answer naming another process's URL is followed once (issue 29):
+    /// always for a request without a token (a device's signed request holds no secret, and
+    /// its answer is verified), and for one with a token only to a URL of the deployment
+    /// ([`HttpTransport::with_peers`]); never to plain `http://` off the loopback unless
+    /// allowed.
     fn retried(
         &self,
         replayable: bool,
-        send: impl Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        bearer: bool,
+        path: &str,
+        send: impl Fn(&str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<(ureq::http::HeaderMap, Vec<u8>), Error> {
+        let mut url = self.url(path)?;
+        let mut followed = false;
         let mut wait = self.retries.first;
         let mut tries = 1;
         loop {
-            let response = send();
+            let mut response = send(&url);
+            if let Ok(r) = &mut response
+                && r.status() == 421
+                && !followed
+            {
+                let body = r
+                    .body_mut()
+                    .with_config()
+                    .limit(MAX_ERROR_ANSWER)
+                    .read_to_vec()
+                    .map_err(|e| Error::Io(format!("{}: {e}", self.base)))?;
+                match self.follow(&body, bearer) {
+                    Some(next) => {
+                        url = format!("{next}{path}");
+                        followed = true;
+                        continue;
+                    }
+                    None => return Err(service_error(421, &body)),
+                }
+            }
             let again = tries < self.retries.tries
                 && match &response {
                     Err(e) => never_sent(e) || replayable && transient(e),
@@ -254,6 +302,22 @@ impl HttpTransport {
         }
     }
 
+    /// The URL a `421 other_server` answer sends the request to, when it may be followed.
+    fn follow(&self, body: &[u8], bearer: bool) -> Option<String> {
+        let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let url = answer.get("server_url")?.as_str()?.trim_end_matches('/');
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url == self.base {
+            return None;
+        }
+        if bearer && !self.peers.iter().any(|p| p == url) {
+            return None;
+        }
+        if is_plain_remote(url) && !self.allow_plain_http {
+            return None;
+        }
+        Some(url.to_owned())
+    }
+
     fn post(
         &self,
         path: &str,
@@ -261,22 +325,21 @@ impl HttpTransport {
         bearer: Option<&str>,
         replayable: bool,
     ) -> Result<Vec<u8>, Error> {
-        let url = self.url(path)?;
         let agent = if replayable {
             &self.agent
         } else {
             &self.unpooled
         };
-        let send = || {
+        let send = |url: &str| {
             let mut request = agent
-                .post(&url)
+                .post(url)
                 .header("content-type", "application/octet-stream");
             if let Some(token) = bearer {
                 request = request.header("authorization", format!("Bearer {token}"));
             }
             request.send(body)
         };
-        Ok(self.retried(replayable, send)?.1)
+        Ok(self.retried(replayable, bearer.is_some(), path, send)?.1)
     }
 
     fn get(
@@ -284,9 +347,8 @@ impl HttpTransport {
         path: &str,
         bearer: Option<&str>,
     ) -> Result<(ureq::http::HeaderMap, Vec<u8>), Error> {
-        let url = self.url(path)?;
-        self.retried(true, || {
-            let mut request = self.agent.get(&url);
+        self.retried(true, bearer.is_some(), path, |url| {
+            let mut request = self.agent.get(url);
             if let Some(token) = bearer {
                 request = request.header("authorization", format!("Bearer {token}"));
             }
