@@ -15,6 +15,7 @@ use treecast::license::{
 
 mod open_internet;
 mod operations;
+mod rotation;
 mod split;
 
 /// A running `treecast serve`, stopped with SIGTERM (and waited for) when dropped.

@@ -349,22 +349,38 @@ impl<R: Registry> Distributor<R> {
     /// # Errors
     /// [`Error::UserNotFound`], [`Error::Storage`].
     pub fn user_credential(&self, user: UserId) -> Result<UserCredential, Error> {
-        if !self.registry.has_user(user)? {
-            return Err(Error::UserNotFound(user));
-        }
-        Ok(self.vault.user_credential(user))
+        let epoch = self
+            .registry
+            .credential_epoch(user)?
+            .ok_or(Error::UserNotFound(user))?;
+        Ok(self.vault.user_credential(user, epoch))
     }
 
-    /// Checks that `credential` is `user`'s (in constant time).
+    /// Rotates `user`'s credential (issue 29): the credential epoch rises by one, durably, and
+    /// the new credential is answered; the old one no longer checks. Nothing else of the user
+    /// changes: devices, licenses and bills stay.
     ///
     /// # Errors
-    /// [`Error::BadCredential`] when it is not.
+    /// [`Error::UserNotFound`], [`Error::Storage`].
+    pub fn rotate_user_credential(&self, user: UserId) -> Result<UserCredential, Error> {
+        let epoch = self.registry.rotate_credential(user)?;
+        Ok(self.vault.user_credential(user, epoch))
+    }
+
+    /// Checks that `credential` is `user`'s at the user's credential epoch (in constant time).
+    ///
+    /// # Errors
+    /// [`Error::BadCredential`] when it is not (or there is no such user); [`Error::Storage`].
     pub fn check_user_credential(
         &self,
         user: UserId,
         credential: &UserCredential,
     ) -> Result<(), Error> {
-        if self.vault.user_credential(user) == *credential {
+        // A missing user is refused as a wrong credential is: the answer names no user.
+        let Some(epoch) = self.registry.credential_epoch(user)? else {
+            return Err(Error::BadCredential);
+        };
+        if self.vault.user_credential(user, epoch) == *credential {
             Ok(())
         } else {
             Err(Error::BadCredential)

@@ -63,10 +63,15 @@ impl Vault {
         }
     }
 
-    /// The credential of `user` (`credential.rs`).
-    pub(crate) fn user_credential(&self, user: UserId) -> UserCredential {
+    /// The credential of `user` at credential epoch `epoch` (`credential.rs`): epoch 0 hashes
+    /// the user's ID alone (the credentials issued before rotation existed), a later epoch the
+    /// ID and the epoch (a longer input, so never an earlier epoch's).
+    pub(crate) fn user_credential(&self, user: UserId, epoch: u64) -> UserCredential {
         let mut h = blake3::Hasher::new_keyed(&self.credentials);
         h.update(&user.0.to_be_bytes());
+        if epoch > 0 {
+            h.update(&epoch.to_be_bytes());
+        }
         UserCredential::from_bytes(*h.finalize().as_bytes())
     }
 

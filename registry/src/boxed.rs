@@ -27,6 +27,12 @@ impl<R: Registry + ?Sized> Registry for Box<R> {
     fn has_user(&self, user: UserId) -> Result<bool, Error> {
         (**self).has_user(user)
     }
+    fn credential_epoch(&self, user: UserId) -> Result<Option<u64>, Error> {
+        (**self).credential_epoch(user)
+    }
+    fn rotate_credential(&self, user: UserId) -> Result<u64, Error> {
+        (**self).rotate_credential(user)
+    }
     fn add_client(
         &self,
         user: UserId,

@@ -561,6 +561,20 @@ pub trait Registry: Send + Sync {
     /// [`Error::Storage`] when the store fails.
     fn has_user(&self, user: UserId) -> Result<bool, Error>;
 
+    /// The epoch of `user`'s credential: 0 until it is first rotated; `None` for no such user
+    /// (issue 29: a user's credential is derived from the distributor secret and this epoch).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn credential_epoch(&self, user: UserId) -> Result<Option<u64>, Error>;
+
+    /// Raises `user`'s credential epoch by one, durably, and answers the new one: the
+    /// credential of the epoch before no longer checks.
+    ///
+    /// # Errors
+    /// [`Error::UserNotFound`]; [`Error::Storage`] when the store fails.
+    fn rotate_credential(&self, user: UserId) -> Result<u64, Error>;
+
     /// Registers a client of `user`, giving it the next leaf, if the user has fewer than
     /// `limit` non-revoked clients.
     ///

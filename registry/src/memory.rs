@@ -77,6 +77,9 @@ struct Tables {
     history: Vec<CertificateRecord>,
     ledger: Vec<LedgerEntry>,
     ekbs: std::collections::BTreeMap<u64, Vec<u8>>,
+    /// The credential epochs of the users whose credential was rotated (issue 29); beside the
+    /// rows, so that the users who never rotate (nearly all) pay nothing for it.
+    credential_epochs: std::collections::BTreeMap<UserId, u64>,
     faults: Faults,
 }
 
@@ -108,6 +111,7 @@ impl MemoryRegistry {
                 licenses: Licenses::new(FIRST_ID),
                 used_requests: HashMap::new(),
                 history: Vec::new(),
+                credential_epochs: std::collections::BTreeMap::new(),
                 ledger: Vec::new(),
                 ekbs: std::collections::BTreeMap::new(),
                 faults: Faults::default(),
@@ -295,6 +299,23 @@ impl Registry for MemoryRegistry {
 
     fn has_user(&self, user: UserId) -> Result<bool, Error> {
         Ok(self.lock()?.users.get(user).is_some())
+    }
+
+    fn credential_epoch(&self, user: UserId) -> Result<Option<u64>, Error> {
+        let t = self.lock()?;
+        Ok(t.users
+            .get(user)
+            .map(|_| t.credential_epochs.get(&user).copied().unwrap_or(0)))
+    }
+
+    fn rotate_credential(&self, user: UserId) -> Result<u64, Error> {
+        let mut t = self.lock()?;
+        t.users.get(user).ok_or(Error::UserNotFound(user))?;
+        let epoch = t.credential_epochs.entry(user).or_insert(0);
+        *epoch = epoch
+            .checked_add(1)
+            .ok_or(Error::Internal("credential epoch overflow"))?;
+        Ok(*epoch)
     }
 
     fn add_client(

@@ -72,6 +72,10 @@ pub fn router_with_metrics(
         .route("/v1/users/{user}/contents/{content}", get(user::download))
         .route("/v1/admin/users", post(admin::create_user))
         .route("/v1/admin/users/{user}", get(admin::user))
+        .route(
+            "/v1/admin/users/{user}/credential",
+            post(admin::rotate_credential),
+        )
         .route("/v1/admin/clients/{client}/revoke", post(admin::revoke))
         .route("/v1/admin/clients/{client}", delete(admin::deregister))
         .layer(DefaultBodyLimit::max(limits.body))

@@ -177,6 +177,18 @@ pub(crate) enum AdminCommand {
         #[arg(long)]
         file: PathBuf,
     },
+    /// Rotate a user's credential (issue 29): the old one stops working; the user's devices,
+    /// licenses and bills stay. Writes the new credential to a new file.
+    RotateCredential {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The user.
+        #[arg(long)]
+        user: u64,
+        /// Where to write the new credential (it must not exist).
+        #[arg(long)]
+        credential_out: PathBuf,
+    },
     /// Revoke a client; print the new epoch.
     Revoke {
         #[command(flatten)]
@@ -272,6 +284,18 @@ pub(crate) fn run_admin(cmd: AdminCommand) -> anyhow::Result<()> {
                 fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let t = admin.transport()?;
             println!("content {}", t.publish(&token(&admin)?, &plain)?.0);
+        }
+        AdminCommand::RotateCredential {
+            admin,
+            user,
+            credential_out,
+        } => {
+            let t = admin.transport()?;
+            let credential =
+                t.rotate_credential(&token(&admin)?, treecast::license::UserId(user))?;
+            write_secret(&credential_out, credential.to_hex().as_bytes())?;
+            println!("user {user}: credential rotated");
+            eprintln!("the new credential is in {}", credential_out.display());
         }
         AdminCommand::Revoke { admin, client } => {
             let t = admin.transport()?;

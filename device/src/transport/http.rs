@@ -445,6 +445,25 @@ impl HttpTransport {
         ))
     }
 
+    /// Rotates a user's credential (admin, issue 29): the new credential; the old one no
+    /// longer works.
+    ///
+    /// # Errors
+    /// As [`HttpTransport::create_user`].
+    pub fn rotate_credential(
+        &self,
+        admin_token: &str,
+        user: UserId,
+    ) -> Result<UserCredential, Error> {
+        let path = format!("/v1/admin/users/{}/credential", user.0);
+        let answer = json(&self.post(&path, &[], Some(admin_token), false)?)?;
+        let credential = answer
+            .get("credential")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| Error::Io("the service's answer has no `credential`".into()))?;
+        UserCredential::from_hex(credential)
+    }
+
     /// Publishes `plain` as a new content (admin): its ID.
     ///
     /// # Errors

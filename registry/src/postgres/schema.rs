@@ -90,6 +90,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "CREATE TABLE binding (name TEXT PRIMARY KEY, value BYTEA NOT NULL)",
     // Version 6: a license's terms (issue 27), NULL for a perpetual one.
     "ALTER TABLE licenses ADD COLUMN terms BYTEA",
+    // Version 7: a user's credential epoch (issue 29), raised by each rotation.
+    "ALTER TABLE users ADD COLUMN credential_epoch BIGINT NOT NULL DEFAULT 0",
 ];
 
 /// Creates or migrates the schema, and fixes or checks the tree height.

@@ -174,6 +174,29 @@ impl<D: Driver> Registry for SqlRegistry<D> {
         self.read(|tx| user_exists(tx, user, ""))
     }
 
+    fn credential_epoch(&self, user: UserId) -> Result<Option<u64>, Error> {
+        self.read(|tx| {
+            tx.row(
+                "SELECT credential_epoch FROM users WHERE id = $1",
+                &[key(user.0)],
+            )?
+            .map(|row| un(row.int(0)?))
+            .transpose()
+        })
+    }
+
+    fn rotate_credential(&self, user: UserId) -> Result<u64, Error> {
+        self.driver.run(Kind::Durable, &mut |tx| {
+            let rows = tx.query(
+                "UPDATE users SET credential_epoch = credential_epoch + 1 WHERE id = $1 \
+                 RETURNING credential_epoch",
+                &[key(user.0)],
+            )?;
+            let row = rows.first().ok_or(Error::UserNotFound(user))?;
+            un(row.int(0)?)
+        })
+    }
+
     fn add_client(
         &self,
         user: UserId,

@@ -86,6 +86,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "CREATE TABLE binding (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
     // Version 7: a license's terms (issue 27), NULL for a perpetual one.
     "ALTER TABLE licenses ADD COLUMN terms BLOB",
+    // Version 8: a user's credential epoch (issue 29), raised by each rotation.
+    "ALTER TABLE users ADD COLUMN credential_epoch INTEGER NOT NULL DEFAULT 0",
 ];
 
 pub(super) fn check_application(conn: &Connection) -> Result<(), Error> {

@@ -34,6 +34,22 @@ pub(super) async fn create_user(
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
+/// Rotates a user's credential (issue 29): answers the new one; the old one no longer checks.
+pub(super) async fn rotate_credential(
+    axum::extract::State(s): State,
+    user: Result<Path<u64>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    s.check_admin(&headers)?;
+    let user = treecast_protocol::UserId(path(user)?);
+    let credential = blocking(s.inline, move || {
+        Ok(s.distributor.rotate_user_credential(user)?)
+    })
+    .await?;
+    let body = json!({"user": user.0, "credential": credential.to_hex().as_str()});
+    Ok(axum::Json(body).into_response())
+}
+
 /// A user's account: the total billed and their clients.
 pub(super) async fn user(
     axum::extract::State(s): State,

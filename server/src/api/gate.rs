@@ -81,7 +81,14 @@ impl Gate {
 /// A device, user or admin request other than a publish: authorised, its body read within
 /// the body deadline, then served in a concurrency slot.
 pub(super) async fn small(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
-    if let Err(e) = authenticate(&gate, &request) {
+    if let Err(e) = authenticate(
+        &gate,
+        request.uri().path(),
+        request.headers(),
+        peer(&request),
+    )
+    .await
+    {
         // A refused request's body is read and dropped when it announces no more than a small
         // body's limit (within the body deadline): a connection closed with unread bytes is
         // reset, and the reset can destroy the refusal before the client reads it (seen as
@@ -113,7 +120,14 @@ pub(super) async fn publish(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if let Err(e) = authenticate(&gate, &request) {
+    if let Err(e) = authenticate(
+        &gate,
+        request.uri().path(),
+        request.headers(),
+        peer(&request),
+    )
+    .await
+    {
         return e.into_response();
     }
     if let Err(e) = announced(request.body(), gate.content) {
@@ -141,8 +155,12 @@ pub(super) async fn publish(
 
 /// Checks the request's admin token or user credential, as its path asks, unless the caller
 /// failed too often; records a failure.
-fn authenticate(gate: &Gate, request: &Request) -> Result<(), ApiError> {
-    let path = request.uri().path();
+async fn authenticate(
+    gate: &Gate,
+    path: &str,
+    headers: &axum::http::HeaderMap,
+    address: Option<std::net::IpAddr>,
+) -> Result<(), ApiError> {
     let subject = if path.starts_with("/v1/admin/") {
         Subject::Admin
     } else if let Some(rest) = path.strip_prefix("/v1/users/") {
@@ -155,17 +173,12 @@ fn authenticate(gate: &Gate, request: &Request) -> Result<(), ApiError> {
     } else {
         return Ok(());
     };
-    let headers = request.headers();
     if !headers.contains_key(header::AUTHORIZATION) {
         // Nothing presented, nothing guessed: 401 at once, neither throttled nor counted.
         return Err(ApiError::unauthorized(
             "an `Authorization: Bearer …` header is required",
         ));
     }
-    let address = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| a.ip());
     if let Some(wait) = gate.throttle.wait(address, subject) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -176,12 +189,33 @@ fn authenticate(gate: &Gate, request: &Request) -> Result<(), ApiError> {
     }
     let checked = match subject {
         Subject::Admin => gate.service.check_admin(headers),
-        Subject::User(user) => authorize(&gate.service, headers, UserId(user)),
+        // A credential is checked against the user's credential epoch in the registry (issue
+        // 29): a registry call, so on the blocking pool unless the store runs inline.
+        Subject::User(user) => {
+            let service = Arc::clone(&gate.service);
+            let headers = headers.clone();
+            super::blocking(gate.service.inline, move || {
+                authorize(&service, &headers, UserId(user))
+            })
+            .await
+        }
     };
-    if checked.is_err() {
+    // Only a wrong token or credential counts: a registry that did not answer is no guess.
+    if checked
+        .as_ref()
+        .is_err_and(|e| e.status() == StatusCode::UNAUTHORIZED)
+    {
         gate.throttle.fail(address, subject);
     }
     checked
+}
+
+/// The address a request came from.
+fn peer(request: &Request) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip())
 }
 
 /// 413 when the body announces (`Content-Length`) more than `limit` bytes.

@@ -22,7 +22,13 @@ pub(super) fn authorize(s: &Service, headers: &HeaderMap, user: UserId) -> Resul
     let presented = credential(headers)?;
     s.distributor
         .check_user_credential(user, &presented)
-        .map_err(|_| ApiError::unauthorized("the credential is not this user's"))
+        .map_err(|e| match e {
+            treecast_protocol::Error::BadCredential => {
+                ApiError::unauthorized("the credential is not this user's")
+            }
+            // The registry did not answer: not the caller's fault (503), nor a failed login.
+            e => e.into(),
+        })
 }
 
 /// Registers a device of the user with a license server: a [`RegistrationRequest`] in (the
@@ -38,9 +44,9 @@ pub(super) async fn register(
     request: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let user = UserId(path(user)?);
-    authorize(&s, &headers, user)?;
     let request = body(request)?;
     let sealed = blocking(s.inline, move || {
+        authorize(&s, &headers, user)?;
         // A generator of its own, seeded from the service's: the service's lock is not held
         // across the registry write.
         let mut rng = {
