@@ -1,10 +1,11 @@
 //! A user's credential: the secret a user shows to register a device and to read their own
 //! rows over the network service (`docs/design.md`, "User credentials").
 //!
-//! It is derived, not stored: `BLAKE3-keyed(K, user ID)` with
+//! It is derived, not stored: `BLAKE3-keyed(K, user ID)` (then `BLAKE3-keyed(K, user ID ‖
+//! epoch)` once the user's credential epoch is above 0: a rotation, issue 29) with
 //! `K = BLAKE3-keyed(BLAKE3-derive_key("treecast/v1 user credentials", distributor secret),
-//! registry ID)`. Every process holding the distributor's key file checks it without a table,
-//! and a registry backup reveals none. The registry's random ID
+//! registry ID)`. Every process holding the distributor's key file checks it with one read of
+//! the user's epoch, and a registry backup reveals none. The registry's random ID
 //! (`treecast-registry`'s `RegistryId`, made with the store) binds it to one registry: a fresh
 //! registry started with the same key file gives its user 1 another credential than the old
 //! one's user 1 (issue 24).

@@ -291,9 +291,17 @@ pub(crate) fn run_admin(cmd: AdminCommand) -> anyhow::Result<()> {
             credential_out,
         } => {
             let t = admin.transport()?;
-            let credential =
-                t.rotate_credential(&token(&admin)?, treecast::license::UserId(user))?;
-            write_secret(&credential_out, credential.to_hex().as_bytes())?;
+            let file = super::input::create_secret_file(&credential_out)?;
+            let rotated = t.rotate_credential(&token(&admin)?, treecast::license::UserId(user));
+            let credential = match rotated {
+                Ok(credential) => credential,
+                Err(e) => {
+                    drop(file);
+                    let _ = fs::remove_file(&credential_out);
+                    return Err(e.into());
+                }
+            };
+            super::input::fill_secret_file(file, &credential_out, credential.to_hex().as_bytes())?;
             println!("user {user}: credential rotated");
             eprintln!("the new credential is in {}", credential_out.display());
         }

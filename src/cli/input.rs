@@ -144,16 +144,30 @@ pub(crate) fn read_bounded(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
 /// Creates a file readable by its owner only (mode 0600), refusing to overwrite one, and syncs
 /// it to disk.
 pub(crate) fn write_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
+    fill_secret_file(create_secret_file(path)?, path, bytes)
+}
+
+/// A new file at `path` (mode 0600), to write a secret into once it is known: made first, so
+/// that a secret the service hands out only once (a rotated credential) is never lost to a
+/// file that cannot be created.
+pub(crate) fn create_secret_file(path: &Path) -> anyhow::Result<fs::File> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
+    options
         .open(path)
-        .with_context(|| format!("cannot create {} (it must not exist)", path.display()))?;
+        .with_context(|| format!("cannot create {} (it must not exist)", path.display()))
+}
+
+/// Writes `bytes` into `file` (made by [`create_secret_file`] at `path`) and syncs it.
+pub(crate) fn fill_secret_file(
+    mut file: fs::File,
+    path: &Path,
+    bytes: &[u8],
+) -> anyhow::Result<()> {
+    use std::io::Write;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+        .with_context(|| format!("cannot write {}", path.display()))
 }

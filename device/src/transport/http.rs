@@ -302,14 +302,25 @@ impl HttpTransport {
         }
     }
 
-    /// The URL a `421 other_server` answer sends the request to, when it may be followed.
+    /// The URL a `421 other_server` answer sends the request to, when it may be followed: a
+    /// peer of the deployment where the transport knows them (always, for a request with a
+    /// token); otherwise an `https` URL, or a loopback `http` one from a loopback service; never
+    /// from `https` to `http`, nor plain `http` off the loopback unless allowed.
     fn follow(&self, body: &[u8], bearer: bool) -> Option<String> {
         let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
         let url = answer.get("server_url")?.as_str()?.trim_end_matches('/');
         if !(url.starts_with("https://") || url.starts_with("http://")) || url == self.base {
             return None;
         }
-        if bearer && !self.peers.iter().any(|p| p == url) {
+        let known = self.peers.iter().any(|p| p == url);
+        if (bearer || !self.peers.is_empty()) && !known {
+            return None;
+        }
+        if self.base.starts_with("https://") && !url.starts_with("https://") {
+            return None;
+        }
+        // A service off this machine cannot point a device at this machine's own ports.
+        if !known && on_loopback(url) && !on_loopback(&self.base) {
             return None;
         }
         if is_plain_remote(url) && !self.allow_plain_http {
@@ -361,14 +372,22 @@ impl HttpTransport {
 /// or a scheme that is neither `http` nor `https`.
 fn is_plain_remote(base: &str) -> bool {
     // Schemes are case-insensitive (RFC 3986 §3.1): `HTTP://` is plain HTTP too.
-    let Some(rest) = base
+    if base
         .get(..7)
-        .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
-        .and_then(|_| base.get(7..))
-    else {
-        return !base
-            .get(..8)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+    {
+        return !on_loopback(base);
+    }
+    !base
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+}
+
+/// Whether the host of an `http://` or `https://` URL is this machine's loopback
+/// (`127.0.0.0/8`, `[::1]`, `localhost`).
+fn on_loopback(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let authority = authority.rsplit('@').next().unwrap_or_default();
@@ -376,12 +395,10 @@ fn is_plain_remote(base: &str) -> bool {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => authority.split(':').next().unwrap_or_default(),
     };
-    if host.eq_ignore_ascii_case("localhost") {
-        return false;
-    }
-    !host
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The library error of a service's error answer: the same variant where the code names one
@@ -396,7 +413,12 @@ fn service_error(status: u16, body: &[u8]) -> Error {
             .map(str::to_owned)
     };
     let code = field("error").unwrap_or_else(|| "http".into());
-    let message = field("message").unwrap_or_else(|| format!("HTTP {status}"));
+    let mut message = field("message").unwrap_or_else(|| format!("HTTP {status}"));
+    if let Some(url) = field("server_url") {
+        // Not followed (a request with a token, to a URL not known as the deployment's): the
+        // caller is told where to send it.
+        message.push_str(&format!(" (it is served at {url})"));
+    }
     match code.as_str() {
         "bad_signature" => Error::BadSignature,
         "bad_credential" => Error::BadCredential,
@@ -599,7 +621,42 @@ impl Transport for HttpTransport {
 
 #[cfg(test)]
 mod tests {
-    use super::is_plain_remote;
+    use super::{HttpTransport, is_plain_remote};
+
+    /// Where a `421` naming `url` sends a request from a transport to `base` (with `peers`).
+    fn followed(base: &str, peers: &[&str], url: &str, bearer: bool) -> Option<String> {
+        let t = HttpTransport::new(base).with_peers(peers.iter().map(|p| (*p).to_owned()));
+        let body = format!(r#"{{"error":"other_server","message":"m","server_url":"{url}"}}"#);
+        t.follow(body.as_bytes(), bearer)
+    }
+
+    /// Review of issue 29: a `421` sends a token only to the deployment's peers, and a device's
+    /// signed request only where it could have been sent anyway.
+    #[test]
+    fn a_421_is_followed_only_where_it_is_safe() {
+        let b = "https://one.example";
+        let two = "https://two.example";
+        // Signed requests (no token): another https host, unless peers are known.
+        assert_eq!(followed(b, &[], two, false).as_deref(), Some(two));
+        assert_eq!(followed(b, &[b, "https://three.example"], two, false), None);
+        assert_eq!(followed(b, &[b, two], two, false).as_deref(), Some(two));
+        // A token: to a peer only.
+        assert_eq!(followed(b, &[], two, true), None);
+        assert_eq!(followed(b, &[b, two], two, true).as_deref(), Some(two));
+        // Never https to http, never from a remote service to this machine, never itself.
+        assert_eq!(followed(b, &[], "http://two.example", false), None);
+        assert_eq!(followed(b, &[], "https://127.0.0.1:9000", false), None);
+        assert_eq!(followed(b, &[], "https://localhost", false), None);
+        assert_eq!(followed(b, &[], b, false), None);
+        assert_eq!(followed(b, &[], "ftp://two.example", false), None);
+        // On one host (tests, a single machine): loopback to loopback.
+        let local = "http://127.0.0.1:8080";
+        assert_eq!(
+            followed(local, &[], "http://127.0.0.1:8081", false).as_deref(),
+            Some("http://127.0.0.1:8081")
+        );
+        assert_eq!(followed(local, &[], "http://two.example", false), None);
+    }
 
     #[test]
     fn plain_http_is_allowed_to_the_loopback_only() {

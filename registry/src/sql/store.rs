@@ -188,7 +188,8 @@ impl<D: Driver> Registry for SqlRegistry<D> {
     fn rotate_credential(&self, user: UserId) -> Result<u64, Error> {
         self.driver.run(Kind::Durable, &mut |tx| {
             let rows = tx.query(
-                "UPDATE users SET credential_epoch = credential_epoch + 1 WHERE id = $1 \
+                "UPDATE users SET credential_epoch = credential_epoch + 1 \
+                 WHERE id = $1 AND credential_epoch < 9223372036854775807 \
                  RETURNING credential_epoch",
                 &[key(user.0)],
             )?;

@@ -24,6 +24,9 @@ use crate::error::ApiError;
 use crate::throttle::{AuthThrottle, Subject};
 use crate::{Limits, Service};
 
+/// The most credential checks in flight at once (fewer with a smaller concurrency limit).
+const MAX_CHECKS: usize = 64;
+
 /// How long a caller turned away for lack of a publish place is asked to wait.
 const PUBLISH_RETRY: Duration = Duration::from_secs(5);
 
@@ -32,6 +35,9 @@ const PUBLISH_RETRY: Duration = Duration::from_secs(5);
 pub(super) struct Gate {
     service: Arc<Service>,
     slots: Arc<Semaphore>,
+    /// Credential checks in flight: each reads the registry (the user's credential epoch)
+    /// before the request holds a slot, so they are bounded on their own (review of issue 29).
+    credential_checks: Arc<Semaphore>,
     publishes: Arc<Semaphore>,
     throttle: AuthThrottle,
     body: usize,
@@ -64,6 +70,7 @@ impl Gate {
         Self {
             service,
             slots: Arc::new(Semaphore::new(limits.concurrency.max(1))),
+            credential_checks: Arc::new(Semaphore::new(limits.concurrency.clamp(1, MAX_CHECKS))),
             publishes: Arc::new(Semaphore::new(limits.publishes.max(1))),
             throttle: AuthThrottle::new(
                 limits.auth_failures_per_address,
@@ -192,9 +199,20 @@ async fn authenticate(
         // A credential is checked against the user's credential epoch in the registry (issue
         // 29): a registry call, so on the blocking pool unless the store runs inline.
         Subject::User(user) => {
+            let Ok(check) = Arc::clone(&gate.credential_checks).try_acquire_owned() else {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "as many credential checks as the service runs at once are running; retry",
+                )
+                .retry_after(Duration::from_secs(1)));
+            };
             let service = Arc::clone(&gate.service);
             let headers = headers.clone();
+            // The place goes with the check: a request that times out leaves its place taken
+            // until its registry read ends.
             super::blocking(gate.service.inline, move || {
+                let _check = check;
                 authorize(&service, &headers, UserId(user))
             })
             .await
