@@ -248,3 +248,28 @@ fn a_registry_held_by_another_opener_is_a_clear_error_after_waiting() {
         1
     );
 }
+
+/// A re-wrapped envelope replaces its row only if the row is still the one it was made from
+/// (issue 29, storage key rotation), on both stores in the process.
+#[test]
+fn an_envelope_replaces_only_the_row_it_was_made_from() {
+    use treecast::license::registry::{ContentRecord, MemoryRegistry};
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteRegistry::open(&dir.path().join("r.sqlite"), height()).unwrap();
+    let memory = MemoryRegistry::new(height());
+    for registry in [&sqlite as &dyn Registry, &memory] {
+        let first = registry
+            .add_content(&mut |id| Ok(ContentRecord::new(id, 1, [1; 24])))
+            .unwrap();
+        let rewrapped = ContentRecord::new(first.id, 2, [2; 24]);
+        assert!(registry.replace_envelope(&first, &rewrapped).unwrap());
+        assert_eq!(registry.content(first.id).unwrap(), Some(rewrapped.clone()));
+        // Made from the old row: refused, the row as it is.
+        let stale = ContentRecord::new(first.id, 3, [3; 24]);
+        assert!(!registry.replace_envelope(&first, &stale).unwrap());
+        assert_eq!(registry.content(first.id).unwrap(), Some(rewrapped));
+        // Another content's row is never touched through this one.
+        let other = ContentRecord::new(treecast::license::ContentId(99), 2, [2; 24]);
+        assert!(registry.replace_envelope(&first, &other).is_err());
+    }
+}

@@ -34,6 +34,7 @@ mod ekbs;
 mod giveback;
 pub mod keyfile;
 mod local;
+mod rekey;
 mod renew;
 pub mod server;
 mod status;
@@ -43,6 +44,7 @@ mod vault;
 pub use billing::{OfferTerms, Tariff};
 pub use ekbs::EkbStats;
 pub use local::LocalTransport;
+pub use rekey::Rekeyed;
 pub use server::LicenseServer;
 pub use status::{StatusDocument, StatusEvent};
 

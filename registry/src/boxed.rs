@@ -27,6 +27,9 @@ impl<R: Registry + ?Sized> Registry for Box<R> {
     fn has_user(&self, user: UserId) -> Result<bool, Error> {
         (**self).has_user(user)
     }
+    fn replace_envelope(&self, old: &ContentRecord, new: &ContentRecord) -> Result<bool, Error> {
+        (**self).replace_envelope(old, new)
+    }
     fn credential_epoch(&self, user: UserId) -> Result<Option<u64>, Error> {
         (**self).credential_epoch(user)
     }

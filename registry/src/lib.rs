@@ -687,6 +687,14 @@ pub trait Registry: Send + Sync {
     /// [`Error::Storage`] when the store fails.
     fn contents(&self) -> Result<Vec<ContentRecord>, Error>;
 
+    /// Replaces a content's envelope (`docs/storage.md`, "Storage key rotation"): `new` takes
+    /// `old`'s place only if the row is still exactly `old` (so a re-wrap never overwrites one
+    /// made meanwhile); answers whether it did.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn replace_envelope(&self, old: &ContentRecord, new: &ContentRecord) -> Result<bool, Error>;
+
     /// Records that `user` downloaded `content` (claim 6, content supply).
     ///
     /// # Errors

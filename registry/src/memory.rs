@@ -301,6 +301,20 @@ impl Registry for MemoryRegistry {
         Ok(self.lock()?.users.get(user).is_some())
     }
 
+    fn replace_envelope(&self, old: &ContentRecord, new: &ContentRecord) -> Result<bool, Error> {
+        if old.id != new.id {
+            return Err(Error::Internal("an envelope replaced by another content's"));
+        }
+        let mut t = self.lock()?;
+        match t.contents.get_mut(&old.id) {
+            Some(row) if row == old => {
+                *row = new.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     fn credential_epoch(&self, user: UserId) -> Result<Option<u64>, Error> {
         let t = self.lock()?;
         Ok(t.users

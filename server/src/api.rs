@@ -77,6 +77,7 @@ pub fn router_with_metrics(
             post(admin::rotate_credential),
         )
         .route("/v1/admin/clients/{client}/revoke", post(admin::revoke))
+        .route("/v1/admin/storage-keys/{key_id}/rekey", post(admin::rekey))
         .route("/v1/admin/clients/{client}", delete(admin::deregister))
         .layer(DefaultBodyLimit::max(limits.body))
         .route_layer(middleware::from_fn_with_state(

@@ -189,6 +189,15 @@ pub(crate) enum AdminCommand {
         #[arg(long)]
         credential_out: PathBuf,
     },
+    /// Re-wrap every content key under a new storage key ID, online (issue 29); start the
+    /// service with `--storage-key-id` set to it first, so that new contents come under it too.
+    Rekey {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The storage key ID to re-wrap under.
+        #[arg(long)]
+        to: u32,
+    },
     /// Revoke a client; print the new epoch.
     Revoke {
         #[command(flatten)]
@@ -304,6 +313,17 @@ pub(crate) fn run_admin(cmd: AdminCommand) -> anyhow::Result<()> {
             super::input::fill_secret_file(file, &credential_out, credential.to_hex().as_bytes())?;
             println!("user {user}: credential rotated");
             eprintln!("the new credential is in {}", credential_out.display());
+        }
+        AdminCommand::Rekey { admin, to } => {
+            let t = admin.transport()?;
+            let (rewrapped, already, changed) = t.rekey(&token(&admin)?, to)?;
+            println!(
+                "storage key {to}: {rewrapped} re-wrapped, {already} already under it, {changed} \
+                 changed meanwhile"
+            );
+            if changed > 0 {
+                eprintln!("run it again to re-wrap the rows that changed meanwhile");
+            }
         }
         AdminCommand::Revoke { admin, client } => {
             let t = admin.transport()?;

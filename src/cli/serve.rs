@@ -63,6 +63,10 @@ pub(crate) struct ServeArgs {
     /// follow it (issue 29).
     #[arg(long = "server-url", env = "TREECAST_SERVER_URL", value_delimiter = ',', value_parser = parse_server_url)]
     server_urls: Vec<(u32, String)>,
+    /// The storage key ID new content keys are enveloped under (issue 29: to rotate it, start
+    /// every process with the next ID, then `treecast admin rekey --to ID` re-wraps the rest).
+    #[arg(long, env = "TREECAST_STORAGE_KEY_ID", default_value_t = 1)]
+    storage_key_id: u32,
     /// Where published containers are kept (shared by every process of a deployment).
     #[arg(
         long,
@@ -278,7 +282,7 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
         registry,
         tariff(&args.offers, args.loan_copies)?,
         Arc::new(SystemClock),
-        DistributorConfig::default(),
+        DistributorConfig::default().with_storage_key_id(args.storage_key_id),
     )?
     .with_peer_servers(peers);
     drop(keys);

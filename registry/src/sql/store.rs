@@ -174,6 +174,26 @@ impl<D: Driver> Registry for SqlRegistry<D> {
         self.read(|tx| user_exists(tx, user, ""))
     }
 
+    fn replace_envelope(&self, old: &ContentRecord, new: &ContentRecord) -> Result<bool, Error> {
+        if old.id != new.id {
+            return Err(Error::Internal("an envelope replaced by another content's"));
+        }
+        let changed = self.driver.run(Kind::Durable, &mut |tx| {
+            tx.execute(
+                "UPDATE contents SET key_id = $1, envelope = $2 \
+                 WHERE id = $3 AND key_id = $4 AND envelope = $5",
+                &[
+                    Value::Int(i64::from(new.key_id)),
+                    Value::Bytes(&new.envelope),
+                    key(old.id.0),
+                    Value::Int(i64::from(old.key_id)),
+                    Value::Bytes(&old.envelope),
+                ],
+            )
+        })?;
+        Ok(changed == 1)
+    }
+
     fn credential_epoch(&self, user: UserId) -> Result<Option<u64>, Error> {
         self.read(|tx| {
             tx.row(

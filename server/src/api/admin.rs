@@ -50,6 +50,26 @@ pub(super) async fn rotate_credential(
     Ok(axum::Json(body).into_response())
 }
 
+/// Re-wraps every content key under storage key `{key_id}` (issue 29): online, on the blocking
+/// pool; answers what it did. A rotation longer than the request timeout goes on after the 408
+/// and finishes; run it again to see everything under the new key.
+pub(super) async fn rekey(
+    axum::extract::State(s): State,
+    key_id: Result<Path<u32>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    s.check_admin(&headers)?;
+    let to = path(key_id)?;
+    let done = blocking(false, move || Ok(s.distributor.rekey_contents(to)?)).await?;
+    let body = json!({
+        "key_id": to,
+        "rewrapped": done.rewrapped,
+        "already": done.already,
+        "changed": done.changed,
+    });
+    Ok(axum::Json(body).into_response())
+}
+
 /// A user's account: the total billed and their clients.
 pub(super) async fn user(
     axum::extract::State(s): State,
