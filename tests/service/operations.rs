@@ -65,6 +65,23 @@ pub(crate) fn http(
     (status, head.to_owned(), body.to_owned())
 }
 
+/// `treecast serve` on `store` and `listen`, its files in `dir`, run to its end: for a start
+/// that must fail.
+fn serve_once(dir: &Path, store: &str, listen: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_treecast"))
+        .args([
+            "serve", "--height", "16", "--store", store, "--listen", listen,
+        ])
+        .arg("--keys")
+        .arg(dir.join("keys"))
+        .arg("--admin-token")
+        .arg(dir.join("admin.token"))
+        .arg("--content-dir")
+        .arg(dir.join("contents"))
+        .output()
+        .unwrap()
+}
+
 /// The JSON log lines of a file.
 fn log_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
@@ -320,24 +337,7 @@ fn readiness_sees_a_damaged_registry_and_a_drain_while_liveness_does_not() {
     assert!(status.success());
 
     // Started on the damaged file, the service refuses to serve it.
-    let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--height",
-            "16",
-            "--store",
-            &store,
-        ])
-        .arg("--keys")
-        .arg(dir.path().join("keys"))
-        .arg("--admin-token")
-        .arg(dir.path().join("admin.token"))
-        .arg("--content-dir")
-        .arg(dir.path().join("contents"))
-        .output()
-        .unwrap();
+    let out = serve_once(dir.path(), &store, "127.0.0.1:0");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -364,24 +364,7 @@ fn a_damaged_page_is_refused_at_startup() {
     let last = bytes.len() - page;
     bytes[last..].iter_mut().for_each(|b| *b = 0xff);
     std::fs::write(&file, &bytes).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--height",
-            "16",
-            "--store",
-            &store,
-        ])
-        .arg("--keys")
-        .arg(dir.path().join("keys"))
-        .arg("--admin-token")
-        .arg(dir.path().join("admin.token"))
-        .arg("--content-dir")
-        .arg(dir.path().join("contents"))
-        .output()
-        .unwrap();
+    let out = serve_once(dir.path(), &store, "127.0.0.1:0");
     assert!(!out.status.success(), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -464,18 +447,11 @@ fn a_taken_port_creates_no_registry_token_or_directory() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
     let registry = dir.path().join("registry.sqlite");
-    let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
-        .args(["serve", "--height", "16", "--listen", &address])
-        .arg("--store")
-        .arg(format!("sqlite:{}", registry.display()))
-        .arg("--keys")
-        .arg(dir.path().join("keys"))
-        .arg("--admin-token")
-        .arg(dir.path().join("admin.token"))
-        .arg("--content-dir")
-        .arg(dir.path().join("contents"))
-        .output()
-        .unwrap();
+    let out = serve_once(
+        dir.path(),
+        &format!("sqlite:{}", registry.display()),
+        &address,
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
     assert!(!registry.exists());

@@ -244,11 +244,8 @@ impl HttpTransport {
 
     /// Sends a request to `path` by `send` (given the URL) until it is answered, as [`Retries`]
     /// says; `replayable`: it may be sent twice without effect; `bearer`: it carries a token.
-    /// A `421 other_server` answer naming another process's URL is followed once (issue 29):
-    /// always for a request without a token (a device's signed request holds no secret, and
-    /// its answer is verified), and for one with a token only to a URL of the deployment
-    /// ([`HttpTransport::with_peers`]); never to plain `http://` off the loopback unless
-    /// allowed.
+    /// A `421 other_server` answer naming another process's URL is followed once (issue 29),
+    /// where [`HttpTransport::follow`] allows it.
     fn retried(
         &self,
         replayable: bool,

@@ -30,8 +30,7 @@ pub(super) async fn create_user(
         Ok((user, s.distributor.user_credential(user)?))
     })
     .await?;
-    let body = json!({"user": user.0, "credential": credential.to_hex().as_str()});
-    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+    Ok(credential_answer(StatusCode::CREATED, user, &credential))
 }
 
 /// Rotates a user's credential (issue 29): answers the new one; the old one no longer checks.
@@ -46,8 +45,17 @@ pub(super) async fn rotate_credential(
         Ok(s.distributor.rotate_user_credential(user)?)
     })
     .await?;
+    Ok(credential_answer(StatusCode::OK, user, &credential))
+}
+
+/// A user and their credential, as `create_user` and `rotate_credential` answer them.
+fn credential_answer(
+    status: StatusCode,
+    user: treecast_protocol::UserId,
+    credential: &treecast_protocol::credential::UserCredential,
+) -> Response {
     let body = json!({"user": user.0, "credential": credential.to_hex().as_str()});
-    Ok(axum::Json(body).into_response())
+    (status, axum::Json(body)).into_response()
 }
 
 /// Re-wraps every content key under storage key `{key_id}` (issue 29): online, on the blocking

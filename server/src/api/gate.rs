@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use treecast_protocol::UserId;
 
-use super::user::authorize;
+use super::user::{Authorized, check_credential};
 use crate::error::ApiError;
 use crate::throttle::{AuthThrottle, Subject};
 use crate::{Limits, Service};
@@ -87,15 +87,12 @@ impl Gate {
 
 /// A device, user or admin request other than a publish: authorised, its body read within
 /// the body deadline, then served in a concurrency slot.
-pub(super) async fn small(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
-    if let Err(e) = authenticate(
-        &gate,
-        request.uri().path(),
-        request.headers(),
-        peer(&request),
-    )
-    .await
-    {
+pub(super) async fn small(
+    State(gate): State<Arc<Gate>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if let Err(e) = authenticated(&gate, &mut request).await {
         // A refused request's body is read and dropped when it announces no more than a small
         // body's limit (within the body deadline): a connection closed with unread bytes is
         // reset, and the reset can destroy the refusal before the client reads it (seen as
@@ -127,14 +124,7 @@ pub(super) async fn publish(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if let Err(e) = authenticate(
-        &gate,
-        request.uri().path(),
-        request.headers(),
-        peer(&request),
-    )
-    .await
-    {
+    if let Err(e) = authenticated(&gate, &mut request).await {
         return e.into_response();
     }
     if let Err(e) = announced(request.body(), gate.content) {
@@ -160,14 +150,25 @@ pub(super) async fn publish(
     next.run(request).await
 }
 
+/// Authenticates `request` ([`authenticate`]); a user's request then carries [`Authorized`],
+/// which its handler checks instead of reading the registry a second time.
+async fn authenticated(gate: &Gate, request: &mut Request) -> Result<(), ApiError> {
+    let address = peer(request);
+    let user = authenticate(gate, request.uri().path(), request.headers(), address).await?;
+    if let Some(user) = user {
+        request.extensions_mut().insert(Authorized(user));
+    }
+    Ok(())
+}
+
 /// Checks the request's admin token or user credential, as its path asks, unless the caller
-/// failed too often; records a failure.
+/// failed too often; records a failure. Answers the user whose credential was checked.
 async fn authenticate(
     gate: &Gate,
     path: &str,
     headers: &axum::http::HeaderMap,
     address: Option<std::net::IpAddr>,
-) -> Result<(), ApiError> {
+) -> Result<Option<UserId>, ApiError> {
     let subject = if path.starts_with("/v1/admin/") {
         Subject::Admin
     } else if let Some(rest) = path.strip_prefix("/v1/users/") {
@@ -178,7 +179,7 @@ async fn authenticate(
             .ok_or_else(|| ApiError::malformed("a user ID is a decimal number"))?;
         Subject::User(user)
     } else {
-        return Ok(());
+        return Ok(None);
     };
     if !headers.contains_key(header::AUTHORIZATION) {
         // Nothing presented, nothing guessed: 401 at once, neither throttled nor counted.
@@ -213,7 +214,7 @@ async fn authenticate(
             // until its registry read ends.
             super::blocking(gate.service.inline, move || {
                 let _check = check;
-                authorize(&service, &headers, UserId(user))
+                check_credential(&service, &headers, UserId(user))
             })
             .await
         }
@@ -225,7 +226,11 @@ async fn authenticate(
     {
         gate.throttle.fail(address, subject);
     }
-    checked
+    checked?;
+    Ok(match subject {
+        Subject::User(user) => Some(UserId(user)),
+        Subject::Admin => None,
+    })
 }
 
 /// The address a request came from.
