@@ -5,12 +5,14 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::cover::{Cover, Scheme, Subset};
 use crate::crypto::{self, G3, Prf};
+use crate::delegation::Delegation;
+use crate::derivation::{Derivation, Seeds, Walker};
 use crate::device::{DeviceKeys, KeySet};
 use crate::ekb::{self, EkbHeader, Profile, SignedEkb, TreeConfig};
 use crate::error::Error;
 use crate::revocation::RevocationSet;
 use crate::secret::{DeviceKey, DistributorSecret, MasterSecret, NodeKey, PayloadKey};
-use crate::treemath::{LeafIndex, NodeIndex, low_bits, sd_label_count};
+use crate::treemath::{LeafIndex, NodeIndex, TreeHeight, low_bits, sd_label_count};
 
 /// The key authority of one tree.
 ///
@@ -39,6 +41,7 @@ use crate::treemath::{LeafIndex, NodeIndex, low_bits, sd_label_count};
 #[derive(Clone)]
 pub struct Authority {
     config: TreeConfig,
+    derivation: Derivation,
     keys: SchemeKeys,
     device_prf: Prf,
     epoch_prf: Prf,
@@ -46,53 +49,102 @@ pub struct Authority {
     distributor: DistributorSecret,
 }
 
+/// Where node values come from (`derivation.rs`). Not boxed: one a tree, and the flat
+/// variant's inline key schedule is what its hot path reads.
+#[derive(Clone)]
+#[allow(clippy::large_enum_variant, reason = "one a tree; the flat variant is the hot one")]
+enum Values {
+    /// `AES-128(K, node)`.
+    Flat(Prf),
+    /// Down the seed tree from the root's seed.
+    Seeds(Seeds),
+}
+
+impl Values {
+    fn value(&self, node: NodeIndex) -> NodeKey {
+        match self {
+            Self::Flat(prf) => NodeKey::from_bytes(prf.eval(u128::from(node.get()))),
+            Self::Seeds(seeds) => seeds.value(node),
+        }
+    }
+}
+
 /// The scheme's root of derivation.
 #[derive(Clone)]
 enum SchemeKeys {
-    /// Node keys: `AES-128(K, node)`.
-    CompleteSubtree { node: Prf },
-    /// Labels: `AES-128(K, u)` for each inner node `u`, expanded with AES-G3; plus the key of
-    /// the all-leaves subset.
-    SubsetDifference { label: Prf, all: NodeKey },
+    /// Node keys: the node values.
+    CompleteSubtree { node: Values },
+    /// Labels: the value of each inner node `u` is `L(u, u)`, expanded with AES-G3; plus the
+    /// key of the all-leaves subset.
+    SubsetDifference { label: Values, all: NodeKey },
 }
 
 impl Authority {
-    /// The authority of the tree `config`, keyed by `master`.
+    /// The authority of the tree `config`, keyed by `master`, of the first derivation
+    /// ([`Derivation::Flat`]).
     ///
     /// # Errors
     /// [`Error::UnsupportedScheme`] for a scheme this version cannot run.
     pub fn new(master: &MasterSecret, config: TreeConfig) -> Result<Self, Error> {
+        Self::with_derivation(master, config, Derivation::Flat)
+    }
+
+    /// The authority of the tree `config`, keyed by `master`, deriving node values by
+    /// `derivation`. A seed-tree authority's every key (the signing key, the distributor
+    /// secret, the epoch keys included) differs from the flat one's of the same master secret:
+    /// its HKDF purposes are of their own.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedScheme`] for a scheme this version cannot run.
+    pub fn with_derivation(
+        master: &MasterSecret,
+        config: TreeConfig,
+        derivation: Derivation,
+    ) -> Result<Self, Error> {
+        let info = |purpose: &[u8]| info(purpose, &config, derivation);
+        let values = |purpose: &[u8]| -> Result<Values, Error> {
+            Ok(match derivation {
+                Derivation::Flat => Values::Flat(Prf::derive(master, &info(purpose))?),
+                Derivation::SeedTree => {
+                    let mut seed = zeroize::Zeroizing::new([0u8; 16]);
+                    crypto::expand(master, &info(b"seed-root"), seed.as_mut_slice())?;
+                    Values::Seeds(Seeds::new(NodeIndex::ROOT, NodeKey::from_bytes(*seed)))
+                }
+            })
+        };
         let keys = match config.scheme {
             Scheme::COMPLETE_SUBTREE => SchemeKeys::CompleteSubtree {
-                node: Prf::derive(master, &info(b"cs-node", &config))?,
+                node: values(b"cs-node")?,
             },
             Scheme::SUBSET_DIFFERENCE => {
                 let mut bytes = zeroize::Zeroizing::new([0u8; 16]);
-                crypto::expand(master, &info(b"sd-all", &config), bytes.as_mut_slice())?;
+                crypto::expand(master, &info(b"sd-all"), bytes.as_mut_slice())?;
                 let all = NodeKey::from_bytes(*bytes);
                 SchemeKeys::SubsetDifference {
-                    label: Prf::derive(master, &info(b"sd-label", &config))?,
+                    label: values(b"sd-label")?,
                     all,
                 }
             }
             other => return Err(Error::UnsupportedScheme(other)),
         };
         let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-        crypto::expand(master, &info(b"ekb-signing", &config), seed.as_mut_slice())?;
+        crypto::expand(master, &info(b"ekb-signing"), seed.as_mut_slice())?;
         let mut distributor = zeroize::Zeroizing::new([0u8; 32]);
-        crypto::expand(
-            master,
-            &info(b"distributor", &config),
-            distributor.as_mut_slice(),
-        )?;
+        crypto::expand(master, &info(b"distributor"), distributor.as_mut_slice())?;
         Ok(Self {
             config,
+            derivation,
             keys,
-            device_prf: Prf::derive(master, &info(b"device", &config))?,
-            epoch_prf: Prf::derive(master, &info(b"epoch-key", &config))?,
+            device_prf: Prf::derive(master, &info(b"device"))?,
+            epoch_prf: Prf::derive(master, &info(b"epoch-key"))?,
             signing_key: SigningKey::from_bytes(&seed),
             distributor: DistributorSecret::from_bytes(*distributor),
         })
+    }
+
+    /// How this tree's node values are derived.
+    pub const fn derivation(&self) -> Derivation {
+        self.derivation
     }
 
     /// The distributor's secret for this tree (HKDF purpose `distributor`): what the licensing
@@ -122,27 +174,22 @@ impl Authority {
         let h = height.get();
         let path = |d: u8| NodeIndex::leaf_ancestor(leaf, height, d);
         let keys = match &self.keys {
-            SchemeKeys::CompleteSubtree { node } => KeySet::CompleteSubtree(
-                (0..=h)
-                    .map(|d| NodeKey::from_bytes(node.eval(u128::from(path(d).get()))))
-                    .collect(),
-            ),
+            SchemeKeys::CompleteSubtree { node } => KeySet::CompleteSubtree(match node {
+                Values::Flat(_) => (0..=h).map(|d| node.value(path(d))).collect(),
+                Values::Seeds(seeds) => seeds.path_values(leaf.node(height)),
+            }),
             SchemeKeys::SubsetDifference { label, all } => {
-                let mut labels = Vec::with_capacity(sd_label_count(h));
-                for d in 0..h {
-                    // L(u, u) for u on the path at depth d, then down the path.
-                    let mut current = NodeKey::from_bytes(label.eval(u128::from(path(d).get())));
-                    for e in d + 1..=h {
-                        let (toward_leaf, off_path) = if path(e).get() & 1 == 0 {
-                            (G3::Left, G3::Right)
-                        } else {
-                            (G3::Right, G3::Left)
-                        };
-                        labels.push(crypto::g3(&current, off_path));
-                        if e < h {
-                            current = crypto::g3(&current, toward_leaf);
-                        }
+                let tops: Vec<NodeKey> = match label {
+                    Values::Flat(_) => (0..h).map(|d| label.value(path(d))).collect(),
+                    Values::Seeds(seeds) => {
+                        let mut values = seeds.path_values(leaf.node(height));
+                        values.truncate(usize::from(h));
+                        values
                     }
+                };
+                let mut labels = Vec::with_capacity(sd_label_count(h));
+                for (d, top) in (0..h).zip(tops) {
+                    sd_labels_below(&mut labels, top, leaf, height, d + 1);
                 }
                 KeySet::SubsetDifference {
                     labels,
@@ -151,6 +198,61 @@ impl Authority {
             }
         };
         DeviceKeys::new(self.config, leaf, keys, self.device_key(leaf))
+    }
+
+    /// The key material of the subtree rooted at `root`, for a license server that registers
+    /// the subtree's devices without the master secret (`delegation.rs`).
+    ///
+    /// # Errors
+    /// [`Error::NotDelegable`] for a tree of the flat derivation; [`Error::InvalidNode`] for a
+    /// root that is not an inner node of the tree.
+    pub fn delegate(&self, root: NodeIndex) -> Result<Delegation, Error> {
+        let height = self.config.height;
+        let root = NodeIndex::new(root.get(), height)?;
+        if root.depth() >= height.get() {
+            return Err(Error::InvalidNode(root.get()));
+        }
+        let Values::Seeds(seeds) = self.values() else {
+            return Err(Error::NotDelegable);
+        };
+        let k = root.depth();
+        let ancestor = |d: u8| root.ancestor(d).ok_or(Error::Internal("ancestor"));
+        let mut above = Vec::with_capacity(Delegation::above_count(self.config.scheme, k)?);
+        let all = match &self.keys {
+            SchemeKeys::CompleteSubtree { node } => {
+                for d in 0..k {
+                    above.push(node.value(ancestor(d)?));
+                }
+                None
+            }
+            SchemeKeys::SubsetDifference { label, all } => {
+                for d in 0..k {
+                    // L(u, u), walked down to r: the labels off the path on the way, then
+                    // both of r's children; L(u, r) itself is dropped.
+                    let mut current = label.value(ancestor(d)?);
+                    for e in d + 1..=k {
+                        let (toward, off) = if ancestor(e)?.get() & 1 == 0 {
+                            (G3::Left, G3::Right)
+                        } else {
+                            (G3::Right, G3::Left)
+                        };
+                        above.push(crypto::g3(&current, off));
+                        current = crypto::g3(&current, toward);
+                    }
+                    above.push(crypto::g3(&current, G3::Left));
+                    above.push(crypto::g3(&current, G3::Right));
+                }
+                Some(all.clone())
+            }
+        };
+        Delegation::from_parts(
+            self.config,
+            root,
+            seeds.seed(root),
+            above,
+            all,
+            self.verifying_key(),
+        )
     }
 
     /// The payload key of key epoch `epoch`, for a distributor that sends one key per epoch:
@@ -162,7 +264,18 @@ impl Authority {
 
     /// The device key of the device at `leaf`, for binding a license to it.
     pub fn device_key(&self, leaf: LeafIndex) -> DeviceKey {
-        DeviceKey::from_bytes(self.device_prf.eval(u128::from(leaf.get())))
+        match self.values() {
+            Values::Flat(_) => DeviceKey::from_bytes(self.device_prf.eval(u128::from(leaf.get()))),
+            Values::Seeds(seeds) => seeds.device_key(leaf.node(self.config.height)),
+        }
+    }
+
+    /// The node values of this tree's scheme.
+    fn values(&self) -> &Values {
+        match &self.keys {
+            SchemeKeys::CompleteSubtree { node } => node,
+            SchemeKeys::SubsetDifference { label, .. } => label,
+        }
     }
 
     /// An EKB that gives `payload` to every leaf not in `revoked`, for key epoch `epoch`.
@@ -221,10 +334,31 @@ impl Authority {
     ) -> Result<(), Error> {
         let scheme = self.config.scheme;
         match &self.keys {
-            SchemeKeys::CompleteSubtree { node } => write_cs_entries(node, out, subsets, payload),
-            SchemeKeys::SubsetDifference { label, all } => {
+            SchemeKeys::CompleteSubtree {
+                node: Values::Flat(node),
+            } => write_cs_entries(node, out, subsets, payload),
+            SchemeKeys::CompleteSubtree {
+                node: Values::Seeds(seeds),
+            } => {
+                // A cover's subsets come in preorder: the walker shares each path's prefix.
+                let mut walker = Walker::new(seeds);
                 for subset in subsets {
-                    let key = sd_subset_key(label, all, subset)?;
+                    let Subset::Complete(node) = *subset else {
+                        return Err(Error::Internal("difference subset in a CS cover"));
+                    };
+                    let key = walker.value(node);
+                    let wrapped = crypto::wrap(&key, ekb::subset_tweak(subset), payload);
+                    ekb::encode_entry(out, scheme, subset, &wrapped);
+                }
+                Ok(())
+            }
+            SchemeKeys::SubsetDifference { label, all } => {
+                let mut walker = match label {
+                    Values::Seeds(seeds) => Some(Walker::new(seeds)),
+                    Values::Flat(_) => None,
+                };
+                for subset in subsets {
+                    let key = sd_subset_key(label, walker.as_mut(), all, subset)?;
                     let wrapped = crypto::wrap(&key, ekb::subset_tweak(subset), payload);
                     ekb::encode_entry(out, scheme, subset, &wrapped);
                 }
@@ -236,17 +370,20 @@ impl Authority {
     /// The key of one subset of either scheme (tracing wraps its queries with it).
     pub(crate) fn subset_key(&self, subset: &Subset) -> Result<NodeKey, Error> {
         match &self.keys {
-            SchemeKeys::CompleteSubtree { node } => {
-                Ok(NodeKey::from_bytes(node.eval(ekb::subset_tweak(subset))))
-            }
-            SchemeKeys::SubsetDifference { label, all } => sd_subset_key(label, all, subset),
+            SchemeKeys::CompleteSubtree { node } => match *subset {
+                Subset::Complete(n) => Ok(node.value(n)),
+                Subset::Difference { .. } => {
+                    Err(Error::Internal("difference subset in a CS cover"))
+                }
+            },
+            SchemeKeys::SubsetDifference { label, all } => sd_subset_key(label, None, all, subset),
         }
     }
 
     /// The key of one Subset Difference subset (the AACS processing key), for the AACS profile.
     pub(crate) fn sd_subset_key(&self, subset: &Subset) -> Result<NodeKey, Error> {
         match &self.keys {
-            SchemeKeys::SubsetDifference { label, all } => sd_subset_key(label, all, subset),
+            SchemeKeys::SubsetDifference { label, all } => sd_subset_key(label, None, all, subset),
             SchemeKeys::CompleteSubtree { .. } => Err(Error::UnsupportedScheme(self.config.scheme)),
         }
     }
@@ -266,33 +403,56 @@ impl Authority {
         if cover.scheme() != self.config.scheme || cover.height() != self.config.height {
             return Err(Error::WrongTree);
         }
-        match &self.keys {
-            SchemeKeys::CompleteSubtree { node } => Ok(cover
-                .subsets()
-                .iter()
-                .map(|s| NodeKey::from_bytes(node.eval(ekb::subset_tweak(s))))
-                .collect()),
-            SchemeKeys::SubsetDifference { label, all } => cover
-                .subsets()
-                .iter()
-                .map(|s| sd_subset_key(label, all, s))
-                .collect(),
-        }
+        cover.subsets().iter().map(|s| self.subset_key(s)).collect()
     }
 }
 
 /// The key of one Subset Difference subset: `G3_key(L(u, v))`, where `L(u, v)` is `L(u, u)`
 /// walked down to `v` with AES-G3; the all-leaves subset has its own key.
-fn sd_subset_key(label: &Prf, all: &NodeKey, subset: &Subset) -> Result<NodeKey, Error> {
+fn sd_subset_key(
+    label: &Values,
+    walker: Option<&mut Walker<'_>>,
+    all: &NodeKey,
+    subset: &Subset,
+) -> Result<NodeKey, Error> {
     match *subset {
         Subset::Difference { u, v } => {
             let steps = v.depth() - u.depth();
-            let top = NodeKey::from_bytes(label.eval(u128::from(u.get())));
+            let top = match walker {
+                Some(walker) => walker.value(u),
+                None => label.value(u),
+            };
             let l_uv = crypto::g3_descend(top, v.get() & low_bits(steps), steps);
             Ok(crypto::g3(&l_uv, G3::Key))
         }
         Subset::Complete(NodeIndex::ROOT) => Ok(all.clone()),
         _ => Err(Error::Internal("complete subtree in an SD cover")),
+    }
+}
+
+/// Appends to `labels` the Subset Difference labels `L(u, v)` a device at `leaf` holds from
+/// the ancestor `u` whose label is `current` = `L(u, w)`, `w` the path's node at depth
+/// `from - 1`: for each depth `e` from `from` down to the leaf, the label of the node hanging
+/// off the path there.
+pub(crate) fn sd_labels_below(
+    labels: &mut Vec<NodeKey>,
+    current: NodeKey,
+    leaf: LeafIndex,
+    height: TreeHeight,
+    from: u8,
+) {
+    let h = height.get();
+    let mut current = current;
+    for e in from..=h {
+        let (toward_leaf, off_path) = if NodeIndex::leaf_ancestor(leaf, height, e).get() & 1 == 0 {
+            (G3::Left, G3::Right)
+        } else {
+            (G3::Right, G3::Left)
+        };
+        labels.push(crypto::g3(&current, off_path));
+        if e < h {
+            current = crypto::g3(&current, toward_leaf);
+        }
     }
 }
 
@@ -335,9 +495,12 @@ impl core::fmt::Debug for Authority {
 }
 
 /// The HKDF info for one purpose of one tree: label, tree id, scheme and height.
-fn info(purpose: &[u8], config: &TreeConfig) -> Vec<u8> {
+fn info(purpose: &[u8], config: &TreeConfig, derivation: Derivation) -> Vec<u8> {
     let mut info = Vec::with_capacity(INFO_PREFIX.len() + purpose.len() + 10);
-    info.extend_from_slice(INFO_PREFIX);
+    info.extend_from_slice(match derivation {
+        Derivation::Flat => INFO_PREFIX,
+        Derivation::SeedTree => SEED_TREE_INFO_PREFIX,
+    });
     info.extend_from_slice(purpose);
     info.extend_from_slice(&config.tree_id.0.to_be_bytes());
     info.push(config.scheme.0);
@@ -346,4 +509,6 @@ fn info(purpose: &[u8], config: &TreeConfig) -> Vec<u8> {
 }
 
 const INFO_PREFIX: &[u8] = b"treecast/v1/";
+/// The HKDF purposes of seed-tree trees: every key of such a tree is its own.
+const SEED_TREE_INFO_PREFIX: &[u8] = b"treecast/v2/";
 const BATCH: usize = 16;

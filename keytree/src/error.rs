@@ -25,6 +25,8 @@ pub enum Error {
     },
     /// A node number that is not a node of the tree.
     InvalidNode(u64),
+    /// The tree's keys are of the flat derivation: no subtree of it can be delegated.
+    NotDelegable,
     /// No subset of the EKB covers this device: it is revoked for this epoch.
     Revoked,
     /// A count exceeds what the format can carry.
@@ -50,6 +52,9 @@ impl fmt::Display for Error {
                 write!(f, "leaf {leaf} is not a leaf of a height-{height} tree")
             }
             Self::InvalidNode(n) => write!(f, "node {n} is not a node of the tree"),
+            Self::NotDelegable => f.write_str(
+                "the tree's keys are of the flat derivation: only a seed-tree tree can be delegated",
+            ),
             Self::Revoked => f.write_str("the device is revoked: no subset of the EKB covers it"),
             Self::TooLarge(what) => write!(f, "{what} exceeds what the format can carry"),
             Self::TreeFull => f.write_str("every leaf of the tree has been allocated"),

@@ -12,6 +12,9 @@ mod authority;
 pub mod codec;
 mod cover;
 mod crypto;
+#[cfg(feature = "authority")]
+mod delegation;
+mod derivation;
 mod device;
 pub mod ekb;
 mod error;
@@ -29,6 +32,9 @@ pub use authority::Authority;
 #[cfg(feature = "authority")]
 pub use cover::Cover;
 pub use cover::{Scheme, Subset};
+#[cfg(feature = "authority")]
+pub use delegation::Delegation;
+pub use derivation::Derivation;
 pub use device::DeviceKeys;
 pub use ekb::{
     EkbHeader, EkbIn, Profile, SignedEkb, TreeConfig, TreeId, VerifiedEkb, VerifiedEkbBuf,

@@ -239,9 +239,15 @@ proptest! {
     }
 
     #[test]
-    fn every_device_opens_or_is_refused(scheme in scheme(), revoked in tree_and_revoked(), epoch in any::<u64>()) {
+    fn every_device_opens_or_is_refused(scheme in scheme(), revoked in tree_and_revoked(), epoch in any::<u64>(), seeded in any::<bool>()) {
         let h = revoked.height();
-        let auth = authority_for(scheme, h);
+        let auth = if seeded {
+            // The seed-tree derivation (issue 29): its EKB builds walk the seeds.
+            let config = TreeConfig::new(scheme, h, TreeId(42));
+            Authority::with_derivation(&MasterSecret::from_bytes([3; 32]), config, crate::Derivation::SeedTree).unwrap()
+        } else {
+            authority_for(scheme, h)
+        };
         let payload = PayloadKey::from_bytes([0x5a; 16]);
         let signed = auth.build_ekb(&payload, &revoked, epoch).unwrap();
         let ekb = EkbIn::from_bytes(signed.as_bytes()).unwrap().verify(&auth.verifying_key()).unwrap();
