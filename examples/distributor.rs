@@ -126,7 +126,7 @@ fn main() -> Result<(), Error> {
     println!("\n6. The phone is revoked");
     let epoch = shop.revoke_client(phone.id())?;
     let (_, ekb) = shop.current_ekb()?;
-    let verified = EkbIn::from_bytes(ekb.as_bytes())?.verify(&shop.authority().verifying_key())?;
+    let verified = EkbIn::from_bytes(ekb.as_bytes())?.verify(&shop.ekb_key())?;
     println!(
         "   epoch {epoch}: EKB of {} subsets; content keys re-enveloped",
         ekb.header().subset_count

@@ -13,6 +13,7 @@ mod dot;
 mod ekb;
 mod input;
 mod journal;
+mod keys;
 mod logs;
 mod packaging;
 mod serve;
@@ -71,6 +72,12 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         servers: u32,
     },
+    /// Export a license server's own key file (`keys export`, issue 29).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// The authority's work with the master secret, against the shared registry: publish the
+    /// current epoch's EKB, revoke a client (issue 29).
+    Authority(Box<keys::AuthorityArgs>),
     /// Serve the distributor's license servers over HTTP (`docs/service.md`).
     Serve(Box<serve::ServeArgs>),
     /// Simulate a population of users, purchases, plays, moves and revocations, with attacks,
@@ -115,6 +122,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&args),
         Command::Ekb(cmd) => ekb::run(cmd),
         Command::Keygen { out, servers } => input::write_new_key_file(&out, servers),
+        Command::Keys(cmd) => keys::run(&cmd),
+        Command::Authority(args) => keys::run_authority(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Simulate(args) => simulate::run(&args),
         Command::Store(cmd) => store::run(cmd),

@@ -53,7 +53,7 @@ fn no_epoch_key_and_no_registry_row_opens_a_content_key() {
     assert_eq!(rows.len(), contents.len());
     for row in &rows {
         for epoch in 1..=last_epoch {
-            let epoch_key = w.distributor.authority().epoch_key(epoch);
+            let epoch_key = w.distributor.authority().unwrap().epoch_key(epoch);
             // Every way a row's fields and an epoch key could make the envelope key.
             for tag in [epoch, u64::from(row.key_id)] {
                 let mut kek = [0u8; 16];
@@ -430,7 +430,7 @@ fn restore_refuses_the_key_set_of_another_leaf() {
         key,
         other_keys,
         w.distributor.server_keys(),
-        w.distributor.authority().verifying_key(),
+        w.distributor.ekb_key(),
         state,
     );
     assert_eq!(restored.unwrap_err(), Error::NotForThisClient);
@@ -449,7 +449,7 @@ fn restore_refuses_another_clients_signing_key() {
         other_key,
         keys,
         w.distributor.server_keys(),
-        w.distributor.authority().verifying_key(),
+        w.distributor.ekb_key(),
         a.into_state(),
     );
     assert_eq!(restored.unwrap_err(), Error::NotForThisClient);
@@ -467,7 +467,7 @@ fn a_device_without_its_signing_key_plays_receives_and_signs_only_with_its_own_k
     let content = w.publish(100);
     w.buy(&mut a, content);
     let servers = w.distributor.server_keys();
-    let authority = w.distributor.authority().verifying_key();
+    let authority = w.distributor.ekb_key();
     let (a_keys, b_keys) = (a.device_keys().clone(), b.device_keys().clone());
     let b_state = b.into_state();
     // Another client's device key set is refused.
@@ -528,9 +528,9 @@ fn key_sets_compare_equal_exactly_when_every_key_is_equal() {
     use subtle::ConstantTimeEq;
     let w = World::new(Scheme::SUBSET_DIFFERENCE);
     let leaf = |l| treecast::keytree::LeafIndex::new(l, TreeHeight::new(16).unwrap()).unwrap();
-    let a = w.distributor.authority().device_keys(leaf(5));
-    let same = w.distributor.authority().device_keys(leaf(5));
-    let other = w.distributor.authority().device_keys(leaf(6));
+    let a = w.distributor.authority().unwrap().device_keys(leaf(5));
+    let same = w.distributor.authority().unwrap().device_keys(leaf(5));
+    let other = w.distributor.authority().unwrap().device_keys(leaf(6));
     assert!(bool::from(a.ct_eq(&same)) && a == same);
     assert!(!bool::from(a.ct_eq(&other)) && a != other);
     let bytes = a.to_bytes();

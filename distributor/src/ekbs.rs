@@ -325,12 +325,14 @@ impl<R: Registry> Distributor<R> {
         if now != epoch {
             return Ok(Fetched::Newer(now));
         }
-        let revoked = RevocationSet::from_leaves(self.authority.config().height, revoked)?;
+        let Some(authority) = self.keys.full() else {
+            // A license server of a delegated subtree: the authority publishes EKBs.
+            return Err(Error::EkbNotPublished(epoch));
+        };
+        let revoked = RevocationSet::from_leaves(authority.config().height, revoked)?;
         self.ekbs.builds.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
-        let built = self
-            .authority
-            .build_ekb(&self.authority.epoch_key(epoch), &revoked, epoch)?;
+        let built = authority.build_ekb(&authority.epoch_key(epoch), &revoked, epoch)?;
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.ekbs.build_nanos.fetch_add(nanos, Ordering::Relaxed);
         let stored = self.registry.keep_ekb(epoch, built.as_bytes())?;
@@ -355,9 +357,9 @@ impl<R: Registry> Distributor<R> {
 
     /// Verifies an EKB read back from the registry and caches it.
     fn cache_ekb(&self, epoch: u64, bytes: Vec<u8>) -> Result<Arc<SignedEkb>, Error> {
-        let verified = VerifiedEkbBuf::verify(bytes, &self.authority.verifying_key())
+        let verified = VerifiedEkbBuf::verify(bytes, &self.keys.verifying_key())
             .map_err(|_| Error::Tampered("stored EKB"))?;
-        if verified.header().epoch != epoch || verified.header().config != *self.authority.config()
+        if verified.header().epoch != epoch || verified.header().config != *self.keys.config()
         {
             return Err(Error::Tampered("stored EKB"));
         }

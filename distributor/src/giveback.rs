@@ -38,7 +38,7 @@ impl<R: Registry> Distributor<R> {
             return self.returned_again(&client, tag, t.license_id);
         }
         let expected = ReturnReceipt::derive(
-            &self.authority.device_key(client.leaf),
+            &self.keys.device_key(client.leaf)?,
             t.license_id,
             client.id,
         )?;

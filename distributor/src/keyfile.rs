@@ -6,9 +6,17 @@
 //! ```text
 //! treecast-keys-v1
 //! master <64 hex digits>
+//! derivation seed-tree
+//! split <depth>
 //! server <id> <64 hex digits>
 //! ...
 //! ```
+//!
+//! `derivation` names how the tree's keys derive from the master secret
+//! ([`Derivation`]); a file without the line is of the first derivation (`flat`), as every
+//! file written before issue 29. `split` is the depth at which the leaves are split between the
+//! license servers, one subtree each (server `n` the `n`-th); it goes with `seed-tree`, whose
+//! subtrees `treecast keys export` hands to the license servers.
 //!
 //! ```
 //! use treecast_distributor::keyfile::DistributorKeys;
@@ -29,7 +37,7 @@ use std::path::Path;
 
 use ed25519_dalek::SigningKey;
 use rand_core::CryptoRng;
-use treecast_keytree::MasterSecret;
+use treecast_keytree::{Authority, Derivation, MasterSecret, TreeConfig};
 use treecast_protocol::Error;
 use treecast_protocol::ids::ServerId;
 use zeroize::Zeroizing;
@@ -39,14 +47,20 @@ use crate::server::LicenseServer;
 /// The secrets of a distributor.
 pub struct DistributorKeys {
     master: MasterSecret,
+    derivation: Derivation,
+    split: Option<u8>,
     servers: Vec<LicenseServer>,
 }
 
 impl DistributorKeys {
-    /// Fresh keys: a master secret and `servers` license servers with IDs 1, 2, …
+    /// Fresh keys: a master secret and `servers` license servers with IDs 1, 2, …, for a tree
+    /// of the seed-tree derivation whose leaves are split between the servers at the least
+    /// depth that gives each a subtree.
     pub fn generate(rng: &mut impl CryptoRng, servers: u32) -> Self {
         Self {
             master: MasterSecret::generate(rng),
+            derivation: Derivation::SeedTree,
+            split: Some(split_for(servers)),
             servers: (1..=servers)
                 .map(|id| LicenseServer::generate(ServerId(id), rng))
                 .collect(),
@@ -63,6 +77,28 @@ impl DistributorKeys {
         &self.servers
     }
 
+    /// How the tree's keys derive from the master secret.
+    pub const fn derivation(&self) -> Derivation {
+        self.derivation
+    }
+
+    /// The depth at which the leaves are split between the license servers (seed-tree files).
+    pub const fn split(&self) -> Option<u8> {
+        self.split
+    }
+
+    /// The authority of the tree `config` under these keys, of the file's derivation.
+    ///
+    /// # Errors
+    /// [`Error::KeyTree`] for a scheme this version cannot run.
+    pub fn authority(&self, config: TreeConfig) -> Result<Authority, Error> {
+        Ok(Authority::with_derivation(
+            &self.master,
+            config,
+            self.derivation,
+        )?)
+    }
+
     /// Writes the keys to a new file, readable and writable by its owner only (mode 0600),
     /// refusing to replace an existing file, and syncs it to disk.
     ///
@@ -70,28 +106,23 @@ impl DistributorKeys {
     /// [`Error::Io`] when the file exists or cannot be written.
     pub fn write_new(&self, path: &Path) -> Result<(), Error> {
         // Reserved up front so that appending never reallocates (and leaves a copy behind).
-        let mut text = Zeroizing::new(String::with_capacity(128 + 96 * self.servers.len()));
+        let mut text = Zeroizing::new(String::with_capacity(192 + 96 * self.servers.len()));
         text.push_str(LABEL);
         text.push_str("\nmaster ");
         push_hex(&mut text, self.master.secret_bytes());
+        if self.derivation != Derivation::Flat {
+            text.push_str("\nderivation ");
+            text.push_str(self.derivation.name());
+        }
+        if let Some(split) = self.split {
+            text.push_str(&format!("\nsplit {split}"));
+        }
         for s in &self.servers {
             text.push_str(&format!("\nserver {} ", s.id().0));
             push_hex(&mut text, s.signing_key().as_bytes());
         }
         text.push('\n');
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path).map_err(|e| {
-            Error::Io(format!(
-                "cannot create {} (it must not exist): {e}",
-                path.display()
-            ))
-        })?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        Ok(())
+        write_private(path, &text)
     }
 
     /// Reads a key file. On Unix, a file that its group or others can read is refused.
@@ -100,34 +131,11 @@ impl DistributorKeys {
     /// [`Error::Io`] when it cannot be read, is too permissive, too large, or malformed.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let bad = |why: &str| Error::Io(format!("{}: {why}", path.display()));
-        let file = fs::File::open(path).map_err(|e| bad(&e.to_string()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = file.metadata()?.permissions().mode();
-            if mode & 0o077 != 0 {
-                return Err(bad(&format!(
-                    "readable by others (mode {:o}); chmod 600 it",
-                    mode & 0o777
-                )));
-            }
-        }
-        // Reserved up front for the largest file read: a buffer that grew would leave copies of
-        // the secrets in freed memory.
-        let mut text = Zeroizing::new(String::with_capacity(MAX_LEN as usize + 64));
-        file.take(MAX_LEN + 1)
-            .read_to_string(&mut text)
-            .map_err(|_| bad("not a treecast key file (not text)"))?;
-        if text.len() as u64 > MAX_LEN {
-            return Err(bad("too large to be a key file"));
-        }
-        let mut lines = text.lines();
-        if lines.next() != Some(LABEL) {
-            return Err(bad(&format!(
-                "not a treecast key file (the first line must be `{LABEL}`)"
-            )));
-        }
+        let text = read_private(path, LABEL)?;
+        let lines = text.lines().skip(1);
         let mut master = None;
+        let mut derivation = None;
+        let mut split = None;
         // One slot a line at most, reserved before any key is decoded into it (a vector that
         // grew would move the signing keys and leave copies behind).
         let mut servers = Vec::with_capacity(text.lines().count());
@@ -143,6 +151,25 @@ impl DistributorKeys {
                 [] => {}
                 ["master", k] if master.is_none() => {
                     master = Some(MasterSecret::from_bytes(*key(k)?))
+                }
+                ["derivation", name] if derivation.is_none() => {
+                    derivation = Some(Derivation::from_name(name).ok_or_else(|| {
+                        bad(&format!(
+                            "line {}: unknown derivation `{name}` (flat or seed-tree)",
+                            n + 2
+                        ))
+                    })?);
+                }
+                ["split", depth] if split.is_none() => {
+                    split = Some(
+                        depth
+                            .parse::<u8>()
+                            .ok()
+                            .filter(|&d| d <= MAX_SPLIT)
+                            .ok_or_else(|| {
+                                bad(&format!("line {}: split must be 0..={MAX_SPLIT}", n + 2))
+                            })?,
+                    );
                 }
                 ["server", id, k] => {
                     let id: u32 = id
@@ -161,14 +188,32 @@ impl DistributorKeys {
                 }
                 _ => {
                     return Err(bad(&format!(
-                        "line {}: expected `master <hex>` or `server <id> <hex>`",
+                        "line {}: expected `master <hex>`, `derivation <name>`, `split <depth>` \
+                         or `server <id> <hex>`, each once but servers",
                         n + 2
                     )));
                 }
             }
         }
         let master = master.ok_or_else(|| bad("no master secret"))?;
-        Ok(Self { master, servers })
+        let derivation = derivation.unwrap_or(Derivation::Flat);
+        if split.is_some() != (derivation == Derivation::SeedTree) {
+            return Err(bad("`split` goes with `derivation seed-tree`, and only with it"));
+        }
+        if let Some(depth) = split {
+            if let Some(s) = servers.iter().find(|s| u64::from(s.id().0) > 1u64 << depth || s.id().0 == 0) {
+                return Err(bad(&format!(
+                    "server {} has no subtree when the leaves are split at depth {depth}",
+                    s.id().0
+                )));
+            }
+        }
+        Ok(Self {
+            master,
+            derivation,
+            split,
+            servers,
+        })
     }
 }
 
@@ -180,13 +225,95 @@ impl core::fmt::Debug for DistributorKeys {
     }
 }
 
-/// Appends `secret` as hex without leaving an unzeroized copy behind.
-fn push_hex(text: &mut Zeroizing<String>, secret: &[u8; 32]) {
+/// Appends `secret` as hex without leaving an unzeroized copy behind (`text` has room).
+pub(crate) fn push_hex(text: &mut Zeroizing<String>, secret: &[u8]) {
     let mut buf = Zeroizing::new([0u8; 64]);
-    if hex::encode_to_slice(secret, buf.as_mut_slice()).is_ok() {
-        text.extend(buf.iter().map(|&b| char::from(b)));
+    for chunk in secret.chunks(32) {
+        if let Some(out) = buf.get_mut(..chunk.len() * 2) {
+            if hex::encode_to_slice(chunk, out).is_ok() {
+                text.extend(out.iter().map(|&b| char::from(b)));
+            }
+        }
     }
 }
 
+/// Writes `text` to a new file, readable and writable by its owner only (mode 0600), refusing
+/// to replace an existing file, and syncs it to disk.
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), Error> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| {
+        Error::Io(format!(
+            "cannot create {} (it must not exist): {e}",
+            path.display()
+        ))
+    })?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Reads a key file whose first line is `label`: refused on Unix when its group or others can
+/// read it, when larger than 64 KiB or not text. The buffer is reserved up front for the
+/// largest file read: one that grew would leave copies of the secrets in freed memory.
+pub(crate) fn read_private(path: &Path, label: &str) -> Result<Zeroizing<String>, Error> {
+    let bad = |why: &str| Error::Io(format!("{}: {why}", path.display()));
+    let file = fs::File::open(path).map_err(|e| bad(&e.to_string()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(bad(&format!(
+                "readable by others (mode {:o}); chmod 600 it",
+                mode & 0o777
+            )));
+        }
+    }
+    let mut text = Zeroizing::new(String::with_capacity(MAX_LEN as usize + 64));
+    file.take(MAX_LEN + 1)
+        .read_to_string(&mut text)
+        .map_err(|_| bad("not a treecast key file (not text)"))?;
+    if text.len() as u64 > MAX_LEN {
+        return Err(bad("too large to be a key file"));
+    }
+    if text.lines().next() != Some(label) {
+        return Err(bad(&format!(
+            "not a {} (the first line must be `{label}`)",
+            if label == LABEL {
+                "treecast key file"
+            } else {
+                "treecast license server key file"
+            }
+        )));
+    }
+    Ok(text)
+}
+
+/// The first line of the file at `path`, if it is a short text line (what kind of key file it
+/// is).
+pub fn label_of(path: &Path) -> Result<String, Error> {
+    let mut first = [0u8; 64];
+    let mut file = fs::File::open(path)
+        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    let n = file.read(&mut first)?;
+    let head = first.get(..n).unwrap_or_default();
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    Ok(String::from_utf8_lossy(line).into_owned())
+}
+
+/// The least depth that gives each of `servers` license servers a subtree.
+fn split_for(servers: u32) -> u8 {
+    let mut depth = 0u8;
+    while depth < MAX_SPLIT && (1u64 << depth) < u64::from(servers) {
+        depth += 1;
+    }
+    depth
+}
+
 const LABEL: &str = "treecast-keys-v1";
+/// At most 2^16 license servers.
+const MAX_SPLIT: u8 = 16;
 const MAX_LEN: u64 = 64 * 1024;

@@ -14,9 +14,8 @@ use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 use rand_core::CryptoRng;
-use treecast_keytree::{Authority, LeafIndex};
+use treecast_keytree::{Authority, Derivation, LeafIndex, PayloadKey, TreeConfig};
 use treecast_protocol::Error;
-use treecast_protocol::binding::KeyFingerprint;
 use treecast_protocol::certificate::{ClientCertificate, ClientCertificateTbs};
 use treecast_protocol::content::{self, ContentKey};
 use treecast_protocol::credential::UserCredential;
@@ -27,22 +26,26 @@ use treecast_protocol::sign::Signable;
 use treecast_protocol::time::{Clock, UnixTime};
 use treecast_registry::{ClientRecord, ContentRecord, Registry, RequestTag};
 
+use crate::keyring::Keyring;
 use crate::vault::Vault;
 
 pub mod billing;
 mod ekbs;
 mod giveback;
 pub mod keyfile;
+mod keyring;
 mod local;
 mod rekey;
 mod renew;
 pub mod server;
+pub mod serverkeys;
 mod status;
 mod supply;
 mod vault;
 
 pub use billing::{OfferTerms, Tariff};
 pub use ekbs::EkbStats;
+pub use keyring::{DelegatedKeys, server_subtree};
 pub use local::LocalTransport;
 pub use rekey::Rekeyed;
 pub use server::LicenseServer;
@@ -221,7 +224,7 @@ pub struct NewClient {
 /// # Ok(()) }
 /// ```
 pub struct Distributor<R> {
-    authority: Authority,
+    keys: Keyring,
     vault: Vault,
     servers: BTreeMap<ServerId, LicenseServer>,
     server_keys: Arc<ServerKeys>,
@@ -250,8 +253,57 @@ impl<R: Registry> Distributor<R> {
         clock: Arc<dyn Clock>,
         config: DistributorConfig,
     ) -> Result<Self, Error> {
-        let keys = KeyFingerprint::of(&authority);
-        let registry_id = registry.bind(&keys)?.check(&keys)?;
+        Self::with_keyring(
+            Keyring::authority(authority),
+            servers,
+            registry,
+            tariff,
+            clock,
+            config,
+        )
+    }
+
+    /// A license server of a delegated subtree (issue 29): it registers the subtree's devices,
+    /// supplies and moves, without the master secret, and reads each epoch's EKB from the
+    /// registry, where the authority publishes it (`keyring.rs`). Give it `with_peer_servers`
+    /// for the other servers.
+    ///
+    /// # Errors
+    /// As [`Distributor::new`]; [`Error::Storage`] for a store that hands out leaves from one
+    /// counter (the memory store, which no authority process could publish into either).
+    pub fn delegated(
+        keys: DelegatedKeys,
+        servers: impl IntoIterator<Item = LicenseServer>,
+        registry: R,
+        tariff: Tariff,
+        clock: Arc<dyn Clock>,
+        config: DistributorConfig,
+    ) -> Result<Self, Error> {
+        if !registry.supports_leaf_ranges() {
+            return Err(Error::Storage(
+                "a license server with a subtree of its own needs SQLite or PostgreSQL".into(),
+            ));
+        }
+        Self::with_keyring(
+            Keyring::delegated(keys)?,
+            servers,
+            registry,
+            tariff,
+            clock,
+            config,
+        )
+    }
+
+    fn with_keyring(
+        keys: Keyring,
+        servers: impl IntoIterator<Item = LicenseServer>,
+        registry: R,
+        tariff: Tariff,
+        clock: Arc<dyn Clock>,
+        config: DistributorConfig,
+    ) -> Result<Self, Error> {
+        let fingerprint = keys.fingerprint();
+        let registry_id = registry.bind(&fingerprint)?.check(&fingerprint)?;
         let servers: BTreeMap<ServerId, LicenseServer> =
             servers.into_iter().map(|s| (s.id(), s)).collect();
         let server_keys = Arc::new(ServerKeys::new(
@@ -259,11 +311,11 @@ impl<R: Registry> Distributor<R> {
         ));
         Ok(Self {
             vault: Vault::new(
-                authority.distributor_secret(),
+                keys.distributor_secret(),
                 registry.has_outside_writers(),
                 &registry_id,
             ),
-            authority,
+            keys,
             servers,
             server_keys,
             registry,
@@ -272,6 +324,25 @@ impl<R: Registry> Distributor<R> {
             config,
             ekbs: ekbs::EkbCache::default(),
         })
+    }
+
+    /// Splits the leaves between the license servers by subtree at depth `depth`: server `n`
+    /// registers its clients in the `n`-th subtree there, as a license server given that
+    /// subtree's keys (`keys export`) does, so that the two can share a registry. For a tree of
+    /// the seed-tree derivation; a store with one leaf counter (the memory store, which no
+    /// other process shares) keeps it.
+    ///
+    /// # Errors
+    /// [`Error::KeyTree`] for a tree of the flat derivation or a depth not above the leaves;
+    /// [`Error::UnknownServer`] for a server of this distributor beyond the split.
+    pub fn with_leaf_split(mut self, depth: u8) -> Result<Self, Error> {
+        if self.registry.supports_leaf_ranges() {
+            self.keys.set_split(depth)?;
+            for &id in self.servers.keys() {
+                self.keys.leaves_of(id)?;
+            }
+        }
+        Ok(self)
     }
 
     /// Adds the public keys of license servers this distributor does not hold the keys of (the
@@ -311,9 +382,30 @@ impl<R: Registry> Distributor<R> {
         &self.tariff
     }
 
-    /// The key authority.
-    pub fn authority(&self) -> &Authority {
-        &self.authority
+    /// The key authority, unless this is a license server of a delegated subtree.
+    pub fn authority(&self) -> Option<&Authority> {
+        self.keys.full()
+    }
+
+    /// The key EKBs are signed with.
+    pub fn ekb_key(&self) -> VerifyingKey {
+        self.keys.verifying_key()
+    }
+
+    /// The tree.
+    pub fn tree(&self) -> &TreeConfig {
+        self.keys.config()
+    }
+
+    /// How the tree's keys are derived.
+    pub fn derivation(&self) -> Derivation {
+        self.keys.derivation()
+    }
+
+    /// The payload key of `epoch`: derived by the authority, or opened from the epoch's EKB by
+    /// a license server of a delegated subtree (`keyring.rs`).
+    pub(crate) fn epoch_key(&self, epoch: u64) -> Result<PayloadKey, Error> {
+        self.keys.epoch_key(epoch, || self.ekb(epoch))
     }
 
     /// The public keys of every license server, as registration hands them to clients.
@@ -466,13 +558,18 @@ impl<R: Registry> Distributor<R> {
         };
         let now = self.clock.now();
         let mut certificate = None;
-        let record =
-            self.registry
-                .add_client(user, self.config.max_clients_per_user, &mut |id, leaf| {
-                    let (record, signed) = self.client_row(&request, id, leaf, now)?;
-                    certificate = Some(signed);
-                    Ok(record)
-                })?;
+        let limit = self.config.max_clients_per_user;
+        let mut build = |id, leaf| {
+            let (record, signed) = self.client_row(&request, id, leaf, now)?;
+            certificate = Some(signed);
+            Ok(record)
+        };
+        let record = match self.keys.leaves_of(server)? {
+            None => self.registry.add_client(user, limit, &mut build)?,
+            Some(leaves) => self
+                .registry
+                .add_client_in(user, limit, leaves, &mut build)?,
+        };
         self.registration(&record, certificate)
     }
 
@@ -484,7 +581,7 @@ impl<R: Registry> Distributor<R> {
         leaf: LeafIndex,
         now: UnixTime,
     ) -> Result<(ClientRecord, ClientCertificate), Error> {
-        let tree_id = self.authority.config().tree_id;
+        let tree_id = self.keys.config().tree_id;
         let signed =
             ClientCertificateTbs::new(c.server, id, c.user, leaf, tree_id, &c.public_key, now)
                 .sign(self.server(c.server)?.signing_key());
@@ -509,10 +606,10 @@ impl<R: Registry> Distributor<R> {
             client_id: record.id,
             user_id: record.user,
             server_id: record.server,
-            device_keys: self.authority.device_keys(record.leaf),
+            device_keys: self.keys.device_keys(record.leaf)?,
             certificate: certificate.ok_or(Error::Internal("certificate not built"))?,
             servers: self.server_keys(),
-            authority_key: self.authority.verifying_key(),
+            authority_key: self.keys.verifying_key(),
         })
     }
 
@@ -559,6 +656,14 @@ impl<R: Registry> Distributor<R> {
         R: Sync,
     {
         use rayon::prelude::*;
+        if !matches!(self.keys.leaves_of(ServerId(1)), Ok(None)) {
+            // Leaves from ranges of their own: one by one (a store with ranges is a SQL one,
+            // which adds a batch one by one anyway).
+            return clients
+                .iter()
+                .map(|c| self.register_client(c.user, c.server, &c.public_key))
+                .collect();
+        }
         let now = self.clock.now();
         let certificates: Vec<std::sync::Mutex<Option<ClientCertificate>>> = clients
             .iter()
@@ -626,6 +731,9 @@ impl<R: Registry> Distributor<R> {
     /// [`Error::ClientNotFound`], [`Error::ClientRevoked`], [`Error::Tampered`] for a client
     /// row this distributor did not write, or a storage error.
     pub fn revoke_client(&self, client: ClientId) -> Result<u64, Error> {
+        if self.keys.full().is_none() {
+            return Err(Error::AuthorityOnly("revoking a client"));
+        }
         let (_, epoch) = self.registry.revoke_client(client, &mut |stored| {
             let mut row = self.vault.check_client(stored.clone())?;
             row.revoked = true;

@@ -136,7 +136,7 @@ impl<R: Registry> Distributor<R> {
             .ok_or(Error::Tampered("history entry"))?;
         let source = self.trusted_client(history.source)?;
         Ok(Some(ReleaseKey::derive(
-            &self.authority.device_key(source.leaf),
+            &self.keys.device_key(source.leaf)?,
             certificate,
             history.source_license,
             record.client,

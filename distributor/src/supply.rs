@@ -346,7 +346,7 @@ impl<R: Registry> Distributor<R> {
         content_key: &ContentKey,
     ) -> Result<License, Error> {
         let server = self.server(holder.server)?;
-        let epoch_key = self.authority.epoch_key(record.epoch);
+        let epoch_key = self.epoch_key(record.epoch)?;
         Ok(LicenseTbs::new(
             record.id,
             record.content,
@@ -355,7 +355,7 @@ impl<R: Registry> Distributor<R> {
             holder.server,
             (record.epoch, &epoch_key),
             (record.rights, record.issued_at, record.terms),
-            (&self.authority.device_key(holder.leaf), release),
+            (&self.keys.device_key(holder.leaf)?, release),
             content_key,
         )?
         .sign(server.signing_key()))
@@ -373,7 +373,7 @@ impl<R: Registry> Distributor<R> {
         content_key: &ContentKey,
     ) -> Result<CopyCertificate, Error> {
         let release = ReleaseKey::derive(
-            &self.authority.device_key(source_leaf),
+            &self.keys.device_key(source_leaf)?,
             history.id,
             history.source_license,
             dest.id,

@@ -16,7 +16,7 @@ use core::fmt;
 #[cfg(feature = "authority")]
 use sha2::{Digest, Sha256};
 #[cfg(feature = "authority")]
-use treecast_keytree::Authority;
+use treecast_keytree::{Authority, TreeConfig};
 
 /// The public fingerprint of a distributor's keys and tree: SHA-256 of
 /// `"treecast/v1 key binding\0" ‖ authority verifying key (32) ‖ scheme (1) ‖ height (1) ‖
@@ -29,10 +29,16 @@ impl KeyFingerprint {
     /// `authority`: the distributor's).
     #[cfg(feature = "authority")]
     pub fn of(authority: &Authority) -> Self {
-        let config = authority.config();
+        Self::of_parts(&authority.verifying_key(), authority.config())
+    }
+
+    /// The fingerprint of an authority's verifying key and tree configuration, as a license
+    /// server of a delegated subtree knows them (issue 29).
+    #[cfg(feature = "authority")]
+    pub fn of_parts(verifying_key: &treecast_keytree::VerifyingKey, config: &TreeConfig) -> Self {
         let mut h = Sha256::new();
         h.update(b"treecast/v1 key binding\0");
-        h.update(authority.verifying_key().as_bytes());
+        h.update(verifying_key.as_bytes());
         h.update([config.scheme.0, config.height.get()]);
         h.update(config.tree_id.0.to_be_bytes());
         Self(h.finalize().into())

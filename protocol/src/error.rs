@@ -100,6 +100,12 @@ pub enum Error {
     LicenseNotYetValid(LicenseId),
     /// Every copy of the content is on loan (issue 27).
     NoCopyAvailable(ContentId),
+    /// The registry holds no EKB for this epoch yet, and this license server, holding no master
+    /// secret, cannot build one: the authority publishes it (issue 29).
+    EkbNotPublished(u64),
+    /// This license server holds no master secret: what was asked is the authority's (building
+    /// EKBs, revoking), done by `treecast authority` (issue 29).
+    AuthorityOnly(&'static str),
     /// The device's clock reads earlier than a time its license server signed: it was set back.
     ClockSetBack {
         /// The device's clock.
@@ -173,6 +179,16 @@ impl fmt::Display for Error {
             Self::LicenseExpired(id) => write!(f, "{id} has expired"),
             Self::LicenseNotYetValid(id) => write!(f, "{id} does not play yet"),
             Self::NoCopyAvailable(id) => write!(f, "every copy of {id} is on loan"),
+            Self::EkbNotPublished(epoch) => write!(
+                f,
+                "epoch {epoch} has no EKB in the registry yet: the authority publishes it \
+                 (`treecast authority publish-ekb`)"
+            ),
+            Self::AuthorityOnly(what) => write!(
+                f,
+                "{what} is the authority's: this license server holds no master secret (run \
+                 `treecast authority` with the full key file)"
+            ),
             Self::ClockSetBack { clock, trusted } => write!(
                 f,
                 "the device clock ({}) is earlier than a time its server signed ({}): it was set \
@@ -229,6 +245,8 @@ impl Error {
             Self::LicenseExpired(_) => "license_expired",
             Self::LicenseNotYetValid(_) => "license_not_yet_valid",
             Self::NoCopyAvailable(_) => "no_copy_available",
+            Self::EkbNotPublished(_) => "ekb_not_published",
+            Self::AuthorityOnly(_) => "authority_only",
             Self::ClockSetBack { .. } => "clock_set_back",
             Self::Service { .. } => "service",
         }

@@ -44,6 +44,18 @@ impl<R: Registry + ?Sized> Registry for Box<R> {
     ) -> Result<ClientRecord, Error> {
         (**self).add_client(user, limit, build)
     }
+    fn supports_leaf_ranges(&self) -> bool {
+        (**self).supports_leaf_ranges()
+    }
+    fn add_client_in(
+        &self,
+        user: UserId,
+        limit: usize,
+        leaves: core::ops::Range<u64>,
+        build: ClientBuilder<'_>,
+    ) -> Result<ClientRecord, Error> {
+        (**self).add_client_in(user, limit, leaves, build)
+    }
     fn add_clients(
         &self,
         users: &[UserId],

@@ -587,6 +587,35 @@ pub trait Registry: Send + Sync {
         build: ClientBuilder<'_>,
     ) -> Result<ClientRecord, Error>;
 
+    /// Whether this store hands out leaves from ranges of their own
+    /// ([`Registry::add_client_in`]): the SQL stores do; the memory store, which no other
+    /// process shares, has one counter.
+    fn supports_leaf_ranges(&self) -> bool {
+        false
+    }
+
+    /// Registers a client of `user` as [`Registry::add_client`] does, but with the next leaf of
+    /// `leaves`, which has its own counter: a license server's own subtree (issue 29), so that
+    /// processes holding the keys of different subtrees never hand out each other's leaves.
+    ///
+    /// # Errors
+    /// As [`Registry::add_client`]; `TreeFull` when the range is used up; [`Error::Storage`]
+    /// from a store that has one counter ([`Registry::supports_leaf_ranges`]).
+    fn add_client_in(
+        &self,
+        user: UserId,
+        limit: usize,
+        leaves: core::ops::Range<u64>,
+        build: ClientBuilder<'_>,
+    ) -> Result<ClientRecord, Error> {
+        let _ = (user, limit, leaves, build);
+        Err(Error::Storage(
+            "this store hands out leaves from one counter: a license server with a subtree of \
+             its own needs SQLite or PostgreSQL"
+                .into(),
+        ))
+    }
+
     /// Adds a client for each of `users`, in order, with the results [`Registry::add_client`]
     /// would give called for each in turn: the `i`-th user's client gets the `i`-th ID and leaf
     /// handed out, and each request has its own result. A store may build the records in

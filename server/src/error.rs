@@ -92,7 +92,8 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::ClientRevoked(_)
         | Error::LicenseNotHeld(_)
         | Error::DifferentUsers
-        | Error::RightsDenied(_) => StatusCode::FORBIDDEN,
+        | Error::RightsDenied(_)
+        | Error::AuthorityOnly(_) => StatusCode::FORBIDDEN,
         Error::ClientNotFound(_)
         | Error::ContentNotFound(_)
         | Error::LicenseNotFound(_)
@@ -106,7 +107,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::CertificateExpired
         | Error::LicenseExpired(_)
         | Error::LicenseNotYetValid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        Error::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Storage(_) | Error::EkbNotPublished(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -156,7 +156,7 @@ pub(crate) mod licensing {
         Client, Clock, Distributor, DistributorConfig, ManualClock, Registry, SigningKey, Tariff,
         UnixTime,
     };
-    use treecast_keytree::{Authority, Scheme, TreeConfig, TreeHeight, TreeId};
+    use treecast_keytree::{Scheme, TreeConfig, TreeHeight, TreeId};
 
     use crate::cli::store::StoreSpec;
 
@@ -186,7 +186,7 @@ pub(crate) mod licensing {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x11ce);
         let keys = DistributorKeys::generate(&mut rng, 2);
         let authority =
-            Authority::new(keys.master(), TreeConfig::new(scheme, height()?, TreeId(1)))?;
+            keys.authority(TreeConfig::new(scheme, height()?, TreeId(1)))?;
         let clock = Arc::new(ManualClock::new(UnixTime(1_800_000_000)));
         let d = Distributor::new(
             authority,
@@ -253,7 +253,7 @@ pub(crate) mod licensing {
         }
         let (epoch, ekb) = d.current_ekb()?;
         let verified = treecast_keytree::EkbIn::from_bytes(ekb.as_bytes())?
-            .verify(&d.authority().verifying_key())?;
+            .verify(&d.ekb_key())?;
         for (i, (first, second)) in pairs.iter().enumerate() {
             ensure!(
                 second.device_keys().open(&verified).is_ok(),

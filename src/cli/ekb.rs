@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use treecast_keytree::{Authority, EkbIn, LeafIndex, PayloadKey, Scheme, TreeConfig, TreeId};
+use treecast_keytree::{EkbIn, LeafIndex, PayloadKey, Scheme, TreeConfig, TreeId};
 
 use super::TreeArgs;
 use super::cover::SubsetReport;
@@ -89,7 +89,7 @@ pub(crate) fn run(cmd: EkbCommand) -> anyhow::Result<()> {
 fn build(args: &BuildArgs) -> anyhow::Result<()> {
     let height = args.tree.height;
     let config = TreeConfig::new(Scheme::from(args.tree.scheme), height, TreeId(args.tree_id));
-    let authority = Authority::new(read_key_file(&args.key)?.master(), config)?;
+    let authority = read_key_file(&args.key)?.authority(config)?;
     let revoked = read_revoked(args.tree.revoked.as_deref(), height)?;
     let payload = PayloadKey::from_bytes(*secret_key16(
         args.payload_key.as_deref(),
@@ -143,7 +143,7 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
     };
     let signature_valid = match &args.key {
         Some(key) => {
-            let authority = Authority::new(read_key_file(key)?.master(), header.config)?;
+            let authority = read_key_file(key)?.authority(header.config)?;
             Some(ekb.verify(&authority.verifying_key()).is_ok())
         }
         None => None,
@@ -189,7 +189,7 @@ fn open(args: &OpenArgs) -> anyhow::Result<()> {
     let ekb = EkbIn::from_bytes(&bytes)
         .with_context(|| format!("{} is not a valid EKB", args.file.display()))?;
     let config = ekb.header().config;
-    let authority = Authority::new(read_key_file(&args.key)?.master(), config)?;
+    let authority = read_key_file(&args.key)?.authority(config)?;
     let leaf = LeafIndex::new(args.leaf, config.height)?;
     let ekb = ekb.verify(&authority.verifying_key())?;
     let payload = match authority.device_keys(leaf).open(&ekb) {

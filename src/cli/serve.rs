@@ -9,15 +9,12 @@ use anyhow::Context;
 use clap::{ArgMatches, Args, CommandFactory};
 use rand_core::SeedableRng;
 use treecast::license::registry::StoreSpec;
-use treecast::license::{
-    Distributor, DistributorConfig, Offer, OfferTerms, ServerId, SystemClock, Tariff,
-};
-use treecast_keytree::{Authority, TreeConfig, TreeHeight, TreeId};
+use treecast::license::{DistributorConfig, Offer, OfferTerms, SystemClock, Tariff};
+use treecast_keytree::{TreeConfig, TreeHeight, TreeId};
 use treecast_server::{AdminToken, ContentDir, Limits, Metrics, Service};
 use zeroize::Zeroizing;
 
 use super::SchemeArg;
-use super::input::read_key_file;
 use super::logs::LogFormat;
 
 mod config;
@@ -242,21 +239,8 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let (Some(key_file), Some(admin_token)) = (&args.keys, &args.admin_token) else {
         anyhow::bail!("--keys and --admin-token are required");
     };
-    let keys = read_key_file(key_file)?;
     let config = TreeConfig::new(args.scheme.into(), height, TreeId(1));
-    let authority = Authority::new(keys.master(), config)?;
-    let all = keys.servers();
-    for id in &args.server_ids {
-        anyhow::ensure!(
-            all.iter().any(|s| s.id() == ServerId(*id)),
-            "the key file has no license server {id}"
-        );
-    }
-    let held = all
-        .iter()
-        .filter(|s| args.server_ids.is_empty() || args.server_ids.contains(&s.id().0))
-        .cloned();
-    let peers = all.iter().map(|s| (s.id(), s.verifying_key()));
+    let keys = super::keys::ServeKeys::load(key_file, config, &args.server_ids)?;
     let password = args
         .store_password_file
         .as_deref()
@@ -276,16 +260,12 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
         seconds = probed.elapsed().as_secs_f64(),
         "the store passed its startup check"
     );
-    let distributor = Distributor::new(
-        authority,
-        held,
+    let distributor = keys.distributor(
         registry,
         tariff(&args.offers, args.loan_copies)?,
         Arc::new(SystemClock),
         DistributorConfig::default().with_storage_key_id(args.storage_key_id),
-    )?
-    .with_peer_servers(peers);
-    drop(keys);
+    )?;
     let (admin, created) = AdminToken::load_or_create(admin_token).map_err(anyhow::Error::msg)?;
     if created {
         eprintln!(
@@ -473,7 +453,7 @@ fn limits(args: &ServeArgs) -> Limits {
 }
 
 /// The first line of a password file (at most 4 KiB read), zeroized when dropped.
-fn read_password(path: &std::path::Path) -> anyhow::Result<Zeroizing<String>> {
+pub(crate) fn read_password(path: &std::path::Path) -> anyhow::Result<Zeroizing<String>> {
     use std::io::Read;
     let shown = || format!("--store-password-file {}", path.display());
     let file = std::fs::File::open(path).with_context(shown)?;

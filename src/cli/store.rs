@@ -12,7 +12,7 @@ use treecast::license::{
     Client, Clock, ContentId, Distributor, DistributorConfig, ManualClock, Registry, SigningKey,
     Tariff, UnixTime,
 };
-use treecast_keytree::{Authority, Scheme, TreeConfig, TreeHeight, TreeId};
+use treecast_keytree::{Scheme, TreeConfig, TreeHeight, TreeId};
 
 use super::input::read_key_file;
 
@@ -229,17 +229,22 @@ fn distributor<R: Registry>(
 ) -> anyhow::Result<Distributor<R>> {
     let keys = read_key_file(keys)?;
     let config = TreeConfig::new(scheme, height, TreeId(1));
-    let authority = Authority::new(keys.master(), config)?;
+    let authority = keys.authority(config)?;
     let servers = keys.servers().to_vec();
     anyhow::ensure!(!servers.is_empty(), "the key file has no license server");
-    Ok(Distributor::new(
+    let distributor = Distributor::new(
         authority,
         servers,
         registry,
         Tariff::default(),
         clock,
         DistributorConfig::default(),
-    )?)
+    )?;
+    // Leaves by server, as `serve` hands them out from this key file.
+    Ok(match keys.split() {
+        Some(split) => distributor.with_leaf_split(split)?,
+        None => distributor,
+    })
 }
 
 /// The workload: each line is printed (and flushed) only after its change has committed.

@@ -66,7 +66,7 @@ fn a_license_used_on_another_client_is_refused() {
                 .unwrap(),
         )
         .unwrap();
-    let epoch_key = w.distributor.authority().epoch_key(license.tbs().epoch);
+    let epoch_key = w.distributor.authority().unwrap().epoch_key(license.tbs().epoch);
     assert!(
         license
             .content_key(&epoch_key, a.device_keys().device_key(), None)
@@ -81,7 +81,7 @@ fn a_license_used_on_another_client_is_refused() {
     assert_eq!(
         license
             .content_key(
-                &w.distributor.authority().epoch_key(9),
+                &w.distributor.authority().unwrap().epoch_key(9),
                 a.device_keys().device_key(),
                 None
             )

@@ -29,7 +29,7 @@ fn a_revoked_client_cannot_play_later_content_nor_receive_anything() {
         let (_, ekb) = w.distributor.current_ekb().unwrap();
         let verified = EkbIn::from_bytes(ekb.as_bytes())
             .unwrap()
-            .verify(&w.distributor.authority().verifying_key())
+            .verify(&w.distributor.ekb_key())
             .unwrap();
         assert_eq!(bad.device_keys().open(&verified), Err(TreeError::Revoked));
         bad.store_ekb(ekb.as_bytes()).unwrap();
@@ -100,7 +100,7 @@ fn a_batch_of_revocations_builds_one_ekb_that_excludes_every_revoked_client() {
         );
         let verified = EkbIn::from_bytes(ekb.as_bytes())
             .unwrap()
-            .verify(&w.distributor.authority().verifying_key())
+            .verify(&w.distributor.ekb_key())
             .unwrap();
         for revoked in [&first, &second] {
             assert_eq!(revoked.device_keys().open(&verified), Err(TreeError::Revoked));

@@ -138,6 +138,87 @@ impl<D: Driver> SqlRegistry<D> {
             })
         })
     }
+
+    /// Registers a client with the next leaf of the one counter (`next_leaf`), or of the
+    /// counter of `range` (`next_leaf@START`, issue 29: a license server's own leaves). A
+    /// range's registration is [`Kind::Durable`]: SQLite's leaf reserve covers the one counter
+    /// only, and a leaf handed out twice after a power loss would give two devices one key set.
+    fn add_client_from(
+        &self,
+        user: UserId,
+        limit: usize,
+        range: Option<core::ops::Range<u64>>,
+        build: ClientBuilder<'_>,
+    ) -> Result<ClientRecord, Error> {
+        let (kind, counter) = match &range {
+            None => (Kind::Register, "next_leaf".to_owned()),
+            Some(r) => (Kind::Durable, format!("next_leaf@{}", r.start)),
+        };
+        self.driver.run(kind, &mut |tx| {
+            // The user's row lock serializes its registrations, so the limit holds.
+            if !user_exists(tx, user, self.driver.lock(Lock::Update))? {
+                return Err(Error::UserNotFound(user));
+            }
+            let active = tx
+                .one(
+                    "SELECT count(*) FROM clients WHERE user_id = $1 AND NOT revoked",
+                    &[key(user.0)],
+                )?
+                .int(0)?;
+            if un(active)? >= limit as u64 {
+                return Err(Error::ClientLimit(user));
+            }
+            // The counter's row lock serializes registrations across processes until the
+            // commit.
+            if let Some(r) = &range {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[Value::Text(&counter), int(r.start)?],
+                )?;
+            }
+            let next = tx
+                .one(
+                    &format!(
+                        "SELECT value FROM meta WHERE key = $1{}",
+                        self.driver.lock(Lock::Update)
+                    ),
+                    &[Value::Text(&counter)],
+                )?
+                .int(0)?;
+            let next = un(next)?;
+            if range.as_ref().is_some_and(|r| next >= r.end) {
+                return Err(Error::KeyTree(treecast_keytree::Error::TreeFull));
+            }
+            let mut leaves = LeafAllocator::resume(self.height, next)?;
+            let leaf = leaves.allocate()?;
+            // A client's ID is its leaf plus one, as in the memory store: leaves are never
+            // handed out twice, so neither are client IDs.
+            let id = ClientId(u64::from(leaf.get()) + 1);
+            let record = build(id, leaf)?;
+            if record.id != id || record.leaf != leaf || record.user != user {
+                return Err(Error::Internal("client builder changed the IDs"));
+            }
+            tx.execute(
+                &format!(
+                    "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, false, $7)"
+                ),
+                &[
+                    int(id.0)?,
+                    int(user.0)?,
+                    Value::Int(i64::from(leaf.get())),
+                    Value::Int(i64::from(record.server.0)),
+                    Value::Bytes(&record.certificate),
+                    Value::Bytes(&record.public_key),
+                    Value::Bytes(&record.tag),
+                ],
+            )?;
+            tx.execute(
+                "UPDATE meta SET value = $1 WHERE key = $2",
+                &[int(leaves.next_leaf())?, Value::Text(&counter)],
+            )?;
+            Ok(record)
+        })
+    }
 }
 
 impl<D: Driver> Registry for SqlRegistry<D> {
@@ -224,60 +305,24 @@ impl<D: Driver> Registry for SqlRegistry<D> {
         limit: usize,
         build: ClientBuilder<'_>,
     ) -> Result<ClientRecord, Error> {
-        self.driver.run(Kind::Register, &mut |tx| {
-            // The user's row lock serializes its registrations, so the limit holds.
-            if !user_exists(tx, user, self.driver.lock(Lock::Update))? {
-                return Err(Error::UserNotFound(user));
-            }
-            let active = tx
-                .one(
-                    "SELECT count(*) FROM clients WHERE user_id = $1 AND NOT revoked",
-                    &[key(user.0)],
-                )?
-                .int(0)?;
-            if un(active)? >= limit as u64 {
-                return Err(Error::ClientLimit(user));
-            }
-            // The counter's row lock serializes registrations across processes until the
-            // commit.
-            let next = tx
-                .one(
-                    &format!(
-                        "SELECT value FROM meta WHERE key = 'next_leaf'{}",
-                        self.driver.lock(Lock::Update)
-                    ),
-                    &[],
-                )?
-                .int(0)?;
-            let mut leaves = LeafAllocator::resume(self.height, un(next)?)?;
-            let leaf = leaves.allocate()?;
-            // A client's ID is its leaf plus one, as in the memory store: leaves are never
-            // handed out twice, so neither are client IDs.
-            let id = ClientId(u64::from(leaf.get()) + 1);
-            let record = build(id, leaf)?;
-            if record.id != id || record.leaf != leaf || record.user != user {
-                return Err(Error::Internal("client builder changed the IDs"));
-            }
-            tx.execute(
-                &format!(
-                    "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, false, $7)"
-                ),
-                &[
-                    int(id.0)?,
-                    int(user.0)?,
-                    Value::Int(i64::from(leaf.get())),
-                    Value::Int(i64::from(record.server.0)),
-                    Value::Bytes(&record.certificate),
-                    Value::Bytes(&record.public_key),
-                    Value::Bytes(&record.tag),
-                ],
-            )?;
-            tx.execute(
-                "UPDATE meta SET value = $1 WHERE key = 'next_leaf'",
-                &[int(leaves.next_leaf())?],
-            )?;
-            Ok(record)
-        })
+        self.add_client_from(user, limit, None, build)
+    }
+
+    fn supports_leaf_ranges(&self) -> bool {
+        true
+    }
+
+    fn add_client_in(
+        &self,
+        user: UserId,
+        limit: usize,
+        leaves: core::ops::Range<u64>,
+        build: ClientBuilder<'_>,
+    ) -> Result<ClientRecord, Error> {
+        if leaves.start >= leaves.end || leaves.end > self.height.leaf_count() {
+            return Err(Error::Internal("a leaf range outside the tree"));
+        }
+        self.add_client_from(user, limit, Some(leaves), build)
     }
 
     fn client(&self, id: ClientId) -> Result<Option<ClientRecord>, Error> {

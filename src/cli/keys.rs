@@ -1,0 +1,258 @@
+//! `treecast keys export` and `treecast authority` (issue 29): one key file a license server,
+//! holding no master secret, and the authority's own work (EKBs, revocations) run where the
+//! operator chooses, against the shared registry. `ServeKeys` is what `serve` runs from: the
+//! full key file or a license server's.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use treecast::license::registry::{Registry, StoreSpec};
+use treecast::license::{ClientId, Distributor, DistributorConfig, ServerId, SystemClock, Tariff};
+use treecast_distributor::keyfile::{self, DistributorKeys};
+use treecast_distributor::serverkeys::{self, ServerKeyFile};
+use treecast_keytree::{TreeConfig, TreeHeight, TreeId};
+use treecast_protocol::time::Clock;
+
+use super::SchemeArg;
+
+/// `treecast keys`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Write the key file of one license server: its signing key, the other servers' and the
+    /// authority's public keys, the distributor secret and its subtree's keys; no master
+    /// secret and no other server's signing key (`docs/service.md`).
+    Export(ExportArgs),
+}
+
+/// Arguments of `treecast keys export`.
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// The distributor key file (see `treecast keygen`).
+    #[arg(long, visible_alias = "key")]
+    keys: PathBuf,
+    /// The license server whose file to write.
+    #[arg(long)]
+    server: u32,
+    /// Where to write it; it must not exist (mode 0600).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    tree: TreeArgs,
+}
+
+/// The tree a key file's keys are for, as `serve` takes it.
+#[derive(Clone, Copy, Debug, Args)]
+pub(crate) struct TreeArgs {
+    /// The key tree's scheme.
+    #[arg(long, value_enum, default_value = "cs")]
+    scheme: SchemeArg,
+    /// The key tree's height.
+    #[arg(long, default_value_t = 32)]
+    height: u8,
+}
+
+impl TreeArgs {
+    fn config(self) -> anyhow::Result<TreeConfig> {
+        Ok(TreeConfig::new(
+            self.scheme.into(),
+            TreeHeight::new(self.height)?,
+            TreeId(1),
+        ))
+    }
+}
+
+/// Arguments of `treecast authority`.
+#[derive(Debug, Args)]
+pub(crate) struct AuthorityArgs {
+    /// The distributor key file, with the master secret.
+    #[arg(long, visible_alias = "key")]
+    keys: PathBuf,
+    /// The registry the license servers serve: `sqlite:PATH` (while no `serve` holds it) or
+    /// `postgres://…`.
+    #[arg(long, env = "TREECAST_STORE")]
+    store: StoreSpec,
+    /// A file holding the PostgreSQL password (else `PGPASSWORD` or the libpq password file).
+    #[arg(long, env = "TREECAST_STORE_PASSWORD_FILE")]
+    store_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    tree: TreeArgs,
+    #[command(subcommand)]
+    command: AuthorityCommand,
+}
+
+/// What the authority does.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuthorityCommand {
+    /// Build, sign and store the current epoch's EKB (if it is not stored yet), which the
+    /// license servers then serve and open.
+    PublishEkb,
+    /// Revoke a client (its leaf, for good), start a new epoch and publish its EKB.
+    Revoke {
+        /// The client to revoke.
+        #[arg(long)]
+        client: u64,
+    },
+}
+
+pub(crate) fn run(cmd: &KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Export(args) => {
+            let keys = DistributorKeys::load(&args.keys)?;
+            let exported = ServerKeyFile::export(&keys, args.tree.config()?, ServerId(args.server))
+                .with_context(|| {
+                    format!(
+                        "cannot export license server {} from {}",
+                        args.server,
+                        args.keys.display()
+                    )
+                })?;
+            exported.write_new(&args.out)?;
+            let leaves = exported.keys().delegation.leaves();
+            println!(
+                "wrote {} for license server {}: leaves {}..{} (the last is the server's own), \
+                 no master secret",
+                args.out.display(),
+                args.server,
+                leaves.start,
+                leaves.end
+            );
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn run_authority(args: &AuthorityArgs) -> anyhow::Result<()> {
+    let config = args.tree.config()?;
+    let keys = DistributorKeys::load(&args.keys)?;
+    let password = args
+        .store_password_file
+        .as_deref()
+        .map(super::serve::read_password)
+        .transpose()?;
+    let registry = args
+        .store
+        .open_with_password(config.height, password.as_ref().map(|p| p.as_str()))
+        .with_context(|| args.store.name())?;
+    drop(password);
+    let distributor = ServeKeys::Full(keys).for_tree(config, &[])?.distributor(
+        registry,
+        Tariff::default(),
+        Arc::new(SystemClock),
+        DistributorConfig::default(),
+    )?;
+    if let AuthorityCommand::Revoke { client } = args.command {
+        let epoch = distributor.revoke_client(ClientId(client))?;
+        println!("revoked client {client}: epoch {epoch}");
+    }
+    let (epoch, ekb) = distributor.current_ekb()?;
+    println!(
+        "published the EKB of epoch {epoch} ({} bytes) at {}",
+        ekb.as_bytes().len(),
+        SystemClock.now().0
+    );
+    Ok(())
+}
+
+/// The keys `serve` runs from.
+pub(crate) enum ServeKeys {
+    /// The distributor's key file: the authority, and the servers the process holds.
+    Full(DistributorKeys),
+    /// A license server's key file.
+    Server(Box<ServerKeyFile>),
+}
+
+/// `ServeKeys` checked against the tree and the servers asked for.
+pub(crate) struct Loaded {
+    keys: ServeKeys,
+    config: TreeConfig,
+    server_ids: Vec<u32>,
+}
+
+impl ServeKeys {
+    /// The key file at `path`, of either kind.
+    pub(crate) fn load(path: &Path, config: TreeConfig, server_ids: &[u32]) -> anyhow::Result<Loaded> {
+        let keys = if keyfile::label_of(path)? == serverkeys::LABEL {
+            Self::Server(Box::new(ServerKeyFile::load(path)?))
+        } else {
+            Self::Full(DistributorKeys::load(path)?)
+        };
+        keys.for_tree(config, server_ids)
+    }
+
+    fn for_tree(self, config: TreeConfig, server_ids: &[u32]) -> anyhow::Result<Loaded> {
+        match &self {
+            Self::Full(keys) => {
+                for id in server_ids {
+                    anyhow::ensure!(
+                        keys.servers().iter().any(|s| s.id() == ServerId(*id)),
+                        "the key file has no license server {id}"
+                    );
+                }
+            }
+            Self::Server(file) => {
+                let own = file.keys().delegation.config();
+                anyhow::ensure!(
+                    *own == config,
+                    "the license server's key file is for a tree of scheme {}, height {}; serve \
+                     was given scheme {}, height {} (--scheme, --height)",
+                    own.scheme,
+                    own.height.get(),
+                    config.scheme,
+                    config.height.get()
+                );
+                let id = file.server().id().0;
+                anyhow::ensure!(
+                    server_ids.iter().all(|s| *s == id),
+                    "the key file holds license server {id} only"
+                );
+            }
+        }
+        Ok(Loaded {
+            keys: self,
+            config,
+            server_ids: server_ids.to_vec(),
+        })
+    }
+}
+
+impl Loaded {
+    /// The distributor these keys run over `registry`.
+    pub(crate) fn distributor<R: Registry>(
+        self,
+        registry: R,
+        tariff: Tariff,
+        clock: Arc<dyn Clock>,
+        config: DistributorConfig,
+    ) -> anyhow::Result<Distributor<R>> {
+        match self.keys {
+            ServeKeys::Full(keys) => {
+                let all = keys.servers();
+                let held = all
+                    .iter()
+                    .filter(|s| self.server_ids.is_empty() || self.server_ids.contains(&s.id().0))
+                    .cloned();
+                let peers = all.iter().map(|s| (s.id(), s.verifying_key()));
+                let mut distributor = Distributor::new(
+                    keys.authority(self.config)?,
+                    held,
+                    registry,
+                    tariff,
+                    clock,
+                    config,
+                )?
+                .with_peer_servers(peers);
+                if let Some(split) = keys.split() {
+                    distributor = distributor.with_leaf_split(split)?;
+                }
+                Ok(distributor)
+            }
+            ServeKeys::Server(file) => {
+                let (keys, server, peers) = file.into_parts();
+                Ok(Distributor::delegated(keys, [server], registry, tariff, clock, config)?
+                    .with_peer_servers(peers))
+            }
+        }
+    }
+}
