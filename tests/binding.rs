@@ -53,7 +53,10 @@ fn refuses_other_keys<R: Registry>(open: impl Fn() -> R) {
         let mut a = w.client(user, 1);
         let content = w.publish(100);
         w.buy(&mut a, content);
-        (KeyFingerprint::of(w.distributor.authority().unwrap()), w.snapshot())
+        (
+            KeyFingerprint::of(w.distributor.authority().unwrap()),
+            w.snapshot(),
+        )
     };
     for (seed, scheme) in [
         (8, Scheme::COMPLETE_SUBTREE),

@@ -43,8 +43,11 @@ impl Served {
         let token_file = dir.join("admin.token");
         let mut child = Command::new(env!("CARGO_BIN_EXE_treecast"))
             .arg("serve")
-            .arg("--keys")
-            .arg(dir.join("keys"))
+            .args(if extra.contains(&"--keys") {
+                Vec::new()
+            } else {
+                vec![std::ffi::OsString::from("--keys"), dir.join("keys").into()]
+            })
             .args(["--store", store, "--height", "16"])
             .args(if extra.contains(&"--listen") {
                 &[][..]

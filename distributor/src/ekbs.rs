@@ -359,8 +359,7 @@ impl<R: Registry> Distributor<R> {
     fn cache_ekb(&self, epoch: u64, bytes: Vec<u8>) -> Result<Arc<SignedEkb>, Error> {
         let verified = VerifiedEkbBuf::verify(bytes, &self.keys.verifying_key())
             .map_err(|_| Error::Tampered("stored EKB"))?;
-        if verified.header().epoch != epoch || verified.header().config != *self.keys.config()
-        {
+        if verified.header().epoch != epoch || verified.header().config != *self.keys.config() {
             return Err(Error::Tampered("stored EKB"));
         }
         let ekb = Arc::new(SignedEkb::from(verified));

@@ -37,11 +37,8 @@ impl<R: Registry> Distributor<R> {
         if recorded {
             return self.returned_again(&client, tag, t.license_id);
         }
-        let expected = ReturnReceipt::derive(
-            &self.keys.device_key(client.leaf)?,
-            t.license_id,
-            client.id,
-        )?;
+        let expected =
+            ReturnReceipt::derive(&self.keys.device_key(client.leaf)?, t.license_id, client.id)?;
         if !t.receipt.matches(&expected) {
             return Err(Error::NotReleased);
         }

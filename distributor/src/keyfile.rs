@@ -198,15 +198,19 @@ impl DistributorKeys {
         let master = master.ok_or_else(|| bad("no master secret"))?;
         let derivation = derivation.unwrap_or(Derivation::Flat);
         if split.is_some() != (derivation == Derivation::SeedTree) {
-            return Err(bad("`split` goes with `derivation seed-tree`, and only with it"));
+            return Err(bad(
+                "`split` goes with `derivation seed-tree`, and only with it",
+            ));
         }
-        if let Some(depth) = split {
-            if let Some(s) = servers.iter().find(|s| u64::from(s.id().0) > 1u64 << depth || s.id().0 == 0) {
-                return Err(bad(&format!(
-                    "server {} has no subtree when the leaves are split at depth {depth}",
-                    s.id().0
-                )));
-            }
+        if let Some(depth) = split
+            && let Some(s) = servers
+                .iter()
+                .find(|s| u64::from(s.id().0) > 1u64 << depth || s.id().0 == 0)
+        {
+            return Err(bad(&format!(
+                "server {} has no subtree when the leaves are split at depth {depth}",
+                s.id().0
+            )));
         }
         Ok(Self {
             master,
@@ -229,10 +233,10 @@ impl core::fmt::Debug for DistributorKeys {
 pub(crate) fn push_hex(text: &mut Zeroizing<String>, secret: &[u8]) {
     let mut buf = Zeroizing::new([0u8; 64]);
     for chunk in secret.chunks(32) {
-        if let Some(out) = buf.get_mut(..chunk.len() * 2) {
-            if hex::encode_to_slice(chunk, out).is_ok() {
-                text.extend(out.iter().map(|&b| char::from(b)));
-            }
+        if let Some(out) = buf.get_mut(..chunk.len() * 2)
+            && hex::encode_to_slice(chunk, out).is_ok()
+        {
+            text.extend(out.iter().map(|&b| char::from(b)));
         }
     }
 }
@@ -292,12 +296,14 @@ pub(crate) fn read_private(path: &Path, label: &str) -> Result<Zeroizing<String>
     Ok(text)
 }
 
-/// The first line of the file at `path`, if it is a short text line (what kind of key file it
-/// is).
+/// The first line of the file at `path` (at most 64 bytes of it): what kind of key file it is.
+///
+/// # Errors
+/// [`Error::Io`] when it cannot be read.
 pub fn label_of(path: &Path) -> Result<String, Error> {
     let mut first = [0u8; 64];
-    let mut file = fs::File::open(path)
-        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    let mut file =
+        fs::File::open(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
     let n = file.read(&mut first)?;
     let head = first.get(..n).unwrap_or_default();
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();

@@ -48,7 +48,11 @@ impl core::fmt::Debug for DelegatedKeys {
 /// # Errors
 /// [`Error::UnknownServer`] for server 0 or beyond `2^split`; [`Error::KeyTree`] when `split`
 /// is not above the leaves.
-pub fn server_subtree(config: &TreeConfig, split: u8, server: ServerId) -> Result<NodeIndex, Error> {
+pub fn server_subtree(
+    config: &TreeConfig,
+    split: u8,
+    server: ServerId,
+) -> Result<NodeIndex, Error> {
     if split >= config.height.get() || split > 16 {
         return Err(Error::KeyTree(treecast_keytree::Error::InvalidNode(
             u64::from(split),
@@ -70,6 +74,10 @@ pub(crate) fn registration_leaves(subtree: NodeIndex, config: &TreeConfig) -> Ra
     all.start..all.end.saturating_sub(1)
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one a distributor, read on every supply: not worth a box"
+)]
 pub(crate) enum Keyring {
     /// The authority, with the depth its leaves are split at between the license servers
     /// (`None`: one counter for all, as every tree of the flat derivation).
@@ -161,7 +169,7 @@ impl Keyring {
     pub(crate) fn device_key(&self, leaf: LeafIndex) -> Result<DeviceKey, Error> {
         match self {
             Self::Authority { authority, .. } => Ok(authority.device_key(leaf)),
-            Self::Delegated(d) => Ok(d.keys.delegation.device_key(leaf)?),
+            Self::Delegated(d) => Ok(d.keys.delegation.device_key(leaf)),
         }
     }
 
@@ -211,8 +219,8 @@ impl Keyring {
                     return Ok(key.clone());
                 }
                 let ekb = ekb()?;
-                let verified = EkbIn::from_bytes(ekb.as_bytes())?
-                    .verify(d.keys.delegation.verifying_key())?;
+                let verified =
+                    EkbIn::from_bytes(ekb.as_bytes())?.verify(d.keys.delegation.verifying_key())?;
                 if verified.header().epoch != epoch {
                     return Err(Error::Tampered("stored EKB"));
                 }

@@ -15,6 +15,7 @@
 //! authority <64 hex digits: the EKB verifying key>
 //! distributor <64 hex digits>
 //! seed <32 hex digits>
+//! device <32 hex digits>
 //! above <32 hex digits>
 //! ...
 //! all <32 hex digits>
@@ -149,6 +150,8 @@ impl ServerKeyFile {
         push_hex(&mut text, self.keys.distributor.secret_bytes());
         text.push_str("\nseed ");
         push_hex(&mut text, d.root_seed().secret_bytes());
+        text.push_str("\ndevice ");
+        push_hex(&mut text, d.device_root().secret_bytes());
         for key in d.above() {
             text.push_str("\nabove ");
             push_hex(&mut text, key.secret_bytes());
@@ -211,6 +214,10 @@ impl ServerKeyFile {
                     let key = secret::<16>(key).ok_or_else(|| at("a seed is 32 hex digits"))?;
                     fields.seed = Some(NodeKey::from_bytes(*key));
                 }
+                ["device", key] if fields.device.is_none() => {
+                    let key = secret::<16>(key).ok_or_else(|| at("a key is 32 hex digits"))?;
+                    fields.device = Some(NodeKey::from_bytes(*key));
+                }
                 ["above", key] => {
                     let key = secret::<16>(key).ok_or_else(|| at("a key is 32 hex digits"))?;
                     above.push(NodeKey::from_bytes(*key));
@@ -238,6 +245,7 @@ impl ServerKeyFile {
             fields.seed.ok_or_else(|| missing("seed"))?,
             above,
             fields.all,
+            fields.device.ok_or_else(|| missing("device"))?,
             fields.authority.ok_or_else(|| missing("authority"))?,
         )
         .map_err(|e| bad(format!("the subtree's keys do not fit its tree: {e}")))?;
@@ -270,6 +278,7 @@ struct Fields {
     authority: Option<VerifyingKey>,
     distributor: Option<DistributorSecret>,
     seed: Option<NodeKey>,
+    device: Option<NodeKey>,
     all: Option<NodeKey>,
 }
 

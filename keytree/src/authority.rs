@@ -43,6 +43,8 @@ pub struct Authority {
     config: TreeConfig,
     derivation: Derivation,
     keys: SchemeKeys,
+    /// The key of the device-key PRF, kept to hand on to delegations.
+    device_root: NodeKey,
     device_prf: Prf,
     epoch_prf: Prf,
     signing_key: SigningKey,
@@ -52,7 +54,10 @@ pub struct Authority {
 /// Where node values come from (`derivation.rs`). Not boxed: one a tree, and the flat
 /// variant's inline key schedule is what its hot path reads.
 #[derive(Clone)]
-#[allow(clippy::large_enum_variant, reason = "one a tree; the flat variant is the hot one")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one a tree; the flat variant is the hot one"
+)]
 enum Values {
     /// `AES-128(K, node)`.
     Flat(Prf),
@@ -131,11 +136,15 @@ impl Authority {
         crypto::expand(master, &info(b"ekb-signing"), seed.as_mut_slice())?;
         let mut distributor = zeroize::Zeroizing::new([0u8; 32]);
         crypto::expand(master, &info(b"distributor"), distributor.as_mut_slice())?;
+        let mut device = zeroize::Zeroizing::new([0u8; 16]);
+        crypto::expand(master, &info(b"device"), device.as_mut_slice())?;
+        let device_root = NodeKey::from_bytes(*device);
         Ok(Self {
             config,
             derivation,
             keys,
-            device_prf: Prf::derive(master, &info(b"device"))?,
+            device_prf: Prf::from_key(&device_root),
+            device_root,
             epoch_prf: Prf::derive(master, &info(b"epoch-key"))?,
             signing_key: SigningKey::from_bytes(&seed),
             distributor: DistributorSecret::from_bytes(*distributor),
@@ -251,6 +260,7 @@ impl Authority {
             seeds.seed(root),
             above,
             all,
+            self.device_root.clone(),
             self.verifying_key(),
         )
     }
@@ -264,10 +274,7 @@ impl Authority {
 
     /// The device key of the device at `leaf`, for binding a license to it.
     pub fn device_key(&self, leaf: LeafIndex) -> DeviceKey {
-        match self.values() {
-            Values::Flat(_) => DeviceKey::from_bytes(self.device_prf.eval(u128::from(leaf.get()))),
-            Values::Seeds(seeds) => seeds.device_key(leaf.node(self.config.height)),
-        }
+        DeviceKey::from_bytes(self.device_prf.eval(u128::from(leaf.get())))
     }
 
     /// The node values of this tree's scheme.

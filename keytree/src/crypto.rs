@@ -38,6 +38,11 @@ impl Prf {
         Ok(Self(Aes128Enc::new(&Array::from(*key))))
     }
 
+    /// The PRF under a key given as bytes (a key [`Prf::derive`] would give, kept to hand on).
+    pub(crate) fn from_key(key: &NodeKey) -> Self {
+        Self(Aes128Enc::new(key.secret_bytes().into()))
+    }
+
     pub(crate) fn eval(&self, input: u128) -> [u8; 16] {
         let mut block = Array::from(input.to_be_bytes());
         self.0.encrypt_block(&mut block);

@@ -10,7 +10,9 @@
 //!   devices all lie outside the subtree.
 //!
 //! So a delegation yields nothing that the union of its own devices' key sets does not give:
-//! a stolen license server opens no EKB that none of its devices could open.
+//! a stolen license server opens no EKB that none of its devices could open. It also holds the
+//! key of the device-key PRF, so that it can issue a move from a device of another subtree
+//! (`Delegation::device_key`).
 //!
 //! ```
 //! use treecast_keytree::{Authority, Derivation, LeafIndex, MasterSecret, NodeIndex};
@@ -31,6 +33,7 @@
 use ed25519_dalek::VerifyingKey;
 
 use crate::cover::Scheme;
+use crate::crypto::Prf;
 use crate::derivation::Seeds;
 use crate::device::{DeviceKeys, KeySet};
 use crate::ekb::TreeConfig;
@@ -46,6 +49,8 @@ pub struct Delegation {
     seeds: Seeds,
     above: Vec<NodeKey>,
     all: Option<NodeKey>,
+    device_root: NodeKey,
+    device_prf: Prf,
     verifying_key: VerifyingKey,
 }
 
@@ -63,6 +68,7 @@ impl Delegation {
         seed: NodeKey,
         above: Vec<NodeKey>,
         all: Option<NodeKey>,
+        device_root: NodeKey,
         verifying_key: VerifyingKey,
     ) -> Result<Self, Error> {
         let root = NodeIndex::new(root.get(), config.height)?;
@@ -81,6 +87,8 @@ impl Delegation {
             seeds: Seeds::new(root, seed),
             above,
             all,
+            device_prf: Prf::from_key(&device_root),
+            device_root,
             verifying_key,
         })
     }
@@ -128,6 +136,11 @@ impl Delegation {
     /// file.
     pub const fn all(&self) -> Option<&NodeKey> {
         self.all.as_ref()
+    }
+
+    /// **Secret**: the key of the device-key PRF, for writing to a key file.
+    pub const fn device_root(&self) -> &NodeKey {
+        &self.device_root
     }
 
     /// Whether the subtree holds `leaf`.
@@ -193,17 +206,17 @@ impl Delegation {
             self.config,
             leaf,
             keys,
-            self.seeds.device_key(leaf.node(height)),
+            self.device_key(leaf),
         ))
     }
 
-    /// The device key of the device at `leaf`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidLeaf`] for a leaf outside the subtree.
-    pub fn device_key(&self, leaf: LeafIndex) -> Result<DeviceKey, Error> {
-        self.check(leaf)?;
-        Ok(self.seeds.device_key(leaf.node(self.config.height)))
+    /// The device key of the device at `leaf`, of any subtree: a move's release is derived
+    /// from the source device's key, and its certificate is issued by the destination's
+    /// license server (claim 3), whatever subtree the source is in. A device key opens no EKB;
+    /// what it guards (a license's content key) the distributor secret, which every license
+    /// server holds, gives anyway (`docs/design.md`).
+    pub fn device_key(&self, leaf: LeafIndex) -> DeviceKey {
+        DeviceKey::from_bytes(self.device_prf.eval(u128::from(leaf.get())))
     }
 
     fn check(&self, leaf: LeafIndex) -> Result<(), Error> {
@@ -259,7 +272,8 @@ mod tests {
     }
 
     /// Every subtree of small trees of both schemes: each device of the subtree gets from the
-    /// delegation exactly the authority's key set and device key; no other device gets any.
+    /// delegation exactly the authority's key set; no other device gets one. Device keys are
+    /// the authority's for every leaf.
     #[test]
     fn a_delegation_gives_its_devices_the_authoritys_keys_and_no_one_else() {
         for scheme in [Scheme::COMPLETE_SUBTREE, Scheme::SUBSET_DIFFERENCE] {
@@ -277,13 +291,10 @@ mod tests {
                                 keys == authority.device_keys(leaf),
                                 "{scheme} {root} {leaf}"
                             );
-                            assert!(
-                                delegation.device_key(leaf).unwrap() == authority.device_key(leaf)
-                            );
                         } else {
                             assert!(delegation.device_keys(leaf).is_err());
-                            assert!(delegation.device_key(leaf).is_err());
                         }
+                        assert!(delegation.device_key(leaf) == authority.device_key(leaf));
                     }
                 }
             }
@@ -381,6 +392,7 @@ mod tests {
             d.root_seed().clone(),
             Vec::new(),
             None,
+            d.device_root().clone(),
             *d.verifying_key(),
         );
         assert!(short.is_err());

@@ -6,14 +6,13 @@
 //! A node's *value* is what devices get from it: in Complete Subtree its node key, in Subset
 //! Difference its root label `L(u, u)`. In a seed tree, the seed of the root comes from HKDF; a
 //! node's seed gives its children's seeds and its value through AES-G3 (left child, value, right
-//! child), as Subset Difference's labels do; a leaf's left output, which no child takes, is the
-//! device key. Devices get values and device keys, never seeds (`docs/design.md`, "Keys as an
+//! child), as Subset Difference's labels do. Devices get values, never seeds (`docs/design.md`, "Keys as an
 //! authority keeps them").
 
 #[cfg(feature = "authority")]
 use crate::crypto::{G3, g3};
 #[cfg(feature = "authority")]
-use crate::secret::{DeviceKey, NodeKey};
+use crate::secret::NodeKey;
 #[cfg(feature = "authority")]
 use crate::treemath::{NodeIndex, low_bits};
 
@@ -95,11 +94,6 @@ impl Seeds {
     /// The value of `node` (its CS key, its SD root label).
     pub(crate) fn value(&self, node: NodeIndex) -> NodeKey {
         g3(&self.seed(node), G3::Key)
-    }
-
-    /// The device key of the leaf at `leaf_node`: the left output of its seed.
-    pub(crate) fn device_key(&self, leaf_node: NodeIndex) -> DeviceKey {
-        DeviceKey::from_bytes(*g3(&self.seed(leaf_node), G3::Left).secret_bytes())
     }
 
     /// The values of the nodes on the path from the subtree's root down to `node`, root first.

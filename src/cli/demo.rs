@@ -185,8 +185,7 @@ pub(crate) mod licensing {
     ) -> anyhow::Result<()> {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x11ce);
         let keys = DistributorKeys::generate(&mut rng, 2);
-        let authority =
-            keys.authority(TreeConfig::new(scheme, height()?, TreeId(1)))?;
+        let authority = keys.authority(TreeConfig::new(scheme, height()?, TreeId(1)))?;
         let clock = Arc::new(ManualClock::new(UnixTime(1_800_000_000)));
         let d = Distributor::new(
             authority,
@@ -252,8 +251,7 @@ pub(crate) mod licensing {
             revoked += 1;
         }
         let (epoch, ekb) = d.current_ekb()?;
-        let verified = treecast_keytree::EkbIn::from_bytes(ekb.as_bytes())?
-            .verify(&d.ekb_key())?;
+        let verified = treecast_keytree::EkbIn::from_bytes(ekb.as_bytes())?.verify(&d.ekb_key())?;
         for (i, (first, second)) in pairs.iter().enumerate() {
             ensure!(
                 second.device_keys().open(&verified).is_ok(),

@@ -172,7 +172,11 @@ pub(crate) struct Loaded {
 
 impl ServeKeys {
     /// The key file at `path`, of either kind.
-    pub(crate) fn load(path: &Path, config: TreeConfig, server_ids: &[u32]) -> anyhow::Result<Loaded> {
+    pub(crate) fn load(
+        path: &Path,
+        config: TreeConfig,
+        server_ids: &[u32],
+    ) -> anyhow::Result<Loaded> {
         let keys = if keyfile::label_of(path)? == serverkeys::LABEL {
             Self::Server(Box::new(ServerKeyFile::load(path)?))
         } else {
@@ -250,8 +254,10 @@ impl Loaded {
             }
             ServeKeys::Server(file) => {
                 let (keys, server, peers) = file.into_parts();
-                Ok(Distributor::delegated(keys, [server], registry, tariff, clock, config)?
-                    .with_peer_servers(peers))
+                Ok(
+                    Distributor::delegated(keys, [server], registry, tariff, clock, config)?
+                        .with_peer_servers(peers),
+                )
             }
         }
     }

@@ -1,6 +1,7 @@
-//! Split license servers with the shipped tools (issue 29, item 2): two `serve` processes on
-//! one PostgreSQL registry, each holding one license server's signing key and naming the other's
-//! URL (`--server-url`). A request that reaches the wrong process is answered `421
+//! Split license servers with the shipped tools (issue 29, items 1 and 2): two `serve` processes
+//! on one PostgreSQL registry, each run from the key file `treecast keys export` wrote for it
+//! (its own signing key and subtree, no master secret) and naming the other's URL
+//! (`--server-url`); `treecast authority` publishes the EKBs and revokes. A request that reaches the wrong process is answered `421
 //! other_server` with the right URL, which clients follow; `treecast client` runs the README
 //! flow with a move across the servers; `simulate --server URL1,URL2` drives both.
 
@@ -18,23 +19,66 @@ fn free_port() -> u16 {
     probe.local_addr().unwrap().port()
 }
 
-/// Two processes, server 1 and server 2, on `store`, each naming both URLs.
+/// `treecast ARGS` in `dir`, which must succeed: its standard output.
+fn treecast(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "treecast {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Two processes, server 1 and server 2, on `store`, each from its exported key file and
+/// naming both URLs; the authority publishes the first epoch's EKB before they start.
 fn split(dir: &std::path::Path, store: &str) -> (Served, Served) {
+    for n in ["1", "2"] {
+        let out = format!("server{n}.keys");
+        let said = treecast(
+            dir,
+            &[
+                "keys", "export", "--keys", "keys", "--server", n, "--out", &out, "--height", "16",
+            ],
+        );
+        assert!(said.contains("no master secret"), "{said}");
+    }
+    let published = treecast(
+        dir,
+        &[
+            "authority",
+            "--keys",
+            "keys",
+            "--store",
+            store,
+            "--height",
+            "16",
+            "publish-ekb",
+        ],
+    );
+    assert!(
+        published.starts_with("published the EKB of epoch 1"),
+        "{published}"
+    );
     let urls: Vec<String> = (0..2)
         .map(|_| format!("http://127.0.0.1:{}", free_port()))
         .collect();
     let map = [format!("1={}", urls[0]), format!("2={}", urls[1])];
     let start = |n: usize| {
         let listen = urls[n].trim_start_matches("http://").to_owned();
-        let id = (n + 1).to_string();
+        let keys = dir.join(format!("server{}.keys", n + 1));
         Served::start(
             dir,
             store,
             &[
                 "--listen",
                 &listen,
-                "--server-id",
-                &id,
+                "--keys",
+                keys.to_str().unwrap(),
                 "--server-url",
                 &map[0],
                 "--server-url",
@@ -258,7 +302,112 @@ fn the_readme_flow_and_the_load_test_run_on_split_servers() {
         .unwrap();
     assert!(!phone.status.success(), "the phone no longer plays it");
 
-    // The load test drives both processes, with every attack.
+    // Neither process holds the master secret nor the other's signing key.
+    let full = std::fs::read_to_string(d.join("keys")).unwrap();
+    let secret_of = |prefix: &str| {
+        full.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap()
+            .to_owned()
+    };
+    let master = secret_of("master ");
+    for (n, other) in [(1, 2), (2, 1)] {
+        let own = std::fs::read_to_string(d.join(format!("server{n}.keys"))).unwrap();
+        assert!(!own.contains(&master), "server {n} holds the master secret");
+        let theirs = secret_of(&format!("server {other} "));
+        assert!(
+            !own.contains(&theirs),
+            "server {n} holds server {other}'s key"
+        );
+        assert!(own.contains(&secret_of(&format!("server {n} "))));
+    }
+    // Revoking is the authority's: a license server refuses it, the authority does it and
+    // publishes the new epoch's EKB, which the license servers then open.
+    let refused = Command::new(env!("CARGO_BIN_EXE_treecast"))
+        .current_dir(d)
+        .args([
+            "admin",
+            "revoke",
+            "--server",
+            &one.base,
+            "--admin-token",
+            token,
+            "--client",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("authority_only"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let revoked = run(&[
+        "authority",
+        "--keys",
+        "keys",
+        "--store",
+        &url,
+        "--height",
+        "16",
+        "revoke",
+        "--client",
+        "1",
+    ]);
+    assert!(revoked.contains("revoked client 1: epoch 2"), "{revoked}");
+    assert!(
+        revoked.contains("published the EKB of epoch 2"),
+        "{revoked}"
+    );
+    let phone_buys = Command::new(env!("CARGO_BIN_EXE_treecast"))
+        .current_dir(d)
+        .args(["client", "buy", "--device", "phone", "--content", "1"])
+        .args(cred)
+        .output()
+        .unwrap();
+    assert!(
+        !phone_buys.status.success(),
+        "a revoked device gets no license"
+    );
+    run(&[
+        &[
+            "client",
+            "register",
+            "--server",
+            &one.base,
+            "--user",
+            "1",
+            "--device",
+            "tablet",
+            "--license-server",
+            "1",
+        ][..],
+        &cred,
+    ]
+    .concat());
+    run(&[
+        &["client", "buy", "--device", "tablet", "--content", "1"][..],
+        &cred,
+    ]
+    .concat());
+    let played = run(&[
+        "client",
+        "play",
+        "--device",
+        "tablet",
+        "--content",
+        "1",
+        "--out",
+        "-",
+    ]);
+    assert_eq!(
+        played, "A song, moved across servers.\n",
+        "epoch 2, at server 1"
+    );
+
+    // The load test drives both processes, with every attack (revocations are the
+    // authority's, above).
     let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
         .args([
             "simulate",
@@ -272,6 +421,8 @@ fn the_readme_flow_and_the_load_test_run_on_split_servers() {
             "4",
             "--attack-share",
             "0.2",
+            "--revocations",
+            "0",
             "--admin-token",
             token,
         ])

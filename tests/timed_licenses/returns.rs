@@ -38,7 +38,10 @@ fn returns_delete_first_and_prove_it<R: Registry>(registry: R) {
     ));
     // Another device of the user cannot return a's loan, even with a receipt of its own.
     let receipt = ReturnReceipt::derive(
-        &w.distributor.authority().unwrap().device_key(b.device_keys().leaf()),
+        &w.distributor
+            .authority()
+            .unwrap()
+            .device_key(b.device_keys().leaf()),
         loan,
         b.id(),
     )
