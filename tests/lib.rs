@@ -16,6 +16,7 @@ mod cli;
 mod cli_retry;
 mod cover_vectors;
 mod crash;
+mod delegation;
 mod pg;
 mod postgres_registry;
 mod saved_state;

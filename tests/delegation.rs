@@ -1,0 +1,336 @@
+//! A license server from its exported key file (issue 29, item 1), in one process on a SQLite
+//! registry: it registers its subtree's devices, supplies and plays, holding no master secret;
+//! it cannot build an EKB nor revoke, and waits for the authority's EKB of each new epoch. The
+//! PostgreSQL test with two processes is `service/split.rs`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use treecast::keytree::{Scheme, TreeConfig, TreeHeight, TreeId};
+use treecast::license::registry::{MemoryRegistry, SqliteRegistry};
+use treecast::license::{
+    Client, Clock, Distributor, DistributorConfig, Error, ManualClock, ServerId, SigningKey,
+    Tariff, UnixTime,
+};
+use treecast_distributor::keyfile::DistributorKeys;
+use treecast_distributor::serverkeys::ServerKeyFile;
+
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(UnixTime(1_800_000_000)))
+}
+
+/// The authority's distributor (every server) over `registry`, its leaves split by server.
+fn authority(
+    keys: &DistributorKeys,
+    config: TreeConfig,
+    registry: SqliteRegistry,
+) -> Distributor<SqliteRegistry> {
+    Distributor::new(
+        keys.authority(config).unwrap(),
+        keys.servers().to_vec(),
+        registry,
+        Tariff::default(),
+        clock(),
+        DistributorConfig::default(),
+    )
+    .unwrap()
+    .with_leaf_split(keys.split().unwrap())
+    .unwrap()
+}
+
+/// License server 2 from its key file at `path`, over `registry`.
+fn server_two(path: &Path, registry: SqliteRegistry) -> Distributor<SqliteRegistry> {
+    let (keys, server, peers) = ServerKeyFile::load(path).unwrap().into_parts();
+    Distributor::delegated(
+        keys,
+        [server],
+        registry,
+        Tariff::default(),
+        clock(),
+        DistributorConfig::default(),
+    )
+    .unwrap()
+    .with_peer_servers(peers)
+}
+
+fn device(shop: &Distributor<SqliteRegistry>, user: treecast::license::UserId, n: u8) -> Client {
+    let key = SigningKey::from_bytes(&[n; 32]);
+    let registration = shop
+        .register_client(user, ServerId(2), &key.verifying_key())
+        .unwrap();
+    Client::new(key, registration).unwrap()
+}
+
+#[test]
+fn a_license_server_from_its_own_key_file_serves_without_the_master_secret() {
+    for scheme in [Scheme::COMPLETE_SUBTREE, Scheme::SUBSET_DIFFERENCE] {
+        let dir = tempfile::tempdir().unwrap();
+        let height = TreeHeight::new(12).unwrap();
+        let config = TreeConfig::new(scheme, height, TreeId(1));
+        let keys = DistributorKeys::generate(&mut ChaCha20Rng::seed_from_u64(5), 2);
+        let file = dir.path().join("server2.keys");
+        ServerKeyFile::export(&keys, config, ServerId(2))
+            .unwrap()
+            .write_new(&file)
+            .unwrap();
+        let store = dir.path().join("registry.sqlite");
+        let mut rng = ChaCha20Rng::seed_from_u64(6);
+
+        // The authority makes the registry and a content; no EKB is published yet.
+        let full = authority(&keys, config, SqliteRegistry::open(&store, height).unwrap());
+        let mut container = Vec::new();
+        let content = full
+            .publish(&b"delegated"[..], &mut container, &mut rng)
+            .unwrap()
+            .id;
+        let shop = server_two(&file, full.into_registry());
+        assert!(shop.authority().is_none());
+        let user = shop.register_user().unwrap();
+        let mut phone = device(&shop, user, 1);
+        assert!((2048..4095).contains(&phone.device_keys().leaf().get()));
+        // Server 1's key is not here; the authority's work is refused.
+        let other = SigningKey::from_bytes(&[9; 32]).verifying_key();
+        assert!(matches!(
+            shop.register_client(user, ServerId(1), &other),
+            Err(Error::UnknownServer(ServerId(1)))
+        ));
+        assert!(matches!(
+            shop.revoke_client(phone.id()),
+            Err(Error::AuthorityOnly(_))
+        ));
+        assert!(matches!(shop.current_ekb(), Err(Error::EkbNotPublished(1))));
+        shop.supply_content(user, content).unwrap();
+        phone.store_content(container.clone()).unwrap();
+        let request = phone.license_request(content, clock().now());
+        assert!(matches!(
+            shop.supply_license(request.as_bytes()),
+            Err(Error::EkbNotPublished(1))
+        ));
+
+        // The authority publishes; the license server serves the epoch.
+        let full = authority(&keys, config, shop.into_registry());
+        full.current_ekb().unwrap();
+        let shop = server_two(&file, full.into_registry());
+        phone
+            .store_ekb(shop.current_ekb().unwrap().1.as_bytes())
+            .unwrap();
+        let license = shop.supply_license(request.as_bytes()).unwrap();
+        phone.acquire_license(license.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        phone.play(content, &mut out).unwrap();
+        assert_eq!(out, b"delegated");
+
+        // A revocation by the authority: the next epoch waits for its EKB, then serves.
+        let tablet = device(&shop, user, 2);
+        let full = authority(&keys, config, shop.into_registry());
+        assert_eq!(full.revoke_client(tablet.id()).unwrap(), 2);
+        let shop = server_two(&file, full.into_registry());
+        let again = phone.license_request(content, clock().now());
+        assert!(matches!(
+            shop.supply_license(again.as_bytes()),
+            Err(Error::EkbNotPublished(2))
+        ));
+        let full = authority(&keys, config, shop.into_registry());
+        full.current_ekb().unwrap();
+        let shop = server_two(&file, full.into_registry());
+        phone
+            .store_ekb(shop.current_ekb().unwrap().1.as_bytes())
+            .unwrap();
+        let license = shop.supply_license(again.as_bytes()).unwrap();
+        assert_eq!(license.tbs().epoch, 2);
+        phone.acquire_license(license.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        phone.play(content, &mut out).unwrap();
+        assert_eq!(out, b"delegated", "{scheme}");
+    }
+}
+
+/// A license server hands out its subtree's leaves but the last, which is its own: the
+/// eighth registration in a subtree of eight leaves is refused, and takes nothing.
+#[test]
+fn a_subtree_runs_out_before_the_servers_own_leaf() {
+    let dir = tempfile::tempdir().unwrap();
+    let height = TreeHeight::new(4).unwrap();
+    let config = TreeConfig::new(Scheme::SUBSET_DIFFERENCE, height, TreeId(1));
+    let keys = DistributorKeys::generate(&mut ChaCha20Rng::seed_from_u64(5), 2);
+    let file = dir.path().join("server2.keys");
+    ServerKeyFile::export(&keys, config, ServerId(2))
+        .unwrap()
+        .write_new(&file)
+        .unwrap();
+    let registry = SqliteRegistry::open(&dir.path().join("r.sqlite"), height).unwrap();
+    let shop = server_two(&file, registry);
+    let users: Vec<_> = (0..4).map(|_| shop.register_user().unwrap()).collect();
+    let mut leaves = Vec::new();
+    for n in 0..7u8 {
+        leaves.push(
+            device(&shop, users[usize::from(n / 2)], n)
+                .device_keys()
+                .leaf()
+                .get(),
+        );
+    }
+    assert_eq!(leaves, (8..15).collect::<Vec<u32>>());
+    let key = SigningKey::from_bytes(&[42; 32]).verifying_key();
+    let full = shop.register_client(users[3], ServerId(2), &key);
+    assert!(
+        matches!(
+            full,
+            Err(Error::KeyTree(treecast::keytree::Error::TreeFull))
+        ),
+        "{full:?}"
+    );
+    // Server 1's subtree has its own counter, untouched.
+    let all = authority(&keys, config, shop.into_registry());
+    let one = all.register_client(users[3], ServerId(1), &key).unwrap();
+    assert_eq!(one.device_keys.leaf().get(), 0);
+}
+
+#[test]
+fn what_cannot_be_delegated_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let height = TreeHeight::new(12).unwrap();
+    let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));
+    // A key file of the flat derivation (written before issue 29) keeps working, but its
+    // subtrees cannot be exported.
+    let flat = dir.path().join("flat.keys");
+    std::fs::write(
+        &flat,
+        format!(
+            "treecast-keys-v1\nmaster {}\nserver 1 {}\n",
+            "11".repeat(32),
+            "22".repeat(32)
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&flat, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let old = DistributorKeys::load(&flat).unwrap();
+    assert_eq!(old.derivation(), treecast::keytree::Derivation::Flat);
+    assert!(matches!(
+        ServerKeyFile::export(&old, config, ServerId(1)),
+        Err(Error::KeyTree(treecast::keytree::Error::NotDelegable))
+    ));
+    // A server the file does not hold.
+    let keys = DistributorKeys::generate(&mut ChaCha20Rng::seed_from_u64(5), 2);
+    assert!(matches!(
+        ServerKeyFile::export(&keys, config, ServerId(3)),
+        Err(Error::UnknownServer(ServerId(3)))
+    ));
+    // The memory store has one leaf counter: no license server of a subtree runs on it.
+    let exported = ServerKeyFile::export(&keys, config, ServerId(2)).unwrap();
+    let (delegated, server, _) = exported.into_parts();
+    assert!(matches!(
+        Distributor::delegated(
+            delegated,
+            [server],
+            MemoryRegistry::new(height),
+            Tariff::default(),
+            clock(),
+            DistributorConfig::default(),
+        ),
+        Err(Error::Storage(_))
+    ));
+}
+
+/// A license server's key file that was cut, edited or left readable is refused, naming what
+/// is wrong; one for another tree's registry is refused by the registry's binding.
+#[test]
+fn a_damaged_server_key_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let height = TreeHeight::new(12).unwrap();
+    let config = TreeConfig::new(Scheme::SUBSET_DIFFERENCE, height, TreeId(1));
+    let keys = DistributorKeys::generate(&mut ChaCha20Rng::seed_from_u64(5), 4);
+    let good = dir.path().join("good.keys");
+    ServerKeyFile::export(&keys, config, ServerId(3))
+        .unwrap()
+        .write_new(&good)
+        .unwrap();
+    let text = std::fs::read_to_string(&good).unwrap();
+    assert!(ServerKeyFile::load(&good).is_ok());
+    assert!(
+        ServerKeyFile::export(&keys, config, ServerId(3))
+            .unwrap()
+            .write_new(&good)
+            .is_err(),
+        "never replaced"
+    );
+    let write = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        let mut options = std::fs::OpenOptions::new();
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        use std::io::Write;
+        options
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        path
+    };
+    let without = |prefix: &str| -> String {
+        let mut dropped = false;
+        text.lines()
+            .filter(|l| {
+                let drop = !dropped && l.starts_with(prefix);
+                dropped |= drop;
+                !drop
+            })
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    for (name, body, says) in [
+        ("no-seed", without("seed "), "no `seed` line"),
+        ("no-above", without("above "), "do not fit its tree"),
+        ("no-all", without("all "), "do not fit its tree"),
+        ("no-device", without("device "), "no `device` line"),
+        ("short", text.replace("seed ", "seed 00"), "32 hex digits"),
+        (
+            "extra",
+            format!("{text}master {}\n", "00".repeat(32)),
+            "unexpected `master`",
+        ),
+        (
+            "full",
+            std::fs::read_to_string(&good)
+                .unwrap()
+                .replace("treecast-server-keys-v1", "treecast-keys-v1"),
+            "first line",
+        ),
+    ] {
+        let path = write(name, &body);
+        let e = ServerKeyFile::load(&path).unwrap_err().to_string();
+        assert!(e.contains(says), "{name}: {e}");
+    }
+    let open = write("open", &text);
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    assert!(
+        ServerKeyFile::load(&open)
+            .unwrap_err()
+            .to_string()
+            .contains("chmod 600")
+    );
+    // Another key file's server on this registry: refused before anything is written.
+    let registry = SqliteRegistry::open(&dir.path().join("r.sqlite"), height).unwrap();
+    let shop = authority(&keys, config, registry);
+    let other = DistributorKeys::generate(&mut ChaCha20Rng::seed_from_u64(6), 4);
+    let stranger = dir.path().join("stranger.keys");
+    ServerKeyFile::export(&other, config, ServerId(3))
+        .unwrap()
+        .write_new(&stranger)
+        .unwrap();
+    let (k, s, _) = ServerKeyFile::load(&stranger).unwrap().into_parts();
+    assert!(matches!(
+        Distributor::delegated(
+            k,
+            [s],
+            shop.into_registry(),
+            Tariff::default(),
+            clock(),
+            DistributorConfig::default()
+        ),
+        Err(Error::KeysMismatch { .. })
+    ));
+}
