@@ -23,7 +23,7 @@ use crate::SimError;
 mod flow;
 mod operator;
 
-pub use operator::{InProcess, Operator, Remote};
+pub use operator::{InProcess, Operator, Remote, Revoker};
 
 /// What a service-driven simulation runs.
 #[derive(Clone, Debug, PartialEq)]

@@ -125,7 +125,6 @@ pub(crate) fn run(cmd: &KeysCommand) -> anyhow::Result<()> {
 
 pub(crate) fn run_authority(args: &AuthorityArgs) -> anyhow::Result<()> {
     let config = args.tree.config()?;
-    let keys = DistributorKeys::load(&args.keys)?;
     let password = args
         .store_password_file
         .as_deref()
@@ -136,12 +135,7 @@ pub(crate) fn run_authority(args: &AuthorityArgs) -> anyhow::Result<()> {
         .open_with_password(config.height, password.as_ref().map(|p| p.as_str()))
         .with_context(|| args.store.name())?;
     drop(password);
-    let distributor = ServeKeys::Full(keys).for_tree(config, &[])?.distributor(
-        registry,
-        Tariff::default(),
-        Arc::new(SystemClock),
-        DistributorConfig::default(),
-    )?;
+    let distributor = authority_distributor(&args.keys, config, registry)?;
     if let AuthorityCommand::Revoke { client } = args.command {
         let epoch = distributor.revoke_client(ClientId(client))?;
         println!("revoked client {client}: epoch {epoch}");
@@ -153,6 +147,22 @@ pub(crate) fn run_authority(args: &AuthorityArgs) -> anyhow::Result<()> {
         SystemClock.now().0
     );
     Ok(())
+}
+
+/// The authority's distributor from the full key file at `keys`, over `registry`: what
+/// `treecast authority` (and `simulate --authority-keys`) revoke and publish with.
+pub(crate) fn authority_distributor<R: Registry>(
+    keys: &Path,
+    config: TreeConfig,
+    registry: R,
+) -> anyhow::Result<Distributor<R>> {
+    let keys = DistributorKeys::load(keys)?;
+    ServeKeys::Full(keys).for_tree(config, &[])?.distributor(
+        registry,
+        Tariff::default(),
+        Arc::new(SystemClock),
+        DistributorConfig::default(),
+    )
 }
 
 /// The keys `serve` runs from.

@@ -108,6 +108,11 @@ pub(crate) struct SimulateArgs {
     /// started with `--server-url` so that each names the others.
     #[arg(long)]
     server: Option<String>,
+    /// With `--server` on license servers run from their own key files (which leave revoking
+    /// to the authority): the full key file, with which this process revokes and publishes
+    /// each new epoch's EKB in the registry `--store`, as `treecast authority` does.
+    #[arg(long, requires = "server")]
+    authority_keys: Option<std::path::PathBuf>,
     /// With `--server URL`: the admin token's file.
     #[arg(long, requires = "server")]
     admin_token: Option<PathBuf>,
@@ -282,7 +287,26 @@ fn through_service(args: &SimulateArgs, server: &str) -> anyhow::Result<()> {
             )?,
         }
         .with_peers(urls.iter().cloned());
-        service::run(&Remote::new(http, token), server, &cfg)?
+        let mut remote = Remote::new(http, token);
+        if let Some(keys) = &args.authority_keys {
+            let store: treecast::license::registry::StoreSpec = args
+                .store
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--store: {e}"))?;
+            let registry = store.open(args.height).with_context(|| store.name())?;
+            let config = treecast_keytree::TreeConfig::new(
+                args.scheme.into(),
+                args.height,
+                treecast_keytree::TreeId(1),
+            );
+            let authority = super::keys::authority_distributor(keys, config, registry)?;
+            remote = remote.with_revoker(Box::new(move |client| {
+                let epoch = authority.revoke_client(client)?;
+                authority.current_ekb()?;
+                Ok(epoch)
+            }));
+        }
+        service::run(&remote, server, &cfg)?
     };
     println!("{report}");
     if let Some(path) = &args.report {

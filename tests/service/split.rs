@@ -406,8 +406,8 @@ fn the_readme_flow_and_the_load_test_run_on_split_servers() {
         "epoch 2, at server 1"
     );
 
-    // The load test drives both processes, with every attack (revocations are the
-    // authority's, above).
+    // The load test drives both processes, with every attack; it revokes as the authority
+    // does, on the registry (the license servers refuse to).
     let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
         .args([
             "simulate",
@@ -421,8 +421,12 @@ fn the_readme_flow_and_the_load_test_run_on_split_servers() {
             "4",
             "--attack-share",
             "0.2",
-            "--revocations",
-            "0",
+            "--authority-keys",
+            d.join("keys").to_str().unwrap(),
+            "--store",
+            &url,
+            "--height",
+            "16",
             "--admin-token",
             token,
         ])

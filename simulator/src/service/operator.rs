@@ -54,10 +54,15 @@ pub trait Operator: Sync {
     ) -> Result<String, Error>;
 }
 
+/// How a [`Remote`] revokes when its license servers cannot (issue 29: they hold no master
+/// secret): the authority's revocation, which also publishes the new epoch's EKB.
+pub type Revoker = Box<dyn Fn(ClientId) -> Result<u64, Error> + Send + Sync>;
+
 /// A `treecast serve` over HTTP, with its admin token.
 pub struct Remote {
     http: HttpTransport,
     token: Zeroizing<String>,
+    revoker: Option<Revoker>,
 }
 
 impl core::fmt::Debug for Remote {
@@ -71,7 +76,19 @@ impl core::fmt::Debug for Remote {
 impl Remote {
     /// The service reached through `http`, administered with `token`.
     pub fn new(http: HttpTransport, token: Zeroizing<String>) -> Self {
-        Self { http, token }
+        Self {
+            http,
+            token,
+            revoker: None,
+        }
+    }
+
+    /// Revokes with `revoker` rather than the service's admin endpoint: for license servers
+    /// run from their own key files, which leave revoking to the authority.
+    #[must_use]
+    pub fn with_revoker(mut self, revoker: Revoker) -> Self {
+        self.revoker = Some(revoker);
+        self
     }
 }
 
@@ -89,7 +106,10 @@ impl Operator for Remote {
     }
 
     fn revoke(&self, client: ClientId) -> Result<u64, Error> {
-        self.http.revoke(&self.token, client)
+        match &self.revoker {
+            Some(revoke) => revoke(client),
+            None => self.http.revoke(&self.token, client),
+        }
     }
 
     fn user_total(&self, user: UserId) -> Result<u64, Error> {
