@@ -14,8 +14,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use rand_core::{Rng, SeedableRng};
 use sha2::Digest;
 use treecast::keytree::{
-    Authority, Cover, DeviceKeys, EkbIn, LeafIndex, MasterSecret, PayloadKey, RevocationSet,
-    Scheme, TreeConfig, TreeHeight, TreeId,
+    Authority, Cover, Derivation, DeviceKeys, EkbIn, LeafIndex, MasterSecret, PayloadKey,
+    RevocationSet, Scheme, TreeConfig, TreeHeight, TreeId,
 };
 
 /// `r` distinct random leaves of a tree of height `h`, from a fixed seed.
@@ -93,6 +93,47 @@ fn ekb_from_revoked(c: &mut Criterion) {
     sweep(c, "ekb_from_revoked", 10, |auth, _, revoked| {
         auth.build_ekb(&payload, revoked, 1).expect("build")
     });
+}
+
+/// The two derivations side by side (issue 29): an EKB build and a registration's key set,
+/// flat against the seed tree (whose values walk down from the root) and against a license
+/// server's delegation of half the tree.
+fn derivation(c: &mut Criterion) {
+    let payload = PayloadKey::from_bytes([1; 16]);
+    for scheme in SCHEMES {
+        let mut group = c.benchmark_group(format!("{}_derivation", scheme.name()));
+        group.sample_size(10);
+        let config = TreeConfig::new(scheme, TreeHeight::new(32).expect("h"), TreeId(1));
+        let master = MasterSecret::from_bytes([7; 32]);
+        let seeded = Authority::with_derivation(&master, config, Derivation::SeedTree)
+            .expect("supported scheme");
+        let flat = Authority::new(&master, config).expect("supported scheme");
+        let revoked = random_revoked(32, 10_000, 3);
+        for (name, auth) in [("flat", &flat), ("seed_tree", &seeded)] {
+            group.bench_function(BenchmarkId::new("h32_ekb_build", name), |b| {
+                b.iter(|| {
+                    auth.build_ekb(&payload, black_box(&revoked), 1)
+                        .expect("build")
+                })
+            });
+            let leaf = LeafIndex::new(3_000_000_000, config.height).expect("leaf");
+            group.bench_function(BenchmarkId::new("h32_device_keys", name), |b| {
+                b.iter(|| auth.device_keys(black_box(leaf)))
+            });
+        }
+        let delegation = seeded
+            .delegate(treecast::keytree::NodeIndex::new(3, config.height).expect("node"))
+            .expect("delegate");
+        let leaf = LeafIndex::new(3_000_000_000, config.height).expect("leaf");
+        group.bench_function(BenchmarkId::new("h32_device_keys", "delegation"), |b| {
+            b.iter(|| {
+                delegation
+                    .device_keys(black_box(leaf))
+                    .expect("in the subtree")
+            })
+        });
+        group.finish();
+    }
 }
 
 fn ekb_build(c: &mut Criterion) {
@@ -313,6 +354,7 @@ criterion_group!(
     cover_and_keys,
     ekb_from_revoked,
     ekb_build,
+    derivation,
     ekb_open
 );
 criterion_main!(benches);

@@ -8,8 +8,8 @@
 //!   (`treecast authority publish-ekb`);
 //! - the payload key of each epoch, which it gets as every device does: by opening that EKB,
 //!   with the key set of its subtree's last leaf, kept for the server and never handed out.
-//!   Revoking that leaf (with the subtree) is what cuts a stolen license server off from every
-//!   later epoch.
+//!   Revoking that leaf with the subtree would cut a stolen license server off from every later
+//!   epoch (not a command yet: `docs/service.md`).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -224,8 +224,12 @@ impl Keyring {
                 if verified.header().epoch != epoch {
                     return Err(Error::Tampered("stored EKB"));
                 }
-                // Revoked: the authority cut this server off (its subtree revoked).
-                let key = d.own.open(&verified)?;
+                let key = d.own.open(&verified).map_err(|e| match e {
+                    treecast_keytree::Error::Revoked => Error::Internal(
+                        "this license server's own leaf is revoked: the authority cut it off",
+                    ),
+                    other => Error::KeyTree(other),
+                })?;
                 d.epoch_keys
                     .lock()
                     .map_err(|_| poisoned())?

@@ -284,14 +284,25 @@ impl<R: Registry> Distributor<R> {
                 "a license server with a subtree of its own needs SQLite or PostgreSQL".into(),
             ));
         }
-        Self::with_keyring(
+        let distributor = Self::with_keyring(
             Keyring::delegated(keys)?,
             servers,
             registry,
             tariff,
             clock,
             config,
-        )
+        )?;
+        // A key file damaged in its subtree's keys would hand out wrong key sets silently:
+        // its own leaf must open the current epoch's EKB, once the authority published it.
+        let epoch = distributor.registry.epoch()?;
+        match distributor.epoch_key(epoch) {
+            Ok(_) | Err(Error::EkbNotPublished(_)) => Ok(distributor),
+            Err(Error::KeyTree(treecast_keytree::Error::UnwrapFailed)) => Err(Error::Io(format!(
+                "the license server's key file does not open the authority's EKB of epoch \
+                 {epoch}: it is damaged, or exported from other keys"
+            ))),
+            Err(e) => Err(e),
+        }
     }
 
     fn with_keyring(

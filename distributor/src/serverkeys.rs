@@ -193,6 +193,9 @@ impl ServerKeyFile {
                 }
                 ["server", id, key] if fields.server.is_none() => {
                     let id = ServerId(id.parse().map_err(|_| at("bad server id"))?);
+                    if id.0 == 0 {
+                        return Err(at("server 0 is not a license server"));
+                    }
                     let key = secret::<32>(key).ok_or_else(|| at("a key is 64 hex digits"))?;
                     fields.server = Some(LicenseServer::from_signing_key(
                         id,
@@ -201,6 +204,9 @@ impl ServerKeyFile {
                 }
                 ["peer", id, key] => {
                     let id = ServerId(id.parse().map_err(|_| at("bad server id"))?);
+                    if id.0 == 0 || peers.iter().any(|(p, _)| *p == id) {
+                        return Err(at("a peer's ID is repeated or 0"));
+                    }
                     peers.push((id, public(key).ok_or_else(|| at("bad public key"))?));
                 }
                 ["authority", key] if fields.authority.is_none() => {
@@ -226,7 +232,14 @@ impl ServerKeyFile {
                     let key = secret::<16>(key).ok_or_else(|| at("a key is 32 hex digits"))?;
                     fields.all = Some(NodeKey::from_bytes(*key));
                 }
-                [word, ..] => return Err(at(&format!("unexpected `{word}` line"))),
+                // The word is named only when it is one of the format's: a line of another kind
+                // may be a secret.
+                [word, ..] if KEYWORDS.contains(word) => {
+                    return Err(at(&format!(
+                        "a `{word}` line that is repeated or has the wrong number of fields"
+                    )));
+                }
+                _ => return Err(at("not a line of a license server's key file")),
             }
         }
         let missing = |what: &str| bad(format!("no `{what}` line"));
@@ -294,6 +307,20 @@ fn public(text: &str) -> Option<VerifyingKey> {
     hex::decode_to_slice(text, &mut out).ok()?;
     VerifyingKey::from_bytes(&out).ok()
 }
+
+/// The first words of the format's lines.
+const KEYWORDS: [&str; 10] = [
+    "tree",
+    "subtree",
+    "server",
+    "peer",
+    "authority",
+    "distributor",
+    "seed",
+    "device",
+    "above",
+    "all",
+];
 
 /// The first line of a license server's key file.
 pub const LABEL: &str = "treecast-server-keys-v1";

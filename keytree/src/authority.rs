@@ -197,8 +197,10 @@ impl Authority {
                     }
                 };
                 let mut labels = Vec::with_capacity(sd_label_count(h));
-                for (d, top) in (0..h).zip(tops) {
-                    sd_labels_below(&mut labels, top, leaf, height, d + 1);
+                // By reference: keys moved out of the vector would leave their bytes behind in
+                // its freed buffer.
+                for (d, top) in (0..h).zip(&tops) {
+                    sd_labels_below(&mut labels, top.clone(), leaf, height, d + 1);
                 }
                 KeySet::SubsetDifference {
                     labels,

@@ -164,7 +164,9 @@ impl Delegation {
         let k = self.root().depth();
         let below = self.seeds.path_values(leaf.node(height));
         let keys = match self.all.as_ref() {
-            None => KeySet::CompleteSubtree(self.above.iter().cloned().chain(below).collect()),
+            None => KeySet::CompleteSubtree(
+                self.above.iter().chain(&below).cloned().collect(),
+            ),
             Some(all) => {
                 let mut labels = Vec::with_capacity(sd_label_count(h));
                 // From the ancestors above the subtree: the stored labels down to r, then the
@@ -193,8 +195,15 @@ impl Delegation {
                     );
                 }
                 // From the ancestors inside the subtree, as the authority derives them.
-                for (d, top) in (k..h).zip(below) {
-                    crate::authority::sd_labels_below(&mut labels, top, leaf, height, d + 1);
+                // By reference: keys moved out of the vector would leave their bytes behind.
+                for (d, top) in (k..h).zip(&below) {
+                    crate::authority::sd_labels_below(
+                        &mut labels,
+                        top.clone(),
+                        leaf,
+                        height,
+                        d + 1,
+                    );
                 }
                 KeySet::SubsetDifference {
                     labels,

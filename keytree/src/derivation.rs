@@ -130,10 +130,11 @@ pub(crate) struct Walker<'a> {
 #[cfg(feature = "authority")]
 impl<'a> Walker<'a> {
     pub(crate) fn new(seeds: &'a Seeds) -> Self {
-        Self {
-            seeds,
-            path: vec![(seeds.root, seeds.seed.clone())],
-        }
+        // Room for a whole path up front: a vector that grew would leave copies of seeds in
+        // freed memory.
+        let mut path = Vec::with_capacity(65);
+        path.push((seeds.root, seeds.seed.clone()));
+        Self { seeds, path }
     }
 
     /// The value of `node`, which the subtree contains.

@@ -107,7 +107,9 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::CertificateExpired
         | Error::LicenseExpired(_)
         | Error::LicenseNotYetValid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        Error::Storage(_) | Error::EkbNotPublished(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Storage(_)
+        | Error::EkbNotPublished(_)
+        | Error::KeyTree(treecast_keytree::Error::TreeFull) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -123,6 +125,10 @@ impl From<Error> for ApiError {
             // missing row and another user's (`docs/threat-model.md`, issue 24).
             Error::ClientNotFound(_) => "no such client".to_owned(),
             Error::LicenseNotFound(_) => "no such license".to_owned(),
+            Error::KeyTree(treecast_keytree::Error::TreeFull) => {
+                tracing::error!("no leaf left to register a client: the tree (or this license server's subtree) is full");
+                "no leaf is left for a new client; the operator's log has the details".to_owned()
+            }
             Error::Internal(_) | Error::Tampered(_) | Error::Io(_) => {
                 tracing::error!(error = %e, "the service failed");
                 "the service failed; the operator's log has the details".to_owned()

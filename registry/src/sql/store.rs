@@ -168,13 +168,57 @@ impl<D: Driver> SqlRegistry<D> {
             if un(active)? >= limit as u64 {
                 return Err(Error::ClientLimit(user));
             }
-            // The counter's row lock serializes registrations across processes until the
-            // commit.
-            if let Some(r) = &range {
-                tx.execute(
-                    "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    &[Value::Text(&counter), int(r.start)?],
-                )?;
+            // One counter or ranges of one length, never both: a process that registers from
+            // the one counter (a flat key file, a forgotten split) or with another split (an
+            // edited key file) would hand out leaves another process hands out too.
+            let ranges = tx
+                .query("SELECT value FROM meta WHERE key = 'leaf_range_len'", &[])?
+                .first()
+                .map(|row| row.int(0))
+                .transpose()?;
+            match &range {
+                None if ranges.is_some() => {
+                    return Err(Error::Storage(
+                        "this registry hands out leaves by license server (a key file with a \
+                         `split` line): register with that key file"
+                            .into(),
+                    ));
+                }
+                None => {}
+                Some(r) => {
+                    let len = i64::try_from(r.end - r.start)
+                        .map_err(|_| Error::Internal("leaf range length"))?;
+                    if ranges.is_some_and(|stored| stored != len) {
+                        return Err(Error::Storage(
+                            "this registry's leaves are split between license servers \
+                             differently (the key file's `split` line differs from the one \
+                             that registered before)"
+                                .into(),
+                        ));
+                    }
+                    // The first range's registration: no client may have come from the one
+                    // counter before.
+                    if ranges.is_none()
+                        && tx.one("SELECT count(*) FROM clients", &[])?.int(0)? > 0
+                    {
+                        return Err(Error::Storage(
+                            "this registry handed out leaves from one counter (a key file \
+                             without `split`): it cannot split them between license servers"
+                                .into(),
+                        ));
+                    }
+                    tx.execute(
+                        "INSERT INTO meta (key, value) VALUES ('leaf_range_len', $1) \
+                         ON CONFLICT DO NOTHING",
+                        &[Value::Int(len)],
+                    )?;
+                    // The counter's row lock (below) serializes registrations across
+                    // processes until the commit.
+                    tx.execute(
+                        "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                        &[Value::Text(&counter), int(r.start)?],
+                    )?;
+                }
             }
             let next = tx
                 .one(
