@@ -68,8 +68,8 @@ enum Command {
         /// Where to write the key file; it must not exist.
         #[arg(long)]
         out: PathBuf,
-        /// How many license servers.
-        #[arg(long, default_value_t = 2)]
+        /// How many license servers (the leaves are split between them, one subtree each).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=65_536))]
         servers: u32,
     },
     /// Export a license server's own key file (`keys export`, issue 29).

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use treecast::keytree::{Scheme, TreeConfig, TreeHeight, TreeId};
-use treecast::license::registry::{MemoryRegistry, SqliteRegistry};
+use treecast::license::registry::{MemoryRegistry, Registry, SqliteRegistry};
 use treecast::license::{
     Client, Clock, Distributor, DistributorConfig, Error, ManualClock, ServerId, SigningKey,
     Tariff, UnixTime,
@@ -288,9 +288,17 @@ fn a_damaged_server_key_file_is_refused() {
         ("no-device", without("device "), "no `device` line"),
         ("short", text.replace("seed ", "seed 00"), "32 hex digits"),
         (
+            "twice",
+            format!(
+                "{text}{}\n",
+                text.lines().find(|l| l.starts_with("seed ")).unwrap()
+            ),
+            "repeated",
+        ),
+        (
             "extra",
             format!("{text}master {}\n", "00".repeat(32)),
-            "unexpected `master`",
+            "not a line of a license server's key file",
         ),
         (
             "full",
@@ -333,4 +341,106 @@ fn a_damaged_server_key_file_is_refused() {
         ),
         Err(Error::KeysMismatch { .. })
     ));
+}
+
+/// Two processes must never hand out one leaf: a registry refuses its one counter once leaves
+/// are split between license servers, ranges of another split (an edited `split` line), and
+/// ranges once the one counter handed out a leaf.
+#[test]
+fn a_registry_never_mixes_one_counter_with_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let height = TreeHeight::new(8).unwrap();
+    let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));
+    let keys = DistributorKeys::generate(&mut ChaCha20Rng::seed_from_u64(5), 2);
+    let key = |n: u8| SigningKey::from_bytes(&[n; 32]).verifying_key();
+    let unsplit = |registry| {
+        Distributor::new(
+            keys.authority(config).unwrap(),
+            keys.servers().to_vec(),
+            registry,
+            Tariff::default(),
+            clock(),
+            DistributorConfig::default(),
+        )
+        .unwrap()
+    };
+    let split = authority(
+        &keys,
+        config,
+        SqliteRegistry::open(&dir.path().join("a.sqlite"), height).unwrap(),
+    );
+    let user = split.register_user().unwrap();
+    split.register_client(user, ServerId(1), &key(1)).unwrap();
+    let one_counter = unsplit(split.into_registry());
+    let refused = one_counter.register_client(user, ServerId(1), &key(2));
+    assert!(
+        matches!(&refused, Err(Error::Storage(m)) if m.contains("by license server")),
+        "{refused:?}"
+    );
+    let other_split = one_counter.with_leaf_split(2).unwrap();
+    let refused = other_split.register_client(user, ServerId(1), &key(3));
+    assert!(
+        matches!(&refused, Err(Error::Storage(m)) if m.contains("differently")),
+        "{refused:?}"
+    );
+    assert_eq!(other_split.registry().clients_of(user).unwrap().len(), 1);
+
+    let flat_first = unsplit(SqliteRegistry::open(&dir.path().join("b.sqlite"), height).unwrap());
+    let user = flat_first.register_user().unwrap();
+    flat_first
+        .register_client(user, ServerId(1), &key(1))
+        .unwrap();
+    let now_split = flat_first.with_leaf_split(1).unwrap();
+    let refused = now_split.register_client(user, ServerId(2), &key(2));
+    assert!(
+        matches!(&refused, Err(Error::Storage(m)) if m.contains("one counter")),
+        "{refused:?}"
+    );
+}
+
+/// A license server's key file damaged in its subtree's keys (one hex digit of the root key
+/// it holds from above) is refused at start once an EKB is published, rather than handing out
+/// wrong key sets.
+#[test]
+fn a_damaged_subtree_key_is_caught_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let height = TreeHeight::new(10).unwrap();
+    let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));
+    let keys = DistributorKeys::generate(&mut ChaCha20Rng::seed_from_u64(5), 2);
+    let good = dir.path().join("good.keys");
+    ServerKeyFile::export(&keys, config, ServerId(2))
+        .unwrap()
+        .write_new(&good)
+        .unwrap();
+    let text = std::fs::read_to_string(&good).unwrap();
+    let line = text.lines().find(|l| l.starts_with("above ")).unwrap();
+    let last = line.chars().last().unwrap();
+    let flipped = format!(
+        "{}{}",
+        &line[..line.len() - 1],
+        if last == '0' { '1' } else { '0' }
+    );
+    let bad = dir.path().join("bad.keys");
+    std::fs::write(&bad, text.replace(line, &flipped)).unwrap();
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let full = authority(
+        &keys,
+        config,
+        SqliteRegistry::open(&dir.path().join("r.sqlite"), height).unwrap(),
+    );
+    full.current_ekb().unwrap();
+    let (k, s, _) = ServerKeyFile::load(&bad).unwrap().into_parts();
+    let refused = Distributor::delegated(
+        k,
+        [s],
+        full.into_registry(),
+        Tariff::default(),
+        clock(),
+        DistributorConfig::default(),
+    );
+    assert!(
+        matches!(&refused, Err(Error::Io(m)) if m.contains("does not open")),
+        "{:?}",
+        refused.err()
+    );
 }

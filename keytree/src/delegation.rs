@@ -164,9 +164,7 @@ impl Delegation {
         let k = self.root().depth();
         let below = self.seeds.path_values(leaf.node(height));
         let keys = match self.all.as_ref() {
-            None => KeySet::CompleteSubtree(
-                self.above.iter().chain(&below).cloned().collect(),
-            ),
+            None => KeySet::CompleteSubtree(self.above.iter().chain(&below).cloned().collect()),
             Some(all) => {
                 let mut labels = Vec::with_capacity(sd_label_count(h));
                 // From the ancestors above the subtree: the stored labels down to r, then the

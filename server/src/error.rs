@@ -126,7 +126,9 @@ impl From<Error> for ApiError {
             Error::ClientNotFound(_) => "no such client".to_owned(),
             Error::LicenseNotFound(_) => "no such license".to_owned(),
             Error::KeyTree(treecast_keytree::Error::TreeFull) => {
-                tracing::error!("no leaf left to register a client: the tree (or this license server's subtree) is full");
+                tracing::error!(
+                    "no leaf left to register a client: the tree (or this license server's subtree) is full"
+                );
                 "no leaf is left for a new client; the operator's log has the details".to_owned()
             }
             Error::Internal(_) | Error::Tampered(_) | Error::Io(_) => {

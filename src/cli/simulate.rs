@@ -293,6 +293,10 @@ fn through_service(args: &SimulateArgs, server: &str) -> anyhow::Result<()> {
                 .store
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--store: {e}"))?;
+            anyhow::ensure!(
+                !matches!(store, treecast::license::registry::StoreSpec::Memory),
+                "--authority-keys revokes in the license servers' registry: give it as --store"
+            );
             let registry = store.open(args.height).with_context(|| store.name())?;
             let config = treecast_keytree::TreeConfig::new(
                 args.scheme.into(),
