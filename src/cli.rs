@@ -71,6 +71,12 @@ enum Command {
         /// How many license servers (the leaves are split between them, one subtree each).
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=65_536))]
         servers: u32,
+        /// Generate the license servers' signing keys in this PKCS#11 token and seal the master
+        /// secret under a key of it (RFC 7512 URI with `module-path` and `pin-source`; the
+        /// URI's `object` prefixes the keys' labels): the key file then names them
+        /// (`docs/service.md`, "Keys in an HSM").
+        #[arg(long, value_name = "PKCS11_URI")]
+        hsm: Option<String>,
     },
     /// Export a license server's own key file (`keys export`, issue 29).
     #[command(subcommand)]
@@ -121,7 +127,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cover(args) => cover::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Ekb(cmd) => ekb::run(cmd),
-        Command::Keygen { out, servers } => input::write_new_key_file(&out, servers),
+        Command::Keygen { out, servers, hsm } => {
+            input::write_new_key_file(&out, servers, hsm.as_deref())
+        }
         Command::Keys(cmd) => keys::run(&cmd),
         Command::Authority(args) => keys::run_authority(&args),
         Command::Serve(args) => serve::run(&args),

@@ -13,6 +13,7 @@ use treecast::license::{
     Client, ClientId, Clock, ContentId, Error, ServerId, SigningKey, SystemClock, UserId,
 };
 
+mod hsm;
 mod open_internet;
 mod operations;
 mod rotation;
@@ -40,8 +41,29 @@ impl Served {
         extra: &[&str],
         stderr: Stdio,
     ) -> Self {
+        Self::spawn(dir, store, extra, stderr, &[])
+    }
+
+    /// As [`Served::start`], with environment variables set for the process.
+    pub(crate) fn start_with_env(
+        dir: &Path,
+        store: &str,
+        extra: &[&str],
+        envs: &[(&str, &Path)],
+    ) -> Self {
+        Self::spawn(dir, store, extra, Stdio::inherit(), envs)
+    }
+
+    fn spawn(
+        dir: &Path,
+        store: &str,
+        extra: &[&str],
+        stderr: Stdio,
+        envs: &[(&str, &Path)],
+    ) -> Self {
         let token_file = dir.join("admin.token");
         let mut child = Command::new(env!("CARGO_BIN_EXE_treecast"))
+            .envs(envs.iter().copied())
             .arg("serve")
             .args(if extra.contains(&"--keys") {
                 Vec::new()

@@ -42,11 +42,14 @@ use treecast_protocol::Error;
 use treecast_protocol::ids::ServerId;
 use zeroize::Zeroizing;
 
+use crate::hsm::{Pkcs11Uri, Token, TokenKey, Tokens};
 use crate::server::LicenseServer;
 
 /// The secrets of a distributor.
 pub struct DistributorKeys {
     master: MasterSecret,
+    /// Where the master secret is sealed, when it is (a token's AES key), and its sealed bytes.
+    sealed: Option<(Pkcs11Uri, Vec<u8>)>,
     derivation: Derivation,
     split: Option<u8>,
     servers: Vec<LicenseServer>,
@@ -59,12 +62,59 @@ impl DistributorKeys {
     pub fn generate(rng: &mut impl CryptoRng, servers: u32) -> Self {
         Self {
             master: MasterSecret::generate(rng),
+            sealed: None,
             derivation: Derivation::SeedTree,
             split: Some(split_for(servers)),
             servers: (1..=servers)
                 .map(|id| LicenseServer::generate(ServerId(id), rng))
                 .collect(),
         }
+    }
+
+    /// Fresh keys in the PKCS#11 token `uri` names (issue 29): `servers` Ed25519 key pairs
+    /// generated in it (`OBJECT-server-N`, sensitive, not extractable) and an AES-256 key
+    /// (`OBJECT-wrap`) that seals a fresh master secret, `OBJECT` the URI's object (default
+    /// `treecast`). Refused when the token holds an object of one of those labels already.
+    ///
+    /// # Errors
+    /// [`Error::Io`] from the token, or for labels taken.
+    pub fn generate_in_token(
+        uri: &Pkcs11Uri,
+        rng: &mut impl CryptoRng,
+        servers: u32,
+    ) -> Result<Self, Error> {
+        let token = Token::open(uri)?;
+        let prefix = uri.object().unwrap_or("treecast");
+        let wrap = format!("{prefix}-wrap");
+        let labels: Vec<String> = (1..=servers)
+            .map(|n| format!("{prefix}-server-{n}"))
+            .chain([wrap.clone()])
+            .collect();
+        for label in &labels {
+            if token.has(label)? {
+                return Err(Error::Io(format!(
+                    "PKCS#11: token `{}` holds `{label}` already: name other keys with the \
+                     URI's object=",
+                    uri.token()
+                )));
+            }
+        }
+        token.generate_aes(&wrap)?;
+        let master = MasterSecret::generate(rng);
+        let sealed = token.seal(&wrap, SEAL_AAD, master.secret_bytes())?;
+        let servers = (1..=servers)
+            .map(|n| {
+                let key = token.generate_ed25519(&format!("{prefix}-server-{n}"))?;
+                Ok(LicenseServer::from_token(ServerId(n), key))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(Self {
+            master,
+            sealed: Some((token.uri_of(&wrap), sealed)),
+            derivation: Derivation::SeedTree,
+            split: Some(split_for(u32::try_from(servers.len()).unwrap_or(u32::MAX))),
+            servers,
+        })
     }
 
     /// The authority's master secret.
@@ -75,6 +125,11 @@ impl DistributorKeys {
     /// The license servers.
     pub fn servers(&self) -> &[LicenseServer] {
         &self.servers
+    }
+
+    /// The token key the master secret is sealed under, when it is.
+    pub fn sealed_by(&self) -> Option<&Pkcs11Uri> {
+        self.sealed.as_ref().map(|(uri, _)| uri)
     }
 
     /// How the tree's keys derive from the master secret.
@@ -108,8 +163,15 @@ impl DistributorKeys {
         // Reserved up front so that appending never reallocates (and leaves a copy behind).
         let mut text = Zeroizing::new(String::with_capacity(192 + 96 * self.servers.len()));
         text.push_str(LABEL);
-        text.push_str("\nmaster ");
-        push_hex(&mut text, self.master.secret_bytes());
+        match &self.sealed {
+            None => {
+                text.push_str("\nmaster ");
+                push_hex(&mut text, self.master.secret_bytes());
+            }
+            Some((uri, sealed)) => {
+                text.push_str(&format!("\nmaster-sealed {uri} {}", hex::encode(sealed)));
+            }
+        }
         if self.derivation != Derivation::Flat {
             text.push_str("\nderivation ");
             text.push_str(self.derivation.name());
@@ -119,7 +181,7 @@ impl DistributorKeys {
         }
         for s in &self.servers {
             text.push_str(&format!("\nserver {} ", s.id().0));
-            push_hex(&mut text, s.signing_key().as_bytes());
+            push_server_key(&mut text, s);
         }
         text.push('\n');
         write_private(path, &text)
@@ -134,6 +196,8 @@ impl DistributorKeys {
         let text = read_private(path, LABEL)?;
         let lines = text.lines().skip(1);
         let mut master = None;
+        let mut tokens = Tokens::default();
+        let mut sealed = None;
         let mut derivation = None;
         let mut split = None;
         // One slot a line at most, reserved before any key is decoded into it (a vector that
@@ -151,6 +215,21 @@ impl DistributorKeys {
                 [] => {}
                 ["master", k] if master.is_none() => {
                     master = Some(MasterSecret::from_bytes(*key(k)?))
+                }
+                ["master-sealed", uri, hex_text] if master.is_none() => {
+                    let uri: Pkcs11Uri = uri.parse()?;
+                    let bytes = hex::decode(hex_text)
+                        .map_err(|_| bad(&format!("line {}: the sealed secret is hex", n + 2)))?;
+                    let label = uri
+                        .object()
+                        .ok_or_else(|| bad(&format!("line {}: the URI names no object", n + 2)))?;
+                    let secret = tokens.open(&uri)?.unseal(label, SEAL_AAD, &bytes)?;
+                    let secret: [u8; 32] = secret.as_slice().try_into().map_err(|_| {
+                        bad(&format!("line {}: a master secret is 32 bytes", n + 2))
+                    })?;
+                    let secret = Zeroizing::new(secret);
+                    master = Some(MasterSecret::from_bytes(*secret));
+                    sealed = Some((uri, bytes));
                 }
                 ["derivation", name] if derivation.is_none() => {
                     derivation = Some(Derivation::from_name(name).ok_or_else(|| {
@@ -181,10 +260,14 @@ impl DistributorKeys {
                     {
                         return Err(bad(&format!("line {}: server {id} twice", n + 2)));
                     }
-                    servers.push(LicenseServer::from_signing_key(
-                        ServerId(id),
-                        SigningKey::from_bytes(&*key(k)?),
-                    ));
+                    servers.push(if k.starts_with("pkcs11:") {
+                        server_in_token(&mut tokens, ServerId(id), k)?
+                    } else {
+                        LicenseServer::from_signing_key(
+                            ServerId(id),
+                            SigningKey::from_bytes(&*key(k)?),
+                        )
+                    });
                 }
                 _ => {
                     return Err(bad(&format!(
@@ -214,6 +297,7 @@ impl DistributorKeys {
         }
         Ok(Self {
             master,
+            sealed,
             derivation,
             split,
             servers,
@@ -239,6 +323,34 @@ pub(crate) fn push_hex(text: &mut Zeroizing<String>, secret: &[u8]) {
             text.extend(out.iter().map(|&b| char::from(b)));
         }
     }
+}
+
+/// Appends a server's key as a key file holds it: 64 hex digits, or the URI of its key in a
+/// token.
+pub(crate) fn push_server_key(text: &mut Zeroizing<String>, server: &LicenseServer) {
+    match (server.memory_key(), server.token_key()) {
+        (Some(key), _) => push_hex(text, key.as_bytes()),
+        (None, Some(key)) => text.push_str(&key.uri().to_string()),
+        (None, None) => {}
+    }
+}
+
+/// License server `id` whose key is in a token, named by `uri`.
+pub(crate) fn server_in_token(
+    tokens: &mut Tokens,
+    id: ServerId,
+    uri: &str,
+) -> Result<LicenseServer, Error> {
+    let uri: Pkcs11Uri = uri.parse()?;
+    let label = uri
+        .object()
+        .ok_or_else(|| Error::Io(format!("server {}: the URI names no object", id.0)))?
+        .to_owned();
+    let token = tokens.open(&uri)?;
+    Ok(LicenseServer::from_token(
+        id,
+        TokenKey::find(&token, &label)?,
+    ))
 }
 
 /// Writes `text` to a new file, readable and writable by its owner only (mode 0600), refusing
@@ -320,6 +432,8 @@ fn split_for(servers: u32) -> u8 {
 }
 
 const LABEL: &str = "treecast-keys-v1";
+/// The associated data a sealed master secret is bound to.
+const SEAL_AAD: &[u8] = b"treecast/v1 master secret";
 /// At most 2^16 license servers.
 const MAX_SPLIT: u8 = 16;
 const MAX_LEN: u64 = 64 * 1024;

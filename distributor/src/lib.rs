@@ -22,7 +22,6 @@ use treecast_protocol::credential::UserCredential;
 use treecast_protocol::ids::{ClientId, ContentId, ServerId, UserId};
 use treecast_protocol::registration::{Registration, RegistrationRequest};
 use treecast_protocol::server::ServerKeys;
-use treecast_protocol::sign::Signable;
 use treecast_protocol::time::{Clock, UnixTime};
 use treecast_registry::{ClientRecord, ContentRecord, Registry, RequestTag};
 
@@ -32,6 +31,7 @@ use crate::vault::Vault;
 pub mod billing;
 mod ekbs;
 mod giveback;
+pub mod hsm;
 pub mod keyfile;
 mod keyring;
 mod local;
@@ -593,9 +593,15 @@ impl<R: Registry> Distributor<R> {
         now: UnixTime,
     ) -> Result<(ClientRecord, ClientCertificate), Error> {
         let tree_id = self.keys.config().tree_id;
-        let signed =
-            ClientCertificateTbs::new(c.server, id, c.user, leaf, tree_id, &c.public_key, now)
-                .sign(self.server(c.server)?.signing_key());
+        let signed = self.server(c.server)?.sign(ClientCertificateTbs::new(
+            c.server,
+            id,
+            c.user,
+            leaf,
+            tree_id,
+            &c.public_key,
+            now,
+        ))?;
         let record = self.vault.tag_client(ClientRecord::new(
             id,
             c.user,

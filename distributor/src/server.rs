@@ -2,16 +2,30 @@
 
 use core::fmt;
 
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use rand_core::CryptoRng;
+use treecast_protocol::Error;
 use treecast_protocol::ids::ServerId;
+use treecast_protocol::sign::{Signable, Signed};
+
+use crate::hsm::TokenKey;
 
 /// A license server: it signs client certificates and licenses for the clients registered with
 /// it, and copy certificates whose destination is registered with it.
 #[derive(Clone)]
 pub struct LicenseServer {
     id: ServerId,
-    key: SigningKey,
+    key: ServerKey,
+}
+
+/// Where a license server's signing key is.
+#[derive(Clone)]
+#[allow(clippy::large_enum_variant, reason = "one a server")]
+enum ServerKey {
+    /// In this process's memory (zeroized on drop).
+    Memory(SigningKey),
+    /// In a PKCS#11 token, which signs (`hsm.rs`).
+    Token(TokenKey),
 }
 
 impl LicenseServer {
@@ -19,13 +33,24 @@ impl LicenseServer {
     pub fn generate(id: ServerId, rng: &mut impl CryptoRng) -> Self {
         Self {
             id,
-            key: SigningKey::generate(rng),
+            key: ServerKey::Memory(SigningKey::generate(rng)),
         }
     }
 
     /// A server with the given signing key (for example loaded from a key file).
     pub const fn from_signing_key(id: ServerId, key: SigningKey) -> Self {
-        Self { id, key }
+        Self {
+            id,
+            key: ServerKey::Memory(key),
+        }
+    }
+
+    /// A server whose signing key is in a PKCS#11 token.
+    pub const fn from_token(id: ServerId, key: TokenKey) -> Self {
+        Self {
+            id,
+            key: ServerKey::Token(key),
+        }
     }
 
     /// The server's ID.
@@ -35,11 +60,48 @@ impl LicenseServer {
 
     /// The key clients verify this server's signatures with.
     pub fn verifying_key(&self) -> VerifyingKey {
-        self.key.verifying_key()
+        match &self.key {
+            ServerKey::Memory(key) => key.verifying_key(),
+            ServerKey::Token(key) => *key.verifying_key(),
+        }
     }
 
-    pub(crate) const fn signing_key(&self) -> &SigningKey {
-        &self.key
+    /// The signing key when it is in memory (for writing a key file); `None` in a token.
+    pub(crate) const fn memory_key(&self) -> Option<&SigningKey> {
+        match &self.key {
+            ServerKey::Memory(key) => Some(key),
+            ServerKey::Token(_) => None,
+        }
+    }
+
+    /// The token key, when the key is in a token.
+    pub const fn token_key(&self) -> Option<&TokenKey> {
+        match &self.key {
+            ServerKey::Memory(_) => None,
+            ServerKey::Token(key) => Some(key),
+        }
+    }
+
+    /// Signs `tbs` as this server, in memory or in its token.
+    ///
+    /// # Errors
+    /// The token's error ([`Error::Io`]).
+    pub fn sign<T: Signable>(&self, tbs: T) -> Result<Signed<T>, Error> {
+        match &self.key {
+            ServerKey::Memory(key) => Ok(tbs.sign(key)),
+            ServerKey::Token(key) => tbs.sign_with(|message| key.sign(message)),
+        }
+    }
+
+    /// Signs raw bytes (for benchmarks of the two kinds of key).
+    ///
+    /// # Errors
+    /// The token's error ([`Error::Io`]).
+    pub fn sign_bytes(&self, message: &[u8]) -> Result<[u8; 64], Error> {
+        match &self.key {
+            ServerKey::Memory(key) => Ok(key.sign(message).to_bytes()),
+            ServerKey::Token(key) => key.sign(message),
+        }
     }
 }
 

@@ -51,7 +51,9 @@ use treecast_protocol::Error;
 use treecast_protocol::ids::ServerId;
 use zeroize::Zeroizing;
 
-use crate::keyfile::{DistributorKeys, push_hex, read_private, write_private};
+use crate::keyfile::{
+    DistributorKeys, push_hex, push_server_key, read_private, server_in_token, write_private,
+};
 use crate::keyring::{DelegatedKeys, server_subtree};
 use crate::server::LicenseServer;
 
@@ -139,7 +141,7 @@ impl ServerKeyFile {
             d.root().get(),
             self.server.id().0
         ));
-        push_hex(&mut text, self.server.signing_key().as_bytes());
+        push_server_key(&mut text, &self.server);
         for (id, key) in &self.peers {
             text.push_str(&format!("\npeer {} {}", id.0, hex::encode(key.as_bytes())));
         }
@@ -190,6 +192,13 @@ impl ServerKeyFile {
                 }
                 ["subtree", node] if fields.subtree.is_none() => {
                     fields.subtree = Some(node.parse::<u64>().map_err(|_| at("bad node"))?);
+                }
+                ["server", id, key] if fields.server.is_none() && key.starts_with("pkcs11:") => {
+                    let id = ServerId(id.parse().map_err(|_| at("bad server id"))?);
+                    if id.0 == 0 {
+                        return Err(at("server 0 is not a license server"));
+                    }
+                    fields.server = Some(server_in_token(&mut Default::default(), id, key)?);
                 }
                 ["server", id, key] if fields.server.is_none() => {
                     let id = ServerId(id.parse().map_err(|_| at("bad server id"))?);

@@ -347,7 +347,7 @@ impl<R: Registry> Distributor<R> {
     ) -> Result<License, Error> {
         let server = self.server(holder.server)?;
         let epoch_key = self.epoch_key(record.epoch)?;
-        Ok(LicenseTbs::new(
+        server.sign(LicenseTbs::new(
             record.id,
             record.content,
             holder.id,
@@ -357,8 +357,7 @@ impl<R: Registry> Distributor<R> {
             (record.rights, record.issued_at, record.terms),
             (&self.keys.device_key(holder.leaf)?, release),
             content_key,
-        )?
-        .sign(server.signing_key()))
+        )?)
     }
 
     /// The copy certificate of `history`: signed with the key of the destination's license
@@ -380,7 +379,7 @@ impl<R: Registry> Distributor<R> {
         )?;
         let new_license = self.sign_license(license, dest, Some(&release), content_key)?;
         let server = self.server(dest.server)?;
-        Ok(CopyCertificateTbs::new(
+        server.sign(CopyCertificateTbs::new(
             history.id,
             dest.user,
             history.source,
@@ -390,7 +389,6 @@ impl<R: Registry> Distributor<R> {
             history.expires_at,
             &release,
             &new_license,
-        )
-        .sign(server.signing_key()))
+        ))
     }
 }

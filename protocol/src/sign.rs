@@ -37,6 +37,23 @@ pub trait Signable: Sized + sealed::Sealed {
         bytes.extend_from_slice(&signature.to_bytes());
         Signed { tbs: self, bytes }
     }
+
+    /// Signs the object with a signer that may fail (a key in a token, issue 29): `signer` is
+    /// given the message to sign (the label, then the payload) and answers the Ed25519
+    /// signature.
+    ///
+    /// # Errors
+    /// The signer's error.
+    fn sign_with(
+        self,
+        signer: impl FnOnce(&[u8]) -> Result<[u8; SIGNATURE_LEN], Error>,
+    ) -> Result<Signed<Self>, Error> {
+        let mut bytes = Vec::new();
+        self.encode(&mut bytes);
+        let signature = signer(&message(Self::LABEL, &bytes))?;
+        bytes.extend_from_slice(&signature);
+        Ok(Signed { tbs: self, bytes })
+    }
 }
 
 pub(crate) mod sealed {

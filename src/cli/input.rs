@@ -65,16 +65,40 @@ const MAX_REVOKED_TEXT: u64 = 256 << 20;
 
 /// Creates a new distributor key file with a master secret and `servers` license servers, from
 /// system randomness.
-pub(crate) fn write_new_key_file(path: &Path, servers: u32) -> anyhow::Result<()> {
+pub(crate) fn write_new_key_file(
+    path: &Path,
+    servers: u32,
+    hsm: Option<&str>,
+) -> anyhow::Result<()> {
     let mut seed = Zeroizing::new([0u8; 32]);
     getrandom::fill(seed.as_mut_slice())
         .map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
     let mut rng = rand_chacha::ChaCha20Rng::from_seed(*seed);
-    DistributorKeys::generate(&mut rng, servers).write_new(path)?;
-    println!(
-        "wrote a new key file to {} (a master secret and {servers} license servers)",
+    // The file first: a path that cannot be written stops keygen before a token is touched.
+    anyhow::ensure!(
+        !path.exists(),
+        "{} exists: keygen never replaces a key file",
         path.display()
     );
+    match hsm {
+        None => {
+            DistributorKeys::generate(&mut rng, servers).write_new(path)?;
+            println!(
+                "wrote a new key file to {} (a master secret and {servers} license servers)",
+                path.display()
+            );
+        }
+        Some(uri) => {
+            let uri: treecast_distributor::hsm::Pkcs11Uri = uri.parse()?;
+            DistributorKeys::generate_in_token(&uri, &mut rng, servers)?.write_new(path)?;
+            println!(
+                "wrote a new key file to {} ({servers} license servers' signing keys generated \
+                 in token `{}`, the master secret sealed under a key of it)",
+                path.display(),
+                uri.token()
+            );
+        }
+    }
     Ok(())
 }
 

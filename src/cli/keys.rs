@@ -24,6 +24,13 @@ pub(crate) enum KeysCommand {
     /// authority's public keys, the distributor secret and its subtree's keys; no master
     /// secret and no other server's signing key (`docs/service.md`).
     Export(ExportArgs),
+    /// Say where each key of a key file is (in the file or in a token, and whether the token
+    /// keeps it sensitive and unextractable) and print the public keys.
+    Show {
+        /// A distributor or license server key file.
+        #[arg(long, visible_alias = "key")]
+        keys: PathBuf,
+    },
 }
 
 /// Arguments of `treecast keys export`.
@@ -98,6 +105,7 @@ pub(crate) enum AuthorityCommand {
 
 pub(crate) fn run(cmd: &KeysCommand) -> anyhow::Result<()> {
     match cmd {
+        KeysCommand::Show { keys } => show(keys),
         KeysCommand::Export(args) => {
             let keys = DistributorKeys::load(&args.keys)?;
             let exported = ServerKeyFile::export(&keys, args.tree.config()?, ServerId(args.server))
@@ -163,6 +171,59 @@ pub(crate) fn authority_distributor<R: Registry>(
         Arc::new(SystemClock),
         DistributorConfig::default(),
     )
+}
+
+/// `keys show`: where each key is.
+fn show(path: &Path) -> anyhow::Result<()> {
+    let describe = |server: &treecast::license::LicenseServer| -> anyhow::Result<String> {
+        let public = hex::encode(server.verifying_key().as_bytes());
+        Ok(match server.token_key() {
+            None => format!("in the key file; public {public}"),
+            Some(key) => {
+                let uri = key.uri();
+                let kept = if key.stays_in_token()? {
+                    "sensitive, not extractable"
+                } else {
+                    "EXTRACTABLE OR NOT SENSITIVE"
+                };
+                format!(
+                    "in token `{}` ({}): {kept}; public {public}",
+                    uri.token(),
+                    uri.object().unwrap_or_default()
+                )
+            }
+        })
+    };
+    if keyfile::label_of(path)? == serverkeys::LABEL {
+        let file = ServerKeyFile::load(path)?;
+        println!(
+            "license server {} of a delegated subtree (node {}): no master secret",
+            file.server().id().0,
+            file.keys().delegation.root()
+        );
+        println!(
+            "server {}: {}",
+            file.server().id().0,
+            describe(file.server())?
+        );
+    } else {
+        let keys = DistributorKeys::load(path)?;
+        println!(
+            "master secret: {}",
+            match keys.sealed_by() {
+                Some(uri) => format!(
+                    "sealed under `{}` of token `{}`, unsealed into memory",
+                    uri.object().unwrap_or_default(),
+                    uri.token()
+                ),
+                None => "in the key file".to_owned(),
+            }
+        );
+        for server in keys.servers() {
+            println!("server {}: {}", server.id().0, describe(server)?);
+        }
+    }
+    Ok(())
 }
 
 /// The keys `serve` runs from.
