@@ -523,6 +523,16 @@ impl TokenKey {
     }
 }
 
+impl treecast_keytree::ExternalSigner for TokenKey {
+    fn verifying_key(&self) -> VerifyingKey {
+        self.public
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], treecast_keytree::Error> {
+        TokenKey::sign(self, message).map_err(|e| treecast_keytree::Error::Signer(e.to_string()))
+    }
+}
+
 /// The first line of a PIN file, refused when others can read it.
 fn read_pin(path: &Path) -> Result<Zeroizing<String>, Error> {
     use std::io::Read;

@@ -50,6 +50,8 @@ pub struct DistributorKeys {
     master: MasterSecret,
     /// Where the master secret is sealed, when it is (a token's AES key), and its sealed bytes.
     sealed: Option<(Pkcs11Uri, Vec<u8>)>,
+    /// The authority's signing key in a token, when it is there rather than derived.
+    ekb_signer: Option<TokenKey>,
     derivation: Derivation,
     split: Option<u8>,
     servers: Vec<LicenseServer>,
@@ -63,6 +65,7 @@ impl DistributorKeys {
         Self {
             master: MasterSecret::generate(rng),
             sealed: None,
+            ekb_signer: None,
             derivation: Derivation::SeedTree,
             split: Some(split_for(servers)),
             servers: (1..=servers)
@@ -86,9 +89,10 @@ impl DistributorKeys {
         let token = Token::open(uri)?;
         let prefix = uri.object().unwrap_or("treecast");
         let wrap = format!("{prefix}-wrap");
+        let ekb = format!("{prefix}-ekb");
         let labels: Vec<String> = (1..=servers)
             .map(|n| format!("{prefix}-server-{n}"))
-            .chain([wrap.clone()])
+            .chain([wrap.clone(), ekb.clone()])
             .collect();
         for label in &labels {
             if token.has(label)? {
@@ -102,6 +106,7 @@ impl DistributorKeys {
         token.generate_aes(&wrap)?;
         let master = MasterSecret::generate(rng);
         let sealed = token.seal(&wrap, SEAL_AAD, master.secret_bytes())?;
+        let ekb_signer = token.generate_ed25519(&ekb)?;
         let servers = (1..=servers)
             .map(|n| {
                 let key = token.generate_ed25519(&format!("{prefix}-server-{n}"))?;
@@ -111,6 +116,7 @@ impl DistributorKeys {
         Ok(Self {
             master,
             sealed: Some((token.uri_of(&wrap), sealed)),
+            ekb_signer: Some(ekb_signer),
             derivation: Derivation::SeedTree,
             split: Some(split_for(u32::try_from(servers.len()).unwrap_or(u32::MAX))),
             servers,
@@ -147,11 +153,16 @@ impl DistributorKeys {
     /// # Errors
     /// [`Error::KeyTree`] for a scheme this version cannot run.
     pub fn authority(&self, config: TreeConfig) -> Result<Authority, Error> {
-        Ok(Authority::with_derivation(
-            &self.master,
-            config,
-            self.derivation,
-        )?)
+        let authority = Authority::with_derivation(&self.master, config, self.derivation)?;
+        Ok(match &self.ekb_signer {
+            Some(key) => authority.with_signer(std::sync::Arc::new(key.clone())),
+            None => authority,
+        })
+    }
+
+    /// The authority's signing key in a token, when it is there.
+    pub const fn ekb_signer(&self) -> Option<&TokenKey> {
+        self.ekb_signer.as_ref()
     }
 
     /// Writes the keys to a new file, readable and writable by its owner only (mode 0600),
@@ -171,6 +182,9 @@ impl DistributorKeys {
             Some((uri, sealed)) => {
                 text.push_str(&format!("\nmaster-sealed {uri} {}", hex::encode(sealed)));
             }
+        }
+        if let Some(key) = &self.ekb_signer {
+            text.push_str(&format!("\nekb-signing {}", key.uri()));
         }
         if self.derivation != Derivation::Flat {
             text.push_str("\nderivation ");
@@ -198,6 +212,7 @@ impl DistributorKeys {
         let mut master = None;
         let mut tokens = Tokens::default();
         let mut sealed = None;
+        let mut ekb_signer = None;
         let mut derivation = None;
         let mut split = None;
         // One slot a line at most, reserved before any key is decoded into it (a vector that
@@ -230,6 +245,13 @@ impl DistributorKeys {
                     let secret = Zeroizing::new(secret);
                     master = Some(MasterSecret::from_bytes(*secret));
                     sealed = Some((uri, bytes));
+                }
+                ["ekb-signing", uri] if ekb_signer.is_none() => {
+                    let uri: Pkcs11Uri = uri.parse()?;
+                    let label = uri
+                        .object()
+                        .ok_or_else(|| bad(&format!("line {}: the URI names no object", n + 2)))?;
+                    ekb_signer = Some(TokenKey::find(&tokens.open(&uri)?, label)?);
                 }
                 ["derivation", name] if derivation.is_none() => {
                     derivation = Some(Derivation::from_name(name).ok_or_else(|| {
@@ -298,6 +320,7 @@ impl DistributorKeys {
         Ok(Self {
             master,
             sealed,
+            ekb_signer,
             derivation,
             split,
             servers,

@@ -50,7 +50,7 @@ use aes::Aes128Dec;
 use aes::cipher::BlockCipherEncrypt;
 use aes::cipher::{Array, BlockCipherDecrypt, KeyInit};
 #[cfg(feature = "authority")]
-use ed25519_dalek::{Signer, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use subtle::ConstantTimeEq;
 
 #[cfg(feature = "authority")]
@@ -337,10 +337,11 @@ impl AacsAuthority {
         }
         let verify = verify_media_key_record(media_key, verify_nonce);
         mkb::write(version, &verify, &entries, &data, |signed| {
-            self.inner
-                .signing_key()
-                .sign(&mkb::signing_message(signed))
-                .to_bytes()
+            Ok(self
+                .inner
+                .signer()
+                .sign(&mkb::signing_message(signed))?
+                .to_bytes())
         })
     }
 

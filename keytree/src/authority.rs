@@ -12,6 +12,7 @@ use crate::ekb::{self, EkbHeader, Profile, SignedEkb, TreeConfig};
 use crate::error::Error;
 use crate::revocation::RevocationSet;
 use crate::secret::{DeviceKey, DistributorSecret, MasterSecret, NodeKey, PayloadKey};
+use crate::signer::{ExternalSigner, Signer};
 use crate::treemath::{LeafIndex, NodeIndex, TreeHeight, low_bits, sd_label_count};
 
 /// The key authority of one tree.
@@ -47,7 +48,7 @@ pub struct Authority {
     device_root: NodeKey,
     device_prf: Prf,
     epoch_prf: Prf,
-    signing_key: SigningKey,
+    signer: Signer,
     distributor: DistributorSecret,
 }
 
@@ -146,7 +147,7 @@ impl Authority {
             device_prf: Prf::from_key(&device_root),
             device_root,
             epoch_prf: Prf::derive(master, &info(b"epoch-key"))?,
-            signing_key: SigningKey::from_bytes(&seed),
+            signer: Signer::Derived(SigningKey::from_bytes(&seed)),
             distributor: DistributorSecret::from_bytes(*distributor),
         })
     }
@@ -170,7 +171,7 @@ impl Authority {
 
     /// The key devices verify EKBs with.
     pub fn verifying_key(&self) -> VerifyingKey {
-        self.signing_key.verifying_key()
+        self.signer.verifying_key()
     }
 
     /// The key set of the device at `leaf`, and its device key.
@@ -329,7 +330,7 @@ impl Authority {
             subset_count,
         };
         let verification = crypto::verification_value(payload, epoch);
-        ekb::assemble(header, verification, &self.signing_key, |out| {
+        ekb::assemble(header, verification, &self.signer, |out| {
             self.write_entries(out, cover.subsets(), payload)
         })
     }
@@ -398,8 +399,17 @@ impl Authority {
     }
 
     /// The key that signs this tree's EKBs (and, in the AACS profile, its MKBs).
-    pub(crate) fn signing_key(&self) -> &SigningKey {
-        &self.signing_key
+    pub(crate) const fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// This authority, signing with `signer` (a key in a token, issue 29) rather than the key
+    /// derived from the master secret. Its verifying key, and so the key fingerprint a registry
+    /// is bound to, is then `signer`'s.
+    #[must_use]
+    pub fn with_signer(mut self, signer: std::sync::Arc<dyn ExternalSigner>) -> Self {
+        self.signer = Signer::External(signer);
+        self
     }
 
     /// **Hazardous**: the raw key of every subset of `cover`, in its order. Anyone holding one

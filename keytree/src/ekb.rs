@@ -28,8 +28,6 @@
 use core::fmt;
 
 use ed25519_dalek::{Signature, VerifyingKey};
-#[cfg(feature = "authority")]
-use ed25519_dalek::{Signer, SigningKey};
 use sha2::{Digest, Sha256};
 
 use crate::codec::Reader;
@@ -415,7 +413,7 @@ impl Body<'_> {
 pub(crate) fn assemble(
     header: EkbHeader,
     verification: [u8; 16],
-    signing_key: &SigningKey,
+    signer: &crate::signer::Signer,
     write_entries: impl FnOnce(&mut Vec<u8>) -> Result<(), Error>,
 ) -> Result<SignedEkb, Error> {
     let mut bytes = Vec::with_capacity(header.encoded_len());
@@ -425,7 +423,7 @@ pub(crate) fn assemble(
     if bytes.len() + SIGNATURE_LEN != header.encoded_len() {
         return Err(Error::Internal("EKB entries do not match the subset count"));
     }
-    let signature = signing_key.sign(&signing_message(SIGNING_LABEL, &bytes));
+    let signature = signer.sign(&signing_message(SIGNING_LABEL, &bytes))?;
     bytes.extend_from_slice(&signature.to_bytes());
     Ok(SignedEkb { header, bytes })
 }

@@ -29,6 +29,8 @@ pub enum Error {
     NotDelegable,
     /// No subset of the EKB covers this device: it is revoked for this epoch.
     Revoked,
+    /// A signing key held outside this process (a token) did not sign.
+    Signer(String),
     /// A count exceeds what the format can carry.
     TooLarge(&'static str),
     /// Every leaf of the tree has been handed out.
@@ -56,6 +58,7 @@ impl fmt::Display for Error {
                 "the tree's keys are of the flat derivation: only a seed-tree tree can be delegated",
             ),
             Self::Revoked => f.write_str("the device is revoked: no subset of the EKB covers it"),
+            Self::Signer(why) => write!(f, "the authority's signing key did not sign: {why}"),
             Self::TooLarge(what) => write!(f, "{what} exceeds what the format can carry"),
             Self::TreeFull => f.write_str("every leaf of the tree has been allocated"),
             Self::UnsupportedScheme(s) => write!(f, "scheme {s} is not supported here"),

@@ -25,6 +25,8 @@ mod revocation;
 #[macro_use]
 mod secret;
 #[cfg(feature = "authority")]
+mod signer;
+#[cfg(feature = "authority")]
 pub mod traitors;
 
 #[cfg(feature = "authority")]
@@ -45,6 +47,8 @@ pub use leaves::LeafAllocator;
 #[cfg(feature = "authority")]
 pub use revocation::RevocationSet;
 pub use secret::{DeviceKey, DistributorSecret, MasterSecret, NodeKey, PayloadKey};
+#[cfg(feature = "authority")]
+pub use signer::ExternalSigner;
 pub use treemath::{LeafIndex, NodeIndex, TreeHeight};
 
 pub use ed25519_dalek::VerifyingKey;

@@ -294,10 +294,10 @@ pub fn trace_cover(
                     evidence.push(Evidence::new(
                         leaf,
                         hit.sign(authority)?,
-                        authority.signing_key(),
+                        authority.signer(),
                         hit.recovered,
                         hit.trials,
-                    ));
+                    )?);
                     traitors.push(leaf);
                     cover.remove(at);
                     continue 'trace;
@@ -370,17 +370,12 @@ impl Hit {
             epoch: self.query.epoch,
             subset_count,
         };
-        ekb::assemble(
-            header,
-            self.query.verification,
-            authority.signing_key(),
-            |out| {
-                for (subset, wrapped) in &self.query.entries {
-                    ekb::encode_entry(out, config.scheme, subset, wrapped);
-                }
-                Ok(())
-            },
-        )
+        ekb::assemble(header, self.query.verification, authority.signer(), |out| {
+            for (subset, wrapped) in &self.query.entries {
+                ekb::encode_entry(out, config.scheme, subset, wrapped);
+            }
+            Ok(())
+        })
     }
 }
 

@@ -165,7 +165,7 @@ pub(crate) fn authority_distributor<R: Registry>(
     registry: R,
 ) -> anyhow::Result<Distributor<R>> {
     let keys = DistributorKeys::load(keys)?;
-    ServeKeys::Full(keys).for_tree(config, &[])?.distributor(
+    ServeKeys::Full(Box::new(keys)).for_tree(config, &[])?.distributor(
         registry,
         Tariff::default(),
         Arc::new(SystemClock),
@@ -219,6 +219,23 @@ fn show(path: &Path) -> anyhow::Result<()> {
                 None => "in the key file".to_owned(),
             }
         );
+        match keys.ekb_signer() {
+            Some(key) => {
+                let uri = key.uri();
+                println!(
+                    "EKB signing key: in token `{}` ({}): {}; public {}",
+                    uri.token(),
+                    uri.object().unwrap_or_default(),
+                    if key.stays_in_token()? {
+                        "sensitive, not extractable"
+                    } else {
+                        "EXTRACTABLE OR NOT SENSITIVE"
+                    },
+                    hex::encode(key.verifying_key().as_bytes())
+                );
+            }
+            None => println!("EKB signing key: derived from the master secret, per tree"),
+        }
         for server in keys.servers() {
             println!("server {}: {}", server.id().0, describe(server)?);
         }
@@ -229,7 +246,7 @@ fn show(path: &Path) -> anyhow::Result<()> {
 /// The keys `serve` runs from.
 pub(crate) enum ServeKeys {
     /// The distributor's key file: the authority, and the servers the process holds.
-    Full(DistributorKeys),
+    Full(Box<DistributorKeys>),
     /// A license server's key file.
     Server(Box<ServerKeyFile>),
 }
@@ -251,7 +268,7 @@ impl ServeKeys {
         let keys = if keyfile::label_of(path)? == serverkeys::LABEL {
             Self::Server(Box::new(ServerKeyFile::load(path)?))
         } else {
-            Self::Full(DistributorKeys::load(path)?)
+            Self::Full(Box::new(DistributorKeys::load(path)?))
         };
         keys.for_tree(config, server_ids)
     }

@@ -100,6 +100,7 @@ fn signing_keys_in_a_token_sign_there_and_never_leave_it() {
             ["master-sealed", uri, sealed] => {
                 assert!(uri.starts_with("pkcs11:") && sealed.len() == 2 * (12 + 32 + 16));
             }
+            ["ekb-signing", uri] => assert!(uri.starts_with("pkcs11:"), "{line}"),
             ["derivation", "seed-tree"] | ["split", "1"] => {}
             _ => panic!("unexpected key file line {line}"),
         }
@@ -115,7 +116,11 @@ fn signing_keys_in_a_token_sign_there_and_never_leave_it() {
         2,
         "{shown_text}"
     );
-    assert_eq!(shown_text.matches("sensitive, not extractable").count(), 2);
+    assert_eq!(shown_text.matches("sensitive, not extractable").count(), 3);
+    assert!(
+        shown_text.contains("EKB signing key: in token `treecast` (tc-ekb)"),
+        "{shown_text}"
+    );
     assert!(
         shown_text.contains("sealed under `tc-wrap`"),
         "{shown_text}"
@@ -141,7 +146,7 @@ fn signing_keys_in_a_token_sign_there_and_never_leave_it() {
             listed
                 .matches("sensitive, always sensitive, never extractable")
                 .count(),
-            3,
+            4,
             "{listed}"
         );
         let read = Command::new("pkcs11-tool")
@@ -184,6 +189,17 @@ fn signing_keys_in_a_token_sign_there_and_never_leave_it() {
     assert_eq!(
         hex::encode(registration.servers.get(ServerId(2)).unwrap().as_bytes()),
         public
+    );
+    // The EKB is signed in the token too: it verifies under the token's EKB key.
+    let ekb_public = shown_text
+        .lines()
+        .find(|l| l.starts_with("EKB signing key:"))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        hex::encode(registration.authority_key.as_bytes()),
+        ekb_public
     );
     let mut device = Client::new(key, registration).unwrap();
     device.store_ekb(&t.current_ekb().unwrap().1).unwrap();

@@ -256,7 +256,7 @@ pub(crate) fn write(
     verify: &[u8; 16],
     entries: &[ExplicitSubset],
     data: &[[u8; 16]],
-    sign: impl FnOnce(&[u8]) -> [u8; 64],
+    sign: impl FnOnce(&[u8]) -> Result<[u8; 64], Error>,
 ) -> Result<Vec<u8>, Error> {
     if entries.len() != data.len() {
         return Err(Error::Internal("one Media Key Data entry per subset"));
@@ -278,7 +278,7 @@ pub(crate) fn write(
     record(&mut out, EXPLICIT_SUBSET_DIFFERENCE, &parts)?;
     let parts: Vec<&[u8]> = data.iter().map(|e| e.as_slice()).collect();
     record(&mut out, MEDIA_KEY_DATA, &parts)?;
-    let signature = sign(&out);
+    let signature = sign(&out)?;
     record(&mut out, END_OF_MKB, &[&signature])?;
     Ok(out)
 }

@@ -1,7 +1,7 @@
 //! The proof behind each accusation: a signed header that only the accused leaf's keys open,
 //! and the key the box recovered from it.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::{Decoder, Query};
 use crate::cover::Subset;
@@ -31,18 +31,18 @@ impl Evidence {
     pub(super) fn new(
         leaf: LeafIndex,
         header: SignedEkb,
-        signing_key: &SigningKey,
+        signer: &crate::signer::Signer,
         recovered: PayloadKey,
         trials: u64,
-    ) -> Self {
-        let attestation = signing_key.sign(&statement(leaf, header.as_bytes()));
-        Self {
+    ) -> Result<Self, crate::Error> {
+        let attestation = signer.sign(&statement(leaf, header.as_bytes()))?;
+        Ok(Self {
             leaf,
             header,
             attestation,
             recovered,
             trials,
-        }
+        })
     }
 
     /// The authority's signature binding the leaf to the header (64 bytes).
