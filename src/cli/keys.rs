@@ -165,12 +165,14 @@ pub(crate) fn authority_distributor<R: Registry>(
     registry: R,
 ) -> anyhow::Result<Distributor<R>> {
     let keys = DistributorKeys::load(keys)?;
-    ServeKeys::Full(Box::new(keys)).for_tree(config, &[])?.distributor(
-        registry,
-        Tariff::default(),
-        Arc::new(SystemClock),
-        DistributorConfig::default(),
-    )
+    ServeKeys::Full(Box::new(keys))
+        .for_tree(config, &[])?
+        .distributor(
+            registry,
+            Tariff::default(),
+            Arc::new(SystemClock),
+            DistributorConfig::default(),
+        )
 }
 
 /// `keys show`: where each key is.
