@@ -55,6 +55,38 @@ fn server_two(path: &Path, registry: SqliteRegistry) -> Distributor<SqliteRegist
     .with_peer_servers(peers)
 }
 
+/// The authority (from the full key file) publishes the current epoch's EKB in the license
+/// server's registry; the license server (from `file`) then serves on.
+fn published(
+    keys: &DistributorKeys,
+    config: TreeConfig,
+    file: &Path,
+    shop: Distributor<SqliteRegistry>,
+) -> Distributor<SqliteRegistry> {
+    let full = authority(keys, config, shop.into_registry());
+    full.current_ekb().unwrap();
+    server_two(file, full.into_registry())
+}
+
+/// `phone` takes the current EKB and the license `request` asks for, and plays `content`:
+/// the license's epoch.
+fn plays(
+    shop: &Distributor<SqliteRegistry>,
+    phone: &mut Client,
+    request: &treecast::license::LicenseRequest,
+    content: treecast::license::ContentId,
+) -> u64 {
+    phone
+        .store_ekb(shop.current_ekb().unwrap().1.as_bytes())
+        .unwrap();
+    let license = shop.supply_license(request.as_bytes()).unwrap();
+    phone.acquire_license(license.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    phone.play(content, &mut out).unwrap();
+    assert_eq!(out, b"delegated");
+    license.tbs().epoch
+}
+
 fn device(shop: &Distributor<SqliteRegistry>, user: treecast::license::UserId, n: u8) -> Client {
     let key = SigningKey::from_bytes(&[n; 32]);
     let registration = shop
@@ -110,17 +142,8 @@ fn a_license_server_from_its_own_key_file_serves_without_the_master_secret() {
         ));
 
         // The authority publishes; the license server serves the epoch.
-        let full = authority(&keys, config, shop.into_registry());
-        full.current_ekb().unwrap();
-        let shop = server_two(&file, full.into_registry());
-        phone
-            .store_ekb(shop.current_ekb().unwrap().1.as_bytes())
-            .unwrap();
-        let license = shop.supply_license(request.as_bytes()).unwrap();
-        phone.acquire_license(license.as_bytes()).unwrap();
-        let mut out = Vec::new();
-        phone.play(content, &mut out).unwrap();
-        assert_eq!(out, b"delegated");
+        let shop = published(&keys, config, &file, shop);
+        assert_eq!(plays(&shop, &mut phone, &request, content), 1);
 
         // A revocation by the authority: the next epoch waits for its EKB, then serves.
         let tablet = device(&shop, user, 2);
@@ -132,18 +155,8 @@ fn a_license_server_from_its_own_key_file_serves_without_the_master_secret() {
             shop.supply_license(again.as_bytes()),
             Err(Error::EkbNotPublished(2))
         ));
-        let full = authority(&keys, config, shop.into_registry());
-        full.current_ekb().unwrap();
-        let shop = server_two(&file, full.into_registry());
-        phone
-            .store_ekb(shop.current_ekb().unwrap().1.as_bytes())
-            .unwrap();
-        let license = shop.supply_license(again.as_bytes()).unwrap();
-        assert_eq!(license.tbs().epoch, 2);
-        phone.acquire_license(license.as_bytes()).unwrap();
-        let mut out = Vec::new();
-        phone.play(content, &mut out).unwrap();
-        assert_eq!(out, b"delegated", "{scheme}");
+        let shop = published(&keys, config, &file, shop);
+        assert_eq!(plays(&shop, &mut phone, &again, content), 2, "{scheme}");
     }
 }
 
@@ -443,4 +456,57 @@ fn a_damaged_subtree_key_is_caught_at_start() {
         "{:?}",
         refused.err()
     );
+}
+
+/// One signing key for several trees (a key in a token signs every tree of its key file): a
+/// device refuses another tree's EKB, signed by its own authority key, and keeps its own.
+#[test]
+fn an_ekb_of_another_tree_under_the_same_key_is_refused() {
+    struct Held(SigningKey);
+    impl treecast::keytree::ExternalSigner for Held {
+        fn verifying_key(&self) -> treecast::license::VerifyingKey {
+            self.0.verifying_key()
+        }
+        fn sign(&self, message: &[u8]) -> Result<[u8; 64], treecast::keytree::Error> {
+            use ed25519_dalek::Signer;
+            Ok(self.0.sign(message).to_bytes())
+        }
+    }
+    let signer = Arc::new(Held(SigningKey::from_bytes(&[8; 32])));
+    let keys = DistributorKeys::generate(&mut ChaCha20Rng::seed_from_u64(5), 1);
+    let tree = |h: u8| {
+        keys.authority(TreeConfig::new(
+            Scheme::COMPLETE_SUBTREE,
+            TreeHeight::new(h).unwrap(),
+            TreeId(1),
+        ))
+        .unwrap()
+        .with_signer(signer.clone())
+    };
+    let (mine, other) = (tree(10), tree(12));
+    assert_eq!(mine.verifying_key(), other.verifying_key());
+    let shop = Distributor::new(
+        mine.clone(),
+        keys.servers().to_vec(),
+        MemoryRegistry::new(TreeHeight::new(10).unwrap()),
+        Tariff::default(),
+        clock(),
+        DistributorConfig::default(),
+    )
+    .unwrap();
+    let user = shop.register_user().unwrap();
+    let key = SigningKey::from_bytes(&[3; 32]);
+    let registration = shop
+        .register_client(user, ServerId(1), &key.verifying_key())
+        .unwrap();
+    let mut phone = Client::new(key, registration).unwrap();
+    let payload = treecast::keytree::PayloadKey::from_bytes([1; 16]);
+    let revoked = treecast::keytree::RevocationSet::new(TreeHeight::new(12).unwrap());
+    let foreign = other.build_ekb(&payload, &revoked, 1).unwrap();
+    assert!(matches!(
+        phone.store_ekb(foreign.as_bytes()),
+        Err(Error::KeyTree(treecast::keytree::Error::WrongTree))
+    ));
+    let own = shop.current_ekb().unwrap().1;
+    assert_eq!(phone.store_ekb(own.as_bytes()).unwrap(), 1);
 }

@@ -175,6 +175,21 @@ pub(crate) fn keyed_dir() -> tempfile::TempDir {
     dir
 }
 
+/// `treecast ARGS` in `dir`, which must succeed: its standard output.
+pub(crate) fn treecast(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "treecast {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// A device registered over HTTP, with its EKB.
 fn device(t: &HttpTransport, user: UserId, credential: &UserCredential, server: u32) -> Client {
     let key = SigningKey::from_bytes(&rand_key());
@@ -428,19 +443,7 @@ fn the_readme_walkthrough_with_treecast_client() {
     let d = dir.path();
     let store = format!("sqlite:{}", d.join("registry.sqlite").display());
     let served = Served::start(d, &store, &[]);
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
-            .current_dir(d)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "treecast {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| treecast(d, args);
     let url = served.base.as_str();
     let token = d.join("admin.token");
     let token = token.to_str().unwrap();

@@ -8,6 +8,11 @@
 //! A token is named by an RFC 7512 URI with the module's path and a PIN file:
 //! `pkcs11:token=treecast;object=treecast?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=/etc/treecast/pin`.
 //! A PIN on the URI itself (`pin-value`) is refused: a URI ends up on command lines and in logs.
+//! The module is code the process loads: a key file that names one is trusted configuration,
+//! and its paths must be absolute.
+//!
+//! Left open: a session lost with its token (a network HSM restarted) is not opened again; every
+//! signature then fails until the process restarts (`docs/service.md`).
 //!
 //! ```
 //! use treecast_distributor::hsm::Pkcs11Uri;
@@ -85,14 +90,26 @@ impl core::str::FromStr for Pkcs11Uri {
                 .map_err(|_| bad("an attribute is not UTF-8"))
         };
         let (mut token, mut object, mut module, mut pin_file) = (None, None, None, None);
+        if text.len() > MAX_URI_LEN {
+            return Err(bad("longer than 4 KiB"));
+        }
+        let once = |slot: &mut Option<String>, value: &str| -> Result<(), Error> {
+            let value = decode(value)?;
+            if slot.is_some() || value.is_empty() {
+                return Err(bad("an attribute is repeated or empty"));
+            }
+            *slot = Some(value);
+            Ok(())
+        };
         for attribute in path.split(';').filter(|a| !a.is_empty()) {
             let (name, value) = attribute
                 .split_once('=')
                 .ok_or_else(|| bad("a path attribute has no `=`"))?;
             match name {
-                "token" => token = Some(decode(value)?),
-                "object" => object = Some(decode(value)?),
-                // Other path attributes (manufacturer, serial, type, id…) narrow nothing here.
+                "token" => once(&mut token, value)?,
+                "object" => once(&mut object, value)?,
+                // Other path attributes (manufacturer, serial, type, id…) narrow nothing here:
+                // a token is found by its label, which must then be unique.
                 _ => {}
             }
         }
@@ -101,11 +118,22 @@ impl core::str::FromStr for Pkcs11Uri {
                 .split_once('=')
                 .ok_or_else(|| bad("a query attribute has no `=`"))?;
             match name {
-                "module-path" => module = Some(PathBuf::from(decode(value)?)),
+                "module-path" => {
+                    let mut slot = None;
+                    once(&mut slot, value)?;
+                    if module.is_some() {
+                        return Err(bad("module-path is repeated"));
+                    }
+                    module = slot.map(PathBuf::from);
+                }
                 "pin-source" => {
-                    let value = decode(value)?;
-                    let path = value.strip_prefix("file:").unwrap_or(&value).to_owned();
-                    pin_file = Some(PathBuf::from(path));
+                    let mut slot = None;
+                    once(&mut slot, value)?;
+                    if pin_file.is_some() {
+                        return Err(bad("pin-source is repeated"));
+                    }
+                    pin_file = slot
+                        .map(|v| PathBuf::from(v.strip_prefix("file:").unwrap_or(&v).to_owned()));
                 }
                 "pin-value" => {
                     return Err(bad(
@@ -116,14 +144,24 @@ impl core::str::FromStr for Pkcs11Uri {
                 _ => {}
             }
         }
+        let module = module.ok_or_else(|| bad("no module-path="))?;
+        let pin_file = pin_file.ok_or_else(|| bad("no pin-source="))?;
+        // The module is code this process loads: named absolutely, never found on a search
+        // path or relative to wherever the process runs.
+        if !module.is_absolute() || !pin_file.is_absolute() {
+            return Err(bad("module-path and pin-source must be absolute paths"));
+        }
         Ok(Self {
             token: token.ok_or_else(|| bad("no token="))?,
             object,
-            module: module.ok_or_else(|| bad("no module-path="))?,
-            pin_file: pin_file.ok_or_else(|| bad("no pin-source="))?,
+            module,
+            pin_file,
         })
     }
 }
+
+/// The longest URI read.
+const MAX_URI_LEN: usize = 4096;
 
 /// The characters escaped in an attribute value.
 const ESCAPED: &AsciiSet = &CONTROLS
@@ -351,11 +389,14 @@ impl Token {
         session
             .generate_random_slice(&mut iv)
             .map_err(|e| ck("C_GenerateRandom", e))?;
-        let mut gcm_iv = iv;
-        let params = GcmParams::new(&mut gcm_iv, aad, 128.into()).map_err(|e| ck("GCM", e))?;
-        let sealed = session
-            .encrypt(&Mechanism::AesGcm(params), key, secret)
-            .map_err(|e| ck("sealing", e))?;
+        // Some tokens ignore the caller's IV and write the one they chose into it: the IV kept
+        // is what the buffer holds after the call.
+        let sealed = {
+            let params = GcmParams::new(&mut iv, aad, 128.into()).map_err(|e| ck("GCM", e))?;
+            session
+                .encrypt(&Mechanism::AesGcm(params), key, secret)
+                .map_err(|e| ck("sealing", e))?
+        };
         Ok(iv.iter().copied().chain(sealed).collect())
     }
 
@@ -460,12 +501,22 @@ impl TokenKey {
             .map_err(|_| Error::Internal("point length"))?;
         let public = VerifyingKey::from_bytes(&bytes)
             .map_err(|_| Error::Io(format!("PKCS#11: `{label}`'s point is not on the curve")))?;
-        Ok(Self {
+        let key = Self {
             token: Arc::clone(token),
             handle: private,
             public,
             label: label.to_owned(),
-        })
+        };
+        // The two halves are paired by label only: one signature, verified, shows that they
+        // belong together (and that the token signs plain Ed25519).
+        let probe = b"treecast/v1 token key check";
+        let signature = ed25519_dalek::Signature::from_bytes(&key.sign(probe)?);
+        key.public.verify_strict(probe, &signature).map_err(|_| {
+            Error::Io(format!(
+                "PKCS#11: `{label}`'s private and public halves do not belong together"
+            ))
+        })?;
+        Ok(key)
     }
 
     /// The public key.
@@ -587,6 +638,11 @@ mod tests {
             "pkcs11:token=t?module-path=/m&pin-value=1",
             "pkcs11:token?module-path=/m&pin-source=/p",
             "pkcs11:token=%FF?module-path=/m&pin-source=/p",
+            "pkcs11:token=?module-path=/m&pin-source=/p",
+            "pkcs11:token=a;token=b?module-path=/m&pin-source=/p",
+            "pkcs11:token=t?module-path=m.so&pin-source=/p",
+            "pkcs11:token=t?module-path=/m&pin-source=file:pin",
+            "pkcs11:token=t?module-path=/m&module-path=/n&pin-source=/p",
         ] {
             assert!(bad.parse::<Pkcs11Uri>().is_err(), "{bad}");
         }

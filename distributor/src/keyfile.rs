@@ -106,6 +106,13 @@ impl DistributorKeys {
         token.generate_aes(&wrap)?;
         let master = MasterSecret::generate(rng);
         let sealed = token.seal(&wrap, SEAL_AAD, master.secret_bytes())?;
+        // Opened once before anything is written: a seal that does not open would lose the
+        // master secret with the key file.
+        if *token.unseal(&wrap, SEAL_AAD, &sealed)? != master.secret_bytes() {
+            return Err(Error::Io(
+                "PKCS#11: the sealed master secret does not open to itself".into(),
+            ));
+        }
         let ekb_signer = token.generate_ed25519(&ekb)?;
         let servers = (1..=servers)
             .map(|n| {
@@ -239,11 +246,12 @@ impl DistributorKeys {
                         .object()
                         .ok_or_else(|| bad(&format!("line {}: the URI names no object", n + 2)))?;
                     let secret = tokens.open(&uri)?.unseal(label, SEAL_AAD, &bytes)?;
-                    let secret: [u8; 32] = secret.as_slice().try_into().map_err(|_| {
-                        bad(&format!("line {}: a master secret is 32 bytes", n + 2))
-                    })?;
-                    let secret = Zeroizing::new(secret);
-                    master = Some(MasterSecret::from_bytes(*secret));
+                    if secret.len() != 32 {
+                        return Err(bad(&format!("line {}: a master secret is 32 bytes", n + 2)));
+                    }
+                    let mut out = Zeroizing::new([0u8; 32]);
+                    out.copy_from_slice(&secret);
+                    master = Some(MasterSecret::from_bytes(*out));
                     sealed = Some((uri, bytes));
                 }
                 ["ekb-signing", uri] if ekb_signer.is_none() => {
@@ -293,8 +301,9 @@ impl DistributorKeys {
                 }
                 _ => {
                     return Err(bad(&format!(
-                        "line {}: expected `master <hex>`, `derivation <name>`, `split <depth>` \
-                         or `server <id> <hex>`, each once but servers",
+                        "line {}: expected `master <hex>` or `master-sealed <uri> <hex>`, \
+                         `ekb-signing <uri>`, `derivation <name>`, `split <depth>` or `server \
+                         <id> <hex or uri>`, each once but servers",
                         n + 2
                     )));
                 }

@@ -131,7 +131,8 @@ impl ServerKeyFile {
         let config = d.config();
         // Reserved up front so that appending never reallocates (and leaves a copy behind).
         let lines = 8 + self.peers.len() + d.above().len();
-        let mut text = Zeroizing::new(String::with_capacity(96 * lines));
+        // A server key in a token is a URI (at most 4 KiB) rather than 64 hex digits.
+        let mut text = Zeroizing::new(String::with_capacity(96 * lines + 4096));
         text.push_str(LABEL);
         text.push_str(&format!(
             "\ntree {} {} {}\nsubtree {}\nserver {} ",

@@ -79,14 +79,7 @@ impl Seeds {
         let bits = node.get() & low_bits(steps);
         let mut seed = self.seed.clone();
         for i in (0..steps).rev() {
-            seed = g3(
-                &seed,
-                if (bits >> i) & 1 == 0 {
-                    G3::Left
-                } else {
-                    G3::Right
-                },
-            );
+            seed = child(&seed, bits >> i);
         }
         seed
     }
@@ -104,14 +97,7 @@ impl Seeds {
         let mut seed = self.seed.clone();
         values.push(g3(&seed, G3::Key));
         for i in (0..steps).rev() {
-            seed = g3(
-                &seed,
-                if (bits >> i) & 1 == 0 {
-                    G3::Left
-                } else {
-                    G3::Right
-                },
-            );
+            seed = child(&seed, bits >> i);
             values.push(g3(&seed, G3::Key));
         }
         values
@@ -119,6 +105,13 @@ impl Seeds {
 }
 
 #[cfg(feature = "authority")]
+/// The seed of a node's child: its left child when the lowest bit of `bit` is 0, else its
+/// right.
+#[cfg(feature = "authority")]
+fn child(seed: &NodeKey, bit: u64) -> NodeKey {
+    g3(seed, if bit & 1 == 0 { G3::Left } else { G3::Right })
+}
+
 /// Values of many nodes of one seed tree, for an EKB build: keeps the seeds of the last path
 /// walked, so that nodes met in preorder (a cover's order) share their common prefix.
 pub(crate) struct Walker<'a> {
@@ -157,13 +150,8 @@ impl<'a> Walker<'a> {
             let Some(next) = node.ancestor(next_depth) else {
                 break;
             };
-            let which = if next.get() & 1 == 0 {
-                G3::Left
-            } else {
-                G3::Right
-            };
-            let child = g3(seed, which);
-            self.path.push((next, child));
+            let seed = child(seed, next.get());
+            self.path.push((next, seed));
         }
         // Not reached for a node of the subtree; computed afresh should it be.
         self.seeds.value(node)

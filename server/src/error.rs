@@ -131,7 +131,10 @@ impl From<Error> for ApiError {
                 );
                 "no leaf is left for a new client; the operator's log has the details".to_owned()
             }
-            Error::Internal(_) | Error::Tampered(_) | Error::Io(_) => {
+            Error::Internal(_)
+            | Error::Tampered(_)
+            | Error::Io(_)
+            | Error::KeyTree(treecast_keytree::Error::Signer(_)) => {
                 tracing::error!(error = %e, "the service failed");
                 "the service failed; the operator's log has the details".to_owned()
             }

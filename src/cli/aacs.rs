@@ -42,7 +42,10 @@ impl AuthorityArgs {
                 self.key.display()
             )
         })?;
-        Ok(AacsAuthority::new(keys.master(), TreeId(self.tree_id))?)
+        Ok(AacsAuthority::new(
+            aacs_master(&keys)?,
+            TreeId(self.tree_id),
+        )?)
     }
 }
 
@@ -157,7 +160,8 @@ fn process(args: &ProcessArgs) -> anyhow::Result<()> {
     let mkb =
         Mkb::parse(&bytes).with_context(|| format!("{} is not a valid MKB", args.mkb.display()))?;
     if let Some(key) = &args.key {
-        let authority = AacsAuthority::new(read_key_file(key)?.master(), TreeId(args.tree_id))?;
+        let keys = read_key_file(key)?;
+        let authority = AacsAuthority::new(aacs_master(&keys)?, TreeId(args.tree_id))?;
         mkb.verify(&authority.verifying_key())
             .with_context(|| format!("the signature of {} does not verify", args.mkb.display()))?;
     }
@@ -226,3 +230,17 @@ fn write_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// The largest MKB file the CLI reads (64 MiB).
 const MAX_MKB_FILE: u64 = 64 << 20;
+
+/// The master secret the AACS profile derives from, refused for a key file whose signing keys
+/// are in a token: the profile signs its MKBs with a key derived from the master secret, which
+/// would sign outside the token (issue 29).
+fn aacs_master(
+    keys: &treecast_distributor::keyfile::DistributorKeys,
+) -> anyhow::Result<&treecast_keytree::MasterSecret> {
+    anyhow::ensure!(
+        keys.ekb_signer().is_none(),
+        "the key file's signing keys are in a token (keygen --hsm), and the AACS profile signs \
+         its MKBs with a key derived from the master secret: not supported"
+    );
+    Ok(keys.master())
+}

@@ -90,6 +90,15 @@ pub(crate) fn write_new_key_file(
         }
         Some(uri) => {
             let uri: treecast_distributor::hsm::Pkcs11Uri = uri.parse()?;
+            // The file can be made before the token is touched: keys generated in a token for
+            // a file that then fails would be orphans there.
+            let mut probe = std::fs::OpenOptions::new();
+            probe.write(true).create_new(true);
+            std::os::unix::fs::OpenOptionsExt::mode(&mut probe, 0o600);
+            probe
+                .open(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            std::fs::remove_file(path)?;
             DistributorKeys::generate_in_token(&uri, &mut rng, servers)?.write_new(path)?;
             println!(
                 "wrote a new key file to {} ({servers} license servers' signing keys generated \

@@ -160,6 +160,10 @@ fn signing_keys_in_a_token_sign_there_and_never_leave_it() {
             "pkcs11-tool read the sealing key: {read:?}"
         );
     } else {
+        assert!(
+            std::env::var("TREECAST_REQUIRE_SOFTHSM").as_deref() != Ok("1"),
+            "TREECAST_REQUIRE_SOFTHSM=1 but OpenSC's pkcs11-tool is not installed"
+        );
         eprintln!("pkcs11-tool (OpenSC) is not installed: the token's own word is checked only");
     }
     // A second keygen into the same labels is refused; the first file is kept.
@@ -213,6 +217,56 @@ fn signing_keys_in_a_token_sign_there_and_never_leave_it() {
     device.play(content, &mut out).unwrap();
     assert_eq!(out, b"signed in a token");
     assert!(served.stop().success());
+
+    // The authority's commands and `keys export` read the same file: the EKB is published with
+    // the token's key, and license server 2's own file names its key in the token.
+    let store = format!("sqlite:{}", d.join("registry.sqlite").display());
+    let published = hsm.treecast(
+        d,
+        &[
+            "authority",
+            "--keys",
+            "keys",
+            "--store",
+            &store,
+            "--height",
+            "16",
+            "publish-ekb",
+        ],
+    );
+    assert!(published.status.success(), "{published:?}");
+    let exported = hsm.treecast(
+        d,
+        &[
+            "keys", "export", "--keys", "keys", "--server", "2", "--out", "s2.keys", "--height",
+            "16",
+        ],
+    );
+    assert!(exported.status.success(), "{exported:?}");
+    let shown = hsm.treecast(d, &["keys", "show", "--keys", "s2.keys"]);
+    let shown_text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown_text
+            .contains("server 2: in token `treecast` (tc-server-2): sensitive, not extractable"),
+        "{shown_text}"
+    );
+    // The AACS profile would sign its MKBs outside the token: refused.
+    std::fs::write(d.join("media.key"), "00112233445566778899aabbccddeeff\n").unwrap();
+    let mkb = hsm.treecast(
+        d,
+        &[
+            "aacs",
+            "mkb",
+            "--keys",
+            "keys",
+            "--media-key-file",
+            "media.key",
+            "--out",
+            "mkb.inf",
+        ],
+    );
+    assert!(!mkb.status.success());
+    assert!(String::from_utf8_lossy(&mkb.stderr).contains("in a token"));
 }
 
 #[test]

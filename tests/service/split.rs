@@ -11,27 +11,12 @@ use treecast::license::transport::{HttpTransport, Retries, Transport};
 use treecast::license::{Clock, ServerId, SigningKey, SystemClock};
 
 use super::operations::http;
-use super::{Served, keyed_dir, rand_key};
+use super::{Served, keyed_dir, rand_key, treecast};
 
 /// A free loopback port (bound and let go: a port that is free now).
 fn free_port() -> u16 {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     probe.local_addr().unwrap().port()
-}
-
-/// `treecast ARGS` in `dir`, which must succeed: its standard output.
-fn treecast(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "treecast {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Two processes, server 1 and server 2, on `store`, each from its exported key file and
@@ -173,19 +158,7 @@ fn the_readme_flow_and_the_load_test_run_on_split_servers() {
     let dir = keyed_dir();
     let d = dir.path();
     let (one, two) = split(d, &url);
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
-            .current_dir(d)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "treecast {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| treecast(d, args);
     let token = d.join("admin.token");
     let token = token.to_str().unwrap();
     run(&[

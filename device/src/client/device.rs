@@ -216,10 +216,15 @@ impl Device {
     /// process. It must have been verified with this client's authority key.
     ///
     /// # Errors
-    /// [`Error::KeyTree`] (`BadSignature`) when it was verified with another key.
+    /// [`Error::KeyTree`]: `BadSignature` when it was verified with another key, `WrongTree`
+    /// for an EKB of another tree (one authority key may sign several trees: a key in a token
+    /// signs every tree of its key file, issue 29), which is not stored.
     pub fn store_verified_ekb(&mut self, ekb: Arc<VerifiedEkbBuf>) -> Result<u64, Error> {
         if *ekb.verifying_key() != self.authority_key {
             return Err(Error::KeyTree(treecast_keytree::Error::BadSignature));
+        }
+        if ekb.header().config != *self.device_keys.config() {
+            return Err(Error::KeyTree(treecast_keytree::Error::WrongTree));
         }
         let epoch = ekb.header().epoch;
         self.state.stores_mut().ekbs.insert(epoch, ekb);
