@@ -104,7 +104,6 @@ impl Seeds {
     }
 }
 
-#[cfg(feature = "authority")]
 /// The seed of a node's child: its left child when the lowest bit of `bit` is 0, else its
 /// right.
 #[cfg(feature = "authority")]
@@ -114,6 +113,7 @@ fn child(seed: &NodeKey, bit: u64) -> NodeKey {
 
 /// Values of many nodes of one seed tree, for an EKB build: keeps the seeds of the last path
 /// walked, so that nodes met in preorder (a cover's order) share their common prefix.
+#[cfg(feature = "authority")]
 pub(crate) struct Walker<'a> {
     seeds: &'a Seeds,
     /// The seeds from the subtree's root down to the last node asked for.
