@@ -605,3 +605,72 @@ fn every_process_serves_every_epochs_ekb_from_the_registry() {
         Error::Tampered("stored EKB")
     );
 }
+
+/// Two processes' first registrations in their own leaf ranges at once (issue 29): both are
+/// taken, in their own subtrees (a review run found the second refused as if the one counter
+/// had been used, when the first's client committed between its two looks).
+#[test]
+fn first_registrations_in_two_ranges_at_once_are_both_taken() {
+    use std::sync::{Arc, Barrier};
+
+    use rand_core::SeedableRng;
+    use treecast::keytree::{TreeConfig, TreeId};
+    use treecast::license::{
+        Distributor, DistributorConfig, ManualClock, ServerId, SigningKey, Tariff, UnixTime,
+    };
+    use treecast_distributor::keyfile::DistributorKeys;
+
+    let keys = Arc::new(DistributorKeys::generate(
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(5),
+        2,
+    ));
+    let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height(), TreeId(1));
+    for round in 0..8 {
+        let Some((conninfo, _)) = pg::database() else {
+            return;
+        };
+        let shop = |registry| {
+            Distributor::new(
+                keys.authority(config).unwrap(),
+                keys.servers().to_vec(),
+                registry,
+                Tariff::default(),
+                Arc::new(ManualClock::new(UnixTime(1_800_000_000))),
+                DistributorConfig::default(),
+            )
+            .unwrap()
+            .with_leaf_split(1)
+            .unwrap()
+        };
+        let first = shop(PostgresRegistry::open(&conninfo, height()).unwrap());
+        let users = [
+            first.register_user().unwrap(),
+            first.register_user().unwrap(),
+        ];
+        let second = shop(PostgresRegistry::open(&conninfo, height()).unwrap());
+        let barrier = Arc::new(Barrier::new(2));
+        let leaves: Vec<u32> = std::thread::scope(|s| {
+            let handles: Vec<_> = [(&first, 1u8), (&second, 2u8)]
+                .into_iter()
+                .map(|(shop, n)| {
+                    let barrier = Arc::clone(&barrier);
+                    s.spawn(move || {
+                        let key = SigningKey::from_bytes(&[n; 32]).verifying_key();
+                        barrier.wait();
+                        shop.register_client(
+                            users[usize::from(n - 1)],
+                            ServerId(u32::from(n)),
+                            &key,
+                        )
+                        .unwrap_or_else(|e| panic!("round {round}, server {n}: {e}"))
+                        .device_keys
+                        .leaf()
+                        .get()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(leaves, vec![0, 1 << 15], "round {round}");
+    }
+}

@@ -74,12 +74,6 @@ pub(crate) fn write_new_key_file(
     getrandom::fill(seed.as_mut_slice())
         .map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
     let mut rng = rand_chacha::ChaCha20Rng::from_seed(*seed);
-    // The file first: a path that cannot be written stops keygen before a token is touched.
-    anyhow::ensure!(
-        !path.exists(),
-        "{} exists: keygen never replaces a key file",
-        path.display()
-    );
     match hsm {
         None => {
             DistributorKeys::generate(&mut rng, servers).write_new(path)?;
@@ -97,7 +91,7 @@ pub(crate) fn write_new_key_file(
             std::os::unix::fs::OpenOptionsExt::mode(&mut probe, 0o600);
             probe
                 .open(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
+                .with_context(|| format!("cannot create {} (it must not exist)", path.display()))?;
             std::fs::remove_file(path)?;
             DistributorKeys::generate_in_token(&uri, &mut rng, servers)?.write_new(path)?;
             println!(

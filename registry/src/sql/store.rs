@@ -188,22 +188,39 @@ impl<D: Driver> SqlRegistry<D> {
                 Some(r) => {
                     let len = i64::try_from(r.end - r.start)
                         .map_err(|_| Error::Internal("leaf range length"))?;
-                    if ranges.is_some_and(|stored| stored != len) {
+                    let mut stored = ranges;
+                    if stored.is_none() {
+                        // The first range's registration, maybe in several processes at once:
+                        // the one counter's row lock orders them, and each looks again once it
+                        // holds it. No client may have come from the one counter before.
+                        tx.one(
+                            &format!(
+                                "SELECT value FROM meta WHERE key = 'next_leaf'{}",
+                                self.driver.lock(Lock::Update)
+                            ),
+                            &[],
+                        )?;
+                        stored = tx
+                            .query("SELECT value FROM meta WHERE key = 'leaf_range_len'", &[])?
+                            .first()
+                            .map(|row| row.int(0))
+                            .transpose()?;
+                        if stored.is_none()
+                            && tx.one("SELECT count(*) FROM clients", &[])?.int(0)? > 0
+                        {
+                            return Err(Error::Storage(
+                                "this registry handed out leaves from one counter (a key file \
+                                 without `split`): it cannot split them between license \
+                                 servers"
+                                    .into(),
+                            ));
+                        }
+                    }
+                    if stored.is_some_and(|stored| stored != len) {
                         return Err(Error::Storage(
                             "this registry's leaves are split between license servers \
                              differently (the key file's `split` line differs from the one \
                              that registered before)"
-                                .into(),
-                        ));
-                    }
-                    // The first range's registration: no client may have come from the one
-                    // counter before.
-                    if ranges.is_none()
-                        && tx.one("SELECT count(*) FROM clients", &[])?.int(0)? > 0
-                    {
-                        return Err(Error::Storage(
-                            "this registry handed out leaves from one counter (a key file \
-                             without `split`): it cannot split them between license servers"
                                 .into(),
                         ));
                     }
