@@ -40,9 +40,9 @@ fn authority(
     .unwrap()
 }
 
-/// License server 2 from its key file at `path`, over `registry`.
-fn server_two(path: &Path, registry: SqliteRegistry) -> Distributor<SqliteRegistry> {
-    let (keys, server, peers) = ServerKeyFile::load(path).unwrap().into_parts();
+/// The license server of `file` over `registry`, as `serve` starts it (its peers aside).
+fn delegated<R: Registry>(file: ServerKeyFile, registry: R) -> Result<Distributor<R>, Error> {
+    let (keys, server, _) = file.into_parts();
     Distributor::delegated(
         keys,
         [server],
@@ -51,8 +51,21 @@ fn server_two(path: &Path, registry: SqliteRegistry) -> Distributor<SqliteRegist
         clock(),
         DistributorConfig::default(),
     )
-    .unwrap()
-    .with_peer_servers(peers)
+}
+
+/// License server 2 from its key file at `path`, over `registry`.
+fn server_two(path: &Path, registry: SqliteRegistry) -> Distributor<SqliteRegistry> {
+    let file = ServerKeyFile::load(path).unwrap();
+    let peers = file.peers().to_vec();
+    delegated(file, registry).unwrap().with_peer_servers(peers)
+}
+
+/// Server `server`'s key file of `keys`, written to `path`.
+fn export(keys: &DistributorKeys, config: TreeConfig, server: u32, path: &Path) {
+    ServerKeyFile::export(keys, config, ServerId(server))
+        .unwrap()
+        .write_new(path)
+        .unwrap();
 }
 
 /// The authority (from the full key file) publishes the current epoch's EKB in the license
@@ -103,10 +116,7 @@ fn a_license_server_from_its_own_key_file_serves_without_the_master_secret() {
         let config = TreeConfig::new(scheme, height, TreeId(1));
         let keys = DistributorKeys::generate(&mut ChaCha20Rng::seed_from_u64(5), 2);
         let file = dir.path().join("server2.keys");
-        ServerKeyFile::export(&keys, config, ServerId(2))
-            .unwrap()
-            .write_new(&file)
-            .unwrap();
+        export(&keys, config, 2, &file);
         let store = dir.path().join("registry.sqlite");
         let mut rng = ChaCha20Rng::seed_from_u64(6);
 
@@ -169,10 +179,7 @@ fn a_subtree_runs_out_before_the_servers_own_leaf() {
     let config = TreeConfig::new(Scheme::SUBSET_DIFFERENCE, height, TreeId(1));
     let keys = DistributorKeys::generate(&mut ChaCha20Rng::seed_from_u64(5), 2);
     let file = dir.path().join("server2.keys");
-    ServerKeyFile::export(&keys, config, ServerId(2))
-        .unwrap()
-        .write_new(&file)
-        .unwrap();
+    export(&keys, config, 2, &file);
     let registry = SqliteRegistry::open(&dir.path().join("r.sqlite"), height).unwrap();
     let shop = server_two(&file, registry);
     let users: Vec<_> = (0..4).map(|_| shop.register_user().unwrap()).collect();
@@ -233,16 +240,8 @@ fn what_cannot_be_delegated_is_refused_clearly() {
     ));
     // The memory store has one leaf counter: no license server of a subtree runs on it.
     let exported = ServerKeyFile::export(&keys, config, ServerId(2)).unwrap();
-    let (delegated, server, _) = exported.into_parts();
     assert!(matches!(
-        Distributor::delegated(
-            delegated,
-            [server],
-            MemoryRegistry::new(height),
-            Tariff::default(),
-            clock(),
-            DistributorConfig::default(),
-        ),
+        delegated(exported, MemoryRegistry::new(height)),
         Err(Error::Storage(_))
     ));
 }
@@ -256,10 +255,7 @@ fn a_damaged_server_key_file_is_refused() {
     let config = TreeConfig::new(Scheme::SUBSET_DIFFERENCE, height, TreeId(1));
     let keys = DistributorKeys::generate(&mut ChaCha20Rng::seed_from_u64(5), 4);
     let good = dir.path().join("good.keys");
-    ServerKeyFile::export(&keys, config, ServerId(3))
-        .unwrap()
-        .write_new(&good)
-        .unwrap();
+    export(&keys, config, 3, &good);
     let text = std::fs::read_to_string(&good).unwrap();
     assert!(ServerKeyFile::load(&good).is_ok());
     assert!(
@@ -338,19 +334,11 @@ fn a_damaged_server_key_file_is_refused() {
     let shop = authority(&keys, config, registry);
     let other = DistributorKeys::generate(&mut ChaCha20Rng::seed_from_u64(6), 4);
     let stranger = dir.path().join("stranger.keys");
-    ServerKeyFile::export(&other, config, ServerId(3))
-        .unwrap()
-        .write_new(&stranger)
-        .unwrap();
-    let (k, s, _) = ServerKeyFile::load(&stranger).unwrap().into_parts();
+    export(&other, config, 3, &stranger);
     assert!(matches!(
-        Distributor::delegated(
-            k,
-            [s],
-            shop.into_registry(),
-            Tariff::default(),
-            clock(),
-            DistributorConfig::default()
+        delegated(
+            ServerKeyFile::load(&stranger).unwrap(),
+            shop.into_registry()
         ),
         Err(Error::KeysMismatch { .. })
     ));
@@ -421,10 +409,7 @@ fn a_damaged_subtree_key_is_caught_at_start() {
     let config = TreeConfig::new(Scheme::COMPLETE_SUBTREE, height, TreeId(1));
     let keys = DistributorKeys::generate(&mut ChaCha20Rng::seed_from_u64(5), 2);
     let good = dir.path().join("good.keys");
-    ServerKeyFile::export(&keys, config, ServerId(2))
-        .unwrap()
-        .write_new(&good)
-        .unwrap();
+    export(&keys, config, 2, &good);
     let text = std::fs::read_to_string(&good).unwrap();
     let line = text.lines().find(|l| l.starts_with("above ")).unwrap();
     let last = line.chars().last().unwrap();
@@ -442,15 +427,7 @@ fn a_damaged_subtree_key_is_caught_at_start() {
         SqliteRegistry::open(&dir.path().join("r.sqlite"), height).unwrap(),
     );
     full.current_ekb().unwrap();
-    let (k, s, _) = ServerKeyFile::load(&bad).unwrap().into_parts();
-    let refused = Distributor::delegated(
-        k,
-        [s],
-        full.into_registry(),
-        Tariff::default(),
-        clock(),
-        DistributorConfig::default(),
-    );
+    let refused = delegated(ServerKeyFile::load(&bad).unwrap(), full.into_registry());
     assert!(
         matches!(&refused, Err(Error::Io(m)) if m.contains("does not open")),
         "{:?}",

@@ -186,6 +186,11 @@ impl Keyring {
         Ok(())
     }
 
+    /// Whether registrations take leaves from ranges of their own (a split or a delegation).
+    pub(crate) const fn splits_leaves(&self) -> bool {
+        !matches!(self, Self::Authority { split: None, .. })
+    }
+
     /// The leaves `server`'s registrations take, when they come from a range of their own.
     pub(crate) fn leaves_of(&self, server: ServerId) -> Result<Option<Range<u64>>, Error> {
         match self {
