@@ -17,10 +17,10 @@ pub use treecast_distributor::{
 };
 pub use treecast_protocol::{
     CertificateId, ClientCertificate, ClientId, Clock, ContentId, CopyCertificate,
-    CopyCertificateIn, Error, KeyFingerprint, License, LicenseId, LicenseIn, LicenseRequest,
+    CopyCertificateIn, Error, KeyFingerprint, KeyId, License, LicenseId, LicenseIn, LicenseRequest,
     ManualClock, MoveRequest, Offer, Registration, ReleaseKey, RenewFrom, ReturnReceipt, Rights,
-    ServerId, ServerKeys, Signed, SigningKey, SystemClock, Terms, UnixTime, Unverified, UserId,
-    VerifyingKey,
+    ServerId, ServerKeyList, ServerKeyListIn, ServerKeys, Signed, SigningKey, SystemClock, Terms,
+    UnixTime, Unverified, UserId, VerifyingKey,
 };
 pub use treecast_registry::{
     ChargeKind, LedgerEntry, MemoryRegistry, Registry, RegistryId, StoreBinding,

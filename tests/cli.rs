@@ -734,7 +734,7 @@ fn version_names_the_commit_and_the_schema_versions() {
         )),
         "{text}"
     );
-    assert_eq!((SQLITE_SCHEMA_VERSION, POSTGRES_SCHEMA_VERSION), (8, 7));
+    assert_eq!((SQLITE_SCHEMA_VERSION, POSTGRES_SCHEMA_VERSION), (9, 8));
     let short = stdout(&treecast(&["-V"]));
     assert_eq!(
         short.trim(),

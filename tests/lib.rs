@@ -21,6 +21,7 @@ mod pg;
 mod postgres_registry;
 mod saved_state;
 mod sealed_registration;
+mod server_key_rotation;
 mod service;
 mod simulator;
 mod sqlite_registry;

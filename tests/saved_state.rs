@@ -56,7 +56,7 @@ fn with_a_moved_in_license() -> (World, Client, Keys, ContentId, ContentId) {
 fn a_saved_state_with_a_moved_in_license_loads_back_and_plays() {
     let (w, b, keys, moved, bought) = with_a_moved_in_license();
     let saved = b.save();
-    assert_eq!(&saved[..5], b"TCCS\x03", "version 3, sealed");
+    assert_eq!(&saved[..5], b"TCCS\x04", "version 4, sealed");
     let loaded = keys.load(&saved).unwrap();
     w.play(&loaded, moved).unwrap();
     w.play(&loaded, bought).unwrap();

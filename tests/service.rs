@@ -18,6 +18,7 @@ mod load;
 mod open_internet;
 mod operations;
 mod rotation;
+mod server_keys;
 mod split;
 
 /// A running `treecast serve`, stopped with SIGTERM (and waited for) when dropped.

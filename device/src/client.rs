@@ -103,7 +103,7 @@ impl Client {
             || c.user_id != registration.user_id
             || c.server_id != registration.server_id
             || c.leaf != registration.device_keys.leaf().get()
-            || registration.servers.get(c.server_id).is_none()
+            || !registration.servers.has_server(c.server_id)
         {
             return Err(Error::NotForThisClient);
         }

@@ -52,10 +52,10 @@
 //! ```
 
 use treecast_protocol::Error;
-use treecast_protocol::ids::ContentId;
+use treecast_protocol::ids::{ContentId, ServerId};
 pub use treecast_protocol::transport::Transport;
 
-use crate::client::Client;
+use crate::client::{Client, Device};
 
 #[cfg(feature = "http")]
 mod http;
@@ -74,6 +74,58 @@ pub trait TransportExt: Transport {
             client.store_ekb(&self.ekb(epoch)?)?;
         }
         Ok(())
+    }
+
+    /// Fetches the authority's newest list of `server`'s keys and takes it when it is newer
+    /// than the device's (issue 29): a device that does this before it stores what a server
+    /// sends learns of a retired key without waiting to meet a new one. Returns whether the
+    /// device's keys changed; no list yet is no change.
+    ///
+    /// # Errors
+    /// The transport's failure; [`Error::BadSignature`] or [`Error::Decode`] for a list that
+    /// does not verify under the device's authority key.
+    fn refresh_server_keys<D>(&self, device: &mut D, server: ServerId) -> Result<bool, Error>
+    where
+        D: core::ops::DerefMut<Target = Device>,
+    {
+        let Some(list) = self.server_keys(server)? else {
+            return Ok(false);
+        };
+        match device.update_server_keys(&list) {
+            Ok(()) => Ok(true),
+            Err(Error::StaleServerKeys { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `f` (storing a license, moving out or in) and, when it fails on a server key the
+    /// device does not hold ([`Error::UnknownServerKey`]: the server's key rotated, issue 29),
+    /// fetches the authority's list of that server's keys, takes it and runs `f` once more.
+    /// A list that does not verify, or does not help, leaves the first error.
+    ///
+    /// # Errors
+    /// `f`'s.
+    fn with_server_keys<D, T>(
+        &self,
+        device: &mut D,
+        mut f: impl FnMut(&mut D) -> Result<T, Error>,
+    ) -> Result<T, Error>
+    where
+        D: core::ops::DerefMut<Target = Device>,
+    {
+        match f(device) {
+            Err(Error::UnknownServerKey(server, key)) => {
+                let taken = self.server_keys(server).and_then(|list| {
+                    list.ok_or(Error::UnknownServerKey(server, key))
+                        .and_then(|list| device.update_server_keys(&list))
+                });
+                match taken {
+                    Ok(()) => f(device),
+                    Err(_) => Err(Error::UnknownServerKey(server, key)),
+                }
+            }
+            other => other,
+        }
     }
 }
 

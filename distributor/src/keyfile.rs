@@ -8,7 +8,7 @@
 //! master <64 hex digits>
 //! derivation seed-tree
 //! split <depth>
-//! server <id> <64 hex digits>
+//! server <id> <64 hex digits> [key <key id>]
 //! ...
 //! ```
 //!
@@ -16,7 +16,9 @@
 //! ([`Derivation`]); a file without the line is of the first derivation (`flat`), as every
 //! file written before issue 29. `split` is the depth at which the leaves are split between the
 //! license servers, one subtree each (server `n` the `n`-th); it goes with `seed-tree`, whose
-//! subtrees `treecast keys export` hands to the license servers.
+//! subtrees `treecast keys export` hands to the license servers. A server's `key` is the ID of
+//! its key after a rotation (`treecast authority rotate-server-key`, issue 29); a line without
+//! one is key 0.
 //!
 //! ```
 //! use treecast_distributor::keyfile::DistributorKeys;
@@ -39,7 +41,7 @@ use ed25519_dalek::SigningKey;
 use rand_core::CryptoRng;
 use treecast_keytree::{Authority, Derivation, MasterSecret, TreeConfig};
 use treecast_protocol::Error;
-use treecast_protocol::ids::ServerId;
+use treecast_protocol::ids::{KeyId, ServerId};
 use zeroize::Zeroizing;
 
 use crate::hsm::{Pkcs11Uri, Token, TokenKey, Tokens};
@@ -208,6 +210,88 @@ impl DistributorKeys {
         write_private(path, &text)
     }
 
+    /// Replaces the file at `path` with these keys, atomically: written to a new file beside
+    /// it (mode 0600), synced, then renamed over it, so that a crash leaves the old file or the
+    /// new one, never a part (`treecast authority rotate-server-key`, issue 29).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be written.
+    pub fn replace(&self, path: &Path) -> Result<(), Error> {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".new");
+        let new = path.with_file_name(name);
+        // A file left by a crash of an earlier replacement is not ours to keep.
+        let _ = fs::remove_file(&new);
+        self.write_new(&new)?;
+        fs::rename(&new, path)?;
+        if let Some(dir) = path.parent()
+            && let Ok(dir) = fs::File::open(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            })
+        {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
+    /// A new key for server `id`, as its key `key_id` (a rotation, issue 29): in memory for a
+    /// key held in the file, generated in the same token for a key in a token (label
+    /// `<the old key's label without its "-key-N">-key-<key_id>`). The file is not changed:
+    /// [`DistributorKeys::set_server`] takes it in.
+    ///
+    /// # Errors
+    /// [`Error::UnknownServer`] for a server the file does not hold; [`Error::Io`] from the
+    /// token, or for a label it holds already.
+    pub fn new_server_key(
+        &self,
+        id: ServerId,
+        key_id: KeyId,
+        rng: &mut impl CryptoRng,
+    ) -> Result<LicenseServer, Error> {
+        let old = self
+            .servers
+            .iter()
+            .find(|s| s.id() == id)
+            .ok_or(Error::UnknownServer(id))?;
+        let server = match old.token_key() {
+            None => LicenseServer::generate(id, rng),
+            Some(key) => {
+                let uri = key.uri();
+                let token = Token::open(&uri)?;
+                let label = uri.object().unwrap_or("treecast-server");
+                let base = label
+                    .rsplit_once("-key-")
+                    .filter(|(_, n)| n.parse::<u32>().is_ok())
+                    .map_or(label, |(base, _)| base);
+                let label = format!("{base}-key-{}", key_id.0);
+                if token.has(&label)? {
+                    return Err(Error::Io(format!(
+                        "PKCS#11: token `{}` holds `{label}` already",
+                        uri.token()
+                    )));
+                }
+                LicenseServer::from_token(id, token.generate_ed25519(&label)?)
+            }
+        };
+        Ok(server.with_key_id(key_id))
+    }
+
+    /// Replaces server `server.id()`'s key with `server` (a rotation's new key).
+    ///
+    /// # Errors
+    /// [`Error::UnknownServer`] for a server the file does not hold.
+    pub fn set_server(&mut self, server: LicenseServer) -> Result<(), Error> {
+        let slot = self
+            .servers
+            .iter_mut()
+            .find(|s| s.id() == server.id())
+            .ok_or(Error::UnknownServer(server.id()))?;
+        *slot = server;
+        Ok(())
+    }
+
     /// Reads a key file. On Unix, a file that its group or others can read is refused.
     ///
     /// # Errors
@@ -280,30 +364,38 @@ impl DistributorKeys {
                             })?,
                     );
                 }
-                ["server", id, k] => {
+                ["server", id, k] | ["server", id, k, "key", _] => {
                     let id: u32 = id
                         .parse()
                         .map_err(|_| bad(&format!("line {}: bad server id", n + 2)))?;
+                    let key_id = match fields.as_slice() {
+                        [.., "key", kid] => KeyId(
+                            kid.parse()
+                                .map_err(|_| bad(&format!("line {}: bad key id", n + 2)))?,
+                        ),
+                        _ => KeyId(0),
+                    };
                     if servers
                         .iter()
                         .any(|s: &LicenseServer| s.id() == ServerId(id))
                     {
                         return Err(bad(&format!("line {}: server {id} twice", n + 2)));
                     }
-                    servers.push(if k.starts_with("pkcs11:") {
+                    let server = if k.starts_with("pkcs11:") {
                         server_in_token(&mut tokens, ServerId(id), k)?
                     } else {
                         LicenseServer::from_signing_key(
                             ServerId(id),
                             SigningKey::from_bytes(&*key(k)?),
                         )
-                    });
+                    };
+                    servers.push(server.with_key_id(key_id));
                 }
                 _ => {
                     return Err(bad(&format!(
                         "line {}: expected `master <hex>` or `master-sealed <uri> <hex>`, \
                          `ekb-signing <uri>`, `derivation <name>`, `split <depth>` or `server \
-                         <id> <hex or uri>`, each once but servers",
+                         <id> <hex or uri> [key <id>]`, each once but servers",
                         n + 2
                     )));
                 }
@@ -364,6 +456,9 @@ pub(crate) fn push_server_key(text: &mut Zeroizing<String>, server: &LicenseServ
         (Some(key), _) => push_hex(text, key.as_bytes()),
         (None, Some(key)) => text.push_str(&key.uri().to_string()),
         (None, None) => {}
+    }
+    if server.key_id().0 != 0 {
+        text.push_str(&format!(" key {}", server.key_id().0));
     }
 }
 

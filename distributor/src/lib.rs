@@ -18,7 +18,7 @@ use treecast_keytree::{Authority, Derivation, PayloadKey, TreeConfig};
 use treecast_protocol::Error;
 use treecast_protocol::content::{self, ContentKey};
 use treecast_protocol::credential::UserCredential;
-use treecast_protocol::ids::{ClientId, ContentId, ServerId, UserId};
+use treecast_protocol::ids::{ClientId, ContentId, KeyId, ServerId, UserId};
 use treecast_protocol::server::ServerKeys;
 use treecast_protocol::time::{Clock, UnixTime};
 use treecast_registry::{ClientRecord, ContentRecord, Registry, RequestTag};
@@ -36,6 +36,7 @@ mod local;
 mod register;
 mod rekey;
 mod renew;
+mod rotation;
 pub mod server;
 pub mod serverkeys;
 mod status;
@@ -316,8 +317,10 @@ impl<R: Registry> Distributor<R> {
         let registry_id = registry.bind(&fingerprint)?.check(&fingerprint)?;
         let servers: BTreeMap<ServerId, LicenseServer> =
             servers.into_iter().map(|s| (s.id(), s)).collect();
-        let server_keys = Arc::new(ServerKeys::new(
-            servers.values().map(|s| (s.id(), s.verifying_key())),
+        let server_keys = Arc::new(ServerKeys::with_key_ids(
+            servers
+                .values()
+                .map(|s| (s.id(), s.key_id(), s.verifying_key())),
         ));
         Ok(Self {
             vault: Vault::new(
@@ -361,14 +364,17 @@ impl<R: Registry> Distributor<R> {
     #[must_use]
     pub fn with_peer_servers(
         mut self,
-        peers: impl IntoIterator<Item = (ServerId, VerifyingKey)>,
+        peers: impl IntoIterator<Item = (ServerId, KeyId, VerifyingKey)>,
     ) -> Self {
-        let own = self.servers.values().map(|s| (s.id(), s.verifying_key()));
+        let own = self
+            .servers
+            .values()
+            .map(|s| (s.id(), s.key_id(), s.verifying_key()));
         let peers: Vec<_> = peers
             .into_iter()
-            .filter(|(id, _)| !self.servers.contains_key(id))
+            .filter(|(id, _, _)| !self.servers.contains_key(id))
             .collect();
-        self.server_keys = Arc::new(ServerKeys::new(peers.into_iter().chain(own)));
+        self.server_keys = Arc::new(ServerKeys::with_key_ids(peers.into_iter().chain(own)));
         self
     }
 
@@ -418,7 +424,9 @@ impl<R: Registry> Distributor<R> {
         self.keys.epoch_key(epoch, || self.ekb(epoch))
     }
 
-    /// The public keys of every license server, as registration hands them to clients.
+    /// The public keys of every license server in the key files, with their key IDs;
+    /// registration hands them to clients with the authority's lists from the registry
+    /// ([`Distributor::current_server_keys`]).
     pub fn server_keys(&self) -> Arc<ServerKeys> {
         Arc::clone(&self.server_keys)
     }

@@ -59,6 +59,10 @@ impl<R: Registry> Transport for LocalTransport<R> {
         Ok(self.distributor.ekb(epoch)?.as_bytes().to_vec())
     }
 
+    fn server_keys(&self, server: ServerId) -> Result<Option<Vec<u8>>, Error> {
+        self.distributor.server_key_list(server)
+    }
+
     /// Seals the registration as a service would (with the system's randomness) and opens it
     /// as the device does, so that the same bytes cross a local transport as a network one.
     fn register(

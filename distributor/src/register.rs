@@ -2,6 +2,8 @@
 //! own range where the leaves are split, issue 29), a certificate signed by the client's
 //! server, the device key set.
 
+use std::sync::Arc;
+
 use ed25519_dalek::VerifyingKey;
 use rand_core::CryptoRng;
 use treecast_keytree::LeafIndex;
@@ -9,6 +11,7 @@ use treecast_protocol::Error;
 use treecast_protocol::certificate::{ClientCertificate, ClientCertificateTbs};
 use treecast_protocol::ids::{ClientId, ServerId, UserId};
 use treecast_protocol::registration::{Registration, RegistrationRequest};
+use treecast_protocol::server::ServerKeys;
 use treecast_protocol::time::UnixTime;
 use treecast_registry::{ClientRecord, Registry};
 
@@ -68,7 +71,7 @@ impl<R: Registry> Distributor<R> {
                 .registry
                 .add_client_in(user, limit, leaves, &mut build)?,
         };
-        self.registration(&record, certificate)
+        self.registration(&record, certificate, self.current_server_keys()?)
     }
 
     /// A new client's row, tagged, and its certificate, signed by its server.
@@ -105,6 +108,7 @@ impl<R: Registry> Distributor<R> {
         &self,
         record: &ClientRecord,
         certificate: Option<ClientCertificate>,
+        servers: Arc<ServerKeys>,
     ) -> Result<Registration, Error> {
         Ok(Registration {
             client_id: record.id,
@@ -112,7 +116,7 @@ impl<R: Registry> Distributor<R> {
             server_id: record.server,
             device_keys: self.keys.device_keys(record.leaf)?,
             certificate: certificate.ok_or(Error::Internal("certificate not built"))?,
-            servers: self.server_keys(),
+            servers,
             authority_key: self.keys.verifying_key(),
         })
     }
@@ -199,6 +203,8 @@ impl<R: Registry> Distributor<R> {
         let added = self
             .registry
             .add_clients(&users, self.config.max_clients_per_user, &build);
+        // Read once for the batch.
+        let servers = self.current_server_keys();
         let registered: Vec<(usize, Result<Registration, Error>)> = known
             .par_iter()
             .zip(added)
@@ -207,7 +213,8 @@ impl<R: Registry> Distributor<R> {
                     let certificate = certificates
                         .get(i)
                         .and_then(|slot| slot.lock().ok()?.take());
-                    self.registration(&record, certificate)
+                    let servers = servers.as_ref().map_err(Clone::clone)?;
+                    self.registration(&record, certificate, Arc::clone(servers))
                 });
                 (i, registration)
             })

@@ -5,7 +5,7 @@ use core::fmt;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use rand_core::CryptoRng;
 use treecast_protocol::Error;
-use treecast_protocol::ids::ServerId;
+use treecast_protocol::ids::{KeyId, ServerId};
 use treecast_protocol::sign::{Signable, Signed};
 
 use crate::hsm::TokenKey;
@@ -15,6 +15,8 @@ use crate::hsm::TokenKey;
 #[derive(Clone)]
 pub struct LicenseServer {
     id: ServerId,
+    /// Which of the server's keys over time this is (issue 29): 0 for the first.
+    key_id: KeyId,
     key: ServerKey,
 }
 
@@ -33,6 +35,7 @@ impl LicenseServer {
     pub fn generate(id: ServerId, rng: &mut impl CryptoRng) -> Self {
         Self {
             id,
+            key_id: KeyId(0),
             key: ServerKey::Memory(SigningKey::generate(rng)),
         }
     }
@@ -41,6 +44,7 @@ impl LicenseServer {
     pub const fn from_signing_key(id: ServerId, key: SigningKey) -> Self {
         Self {
             id,
+            key_id: KeyId(0),
             key: ServerKey::Memory(key),
         }
     }
@@ -49,8 +53,22 @@ impl LicenseServer {
     pub const fn from_token(id: ServerId, key: TokenKey) -> Self {
         Self {
             id,
+            key_id: KeyId(0),
             key: ServerKey::Token(key),
         }
+    }
+
+    /// This server as its key `key_id` (issue 29: the key of a rotation, which it names in
+    /// everything it signs).
+    #[must_use]
+    pub const fn with_key_id(mut self, key_id: KeyId) -> Self {
+        self.key_id = key_id;
+        self
+    }
+
+    /// Which of the server's keys this is.
+    pub const fn key_id(&self) -> KeyId {
+        self.key_id
     }
 
     /// The server's ID.
@@ -88,8 +106,8 @@ impl LicenseServer {
     /// The token's error ([`Error::Io`]).
     pub fn sign<T: Signable>(&self, tbs: T) -> Result<Signed<T>, Error> {
         match &self.key {
-            ServerKey::Memory(key) => Ok(tbs.sign(key)),
-            ServerKey::Token(key) => tbs.sign_with(|message| key.sign(message)),
+            ServerKey::Memory(key) => Ok(tbs.sign_as(self.key_id, key)),
+            ServerKey::Token(key) => tbs.sign_with(self.key_id, |message| key.sign(message)),
         }
     }
 
@@ -109,6 +127,7 @@ impl fmt::Debug for LicenseServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LicenseServer")
             .field("id", &self.id)
+            .field("key_id", &self.key_id)
             .field("verifying_key", &self.verifying_key())
             .finish_non_exhaustive()
     }

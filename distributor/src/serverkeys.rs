@@ -10,8 +10,8 @@
 //! treecast-server-keys-v1
 //! tree <scheme> <height> <tree id>
 //! subtree <node>
-//! server <id> <64 hex digits: signing key>
-//! peer <id> <64 hex digits: verifying key>
+//! server <id> <64 hex digits: signing key> [key <key id>]
+//! peer <id> <64 hex digits: verifying key> [key <key id>]
 //! authority <64 hex digits: the EKB verifying key>
 //! distributor <64 hex digits>
 //! seed <32 hex digits>
@@ -48,7 +48,7 @@ use treecast_keytree::{
     Delegation, DistributorSecret, NodeIndex, NodeKey, Scheme, TreeConfig, TreeHeight, TreeId,
 };
 use treecast_protocol::Error;
-use treecast_protocol::ids::ServerId;
+use treecast_protocol::ids::{KeyId, ServerId};
 use zeroize::Zeroizing;
 
 use crate::keyfile::{
@@ -61,7 +61,7 @@ use crate::server::LicenseServer;
 pub struct ServerKeyFile {
     keys: DelegatedKeys,
     server: LicenseServer,
-    peers: Vec<(ServerId, VerifyingKey)>,
+    peers: Vec<(ServerId, KeyId, VerifyingKey)>,
 }
 
 impl ServerKeyFile {
@@ -97,7 +97,7 @@ impl ServerKeyFile {
                 .servers()
                 .iter()
                 .filter(|s| s.id() != server)
-                .map(|s| (s.id(), s.verifying_key()))
+                .map(|s| (s.id(), s.key_id(), s.verifying_key()))
                 .collect(),
         })
     }
@@ -113,12 +113,18 @@ impl ServerKeyFile {
     }
 
     /// The other license servers' public keys.
-    pub fn peers(&self) -> &[(ServerId, VerifyingKey)] {
+    pub fn peers(&self) -> &[(ServerId, KeyId, VerifyingKey)] {
         &self.peers
     }
 
     /// Its parts: the tree keys, the server, the peers.
-    pub fn into_parts(self) -> (DelegatedKeys, LicenseServer, Vec<(ServerId, VerifyingKey)>) {
+    pub fn into_parts(
+        self,
+    ) -> (
+        DelegatedKeys,
+        LicenseServer,
+        Vec<(ServerId, KeyId, VerifyingKey)>,
+    ) {
         (self.keys, self.server, self.peers)
     }
 
@@ -143,8 +149,11 @@ impl ServerKeyFile {
             self.server.id().0
         ));
         push_server_key(&mut text, &self.server);
-        for (id, key) in &self.peers {
+        for (id, key_id, key) in &self.peers {
             text.push_str(&format!("\npeer {} {}", id.0, hex::encode(key.as_bytes())));
+            if key_id.0 != 0 {
+                text.push_str(&format!(" key {}", key_id.0));
+            }
         }
         text.push_str(&format!(
             "\nauthority {}\ndistributor ",
@@ -194,30 +203,27 @@ impl ServerKeyFile {
                 ["subtree", node] if fields.subtree.is_none() => {
                     fields.subtree = Some(node.parse::<u64>().map_err(|_| at("bad node"))?);
                 }
-                ["server", id, key] if fields.server.is_none() && key.starts_with("pkcs11:") => {
+                ["server", id, key, rest @ ..] if fields.server.is_none() => {
                     let id = ServerId(id.parse().map_err(|_| at("bad server id"))?);
                     if id.0 == 0 {
                         return Err(at("server 0 is not a license server"));
                     }
-                    fields.server = Some(server_in_token(&mut Default::default(), id, key)?);
+                    let key_id = key_id(rest).ok_or_else(|| at("expected `key <key id>`"))?;
+                    let server = if key.starts_with("pkcs11:") {
+                        server_in_token(&mut Default::default(), id, key)?
+                    } else {
+                        let key = secret::<32>(key).ok_or_else(|| at("a key is 64 hex digits"))?;
+                        LicenseServer::from_signing_key(id, SigningKey::from_bytes(&key))
+                    };
+                    fields.server = Some(server.with_key_id(key_id));
                 }
-                ["server", id, key] if fields.server.is_none() => {
+                ["peer", id, key, rest @ ..] => {
                     let id = ServerId(id.parse().map_err(|_| at("bad server id"))?);
-                    if id.0 == 0 {
-                        return Err(at("server 0 is not a license server"));
-                    }
-                    let key = secret::<32>(key).ok_or_else(|| at("a key is 64 hex digits"))?;
-                    fields.server = Some(LicenseServer::from_signing_key(
-                        id,
-                        SigningKey::from_bytes(&key),
-                    ));
-                }
-                ["peer", id, key] => {
-                    let id = ServerId(id.parse().map_err(|_| at("bad server id"))?);
-                    if id.0 == 0 || peers.iter().any(|(p, _)| *p == id) {
+                    if id.0 == 0 || peers.iter().any(|(p, _, _)| *p == id) {
                         return Err(at("a peer's ID is repeated or 0"));
                     }
-                    peers.push((id, public(key).ok_or_else(|| at("bad public key"))?));
+                    let key_id = key_id(rest).ok_or_else(|| at("expected `key <key id>`"))?;
+                    peers.push((id, key_id, public(key).ok_or_else(|| at("bad public key"))?));
                 }
                 ["authority", key] if fields.authority.is_none() => {
                     fields.authority = Some(public(key).ok_or_else(|| at("bad public key"))?);
@@ -259,7 +265,7 @@ impl ServerKeyFile {
             config.height,
         )?;
         let server = fields.server.ok_or_else(|| missing("server"))?;
-        if peers.iter().any(|(id, _)| *id == server.id()) {
+        if peers.iter().any(|(id, _, _)| *id == server.id()) {
             return Err(bad(format!("server {} is also a peer", server.id().0)));
         }
         let delegation = Delegation::from_parts(
@@ -310,6 +316,15 @@ fn secret<const N: usize>(text: &str) -> Option<Zeroizing<[u8; N]>> {
     let mut out = Zeroizing::new([0u8; N]);
     hex::decode_to_slice(text, out.as_mut_slice()).ok()?;
     Some(out)
+}
+
+/// The key ID a `server` or `peer` line ends with (`key <id>`), 0 without one.
+fn key_id(rest: &[&str]) -> Option<KeyId> {
+    match rest {
+        [] => Some(KeyId(0)),
+        ["key", id] => id.parse().ok().map(KeyId),
+        _ => None,
+    }
 }
 
 fn public(text: &str) -> Option<VerifyingKey> {

@@ -403,6 +403,22 @@ impl Authority {
         &self.signer
     }
 
+    /// Signs a statement of the license servers' keys (issue 29): `message` must start with
+    /// [`SERVER_KEYS_LABEL`](crate::SERVER_KEYS_LABEL), the one domain besides EKBs, MKBs
+    /// and tracing evidence that the authority's key signs, so that no other message can be
+    /// signed through it.
+    ///
+    /// # Errors
+    /// [`Error::Signer`] for a message of another domain, or from a key in a token.
+    pub fn sign_server_keys(&self, message: &[u8]) -> Result<[u8; 64], Error> {
+        if !message.starts_with(crate::SERVER_KEYS_LABEL) {
+            return Err(Error::Signer(
+                "the authority signs server key lists only under their label".into(),
+            ));
+        }
+        Ok(self.signer.sign(message)?.to_bytes())
+    }
+
     /// This authority, signing with `signer` (a key in a token, issue 29) rather than the key
     /// derived from the master secret. Its verifying key, and so the key fingerprint a registry
     /// is bound to, is then `signer`'s.

@@ -49,6 +49,11 @@ pub use revocation::RevocationSet;
 pub use secret::{DeviceKey, DistributorSecret, MasterSecret, NodeKey, PayloadKey};
 #[cfg(feature = "authority")]
 pub use signer::ExternalSigner;
+
+/// The domain label of a list of a license server's keys signed by the authority
+/// (`treecast-protocol`'s `ServerKeyList`, issue 29): [`Authority::sign_server_keys`] signs only
+/// messages that start with it.
+pub const SERVER_KEYS_LABEL: &[u8] = b"treecast/v1/server-keys\0";
 pub use treemath::{LeafIndex, NodeIndex, TreeHeight};
 
 pub use ed25519_dalek::VerifyingKey;

@@ -317,14 +317,21 @@ impl sign::sealed::Sealed for CopyCertificateTbs {}
 
 impl Signable for CopyCertificateTbs {
     const LABEL: &'static [u8] = b"treecast/v1/copy-certificate\0";
-    const MAX_LEN: usize =
-        5 + 8 * 8 + 4 + 32 + 2 + license::ENCODED_LEN_TIMED + sign::SIGNATURE_LEN;
+    const MAX_LEN: usize = 5
+        + 8 * 8
+        + 4
+        + 32
+        + 2
+        + license::ENCODED_LEN_TIMED
+        + sign::KEY_ID_LEN
+        + sign::SIGNATURE_LEN;
 
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"TCCC");
         // A certificate carrying a license with terms has the version after this one, so that
         // a device of before issue 27 refuses it instead of dropping the terms.
-        out.push(if self.license.len() == license::ENCODED_LEN {
+        let unkeyed = self.license.len() - sign::key_id_len(&self.license);
+        out.push(if unkeyed == license::ENCODED_LEN {
             COPY_CERTIFICATE_VERSION
         } else {
             COPY_CERTIFICATE_VERSION_TIMED
@@ -339,7 +346,7 @@ impl Signable for CopyCertificateTbs {
         out.extend_from_slice(&self.issued_at.0.to_be_bytes());
         out.extend_from_slice(&self.expires_at.0.to_be_bytes());
         out.extend_from_slice(&self.release_check);
-        // The embedded license has a fixed length, far below u16::MAX.
+        // The embedded license has a fixed length (and a key ID), far below u16::MAX.
         out.extend_from_slice(&(self.license.len() as u16).to_be_bytes());
         out.extend_from_slice(&self.license);
     }
@@ -366,7 +373,8 @@ impl Signable for CopyCertificateTbs {
             release_check: r.array("release check")?,
             license: {
                 let len = usize::from(r.u16("license length")?);
-                if len != license_len {
+                // With the license's key ID when its server's key rotated (issue 29).
+                if len != license_len && len != license_len + sign::KEY_ID_LEN {
                     return Err(DecodeError::InvalidValue("license length"));
                 }
                 r.take(len, "license")?.to_vec()

@@ -4,7 +4,7 @@ use core::fmt;
 
 use treecast_keytree::DecodeError;
 
-use crate::ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
+use crate::ids::{CertificateId, ClientId, ContentId, KeyId, LicenseId, ServerId, UserId};
 
 /// What went wrong. Cryptographic failures are deliberately opaque (`BadSignature`,
 /// `UnwrapFailed`, `ContentCorrupt`).
@@ -87,6 +87,19 @@ pub enum Error {
     SameClient,
     /// No such license server.
     UnknownServer(ServerId),
+    /// An object signed by a key of its server that the verifier does not hold (issue 29): a
+    /// key newer than the verifier's list of that server's keys (fetch the list and try
+    /// again), or one retired.
+    UnknownServerKey(ServerId, KeyId),
+    /// A list of a server's keys no newer than the one held (issue 29).
+    StaleServerKeys {
+        /// The server.
+        server: ServerId,
+        /// The list's sequence number.
+        got: u64,
+        /// The sequence number of the list held.
+        held: u64,
+    },
     /// No such user.
     UserNotFound(UserId),
     /// A wrapped key did not unwrap.
@@ -173,6 +186,15 @@ impl fmt::Display for Error {
             }
             Self::SameClient => f.write_str("source and destination are the same client"),
             Self::UnknownServer(id) => write!(f, "{id} is not a known license server"),
+            Self::UnknownServerKey(id, key) => write!(
+                f,
+                "signed by {key} of {id}, which this list of its keys does not hold (newer, or \
+                 retired)"
+            ),
+            Self::StaleServerKeys { server, got, held } => write!(
+                f,
+                "the list of {server}'s keys numbered {got} is not newer than the one held ({held})"
+            ),
             Self::UserNotFound(id) => write!(f, "{id} does not exist"),
             Self::UnwrapFailed => f.write_str("a key did not unwrap"),
             Self::InvalidTerms(what) => write!(f, "invalid license terms: {what}"),
@@ -239,6 +261,8 @@ impl Error {
             Self::StaleEpoch { .. } => "stale_epoch",
             Self::SameClient => "same_client",
             Self::UnknownServer(_) => "unknown_server",
+            Self::UnknownServerKey(..) => "unknown_server_key",
+            Self::StaleServerKeys { .. } => "stale_server_keys",
             Self::UserNotFound(_) => "user_not_found",
             Self::UnwrapFailed => "unwrap_failed",
             Self::InvalidTerms(_) => "invalid_terms",

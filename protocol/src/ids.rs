@@ -40,3 +40,7 @@ id_type!(
     /// A license server (each has its own key pair).
     ServerId(u32), "server-"
 );
+id_type!(
+    /// One of a signer's keys over time (a license server's, issue 29): 0 for the first.
+    KeyId(u32), "key-"
+);

@@ -41,11 +41,11 @@ pub use certificate::{
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::Error;
 pub use giveback::{ReturnReceipt, ReturnRequest, ReturnRequestIn};
-pub use ids::{CertificateId, ClientId, ContentId, LicenseId, ServerId, UserId};
+pub use ids::{CertificateId, ClientId, ContentId, KeyId, LicenseId, ServerId, UserId};
 pub use license::{License, LicenseIn, Rights};
 pub use registration::Registration;
 pub use renewal::{RenewFrom, RenewalRequest, RenewalRequestIn};
-pub use server::ServerKeys;
+pub use server::{ServerKeyList, ServerKeyListIn, ServerKeys};
 pub use sign::{Signed, Unverified};
 pub use terms::{Offer, Terms};
 pub use time::{Clock, ManualClock, SystemClock, UnixTime};

@@ -12,8 +12,8 @@ use zeroize::Zeroizing;
 
 use crate::Error;
 use crate::certificate::{ClientCertificate, ClientCertificateIn};
-use crate::ids::{ClientId, ServerId, UserId};
-use crate::server::ServerKeys;
+use crate::ids::{ClientId, KeyId, ServerId, UserId};
+use crate::server::{ServerKeyListIn, ServerKeys};
 
 mod sealed;
 
@@ -43,13 +43,16 @@ pub struct Registration {
 
 const MAGIC: [u8; 4] = *b"TCRS";
 const VERSION: u8 = 1;
+/// The version with key IDs and the authority's lists of the servers' keys (issue 29),
+/// written when a server has a key other than its first.
+const VERSION_KEY_IDS: u8 = 2;
 
 /// The most license servers a registration lists.
 pub const MAX_SERVERS: usize = 1024;
 
 /// The largest encoded registration read: a height-32 Subset Difference key set (529 keys),
-/// the most servers, and a client certificate.
-pub const MAX_LEN: usize = 64 * 1024;
+/// the most servers, each with a list of the most keys (issue 29), and a client certificate.
+pub const MAX_LEN: usize = 512 * 1024;
 
 impl Registration {
     /// The encoding a server sends the device: see `docs/formats.md`. Zeroized on drop (it
@@ -57,22 +60,48 @@ impl Registration {
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let keys = self.device_keys.to_bytes();
         let certificate = self.certificate.as_bytes();
-        let servers: Vec<_> = self.servers.iter().take(MAX_SERVERS).collect();
+        let lists: Vec<_> = self.servers.lists().take(MAX_SERVERS).collect();
+        // A server's keys that a list brings are not repeated.
+        let listed = |id: ServerId| lists.iter().any(|l| l.tbs().server_id == id);
+        let servers: Vec<_> = self
+            .servers
+            .iter()
+            .filter(|(id, _, _)| !listed(*id))
+            .take(MAX_SERVERS)
+            .collect();
+        // The first version when nothing needs the second: every key is its server's key 0.
+        let version = if lists.is_empty() && servers.iter().all(|(_, k, _)| k.0 == 0) {
+            VERSION
+        } else {
+            VERSION_KEY_IDS
+        };
+        let list_len: usize = lists.iter().map(|l| 2 + l.as_bytes().len()).sum();
         // Reserved up front: a buffer that grew would leave copies of the keys behind.
         let mut out = Zeroizing::new(Vec::with_capacity(
-            64 + keys.len() + certificate.len() + 36 * servers.len(),
+            64 + keys.len() + certificate.len() + 40 * servers.len() + list_len,
         ));
         out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
+        out.push(version);
         out.extend_from_slice(&self.client_id.0.to_be_bytes());
         out.extend_from_slice(&self.user_id.0.to_be_bytes());
         out.extend_from_slice(&self.server_id.0.to_be_bytes());
         out.extend_from_slice(self.authority_key.as_bytes());
         // At most MAX_SERVERS (1024) fits a u16.
         out.extend_from_slice(&(servers.len() as u16).to_be_bytes());
-        for (id, key) in servers {
+        for (id, key_id, key) in servers {
             out.extend_from_slice(&id.0.to_be_bytes());
+            if version == VERSION_KEY_IDS {
+                out.extend_from_slice(&key_id.0.to_be_bytes());
+            }
             out.extend_from_slice(key.as_bytes());
+        }
+        if version == VERSION_KEY_IDS {
+            out.extend_from_slice(&(lists.len() as u16).to_be_bytes());
+            for list in lists {
+                // A list is at most a few hundred bytes (ServerKeyListTbs::MAX_LEN).
+                out.extend_from_slice(&(list.as_bytes().len() as u16).to_be_bytes());
+                out.extend_from_slice(list.as_bytes());
+            }
         }
         // A client certificate is a few hundred bytes; a key set at most 8.5 KiB.
         out.extend_from_slice(&(certificate.len() as u16).to_be_bytes());
@@ -99,7 +128,7 @@ impl Registration {
             return Err(DecodeError::BadMagic.into());
         }
         let version = r.u8("version")?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_KEY_IDS {
             return Err(DecodeError::UnsupportedVersion(version).into());
         }
         let client_id = ClientId(r.u64("client id")?);
@@ -113,18 +142,33 @@ impl Registration {
         let mut servers = Vec::with_capacity(count);
         for _ in 0..count {
             let id = ServerId(r.u32("server id")?);
-            servers.push((id, verifying_key(r.array::<32>("server key")?)?));
+            let key_id = if version == VERSION_KEY_IDS {
+                KeyId(r.u32("key id")?)
+            } else {
+                KeyId(0)
+            };
+            servers.push((id, key_id, verifying_key(r.array::<32>("server key")?)?));
         }
-        let servers = ServerKeys::new(servers);
+        let mut servers = ServerKeys::with_key_ids(servers);
+        if version == VERSION_KEY_IDS {
+            let lists = usize::from(r.u16("list count")?);
+            if lists > MAX_SERVERS {
+                return Err(DecodeError::TooLarge("list count").into());
+            }
+            for _ in 0..lists {
+                let len = usize::from(r.u16("list length")?);
+                let list = ServerKeyListIn::from_bytes(r.take(len, "server key list")?)?
+                    .verify(&authority_key)?;
+                servers.apply(list)?;
+            }
+        }
         let len = usize::from(r.u16("certificate length")?);
         let certificate = ClientCertificateIn::from_bytes(r.take(len, "certificate")?)?;
         let len = usize::try_from(r.u32("key set length")?)
             .map_err(|_| DecodeError::TooLarge("key set"))?;
         let device_keys = treecast_keytree::DeviceKeys::from_bytes(r.take(len, "key set")?)?;
         r.finish()?;
-        let key = servers
-            .get(server_id)
-            .ok_or(Error::UnknownServer(server_id))?;
+        let key = servers.verifier(server_id, certificate.key_id())?;
         let certificate = certificate.verify(key)?;
         Ok(Self {
             client_id,

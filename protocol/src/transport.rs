@@ -30,6 +30,14 @@ pub trait Transport {
     /// [`Error::StaleEpoch`] (or the service's `not_found`) for an epoch without one.
     fn ekb(&self, epoch: u64) -> Result<Vec<u8>, Error>;
 
+    /// The authority's newest signed list of server `server`'s keys (issue 29), which the
+    /// device checks itself (`Device::update_server_keys`); `None` before any list of that
+    /// server's keys (the keys of the device's registration stand).
+    ///
+    /// # Errors
+    /// The transport's failure.
+    fn server_keys(&self, server: ServerId) -> Result<Option<Vec<u8>>, Error>;
+
     /// Registers the device holding `signing_key`, of `user` (who shows `credential`), with
     /// license server `server`. The device sends its public keys ([`RegistrationRequest`](crate::registration::RegistrationRequest)) and
     /// receives its registration sealed to it ([`Registration::seal`]), which it opens with the

@@ -2,6 +2,7 @@
 
 use treecast_keytree::LeafIndex;
 use treecast_protocol::Error;
+use treecast_protocol::ServerId;
 use treecast_protocol::binding::KeyFingerprint;
 use treecast_protocol::ids::{ClientId, ContentId, LicenseId, UserId};
 
@@ -95,6 +96,17 @@ impl<R: Registry + ?Sized> Registry for Box<R> {
     }
     fn keep_ekb(&self, epoch: u64, ekb: &[u8]) -> Result<Vec<u8>, Error> {
         (**self).keep_ekb(epoch, ekb)
+    }
+    fn server_key_lists(&self) -> Result<Vec<(ServerId, Vec<u8>)>, Error> {
+        (**self).server_key_lists()
+    }
+    fn keep_server_key_list(
+        &self,
+        server: ServerId,
+        sequence: u64,
+        list: &[u8],
+    ) -> Result<bool, Error> {
+        (**self).keep_server_key_list(server, sequence, list)
     }
     fn probe(&self, depth: crate::Probe) -> Result<(), Error> {
         (**self).probe(depth)

@@ -519,6 +519,26 @@ pub trait Registry: Send + Sync {
     /// [`Error::Storage`] when the store fails.
     fn keep_ekb(&self, epoch: u64, ekb: &[u8]) -> Result<Vec<u8>, Error>;
 
+    /// The authority's newest signed list of each license server's keys (issue 29), by server:
+    /// what registration hands devices and `GET /v1/servers/{id}/keys` serves.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn server_key_lists(&self) -> Result<Vec<(ServerId, Vec<u8>)>, Error>;
+
+    /// Stores `list`, numbered `sequence`, as server `server`'s newest list when its number is
+    /// above the stored one's, in one step (two authorities at once store one of their lists,
+    /// never an older over a newer). Returns whether it was stored.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails.
+    fn keep_server_key_list(
+        &self,
+        server: ServerId,
+        sequence: u64,
+        list: &[u8],
+    ) -> Result<bool, Error>;
+
     /// The current key epoch (1 before any revocation).
     ///
     /// # Errors

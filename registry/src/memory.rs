@@ -10,6 +10,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
+use treecast_protocol::ServerId;
 
 use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 
@@ -77,6 +78,8 @@ struct Tables {
     history: Vec<CertificateRecord>,
     ledger: Vec<LedgerEntry>,
     ekbs: std::collections::BTreeMap<u64, Vec<u8>>,
+    /// Each server's newest key list and its number (issue 29).
+    server_keys: std::collections::BTreeMap<ServerId, (u64, Vec<u8>)>,
     /// The credential epochs of the users whose credential was rotated (issue 29); beside the
     /// rows, so that the users who never rotate (nearly all) pay nothing for it.
     credential_epochs: std::collections::BTreeMap<UserId, u64>,
@@ -114,6 +117,7 @@ impl MemoryRegistry {
                 credential_epochs: std::collections::BTreeMap::new(),
                 ledger: Vec::new(),
                 ekbs: std::collections::BTreeMap::new(),
+                server_keys: std::collections::BTreeMap::new(),
                 faults: Faults::default(),
             }),
             next_license: AtomicU64::new(FIRST_ID),
@@ -485,6 +489,33 @@ impl Registry for MemoryRegistry {
             .entry(epoch)
             .or_insert_with(|| ekb.to_vec())
             .clone())
+    }
+
+    fn server_key_lists(&self) -> Result<Vec<(ServerId, Vec<u8>)>, Error> {
+        Ok(self
+            .lock()?
+            .server_keys
+            .iter()
+            .map(|(id, (_, list))| (*id, list.clone()))
+            .collect())
+    }
+
+    fn keep_server_key_list(
+        &self,
+        server: ServerId,
+        sequence: u64,
+        list: &[u8],
+    ) -> Result<bool, Error> {
+        let mut inner = self.lock()?;
+        if inner
+            .server_keys
+            .get(&server)
+            .is_some_and(|(held, _)| *held >= sequence)
+        {
+            return Ok(false);
+        }
+        inner.server_keys.insert(server, (sequence, list.to_vec()));
+        Ok(true)
     }
 
     fn epoch(&self) -> Result<u64, Error> {

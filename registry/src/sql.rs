@@ -80,6 +80,15 @@ pub(crate) fn used_request(digest: Vec<u8>, answer: i64) -> Result<super::UsedRe
 pub(crate) const KEEP_EKB: &str =
     "INSERT INTO ekbs (epoch, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 
+/// Stores a server's key list when its number is above the stored one's (`$1` server, `$2`
+/// number, `$3` bytes); one row a server.
+pub(crate) const KEEP_SERVER_KEYS: &str = "INSERT INTO server_keys (server, sequence, list) \
+     VALUES ($1, $2, $3) ON CONFLICT (server) DO UPDATE SET sequence = excluded.sequence, \
+     list = excluded.list WHERE server_keys.sequence < excluded.sequence";
+
+/// Every server's newest key list.
+pub(crate) const SERVER_KEY_LISTS: &str = "SELECT server, list FROM server_keys ORDER BY server";
+
 /// An epoch's stored EKB (`$1` epoch).
 pub(crate) const STORED_EKB: &str = "SELECT bytes FROM ekbs WHERE epoch = $1";
 

@@ -53,6 +53,7 @@ pub fn router_with_metrics(
     let small = Router::new()
         .route("/v1/ekb", get(device::current_ekb))
         .route("/v1/ekb/{epoch}", get(device::ekb))
+        .route("/v1/servers/{server}/keys", get(device::server_keys))
         .route("/v1/licenses", post(device::license))
         .route("/v1/certificates", post(device::certificate))
         .route("/v1/renewals", post(device::renewal))
@@ -164,7 +165,7 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 /// issue 29), in `server_url`.
 fn misdirected(service: &Service, e: Error) -> ApiError {
     if let Error::UnknownServer(id) = e
-        && service.distributor.server_keys().get(id).is_some()
+        && service.distributor.server_keys().has_server(id)
     {
         let answer = ApiError::new(
             StatusCode::MISDIRECTED_REQUEST,

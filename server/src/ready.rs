@@ -52,7 +52,7 @@ fn check(service: &Service) -> Result<(), Failed> {
     treecast_registry::Registry::probe(distributor.registry(), treecast_registry::Probe::Ready)
         .map_err(|e| ("the registry does not answer", e.to_string()))?;
     let keys = distributor.server_keys();
-    if !keys.iter().any(|(id, _)| distributor.holds_server(id)) {
+    if !keys.iter().any(|(id, _, _)| distributor.holds_server(id)) {
         let held = "no license server's signing key is loaded";
         return Err((held, held.into()));
     }

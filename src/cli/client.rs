@@ -405,7 +405,10 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     let _ = fs::remove_file(&pending);
                 }
             })?;
-            client.acquire_license(&license)?;
+            // The server's newest key list first: a retired key's license is refused.
+            let server = client.server();
+            t.refresh_server_keys(&mut client, server)?;
+            t.with_server_keys(&mut client, |c| c.acquire_license(&license))?;
             t.complete(&mut client, content)?;
             save(&device.device, &client)?;
             fs::remove_file(&pending)?;
@@ -491,7 +494,9 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 write_atomically(&from, &kept, &certificate)?;
                 certificate
             };
-            let package = source.move_out(&certificate)?;
+            // The certificate is the destination server's: its newest key list first.
+            t.refresh_server_keys(&mut source, destination.server())?;
+            let package = t.with_server_keys(&mut source, |c| c.move_out(&certificate))?;
             // The source's deletion is saved before the destination moves in.
             save(&from, &source)?;
             if package.content.is_none() && !destination.holds(content) {
@@ -499,7 +504,7 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 destination.store_content(container)?;
             }
             destination.store_ekb(&t.current_ekb()?.1)?;
-            match destination.move_in(&package, SystemClock.now()) {
+            match t.with_server_keys(&mut destination, |c| c.move_in(&package, SystemClock.now())) {
                 // Moved in by an earlier run that stopped before it forgot the request.
                 Ok(()) | Err(Error::CertificateReplayed(_)) => {}
                 Err(e) => return Err(e.into()),
@@ -530,7 +535,7 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             // The request's nonce is saved as used before the request is sent.
             save(&device.device, &client)?;
             let license = t.renew(request.as_bytes())?;
-            client.acquire_license(&license)?;
+            t.with_server_keys(&mut client, |c| c.acquire_license(&license))?;
             save(&device.device, &client)?;
             let end = client.license_terms(content).map(|(t, _)| t.not_after().0);
             println!(

@@ -13,6 +13,7 @@ use treecast::license::{ClientId, Distributor, DistributorConfig, ServerId, Syst
 use treecast_distributor::keyfile::{self, DistributorKeys};
 use treecast_distributor::serverkeys::{self, ServerKeyFile};
 use treecast_keytree::{TreeConfig, TreeHeight, TreeId};
+use treecast_protocol::KeyId;
 use treecast_protocol::time::Clock;
 
 use super::SchemeArg;
@@ -101,6 +102,26 @@ pub(crate) enum AuthorityCommand {
         #[arg(long)]
         client: u64,
     },
+    /// Give a license server a new signing key (issue 29): the authority signs a list of the
+    /// server's keys with the new one added into the registry, then the key file gets the new
+    /// key in place of the old. Restart (or export again and restart) the server's process; its
+    /// old key verifies until `retire-server-key` (`docs/service.md`, "Rotating a license
+    /// server's key").
+    RotateServerKey {
+        /// The license server.
+        #[arg(long)]
+        server: u32,
+    },
+    /// Retire a license server's key (issue 29): the authority signs a list of the server's
+    /// keys without it. Devices that take the list refuse what that key signed.
+    RetireServerKey {
+        /// The license server.
+        #[arg(long)]
+        server: u32,
+        /// The key ID to retire (not the one the key file signs with).
+        #[arg(long)]
+        key: u32,
+    },
 }
 
 pub(crate) fn run(cmd: &KeysCommand) -> anyhow::Result<()> {
@@ -144,9 +165,18 @@ pub(crate) fn run_authority(args: &AuthorityArgs) -> anyhow::Result<()> {
         .with_context(|| args.store.name())?;
     drop(password);
     let distributor = authority_distributor(&args.keys, config, registry)?;
-    if let AuthorityCommand::Revoke { client } = args.command {
-        let epoch = distributor.revoke_client(ClientId(client))?;
-        println!("revoked client {client}: epoch {epoch}");
+    match args.command {
+        AuthorityCommand::Revoke { client } => {
+            let epoch = distributor.revoke_client(ClientId(client))?;
+            println!("revoked client {client}: epoch {epoch}");
+        }
+        AuthorityCommand::RotateServerKey { server } => {
+            return rotate_server_key(&args.keys, &distributor, ServerId(server));
+        }
+        AuthorityCommand::RetireServerKey { server, key } => {
+            return retire_server_key(&args.keys, &distributor, ServerId(server), KeyId(key));
+        }
+        AuthorityCommand::PublishEkb => {}
     }
     let (epoch, ekb) = distributor.current_ekb()?;
     println!(
@@ -155,6 +185,100 @@ pub(crate) fn run_authority(args: &AuthorityArgs) -> anyhow::Result<()> {
         SystemClock.now().0
     );
     Ok(())
+}
+
+/// `authority rotate-server-key`: a new key for `server`, listed beside the keys that verify
+/// now, then written to the key file in place of the old.
+fn rotate_server_key<R: Registry>(
+    path: &Path,
+    distributor: &Distributor<R>,
+    server: ServerId,
+) -> anyhow::Result<()> {
+    let mut keys = DistributorKeys::load(path)?;
+    let signing = keys
+        .servers()
+        .iter()
+        .find(|s| s.id() == server)
+        .with_context(|| format!("{} holds no key of {server}", path.display()))?
+        .key_id();
+    let (_, mut listed) = distributor.server_keys_of(server)?;
+    let newest = listed.iter().map(|(k, _)| k.0).max().unwrap_or(0);
+    let key_id = KeyId(
+        newest
+            .max(signing.0)
+            .checked_add(1)
+            .context("no key ID is left")?,
+    );
+    if listed.len() >= treecast_protocol::server::MAX_SERVER_KEYS {
+        anyhow::bail!(
+            "{server} has {} keys that verify, the most a list holds: retire one first \
+             (`treecast authority retire-server-key`)",
+            listed.len()
+        );
+    }
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(seed.as_mut_slice())
+        .map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
+    let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(*seed);
+    let new = keys.new_server_key(server, key_id, &mut rng)?;
+    listed.push((key_id, new.verifying_key()));
+    // The registry first: a key file whose new key no list names would sign what no device
+    // verifies; a list that names a key the file lost is only retired later.
+    let list = distributor.publish_server_keys(server, listed)?;
+    keys.set_server(new)?;
+    keys.replace(path)
+        .with_context(|| format!("list {} is published but", list.tbs().sequence))?;
+    println!(
+        "{server}: new key {key_id} written to {}; list {} of its keys: {}. Restart its \
+         process with the new key file (export it again for a license server's own file), \
+         then retire {signing} once devices have the list",
+        path.display(),
+        list.tbs().sequence,
+        key_names(&list.tbs().keys),
+    );
+    Ok(())
+}
+
+/// `authority retire-server-key`: a list of `server`'s keys without `key`.
+fn retire_server_key<R: Registry>(
+    path: &Path,
+    distributor: &Distributor<R>,
+    server: ServerId,
+    key: KeyId,
+) -> anyhow::Result<()> {
+    let keys = DistributorKeys::load(path)?;
+    if keys
+        .servers()
+        .iter()
+        .any(|s| s.id() == server && s.key_id() == key)
+    {
+        anyhow::bail!(
+            "{} signs as {server}'s {key}: rotate first (`treecast authority rotate-server-key`)",
+            path.display()
+        );
+    }
+    let (_, listed) = distributor.server_keys_of(server)?;
+    if !listed.iter().any(|(k, _)| *k == key) {
+        anyhow::bail!(
+            "{key} is not among {server}'s keys that verify ({})",
+            key_names(&listed)
+        );
+    }
+    let kept: Vec<_> = listed.into_iter().filter(|(k, _)| *k != key).collect();
+    let list = distributor.publish_server_keys(server, kept)?;
+    println!(
+        "{server}: {key} retired; list {} of its keys: {}",
+        list.tbs().sequence,
+        key_names(&list.tbs().keys)
+    );
+    Ok(())
+}
+
+fn key_names(keys: &[(KeyId, treecast_protocol::VerifyingKey)]) -> String {
+    keys.iter()
+        .map(|(k, _)| k.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The authority's distributor from the full key file at `keys`, over `registry`: what
@@ -196,6 +320,11 @@ fn show(path: &Path) -> anyhow::Result<()> {
             }
         })
     };
+    // A key after a rotation is named by its ID.
+    let name = |server: &treecast::license::LicenseServer| match server.key_id() {
+        KeyId(0) => format!("server {}", server.id().0),
+        key => format!("server {} ({key})", server.id().0),
+    };
     if keyfile::label_of(path)? == serverkeys::LABEL {
         let file = ServerKeyFile::load(path)?;
         println!(
@@ -203,11 +332,7 @@ fn show(path: &Path) -> anyhow::Result<()> {
             file.server().id().0,
             file.keys().delegation.root()
         );
-        println!(
-            "server {}: {}",
-            file.server().id().0,
-            describe(file.server())?
-        );
+        println!("{}: {}", name(file.server()), describe(file.server())?);
     } else {
         let keys = DistributorKeys::load(path)?;
         println!(
@@ -239,7 +364,7 @@ fn show(path: &Path) -> anyhow::Result<()> {
             None => println!("EKB signing key: derived from the master secret, per tree"),
         }
         for server in keys.servers() {
-            println!("server {}: {}", server.id().0, describe(server)?);
+            println!("{}: {}", name(server), describe(server)?);
         }
     }
     Ok(())
@@ -327,7 +452,7 @@ impl Loaded {
                     .iter()
                     .filter(|s| self.server_ids.is_empty() || self.server_ids.contains(&s.id().0))
                     .cloned();
-                let peers = all.iter().map(|s| (s.id(), s.verifying_key()));
+                let peers = all.iter().map(|s| (s.id(), s.key_id(), s.verifying_key()));
                 let mut distributor = Distributor::new(
                     keys.authority(self.config)?,
                     held,

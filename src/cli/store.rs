@@ -262,8 +262,10 @@ fn workload<R: Registry>(args: &WorkloadArgs, registry: R) -> anyhow::Result<()>
         (args.scheme.into(), args.height),
         clock.clone(),
     )?;
-    let servers: Vec<treecast::license::ServerId> =
-        d.server_keys().iter().map(|(id, _)| id).collect();
+    let mut servers: Vec<treecast::license::ServerId> =
+        d.server_keys().iter().map(|(id, _, _)| id).collect();
+    // By server, one entry a key.
+    servers.dedup();
     let seed = match args.seed {
         Some(seed) => seed,
         None => {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use treecast::license::transport::{HttpTransport, Retries, Transport};
-use treecast::license::{Client, Clock, ServerId, SigningKey, SystemClock};
+use treecast::license::{Client, Clock, KeyId, ServerId, SigningKey, SystemClock};
 
 use super::{Served, rand_key};
 
@@ -191,7 +191,13 @@ fn signing_keys_in_a_token_sign_there_and_never_leave_it() {
         .unwrap()
         .to_owned();
     assert_eq!(
-        hex::encode(registration.servers.get(ServerId(2)).unwrap().as_bytes()),
+        hex::encode(
+            registration
+                .servers
+                .get(ServerId(2), KeyId(0))
+                .unwrap()
+                .as_bytes()
+        ),
         public
     );
     // The EKB is signed in the token too: it verifies under the token's EKB key.
@@ -250,6 +256,61 @@ fn signing_keys_in_a_token_sign_there_and_never_leave_it() {
             .contains("server 2: in token `treecast` (tc-server-2): sensitive, not extractable"),
         "{shown_text}"
     );
+    // A rotation makes the new key in the token too (issue 29): the file names it, the token
+    // keeps it sensitive, and a device registered after it verifies a license of the new key.
+    let rotated = hsm.treecast(
+        d,
+        &[
+            "authority",
+            "--keys",
+            "keys",
+            "--store",
+            &store,
+            "--height",
+            "16",
+            "rotate-server-key",
+            "--server",
+            "2",
+        ],
+    );
+    assert!(rotated.status.success(), "{rotated:?}");
+    let text = std::fs::read_to_string(d.join("keys")).unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("server 2 pkcs11:")
+            && l.contains("tc-server-2-key-1")
+            && l.ends_with(" key 1")),
+        "{text}"
+    );
+    let shown = hsm.treecast(d, &["keys", "show", "--keys", "keys"]);
+    let shown_text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown_text.contains(
+            "server 2 (key-1): in token `treecast` (tc-server-2-key-1): sensitive, not extractable"
+        ),
+        "{shown_text}"
+    );
+    let served = Served::start_with_env(
+        d,
+        &store,
+        &["--keys", d.join("keys").to_str().unwrap()],
+        &[("SOFTHSM2_CONF", &hsm.conf)],
+    );
+    let t = HttpTransport::new(&served.base).with_retries(Retries::NONE);
+    let key = SigningKey::from_bytes(&rand_key());
+    let registration = t.register(alice, &credential, ServerId(2), &key).unwrap();
+    assert!(registration.servers.get(ServerId(2), KeyId(1)).is_some());
+    let mut device = Client::new(key, registration).unwrap();
+    device.store_ekb(&t.current_ekb().unwrap().1).unwrap();
+    device
+        .store_content(t.download(alice, &credential, content).unwrap())
+        .unwrap();
+    let request = device.license_request(content, SystemClock.now());
+    let license =
+        treecast::license::LicenseIn::from_bytes(&t.license(request.as_bytes()).unwrap()).unwrap();
+    assert_eq!(license.key_id(), KeyId(1));
+    device.acquire_license(license.as_bytes()).unwrap();
+    assert!(served.stop().success());
+
     // The AACS profile would sign its MKBs outside the token: refused.
     std::fs::write(d.join("media.key"), "00112233445566778899aabbccddeeff\n").unwrap();
     let mkb = hsm.treecast(

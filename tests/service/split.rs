@@ -21,7 +21,7 @@ fn free_port() -> u16 {
 
 /// Two processes, server 1 and server 2, on `store`, each from its exported key file and
 /// naming both URLs; the authority publishes the first epoch's EKB before they start.
-fn split(dir: &std::path::Path, store: &str) -> (Served, Served) {
+pub(super) fn split(dir: &std::path::Path, store: &str) -> (Served, Served) {
     for n in ["1", "2"] {
         let out = format!("server{n}.keys");
         let said = treecast(
@@ -52,28 +52,41 @@ fn split(dir: &std::path::Path, store: &str) -> (Served, Served) {
     let urls: Vec<String> = (0..2)
         .map(|_| format!("http://127.0.0.1:{}", free_port()))
         .collect();
+    let urls = [urls[0].clone(), urls[1].clone()];
+    (
+        serve_split(dir, store, &urls, 1, "server1.keys"),
+        serve_split(dir, store, &urls, 2, "server2.keys"),
+    )
+}
+
+/// The process of license server `n` (1 or 2) of a split deployment at `urls`, from the key
+/// file `keys` in `dir`: started, or started again after a stop.
+pub(super) fn serve_split(
+    dir: &std::path::Path,
+    store: &str,
+    urls: &[String; 2],
+    n: usize,
+    keys: &str,
+) -> Served {
     let map = [format!("1={}", urls[0]), format!("2={}", urls[1])];
-    let start = |n: usize| {
-        let listen = urls[n].trim_start_matches("http://").to_owned();
-        let keys = dir.join(format!("server{}.keys", n + 1));
-        Served::start(
-            dir,
-            store,
-            &[
-                "--listen",
-                &listen,
-                "--keys",
-                keys.to_str().unwrap(),
-                "--server-url",
-                &map[0],
-                "--server-url",
-                &map[1],
-                "--auth-failures-per-address",
-                "0",
-            ],
-        )
-    };
-    (start(0), start(1))
+    let listen = urls[n - 1].trim_start_matches("http://").to_owned();
+    let keys = dir.join(keys);
+    Served::start(
+        dir,
+        store,
+        &[
+            "--listen",
+            &listen,
+            "--keys",
+            keys.to_str().unwrap(),
+            "--server-url",
+            &map[0],
+            "--server-url",
+            &map[1],
+            "--auth-failures-per-address",
+            "0",
+        ],
+    )
 }
 
 #[test]

@@ -10,9 +10,9 @@ use treecast_keytree::{DeviceKeys, VerifiedEkbBuf};
 use treecast_protocol::Error;
 use treecast_protocol::certificate::{CopyCertificateIn, ReleaseKey};
 use treecast_protocol::content::{self, ContentHeader};
-use treecast_protocol::ids::{ClientId, ContentId, LicenseId, ServerId, UserId};
+use treecast_protocol::ids::{ClientId, ContentId, KeyId, LicenseId, ServerId, UserId};
 use treecast_protocol::license::{LicenseIn, LicenseTbs, Rights};
-use treecast_protocol::server::ServerKeys;
+use treecast_protocol::server::{ServerKeyListIn, ServerKeys};
 use treecast_protocol::time::UnixTime;
 
 use super::MovePackage;
@@ -101,7 +101,7 @@ impl Device {
         authority_key: VerifyingKey,
         state: ClientState,
     ) -> Result<Self, Error> {
-        if device_keys.leaf().get() != state.leaf || servers.get(state.server).is_none() {
+        if device_keys.leaf().get() != state.leaf || !servers.has_server(state.server) {
             return Err(Error::NotForThisClient);
         }
         if let Some(ekb) = state.stores().ekbs.values().next()
@@ -123,11 +123,27 @@ impl Device {
         self.state
     }
 
-    /// The key of this client's own license server.
-    pub(super) fn server_key(&self) -> Result<&VerifyingKey, Error> {
-        self.servers
-            .get(self.state.server)
-            .ok_or(Error::UnknownServer(self.state.server))
+    /// The key `key_id` of this client's own license server.
+    pub(super) fn server_key(&self, key_id: KeyId) -> Result<&VerifyingKey, Error> {
+        self.servers.verifier(self.state.server, key_id)
+    }
+
+    /// The license servers' keys this device verifies with.
+    pub fn server_keys(&self) -> &ServerKeys {
+        &self.servers
+    }
+
+    /// Takes the authority's list of a license server's keys (issue 29; `GET
+    /// /v1/servers/{id}/keys`): once it verifies under the authority's key and is newer than
+    /// the list held, it replaces that server's keys. An object signed by a key it leaves out
+    /// no longer verifies here; licenses held stay (they were verified on arrival).
+    ///
+    /// # Errors
+    /// [`Error::Decode`]; [`Error::BadSignature`] for a list the authority did not sign;
+    /// [`Error::StaleServerKeys`] for one no newer than the one held (nothing changes).
+    pub fn update_server_keys(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let list = ServerKeyListIn::from_bytes(bytes)?.verify(&self.authority_key)?;
+        Arc::make_mut(&mut self.servers).apply(list)
     }
 
     /// The client's ID.
@@ -238,7 +254,9 @@ impl Device {
     /// [`Error::Decode`], [`Error::BadSignature`], [`Error::NotForThisClient`], or
     /// [`Error::LicenseMoved`] for a license this client moved away.
     pub fn acquire_license(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let license = LicenseIn::from_bytes(bytes)?.verify(self.server_key()?)?;
+        let license = LicenseIn::from_bytes(bytes)?;
+        let key = self.server_key(license.key_id())?;
+        let license = license.verify(key)?;
         self.accept_license(license.tbs(), None)
     }
 
@@ -325,10 +343,7 @@ impl Device {
     pub fn move_out(&mut self, certificate: &[u8]) -> Result<MovePackage, Error> {
         let cert = CopyCertificateIn::from_bytes(certificate)?;
         let server = cert.unverified().server_id;
-        let key = self
-            .servers
-            .get(server)
-            .ok_or(Error::UnknownServer(server))?;
+        let key = self.servers.verifier(server, cert.key_id())?;
         let cert = cert.verify(key)?;
         let t = cert.tbs();
         if t.source != self.state.id || t.user_id != self.state.user {
@@ -387,8 +402,9 @@ impl Device {
     /// wrong (the source has not moved out), [`Error::ContentCorrupt`] when the container is not
     /// the certified content.
     pub fn move_in(&mut self, package: &MovePackage, now: UnixTime) -> Result<(), Error> {
-        let cert =
-            CopyCertificateIn::from_bytes(&package.certificate)?.verify(self.server_key()?)?;
+        let cert = CopyCertificateIn::from_bytes(&package.certificate)?;
+        let key = self.server_key(cert.key_id())?;
+        let cert = cert.verify(key)?;
         let t = cert.tbs();
         if t.destination != self.state.id || t.user_id != self.state.user {
             return Err(Error::NotForThisClient);
@@ -414,7 +430,9 @@ impl Device {
         if !package.release.opens(t) {
             return Err(Error::NotReleased);
         }
-        let license = t.license()?.verify(self.server_key()?)?;
+        let license = t.license()?;
+        let key = self.server_key(license.key_id())?;
+        let license = license.verify(key)?;
         if license.tbs().content_id != t.content_id {
             return Err(Error::ContentCorrupt);
         }

@@ -24,12 +24,15 @@ use super::state::Window;
 
 const MAGIC: [u8; 4] = *b"TCCS";
 /// The version [`Client::save`] writes: licenses without their signatures (with their terms,
-/// and each one's first play), the trusted time, the whole state sealed under the device key
-/// (issue 27). [`Client::load`] reads it and the second version (no time: its licenses are
-/// perpetual). The first version (no seal) is refused: its lists of used certificates and
+/// and each one's first play), the trusted time (issue 27), the authority's lists of the
+/// servers' keys the device took (issue 29), the whole state sealed under the device key.
+/// [`Client::load`] reads it, the third version (no lists) and the second (no time: its
+/// licenses are perpetual). The first version (no seal) is refused: its lists of used certificates and
 /// moved-away licenses could be left out by hand, so a state built from a purchase answer and
 /// a move package would play a license twice (issue 24).
-const VERSION: u8 = 3;
+const VERSION: u8 = 4;
+/// The version before the servers' key lists (issue 29), still read.
+const VERSION_NO_LISTS: u8 = 3;
 /// The version before time (issue 27), still read.
 const VERSION_UNTIMED: u8 = 2;
 /// The length of the seal that ends a version 2 state.
@@ -101,6 +104,12 @@ impl Client {
             .sum::<usize>();
         len += 8 * (moves.used_certificates.len() + moves.moved_out.len()) + 8;
         len += 4 + 24 * moves.windows.len();
+        len += 4 + self
+            .device
+            .servers
+            .lists()
+            .map(|l| 4 + l.as_bytes().len())
+            .sum::<usize>();
         // Reserved up front: a buffer that grew would leave copies of the releases behind.
         let mut out = Zeroizing::new(Vec::with_capacity(len));
         out.extend_from_slice(&MAGIC);
@@ -146,6 +155,11 @@ impl Client {
             out.extend_from_slice(&w.until.0.to_be_bytes());
         }
         out.extend_from_slice(&moves.trusted.0.to_be_bytes());
+        let lists: Vec<_> = self.device.servers.lists().collect();
+        put_count(&mut out, lists.len());
+        for list in lists {
+            put_bytes(&mut out, list.as_bytes());
+        }
         // The key is derived from the device key and the client ID, and never fails to be.
         if let Ok(seal) = seal(self.device_keys().device_key(), state.id, &out) {
             out.extend_from_slice(&seal);
@@ -176,10 +190,10 @@ impl Client {
             return Err(DecodeError::BadMagic.into());
         }
         let version = r.u8("version")?;
-        if version != VERSION && version != VERSION_UNTIMED {
+        if ![VERSION, VERSION_NO_LISTS, VERSION_UNTIMED].contains(&version) {
             return Err(DecodeError::UnsupportedVersion(version).into());
         }
-        let timed = version == VERSION;
+        let timed = version != VERSION_UNTIMED;
         if ClientId(r.u64("client id")?) != client.device.state.id {
             return Err(Error::NotForThisClient);
         }
@@ -242,6 +256,15 @@ impl Client {
                 client.state.moves_mut().windows.insert(id, window);
             }
             client.state.trust(UnixTime(r.u64("trusted time")?));
+        }
+        if version == VERSION {
+            for _ in 0..r.u32("server key list count")? {
+                // A list the registration brought already is no newer: kept as it is.
+                match client.update_server_keys(take_bytes(&mut r, "server key list")?) {
+                    Ok(()) | Err(Error::StaleServerKeys { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
         r.finish()?;
         Ok(client)

@@ -581,6 +581,12 @@ impl Transport for HttpTransport {
         Ok(self.get(&format!("/v1/ekb/{epoch}"), None)?.1)
     }
 
+    /// `204` (no body) before any list.
+    fn server_keys(&self, server: ServerId) -> Result<Option<Vec<u8>>, Error> {
+        let (_, body) = self.get(&format!("/v1/servers/{}/keys", server.0), None)?;
+        Ok((!body.is_empty()).then_some(body))
+    }
+
     fn register(
         &self,
         user: UserId,

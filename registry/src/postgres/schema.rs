@@ -92,6 +92,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE licenses ADD COLUMN terms BYTEA",
     // Version 7: a user's credential epoch (issue 29), raised by each rotation.
     "ALTER TABLE users ADD COLUMN credential_epoch BIGINT NOT NULL DEFAULT 0",
+    // Version 8: each license server's newest key list signed by the authority (issue 29).
+    "CREATE TABLE server_keys (server BIGINT PRIMARY KEY, sequence BIGINT NOT NULL, \
+     list BYTEA NOT NULL)",
 ];
 
 /// Creates or migrates the schema, and fixes or checks the tree height.

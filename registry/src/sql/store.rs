@@ -4,6 +4,7 @@
 
 use treecast_keytree::{LeafAllocator, LeafIndex, TreeHeight};
 use treecast_protocol::Error;
+use treecast_protocol::ServerId;
 use treecast_protocol::binding::KeyFingerprint;
 use treecast_protocol::ids::{CertificateId, ClientId, ContentId, LicenseId, UserId};
 
@@ -13,9 +14,9 @@ use super::steps::{
     key, license_in, license_of, meta, record_request, supply_params, update_changed, user_exists,
 };
 use super::{
-    CLIENT_COLUMNS, HISTORY_COLUMNS, KEEP_EKB, LEDGER_COLUMNS, LICENSE_COLUMNS, STORED_EKB,
-    USED_REQUEST, history_record, history_values, ledger_entry, nonce_bits, state_code,
-    stored_leaf, un, used_request,
+    CLIENT_COLUMNS, HISTORY_COLUMNS, KEEP_EKB, KEEP_SERVER_KEYS, LEDGER_COLUMNS, LICENSE_COLUMNS,
+    SERVER_KEY_LISTS, STORED_EKB, USED_REQUEST, history_record, history_values, ledger_entry,
+    nonce_bits, state_code, stored_leaf, un, used_request,
 };
 use crate::billing::{Charge, LedgerEntry};
 use crate::binding::{RegistryId, StoreBinding};
@@ -481,6 +482,38 @@ impl<D: Driver> Registry for SqlRegistry<D> {
         self.driver.run(Kind::Write, &mut |tx| {
             tx.execute(KEEP_EKB, &[int(epoch)?, Value::Bytes(ekb)])?;
             tx.one(STORED_EKB, &[int(epoch)?])?.bytes(0)
+        })
+    }
+
+    fn server_key_lists(&self) -> Result<Vec<(ServerId, Vec<u8>)>, Error> {
+        self.read(|tx| {
+            tx.query(SERVER_KEY_LISTS, &[])?
+                .iter_mut()
+                .map(|r| {
+                    let id = u32::try_from(r.int(0)?)
+                        .map_err(|_| Error::Storage("bad server id".into()))?;
+                    Ok((ServerId(id), r.bytes(1)?))
+                })
+                .collect()
+        })
+    }
+
+    fn keep_server_key_list(
+        &self,
+        server: ServerId,
+        sequence: u64,
+        list: &[u8],
+    ) -> Result<bool, Error> {
+        self.driver.run(Kind::Durable, &mut |tx| {
+            let stored = tx.execute(
+                KEEP_SERVER_KEYS,
+                &[
+                    Value::Int(i64::from(server.0)),
+                    int(sequence)?,
+                    Value::Bytes(list),
+                ],
+            )?;
+            Ok(stored == 1)
         })
     }
 

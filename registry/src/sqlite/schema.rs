@@ -88,6 +88,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE licenses ADD COLUMN terms BLOB",
     // Version 8: a user's credential epoch (issue 29), raised by each rotation.
     "ALTER TABLE users ADD COLUMN credential_epoch INTEGER NOT NULL DEFAULT 0",
+    // Version 9: each license server's newest key list signed by the authority (issue 29).
+    "CREATE TABLE server_keys (server INTEGER PRIMARY KEY, sequence INTEGER NOT NULL, \
+     list BLOB NOT NULL)",
 ];
 
 pub(super) fn check_application(conn: &Connection) -> Result<(), Error> {

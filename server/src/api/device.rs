@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use treecast_distributor::Distributor;
 use treecast_keytree::SignedEkb;
+use treecast_protocol::ServerId;
 use treecast_registry::Registry;
 
 use super::{State, blocking, body, misdirected, octets, path};
@@ -62,6 +63,22 @@ pub(super) async fn ekb(
             .await?,
         };
     Ok(octets(StatusCode::OK, ekb_body(ekb)))
+}
+
+/// The authority's newest signed list of a license server's keys (issue 29): what a device
+/// fetches when an object names a key of that server it does not hold.
+pub(super) async fn server_keys(
+    axum::extract::State(s): State,
+    server: Result<Path<u32>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = ServerId(path(server)?);
+    let list = blocking(s.inline, move || Ok(s.distributor.server_key_list(id)?)).await?;
+    // None yet: the keys of the devices' registrations stand. A 204, not a refusal: every
+    // device asks before it stores a license.
+    Ok(match list {
+        Some(list) => octets(StatusCode::OK, list),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
 }
 
 /// An EKB's encoding, held by the answer's body through the cached EKB's `Arc`.
