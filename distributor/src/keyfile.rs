@@ -238,8 +238,9 @@ impl DistributorKeys {
 
     /// A new key for server `id`, as its key `key_id` (a rotation, issue 29): in memory for a
     /// key held in the file, generated in the same token for a key in a token (label
-    /// `<the old key's label without its "-key-N">-key-<key_id>`). The file is not changed:
-    /// [`DistributorKeys::set_server`] takes it in.
+    /// `<the old key's label without its "-key-N">-key-<key_id>`; a label taken, by a
+    /// rotation that stopped, moves the key ID on to the first free one). The file is not
+    /// changed: [`DistributorKeys::set_server`] takes it in.
     ///
     /// # Errors
     /// [`Error::UnknownServer`] for a server the file does not hold; [`Error::Io`] from the
@@ -265,14 +266,20 @@ impl DistributorKeys {
                     .rsplit_once("-key-")
                     .filter(|(_, n)| n.parse::<u32>().is_ok())
                     .map_or(label, |(base, _)| base);
-                let label = format!("{base}-key-{}", key_id.0);
-                if token.has(&label)? {
-                    return Err(Error::Io(format!(
-                        "PKCS#11: token `{}` holds `{label}` already",
-                        uri.token()
-                    )));
+                let mut key_id = key_id;
+                while token.has(&format!("{base}-key-{}", key_id.0))? {
+                    key_id = KeyId(key_id.0.checked_add(1).ok_or_else(|| {
+                        Error::Io(format!(
+                            "PKCS#11: token `{}` has no key ID left",
+                            uri.token()
+                        ))
+                    })?);
                 }
-                LicenseServer::from_token(id, token.generate_ed25519(&label)?)
+                let label = format!("{base}-key-{}", key_id.0);
+                return Ok(
+                    LicenseServer::from_token(id, token.generate_ed25519(&label)?)
+                        .with_key_id(key_id),
+                );
             }
         };
         Ok(server.with_key_id(key_id))

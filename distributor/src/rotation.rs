@@ -28,7 +28,7 @@ impl<R: Registry> Distributor<R> {
         }
         let mut keys = ServerKeys::clone(&self.server_keys());
         let authority = self.ekb_key();
-        for (_, bytes) in lists {
+        for (_, _, bytes) in lists {
             if let Ok(list) = ServerKeyListIn::from_bytes(&bytes)
                 .map_err(Error::from)
                 .and_then(|l| l.verify(&authority))
@@ -50,7 +50,7 @@ impl<R: Registry> Distributor<R> {
             .registry
             .server_key_lists()?
             .into_iter()
-            .find_map(|(s, list)| (s == id).then_some(list)))
+            .find_map(|(s, _, list)| (s == id).then_some(list)))
     }
 
     /// The keys that verify server `id`'s objects now, and the number of the list they come
@@ -72,33 +72,56 @@ impl<R: Registry> Distributor<R> {
         Ok((keys.sequence(id), of))
     }
 
-    /// Signs, as the authority, the list of server `id`'s keys `keys` numbered one above the
-    /// newest stored, and stores it: the keys that verify the server's objects from now on on
-    /// every device that takes it (a key left out is retired).
+    /// The number the next list of server `id`'s keys takes: above the stored row's (whether
+    /// or not it verifies) and at least the clock's Unix time, so that a registry restored
+    /// from a backup, or a row lost, never makes the authority number a list below one that
+    /// devices hold. A rotation also names its new key by this number
+    /// (`treecast authority rotate-server-key`), so that no key ID is ever given twice.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], also when the stored number leaves no room.
+    pub fn next_server_key_list(&self, id: ServerId) -> Result<u64, Error> {
+        let stored = self
+            .registry
+            .server_key_lists()?
+            .into_iter()
+            .find_map(|(s, sequence, _)| (s == id).then_some(sequence))
+            .unwrap_or(0);
+        let after = stored
+            .checked_add(1)
+            .ok_or_else(|| Error::Storage(format!("the list number of {id} is at its end")))?;
+        Ok(after.max(self.clock.now().0))
+    }
+
+    /// Signs, as the authority, the list of server `id`'s keys `keys` numbered `sequence`
+    /// (from [`Distributor::next_server_key_list`]) and stores it: the keys that verify the
+    /// server's objects from now on, on every device that takes it (a key left out is
+    /// retired).
     ///
     /// # Errors
     /// [`Error::AuthorityOnly`] for a license server of a delegated subtree;
     /// [`Error::Decode`] for a list of no key, more than 8 or a key ID twice;
-    /// [`Error::Storage`], also when another authority stored a list in between (run again).
+    /// [`Error::Storage`], also when a list numbered as high was stored meanwhile (run
+    /// again).
     pub fn publish_server_keys(
         &self,
         id: ServerId,
+        sequence: u64,
         keys: Vec<(KeyId, VerifyingKey)>,
     ) -> Result<ServerKeyList, Error> {
         let authority = self
             .authority()
             .ok_or(Error::AuthorityOnly("signing a list of a server's keys"))?;
-        let (sequence, _) = self.server_keys_of(id).unwrap_or((0, Vec::new()));
-        let tbs = ServerKeyListTbs::new(id, sequence + 1, keys)?;
+        let tbs = ServerKeyListTbs::new(id, sequence, keys)?;
         let list = tbs.sign_with(KeyId(0), |message| {
             authority.sign_server_keys(message).map_err(Error::from)
         })?;
         if !self
             .registry
-            .keep_server_key_list(id, sequence + 1, list.as_bytes())?
+            .keep_server_key_list(id, sequence, list.as_bytes())?
         {
             return Err(Error::Storage(format!(
-                "another list of {id}'s keys was stored meanwhile: run again"
+                "a list of {id}'s keys numbered {sequence} or more is stored already: run again"
             )));
         }
         Ok(list)

@@ -61,6 +61,7 @@ impl sign::sealed::Sealed for ClientCertificateTbs {}
 impl Signable for ClientCertificateTbs {
     const LABEL: &'static [u8] = b"treecast/v1/client-certificate\0";
     const MAX_LEN: usize = 5 + 4 + 8 + 8 + 4 + 8 + 32 + 8 + sign::SIGNATURE_LEN;
+    const KEYED: bool = true;
 
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"TCPK");
@@ -325,6 +326,7 @@ impl Signable for CopyCertificateTbs {
         + license::ENCODED_LEN_TIMED
         + sign::KEY_ID_LEN
         + sign::SIGNATURE_LEN;
+    const KEYED: bool = true;
 
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"TCCC");

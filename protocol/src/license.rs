@@ -114,6 +114,7 @@ impl sign::sealed::Sealed for LicenseTbs {}
 impl Signable for LicenseTbs {
     const LABEL: &'static [u8] = b"treecast/v1/license\0";
     const MAX_LEN: usize = ENCODED_LEN_TIMED;
+    const KEYED: bool = true;
 
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&MAGIC);

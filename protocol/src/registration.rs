@@ -149,17 +149,35 @@ impl Registration {
             };
             servers.push((id, key_id, verifying_key(r.array::<32>("server key")?)?));
         }
+        // One encoding each: the second version only when the first cannot say it, and no
+        // entry for a server whose list follows.
+        let entries_need_ids = servers.iter().any(|(_, k, _)| k.0 != 0);
+        let entry_servers: Vec<ServerId> = servers.iter().map(|(id, _, _)| *id).collect();
         let mut servers = ServerKeys::with_key_ids(servers);
         if version == VERSION_KEY_IDS {
             let lists = usize::from(r.u16("list count")?);
             if lists > MAX_SERVERS {
                 return Err(DecodeError::TooLarge("list count").into());
             }
+            if lists == 0 && !entries_need_ids {
+                return Err(DecodeError::InvalidValue(
+                    "a second-version registration of the first's content",
+                )
+                .into());
+            }
             for _ in 0..lists {
                 let len = usize::from(r.u16("list length")?);
                 let list = ServerKeyListIn::from_bytes(r.take(len, "server key list")?)?
                     .verify(&authority_key)?;
-                servers.apply(list)?;
+                if entry_servers.contains(&list.tbs().server_id) {
+                    return Err(DecodeError::InvalidValue(
+                        "server entries beside the server's list",
+                    )
+                    .into());
+                }
+                servers
+                    .apply(list)
+                    .map_err(|_| DecodeError::InvalidValue("two lists of one server"))?;
             }
         }
         let len = usize::from(r.u16("certificate length")?);

@@ -26,6 +26,10 @@ pub trait Signable: Sized + sealed::Sealed {
     /// The largest encoding (payload and signature) a decoder accepts.
     const MAX_LEN: usize;
 
+    /// Whether its signer names a key ID (a license server, whose key rotates: issue 29). An
+    /// object of another kind with a key ID is refused (one encoding each).
+    const KEYED: bool = false;
+
     /// Appends the payload.
     fn encode(&self, out: &mut Vec<u8>);
 
@@ -87,7 +91,7 @@ pub trait Signable: Sized + sealed::Sealed {
 /// The length of the key ID in a signed object's encoding `bytes`: [`KEY_ID_LEN`] when its
 /// version byte says it has one, else 0.
 pub(crate) fn key_id_len(bytes: &[u8]) -> usize {
-    if bytes.get(VERSION_AT).is_some_and(|v| v & KEYED != 0) {
+    if bytes.get(VERSION_AT).is_some_and(|v| v & KEY_ID_FLAG != 0) {
         KEY_ID_LEN
     } else {
         0
@@ -99,10 +103,12 @@ pub(crate) fn key_id_len(bytes: &[u8]) -> usize {
 fn encode_keyed<T: Signable>(tbs: &T, key_id: KeyId) -> (Vec<u8>, KeyId) {
     let mut bytes = Vec::new();
     tbs.encode(&mut bytes);
+    // A signer of one key (a device, the authority) names none.
+    let key_id = if T::KEYED { key_id } else { KeyId(0) };
     if key_id.0 != 0
         && let Some(version) = bytes.get_mut(VERSION_AT)
     {
-        *version |= KEYED;
+        *version |= KEY_ID_FLAG;
         bytes.extend_from_slice(&key_id.0.to_be_bytes());
     }
     (bytes, key_id)
@@ -156,7 +162,12 @@ impl<T: Signable> Unverified<T> {
         if bytes.len() > T::MAX_LEN + KEY_ID_LEN {
             return Err(DecodeError::TooLarge("signed object"));
         }
-        let keyed = bytes.get(VERSION_AT).is_some_and(|v| v & KEYED != 0);
+        let keyed = bytes.get(VERSION_AT).is_some_and(|v| v & KEY_ID_FLAG != 0);
+        if keyed && !T::KEYED {
+            return Err(DecodeError::InvalidValue(
+                "a key id on an object of an unkeyed signer",
+            ));
+        }
         if !keyed {
             if bytes.len() > T::MAX_LEN {
                 return Err(DecodeError::TooLarge("signed object"));
@@ -174,7 +185,7 @@ impl<T: Signable> Unverified<T> {
         // The format's own decoder reads the version without the flag.
         let mut plain = bytes.to_vec();
         if let Some(version) = plain.get_mut(VERSION_AT) {
-            *version &= !KEYED;
+            *version &= !KEY_ID_FLAG;
         }
         let mut r = Reader::new(&plain);
         let tbs = T::read(&mut r)?;
@@ -271,38 +282,55 @@ const VERSION_AT: usize = 4;
 
 /// The flag of the version byte that says a key ID follows the payload (no format has a
 /// version this high).
-const KEYED: u8 = 0x80;
+const KEY_ID_FLAG: u8 = 0x80;
 
 #[cfg(test)]
 mod tests {
     use ed25519_dalek::SigningKey;
 
     use super::*;
-    use crate::ids::ServerId;
     use crate::server::{ServerKeyListIn, ServerKeyListTbs};
 
-    fn object() -> ServerKeyListTbs {
-        let key = SigningKey::from_bytes(&[1; 32]).verifying_key();
-        ServerKeyListTbs::new(ServerId(4), 1, vec![(KeyId(0), key)])
-            .unwrap_or_else(|e| panic!("{e}"))
+    /// A signed object of a keyed signer, for the tests.
+    #[derive(Clone, Debug, Eq, PartialEq)]
+    struct Probe(u32);
+
+    impl sealed::Sealed for Probe {}
+
+    impl Signable for Probe {
+        const LABEL: &'static [u8] = b"treecast/test/probe\0";
+        const MAX_LEN: usize = 9 + SIGNATURE_LEN;
+        const KEYED: bool = true;
+
+        fn encode(&self, out: &mut Vec<u8>) {
+            out.extend_from_slice(b"TEST\x01");
+            out.extend_from_slice(&self.0.to_be_bytes());
+        }
+
+        fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+            read_start(r, *b"TEST", 1)?;
+            Ok(Self(r.u32("value")?))
+        }
     }
+
+    type ProbeIn = Unverified<Probe>;
 
     #[test]
     fn a_key_id_is_named_signed_and_key_0_is_the_old_encoding() {
         let key = SigningKey::from_bytes(&[2; 32]);
-        let old = object().sign(&key);
-        assert_eq!(old.as_bytes(), object().sign_as(KeyId(0), &key).as_bytes());
-        let keyed = object().sign_as(KeyId(7), &key);
+        let old = Probe(5).sign(&key);
+        assert_eq!(old.as_bytes(), Probe(5).sign_as(KeyId(0), &key).as_bytes());
+        let keyed = Probe(5).sign_as(KeyId(7), &key);
         assert_eq!(keyed.as_bytes().len(), old.as_bytes().len() + KEY_ID_LEN);
-        assert_eq!(keyed.as_bytes().get(VERSION_AT), Some(&(1 | KEYED)));
-        let read = ServerKeyListIn::from_bytes(keyed.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(keyed.as_bytes().get(VERSION_AT), Some(&(1 | KEY_ID_FLAG)));
+        let read = ProbeIn::from_bytes(keyed.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(read.key_id(), KeyId(7));
         let verified = read
             .verify(&key.verifying_key())
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(verified.key_id(), KeyId(7));
-        assert_eq!(verified.tbs(), &object());
-        let read = ServerKeyListIn::from_bytes(old.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(verified.tbs(), &Probe(5));
+        let read = ProbeIn::from_bytes(old.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(read.key_id(), KeyId(0));
 
         // The key ID is signed: another one does not verify.
@@ -311,7 +339,7 @@ mod tests {
         if let Some(b) = other.get_mut(at) {
             *b ^= 1;
         }
-        let other = ServerKeyListIn::from_bytes(&other).unwrap_or_else(|e| panic!("{e}"));
+        let other = ProbeIn::from_bytes(&other).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(other.key_id(), KeyId(6));
         assert!(matches!(
             other.verify(&key.verifying_key()),
@@ -320,23 +348,48 @@ mod tests {
         // Nor does the old encoding with the flag set, or the flag dropped from a keyed one.
         let mut flagged = old.as_bytes().to_vec();
         if let Some(v) = flagged.get_mut(VERSION_AT) {
-            *v |= KEYED;
+            *v |= KEY_ID_FLAG;
         }
-        assert!(ServerKeyListIn::from_bytes(&flagged).is_err());
+        assert!(ProbeIn::from_bytes(&flagged).is_err());
         let mut unflagged = keyed.as_bytes().to_vec();
         if let Some(v) = unflagged.get_mut(VERSION_AT) {
-            *v &= !KEYED;
+            *v &= !KEY_ID_FLAG;
         }
-        assert!(ServerKeyListIn::from_bytes(&unflagged).is_err());
+        assert!(ProbeIn::from_bytes(&unflagged).is_err());
         // Key ID 0 written with the flag: not the one encoding of key 0.
         let mut zero = old.as_bytes().to_vec();
         let payload = zero.len() - SIGNATURE_LEN;
         zero.splice(payload..payload, [0u8; KEY_ID_LEN]);
         if let Some(v) = zero.get_mut(VERSION_AT) {
-            *v |= KEYED;
+            *v |= KEY_ID_FLAG;
         }
         assert!(matches!(
-            ServerKeyListIn::from_bytes(&zero),
+            ProbeIn::from_bytes(&zero),
+            Err(DecodeError::InvalidValue(_))
+        ));
+    }
+
+    #[test]
+    fn a_signer_of_one_key_names_none() {
+        let key = SigningKey::from_bytes(&[2; 32]);
+        let tbs = ServerKeyListTbs::new(
+            crate::ids::ServerId(4),
+            1,
+            vec![(KeyId(0), key.verifying_key())],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        // Asked to name a key, it does not: the encoding is key 0's.
+        let list = tbs.clone().sign_as(KeyId(3), &key);
+        assert_eq!(list.as_bytes(), tbs.clone().sign(&key).as_bytes());
+        // And a key ID put on one by hand is refused.
+        let mut bytes = list.as_bytes().to_vec();
+        let payload = bytes.len() - SIGNATURE_LEN;
+        bytes.splice(payload..payload, 3u32.to_be_bytes());
+        if let Some(v) = bytes.get_mut(VERSION_AT) {
+            *v |= KEY_ID_FLAG;
+        }
+        assert!(matches!(
+            ServerKeyListIn::from_bytes(&bytes),
             Err(DecodeError::InvalidValue(_))
         ));
     }

@@ -97,7 +97,7 @@ impl<R: Registry + ?Sized> Registry for Box<R> {
     fn keep_ekb(&self, epoch: u64, ekb: &[u8]) -> Result<Vec<u8>, Error> {
         (**self).keep_ekb(epoch, ekb)
     }
-    fn server_key_lists(&self) -> Result<Vec<(ServerId, Vec<u8>)>, Error> {
+    fn server_key_lists(&self) -> Result<Vec<(ServerId, u64, Vec<u8>)>, Error> {
         (**self).server_key_lists()
     }
     fn keep_server_key_list(

@@ -519,12 +519,13 @@ pub trait Registry: Send + Sync {
     /// [`Error::Storage`] when the store fails.
     fn keep_ekb(&self, epoch: u64, ekb: &[u8]) -> Result<Vec<u8>, Error>;
 
-    /// The authority's newest signed list of each license server's keys (issue 29), by server:
-    /// what registration hands devices and `GET /v1/servers/{id}/keys` serves.
+    /// The authority's newest signed list of each license server's keys (issue 29), by server,
+    /// with the number it was stored under: what registration hands devices and `GET
+    /// /v1/servers/{id}/keys` serves.
     ///
     /// # Errors
     /// [`Error::Storage`] when the store fails.
-    fn server_key_lists(&self) -> Result<Vec<(ServerId, Vec<u8>)>, Error>;
+    fn server_key_lists(&self) -> Result<Vec<(ServerId, u64, Vec<u8>)>, Error>;
 
     /// Stores `list`, numbered `sequence`, as server `server`'s newest list when its number is
     /// above the stored one's, in one step (two authorities at once store one of their lists,

@@ -491,12 +491,12 @@ impl Registry for MemoryRegistry {
             .clone())
     }
 
-    fn server_key_lists(&self) -> Result<Vec<(ServerId, Vec<u8>)>, Error> {
+    fn server_key_lists(&self) -> Result<Vec<(ServerId, u64, Vec<u8>)>, Error> {
         Ok(self
             .lock()?
             .server_keys
             .iter()
-            .map(|(id, (_, list))| (*id, list.clone()))
+            .map(|(id, (sequence, list))| (*id, *sequence, list.clone()))
             .collect())
     }
 

@@ -87,7 +87,8 @@ pub(crate) const KEEP_SERVER_KEYS: &str = "INSERT INTO server_keys (server, sequ
      list = excluded.list WHERE server_keys.sequence < excluded.sequence";
 
 /// Every server's newest key list.
-pub(crate) const SERVER_KEY_LISTS: &str = "SELECT server, list FROM server_keys ORDER BY server";
+pub(crate) const SERVER_KEY_LISTS: &str =
+    "SELECT server, sequence, list FROM server_keys ORDER BY server";
 
 /// An epoch's stored EKB (`$1` epoch).
 pub(crate) const STORED_EKB: &str = "SELECT bytes FROM ekbs WHERE epoch = $1";

@@ -407,7 +407,7 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             })?;
             // The server's newest key list first: a retired key's license is refused.
             let server = client.server();
-            t.refresh_server_keys(&mut client, server)?;
+            refresh_server_keys(&t, &mut client, server);
             t.with_server_keys(&mut client, |c| c.acquire_license(&license))?;
             t.complete(&mut client, content)?;
             save(&device.device, &client)?;
@@ -495,7 +495,7 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 certificate
             };
             // The certificate is the destination server's: its newest key list first.
-            t.refresh_server_keys(&mut source, destination.server())?;
+            refresh_server_keys(&t, &mut source, destination.server());
             let package = t.with_server_keys(&mut source, |c| c.move_out(&certificate))?;
             // The source's deletion is saved before the destination moves in.
             save(&from, &source)?;
@@ -504,6 +504,8 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 destination.store_content(container)?;
             }
             destination.store_ekb(&t.current_ekb()?.1)?;
+            let server = destination.server();
+            refresh_server_keys(&t, &mut destination, server);
             match t.with_server_keys(&mut destination, |c| c.move_in(&package, SystemClock.now())) {
                 // Moved in by an earlier run that stopped before it forgot the request.
                 Ok(()) | Err(Error::CertificateReplayed(_)) => {}
@@ -535,6 +537,8 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             // The request's nonce is saved as used before the request is sent.
             save(&device.device, &client)?;
             let license = t.renew(request.as_bytes())?;
+            let server = client.server();
+            refresh_server_keys(&t, &mut client, server);
             t.with_server_keys(&mut client, |c| c.acquire_license(&license))?;
             save(&device.device, &client)?;
             let end = client.license_terms(content).map(|(t, _)| t.not_after().0);
@@ -698,4 +702,14 @@ fn read_credential(path: &Path) -> anyhow::Result<UserCredential> {
         fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
     );
     UserCredential::from_hex(&text).with_context(|| format!("{}: not a credential", path.display()))
+}
+
+/// Takes the authority's newest list of `server`'s keys before the device stores what that
+/// server signed (issue 29), so that a retired key's objects are refused. A list that cannot be
+/// fetched or does not verify is said and left: the device keeps the keys it holds, and an
+/// object of a key it lacks still fetches the list (`TransportExt::with_server_keys`).
+fn refresh_server_keys(t: &HttpTransport, device: &mut Client, server: ServerId) {
+    if let Err(e) = t.refresh_server_keys(device, server) {
+        eprintln!("treecast client: the list of {server}'s keys was not taken: {e}");
+    }
 }

@@ -202,13 +202,9 @@ fn rotate_server_key<R: Registry>(
         .with_context(|| format!("{} holds no key of {server}", path.display()))?
         .key_id();
     let (_, mut listed) = distributor.server_keys_of(server)?;
-    let newest = listed.iter().map(|(k, _)| k.0).max().unwrap_or(0);
-    let key_id = KeyId(
-        newest
-            .max(signing.0)
-            .checked_add(1)
-            .context("no key ID is left")?,
-    );
+    // The new key is named by the number of the list that adds it: never given twice.
+    let sequence = distributor.next_server_key_list(server)?;
+    let key_id = KeyId(u32::try_from(sequence).context("list numbers past 2^32")?);
     if listed.len() >= treecast_protocol::server::MAX_SERVER_KEYS {
         anyhow::bail!(
             "{server} has {} keys that verify, the most a list holds: retire one first \
@@ -221,10 +217,13 @@ fn rotate_server_key<R: Registry>(
         .map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
     let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(*seed);
     let new = keys.new_server_key(server, key_id, &mut rng)?;
+    // A key left in a token by a run that stopped takes its label: the new one is numbered on.
+    let key_id = new.key_id();
+    let sequence = sequence.max(u64::from(key_id.0));
     listed.push((key_id, new.verifying_key()));
     // The registry first: a key file whose new key no list names would sign what no device
     // verifies; a list that names a key the file lost is only retired later.
-    let list = distributor.publish_server_keys(server, listed)?;
+    let list = distributor.publish_server_keys(server, sequence, listed)?;
     keys.set_server(new)?;
     keys.replace(path)
         .with_context(|| format!("list {} is published but", list.tbs().sequence))?;
@@ -265,7 +264,8 @@ fn retire_server_key<R: Registry>(
         );
     }
     let kept: Vec<_> = listed.into_iter().filter(|(k, _)| *k != key).collect();
-    let list = distributor.publish_server_keys(server, kept)?;
+    let list =
+        distributor.publish_server_keys(server, distributor.next_server_key_list(server)?, kept)?;
     println!(
         "{server}: {key} retired; list {} of its keys: {}",
         list.tbs().sequence,

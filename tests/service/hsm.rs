@@ -275,18 +275,22 @@ fn signing_keys_in_a_token_sign_there_and_never_leave_it() {
     );
     assert!(rotated.status.success(), "{rotated:?}");
     let text = std::fs::read_to_string(d.join("keys")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("server 2 pkcs11:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let new_key: u32 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(
-        text.lines().any(|l| l.starts_with("server 2 pkcs11:")
-            && l.contains("tc-server-2-key-1")
-            && l.ends_with(" key 1")),
+        line.contains(&format!("tc-server-2-key-{new_key}")) && line.contains(" key "),
         "{text}"
     );
     let shown = hsm.treecast(d, &["keys", "show", "--keys", "keys"]);
     let shown_text = String::from_utf8_lossy(&shown.stdout);
     assert!(
-        shown_text.contains(
-            "server 2 (key-1): in token `treecast` (tc-server-2-key-1): sensitive, not extractable"
-        ),
+        shown_text.contains(&format!(
+            "server 2 (key-{new_key}): in token `treecast` (tc-server-2-key-{new_key}): \
+                 sensitive, not extractable"
+        )),
         "{shown_text}"
     );
     let served = Served::start_with_env(
@@ -298,7 +302,12 @@ fn signing_keys_in_a_token_sign_there_and_never_leave_it() {
     let t = HttpTransport::new(&served.base).with_retries(Retries::NONE);
     let key = SigningKey::from_bytes(&rand_key());
     let registration = t.register(alice, &credential, ServerId(2), &key).unwrap();
-    assert!(registration.servers.get(ServerId(2), KeyId(1)).is_some());
+    assert!(
+        registration
+            .servers
+            .get(ServerId(2), KeyId(new_key))
+            .is_some()
+    );
     let mut device = Client::new(key, registration).unwrap();
     device.store_ekb(&t.current_ekb().unwrap().1).unwrap();
     device
@@ -307,7 +316,7 @@ fn signing_keys_in_a_token_sign_there_and_never_leave_it() {
     let request = device.license_request(content, SystemClock.now());
     let license =
         treecast::license::LicenseIn::from_bytes(&t.license(request.as_bytes()).unwrap()).unwrap();
-    assert_eq!(license.key_id(), KeyId(1));
+    assert_eq!(license.key_id(), KeyId(new_key));
     device.acquire_license(license.as_bytes()).unwrap();
     assert!(served.stop().success());
 

@@ -90,7 +90,9 @@ impl Device {
     /// A device again, from its saved state and its keys but the signing key: its device key
     /// set (for instance re-provisioned by the authority), the license servers' keys and the
     /// authority's key. See [`Client::restore`](super::Client::restore) for what a restored
-    /// snapshot brings back.
+    /// snapshot brings back. The servers' keys are taken as given: pass the ones the device
+    /// held ([`Device::server_keys`], with the authority's lists it took, issue 29), or a key
+    /// it had seen retired verifies again.
     ///
     /// # Errors
     /// [`Error::NotForThisClient`] when the device key set is not this client's (another leaf,

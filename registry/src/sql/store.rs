@@ -485,14 +485,15 @@ impl<D: Driver> Registry for SqlRegistry<D> {
         })
     }
 
-    fn server_key_lists(&self) -> Result<Vec<(ServerId, Vec<u8>)>, Error> {
+    fn server_key_lists(&self) -> Result<Vec<(ServerId, u64, Vec<u8>)>, Error> {
         self.read(|tx| {
             tx.query(SERVER_KEY_LISTS, &[])?
                 .iter_mut()
                 .map(|r| {
                     let id = u32::try_from(r.int(0)?)
                         .map_err(|_| Error::Storage("bad server id".into()))?;
-                    Ok((ServerId(id), r.bytes(1)?))
+                    let sequence = un(r.int(1)?)?;
+                    Ok((ServerId(id), sequence, r.bytes(2)?))
                 })
                 .collect()
         })
