@@ -6,6 +6,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use treecast_keytree::{Scheme, TreeHeight};
 
 mod aacs;
+mod cenc;
 mod client;
 mod cover;
 mod demo;
@@ -55,6 +56,10 @@ enum Command {
     /// A user's device, on a `treecast serve`: register, buy, play, move, status.
     #[command(subcommand)]
     Client(client::ClientCommand),
+    /// Common Encryption (`cenc`) of fragmented MP4 for playback in browsers (issue 30,
+    /// `docs/cenc.md`).
+    #[command(subcommand)]
+    Cenc(cenc::CencCommand),
     /// Print the cover of the non-revoked leaves of a tree.
     Cover(cover::CoverArgs),
     /// Run a small end-to-end demonstration of the key tree.
@@ -123,6 +128,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Aacs(cmd) => aacs::run(cmd),
         Command::Admin(cmd) => client::run_admin(cmd),
+        Command::Cenc(cmd) => cenc::run(&cmd),
         Command::Client(cmd) => client::run(cmd),
         Command::Cover(args) => cover::run(&args),
         Command::Demo(args) => demo::run(&args),

@@ -11,6 +11,7 @@ mod aacs_interop;
 mod aacs_libaacs;
 mod binding;
 mod boundary;
+mod browser;
 mod claims;
 mod cli;
 mod cli_retry;
