@@ -5,8 +5,8 @@
 
 pub use treecast_keytree as keytree;
 pub use treecast_protocol::{
-    certificate, content, credential, giveback, ids, license, registration, renewal, sign, terms,
-    time,
+    cenc, certificate, content, credential, giveback, ids, license, registration, renewal, sign,
+    terms, time,
 };
 pub use treecast_registry as registry;
 

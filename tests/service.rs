@@ -13,6 +13,7 @@ use treecast::license::{
     Client, ClientId, Clock, ContentId, Error, ServerId, SigningKey, SystemClock, UserId,
 };
 
+mod cenc;
 mod hsm;
 mod load;
 mod open_internet;

@@ -52,6 +52,11 @@ impl CencKey {
         Self(Zeroizing::new(bytes))
     }
 
+    /// The key held in `bytes`, which it keeps (no copy is left behind).
+    pub fn from_zeroizing(bytes: Zeroizing<[u8; 16]>) -> Self {
+        Self(bytes)
+    }
+
     /// The key from 32 hex digits (what a key file holds, surrounding white space aside).
     ///
     /// # Errors

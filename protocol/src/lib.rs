@@ -17,6 +17,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod binding;
+pub mod cenc;
 pub mod certificate;
 pub mod content;
 pub mod credential;

@@ -72,6 +72,7 @@ impl ContentDir {
         &self,
         distributor: &Distributor<R>,
         plain: impl Read,
+        format: Format,
         rng: &mut impl CryptoRng,
     ) -> Result<ContentRecord, Error> {
         let mut suffix = [0u8; 8];
@@ -83,7 +84,16 @@ impl ContentDir {
         let result = (|| {
             let mut file = File::create(&temporary).map_err(io)?;
             let mut out = std::io::BufWriter::new(&mut file);
-            let record = distributor.publish(plain, &mut out, rng)?;
+            let record = match format {
+                Format::Container => distributor.publish(plain, &mut out, rng)?,
+                Format::Cenc => {
+                    // The packager holds the file (at most the upload limit) in memory.
+                    let mut clear = Vec::new();
+                    let mut plain = plain;
+                    plain.read_to_end(&mut clear).map_err(io)?;
+                    distributor.publish_cenc(&clear, &mut out, rng)?
+                }
+            };
             out.flush().map_err(io)?;
             drop(out);
             file.sync_all().map_err(io)?;
@@ -98,4 +108,15 @@ impl ContentDir {
         }
         result
     }
+}
+
+/// What a published content is packaged as.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum Format {
+    /// treecast's container (`docs/formats.md`), from any bytes.
+    Container,
+    /// A Common Encryption MP4 (issue 30, `docs/cenc.md`), from a clear fragmented MP4: what a
+    /// browser plays through EME.
+    Cenc,
 }

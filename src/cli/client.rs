@@ -176,6 +176,10 @@ pub(crate) enum AdminCommand {
         /// The content's plaintext.
         #[arg(long)]
         file: PathBuf,
+        /// The file is a clear fragmented MP4, to package with Common Encryption for browsers
+        /// (`docs/cenc.md`).
+        #[arg(long)]
+        cenc: bool,
     },
     /// Rotate a user's credential (issue 29): the old one stops working; the user's devices,
     /// licenses and bills stay. Writes the new credential to a new file.
@@ -288,11 +292,16 @@ pub(crate) fn run_admin(cmd: AdminCommand) -> anyhow::Result<()> {
             println!("user {}", user.0);
             eprintln!("its credential is in {}", credential_out.display());
         }
-        AdminCommand::Publish { admin, file } => {
+        AdminCommand::Publish { admin, file, cenc } => {
             let plain =
                 fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let t = admin.transport()?;
-            println!("content {}", t.publish(&token(&admin)?, &plain)?.0);
+            let id = if cenc {
+                t.publish_cenc(&token(&admin)?, &plain)?
+            } else {
+                t.publish(&token(&admin)?, &plain)?
+            };
+            println!("content {}", id.0);
         }
         AdminCommand::RotateCredential {
             admin,
@@ -388,16 +397,16 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 fs::read(&pending).with_context(|| format!("cannot read {}", pending.display()))?
             } else {
                 let container = t.download(client.user(), &credential, content)?;
-                client.store_content(container)?;
+                store_media(&device.device, &mut client, content, container)?;
                 let request = client.license_request_for(content, offer.into(), SystemClock.now());
                 // The request's nonce is saved as used before the request is kept or sent.
                 save(&device.device, &client)?;
                 write_atomically(&device.device, &pending_name, request.as_bytes())?;
                 request.as_bytes().to_vec()
             };
-            if !client.holds(content) {
+            if !client.holds(content) && !cenc_path(&device.device, content).exists() {
                 let container = t.download(client.user(), &credential, content)?;
-                client.store_content(container)?;
+                store_media(&device.device, &mut client, content, container)?;
             }
             let license = t.license(&request).inspect_err(|e| {
                 if matches!(e, Error::RequestStale) {
@@ -421,6 +430,25 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         } => {
             let (mut client, _) = load(&device)?;
             let content = ContentId(content);
+            let cenc = cenc_path(&device, content);
+            if cenc.exists() {
+                // A Common Encryption MP4: the clear MP4, with the key of this device's license.
+                let (_, key) = client.cenc_key(content)?;
+                let protected =
+                    fs::read(&cenc).with_context(|| format!("cannot read {}", cenc.display()))?;
+                let clear = treecast_cenc::decrypt(
+                    &protected,
+                    &treecast_cenc::CencKey::from_zeroizing(key),
+                )?;
+                if out == Path::new("-") {
+                    std::io::stdout().lock().write_all(&clear)?;
+                } else {
+                    fs::write(&out, &clear)
+                        .with_context(|| format!("cannot write {}", out.display()))?;
+                }
+                eprintln!("played content {} (a Common Encryption MP4)", content.0);
+                return Ok(());
+            }
             // With the time: a license with terms plays only inside them (issue 27).
             let now = SystemClock.now();
             let header = if out == Path::new("-") {
@@ -712,4 +740,32 @@ fn refresh_server_keys(t: &HttpTransport, device: &mut Client, server: ServerId)
     if let Err(e) = t.refresh_server_keys(device, server) {
         eprintln!("treecast client: the list of {server}'s keys was not taken: {e}");
     }
+}
+
+/// Where a device directory keeps a content packaged with Common Encryption: beside its state,
+/// not in it (the MP4 is public, and its key is the license's).
+fn cenc_path(device: &Path, content: ContentId) -> PathBuf {
+    device.join(format!("content-{}.mp4", content.0))
+}
+
+/// Stores a downloaded content: treecast's container in the device's state, a Common
+/// Encryption MP4 (issue 30) in its own file once its key ID names `content`.
+fn store_media(
+    dir: &Path,
+    client: &mut Client,
+    content: ContentId,
+    bytes: Vec<u8>,
+) -> anyhow::Result<()> {
+    if bytes.get(4..8) != Some(b"ftyp") {
+        client.store_content(bytes)?;
+        return Ok(());
+    }
+    let kid = treecast_cenc::key_id(&bytes)?;
+    if kid.0 != treecast::license::cenc::key_id(content) {
+        anyhow::bail!(
+            "the MP4 downloaded for content {} is of another content",
+            content.0
+        );
+    }
+    write_atomically(dir, &format!("content-{}.mp4", content.0), &bytes)
 }

@@ -9,7 +9,7 @@ use ed25519_dalek::VerifyingKey;
 use treecast_keytree::{DeviceKeys, VerifiedEkbBuf};
 use treecast_protocol::Error;
 use treecast_protocol::certificate::{CopyCertificateIn, ReleaseKey};
-use treecast_protocol::content::{self, ContentHeader};
+use treecast_protocol::content::{self, ContentHeader, ContentKey};
 use treecast_protocol::ids::{ClientId, ContentId, KeyId, LicenseId, ServerId, UserId};
 use treecast_protocol::license::{LicenseIn, LicenseTbs, Rights};
 use treecast_protocol::server::{ServerKeyListIn, ServerKeys};
@@ -281,12 +281,35 @@ impl Device {
         self.decrypt(content, output)
     }
 
-    /// Decrypts `content` through its license, whatever its terms.
-    pub(super) fn decrypt(
+    /// The key ID and AES-128 key of `content` packaged with Common Encryption (issue 30,
+    /// `docs/cenc.md`), from this client's license, which must allow play: what a browser's
+    /// ClearKey module is given, and only from the device's own license (unwrapped as for
+    /// [`Device::play`]: the epoch's EKB opened with this device's keys, the content key
+    /// unwrapped with its device key). The protected MP4 itself is not needed.
+    ///
+    /// # Errors
+    /// As [`Device::play`] but [`Error::ContentNotFound`]: [`Error::NoLicense`],
+    /// [`Error::RightsDenied`], [`Error::StaleEpoch`], [`Error::KeyTree`] (`Revoked`),
+    /// [`Error::UnwrapFailed`], [`Error::InvalidTerms`] for a license with terms.
+    pub fn cenc_key(
         &self,
         content: ContentId,
-        output: impl Write,
-    ) -> Result<ContentHeader, Error> {
+    ) -> Result<([u8; 16], zeroize::Zeroizing<[u8; 16]>), Error> {
+        if self.state.timed(content).is_some() {
+            return Err(Error::InvalidTerms(
+                "a license with terms gives no key for a browser yet",
+            ));
+        }
+        let held = self.playable(content)?;
+        let key = self.unwrap_content_key(content, held)?;
+        Ok((
+            treecast_protocol::cenc::key_id(content),
+            treecast_protocol::cenc::key(&key, content)?,
+        ))
+    }
+
+    /// The license held for `content`, if it allows play.
+    fn playable(&self, content: ContentId) -> Result<&Held, Error> {
         let held = self
             .state
             .stores()
@@ -296,12 +319,12 @@ impl Device {
         if !held.rights.allows(Rights::PLAY) {
             return Err(Error::RightsDenied(held.license_id));
         }
-        let container = self
-            .state
-            .stores()
-            .contents
-            .get(&content)
-            .ok_or(Error::ContentNotFound(content))?;
+        Ok(held)
+    }
+
+    /// The content key of `held`, the license for `content`: its epoch's stored EKB opened with
+    /// this device's keys, the key unwrapped with its device key (and a move's release).
+    fn unwrap_content_key(&self, content: ContentId, held: &Held) -> Result<ContentKey, Error> {
         let epoch = held.epoch;
         let ekb = self
             .state
@@ -313,11 +336,27 @@ impl Device {
                 current: self.state.stores().ekbs.last().map_or(0, |(e, _)| *e),
             })?;
         let epoch_key = self.device_keys.open(&ekb.get())?;
-        let content_key = held.tbs(content, self.state.owner(), None).content_key(
+        held.tbs(content, self.state.owner(), None).content_key(
             &epoch_key,
             self.device_keys.device_key(),
             self.state.moves().releases.get(&content),
-        )?;
+        )
+    }
+
+    /// Decrypts `content` through its license, whatever its terms.
+    pub(super) fn decrypt(
+        &self,
+        content: ContentId,
+        output: impl Write,
+    ) -> Result<ContentHeader, Error> {
+        let held = self.playable(content)?;
+        let container = self
+            .state
+            .stores()
+            .contents
+            .get(&content)
+            .ok_or(Error::ContentNotFound(content))?;
+        let content_key = self.unwrap_content_key(content, held)?;
         let header = content::open(&content_key, &container[..], output)?;
         if header.content_id != content {
             return Err(Error::ContentCorrupt);

@@ -13,6 +13,7 @@ use treecast_registry::Registry;
 
 use super::gate::{Place, Upload, too_large, too_slow};
 use super::{State, blocking, path};
+use crate::contents::Format;
 use crate::error::ApiError;
 
 /// The buffer between an upload's body and its file, and between the file and the container.
@@ -109,6 +110,14 @@ pub(super) async fn publish(
     mut plain: Body,
 ) -> Result<Response, ApiError> {
     s.check_admin(&headers)?;
+    // A clear fragmented MP4 sent as such is packaged with Common Encryption (issue 30).
+    let format = match headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(t) if t.trim().eq_ignore_ascii_case("video/mp4") => Format::Cenc,
+        _ => Format::Container,
+    };
     let file = s.contents.upload()?;
     let io = |e: std::io::Error| ApiError::internal(format!("the upload's file: {e}"));
     let mut out = tokio::io::BufWriter::with_capacity(
@@ -143,7 +152,9 @@ pub(super) async fn publish(
         let _place = place;
         let plain = std::io::BufReader::with_capacity(UPLOAD_BUFFER, file.reopen().map_err(io)?);
         let mut rng = s.rng()?;
-        let record = s.contents.publish(&s.distributor, plain, &mut *rng)?;
+        let record = s
+            .contents
+            .publish(&s.distributor, plain, format, &mut *rng)?;
         drop(file);
         let size = std::fs::metadata(s.contents.path(record.id))
             .map(|m| m.len())
