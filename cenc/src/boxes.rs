@@ -79,6 +79,21 @@ impl Mp4Box {
         }
     }
 
+    /// The children of type `kind`, to change.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] naming this box when it is not a container.
+    pub(crate) fn children_of_mut<'a>(
+        &'a mut self,
+        kind: &'a [u8; 4],
+    ) -> Result<impl Iterator<Item = &'a mut Mp4Box>, Error> {
+        Ok(self
+            .children_mut()
+            .ok_or(Error::Malformed("a container read as bytes"))?
+            .iter_mut()
+            .filter(move |b| &b.kind == kind))
+    }
+
     /// The first child of type `kind`.
     pub(crate) fn child(&self, kind: &[u8; 4]) -> Option<&Mp4Box> {
         self.children().iter().find(|b| &b.kind == kind)

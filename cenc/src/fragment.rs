@@ -116,12 +116,7 @@ pub(crate) fn protect(
 ) -> Result<Mp4Box, Error> {
     let mut out = moof.clone();
     let file_len = work.len();
-    for traf in out
-        .children_mut()
-        .ok_or(Error::Malformed("moof"))?
-        .iter_mut()
-        .filter(|b| &b.kind == b"traf")
-    {
+    for traf in out.children_of_mut(b"traf")? {
         if traf
             .children()
             .iter()
@@ -214,12 +209,7 @@ pub(crate) fn unprotect(
 ) -> Result<Mp4Box, Error> {
     let mut out = moof.clone();
     let file_len = work.len();
-    for traf in out
-        .children_mut()
-        .ok_or(Error::Malformed("moof"))?
-        .iter_mut()
-        .filter(|b| &b.kind == b"traf")
-    {
+    for traf in out.children_of_mut(b"traf")? {
         let s = samples(traf, offset, tracks, file_len)?;
         let senc = traf
             .child(b"senc")
@@ -272,18 +262,8 @@ pub(crate) fn unprotect(
 fn shift_runs(moof: &mut Mp4Box, old_len: u64, _offset: u64) -> Result<(), Error> {
     let delta = i64::try_from(moof.len()).map_err(|_| Error::Malformed("moof"))?
         - i64::try_from(old_len).map_err(|_| Error::Malformed("moof"))?;
-    for traf in moof
-        .children_mut()
-        .ok_or(Error::Malformed("moof"))?
-        .iter_mut()
-        .filter(|b| &b.kind == b"traf")
-    {
-        for trun in traf
-            .children_mut()
-            .ok_or(Error::Malformed("traf"))?
-            .iter_mut()
-            .filter(|b| &b.kind == b"trun")
-        {
+    for traf in moof.children_of_mut(b"traf")? {
+        for trun in traf.children_of_mut(b"trun")? {
             let crate::boxes::Body::Raw(payload) = &mut trun.body else {
                 return Err(Error::Malformed("trun"));
             };
