@@ -26,6 +26,10 @@ pub(crate) enum Body {
     Raw(Vec<u8>),
 }
 
+/// The most boxes a file may have (a few per fragment in practice): each costs more in memory
+/// than its 8 bytes of header.
+const MAX_BOXES: usize = 1 << 20;
+
 /// How deep containers nest at most: `moov/trak/mdia/minf/stbl/stsd/encv/sinf/schi/tenc`.
 const MAX_DEPTH: usize = 12;
 
@@ -162,9 +166,10 @@ pub(crate) struct Located {
 pub(crate) fn parse_file(file: &[u8]) -> Result<Vec<Located>, Error> {
     let mut out = Vec::new();
     let mut at = 0usize;
+    let mut budget = MAX_BOXES;
     while at < file.len() {
         let rest = file.get(at..).ok_or(Error::Malformed("box offset"))?;
-        let (mp4, len) = parse_one(rest, 0)?;
+        let (mp4, len) = parse_one(rest, 0, &mut budget)?;
         out.push(Located {
             offset: at as u64,
             mp4,
@@ -175,7 +180,10 @@ pub(crate) fn parse_file(file: &[u8]) -> Result<Vec<Located>, Error> {
 }
 
 /// Reads one box from the start of `bytes`; returns it and its length.
-fn parse_one(bytes: &[u8], depth: usize) -> Result<(Mp4Box, usize), Error> {
+fn parse_one(bytes: &[u8], depth: usize, budget: &mut usize) -> Result<(Mp4Box, usize), Error> {
+    *budget = budget
+        .checked_sub(1)
+        .ok_or(Error::Unsupported("more than a million boxes"))?;
     let size = u32::from_be_bytes(array(bytes, 0)?);
     let kind: [u8; 4] = array(bytes, 4)?;
     let (len, header) = match size {
@@ -214,7 +222,7 @@ fn parse_one(bytes: &[u8], depth: usize) -> Result<(Mp4Box, usize), Error> {
             let mut at = head_len;
             while at < payload.len() {
                 let rest = payload.get(at..).ok_or(Error::Malformed("box offset"))?;
-                let (child, child_len) = parse_one(rest, depth + 1)?;
+                let (child, child_len) = parse_one(rest, depth + 1, budget)?;
                 children.push(child);
                 at += child_len;
             }

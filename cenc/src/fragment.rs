@@ -21,13 +21,16 @@ struct Samples {
     ranges: Vec<Range<usize>>,
 }
 
-/// Where the samples of `traf` are, `moof` being at `moof_offset` in a file of `file_len`
-/// bytes.
+/// Where the samples of `traf` are, `moof` being at `moof_offset`: each of at least one byte,
+/// inside `data` (the payload of the fragment's `mdat`), and no more of them in the fragment
+/// than `data` has bytes (`budget`, what is left of them), so that a small box cannot make
+/// the packager count billions of samples.
 fn samples(
     traf: &Mp4Box,
     moof_offset: u64,
     tracks: &[Track],
-    file_len: usize,
+    data: &Range<usize>,
+    budget: &mut usize,
 ) -> Result<Samples, Error> {
     let tfhd = decode::<mp4_atom::Tfhd>(
         traf.child(b"tfhd")
@@ -72,11 +75,14 @@ fn samples(
                 .size
                 .or(default_size)
                 .ok_or(Error::Malformed("a sample without a size"))?;
+            *budget = budget
+                .checked_sub(1)
+                .ok_or(Error::Malformed("more samples than the mdat has bytes"))?;
             let start = usize::try_from(at).map_err(|_| Error::Malformed("data offset"))?;
             let end = start
                 .checked_add(size as usize)
-                .filter(|&e| e <= file_len)
-                .ok_or(Error::Malformed("a sample beyond the file"))?;
+                .filter(|&e| size > 0 && start >= data.start && e <= data.end)
+                .ok_or(Error::Malformed("a sample outside its fragment's mdat"))?;
             ranges.push(start..end);
             at = i64::try_from(end).map_err(|_| Error::Malformed("offset"))?;
         }
@@ -105,9 +111,14 @@ fn raw_of<T: Encode>(kind: &[u8; 4], atom: &T) -> Result<Mp4Box, Error> {
 /// Encrypts the samples of the fragment `moof` (at `offset` in the file) in `work`, a copy of
 /// the file, with IVs counted on from `iv`, and returns the fragment with its `senc`, `saiz`
 /// and `saio`. `spans` collects every sample's range (checked later not to overlap).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the fragment, its data, and what runs on"
+)]
 pub(crate) fn protect(
     moof: &Mp4Box,
     offset: u64,
+    data: Range<usize>,
     tracks: &[Track],
     key: &CencKey,
     iv: &mut u64,
@@ -115,7 +126,7 @@ pub(crate) fn protect(
     spans: &mut Vec<Range<usize>>,
 ) -> Result<Mp4Box, Error> {
     let mut out = moof.clone();
-    let file_len = work.len();
+    let mut budget = data.len();
     for traf in out.children_of_mut(b"traf")? {
         if traf
             .children()
@@ -126,7 +137,7 @@ pub(crate) fn protect(
                 "a fragment has sample auxiliary information: protected already",
             ));
         }
-        let s = samples(traf, offset, tracks, file_len)?;
+        let s = samples(traf, offset, tracks, &data, &mut budget)?;
         let video = matches!(s.protection, Protection::Video { .. });
         let count = u32::try_from(s.ranges.len()).map_err(|_| Error::Malformed("sample count"))?;
         let mut senc = count.to_be_bytes().to_vec();
@@ -198,9 +209,14 @@ pub(crate) fn protect(
 
 /// Decrypts the samples of the protected fragment `moof` (at `offset`) in `work` and returns
 /// the fragment without its `senc`, `saiz` and `saio`.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the fragment, its data, and what runs on"
+)]
 pub(crate) fn unprotect(
     moof: &Mp4Box,
     offset: u64,
+    data: Range<usize>,
     tracks: &[Track],
     tenc: Tenc,
     key: &CencKey,
@@ -208,9 +224,9 @@ pub(crate) fn unprotect(
     spans: &mut Vec<Range<usize>>,
 ) -> Result<Mp4Box, Error> {
     let mut out = moof.clone();
-    let file_len = work.len();
+    let mut budget = data.len();
     for traf in out.children_of_mut(b"traf")? {
-        let s = samples(traf, offset, tracks, file_len)?;
+        let s = samples(traf, offset, tracks, &data, &mut budget)?;
         let senc = traf
             .child(b"senc")
             .and_then(Mp4Box::payload)
@@ -288,7 +304,9 @@ fn point_saio(moof: &mut Mp4Box) -> Result<(), Error> {
         if &traf.kind != b"traf" {
             continue;
         }
-        let mut child_at = start + 8;
+        // The traf's header: 8 bytes, or 16 with a 64-bit size.
+        let mut child_at =
+            start + traf.len() - traf.children().iter().map(Mp4Box::len).sum::<u64>();
         let mut senc_data = None;
         for child in traf.children() {
             if &child.kind == b"senc" {
@@ -308,4 +326,58 @@ fn point_saio(moof: &mut Mp4Box) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A track fragment of `count` samples inheriting a default size of `size` bytes.
+    fn traf(count: u32, size: u32) -> Mp4Box {
+        let tfhd = mp4_atom::Tfhd {
+            track_id: 1,
+            default_sample_size: Some(size),
+            default_base_is_moof: true,
+            ..Default::default()
+        };
+        let trun = mp4_atom::Trun {
+            data_offset: Some(100),
+            samples: mp4_atom::TrunSamples::Inherited {
+                count,
+                first_flags: None,
+            },
+        };
+        Mp4Box::container(
+            b"traf",
+            Vec::new(),
+            vec![
+                raw_of(b"tfhd", &tfhd).unwrap_or_else(|e| panic!("{e}")),
+                raw_of(b"trun", &trun).unwrap_or_else(|e| panic!("{e}")),
+            ],
+        )
+    }
+
+    #[test]
+    fn a_small_box_cannot_claim_billions_of_samples() {
+        let tracks = [Track {
+            id: 1,
+            entries: vec![Protection::Audio],
+            trex: None,
+        }];
+        let data = 100..1100;
+        // Four billion samples of no bytes, or of one byte in 1000 bytes of data: refused at
+        // once, not counted.
+        for (count, size) in [(u32::MAX, 0), (u32::MAX, 1), (1, 0), (1001, 1)] {
+            let mut budget = data.len();
+            let result = samples(&traf(count, size), 0, &tracks, &data, &mut budget);
+            assert!(
+                matches!(result, Err(Error::Malformed(_))),
+                "{count} of {size}"
+            );
+        }
+        // A thousand samples of one byte fit.
+        let mut budget = data.len();
+        let fits = samples(&traf(1000, 1), 0, &tracks, &data, &mut budget);
+        assert!(fits.is_ok_and(|s| s.ranges.len() == 1000));
+    }
 }

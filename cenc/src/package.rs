@@ -34,9 +34,9 @@ pub fn encrypt(
     let mut work = clear.to_vec();
     let mut spans = Vec::new();
     let mut moofs = Vec::new();
-    for b in boxes.iter().filter(|b| &b.mp4.kind == b"moof") {
+    for (b, data) in fragments(&boxes)? {
         moofs.push(fragment::protect(
-            &b.mp4, b.offset, &tracks, key, &mut iv, &mut work, &mut spans,
+            &b.mp4, b.offset, data, &tracks, key, &mut iv, &mut work, &mut spans,
         )?);
     }
     write(&boxes, moov, moofs, &work, &spans)
@@ -56,9 +56,9 @@ pub fn decrypt(protected: &[u8], key: &CencKey) -> Result<Vec<u8>, Error> {
     let mut work = protected.to_vec();
     let mut spans = Vec::new();
     let mut moofs = Vec::new();
-    for b in boxes.iter().filter(|b| &b.mp4.kind == b"moof") {
+    for (b, data) in fragments(&boxes)? {
         moofs.push(fragment::unprotect(
-            &b.mp4, b.offset, &tracks, tenc, key, &mut work, &mut spans,
+            &b.mp4, b.offset, data, &tracks, tenc, key, &mut work, &mut spans,
         )?);
     }
     write(&boxes, moov, moofs, &work, &spans)
@@ -100,6 +100,30 @@ fn read(file: &[u8]) -> Result<Vec<Located>, Error> {
     Ok(boxes)
 }
 
+/// Each fragment and the payload of the `mdat` that follows it, where its samples must be: a
+/// sample anywhere else would move by what other boxes grew, which its run's offset does not
+/// say.
+fn fragments(boxes: &[Located]) -> Result<Vec<(&Located, Range<usize>)>, Error> {
+    let mut out = Vec::new();
+    for (i, b) in boxes.iter().enumerate() {
+        if &b.mp4.kind != b"moof" {
+            continue;
+        }
+        let mdat =
+            boxes
+                .get(i + 1)
+                .filter(|m| &m.mp4.kind == b"mdat")
+                .ok_or(Error::Unsupported(
+                    "a fragment not followed by its mdat (ffmpeg writes one after each moof)",
+                ))?;
+        let payload = mdat.mp4.payload().ok_or(Error::Malformed("mdat"))?.len();
+        let end =
+            usize::try_from(mdat.offset + mdat.mp4.len()).map_err(|_| Error::Malformed("mdat"))?;
+        out.push((b, end - payload..end));
+    }
+    Ok(out)
+}
+
 fn moov(boxes: &[Located]) -> Result<&Mp4Box, Error> {
     boxes
         .iter()
@@ -118,7 +142,7 @@ fn write(
     work: &[u8],
     spans: &[Range<usize>],
 ) -> Result<Vec<u8>, Error> {
-    check_spans(boxes, spans)?;
+    check_spans(spans)?;
     let mut moofs = moofs.into_iter();
     let mut moved: Vec<(u64, u64)> = Vec::new();
     let mut out = Vec::with_capacity(work.len() + work.len() / 8 + 4096);
@@ -152,18 +176,8 @@ fn write(
     Ok(out)
 }
 
-/// Every sample inside one `mdat`'s payload, and no two overlapping.
-fn check_spans(boxes: &[Located], spans: &[Range<usize>]) -> Result<(), Error> {
-    let mdats: Vec<Range<usize>> = boxes
-        .iter()
-        .filter(|b| &b.mp4.kind == b"mdat")
-        .filter_map(|b| {
-            let start = usize::try_from(b.offset).ok()?;
-            let len = usize::try_from(b.mp4.len()).ok()?;
-            let payload = b.mp4.payload()?.len();
-            Some(start + len - payload..start + len)
-        })
-        .collect();
+/// No two samples overlapping (each is inside its fragment's `mdat` already).
+fn check_spans(spans: &[Range<usize>]) -> Result<(), Error> {
     let mut sorted: Vec<&Range<usize>> = spans.iter().collect();
     sorted.sort_by_key(|r| r.start);
     for pair in sorted.windows(2) {
@@ -171,11 +185,6 @@ fn check_spans(boxes: &[Located], spans: &[Range<usize>]) -> Result<(), Error> {
             && a.end > b.start
         {
             return Err(Error::Malformed("two samples overlap"));
-        }
-    }
-    for s in spans {
-        if !mdats.iter().any(|m| m.start <= s.start && s.end <= m.end) {
-            return Err(Error::Malformed("a sample outside every mdat"));
         }
     }
     Ok(())
@@ -214,8 +223,9 @@ fn mfra(old: &Mp4Box, moved: &[(u64, u64)]) -> Result<Mp4Box, Error> {
                 u64::from(u32::from_be_bytes(array(slot, 0)?))
             };
             let new = moved
-                .iter()
-                .find(|(from, _)| *from == old)
+                .binary_search_by_key(&old, |(from, _)| *from)
+                .ok()
+                .and_then(|at| moved.get(at))
                 .map(|(_, to)| *to)
                 .ok_or(Error::Malformed("mfra names no moof"))?;
             if wide {

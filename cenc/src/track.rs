@@ -127,6 +127,16 @@ fn tracks(
         let stsd = trak
             .find(&[b"mdia", b"minf", b"stbl", b"stsd"])
             .ok_or(Error::Malformed("a track without stsd"))?;
+        // Samples listed in moov would stay clear (and their offsets move): fragments only.
+        if let Some(stsz) = trak
+            .find(&[b"mdia", b"minf", b"stbl", b"stsz"])
+            .and_then(Mp4Box::payload)
+            && u32::from_be_bytes(array(stsz, 8)?) != 0
+        {
+            return Err(Error::Unsupported(
+                "samples in moov (ffmpeg: -movflags +empty_moov)",
+            ));
+        }
         let entries = stsd
             .children()
             .iter()

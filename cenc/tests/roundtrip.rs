@@ -175,6 +175,14 @@ fn a_file_in_the_wrong_state_or_malformed_is_refused_never_a_panic() {
         treecast_cenc::encrypt(b"not an mp4 at all", &key(), KID, &mut rng),
         Err(Error::Malformed(_))
     ));
+    // Samples listed in moov (a file made without empty_moov) would stay clear: refused.
+    let mut listed = CLEAR.to_vec();
+    let stsz = listed.windows(4).position(|w| w == b"stsz").unwrap();
+    listed[stsz + 4 + 8..stsz + 4 + 12].copy_from_slice(&3u32.to_be_bytes());
+    assert!(matches!(
+        treecast_cenc::encrypt(&listed, &key(), KID, &mut rng),
+        Err(Error::Unsupported(_))
+    ));
     // Every truncation of both files, and bytes flipped through the boxes: typed errors or
     // (where the flip is in sample data) a file, never a panic.
     for cut in (0..CLEAR.len()).step_by(97) {

@@ -592,8 +592,8 @@ impl<R: Registry> Distributor<R> {
             let rng = rng
                 .take()
                 .ok_or(Error::Internal("content builder called twice"))?;
-            let cenc =
-                treecast_cenc::CencKey::from_zeroizing(treecast_protocol::cenc::key(&key, id)?);
+            let sample_key = treecast_protocol::cenc::key(&key, id)?;
+            let cenc = treecast_cenc::CencKey::from_bytes(*sample_key.secret_bytes());
             let kid = treecast_cenc::KeyId(treecast_protocol::cenc::key_id(id));
             let protected = treecast_cenc::encrypt(clear, &cenc, kid, rng).map_err(|e| {
                 Error::Decode(treecast_keytree::DecodeError::InvalidValue(match e {

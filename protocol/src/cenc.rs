@@ -35,17 +35,25 @@ pub fn content_of(kid: &[u8; 16]) -> Option<ContentId> {
         .flatten()
 }
 
+treecast_keytree::secret_type!(
+    /// The AES-128 key of a content's samples in Common Encryption: what a browser's ClearKey
+    /// module is given. One content's, derived from its content key ([`key`]).
+    SampleKey,
+    16
+);
+
 /// The AES-128 key that encrypts `content`'s samples:
 /// `HKDF-SHA-256(salt "treecast/v1/cenc-key", ikm = the content key, info = content ID)`.
 ///
 /// # Errors
 /// [`Error::Internal`] never in practice (HKDF gives 16 bytes).
-pub fn key(content_key: &ContentKey, content: ContentId) -> Result<Zeroizing<[u8; 16]>, Error> {
-    kdf::expand::<16>(
+pub fn key(content_key: &ContentKey, content: ContentId) -> Result<SampleKey, Error> {
+    let bytes: Zeroizing<[u8; 16]> = kdf::expand::<16>(
         b"treecast/v1/cenc-key",
         content_key.secret_bytes(),
         &[&content.0.to_be_bytes()],
-    )
+    )?;
+    Ok(SampleKey::from_bytes(*bytes))
 }
 
 const KID_PREFIX: &[u8; 8] = b"treecast";

@@ -433,12 +433,15 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             let cenc = cenc_path(&device, content);
             if cenc.exists() {
                 // A Common Encryption MP4: the clear MP4, with the key of this device's license.
-                let (_, key) = client.cenc_key(content)?;
+                let (kid, key) = client.cenc_key(content)?;
                 let protected =
                     fs::read(&cenc).with_context(|| format!("cannot read {}", cenc.display()))?;
+                if treecast_cenc::key_id(&protected)?.0 != kid {
+                    anyhow::bail!("{} is not content {}'s", cenc.display(), content.0);
+                }
                 let clear = treecast_cenc::decrypt(
                     &protected,
-                    &treecast_cenc::CencKey::from_zeroizing(key),
+                    &treecast_cenc::CencKey::from_bytes(*key.secret_bytes()),
                 )?;
                 if out == Path::new("-") {
                     std::io::stdout().lock().write_all(&clear)?;
@@ -527,9 +530,12 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             let package = t.with_server_keys(&mut source, |c| c.move_out(&certificate))?;
             // The source's deletion is saved before the destination moves in.
             save(&from, &source)?;
-            if package.content.is_none() && !destination.holds(content) {
+            if package.content.is_none()
+                && !destination.holds(content)
+                && !cenc_path(&to, content).exists()
+            {
                 let container = t.download(destination.user(), &credential, content)?;
-                destination.store_content(container)?;
+                store_media(&to, &mut destination, content, container)?;
             }
             destination.store_ekb(&t.current_ekb()?.1)?;
             let server = destination.server();

@@ -294,7 +294,7 @@ impl Device {
     pub fn cenc_key(
         &self,
         content: ContentId,
-    ) -> Result<([u8; 16], zeroize::Zeroizing<[u8; 16]>), Error> {
+    ) -> Result<([u8; 16], treecast_protocol::cenc::SampleKey), Error> {
         if self.state.timed(content).is_some() {
             return Err(Error::InvalidTerms(
                 "a license with terms gives no key for a browser yet",

@@ -115,7 +115,14 @@ pub(super) async fn publish(
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
     {
-        Some(t) if t.trim().eq_ignore_ascii_case("video/mp4") => Format::Cenc,
+        // The media type, its parameters (`; codecs=…`) aside.
+        Some(t)
+            if t.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("video/mp4")) =>
+        {
+            Format::Cenc
+        }
         _ => Format::Container,
     };
     let file = s.contents.upload()?;
