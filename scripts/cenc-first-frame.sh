@@ -36,18 +36,20 @@ python3 "$work/serve.py" "$work" "$port" > "$work/log" &
 server=$!
 sleep 1
 measure() { # media query -> first-frame ms
-  : > "$work/log"
+  local before
+  before=$(wc -l < "$work/log")
   timeout 20 chromium --headless=new --no-sandbox --disable-gpu --no-first-run --mute-audio \
     --autoplay-policy=no-user-gesture-required --user-data-dir="$work/profile-$RANDOM" \
     "http://127.0.0.1:$port/index.html?media=/$1$2" >/dev/null 2>&1 &
   local browser=$!
   for _ in $(seq 1 150); do
-    if grep -q '"frame"' "$work/log"; then break; fi
+    if tail -n +$((before + 1)) "$work/log" | grep -aq '"frame"'; then break; fi
     sleep 0.1
   done
   kill "$browser" 2>/dev/null || true
   wait "$browser" 2>/dev/null || true
-  grep -o '"event":"frame","ms":[0-9.]*' "$work/log" | head -1 | sed 's/.*://'
+  tail -n +$((before + 1)) "$work/log" | grep -ao '"event":"frame","ms":[0-9.]*' | head -1 |
+    sed 's/.*://'
 }
 clear=() enc=()
 for _ in $(seq 1 "$rounds"); do
