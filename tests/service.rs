@@ -178,6 +178,21 @@ pub(crate) fn keyed_dir() -> tempfile::TempDir {
     dir
 }
 
+/// `treecast ARGS` in `dir`, which must fail: its standard error.
+pub(crate) fn treecast_refused(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "treecast {args:?} succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// `treecast ARGS` in `dir`, which must succeed: its standard output.
 pub(crate) fn treecast(dir: &Path, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_treecast"))

@@ -8,7 +8,7 @@
 use treecast::license::transport::{HttpTransport, Retries, Transport};
 use treecast::license::{Clock, ContentId, Error, UserId};
 
-use super::{Served, device, keyed_dir, treecast};
+use super::{Served, device, keyed_dir, treecast, treecast_refused};
 
 const CLEAR: &[u8] = include_bytes!("../../cenc/tests/data/clear-fragmented.mp4");
 
@@ -47,9 +47,9 @@ fn a_cenc_content_plays_from_its_license_only() {
     assert_eq!(published, "content 1\n");
     // Not an MP4 the packager takes: refused, nothing published.
     std::fs::write(d.join("not.mp4"), b"plain text, not a fragmented MP4").unwrap();
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_treecast"))
-        .current_dir(d)
-        .args([
+    let refused = treecast_refused(
+        d,
+        &[
             "admin",
             "publish",
             "--server",
@@ -59,14 +59,9 @@ fn a_cenc_content_plays_from_its_license_only() {
             "--file",
             "not.mp4",
             "--cenc",
-        ])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("malformed"),
-        "{refused:?}"
+        ],
     );
+    assert!(refused.contains("malformed"), "{refused}");
 
     // The CLI device: buys, and plays the clear MP4 back from its license.
     let cred = ["--credential-file", "alice.credential"];
@@ -105,9 +100,10 @@ fn a_cenc_content_plays_from_its_license_only() {
         "desk.mp4",
     ]);
     assert!(std::fs::read(d.join("desk.mp4")).unwrap() == CLEAR);
-    let phone = std::process::Command::new(env!("CARGO_BIN_EXE_treecast"))
-        .current_dir(d)
-        .args([
+    // The phone no longer plays it.
+    treecast_refused(
+        d,
+        &[
             "client",
             "play",
             "--device",
@@ -116,10 +112,8 @@ fn a_cenc_content_plays_from_its_license_only() {
             "1",
             "--out",
             "again.mp4",
-        ])
-        .output()
-        .unwrap();
-    assert!(!phone.status.success(), "the phone no longer plays it");
+        ],
+    );
     // The downloaded file is protected under the content's key ID.
     let protected = std::fs::read(d.join("phone/content-1.mp4")).unwrap();
     assert_ne!(protected, CLEAR);

@@ -10,7 +10,7 @@ use treecast::license::{Clock, Error, KeyId, ServerId, ServerKeyListIn, SystemCl
 
 use super::operations::http;
 use super::split::{serve_split, split};
-use super::{device, keyed_dir, treecast};
+use super::{device, keyed_dir, treecast, treecast_refused};
 
 #[test]
 fn a_license_servers_key_rotates_and_retires_as_the_procedure_says() {
@@ -192,9 +192,9 @@ fn a_license_servers_key_rotates_and_retires_as_the_procedure_says() {
     tablet.acquire_license(&for_tablet).unwrap();
 
     // 4. The old key is retired; the key the file signs with cannot be.
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_treecast"))
-        .current_dir(d)
-        .args([
+    let refused = treecast_refused(
+        d,
+        &[
             "authority",
             "--keys",
             "keys",
@@ -207,14 +207,9 @@ fn a_license_servers_key_rotates_and_retires_as_the_procedure_says() {
             "1",
             "--key",
             &new_key.to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("rotate first"),
-        "{refused:?}"
+        ],
     );
+    assert!(refused.contains("rotate first"), "{refused}");
     let retired = authority(&["retire-server-key", "--server", "1", "--key", "0"]);
     assert!(retired.contains("key-0 retired"), "{retired}");
     watch

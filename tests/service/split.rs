@@ -11,7 +11,7 @@ use treecast::license::transport::{HttpTransport, Retries, Transport};
 use treecast::license::{Clock, ServerId, SigningKey, SystemClock};
 
 use super::operations::http;
-use super::{Served, keyed_dir, rand_key, treecast};
+use super::{Served, keyed_dir, rand_key, treecast, treecast_refused};
 
 /// A free loopback port (bound and let go: a port that is free now).
 fn free_port() -> u16 {
@@ -272,9 +272,10 @@ fn the_readme_flow_and_the_load_test_run_on_split_servers() {
         "-",
     ]);
     assert_eq!(played, "A song, moved across servers.\n");
-    let phone = Command::new(env!("CARGO_BIN_EXE_treecast"))
-        .current_dir(d)
-        .args([
+    // The phone no longer plays it.
+    treecast_refused(
+        d,
+        &[
             "client",
             "play",
             "--device",
@@ -283,10 +284,8 @@ fn the_readme_flow_and_the_load_test_run_on_split_servers() {
             "1",
             "--out",
             "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(!phone.status.success(), "the phone no longer plays it");
+        ],
+    );
 
     // Neither process holds the master secret nor the other's signing key.
     let full = std::fs::read_to_string(d.join("keys")).unwrap();
@@ -346,15 +345,14 @@ fn the_readme_flow_and_the_load_test_run_on_split_servers() {
         revoked.contains("published the EKB of epoch 2"),
         "{revoked}"
     );
-    let phone_buys = Command::new(env!("CARGO_BIN_EXE_treecast"))
-        .current_dir(d)
-        .args(["client", "buy", "--device", "phone", "--content", "1"])
-        .args(cred)
-        .output()
-        .unwrap();
-    assert!(
-        !phone_buys.status.success(),
-        "a revoked device gets no license"
+    // A revoked device gets no license.
+    treecast_refused(
+        d,
+        &[
+            &["client", "buy", "--device", "phone", "--content", "1"][..],
+            &cred[..],
+        ]
+        .concat(),
     );
     run(&[
         &[
