@@ -18,6 +18,7 @@ mod cli_retry;
 mod cover_vectors;
 mod crash;
 mod delegation;
+mod move_package;
 mod pg;
 mod postgres_registry;
 mod saved_state;

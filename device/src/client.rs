@@ -7,7 +7,8 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use treecast_keytree::DeviceKeys;
 use treecast_protocol::Error;
 use treecast_protocol::certificate::{
-    LicenseRequest, LicenseRequestTbs, MoveRequest, MoveRequestTbs, ReleaseKey,
+    CopyCertificateIn, CopyCertificateTbs, LicenseRequest, LicenseRequestTbs, MoveRequest,
+    MoveRequestTbs, ReleaseKey,
 };
 use treecast_protocol::giveback::{ReturnReceipt, ReturnRequest, ReturnRequestTbs};
 use treecast_protocol::ids::{ClientId, ContentId, LicenseId};
@@ -52,7 +53,64 @@ impl MovePackage {
             release,
         }
     }
+
+    /// The package on a wire, for a destination in another program (a browser's device and a
+    /// command line's, issue 30; `docs/formats.md`, "Move package"): magic `TCMP`, version 1,
+    /// the certificate's length (2) and the certificate, the release (16). The container is
+    /// not carried: it is public, and the destination downloads it. The release opens the
+    /// license only with the destination's device key, so the package may travel in the clear.
+    /// Zeroized on drop.
+    pub fn to_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(
+            PACKAGE_HEAD + self.certificate.len() + ReleaseKey::LEN,
+        ));
+        out.extend_from_slice(&PACKAGE_MAGIC);
+        out.push(PACKAGE_VERSION);
+        // A certificate is at most a few hundred bytes (`CopyCertificateTbs::MAX_LEN`).
+        out.extend_from_slice(&(self.certificate.len() as u16).to_be_bytes());
+        out.extend_from_slice(&self.certificate);
+        out.extend_from_slice(self.release.secret_bytes());
+        out
+    }
+
+    /// A package read from a wire ([`MovePackage::to_bytes`]), without a container.
+    /// `Device::move_in` checks the certificate and the release.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] for anything but an exact, well-formed package.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        use treecast_keytree::DecodeError;
+        if bytes.len() > PACKAGE_HEAD + MAX_CERTIFICATE + ReleaseKey::LEN {
+            return Err(DecodeError::TooLarge("move package").into());
+        }
+        let mut r = treecast_keytree::codec::Reader::new(bytes);
+        if r.array::<4>("magic")? != PACKAGE_MAGIC {
+            return Err(DecodeError::BadMagic.into());
+        }
+        let version = r.u8("version")?;
+        if version != PACKAGE_VERSION {
+            return Err(DecodeError::UnsupportedVersion(version).into());
+        }
+        let len = usize::from(r.u16("certificate length")?);
+        let certificate = r.take(len, "certificate")?.to_vec();
+        // Checked as a certificate here, verified by the destination.
+        CopyCertificateIn::from_bytes(&certificate)?;
+        let release = ReleaseKey::from_bytes(r.array::<16>("release")?);
+        r.finish()?;
+        Ok(Self {
+            certificate,
+            content: None,
+            release,
+        })
+    }
 }
+
+const PACKAGE_MAGIC: [u8; 4] = *b"TCMP";
+const PACKAGE_VERSION: u8 = 1;
+/// Magic, version and the certificate's length.
+const PACKAGE_HEAD: usize = 4 + 1 + 2;
+/// The longest copy certificate, with a key ID.
+const MAX_CERTIFICATE: usize = <CopyCertificateTbs as Signable>::MAX_LEN + 4;
 
 /// A client device. It keeps its keys, its contents and licenses, the EKBs it needs, the copy
 /// certificates it has used (single use) and the licenses it moved away (never to be taken back).

@@ -1,5 +1,6 @@
 //! What a device reads from outside or from its own storage: a registration request, a sealed
-//! registration (from the network service), a registration, and a saved client state. Nothing
+//! registration (from the network service), a registration, a move package (from another
+//! program's device), and a saved client state. Nothing
 //! may panic; what a loaded state saves loads back to the same state. A state is sealed under
 //! the device key, which random bytes do not pass: the fuzzer's bytes are also sealed by the
 //! harness (`hazmat_seal_state`), so that it reaches the decoder behind the seal.
@@ -41,6 +42,10 @@ fn device() -> &'static (Vec<u8>, [u8; 32]) {
 
 fuzz_target!(|data: &[u8]| {
     let _ = treecast_protocol::Registration::from_bytes(data);
+    // A move package from another program (issue 30): what reads re-encodes to the same bytes.
+    if let Ok(package) = treecast_device::MovePackage::from_bytes(data) {
+        assert_eq!(&package.to_bytes()[..], data);
+    }
     let _ = RegistrationRequest::verify_bytes(data, UserId(1));
     let (registration, key) = device();
     let signing = SigningKey::from_bytes(key);
