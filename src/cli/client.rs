@@ -10,18 +10,19 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
-use treecast::license::certificate::MoveRequestTbs;
 use treecast::license::credential::UserCredential;
 use treecast::license::transport::{HttpTransport, Transport, TransportExt as _};
 use treecast::license::{
-    Client, Clock, ContentId, Error, Offer, Registration, RenewFrom, ServerId, SigningKey,
-    SystemClock, UserId,
+    Client, ClientId, Clock, ContentId, Error, Offer, Registration, RenewFrom, ServerId,
+    SigningKey, SystemClock, UserId,
 };
 use zeroize::Zeroizing;
 
 use super::input::write_secret_file as write_secret;
+
+mod moves;
 
 /// `treecast client …`: one of a user's devices.
 #[derive(Debug, Subcommand)]
@@ -109,6 +110,35 @@ pub(crate) enum ClientCommand {
         /// The file holding the user's credential (the destination downloads the container).
         #[arg(long)]
         credential_file: PathBuf,
+    },
+    /// Move a content out of this device to another device of the user (a browser's, or one on
+    /// another machine): write the move package (the copy certificate and this device's release,
+    /// secret until the destination uses it) to a file, for `client move-in` or the web device.
+    /// The license is deleted here once the file is written. A failed run is retried as it
+    /// was: the same request, or the same certificate, gives the same package.
+    MoveOut {
+        /// The source device directory.
+        #[arg(long)]
+        device: PathBuf,
+        /// The content.
+        #[arg(long)]
+        content: u64,
+        /// The destination client's ID (shown by `client status` or the web device's page).
+        #[arg(long)]
+        to_client: u64,
+        /// Where to write the move package (mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Move a content into this device from a move package another device wrote (`client
+    /// move-out`, or the web device's page): the license it carries is stored once it verifies,
+    /// and the content downloaded.
+    MoveIn {
+        #[command(flatten)]
+        device: DeviceArgs,
+        /// The move package file.
+        #[arg(long)]
+        package: PathBuf,
     },
     /// Show a device: its ID, server and licenses, with their state at the service.
     Status {
@@ -474,87 +504,15 @@ pub(crate) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             to,
             content,
             credential_file,
-        } => {
-            let credential = read_credential(&credential_file)?;
-            let (mut source, _) = load(&from)?;
-            // The certificate is signed by the destination's license server: the request goes
-            // to the destination's process (issue 29), as does all the destination's traffic.
-            let (mut destination, t) = load(&to)?;
-            let content = ContentId(content);
-            // The signed move request is kept in the source until the destination has stored
-            // the license, and the certificate once it arrives: a retry sends the same bytes
-            // (the service answers the same certificate, even after the freshness window), or
-            // needs no service at all, and the source gives the same package again
-            // (`Device::move_out`).
-            let pending = format!("pending-move-{}", content.0);
-            let kept = format!("{pending}.certificate");
-            let certificate = if from.join(&kept).exists() {
-                fs::read(from.join(&kept))
-                    .with_context(|| format!("cannot read {}", from.join(&kept).display()))?
-            } else {
-                let request = if from.join(&pending).exists() {
-                    let request = fs::read(from.join(&pending)).with_context(|| {
-                        format!("cannot read {}", from.join(&pending).display())
-                    })?;
-                    let to_client =
-                        treecast::license::Unverified::<MoveRequestTbs>::from_bytes(&request)
-                            .map(|r| r.unverified().destination)
-                            .context("the pending move request is not one")?;
-                    if to_client != destination.id() {
-                        bail!(
-                            "a move of {content} to {to_client} is pending in {}: run the same \
-                             move with that device as --to",
-                            from.display()
-                        );
-                    }
-                    request
-                } else {
-                    let Some(license) = source.license_id(content) else {
-                        bail!("{} holds no license for {content}", from.display());
-                    };
-                    let request = source.move_request(license, destination.id(), SystemClock.now());
-                    save(&from, &source)?;
-                    write_atomically(&from, &pending, request.as_bytes())?;
-                    request.as_bytes().to_vec()
-                };
-                let certificate = t.certificate(&request).inspect_err(|e| {
-                    if matches!(e, Error::RequestStale) {
-                        let _ = fs::remove_file(from.join(&pending));
-                    }
-                })?;
-                write_atomically(&from, &kept, &certificate)?;
-                certificate
-            };
-            // The certificate is the destination server's: its newest key list first.
-            refresh_server_keys(&t, &mut source, destination.server());
-            let package = t.with_server_keys(&mut source, |c| c.move_out(&certificate))?;
-            // The source's deletion is saved before the destination moves in.
-            save(&from, &source)?;
-            if package.content.is_none()
-                && !destination.holds(content)
-                && !cenc_path(&to, content).exists()
-            {
-                let container = t.download(destination.user(), &credential, content)?;
-                store_media(&to, &mut destination, content, container)?;
-            }
-            destination.store_ekb(&t.current_ekb()?.1)?;
-            let server = destination.server();
-            refresh_server_keys(&t, &mut destination, server);
-            match t.with_server_keys(&mut destination, |c| c.move_in(&package, SystemClock.now())) {
-                // Moved in by an earlier run that stopped before it forgot the request.
-                Ok(()) | Err(Error::CertificateReplayed(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-            t.complete(&mut destination, content)?;
-            save(&to, &destination)?;
-            fs::remove_file(from.join(&kept))?;
-            let _ = fs::remove_file(from.join(&pending));
-            println!(
-                "moved content {} from client {} to client {}",
-                content.0,
-                source.id().0,
-                destination.id().0
-            );
+        } => moves::between(&from, &to, ContentId(content), &credential_file)?,
+        ClientCommand::MoveOut {
+            device,
+            content,
+            to_client,
+            out,
+        } => moves::out(&device, ContentId(content), ClientId(to_client), &out)?,
+        ClientCommand::MoveIn { device, package } => {
+            moves::into(&device.device, &device.credential_file, &package)?;
         }
         ClientCommand::Renew {
             device,
