@@ -14,6 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub(crate) mod cdp;
+
 const PAGE: &str = include_str!("browser/eme.html");
 const CLEAR: &[u8] = include_bytes!("../cenc/tests/data/clear-fragmented.mp4");
 const KEY: &str = "3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c";

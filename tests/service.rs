@@ -21,6 +21,7 @@ mod operations;
 mod rotation;
 mod server_keys;
 mod split;
+mod web;
 
 /// A running `treecast serve`, stopped with SIGTERM (and waited for) when dropped.
 pub(crate) struct Served {

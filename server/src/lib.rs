@@ -34,6 +34,7 @@ use treecast_protocol::Error;
 use treecast_registry::Registry;
 
 mod api;
+pub mod app;
 pub mod auth;
 pub mod contents;
 pub mod error;

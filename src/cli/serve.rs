@@ -169,6 +169,10 @@ pub(crate) struct ServeArgs {
     /// finish the requests in flight.
     #[arg(long, env = "TREECAST_DRAIN_DELAY", default_value_t = 0)]
     drain_delay: u64,
+    /// Serve the web device's page (issue 30) from this directory at `/app/`: what
+    /// `scripts/build-web.sh` builds (`target/web`).
+    #[arg(long, env = "TREECAST_APP")]
+    app: Option<PathBuf>,
     /// Read settings from this TOML file: its keys are these flags' long names, below flags and
     /// `TREECAST_*` variables in precedence (`docs/operations.md`).
     #[arg(long, env = "TREECAST_CONFIG")]
@@ -303,6 +307,17 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
         &limits,
         metrics.clone().filter(|_| on_service),
     );
+    let app = match &args.app {
+        Some(dir) => {
+            anyhow::ensure!(
+                dir.join("index.html").is_file() && dir.join("pkg").is_dir(),
+                "--app {}: not a built web device (scripts/build-web.sh builds one)",
+                dir.display()
+            );
+            treecast_server::app::with_app(app, dir)
+        }
+        None => app,
+    };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(
             treecast_server::Tls::load(cert, key).context("TLS")?,
