@@ -113,9 +113,10 @@ pub(crate) enum ClientCommand {
     },
     /// Move a content out of this device to another device of the user (a browser's, or one on
     /// another machine): write the move package (the copy certificate and this device's release,
-    /// secret until the destination uses it) to a file, for `client move-in` or the web device.
-    /// The license is deleted here once the file is written. A failed run is retried as it
-    /// was: the same request, or the same certificate, gives the same package.
+    /// secret until the destination uses it) to a new file, for `client move-in` or the web
+    /// device, which must move in before the certificate expires (printed). The license is
+    /// deleted here before the file is written. A failed run is retried as it was: the same
+    /// request, or the same certificate, gives the same package.
     MoveOut {
         /// The source device directory.
         #[arg(long)]

@@ -314,7 +314,7 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 "--app {}: not a built web device (scripts/build-web.sh builds one)",
                 dir.display()
             );
-            treecast_server::app::with_app(app, dir)
+            treecast_server::app::with_app(app, dir, limits.timeout)
         }
         None => app,
     };

@@ -16,7 +16,7 @@ use treecast_protocol::time::UnixTime;
 use treecast_protocol::{Error, SigningKey};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen::prelude::wasm_bindgen;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// A failure of a [`WebDevice`] method: the device's [`Error`]. In the page it is thrown as a
 /// JavaScript `Error` whose message is this error's.
@@ -44,6 +44,74 @@ impl From<WebError> for wasm_bindgen::JsValue {
     }
 }
 
+/// Secret bytes handed to the page: on `wasm32` a JavaScript `Uint8Array`, copied out of a
+/// buffer that is zeroized at once (a returned `Vec<u8>` would be freed in the module's memory
+/// as it is); natively the zeroizing buffer itself.
+#[cfg(target_arch = "wasm32")]
+pub type SecretBytes = js_sys::Uint8Array;
+/// Secret bytes handed to the page: on `wasm32` a JavaScript `Uint8Array`, copied out of a
+/// buffer that is zeroized at once (a returned `Vec<u8>` would be freed in the module's memory
+/// as it is); natively the zeroizing buffer itself.
+#[cfg(not(target_arch = "wasm32"))]
+pub type SecretBytes = Zeroizing<Vec<u8>>;
+
+fn hand_out(bytes: Zeroizing<Vec<u8>>) -> SecretBytes {
+    #[cfg(target_arch = "wasm32")]
+    {
+        js_sys::Uint8Array::from(&bytes[..])
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        bytes
+    }
+}
+
+/// A registration under way: the signing key drawn, its request made, the service's sealed
+/// answer awaited ([`WebDevice::start_registration`], then [`PendingRegistration::request`]
+/// and [`PendingRegistration::finish`]). The seed crosses into the module once and is zeroed
+/// where it came from.
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen)]
+pub struct PendingRegistration {
+    seed: Zeroizing<[u8; 32]>,
+    request: RegistrationRequest,
+}
+
+impl core::fmt::Debug for PendingRegistration {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PendingRegistration")
+            .field("user", &self.request.user)
+            .field("server", &self.request.server)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen)]
+impl PendingRegistration {
+    /// The registration request to `POST /v1/users/{user}/clients` with the user's credential.
+    pub fn request(&self) -> Vec<u8> {
+        self.request.to_bytes().to_vec()
+    }
+
+    /// The device, from the service's sealed answer to [`PendingRegistration::request`]: the
+    /// registration is opened with the key only this device's seed derives, and its
+    /// certificate must name this device.
+    ///
+    /// # Errors
+    /// [`Error::UnwrapFailed`] for an answer sealed to another request or altered;
+    /// [`Error::NotForThisClient`] for a registration of another device; [`Error::Decode`].
+    pub fn finish(self, sealed: &[u8]) -> Result<WebDevice, WebError> {
+        let key = SigningKey::from_bytes(&self.seed);
+        let registration =
+            Registration::open_sealed(sealed, &RegistrationKey::derive(&key)?, &self.request)?;
+        let bytes = registration.to_bytes();
+        Ok(WebDevice {
+            client: Client::new(key, registration)?,
+            seed: self.seed,
+            registration: bytes,
+        })
+    }
+}
+
 /// A registered device in a browser: its client (key set, licenses, EKBs, containers) and the
 /// seed of its signing key. Made by [`WebDevice::register`] or [`WebDevice::load`].
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen)]
@@ -61,75 +129,56 @@ impl core::fmt::Debug for WebDevice {
     }
 }
 
-/// A signing key from a seed the page drew, which must be 32 bytes.
-fn signing_key(seed: &[u8]) -> Result<(SigningKey, Zeroizing<[u8; 32]>), WebError> {
+/// The seed the page drew (32 bytes), taken into the module and zeroed where it came from.
+fn take_seed(seed: &mut [u8]) -> Result<Zeroizing<[u8; 32]>, WebError> {
     let mut array = Zeroizing::new([0u8; 32]);
-    if seed.len() != array.len() {
-        return Err(
-            treecast_keytree::DecodeError::InvalidValue("a signing key's seed (32 bytes)").into(),
-        );
-    }
-    array.copy_from_slice(seed);
-    Ok((SigningKey::from_bytes(&array), array))
+    let taken = if seed.len() == array.len() {
+        array.copy_from_slice(seed);
+        Ok(array)
+    } else {
+        Err(treecast_keytree::DecodeError::InvalidValue("a signing key's seed (32 bytes)").into())
+    };
+    seed.zeroize();
+    taken
 }
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen)]
 impl WebDevice {
-    /// The registration request (`POST /v1/users/{user}/clients`, with the user's credential)
-    /// of the device whose signing key is `seed` (32 bytes from `crypto.getRandomValues`), for
-    /// `user` with license server `server`.
+    /// Starts registering a new device whose signing key is `seed` (32 bytes from
+    /// `crypto.getRandomValues`, zeroed by this call), for `user` with license server
+    /// `server`.
     ///
     /// # Errors
-    /// A seed of another length.
-    pub fn registration_request(seed: &[u8], user: u64, server: u32) -> Result<Vec<u8>, WebError> {
-        let (key, _) = signing_key(seed)?;
-        Ok(
-            RegistrationRequest::new(UserId(user), ServerId(server), &key)?
-                .to_bytes()
-                .to_vec(),
-        )
-    }
-
-    /// The device, from the service's sealed answer to [`WebDevice::registration_request`] of
-    /// the same `seed`, `user` and `server`: the registration is opened with the key only this
-    /// seed derives, and its certificate must name this device.
-    ///
-    /// # Errors
-    /// [`Error::UnwrapFailed`] for an answer sealed to another request or altered;
-    /// [`Error::NotForThisClient`] for a registration of another device; [`Error::Decode`].
-    pub fn register(
-        seed: &[u8],
+    /// A seed of another length (zeroed all the same).
+    pub fn start_registration(
+        seed: &mut [u8],
         user: u64,
         server: u32,
-        sealed: &[u8],
-    ) -> Result<WebDevice, WebError> {
-        let (key, seed) = signing_key(seed)?;
+    ) -> Result<PendingRegistration, WebError> {
+        let seed = take_seed(seed)?;
+        let key = SigningKey::from_bytes(&seed);
         let request = RegistrationRequest::new(UserId(user), ServerId(server), &key)?;
-        let registration =
-            Registration::open_sealed(sealed, &RegistrationKey::derive(&key)?, &request)?;
-        let bytes = registration.to_bytes();
-        Ok(Self {
-            client: Client::new(key, registration)?,
-            seed,
-            registration: bytes,
-        })
+        Ok(PendingRegistration { seed, request })
     }
 
     /// The device's keys (its signing key's seed and its registration, `docs/formats.md` "Web
     /// device keys"): secret; the page wraps them with its non-extractable key before it
     /// stores them.
-    pub fn keys(&self) -> Vec<u8> {
-        crate::keys::encode(&self.seed, &self.registration).to_vec()
+    pub fn keys(&self) -> SecretBytes {
+        hand_out(crate::keys::encode(&self.seed, &self.registration))
     }
 
     /// The device again from its [`WebDevice::keys`] and the state [`WebDevice::save`] wrote
-    /// (checked by its seal before it is read, as `Client::load` does).
+    /// (checked by its seal before it is read, as `Client::load` does). `keys` is zeroed by
+    /// this call, whatever its outcome.
     ///
     /// # Errors
     /// [`Error::Decode`] for keys or a state that do not decode; [`Error::StateTampered`] for a
     /// state whose seal is not this device's; [`Error::NotForThisClient`] for another's.
-    pub fn load(keys: &[u8], state: &[u8]) -> Result<WebDevice, WebError> {
-        let (key, registration) = crate::keys::decode(keys)?;
+    pub fn load(keys: &mut [u8], state: &[u8]) -> Result<WebDevice, WebError> {
+        let decoded = crate::keys::decode(keys);
+        keys.zeroize();
+        let (key, registration) = decoded?;
         let seed = Zeroizing::new(key.to_bytes());
         let bytes = registration.to_bytes();
         Ok(Self {
@@ -250,7 +299,7 @@ impl WebDevice {
     /// As `Device::cenc_key`: [`Error::NoLicense`] without a license (never moved in, moved
     /// away), [`Error::KeyTree`] for a revoked device, [`Error::InvalidTerms`] for a license
     /// with terms (no browser key yet).
-    pub fn clearkey_license(&self, content: u64) -> Result<Vec<u8>, WebError> {
+    pub fn clearkey_license(&self, content: u64) -> Result<SecretBytes, WebError> {
         let (kid, key) = self.client.cenc_key(ContentId(content))?;
         let k = Zeroizing::new(URL_SAFE_NO_PAD.encode(key.secret_bytes()));
         let json = Zeroizing::new(format!(
@@ -258,7 +307,7 @@ impl WebDevice {
             URL_SAFE_NO_PAD.encode(kid),
             k.as_str()
         ));
-        Ok(json.as_bytes().to_vec())
+        Ok(hand_out(Zeroizing::new(json.as_bytes().to_vec())))
     }
 
     /// A signed request (`POST /v1/certificates`) to move this device's license for `content`
@@ -303,8 +352,21 @@ impl WebDevice {
     ///
     /// # Errors
     /// As `Device::move_out`.
-    pub fn move_out(&mut self, certificate: &[u8]) -> Result<Vec<u8>, WebError> {
-        Ok(self.client.move_out(certificate)?.to_bytes().to_vec())
+    pub fn move_out(&mut self, certificate: &[u8]) -> Result<SecretBytes, WebError> {
+        Ok(hand_out(self.client.move_out(certificate)?.to_bytes()))
+    }
+
+    /// When a copy certificate expires (Unix seconds), read without verifying it: the
+    /// destination must move in before then, or the move fails and the license is lost to
+    /// both (the source deleted it).
+    ///
+    /// # Errors
+    /// [`Error::Decode`] for bytes that are not a certificate.
+    pub fn certificate_expires(certificate: &[u8]) -> Result<u64, WebError> {
+        Ok(Unverified::<CopyCertificateTbs>::from_bytes(certificate)?
+            .unverified()
+            .expires_at
+            .0)
     }
 
     /// The content a move package moves (read without verifying it): whose container to
@@ -337,7 +399,7 @@ impl WebDevice {
     }
 
     /// What the device holds, as JSON: `{"client", "user", "server", "licenses": [{"content",
-    /// "license", "terms"}]}`.
+    /// "license" (a string), "terms"}]}`.
     pub fn status(&self) -> String {
         let licenses: Vec<serde_json::Value> = self
             .client
@@ -345,7 +407,8 @@ impl WebDevice {
             .map(|content| {
                 serde_json::json!({
                     "content": content.0,
-                    "license": self.client.license_id(content).map(|l| l.0),
+                    // A string: license IDs pass 2^53, where JavaScript's numbers stop.
+                    "license": self.client.license_id(content).map(|l| l.0.to_string()),
                     "terms": self.client.license_terms(content)
                         .map(|(terms, _)| format!("{terms:?}")),
                 })

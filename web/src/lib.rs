@@ -12,9 +12,11 @@
 //!
 //! ```
 //! # fn main() -> Result<(), treecast_web::WebError> {
-//! // A page starts without a device: it asks for a registration request first.
-//! let seed = [7u8; 32];
-//! let request = treecast_web::WebDevice::registration_request(&seed, 1, 1)?;
+//! // A page starts without a device: it draws a seed and makes a registration request.
+//! let mut seed = [7u8; 32]; // in the page: crypto.getRandomValues(new Uint8Array(32))
+//! let pending = treecast_web::WebDevice::start_registration(&mut seed, 1, 1)?;
+//! assert_eq!(seed, [0; 32]); // taken into the module, zeroed where it came from
+//! let request = pending.request(); // POST /v1/users/1/clients, then pending.finish(answer)
 //! assert_eq!(request.len(), treecast_protocol::registration::RegistrationRequest::LEN);
 //! # Ok(()) }
 //! ```
@@ -24,4 +26,4 @@
 mod device;
 mod keys;
 
-pub use device::{WebDevice, WebError};
+pub use device::{PendingRegistration, SecretBytes, WebDevice, WebError};

@@ -2,11 +2,16 @@
 //
 // The module (`treecast_web`, built by `scripts/build-web.sh`) does everything a device does
 // with bytes; this page fetches them from the service it is served by (`/v1/...`), keeps the
-// device in IndexedDB and hands the ClearKey license to the browser's EME. What IndexedDB keeps:
+// device in IndexedDB and hands the ClearKey license to the browser's EME. What IndexedDB keeps
+// (the store `device`, written with strict durability):
 //   - `wrap`: an AES-GCM key WebCrypto generated non-extractable (a `CryptoKey` object);
 //   - `keys`, `credential`: the device's keys (`WebDevice.keys`) and the user's credential,
-//     each encrypted with `wrap` (a fresh IV each time);
+//     each encrypted with `wrap` (a fresh IV each time, the record's name bound in);
 //   - `state`: the state the device sealed itself (`WebDevice.save`), after every change;
+//   - `pending-license-N`, `pending-move-N`: a signed request (and a move's certificate) kept
+//     until its answer is stored, in the same transaction as the state that used its nonce: a
+//     retry sends the same bytes, which the service answers again without a second bill;
+//   - `package-N`: a move package made, until the content comes back (a reload offers it again);
 //   - in the store `media`, the Common Encryption MP4s (public: their key is the license's).
 // Every action runs after the one before it (one queue), so two never interleave their saves.
 // `window.treecast` exposes the actions, which the buttons call and the browser tests drive.
@@ -41,7 +46,9 @@ function openDb() {
 const db = await openDb();
 function store(name, mode, f) {
   return new Promise((resolve, reject) => {
-    const tx = db.transaction(name, mode);
+    // Strict: complete only once on disk (Chromium's default is relaxed since 121): a move's
+    // deletion must not come back after a crash once its package was handed on.
+    const tx = db.transaction(name, mode, { durability: 'strict' });
     const request = f(tx.objectStore(name));
     tx.oncomplete = () => resolve(request && request.result);
     tx.onerror = () => reject(tx.error);
@@ -50,10 +57,16 @@ function store(name, mode, f) {
 }
 const get = (name, key) => store(name, 'readonly', (s) => s.get(key));
 const put = (name, key, value) => store(name, 'readwrite', (s) => s.put(value, key));
+/** Writes `entries` and deletes `gone` in the store `device`, in one transaction. */
+const commit = (entries, gone = []) => store('device', 'readwrite', (s) => {
+  for (const [key, value] of Object.entries(entries)) s.put(value, key);
+  for (const key of gone) s.delete(key);
+});
 
 // --- secrets wrapped by a non-extractable key -----------------------------------------------
 
-const AAD = new TextEncoder().encode('treecast/web/v1/wrapped');
+/** The associated data of a wrapped record: its name, so that two records cannot be swapped. */
+const aad = (name) => new TextEncoder().encode(`treecast/web/v1/wrapped/${name}`);
 async function wrapKey() {
   let key = await get('device', 'wrap');
   if (!key) {
@@ -62,17 +75,18 @@ async function wrapKey() {
   }
   return key;
 }
-async function wrap(bytes) {
+async function wrap(name, bytes) {
   const iv = crypto.getRandomValues(new Uint8Array(12));
-  const sealed = await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: AAD }, await wrapKey(), bytes);
+  const sealed = await crypto.subtle.encrypt(
+    { name: 'AES-GCM', iv, additionalData: aad(name) }, await wrapKey(), bytes);
   bytes.fill(0);
   return { iv, sealed: new Uint8Array(sealed) };
 }
-async function unwrap(record) {
+async function unwrap(name, record) {
   const key = await get('device', 'wrap');
-  if (!key) throw new Error('the wrapping key is gone: this device cannot be opened');
+  if (!key || !record) throw new Error(`the stored ${name} cannot be opened`);
   return new Uint8Array(await crypto.subtle.decrypt(
-    { name: 'AES-GCM', iv: record.iv, additionalData: AAD }, key, record.sealed));
+    { name: 'AES-GCM', iv: record.iv, additionalData: aad(name) }, key, record.sealed));
 }
 
 // --- the service ----------------------------------------------------------------------------
@@ -85,8 +99,11 @@ async function call(method, path, { body, credential } = {}) {
   const bytes = new Uint8Array(await response.arrayBuffer());
   if (!response.ok) {
     let message = new TextDecoder().decode(bytes);
-    try { message = JSON.parse(message).message || message; } catch (_) { /* as it came */ }
-    throw new Error(`${method} ${path}: ${response.status} ${message}`);
+    let code = null;
+    try { ({ error: code, message } = JSON.parse(message)); } catch (_) { /* as it came */ }
+    const error = new Error(`${method} ${path}: ${response.status} ${message}`);
+    error.code = code;
+    throw error;
   }
   return { bytes, headers: response.headers };
 }
@@ -136,36 +153,43 @@ function containsBytes(haystack, needle) {
 async function open() {
   const keys = await get('device', 'keys');
   if (!keys) return false;
-  const plain = await unwrap(keys);
-  try {
-    device = WebDevice.load(plain, await get('device', 'state'));
-  } finally {
-    plain.fill(0);
-  }
-  const cred = await unwrap(await get('device', 'credential'));
+  const plain = await unwrap('keys', keys);
+  device = WebDevice.load(plain, await get('device', 'state')); // zeroes `plain`
+  const cred = await unwrap('credential', await get('device', 'credential'));
   credential = new TextDecoder().decode(cred);
   cred.fill(0);
   device.store_ekb((await call('GET', '/v1/ekb')).bytes);
+  for (const key of await store('device', 'readonly', (s) => s.getAllKeys())) {
+    if (String(key).startsWith('package-')) offer(await get('device', key));
+  }
   return true;
 }
 
 async function register(user, credentialHex, server) {
   if (device) throw new Error(`this browser is client ${device.id()} already (forget it first)`);
-  const seed = crypto.getRandomValues(new Uint8Array(32));
-  try {
-    const request = WebDevice.registration_request(seed, BigInt(user), Number(server));
-    const { bytes } = await call('POST', `/v1/users/${user}/clients`,
-      { body: request, credential: credentialHex.trim() });
-    const registered = WebDevice.register(seed, BigInt(user), Number(server), bytes);
-    registered.store_ekb((await call('GET', '/v1/ekb')).bytes);
-    await put('device', 'keys', await wrap(registered.keys()));
-    await put('device', 'credential', await wrap(new TextEncoder().encode(credentialHex.trim())));
-    device = registered;
-    credential = credentialHex.trim();
-    await save();
-  } finally {
-    seed.fill(0);
+  if (await get('device', 'keys')) {
+    throw new Error('a device is stored in this browser but did not open: forget it first');
   }
+  // WebCrypto and EME exist only in a secure context (HTTPS, or this machine over HTTP):
+  // checked before the service registers a client this page could not keep.
+  if (!window.isSecureContext || !crypto.subtle) {
+    throw new Error('this page needs HTTPS (or the loopback): it cannot keep a device here');
+  }
+  user = BigInt(user);
+  credentialHex = credentialHex.trim();
+  const pending = WebDevice.start_registration(
+    crypto.getRandomValues(new Uint8Array(32)), user, Number(server)); // the seed is zeroed
+  const { bytes } = await call('POST', `/v1/users/${user}/clients`,
+    { body: pending.request(), credential: credentialHex });
+  const registered = pending.finish(bytes);
+  registered.store_ekb((await call('GET', '/v1/ekb')).bytes);
+  await commit({
+    keys: await wrap('keys', registered.keys()),
+    credential: await wrap('credential', new TextEncoder().encode(credentialHex)),
+    state: registered.save(),
+  });
+  device = registered;
+  credential = credentialHex;
   return Number(device.id());
 }
 
@@ -177,13 +201,25 @@ async function buy(content) {
   needDevice();
   content = BigInt(content);
   await download(content);
-  const request = device.license_request(content, now());
-  await save(); // the request's nonce is used before the request leaves
-  const { bytes } = await call('POST', '/v1/licenses', { body: request });
+  const name = `pending-license-${content}`;
+  let request = await get('device', name);
+  if (!request) {
+    request = device.license_request(content, now());
+    // The request's nonce is used in the state saved with it, before the request leaves.
+    await commit({ state: device.save(), [name]: request });
+  }
   await refreshServerKeys(device.server());
-  device.acquire_license(bytes);
+  let license;
+  try {
+    ({ bytes: license } = await call('POST', '/v1/licenses', { body: request }));
+  } catch (e) {
+    // Too old to be answered again: the next try makes a new request.
+    if (e.code === 'request_stale') await commit({}, [name]);
+    throw e;
+  }
+  device.acquire_license(license);
   await complete(content);
-  await save();
+  await commit({ state: device.save() }, [name, `package-${content}`]);
   return Number(content);
 }
 
@@ -191,11 +227,7 @@ async function play(content) {
   needDevice();
   content = BigInt(content);
   // Whatever played before stops first: what follows plays from this device's license or not at all.
-  const video = $('video');
-  video.pause();
-  video.removeAttribute('src');
-  video.load();
-  $('shown').replaceChildren();
+  await stopPlayback();
   await download(content); // public: the key is what a license gives
   const mp4 = await get('media', String(content));
   if (mp4) return playVideo(content, mp4);
@@ -206,6 +238,7 @@ async function play(content) {
   if (image) {
     const img = document.createElement('img');
     img.src = URL.createObjectURL(new Blob([clear]));
+    playing.urls.push(img.src);
     $('shown').append(img);
   } else {
     const pre = document.createElement('pre');
@@ -227,7 +260,25 @@ function codecs(mp4) {
     }
   }
   if (containsBytes(mp4, new TextEncoder().encode('esds'))) found.push('mp4a.40.2');
+  if (!found.some((c) => c.startsWith('avc1'))) throw new Error('not an H.264 MP4 this page plays');
   return found;
+}
+
+/** What plays now: its ClearKey session and the object URLs it made. */
+let playing = { session: null, urls: [] };
+
+/** Stops what plays: the video emptied, its session closed (its key unloaded), the shown cleared. */
+async function stopPlayback() {
+  const video = $('video');
+  const { session, urls } = playing;
+  playing = { session: null, urls: [] };
+  video.pause();
+  video.removeAttribute('src');
+  video.load();
+  $('shown').replaceChildren();
+  for (const url of urls) URL.revokeObjectURL(url);
+  if (session) await session.close().catch(() => {});
+  if (video.mediaKeys) await video.setMediaKeys(null).catch(() => {});
 }
 
 async function playVideo(content, mp4) {
@@ -243,6 +294,7 @@ async function playVideo(content, mp4) {
   const keys = await access.createMediaKeys();
   await video.setMediaKeys(keys);
   const session = keys.createSession('temporary');
+  playing.session = session;
   const keyed = new Promise((resolve, reject) => {
     session.addEventListener('message', () => {
       session.update(license).then(resolve, reject).finally(() => license.fill(0));
@@ -254,6 +306,7 @@ async function playVideo(content, mp4) {
   await keyed;
   const source = new MediaSource();
   video.src = URL.createObjectURL(source);
+  playing.urls.push(video.src);
   await new Promise((resolve) => source.addEventListener('sourceopen', resolve, { once: true }));
   const buffer = source.addSourceBuffer(`video/mp4; codecs="${kinds.join(', ')}"`);
   buffer.appendBuffer(mp4);
@@ -266,20 +319,59 @@ async function playVideo(content, mp4) {
   return { kind: 'video', codecs: kinds };
 }
 
+/** Offers a move package made: a link that saves it as a file, and when it must be used by. */
+function offer(record) {
+  const link = $('package-link');
+  if (link.href) URL.revokeObjectURL(link.href);
+  link.href = URL.createObjectURL(new Blob([record.package], { type: 'application/octet-stream' }));
+  link.download = `move-${record.content}-to-${record.to}.tcmp`;
+  link.textContent = `move package: content ${record.content} to client ${record.to}, `
+    + `to move in before ${new Date(record.expires * 1000).toLocaleString()}`;
+  link.hidden = false;
+}
+
 async function moveOut(content, to) {
   needDevice();
   content = BigInt(content);
-  const request = device.move_request(content, BigInt(to), now());
-  await save();
-  const { bytes: certificate } = await call('POST', '/v1/certificates', { body: request });
-  await refreshServerKeys(WebDevice.certificate_server(certificate));
-  const pkg = device.move_out(certificate);
-  await save(); // the license is gone before the package leaves
-  const link = $('package-link');
-  link.href = URL.createObjectURL(new Blob([pkg], { type: 'application/octet-stream' }));
-  link.download = `move-${content}-to-${to}.tcmp`;
-  link.hidden = false;
-  return toB64(pkg);
+  to = String(BigInt(to));
+  const made = await get('device', `package-${content}`);
+  if (made) {
+    if (made.to !== to) throw new Error(`content ${content} moved out to client ${made.to} already`);
+    offer(made);
+    return toB64(made.package);
+  }
+  // The request, then the certificate, kept until the package is made: a retry sends the same
+  // request (the service answers the same certificate) or needs no service at all.
+  const name = `pending-move-${content}`;
+  let pending = await get('device', name);
+  if (pending && pending.to !== to) {
+    throw new Error(`a move of content ${content} to client ${pending.to} is under way: move it there`);
+  }
+  if (!pending) {
+    pending = { to, request: device.move_request(content, BigInt(to), now()) };
+    await commit({ state: device.save(), [name]: pending });
+  }
+  if (!pending.certificate) {
+    try {
+      ({ bytes: pending.certificate } = await call('POST', '/v1/certificates', { body: pending.request }));
+    } catch (e) {
+      if (e.code === 'request_stale') await commit({}, [name]);
+      throw e;
+    }
+    await commit({ [name]: pending });
+  }
+  await refreshServerKeys(WebDevice.certificate_server(pending.certificate));
+  await stopPlayback();
+  const record = {
+    content: String(content),
+    to,
+    package: device.move_out(pending.certificate), // the license deleted; the same again on a retry
+    expires: Number(WebDevice.certificate_expires(pending.certificate)),
+  };
+  // The deletion is on disk before the package is offered.
+  await commit({ state: device.save(), [`package-${content}`]: record }, [name]);
+  offer(record);
+  return toB64(record.package);
 }
 
 async function moveIn(pkg) {
@@ -291,8 +383,26 @@ async function moveIn(pkg) {
   await refreshServerKeys(device.server());
   device.move_in(bytes, now());
   await complete(content);
-  await save();
+  await commit({ state: device.save() }, [`package-${content}`]);
   return Number(content);
+}
+
+/**
+ * The figures of `docs/performance.md`: the mean milliseconds, over `n` runs, to open the
+ * current EKB (verify and store it) and to unwrap `content`'s key from this device's license
+ * (the EKB opened with the device's keys, the license's key unwrapped, the sample key derived).
+ */
+async function timings(content, n) {
+  needDevice();
+  content = BigInt(content);
+  const { bytes: ekb } = await call('GET', '/v1/ekb');
+  let start = performance.now();
+  for (let i = 0; i < n; i++) device.store_ekb(ekb);
+  const ekbMs = (performance.now() - start) / n;
+  start = performance.now();
+  for (let i = 0; i < n; i++) device.clearkey_license(content).fill(0);
+  const keyMs = (performance.now() - start) / n;
+  return { ekbMs, keyMs, ekbBytes: ekb.length, runs: n };
 }
 
 function status() {
@@ -300,11 +410,13 @@ function status() {
 }
 
 async function forget() {
+  await stopPlayback();
   await store('device', 'readwrite', (s) => s.clear());
   await store('media', 'readwrite', (s) => s.clear());
   if (device) device.free();
   device = null;
   credential = null;
+  $('package-link').hidden = true;
 }
 
 // --- the page -------------------------------------------------------------------------------
@@ -359,6 +471,7 @@ const actions = {
   moveOut: action('move out', moveOut),
   moveIn: action('move in', moveIn),
   forget: action('forget', forget),
+  timings: action('timings', timings),
   status,
 };
 

@@ -16,9 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use treecast_distributor::{
-    Distributor, DistributorConfig, LicenseServer, LocalTransport, Tariff,
-};
+use treecast_distributor::{Distributor, DistributorConfig, LicenseServer, LocalTransport, Tariff};
 use treecast_keytree::{Authority, MasterSecret, Scheme, TreeConfig, TreeHeight, TreeId};
 use treecast_protocol::transport::Transport;
 use treecast_protocol::{Error, ManualClock, ServerId, UnixTime};
@@ -66,13 +64,18 @@ fn shop() -> Shop {
 
 impl Shop {
     fn device(&mut self, seed: u8, server: u32) -> WebDevice {
-        let seed = [seed; 32];
-        let request = WebDevice::registration_request(&seed, self.user, server).unwrap();
+        let mut seed = [seed; 32];
+        let pending = WebDevice::start_registration(&mut seed, self.user, server).unwrap();
+        assert_eq!(seed, [0; 32], "the page's seed is zeroed");
         let sealed = self
             .shop
-            .register_sealed(treecast_protocol::UserId(self.user), &request, &mut self.rng)
+            .register_sealed(
+                treecast_protocol::UserId(self.user),
+                &pending.request(),
+                &mut self.rng,
+            )
             .unwrap();
-        let mut device = WebDevice::register(&seed, self.user, server, &sealed).unwrap();
+        let mut device = pending.finish(&sealed).unwrap();
         device
             .store_ekb(&self.transport.current_ekb().unwrap().1)
             .unwrap();
@@ -119,7 +122,7 @@ impl Shop {
             to.store_content(&self.download(content)).unwrap();
         }
         assert_eq!(to.move_in(&package, NOW).unwrap(), content);
-        package
+        package.to_vec()
     }
 }
 
@@ -135,7 +138,7 @@ fn a_registered_web_device_buys_plays_and_reloads() {
 
     // A reload: keys and state give the same device, holding the same license.
     let (keys, state) = (device.keys(), device.save());
-    let mut again = WebDevice::load(&keys, &state).unwrap();
+    let mut again = WebDevice::load(&mut keys.clone(), &state).unwrap();
     assert_eq!(again.id(), device.id());
     assert_eq!(again.status(), device.status());
     assert_eq!(again.play(content, NOW).unwrap(), b"a text for the page");
@@ -145,14 +148,14 @@ fn a_registered_web_device_buys_plays_and_reloads() {
     // Another device's keys do not open this state; an altered state is refused.
     let other = s.device(2, 1);
     assert!(matches!(
-        WebDevice::load(&other.keys(), &state),
+        WebDevice::load(&mut other.keys(), &state),
         Err(WebError(Error::NotForThisClient))
     ));
     let mut altered = state.clone();
     let last = altered.len() - 1;
     altered[last] ^= 1;
     assert!(matches!(
-        WebDevice::load(&keys, &altered),
+        WebDevice::load(&mut keys.clone(), &altered),
         Err(WebError(Error::StateTampered))
     ));
 }
@@ -178,6 +181,15 @@ fn the_clearkey_license_comes_from_the_devices_own_license_only() {
         URL_SAFE_NO_PAD.encode(key.secret_bytes())
     );
     assert_eq!(WebDevice::key_id(content), kid);
+    assert_eq!(
+        status_license(&owner),
+        owner
+            .client()
+            .license_id(content.into_id())
+            .unwrap()
+            .0
+            .to_string()
+    );
     // The stranger holds the container but no license: no key.
     stranger.store_content(&s.download(content)).unwrap();
     assert!(stranger.clearkey_license(content).is_err());
@@ -198,18 +210,29 @@ fn bytes_from_anywhere_give_typed_errors() {
     let mut device = s.device(1, 1);
     let keys = device.keys();
     let state = device.save();
-    assert!(WebDevice::registration_request(&[1; 31], s.user, 1).is_err());
-    assert!(WebDevice::register(&[1; 32], s.user, 1, b"not sealed").is_err());
-    // Every cut of the keys and of the state is refused, never a panic.
+    let mut short = [1; 31];
+    assert!(WebDevice::start_registration(&mut short, s.user, 1).is_err());
+    assert_eq!(short, [0; 31], "a refused seed is zeroed too");
+    let pending = WebDevice::start_registration(&mut [1; 32], s.user, 1).unwrap();
+    assert!(pending.finish(b"not sealed").is_err());
+    // Every cut of the keys and of the state is refused, never a panic; the keys are zeroed.
     for cut in 0..keys.len() {
-        assert!(WebDevice::load(&keys[..cut], &state).is_err(), "keys cut at {cut}");
+        let mut cut_keys = keys[..cut].to_vec();
+        assert!(
+            WebDevice::load(&mut cut_keys, &state).is_err(),
+            "keys cut at {cut}"
+        );
+        assert!(cut_keys.iter().all(|&b| b == 0));
     }
-    for cut in (0..state.len()).step_by(7) {
-        assert!(WebDevice::load(&keys, &state[..cut]).is_err(), "state cut at {cut}");
+    for cut in 0..state.len() {
+        assert!(
+            WebDevice::load(&mut keys.to_vec(), &state[..cut]).is_err(),
+            "state cut at {cut}"
+        );
     }
-    let mut other_version = keys.clone();
+    let mut other_version = keys.to_vec();
     other_version[4] = 2;
-    assert!(WebDevice::load(&other_version, &state).is_err());
+    assert!(WebDevice::load(&mut other_version, &state).is_err());
     for garbage in [&b""[..], b"TCMP", b"\x00\x01\x02", &[0xff; 300]] {
         assert!(device.store_ekb(garbage).is_err());
         assert!(device.acquire_license(garbage).is_err());
@@ -224,6 +247,14 @@ fn bytes_from_anywhere_give_typed_errors() {
     assert!(device.play(99, NOW).is_err());
     // Nothing of that changed the device.
     assert_eq!(device.save(), state);
+}
+
+fn status_license(device: &WebDevice) -> String {
+    let status: serde_json::Value = serde_json::from_str(&device.status()).unwrap();
+    status["licenses"][0]["license"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 trait IntoId {

@@ -18,6 +18,9 @@ use treecast::license::{
     Client, ClientId, Clock, ContentId, Error, MovePackage, ServerId, SystemClock, Unverified,
 };
 
+/// The largest move package file read: a certificate at its largest and the rest, with room.
+const MAX_PACKAGE: u64 = 64 << 10;
+
 use super::{
     cenc_path, load, read_credential, refresh_server_keys, save, store_media, write_atomically,
 };
@@ -59,8 +62,25 @@ pub(super) fn out(
     to: ClientId,
     out: &Path,
 ) -> anyhow::Result<()> {
+    // Never over an existing file: `--out` naming the device's own state would destroy it.
+    anyhow::ensure!(
+        !out.exists(),
+        "{} exists: the move package goes to a new file",
+        out.display()
+    );
     let (mut source, t) = load(device)?;
     let certificate = certificate(device, &mut source, &t, content, to)?;
+    let certified = Unverified::<CopyCertificateTbs>::from_bytes(&certificate)
+        .map_err(Error::from)?
+        .unverified()
+        .clone();
+    if certified.destination != to {
+        bail!(
+            "a move of {content} to {} is under way in {}: move it out to that client",
+            certified.destination,
+            device.display()
+        );
+    }
     let package = package(device, &mut source, &t, &certificate)?;
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -72,11 +92,12 @@ pub(super) fn out(
     write_atomically(dir, &name.to_string_lossy(), &package.to_bytes())?;
     forget_pending(device, content)?;
     println!(
-        "moved content {} out of client {} to client {}: {}",
+        "moved content {} out of client {} to client {}: {} (to move in before Unix time {})",
         content.0,
         source.id().0,
         to.0,
-        out.display()
+        out.display(),
+        certified.expires_at.0
     );
     Ok(())
 }
@@ -86,7 +107,8 @@ pub(super) fn into(device: &Path, credential_file: &Path, package: &Path) -> any
     let credential = read_credential(credential_file)?;
     let (mut destination, t) = load(device)?;
     let bytes = zeroize::Zeroizing::new(
-        fs::read(package).with_context(|| format!("cannot read {}", package.display()))?,
+        super::super::input::read_bounded(package, MAX_PACKAGE)
+            .with_context(|| format!("cannot read {}", package.display()))?,
     );
     let package = MovePackage::from_bytes(&bytes)
         .with_context(|| format!("{}: not a move package", package.display()))?;
@@ -188,8 +210,10 @@ fn receive(
     let server = destination.server();
     refresh_server_keys(t, destination, server);
     match t.with_server_keys(destination, |c| c.move_in(package, SystemClock.now())) {
-        // Moved in by an earlier run that stopped before it forgot the request.
-        Ok(()) | Err(Error::CertificateReplayed(_)) => {}
+        Ok(()) => {}
+        // Moved in by an earlier run that stopped before it forgot the request: done, if the
+        // device still holds what that run stored.
+        Err(Error::CertificateReplayed(_)) if destination.license_id(content).is_some() => {}
         Err(e) => return Err(e.into()),
     }
     t.complete(destination, content)?;
