@@ -38,6 +38,22 @@ pub(crate) fn chromium() -> Option<PathBuf> {
     found
 }
 
+/// How Chromium runs here: headless in real time (`--virtual-time-budget` never starts
+/// playback), without its sandbox (as root), muted with autoplay allowed, and with no
+/// background connections for this machine's closed network to refuse.
+pub(crate) const HEADLESS: [&str; 10] = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--mute-audio",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+];
+
 /// What the page posted, one JSON object a line.
 type Log = Arc<Mutex<Vec<serde_json::Value>>>;
 
@@ -111,14 +127,7 @@ impl Browser {
     pub(crate) fn open(binary: &Path, url: &str) -> Self {
         let profile = tempfile::tempdir().unwrap();
         let child = Command::new(binary)
-            .args([
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--mute-audio",
-                "--autoplay-policy=no-user-gesture-required",
-            ])
+            .args(HEADLESS)
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg(url)
             .stdout(Stdio::null())

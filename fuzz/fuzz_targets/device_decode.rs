@@ -1,6 +1,6 @@
 //! What a device reads from outside or from its own storage: a registration request, a sealed
 //! registration (from the network service), a registration, a move package (from another
-//! program's device), and a saved client state. Nothing
+//! program's device), a web device's keys, and a saved client state. Nothing
 //! may panic; what a loaded state saves loads back to the same state. A state is sealed under
 //! the device key, which random bytes do not pass: the fuzzer's bytes are also sealed by the
 //! harness (`hazmat_seal_state`), so that it reaches the decoder behind the seal.
@@ -57,6 +57,9 @@ fuzz_target!(|data: &[u8]| {
     );
     let registration = treecast_protocol::Registration::from_bytes(registration).unwrap();
     let client = Client::new(signing.clone(), registration).unwrap();
+    // The bytes as a web device's keys (issue 30: what the page reads back from IndexedDB),
+    // with this device's state: a typed error or the device, never a panic.
+    let _ = treecast_web::WebDevice::load(data, &client.save());
     // The bytes as a state, and the bytes sealed as this device would seal them.
     let mut body = b"TCCS\x02".to_vec();
     body.extend_from_slice(&client.id().0.to_be_bytes());

@@ -169,6 +169,11 @@ pub(crate) struct ServeArgs {
     /// finish the requests in flight.
     #[arg(long, env = "TREECAST_DRAIN_DELAY", default_value_t = 0)]
     drain_delay: u64,
+    /// How long a copy certificate stays valid, in seconds: a move package (the web device's,
+    /// `client move-out`'s) must be moved in before then, or the move fails and the license is
+    /// lost to both devices (the source deleted it).
+    #[arg(long, env = "TREECAST_CERTIFICATE_VALIDITY", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=2_592_000))]
+    certificate_validity: u64,
     /// Serve the web device's page (issue 30) from this directory at `/app/`: what
     /// `scripts/build-web.sh` builds (`target/web`).
     #[arg(long, env = "TREECAST_APP")]
@@ -268,7 +273,9 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
         registry,
         tariff(&args.offers, args.loan_copies)?,
         Arc::new(SystemClock),
-        DistributorConfig::default().with_storage_key_id(args.storage_key_id),
+        DistributorConfig::default()
+            .with_storage_key_id(args.storage_key_id)
+            .with_certificate_validity(args.certificate_validity),
     )?;
     let (admin, created) = AdminToken::load_or_create(admin_token).map_err(anyhow::Error::msg)?;
     if created {

@@ -27,21 +27,8 @@ impl Chromium {
     pub(crate) fn launch(binary: &Path) -> Self {
         let profile = tempfile::tempdir().unwrap();
         let mut child = Command::new(binary)
-            .args([
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--mute-audio",
-                "--autoplay-policy=no-user-gesture-required",
-                // This machine's network is closed: no background connections to refuse.
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-quic",
-                "--remote-debugging-port=0",
-                "--window-size=1200,900",
-            ])
+            .args(super::HEADLESS)
+            .args(["--remote-debugging-port=0", "--window-size=1200,900"])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdout(Stdio::null())

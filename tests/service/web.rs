@@ -51,6 +51,42 @@ pub(crate) fn web_dir() -> Option<PathBuf> {
     None
 }
 
+/// A service with the web device's page (`extra` its further flags) on a new SQLite registry,
+/// with a user (`alice.credential`): its directory, the service and Chromium; `None` (skipped)
+/// where Chromium or the built page is absent.
+fn web_service(extra: &[&str]) -> Option<(tempfile::TempDir, Served, PathBuf)> {
+    let chromium = crate::browser::chromium()?;
+    let web = web_dir()?;
+    let dir = keyed_dir();
+    let store = format!("sqlite:{}", dir.path().join("registry.sqlite").display());
+    let mut args = vec![
+        "--auth-failures-per-address",
+        "0",
+        "--app",
+        web.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let served = Served::start(dir.path(), &store, &args);
+    admin_cli(
+        dir.path(),
+        &served,
+        &["create-user", "--credential-out", "alice.credential"],
+    );
+    Some((dir, served, chromium))
+}
+
+/// `treecast admin ARGS` against `served`, in `dir`: its standard output.
+fn admin_cli(dir: &Path, served: &Served, args: &[&str]) -> String {
+    let token = dir.join("admin.token");
+    let to = [
+        "--server",
+        &served.base,
+        "--admin-token",
+        token.to_str().unwrap(),
+    ];
+    treecast(dir, &[&["admin"][..], args, &to].concat())
+}
+
 /// A browser with the page open and its device (if any) loaded.
 pub(crate) fn open_page(chromium: &Path, url: &str) -> Chromium {
     let mut browser = Chromium::launch(chromium);
@@ -122,31 +158,14 @@ fn licensed(browser: &mut Chromium) -> Vec<u64> {
 
 #[test]
 fn the_web_device_registers_buys_plays_and_moves_with_browsers_and_the_cli() {
-    let Some(chromium) = crate::browser::chromium() else {
+    // A day to carry a move package from one device to another.
+    let Some((dir, served, chromium)) = web_service(&["--certificate-validity", "86400"]) else {
         return;
     };
-    let Some(web) = web_dir() else {
-        return;
-    };
-    let dir = keyed_dir();
     let d = dir.path();
-    let store = format!("sqlite:{}", d.join("registry.sqlite").display());
-    let served = Served::start(
-        d,
-        &store,
-        &[
-            "--auth-failures-per-address",
-            "0",
-            "--app",
-            web.to_str().unwrap(),
-        ],
-    );
     let run = |args: &[&str]| treecast(d, args);
     let url = served.base.as_str();
-    let token = d.join("admin.token");
-    let admin = ["--server", url, "--admin-token", token.to_str().unwrap()];
-    let admin = |args: &[&str]| run(&[&["admin"][..], args, &admin].concat());
-    admin(&["create-user", "--credential-out", "alice.credential"]);
+    let admin = |args: &[&str]| admin_cli(d, &served, args);
     std::fs::write(d.join("clear.mp4"), CLEAR).unwrap();
     std::fs::write(d.join("note.txt"), NOTE).unwrap();
     assert_eq!(
@@ -326,7 +345,8 @@ fn the_web_device_registers_buys_plays_and_moves_with_browsers_and_the_cli() {
     assert!(refused.contains("signature"), "{refused}");
 
     // CLI → browser: the CLI device writes the package, the second browser moves in and plays.
-    run(&[
+    // The package is to be moved in within the service's certificate validity (a day here).
+    let moved_out = run(&[
         "client",
         "move-out",
         "--device",
@@ -338,6 +358,37 @@ fn the_web_device_registers_buys_plays_and_moves_with_browsers_and_the_cli() {
         "--out",
         "to-b.tcmp",
     ]);
+    let deadline: u64 = moved_out
+        .trim()
+        .strip_suffix(')')
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no deadline in {moved_out}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        deadline > now + 86_000 && deadline <= now + 86_400,
+        "{moved_out}"
+    );
+    // Never over an existing file (`--out` naming the device's state would destroy it).
+    let refused = treecast_refused(
+        d,
+        &[
+            "client",
+            "move-out",
+            "--device",
+            "desk",
+            "--content",
+            "1",
+            "--to-client",
+            &b_id.to_string(),
+            "--out",
+            "desk/state",
+        ],
+    );
+    assert!(refused.contains("exists"), "{refused}");
     let package = STANDARD.encode(std::fs::read(d.join("to-b.tcmp")).unwrap());
     assert_eq!(b.eval(&format!("treecast.moveIn('{package}')")).unwrap(), 1);
     b.eval("treecast.play(1)").unwrap();
@@ -399,27 +450,12 @@ fn the_web_device_registers_buys_plays_and_moves_with_browsers_and_the_cli() {
 #[ignore = "a measurement: run it in release and read what it prints"]
 fn web_device_timings() {
     use treecast::license::transport::{HttpTransport, Retries, Transport};
-    let (Some(chromium), Some(web)) = (crate::browser::chromium(), web_dir()) else {
+    let Some((dir, served, chromium)) = web_service(&[]) else {
         return;
     };
-    let dir = keyed_dir();
     let d = dir.path();
-    let store = format!("sqlite:{}", d.join("registry.sqlite").display());
-    let served = Served::start(
-        d,
-        &store,
-        &[
-            "--auth-failures-per-address",
-            "0",
-            "--app",
-            web.to_str().unwrap(),
-        ],
-    );
     let url = served.base.as_str();
-    let token = d.join("admin.token");
-    let admin = ["--server", url, "--admin-token", token.to_str().unwrap()];
-    let admin = |args: &[&str]| treecast(d, &[&["admin"][..], args, &admin].concat());
-    admin(&["create-user", "--credential-out", "alice.credential"]);
+    let admin = |args: &[&str]| admin_cli(d, &served, args);
     std::fs::write(d.join("clear.mp4"), CLEAR).unwrap();
     admin(&["publish", "--file", "clear.mp4", "--cenc"]);
     let text = std::fs::read_to_string(d.join("alice.credential")).unwrap();

@@ -113,7 +113,7 @@ impl PendingRegistration {
 }
 
 /// A registered device in a browser: its client (key set, licenses, EKBs, containers) and the
-/// seed of its signing key. Made by [`WebDevice::register`] or [`WebDevice::load`].
+/// seed of its signing key. Made by [`PendingRegistration::finish`] or [`WebDevice::load`].
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen)]
 pub struct WebDevice {
     client: Client,
