@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
     let client = Client::new(signing.clone(), registration).unwrap();
     // The bytes as a web device's keys (issue 30: what the page reads back from IndexedDB),
     // with this device's state: a typed error or the device, never a panic.
-    let _ = treecast_web::WebDevice::load(data, &client.save());
+    let _ = treecast_web::WebDevice::load(&mut data.to_vec(), &client.save());
     // The bytes as a state, and the bytes sealed as this device would seal them.
     let mut body = b"TCCS\x02".to_vec();
     body.extend_from_slice(&client.id().0.to_be_bytes());
