@@ -478,7 +478,9 @@ const actions = {
 const quiet = (p) => p.catch(() => {});
 $('register-form').addEventListener('submit', (e) => {
   e.preventDefault();
-  quiet(actions.register($('user').value, $('credential').value, $('license-server').value));
+  const credentialHex = $('credential').value;
+  $('credential').value = ''; // kept wrapped in IndexedDB, not in the form
+  quiet(actions.register($('user').value, credentialHex, $('license-server').value));
 });
 $('buy').addEventListener('click', () => quiet(actions.buy($('content').value)));
 $('play').addEventListener('click', () => quiet(actions.play($('content').value)));
