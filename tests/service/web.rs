@@ -566,3 +566,88 @@ fn web_device_timings() {
         firsts[3], firsts[0], firsts[6]
     );
 }
+
+/// Sends `request` on a new connection to `address` and reads the whole answer (the server
+/// closes: `Connection: close`, or a body it will not read).
+fn raw(address: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    // A guard against a hang, not a measure: the server answers at once or not at all.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// `/app/` as anyone on the internet reaches it, over a raw socket (no browser to tidy the
+/// path): a file beside the page's directory is out of reach whatever the spelling of `..`, a
+/// directory is neither listed nor redirected, a huge body is answered without being read,
+/// and the page comes with its headers. Needs no browser and no build: a directory of its own
+/// stands for the page.
+#[test]
+fn the_app_directory_gives_its_files_and_nothing_beside_them() {
+    let dir = keyed_dir();
+    let d = dir.path();
+    let web = d.join("web");
+    std::fs::create_dir_all(web.join("pkg")).unwrap();
+    std::fs::write(
+        web.join("index.html"),
+        "<!doctype html><title>the page</title>",
+    )
+    .unwrap();
+    std::fs::write(web.join("pkg/module.js"), "export {};").unwrap();
+    std::fs::write(d.join("secret.txt"), "SECRET BESIDE THE PAGE").unwrap();
+    let store = format!("sqlite:{}", d.join("registry.sqlite").display());
+    let served = Served::start(d, &store, &["--app", web.to_str().unwrap()]);
+    let address = served.base.strip_prefix("http://").unwrap();
+    let get = |target: &str| {
+        raw(
+            address,
+            &format!("GET {target} HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    let page = get("/app/").to_ascii_lowercase();
+    assert!(page.starts_with("http/1.1 200"), "{page}");
+    assert!(page.contains("the page"), "{page}");
+    assert!(
+        page.contains("content-security-policy: default-src 'none'"),
+        "{page}"
+    );
+    assert!(page.contains("x-content-type-options: nosniff"), "{page}");
+    assert!(get("/app/pkg/module.js").starts_with("HTTP/1.1 200"));
+    for target in [
+        "/app/../secret.txt",
+        "/app/%2e%2e/secret.txt",
+        "/app/..%2fsecret.txt",
+        "/app/%2e%2e%2fsecret.txt",
+        "/app/pkg/../../secret.txt",
+        "/app/pkg/%2e%2e/%2e%2e/secret.txt",
+        "/app//../secret.txt",
+        "/app/%5c..%5csecret.txt",
+        "/app/pkg",
+        "/app/pkg/",
+        "/app/%00",
+    ] {
+        let answer = get(target);
+        assert!(!answer.contains("SECRET"), "{target}: {answer}");
+        let status = answer.get(9..12).unwrap_or_default();
+        assert!(
+            status.starts_with('4'),
+            "{target}: not refused as the client's error: {answer}"
+        );
+    }
+    // Gigabytes announced to a page's file: answered at once (the method is not allowed), the
+    // body never read (had it waited for it, the body's deadline would answer 408).
+    let answer = raw(
+        address,
+        "POST /app/index.html HTTP/1.1\r\nHost: shop\r\nContent-Length: 10000000000\r\n\r\npartial",
+    );
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    // `/app` leads to `/app/`, nowhere else.
+    let answer = get("/app").to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 303"), "{answer}");
+    assert!(answer.contains("location: /app/\r\n"), "{answer}");
+}
