@@ -179,13 +179,18 @@ pub(crate) fn keyed_dir() -> tempfile::TempDir {
     dir
 }
 
-/// `treecast ARGS` in `dir`, which must fail: its standard error.
-pub(crate) fn treecast_refused(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
+/// `treecast ARGS` in `dir`, run to its end.
+fn treecast_run(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_treecast"))
         .current_dir(dir)
         .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// `treecast ARGS` in `dir`, which must fail: its standard error.
+pub(crate) fn treecast_refused(dir: &Path, args: &[&str]) -> String {
+    let out = treecast_run(dir, args);
     assert!(
         !out.status.success(),
         "treecast {args:?} succeeded: {}",
@@ -196,11 +201,7 @@ pub(crate) fn treecast_refused(dir: &Path, args: &[&str]) -> String {
 
 /// `treecast ARGS` in `dir`, which must succeed: its standard output.
 pub(crate) fn treecast(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_treecast"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = treecast_run(dir, args);
     assert!(
         out.status.success(),
         "treecast {args:?}: {}",

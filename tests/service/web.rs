@@ -346,18 +346,28 @@ fn the_web_device_registers_buys_plays_and_moves_with_browsers_and_the_cli() {
 
     // CLI → browser: the CLI device writes the package, the second browser moves in and plays.
     // The package is to be moved in within the service's certificate validity (a day here).
-    let moved_out = run(&[
-        "client",
-        "move-out",
-        "--device",
-        "desk",
-        "--content",
-        "1",
-        "--to-client",
-        &b_id.to_string(),
-        "--out",
-        "to-b.tcmp",
-    ]);
+    let to_b = b_id.to_string();
+    let move_out_to = |out: &'static str| {
+        [
+            "client",
+            "move-out",
+            "--device",
+            "desk",
+            "--content",
+            "1",
+            "--to-client",
+            to_b.as_str(),
+            "--out",
+            out,
+        ]
+    };
+    // Never over an existing file (`--out` naming the device's state would destroy it): refused
+    // before anything changes.
+    let state = std::fs::read(d.join("desk/state")).unwrap();
+    let refused = treecast_refused(d, &move_out_to("desk/state"));
+    assert!(refused.contains("exists"), "{refused}");
+    assert!(std::fs::read(d.join("desk/state")).unwrap() == state);
+    let moved_out = run(&move_out_to("to-b.tcmp"));
     let deadline: u64 = moved_out
         .trim()
         .strip_suffix(')')
@@ -372,23 +382,6 @@ fn the_web_device_registers_buys_plays_and_moves_with_browsers_and_the_cli() {
         deadline > now + 86_000 && deadline <= now + 86_400,
         "{moved_out}"
     );
-    // Never over an existing file (`--out` naming the device's state would destroy it).
-    let refused = treecast_refused(
-        d,
-        &[
-            "client",
-            "move-out",
-            "--device",
-            "desk",
-            "--content",
-            "1",
-            "--to-client",
-            &b_id.to_string(),
-            "--out",
-            "desk/state",
-        ],
-    );
-    assert!(refused.contains("exists"), "{refused}");
     let package = STANDARD.encode(std::fs::read(d.join("to-b.tcmp")).unwrap());
     assert_eq!(b.eval(&format!("treecast.moveIn('{package}')")).unwrap(), 1);
     b.eval("treecast.play(1)").unwrap();

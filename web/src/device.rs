@@ -129,6 +129,14 @@ impl core::fmt::Debug for WebDevice {
     }
 }
 
+/// What a copy certificate says, read without verifying it (for routing: whose keys to take,
+/// which content to download, by when); the device verifies it before it acts on it.
+fn unverified(certificate: &[u8]) -> Result<CopyCertificateTbs, WebError> {
+    Ok(Unverified::<CopyCertificateTbs>::from_bytes(certificate)?
+        .unverified()
+        .clone())
+}
+
 /// The seed the page drew (32 bytes), taken into the module and zeroed where it came from.
 fn take_seed(seed: &mut [u8]) -> Result<Zeroizing<[u8; 32]>, WebError> {
     let mut array = Zeroizing::new([0u8; 32]);
@@ -340,10 +348,7 @@ impl WebDevice {
     /// # Errors
     /// [`Error::Decode`] for bytes that are not a certificate.
     pub fn certificate_server(certificate: &[u8]) -> Result<u32, WebError> {
-        Ok(Unverified::<CopyCertificateTbs>::from_bytes(certificate)?
-            .unverified()
-            .server_id
-            .0)
+        Ok(unverified(certificate)?.server_id.0)
     }
 
     /// Moves out with the service's certificate: deletes this device's license and gives the
@@ -363,10 +368,7 @@ impl WebDevice {
     /// # Errors
     /// [`Error::Decode`] for bytes that are not a certificate.
     pub fn certificate_expires(certificate: &[u8]) -> Result<u64, WebError> {
-        Ok(Unverified::<CopyCertificateTbs>::from_bytes(certificate)?
-            .unverified()
-            .expires_at
-            .0)
+        Ok(unverified(certificate)?.expires_at.0)
     }
 
     /// The content a move package moves (read without verifying it): whose container to
@@ -376,12 +378,7 @@ impl WebDevice {
     /// [`Error::Decode`] for bytes that are not a move package.
     pub fn package_content(package: &[u8]) -> Result<u64, WebError> {
         let package = MovePackage::from_bytes(package)?;
-        Ok(
-            Unverified::<CopyCertificateTbs>::from_bytes(&package.certificate)?
-                .unverified()
-                .content_id
-                .0,
-        )
+        Ok(unverified(&package.certificate)?.content_id.0)
     }
 
     /// Moves in from a move package another device gave (a browser's or a command line's):
@@ -392,10 +389,10 @@ impl WebDevice {
     /// # Errors
     /// As `Device::move_in`; [`Error::Decode`] for bytes that are not a package.
     pub fn move_in(&mut self, package: &[u8], now: u64) -> Result<u64, WebError> {
-        let content = Self::package_content(package)?;
         let package = MovePackage::from_bytes(package)?;
+        let content = unverified(&package.certificate)?.content_id;
         self.client.move_in(&package, UnixTime(now))?;
-        Ok(content)
+        Ok(content.0)
     }
 
     /// What the device holds, as JSON: `{"client", "user", "server", "licenses": [{"content",

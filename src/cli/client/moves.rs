@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use treecast::license::certificate::{CopyCertificateTbs, MoveRequestTbs};
 use treecast::license::transport::{HttpTransport, Transport, TransportExt as _};
 use treecast::license::{
-    Client, ClientId, Clock, ContentId, Error, MovePackage, ServerId, SystemClock, Unverified,
+    Client, ClientId, Clock, ContentId, Error, MovePackage, SystemClock, Unverified,
 };
 
 /// The largest move package file read: a certificate at its largest and the rest, with room.
@@ -70,10 +70,7 @@ pub(super) fn out(
     );
     let (mut source, t) = load(device)?;
     let certificate = certificate(device, &mut source, &t, content, to)?;
-    let certified = Unverified::<CopyCertificateTbs>::from_bytes(&certificate)
-        .map_err(Error::from)?
-        .unverified()
-        .clone();
+    let certified = unverified(&certificate)?;
     if certified.destination != to {
         bail!(
             "a move of {content} to {} is under way in {}: move it out to that client",
@@ -112,10 +109,7 @@ pub(super) fn into(device: &Path, credential_file: &Path, package: &Path) -> any
     );
     let package = MovePackage::from_bytes(&bytes)
         .with_context(|| format!("{}: not a move package", package.display()))?;
-    let content = Unverified::<CopyCertificateTbs>::from_bytes(&package.certificate)
-        .map_err(Error::from)?
-        .unverified()
-        .content_id;
+    let content = unverified(&package.certificate)?.content_id;
     if !destination.holds(content) && !cenc_path(device, content).exists() {
         let container = t.download(destination.user(), &credential, content)?;
         store_media(device, &mut destination, content, container)?;
@@ -184,11 +178,7 @@ fn package(
     certificate: &[u8],
 ) -> anyhow::Result<MovePackage> {
     // The certificate is the destination server's: its newest key list first.
-    let server: ServerId = Unverified::<CopyCertificateTbs>::from_bytes(certificate)
-        .map_err(Error::from)?
-        .unverified()
-        .server_id;
-    refresh_server_keys(t, source, server);
+    refresh_server_keys(t, source, unverified(certificate)?.server_id);
     let package = t.with_server_keys(source, |c| c.move_out(certificate))?;
     save(dir, source)?;
     Ok(package)
@@ -202,10 +192,7 @@ fn receive(
     t: &HttpTransport,
     package: &MovePackage,
 ) -> anyhow::Result<()> {
-    let content = Unverified::<CopyCertificateTbs>::from_bytes(&package.certificate)
-        .map_err(Error::from)?
-        .unverified()
-        .content_id;
+    let content = unverified(&package.certificate)?.content_id;
     destination.store_ekb(&t.current_ekb()?.1)?;
     let server = destination.server();
     refresh_server_keys(t, destination, server);
@@ -218,6 +205,15 @@ fn receive(
     }
     t.complete(destination, content)?;
     save(dir, destination)
+}
+
+/// What a copy certificate says, read without verifying it: where a package goes and what it
+/// moves, for routing it (the container to download, whose keys to take); the devices verify
+/// it before they act on it.
+fn unverified(certificate: &[u8]) -> Result<CopyCertificateTbs, Error> {
+    Ok(Unverified::<CopyCertificateTbs>::from_bytes(certificate)?
+        .unverified()
+        .clone())
 }
 
 /// Forgets the source's kept request and certificate once the package is handed on.
